@@ -1,0 +1,179 @@
+//! The golden CPU backend: a plain interpreter of every IR op (an NPU graph backend that stands
+//! in for a real NPU) and the reference attention kernels (a compute backend).
+//!
+//! The arithmetic rules every backend is judged against are in [`reference::arith`].
+
+pub mod reference;
+
+use serde::{Deserialize, Serialize};
+use shadowattn_hal::{
+    AttentionInputs, Capabilities, CompiledGraph, ComputeBackend, DType, EventKind, FigureSource,
+    Graph, HalError, HeadsView, KeyBudget, NpuBackend, OpKind, ProfileEvent, QuantizedHeads,
+    Result, ScoreMatrix, Selection, TensorView, TensorViewMut,
+};
+use std::time::Instant;
+
+/// Registry name of the CPU backend.
+pub const NAME: &str = "cpu";
+
+const FORMAT: &str = "shadowattn-cpu-graph";
+const FORMAT_VERSION: u32 = 1;
+
+/// The golden CPU backend; implements both [`NpuBackend`] and [`ComputeBackend`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    /// The CPU backend.
+    pub fn new() -> Self {
+        CpuBackend
+    }
+}
+
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn event(name: &str, kind: EventKind, start: Instant, origin: Instant) -> ProfileEvent {
+    ProfileEvent {
+        name: name.to_string(),
+        kind,
+        track: NAME.into(),
+        start_ns: u64::try_from(start.duration_since(origin).as_nanos()).unwrap_or(u64::MAX),
+        duration_ns: elapsed_ns(start),
+        cycles: None,
+        source: FigureSource::Measured,
+    }
+}
+
+impl NpuBackend for CpuBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ops: OpKind::ALL
+                .into_iter()
+                .map(|op| (op, DType::ALL.to_vec()))
+                .collect(),
+            per_axis_quantization: true,
+            serialization: true,
+            max_rank: 8,
+        }
+    }
+
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>> {
+        let start = Instant::now();
+        self.capabilities().check(NAME, graph)?;
+        graph.validate()?;
+        let ev = event(graph.name(), EventKind::Compile, start, start);
+        Ok(Box::new(CpuGraph {
+            graph: graph.clone(),
+            compile_events: vec![ev],
+            origin: Instant::now(),
+        }))
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Box<dyn CompiledGraph>> {
+        let bad = |detail: String| HalError::Deserialize {
+            backend: NAME.into(),
+            detail,
+        };
+        let file: SerializedGraph = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("not a serialized graph: {e}")))?;
+        if file.format != FORMAT {
+            return Err(bad(format!(
+                "format is `{}`, expected `{FORMAT}`",
+                file.format
+            )));
+        }
+        if file.version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                file.version
+            )));
+        }
+        self.compile(&file.graph)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SerializedGraph {
+    format: String,
+    version: u32,
+    graph: Graph,
+}
+
+/// A graph "compiled" for the CPU: the validated IR, interpreted on each execution.
+#[derive(Debug)]
+struct CpuGraph {
+    graph: Graph,
+    compile_events: Vec<ProfileEvent>,
+    origin: Instant,
+}
+
+impl CompiledGraph for CpuGraph {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn compile_events(&self) -> &[ProfileEvent] {
+        &self.compile_events
+    }
+
+    fn execute(
+        &mut self,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> Result<Vec<ProfileEvent>> {
+        let start = Instant::now();
+        reference::graph::execute(&self.graph, inputs, outputs)?;
+        Ok(vec![event(
+            self.graph.name(),
+            EventKind::Launch,
+            start,
+            self.origin,
+        )])
+    }
+
+    fn serialize(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&SerializedGraph {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            graph: self.graph.clone(),
+        })
+        .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
+    }
+}
+
+impl ComputeBackend for CpuBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn quantize_heads(&self, x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads> {
+        reference::kernels::quantize_heads(x, scales)
+    }
+
+    fn topk(&self, scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
+        reference::kernels::topk(scores, budget)
+    }
+
+    fn sparse_attention(
+        &self,
+        inputs: AttentionInputs<'_>,
+        selections: &[Selection],
+        out: &mut [f32],
+    ) -> Result<()> {
+        reference::kernels::sparse_attention(inputs, selections, out)
+    }
+
+    fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
+        reference::kernels::dense_attention(inputs, out)
+    }
+}

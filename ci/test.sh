@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Passes all the tests: formatting, lints, docs and the whole test suite.
+# This is the README's test command and what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The CI machines have 2 cores; more jobs only add memory pressure.
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+bash ci/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== doc tests"
+cargo test --workspace --doc
+echo "== cargo nextest"
+cargo nextest run --workspace --no-fail-fast

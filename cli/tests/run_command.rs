@@ -1,0 +1,68 @@
+//! The `shadowattn run` command as a user runs it.
+
+use std::process::Command;
+
+fn shadowattn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn value(stdout: &str, key: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}` in:\n{stdout}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn run_prints_parseable_accuracy() {
+    let (code, stdout, stderr) =
+        shadowattn(&["run", "--q-len", "16", "--kv-len", "96", "--head-dim", "32"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(value(&stdout, "topk_recall_mean") >= 0.9, "{stdout}");
+    assert!(value(&stdout, "cosine_mean") > 0.9, "{stdout}");
+    assert!(value(&stdout, "oracle_mass_mean") >= value(&stdout, "attention_mass_mean") - 1e-4);
+}
+
+#[test]
+fn full_ratio_reproduces_dense() {
+    let (code, stdout, stderr) = shadowattn(&[
+        "run",
+        "--q-len",
+        "8",
+        "--kv-len",
+        "40",
+        "--head-dim",
+        "16",
+        "--ratio",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(value(&stdout, "rel_l2_p95") < 1e-5, "{stdout}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_exit_code() {
+    for (args, needle) in [
+        (&["run", "--kv-heads", "2"][..], "cannot be grouped"),
+        (&["run", "--ratio", "1.5"][..], "ratio"),
+        (&["run", "--npu", "nope"][..], "unknown NPU backend"),
+        (&["run", "--q-len", "600"][..], "q_len"),
+        (&["run", "--head-dim", "0"][..], "head_dim"),
+    ] {
+        let (code, _, stderr) = shadowattn(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let (code, _, _) = shadowattn(&["run", "--ratio", "abc"]);
+    assert_eq!(code, 2, "usage errors exit with 2");
+}

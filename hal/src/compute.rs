@@ -1,0 +1,611 @@
+//! The compute-kernel contract for CPU/GPU: quantization, causal top-k, sparse and dense attention.
+//!
+//! # Layouts
+//! Q is `[q_heads, q_len, head_dim]`, K and V are `[kv_heads, kv_len, head_dim]`, outputs are
+//! `[q_heads, q_len, head_dim]`, all row-major f32. Query head `h` reads KV head
+//! `h / (q_heads / kv_heads)` (grouped-query attention). Query row `i` sits at absolute position
+//! `q_offset + i`; with a causal mask it sees keys `0..=q_offset + i`.
+//!
+//! # Top-k tie-break
+//! Higher score first; among equal scores, the **lower key index** first. Every backend must
+//! select exactly this set and order.
+
+use crate::error::{HalError, Result};
+use serde::{Deserialize, Serialize};
+
+/// Shape and masking of one prefill attention chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionShape {
+    /// Number of query heads.
+    pub q_heads: usize,
+    /// Number of key/value heads; divides `q_heads`.
+    pub kv_heads: usize,
+    /// Query rows in the chunk.
+    pub q_len: usize,
+    /// Keys available (prefix plus chunk).
+    pub kv_len: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Absolute position of the chunk's first query row.
+    pub q_offset: usize,
+    /// Whether row `i` only sees keys `0..=q_offset + i`.
+    pub causal: bool,
+    /// Multiplier of the scores before softmax (usually `1/√head_dim`).
+    pub scale: f32,
+}
+
+impl AttentionShape {
+    /// A causal chunk with the default scale `1/√head_dim`.
+    pub fn causal(
+        q_heads: usize,
+        kv_heads: usize,
+        q_len: usize,
+        kv_len: usize,
+        head_dim: usize,
+    ) -> Self {
+        AttentionShape {
+            q_heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            q_offset: kv_len.saturating_sub(q_len),
+            causal: true,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Checks that the numbers describe a real chunk.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("q_heads", self.q_heads),
+            ("kv_heads", self.kv_heads),
+            ("q_len", self.q_len),
+            ("kv_len", self.kv_len),
+            ("head_dim", self.head_dim),
+        ] {
+            if v == 0 {
+                return Err(HalError::invalid_argument(name, "must be at least 1"));
+            }
+        }
+        if self.causal && self.q_len > self.kv_len {
+            return Err(HalError::invalid_argument(
+                "q_len",
+                format!(
+                    "{} causal query rows need at least as many keys, but kv_len is {}",
+                    self.q_len, self.kv_len
+                ),
+            ));
+        }
+        if self.q_heads % self.kv_heads != 0 {
+            return Err(HalError::invalid_argument(
+                "kv_heads",
+                format!(
+                    "{} query heads cannot be grouped over {} KV heads",
+                    self.q_heads, self.kv_heads
+                ),
+            ));
+        }
+        if self.causal && self.q_offset + self.q_len > self.kv_len {
+            return Err(HalError::invalid_argument(
+                "q_offset",
+                format!(
+                    "causal rows at positions {}..{} need {} keys but kv_len is {}",
+                    self.q_offset,
+                    self.q_offset + self.q_len,
+                    self.q_offset + self.q_len,
+                    self.kv_len
+                ),
+            ));
+        }
+        if !self.scale.is_finite() || self.scale <= 0.0 {
+            return Err(HalError::invalid_argument(
+                "scale",
+                format!("must be finite and positive, got {}", self.scale),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The KV head read by query head `h`.
+    pub fn kv_head_of(&self, h: usize) -> usize {
+        h / (self.q_heads / self.kv_heads)
+    }
+
+    /// Number of keys query row `i` may attend to.
+    pub fn valid_keys(&self, row: usize) -> usize {
+        if self.causal {
+            (self.q_offset + row + 1).min(self.kv_len)
+        } else {
+            self.kv_len
+        }
+    }
+}
+
+/// Borrowed Q, K and V of one chunk.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionInputs<'a> {
+    /// Queries, `[q_heads, q_len, head_dim]`.
+    pub q: &'a [f32],
+    /// Keys, `[kv_heads, kv_len, head_dim]`.
+    pub k: &'a [f32],
+    /// Values, `[kv_heads, kv_len, head_dim]`.
+    pub v: &'a [f32],
+    /// Shape and masking.
+    pub shape: AttentionShape,
+}
+
+impl<'a> AttentionInputs<'a> {
+    /// Borrowed inputs, checked against `shape`.
+    pub fn new(q: &'a [f32], k: &'a [f32], v: &'a [f32], shape: AttentionShape) -> Result<Self> {
+        shape.validate()?;
+        let s = &shape;
+        for (name, got, want) in [
+            ("q", q.len(), s.q_heads * s.q_len * s.head_dim),
+            ("k", k.len(), s.kv_heads * s.kv_len * s.head_dim),
+            ("v", v.len(), s.kv_heads * s.kv_len * s.head_dim),
+        ] {
+            if got != want {
+                return Err(HalError::BufferMismatch {
+                    tensor: name.into(),
+                    detail: format!("expected {want} elements for {s:?}, got {got}"),
+                });
+            }
+        }
+        Ok(AttentionInputs { q, k, v, shape })
+    }
+
+    /// Number of elements of the output, `q_heads · q_len · head_dim`.
+    pub fn output_len(&self) -> usize {
+        self.shape.q_heads * self.shape.q_len * self.shape.head_dim
+    }
+
+    /// Exact unscaled scores `q·kᵀ` of query head `head` (f64 accumulation), `[q_len, kv_len]`.
+    pub fn exact_scores(&self, head: usize) -> Result<Vec<f32>> {
+        let s = self.shape;
+        if head >= s.q_heads {
+            return Err(HalError::invalid_argument(
+                "head",
+                format!("head {head} does not exist ({} query heads)", s.q_heads),
+            ));
+        }
+        let d = s.head_dim;
+        let kv = s.kv_head_of(head);
+        let mut scores = Vec::with_capacity(s.q_len * s.kv_len);
+        for i in 0..s.q_len {
+            let q = &self.q[(head * s.q_len + i) * d..][..d];
+            for j in 0..s.kv_len {
+                let k = &self.k[(kv * s.kv_len + j) * d..][..d];
+                let dot: f64 = q
+                    .iter()
+                    .zip(k)
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                    .sum();
+                scores.push(dot as f32);
+            }
+        }
+        Ok(scores)
+    }
+}
+
+/// Borrowed f32 data laid out `[heads, rows, dim]`.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadsView<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Number of heads.
+    pub heads: usize,
+    /// Rows per head.
+    pub rows: usize,
+    /// Elements per row.
+    pub dim: usize,
+}
+
+impl<'a> HeadsView<'a> {
+    /// A view, checking that `data` holds `heads · rows · dim` values.
+    pub fn new(data: &'a [f32], heads: usize, rows: usize, dim: usize) -> Result<Self> {
+        if heads == 0 || rows == 0 || dim == 0 {
+            return Err(HalError::invalid_argument(
+                "heads/rows/dim",
+                format!("must all be at least 1, got {heads}/{rows}/{dim}"),
+            ));
+        }
+        if data.len() != heads * rows * dim {
+            return Err(HalError::BufferMismatch {
+                tensor: "heads".into(),
+                detail: format!(
+                    "expected {heads}·{rows}·{dim} = {} values, got {}",
+                    heads * rows * dim,
+                    data.len()
+                ),
+            });
+        }
+        Ok(HeadsView {
+            data,
+            heads,
+            rows,
+            dim,
+        })
+    }
+
+    /// The values of head `h`.
+    pub fn head(&self, h: usize) -> &'a [f32] {
+        let n = self.rows * self.dim;
+        &self.data[h * n..(h + 1) * n]
+    }
+}
+
+/// Symmetric INT8 data with one scale per head (zero point 0), laid out `[heads, rows, dim]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedHeads {
+    /// The quantized values.
+    pub data: Vec<i8>,
+    /// One scale per head.
+    pub scales: Vec<f32>,
+    /// Number of heads.
+    pub heads: usize,
+    /// Rows per head.
+    pub rows: usize,
+    /// Elements per row.
+    pub dim: usize,
+}
+
+impl QuantizedHeads {
+    /// The quantized values of head `h`.
+    pub fn head(&self, h: usize) -> &[i8] {
+        let n = self.rows * self.dim;
+        &self.data[h * n..(h + 1) * n]
+    }
+}
+
+/// Element values of a score matrix.
+#[derive(Clone, Copy, Debug)]
+pub enum ScoreData<'a> {
+    /// Raw INT32 accumulators (the pilot's MatMul output).
+    I32(&'a [i32]),
+    /// Requantized INT8 scores.
+    I8(&'a [i8]),
+    /// Float scores.
+    F32(&'a [f32]),
+}
+
+impl ScoreData<'_> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            ScoreData::I32(d) => d.len(),
+            ScoreData::I8(d) => d.len(),
+            ScoreData::F32(d) => d.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One head's `[rows, cols]` score matrix (query rows × keys), with its causal placement.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreMatrix<'a> {
+    /// The scores, row-major.
+    pub data: ScoreData<'a>,
+    /// Query rows.
+    pub rows: usize,
+    /// Keys.
+    pub cols: usize,
+    /// Absolute position of row 0.
+    pub q_offset: usize,
+    /// Whether row `i` only sees keys `0..=q_offset + i`.
+    pub causal: bool,
+}
+
+impl<'a> ScoreMatrix<'a> {
+    /// A causal score matrix, checked for size and placement.
+    pub fn causal(data: ScoreData<'a>, rows: usize, cols: usize, q_offset: usize) -> Result<Self> {
+        let m = ScoreMatrix {
+            data,
+            rows,
+            cols,
+            q_offset,
+            causal: true,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks size and causal placement.
+    pub fn validate(&self) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
+            return Err(HalError::invalid_argument(
+                "scores",
+                format!(
+                    "rows and cols must be at least 1, got {}x{}",
+                    self.rows, self.cols
+                ),
+            ));
+        }
+        if self.data.len() != self.rows * self.cols {
+            return Err(HalError::BufferMismatch {
+                tensor: "scores".into(),
+                detail: format!(
+                    "expected {}x{} = {} values, got {}",
+                    self.rows,
+                    self.cols,
+                    self.rows * self.cols,
+                    self.data.len()
+                ),
+            });
+        }
+        if self.causal && self.q_offset + self.rows > self.cols {
+            return Err(HalError::invalid_argument(
+                "q_offset",
+                format!(
+                    "causal rows at positions {}..{} need {} keys but the scores have {} columns",
+                    self.q_offset,
+                    self.q_offset + self.rows,
+                    self.q_offset + self.rows,
+                    self.cols
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of keys row `i` may select from.
+    pub fn valid_keys(&self, row: usize) -> usize {
+        if self.causal {
+            (self.q_offset + row + 1).min(self.cols)
+        } else {
+            self.cols
+        }
+    }
+}
+
+/// How many keys each query row keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum KeyBudget {
+    /// Exactly `k` keys per row; a row with fewer valid keys is an error.
+    Fixed(usize),
+    /// `ceil(ratio · n)` keys for a row with `n` valid keys, at least `min(min_keys, n)`.
+    Ratio {
+        /// Fraction of the valid keys kept, in (0, 1].
+        ratio: f32,
+        /// Floor on the kept count.
+        min_keys: usize,
+    },
+}
+
+impl KeyBudget {
+    /// Checks the budget's own parameters.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            KeyBudget::Fixed(0) => Err(HalError::invalid_argument("k", "must be at least 1")),
+            KeyBudget::Ratio { ratio, .. } if !(ratio > 0.0 && ratio <= 1.0) => Err(
+                HalError::invalid_argument("ratio", format!("must be in (0, 1], got {ratio}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keys to keep for a row with `valid` keys; row `row` is named in the error.
+    pub fn keys_for(&self, row: usize, valid: usize) -> Result<usize> {
+        match *self {
+            KeyBudget::Fixed(k) if k > valid => Err(HalError::invalid_argument(
+                "k",
+                format!("k = {k} exceeds the {valid} keys of the causal prefix of query row {row}"),
+            )),
+            KeyBudget::Fixed(k) => Ok(k),
+            KeyBudget::Ratio { ratio, min_keys } => {
+                let k = (f64::from(ratio) * valid as f64).ceil() as usize;
+                Ok(k.max(min_keys.min(valid)).min(valid))
+            }
+        }
+    }
+}
+
+/// Selected key indices per query row (compressed rows), each row ordered by the tie-break rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// `row_offsets[i]..row_offsets[i + 1]` is row `i`'s range in `indices`; length rows + 1.
+    pub row_offsets: Vec<usize>,
+    /// Selected key indices.
+    pub indices: Vec<u32>,
+}
+
+impl Selection {
+    /// An empty selection with no rows.
+    pub fn new() -> Self {
+        Selection {
+            row_offsets: vec![0],
+            indices: Vec::new(),
+        }
+    }
+
+    /// Appends a row.
+    pub fn push_row(&mut self, indices: &[u32]) {
+        self.indices.extend_from_slice(indices);
+        self.row_offsets.push(self.indices.len());
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.row_offsets.len().saturating_sub(1)
+    }
+
+    /// The selected keys of row `i`.
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.indices[self.row_offsets[i]..self.row_offsets[i + 1]]
+    }
+
+    /// Checks that the selection fits a chunk: one row per query row, each index valid for its row
+    /// (inside the causal prefix) and not repeated. `head` names it in errors.
+    pub fn validate_for(&self, head: usize, shape: &AttentionShape) -> Result<()> {
+        let what = format!("selection of head {head}");
+        let consistent = self.row_offsets.first() == Some(&0)
+            && self.row_offsets.windows(2).all(|w| w[0] <= w[1])
+            && self.row_offsets.last() == Some(&self.indices.len());
+        if !consistent {
+            return Err(HalError::invalid_argument(
+                what,
+                "row offsets are inconsistent",
+            ));
+        }
+        if self.rows() != shape.q_len {
+            return Err(HalError::invalid_argument(
+                what,
+                format!("has {} rows but the chunk has {}", self.rows(), shape.q_len),
+            ));
+        }
+        let mut seen = vec![u32::MAX; shape.kv_len];
+        for i in 0..self.rows() {
+            let valid = shape.valid_keys(i);
+            let row = self.row(i);
+            if row.is_empty() {
+                return Err(HalError::invalid_argument(
+                    what,
+                    format!("query row {i} selects no key"),
+                ));
+            }
+            for &j in row {
+                if j as usize >= valid {
+                    return Err(HalError::invalid_argument(
+                        what,
+                        format!("query row {i} selects key {j}, outside its {valid} valid keys"),
+                    ));
+                }
+                if std::mem::replace(&mut seen[j as usize], i as u32) == i as u32 {
+                    return Err(HalError::invalid_argument(
+                        what,
+                        format!("query row {i} selects key {j} twice"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compute kernels on host memory (CPU now, GPU later).
+///
+/// Object safe, so a kernel backend can be chosen by name at run time.
+pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
+    /// The backend's registry name.
+    fn name(&self) -> &str;
+
+    /// Symmetric INT8 quantization, one scale per head. With `scales = None` each head's scale is
+    /// `max|x| / 127` (1.0 for an all-zero head); with given scales, values saturate to ±127.
+    fn quantize_heads(&self, x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads>;
+
+    /// Top-k keys per query row over the row's causal prefix, ordered by the tie-break rule.
+    fn topk(&self, scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection>;
+
+    /// Softmax·V over each row's selected keys only (renormalised), one selection per query head.
+    /// Writes `[q_heads, q_len, head_dim]` into `out`.
+    fn sparse_attention(
+        &self,
+        inputs: AttentionInputs<'_>,
+        selections: &[Selection],
+        out: &mut [f32],
+    ) -> Result<()>;
+
+    /// Full softmax attention over every valid key. Writes `[q_heads, q_len, head_dim]` into `out`.
+    fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()>;
+}
+
+/// Checks an output buffer's length for `inputs`.
+pub fn check_output_len(inputs: &AttentionInputs<'_>, out: &[f32]) -> Result<()> {
+    if out.len() != inputs.output_len() {
+        return Err(HalError::BufferMismatch {
+            tensor: "out".into(),
+            detail: format!(
+                "expected {} elements, got {}",
+                inputs.output_len(),
+                out.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_clamp_and_reject() {
+        let r = KeyBudget::Ratio {
+            ratio: 0.2,
+            min_keys: 4,
+        };
+        assert_eq!(r.keys_for(0, 1).unwrap(), 1);
+        assert_eq!(r.keys_for(0, 10).unwrap(), 4);
+        assert_eq!(r.keys_for(0, 101).unwrap(), 21);
+        assert!(KeyBudget::Fixed(5).keys_for(3, 4).is_err());
+        assert!(KeyBudget::Ratio {
+            ratio: 0.0,
+            min_keys: 1
+        }
+        .validate()
+        .is_err());
+        assert!(KeyBudget::Ratio {
+            ratio: f32::NAN,
+            min_keys: 1
+        }
+        .validate()
+        .is_err());
+        assert!(KeyBudget::Ratio {
+            ratio: 1.5,
+            min_keys: 1
+        }
+        .validate()
+        .is_err());
+        assert!(KeyBudget::Fixed(0).validate().is_err());
+    }
+
+    #[test]
+    fn shapes_are_validated() {
+        let mut s = AttentionShape::causal(4, 2, 8, 16, 32);
+        assert_eq!(s.q_offset, 8);
+        s.validate().unwrap();
+        assert_eq!(s.kv_head_of(3), 1);
+        assert_eq!(s.valid_keys(0), 9);
+        s.kv_heads = 3;
+        assert!(s.validate().is_err());
+        let mut s = AttentionShape::causal(4, 2, 8, 16, 32);
+        s.q_offset = 9;
+        assert!(s.validate().is_err());
+        s.q_offset = 0;
+        s.scale = f32::NAN;
+        assert!(s.validate().is_err());
+        assert!(
+            AttentionInputs::new(&[0.0; 3], &[], &[], AttentionShape::causal(1, 1, 1, 1, 3))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn selections_outside_the_prefix_are_rejected() {
+        let shape = AttentionShape::causal(1, 1, 2, 2, 4);
+        let mut s = Selection::new();
+        s.push_row(&[0]);
+        s.push_row(&[1, 0]);
+        s.validate_for(0, &shape).unwrap();
+        let mut bad = Selection::new();
+        bad.push_row(&[1]);
+        bad.push_row(&[0]);
+        assert!(bad
+            .validate_for(0, &shape)
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
+        let mut dup = Selection::new();
+        dup.push_row(&[0]);
+        dup.push_row(&[1, 1]);
+        assert!(dup
+            .validate_for(0, &shape)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+    }
+}

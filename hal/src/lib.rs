@@ -1,0 +1,55 @@
+//! The shadowattn hardware abstraction layer: the contract every backend and the sparse-attention
+//! core share.
+//!
+//! - [`dtype`], [`quant`], [`tensor`]: element types, quantization, host tensors.
+//! - [`ir`]: the static graph IR and its validating builder.
+//! - [`npu`]: the NPU graph backend trait (compile once, execute many times).
+//! - [`compute`]: the compute-kernel trait for CPU/GPU (top-k, sparse and dense attention).
+//! - [`profile`]: profiling events.
+//! - [`error`]: the crate's one error type.
+//!
+//! ```
+//! use shadowattn_hal::{DType, GraphBuilder, OutType, Quantization, TensorDesc};
+//!
+//! // The INT8 pilot of one head: scores = Q·Kᵀ, exact INT32 accumulators.
+//! let i8_desc = |rows: usize, scale: f32| {
+//!     TensorDesc::new(DType::I8, [1, 1, rows, 64]).with_quant(Quantization::per_tensor(scale, 0))
+//! };
+//! let mut b = GraphBuilder::new("pilot");
+//! let q = b.input("q", i8_desc(128, 0.02))?;
+//! let k = b.input("k", i8_desc(2048, 0.05))?;
+//! let scores = b.matmul("scores", q, k, false, true, OutType::plain(DType::I32))?;
+//! b.output(scores)?;
+//! let graph = b.build()?;
+//! assert_eq!(graph.value(scores).desc.shape, vec![1, 1, 128, 2048]);
+//!
+//! // Mismatched shapes are an error that names the node.
+//! let mut b = GraphBuilder::new("bad");
+//! let q = b.input("q", i8_desc(128, 0.02))?;
+//! let k = b.input("k", TensorDesc::new(DType::I8, [1, 1, 2048, 32]).with_quant(Quantization::per_tensor(0.05, 0)))?;
+//! let err = b.matmul("scores", q, k, false, true, OutType::plain(DType::I32)).unwrap_err();
+//! assert!(err.to_string().contains("node `scores`"));
+//! # Ok::<(), shadowattn_hal::HalError>(())
+//! ```
+
+pub mod compute;
+pub mod dtype;
+pub mod error;
+pub mod ir;
+pub mod npu;
+pub mod profile;
+pub mod quant;
+pub mod tensor;
+
+pub use compute::{
+    AttentionInputs, AttentionShape, ComputeBackend, HeadsView, KeyBudget, QuantizedHeads,
+    ScoreData, ScoreMatrix, Selection,
+};
+pub use dtype::{DType, Element};
+pub use error::{HalError, Result};
+pub use half::f16;
+pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
+pub use npu::{check_io, Capabilities, CompiledGraph, NpuBackend};
+pub use profile::{EventKind, FigureSource, ProfileEvent};
+pub use quant::{QuantParams, Quantization};
+pub use tensor::{HostTensor, TensorDesc, TensorView, TensorViewMut};

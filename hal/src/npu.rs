@@ -1,0 +1,225 @@
+//! The NPU graph backend contract: capabilities, compile once, execute many times.
+
+use crate::dtype::DType;
+use crate::error::{HalError, Result};
+use crate::ir::{Graph, OpKind};
+use crate::profile::ProfileEvent;
+use crate::quant::Quantization;
+use crate::tensor::{TensorView, TensorViewMut};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What an NPU graph backend can build.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// For each supported op, the input data types it accepts.
+    pub ops: BTreeMap<OpKind, Vec<DType>>,
+    /// Whether per-axis quantized tensors are accepted.
+    pub per_axis_quantization: bool,
+    /// Whether compiled graphs can be serialized and loaded back.
+    pub serialization: bool,
+    /// Largest tensor rank accepted.
+    pub max_rank: usize,
+}
+
+impl Capabilities {
+    /// Whether `op` is supported with inputs of type `dtype`.
+    pub fn supports(&self, op: OpKind, dtype: DType) -> bool {
+        self.ops.get(&op).is_some_and(|d| d.contains(&dtype))
+    }
+
+    /// Checks every node of `graph`; the error names the first unsupported node and why.
+    pub fn check(&self, backend: &str, graph: &Graph) -> Result<()> {
+        let unsupported = |node: &str, op: OpKind, detail: String| HalError::Unsupported {
+            backend: backend.to_string(),
+            node: node.to_string(),
+            op: op.to_string(),
+            detail,
+        };
+        for node in graph.nodes() {
+            let kind = node.op.kind();
+            let Some(dtypes) = self.ops.get(&kind) else {
+                return Err(unsupported(
+                    &node.name,
+                    kind,
+                    "the op is not supported".into(),
+                ));
+            };
+            for &v in node.inputs.iter().chain(&node.outputs) {
+                let value = graph.value(v);
+                let d = &value.desc;
+                if d.rank() > self.max_rank {
+                    return Err(unsupported(
+                        &node.name,
+                        kind,
+                        format!(
+                            "tensor `{}` has rank {} > {}",
+                            value.name,
+                            d.rank(),
+                            self.max_rank
+                        ),
+                    ));
+                }
+                if !self.per_axis_quantization && matches!(d.quant, Quantization::PerAxis { .. }) {
+                    return Err(unsupported(
+                        &node.name,
+                        kind,
+                        format!("tensor `{}` is quantized per axis", value.name),
+                    ));
+                }
+            }
+            for &v in &node.inputs {
+                let value = graph.value(v);
+                if !dtypes.contains(&value.desc.dtype) {
+                    return Err(unsupported(
+                        &node.name,
+                        kind,
+                        format!("input `{}` has type {}", value.name, value.desc.dtype),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An NPU graph backend: builds static graphs from the IR and runs them.
+///
+/// Object safe, so a backend can be chosen by name at run time (`Box<dyn NpuBackend>`).
+pub trait NpuBackend: Send + Sync + std::fmt::Debug {
+    /// The backend's registry name (`cpu`, `sim:snapdragon-8-gen-3`, `qnn:htp`, …).
+    fn name(&self) -> &str;
+
+    /// Version of the backend or of the vendor library behind it.
+    fn version(&self) -> String;
+
+    /// What the backend can build.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Builds and compiles a graph; expensive, done once per graph. An unsupported graph is an
+    /// [`HalError::Unsupported`] naming the node, never a silent fallback.
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>>;
+
+    /// Loads a compiled graph from bytes made by [`CompiledGraph::serialize`].
+    fn deserialize(&self, bytes: &[u8]) -> Result<Box<dyn CompiledGraph>> {
+        let _ = bytes;
+        Err(HalError::NotProvided {
+            backend: self.name().to_string(),
+            feature: "compiled-graph deserialization".into(),
+        })
+    }
+}
+
+/// A compiled, executable graph.
+pub trait CompiledGraph: Send + std::fmt::Debug {
+    /// The graph this was compiled from (its inputs and outputs are the execution signature).
+    fn graph(&self) -> &Graph;
+
+    /// Events recorded while compiling (build, finalize, vendor estimates).
+    fn compile_events(&self) -> &[ProfileEvent];
+
+    /// Runs the graph: one buffer per graph input and per graph output, in graph order.
+    /// Returns the events of this execution.
+    fn execute(
+        &mut self,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> Result<Vec<ProfileEvent>>;
+
+    /// Serializes the compiled graph so [`NpuBackend::deserialize`] can load it without recompiling.
+    fn serialize(&self) -> Result<Vec<u8>>;
+}
+
+/// Checks execution buffers against a graph's inputs and outputs (count, dtype, shape, quantization).
+pub fn check_io(
+    graph: &Graph,
+    inputs: &[TensorView<'_>],
+    outputs: &[TensorViewMut<'_>],
+) -> Result<()> {
+    let count = |what: &str, expected: usize, got: usize| {
+        if expected != got {
+            return Err(HalError::invalid_argument(
+                what,
+                format!(
+                    "graph `{}` takes {expected} {what} but {got} were given",
+                    graph.name()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    count("inputs", graph.inputs().len(), inputs.len())?;
+    count("outputs", graph.outputs().len(), outputs.len())?;
+    let given = inputs
+        .iter()
+        .map(|v| v.desc())
+        .zip(graph.inputs())
+        .chain(outputs.iter().map(|v| v.desc()).zip(graph.outputs()));
+    for (desc, &id) in given {
+        let value = graph.value(id);
+        let want = &value.desc;
+        if desc.dtype != want.dtype || desc.shape != want.shape || desc.quant != want.quant {
+            return Err(HalError::BufferMismatch {
+                tensor: value.name.clone(),
+                detail: format!("the graph expects {want} but the buffer is {desc}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GraphBuilder, OutType, TensorDesc};
+
+    fn softmax_graph(dtype: DType) -> Graph {
+        let mut b = GraphBuilder::new("g");
+        let x = b.input("x", TensorDesc::new(dtype, [2, 4])).unwrap();
+        let y = b.softmax("probs", x, 1, 1.0).unwrap();
+        let z = b.cast("as_i32", y, DType::I32).unwrap();
+        b.output(z).unwrap();
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn capability_check_names_the_unsupported_node() {
+        let caps = Capabilities {
+            ops: [(OpKind::Softmax, vec![DType::F16])].into_iter().collect(),
+            per_axis_quantization: false,
+            serialization: false,
+            max_rank: 4,
+        };
+        assert!(caps.supports(OpKind::Softmax, DType::F16));
+        assert!(!caps.supports(OpKind::Softmax, DType::F32));
+        let e = caps.check("npu-x", &softmax_graph(DType::F32)).unwrap_err();
+        assert!(
+            matches!(&e, HalError::Unsupported { backend, node, .. } if backend == "npu-x" && node == "probs"),
+            "{e}"
+        );
+        let e = caps.check("npu-x", &softmax_graph(DType::F16)).unwrap_err();
+        assert!(
+            matches!(&e, HalError::Unsupported { node, .. } if node == "as_i32"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nan_scales_are_rejected_at_the_input_that_carries_them() {
+        let mut b = GraphBuilder::new("g");
+        let desc =
+            TensorDesc::new(DType::I8, [2]).with_quant(Quantization::per_tensor(f32::NAN, 0));
+        let e = b.input("q", desc).unwrap_err();
+        assert!(
+            matches!(&e, HalError::InvalidQuantization { what, .. } if what == "q"),
+            "{e}"
+        );
+        let x = b.input("x", TensorDesc::new(DType::F32, [2])).unwrap();
+        let bad = OutType::quantized(DType::I8, crate::QuantParams::new(f32::NAN, 0));
+        let e = b.quantize("quant", x, bad).unwrap_err();
+        assert!(
+            matches!(&e, HalError::InvalidQuantization { what, .. } if what == "quant"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Cycle-approximate NPU simulator (not implemented yet: see the simulator issue).

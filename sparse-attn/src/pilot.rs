@@ -1,0 +1,170 @@
+//! The INT8 pilot graph: Q·Kᵀ of one or more fused heads with static quantization scales.
+
+use crate::error::{Result, SparseAttnError};
+use shadowattn_hal::{
+    AttentionInputs, ComputeBackend, DType, Graph, GraphBuilder, HeadsView, HostTensor, KeyBudget,
+    NpuBackend, OutType, ProfileEvent, QuantParams, Quantization, ScoreData, ScoreMatrix,
+    Selection, TensorDesc,
+};
+
+/// What the pilot graph outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PilotOutput {
+    /// The exact INT32 accumulators.
+    Int32,
+    /// Scores requantized to INT8 with this static scale.
+    Int8 {
+        /// Real value of one output step.
+        scale: f32,
+    },
+}
+
+/// Shape and static quantization of one pilot graph.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PilotSpec {
+    /// Heads computed in one launch.
+    pub fused_heads: usize,
+    /// Query rows per head.
+    pub q_len: usize,
+    /// Keys per head.
+    pub kv_len: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Static scale of the INT8 queries.
+    pub q_scale: f32,
+    /// Static scale of the INT8 keys.
+    pub k_scale: f32,
+    /// Output form.
+    pub output: PilotOutput,
+}
+
+impl PilotSpec {
+    /// Name of the graph: shape and scales, so a bank can tell graphs apart.
+    pub fn graph_name(&self) -> String {
+        format!(
+            "pilot_h{}_q{}_k{}_d{}_sq{:e}_sk{:e}",
+            self.fused_heads, self.q_len, self.kv_len, self.head_dim, self.q_scale, self.k_scale
+        )
+    }
+
+    /// Builds the graph: inputs `q` i8 `[1, H, q_len, d]` and `k` i8 `[1, H, kv_len, d]`,
+    /// output `scores` `[1, H, q_len, kv_len]` (i32 or requantized i8).
+    pub fn graph(&self) -> Result<Graph> {
+        if self.fused_heads == 0 {
+            return Err(SparseAttnError::config("fused_heads", "must be at least 1"));
+        }
+        let mut b = GraphBuilder::new(self.graph_name());
+        let desc = |rows: usize, scale: f32| {
+            TensorDesc::new(DType::I8, [1, self.fused_heads, rows, self.head_dim])
+                .with_quant(Quantization::per_tensor(scale, 0))
+        };
+        let q = b.input("q", desc(self.q_len, self.q_scale))?;
+        let k = b.input("k", desc(self.kv_len, self.k_scale))?;
+        let out = match self.output {
+            PilotOutput::Int32 => OutType::plain(DType::I32),
+            PilotOutput::Int8 { scale } => {
+                OutType::quantized(DType::I8, QuantParams::symmetric(scale))
+            }
+        };
+        let scores = b.matmul("scores", q, k, false, true, out)?;
+        b.output(scores)?;
+        Ok(b.build()?)
+    }
+}
+
+/// Selected keys and the profiling events of the pilot that chose them.
+#[derive(Clone, Debug)]
+pub struct PilotSelection {
+    /// One selection per query head.
+    pub selections: Vec<Selection>,
+    /// Compile and launch events of the NPU graphs.
+    pub events: Vec<ProfileEvent>,
+}
+
+/// Selects keys with an INT8 pilot that uses each head's own absmax scales: quantize Q per query
+/// head and K per KV head on `compute`, run one single-head pilot graph per query head on `npu`
+/// (compiled for that head's scales), then top-k over the INT32 scores on `compute`.
+///
+/// This is the unbucketed pilot: one compile per head. It is exact about what the pilot ranks,
+/// and is the baseline the scale-bucketed graph bank is compared against.
+pub fn select_with_per_head_scales(
+    npu: &dyn NpuBackend,
+    compute: &dyn ComputeBackend,
+    inputs: AttentionInputs<'_>,
+    budget: KeyBudget,
+) -> Result<PilotSelection> {
+    let s = inputs.shape;
+    s.validate()?;
+    budget.validate()?;
+    let q8 = compute.quantize_heads(
+        HeadsView::new(inputs.q, s.q_heads, s.q_len, s.head_dim)?,
+        None,
+    )?;
+    let k8 = compute.quantize_heads(
+        HeadsView::new(inputs.k, s.kv_heads, s.kv_len, s.head_dim)?,
+        None,
+    )?;
+    let mut selections = Vec::with_capacity(s.q_heads);
+    let mut events = Vec::new();
+    for h in 0..s.q_heads {
+        let kv = s.kv_head_of(h);
+        let spec = PilotSpec {
+            fused_heads: 1,
+            q_len: s.q_len,
+            kv_len: s.kv_len,
+            head_dim: s.head_dim,
+            q_scale: q8.scales[h],
+            k_scale: k8.scales[kv],
+            output: PilotOutput::Int32,
+        };
+        let graph = spec.graph()?;
+        let mut compiled = npu.compile(&graph)?;
+        events.extend_from_slice(compiled.compile_events());
+        let mut descs = graph.input_descs();
+        let (qd, kd) = (descs.next().expect("q"), descs.next().expect("k"));
+        let q_in = HostTensor::from_slice(qd.clone(), q8.head(h))?;
+        let k_in = HostTensor::from_slice(kd.clone(), k8.head(kv))?;
+        let out_desc = graph.output_descs().next().expect("scores").clone();
+        let mut scores = HostTensor::zeros(out_desc)?;
+        events.extend(compiled.execute(&[q_in.view(), k_in.view()], &mut [scores.view_mut()])?);
+        let matrix = ScoreMatrix {
+            data: ScoreData::I32(scores.as_slice::<i32>()?),
+            rows: s.q_len,
+            cols: s.kv_len,
+            q_offset: s.q_offset,
+            causal: s.causal,
+        };
+        selections.push(compute.topk(matrix, budget)?);
+    }
+    Ok(PilotSelection { selections, events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_both_output_forms_and_rejects_bad_scales() {
+        let mut spec = PilotSpec {
+            fused_heads: 2,
+            q_len: 4,
+            kv_len: 8,
+            head_dim: 16,
+            q_scale: 0.1,
+            k_scale: 0.2,
+            output: PilotOutput::Int32,
+        };
+        let g = spec.graph().unwrap();
+        assert_eq!(g.output_descs().next().unwrap().shape, vec![1, 2, 4, 8]);
+        spec.output = PilotOutput::Int8 { scale: 0.5 };
+        assert_eq!(
+            spec.graph().unwrap().output_descs().next().unwrap().dtype,
+            DType::I8
+        );
+        spec.q_scale = f32::NAN;
+        assert!(spec.graph().is_err());
+        spec.q_scale = 0.1;
+        spec.fused_heads = 0;
+        assert!(spec.graph().is_err());
+    }
+}
