@@ -3,10 +3,16 @@
 mod registry;
 
 use clap::{Args, Parser, Subcommand};
-use shadowattn_hal::{AttentionShape, KeyBudget};
+use shadowattn_hal::{AttentionShape, EventKind, KeyBudget, ProfileEvent};
+use shadowattn_simulator::cpu_model::{sparse_attention_ns, topk_ns};
+use shadowattn_simulator::layer::{HeadCost, LayerPlan, NpuGroup};
+use shadowattn_simulator::profile::{count, CpuCore};
+use shadowattn_simulator::timeline::write_chrome_trace;
+use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::select_with_per_head_scales;
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -29,8 +35,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// NPU graph backend that runs the INT8 pilot.
-    #[arg(long, default_value = "cpu")]
+    /// NPU graph backend that runs the INT8 pilot: `cpu`, `sim:<soc>` or `sim:<profile.toml>`.
+    #[arg(long, default_value = registry::DEFAULT_NPU)]
     npu: String,
     /// Compute backend for quantization, top-k and attention.
     #[arg(long, default_value = "cpu")]
@@ -62,10 +68,131 @@ struct RunArgs {
     /// Random seed of the synthetic data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// CPU cores given to top-k and sparse attention in the simulated layer timing.
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Which core cluster of the SoC profile runs them (`mid`, `prime`).
+    #[arg(long, default_value = "mid")]
+    core: String,
+    /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// Simulated layer timing: the pilot launches from the simulator, CPU stages from the profile's core model.
+struct LayerReport {
+    compile_ms: f64,
+    npu_ms: f64,
+    layer_ms: f64,
+    dense_ms: f64,
+    events: Vec<ProfileEvent>,
+}
+
+/// The core cluster `--core` names, checked against `--cores`.
+fn pick_core<'a>(
+    soc: &'a SocProfile,
+    args: &RunArgs,
+) -> Result<&'a CpuCore, Box<dyn std::error::Error>> {
+    let core = soc.core(&args.core).ok_or_else(|| {
+        let names: Vec<&str> = soc.cpu.cores.iter().map(|c| c.name.as_str()).collect();
+        format!(
+            "SoC `{}` has no core cluster `{}`; it has: {}",
+            soc.name,
+            args.core,
+            names.join(", ")
+        )
+    })?;
+    let available = count(&core.count) as usize;
+    if args.cores == 0 || args.cores > available {
+        return Err(format!(
+            "--cores {} is outside 1..={available} ({available} `{}` cores on {})",
+            args.cores, core.name, soc.name
+        )
+        .into());
+    }
+    Ok(core)
+}
+
+fn simulate_layer(
+    soc: &SocProfile,
+    args: &RunArgs,
+    shape: &AttentionShape,
+    selections: &[shadowattn_hal::Selection],
+    pilot_events: &[ProfileEvent],
+) -> Result<LayerReport, Box<dyn std::error::Error>> {
+    let core = pick_core(soc, args)?;
+    let launches: Vec<&ProfileEvent> = pilot_events
+        .iter()
+        .filter(|e| e.kind == EventKind::Launch)
+        .collect();
+    let valid: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+    let plan = LayerPlan {
+        groups: launches
+            .iter()
+            .enumerate()
+            .map(|(h, e)| NpuGroup {
+                heads: vec![h],
+                npu_ns: e.duration_ns as f64,
+            })
+            .collect(),
+        cpu_order: (0..shape.q_heads).collect(),
+        heads: selections
+            .iter()
+            .map(|s| HeadCost {
+                topk_ns: topk_ns(core, valid, 4),
+                attention_ns: sparse_attention_ns(
+                    core,
+                    s.indices.len() as u64,
+                    shape.kv_len,
+                    shape.head_dim,
+                    false,
+                ),
+            })
+            .collect(),
+    };
+    let timing = plan.simulate(args.cores)?;
+    let dense_per_head = sparse_attention_ns(core, valid, shape.kv_len, shape.head_dim, false);
+    // The layer's timeline: launches and CPU stages (graph compiles are reported apart).
+    let mut events: Vec<ProfileEvent> = pilot_events
+        .iter()
+        .filter(|e| e.kind != EventKind::Compile)
+        .cloned()
+        .collect();
+    events.extend(
+        timing
+            .events
+            .into_iter()
+            .filter(|e| e.track.starts_with("cpu")),
+    );
+    let compile_ns: u64 = pilot_events
+        .iter()
+        .filter(|e| e.kind == EventKind::Compile)
+        .map(|e| e.duration_ns)
+        .sum();
+    Ok(LayerReport {
+        compile_ms: compile_ns as f64 / 1e6,
+        npu_ms: timing.npu_busy_ns as f64 / 1e6,
+        layer_ms: timing.makespan_ns as f64 / 1e6,
+        dense_ms: dense_per_head * shape.q_heads as f64 / args.cores as f64 / 1e6,
+        events,
+    })
 }
 
 fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let npu = registry::npu_backend(&args.npu)?;
+    let npu_choice = registry::npu_backend(&args.npu)?;
+    match &npu_choice.soc {
+        Some(soc) => {
+            pick_core(soc, args)?;
+        }
+        None if args.trace.is_some() => {
+            return Err(
+                "--trace needs a simulator NPU backend (sim:<soc>): the timeline is simulated"
+                    .into(),
+            )
+        }
+        None => {}
+    }
+    let npu = npu_choice.backend;
     let compute = registry::compute_backend(&args.compute)?;
     let shape = AttentionShape::causal(
         args.q_heads,
@@ -128,6 +255,28 @@ fn run(args: &RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     println!("time_dense_ms: {dense_ms:.2} (measured, golden reference kernels)");
     println!("time_pilot_ms: {pilot_ms:.2} (measured, includes one graph compile per head)");
     println!("time_sparse_ms: {sparse_ms:.2} (measured)");
+    if let Some(soc) = &npu_choice.soc {
+        let layer = simulate_layer(soc, args, &shape, &picked.selections, &picked.events)?;
+        let who = format!("{} {} core(s) of {}", args.cores, args.core, soc.name);
+        println!(
+            "sim_compile_ms: {:.1} (simulated graph compiles, one per head: no graph bank yet)",
+            layer.compile_ms
+        );
+        println!(
+            "sim_npu_ms: {:.3} (simulated pilot launches, one per head, each a cold first launch)",
+            layer.npu_ms
+        );
+        println!("sim_layer_ms: {:.3} (simulated: pilot overlapped with top-k and sparse attention on {who})", layer.layer_ms);
+        println!(
+            "sim_dense_cpu_ms: {:.3} (simulated dense attention on {who})",
+            layer.dense_ms
+        );
+        if let Some(path) = &args.trace {
+            write_chrome_trace(path, &layer.events)
+                .map_err(|e| format!("cannot write trace {}: {e}", path.display()))?;
+            println!("trace: {} ({} events)", path.display(), layer.events.len());
+        }
+    }
     Ok(())
 }
 

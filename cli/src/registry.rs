@@ -2,22 +2,53 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
+use shadowattn_simulator::{profile::builtin_names, SimBackend, SocProfile};
+use std::path::Path;
 
-/// Names accepted for NPU graph backends.
-pub const NPU_BACKENDS: &[&str] = &["cpu"];
+/// The default NPU backend: the simulator with the paper's phone.
+pub const DEFAULT_NPU: &str = "sim:snapdragon-8-gen-3";
 
-/// Names accepted for compute-kernel backends.
-pub const COMPUTE_BACKENDS: &[&str] = &["cpu"];
+/// An NPU backend, with the SoC profile behind it when it is the simulator.
+pub struct NpuChoice {
+    /// The backend.
+    pub backend: Box<dyn NpuBackend>,
+    /// The simulator's profile, if the backend is the simulator.
+    pub soc: Option<SocProfile>,
+}
 
-/// The NPU graph backend called `name`.
-pub fn npu_backend(name: &str) -> Result<Box<dyn NpuBackend>, HalError> {
-    match name {
-        "cpu" => Ok(Box::new(CpuBackend::new())),
-        other => Err(HalError::Unavailable {
-            backend: other.to_string(),
-            detail: format!("unknown NPU backend; known: {}", NPU_BACKENDS.join(", ")),
-        }),
+/// Names accepted for NPU graph backends, for messages.
+pub fn npu_names() -> String {
+    let sims: Vec<String> = builtin_names().iter().map(|n| format!("sim:{n}")).collect();
+    format!(
+        "cpu, {}, sim:<path to a SoC profile .toml>",
+        sims.join(", ")
+    )
+}
+
+/// The NPU graph backend called `name`: `cpu`, `sim:<built-in SoC>` or `sim:<profile.toml>`.
+pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
+    if name == "cpu" {
+        return Ok(NpuChoice {
+            backend: Box::new(CpuBackend::new()),
+            soc: None,
+        });
     }
+    let soc = match name.strip_prefix("sim:") {
+        Some(soc) if soc.ends_with(".toml") => SocProfile::load(Path::new(soc)),
+        Some(soc) => SocProfile::builtin(soc),
+        None if name == "sim" => SocProfile::builtin("snapdragon-8-gen-3"),
+        None => {
+            return Err(HalError::Unavailable {
+                backend: name.to_string(),
+                detail: format!("unknown NPU backend; known: {}", npu_names()),
+            })
+        }
+    }
+    .map_err(HalError::from)?;
+    Ok(NpuChoice {
+        backend: Box::new(SimBackend::new(soc.clone())),
+        soc: Some(soc),
+    })
 }
 
 /// The compute-kernel backend called `name`.
@@ -26,10 +57,7 @@ pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> 
         "cpu" => Ok(Box::new(CpuBackend::new())),
         other => Err(HalError::Unavailable {
             backend: other.to_string(),
-            detail: format!(
-                "unknown compute backend; known: {}",
-                COMPUTE_BACKENDS.join(", ")
-            ),
+            detail: "unknown compute backend; known: cpu".into(),
         }),
     }
 }

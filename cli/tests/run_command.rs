@@ -66,3 +66,59 @@ fn bad_input_is_a_clear_error_and_exit_code() {
     let (code, _, _) = shadowattn(&["run", "--ratio", "abc"]);
     assert_eq!(code, 2, "usage errors exit with 2");
 }
+
+#[test]
+fn default_run_is_simulated_and_writes_a_perfetto_trace() {
+    let dir = std::env::temp_dir().join(format!("shadowattn-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("layer.json");
+    let (code, stdout, stderr) = shadowattn(&[
+        "run",
+        "--q-len",
+        "16",
+        "--kv-len",
+        "96",
+        "--head-dim",
+        "32",
+        "--cores",
+        "2",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("npu_backend: sim:snapdragon-8-gen-3"),
+        "{stdout}"
+    );
+    let layer = value(&stdout, "sim_layer_ms");
+    let npu = value(&stdout, "sim_npu_ms");
+    assert!(layer >= npu && npu > 0.0, "{stdout}");
+    let json: String = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        json.contains("\"traceEvents\"") && json.contains("cpu1"),
+        "{json}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn simulator_options_are_checked_before_any_work() {
+    for (args, needle) in [
+        (&["run", "--cores", "9"][..], "--cores 9"),
+        (&["run", "--core", "big"][..], "no core cluster `big`"),
+        (&["run", "--npu", "sim:nowhere"][..], "unknown SoC profile"),
+        (
+            &["run", "--npu", "sim:/nonexistent/x.toml"][..],
+            "cannot read SoC profile",
+        ),
+        (
+            &["run", "--npu", "cpu", "--trace", "/tmp/x.json"][..],
+            "--trace needs",
+        ),
+    ] {
+        let (code, stdout, stderr) = shadowattn(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(stdout.is_empty(), "{args:?} did work first: {stdout}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -1,1 +1,22 @@
-//! Cycle-approximate NPU simulator (not implemented yet: see the simulator issue).
+//! A cycle-approximate NPU simulator: an NPU graph backend whose results come from the golden
+//! CPU interpreter and whose timing comes from a tile-level cost model of a SoC profile.
+//!
+//! - [`profile`]: SoC profiles as TOML data, every number with its source.
+//! - [`cost`]: the cost model of one graph execution.
+//! - [`backend`]: [`SimBackend`], the `NpuBackend` implementation on a simulated clock.
+//! - [`cpu_model`], [`layer`]: CPU stage costs and a whole layer's pipeline on N cores.
+//! - [`timeline`]: Chrome Trace Event (Perfetto) export.
+//! - [`calibration`]: the fit of the model to published figures.
+
+pub mod backend;
+pub mod calibration;
+pub mod cost;
+pub mod cpu_model;
+pub mod error;
+pub mod layer;
+pub mod profile;
+pub mod timeline;
+
+pub use backend::{ExecutionMode, SimBackend};
+pub use error::{Result, SimError};
+pub use profile::SocProfile;

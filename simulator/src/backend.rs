@@ -1,0 +1,287 @@
+//! The simulator as an NPU graph backend: functional results from the golden interpreter,
+//! timing from the cost model, on a simulated device clock.
+
+use crate::cost::{graph_cost, GraphCost, Unit};
+use crate::error::Result;
+use crate::profile::SocProfile;
+use serde::{Deserialize, Serialize};
+use shadowattn_cpu::reference;
+use shadowattn_hal::{
+    check_io, Capabilities, CompiledGraph, DType, EventKind, FigureSource, Graph, HalError,
+    NpuBackend, OpKind, ProfileEvent, TensorView, TensorViewMut,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Whether executions compute results or only time them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionMode {
+    /// Compute outputs (bit-exact with the CPU reference) and time them.
+    Functional,
+    /// Only time executions; output buffers are left untouched. For fast sweeps.
+    TimingOnly,
+}
+
+/// Track names used in simulator events.
+pub mod tracks {
+    /// Whole launches.
+    pub const NPU: &str = "npu";
+    /// Matrix-unit work.
+    pub const MATRIX: &str = "npu:matrix";
+    /// Vector-unit work.
+    pub const VECTOR: &str = "npu:vector";
+    /// DDR↔on-chip DMA.
+    pub const DMA: &str = "npu:dma";
+    /// Inputs and outputs through host-shared memory.
+    pub const HOST_IO: &str = "npu:host-io";
+    /// Graph compilation on the host.
+    pub const COMPILE: &str = "compile";
+}
+
+/// A simulated NPU described by a SoC profile.
+#[derive(Clone, Debug)]
+pub struct SimBackend {
+    name: String,
+    profile: Arc<SocProfile>,
+    mode: ExecutionMode,
+    clock_ns: Arc<AtomicU64>,
+}
+
+impl SimBackend {
+    /// A functional simulator of `profile`.
+    pub fn new(profile: SocProfile) -> Self {
+        SimBackend {
+            name: format!("sim:{}", profile.name),
+            profile: Arc::new(profile),
+            mode: ExecutionMode::Functional,
+            clock_ns: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A functional simulator of a built-in profile.
+    pub fn builtin(soc: &str) -> Result<Self> {
+        Ok(Self::new(SocProfile::builtin(soc)?))
+    }
+
+    /// The same simulator in another execution mode (sharing its clock).
+    pub fn with_mode(mut self, mode: ExecutionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The SoC profile.
+    pub fn profile(&self) -> &SocProfile {
+        &self.profile
+    }
+
+    /// The simulated device clock: end of the last launch, ns.
+    pub fn now_ns(&self) -> u64 {
+        self.clock_ns.load(Ordering::SeqCst)
+    }
+
+    /// The modelled cost of `graph` without compiling it.
+    pub fn cost(&self, graph: &Graph) -> GraphCost {
+        graph_cost(&self.profile, graph)
+    }
+}
+
+const FORMAT: &str = "shadowattn-sim-graph";
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct SerializedGraph {
+    format: String,
+    version: u32,
+    soc: String,
+    graph: Graph,
+}
+
+impl NpuBackend for SimBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> String {
+        format!("{} ({})", env!("CARGO_PKG_VERSION"), self.profile.npu_arch)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ops: OpKind::ALL
+                .into_iter()
+                .filter(|op| !self.profile.unsupported_ops.contains(op))
+                .map(|op| (op, DType::ALL.to_vec()))
+                .collect(),
+            per_axis_quantization: true,
+            serialization: true,
+            max_rank: 5,
+        }
+    }
+
+    fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
+        self.capabilities().check(&self.name, graph)?;
+        graph.validate()?;
+        let cost = graph_cost(&self.profile, graph);
+        let event = ProfileEvent {
+            name: format!("compile {}", graph.name()),
+            kind: EventKind::Compile,
+            track: tracks::COMPILE.into(),
+            start_ns: self.now_ns(),
+            duration_ns: cost.compile_ns.round() as u64,
+            cycles: None,
+            source: FigureSource::Simulated,
+        };
+        Ok(Box::new(SimGraph {
+            graph: graph.clone(),
+            cost,
+            compile_events: vec![event],
+            launches: 0,
+            backend: self.clone(),
+        }))
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
+        let bad = |detail: String| HalError::Deserialize {
+            backend: self.name.clone(),
+            detail,
+        };
+        let file: SerializedGraph = serde_json::from_slice(bytes)
+            .map_err(|e| bad(format!("not a serialized simulator graph: {e}")))?;
+        if file.format != FORMAT || file.version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format `{}` version {} is not `{FORMAT}` version {FORMAT_VERSION}",
+                file.format, file.version
+            )));
+        }
+        if file.soc != self.profile.name {
+            return Err(bad(format!(
+                "compiled for SoC `{}`, not `{}`; compiled graphs are SoC specific",
+                file.soc, self.profile.name
+            )));
+        }
+        self.compile(&file.graph)
+    }
+}
+
+/// A graph compiled for the simulator: the validated IR plus its modelled cost.
+#[derive(Debug)]
+pub struct SimGraph {
+    graph: Graph,
+    cost: GraphCost,
+    compile_events: Vec<ProfileEvent>,
+    launches: u64,
+    backend: SimBackend,
+}
+
+impl SimGraph {
+    /// The modelled cost of one execution.
+    pub fn cost(&self) -> &GraphCost {
+        &self.cost
+    }
+}
+
+fn ns(x: f64) -> u64 {
+    x.max(0.0).round() as u64
+}
+
+/// Events of one launch starting at `t0` (ns) with the given cost.
+pub fn launch_events(name: &str, cost: &GraphCost, cold: bool, t0: u64) -> Vec<ProfileEvent> {
+    let overhead = if cold {
+        cost.launch_cold_ns
+    } else {
+        cost.launch_warm_ns
+    };
+    let ev = |name: String, kind, track: &str, start: f64, dur: f64, cycles| ProfileEvent {
+        name,
+        kind,
+        track: track.to_string(),
+        start_ns: t0 + ns(start),
+        duration_ns: ns(dur).max(1),
+        cycles,
+        source: FigureSource::Simulated,
+    };
+    let to_ns = |cycles: f64| cycles / cost.clock_hz * 1e9;
+    let mut events = vec![ev(
+        name.to_string(),
+        EventKind::Launch,
+        tracks::NPU,
+        0.0,
+        cost.launch_ns(cold),
+        Some(cost.accelerator_cycles.round() as u64),
+    )];
+    events.push(ev(
+        format!("host io {} B", cost.host_io_bytes),
+        EventKind::Transfer,
+        tracks::HOST_IO,
+        overhead,
+        cost.host_io_ns,
+        None,
+    ));
+    let mut t = overhead + cost.host_io_ns + to_ns(cost.fixed_cycles);
+    for node in &cost.nodes {
+        let dur = to_ns(node.cycles);
+        if node.dma_bytes > 0 {
+            events.push(ev(
+                format!("dma {} ({} B)", node.node, node.dma_bytes),
+                EventKind::Transfer,
+                tracks::DMA,
+                t,
+                dur,
+                None,
+            ));
+        }
+        let track = match node.unit {
+            Unit::Matrix => Some(tracks::MATRIX),
+            Unit::Vector => Some(tracks::VECTOR),
+            Unit::None => None,
+        };
+        if let Some(track) = track {
+            events.push(ev(
+                format!("{} ({})", node.node, node.op),
+                EventKind::ComputeStage,
+                track,
+                t,
+                to_ns(node.compute_cycles).min(dur),
+                Some(node.compute_cycles.round() as u64),
+            ));
+        }
+        t += dur;
+    }
+    events
+}
+
+impl CompiledGraph for SimGraph {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn compile_events(&self) -> &[ProfileEvent] {
+        &self.compile_events
+    }
+
+    fn execute(
+        &mut self,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
+        match self.backend.mode {
+            ExecutionMode::Functional => reference::graph::execute(&self.graph, inputs, outputs)?,
+            ExecutionMode::TimingOnly => check_io(&self.graph, inputs, outputs)?,
+        }
+        let cold = self.launches == 0;
+        self.launches += 1;
+        let duration = ns(self.cost.launch_ns(cold));
+        let t0 = self.backend.clock_ns.fetch_add(duration, Ordering::SeqCst);
+        Ok(launch_events(self.graph.name(), &self.cost, cold, t0))
+    }
+
+    fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
+        serde_json::to_vec(&SerializedGraph {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            soc: self.backend.profile.name.clone(),
+            graph: self.graph.clone(),
+        })
+        .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
+    }
+}

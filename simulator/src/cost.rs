@@ -1,0 +1,222 @@
+//! The tile-level cost model of one NPU graph execution.
+//!
+//! - **MatMul** runs on the matrix unit, cut into tiles of the profile's shape per dtype
+//!   (i8/u8 → the INT8 tile, f16/f32 → the FP16 tile; f32 runs at FP16 rate, as on HTP). Padding a
+//!   dimension up to the tile costs a whole tile, as on hardware. A narrow quantized output adds
+//!   a requantize pass on the vector units.
+//! - **Softmax, Requantize, Quantize, Dequantize, Mul, Add, Cast, Transpose, TopK** run on the
+//!   vector units: `elements · ops_per_element / (units · lanes)`, lanes = vector bytes / element bytes.
+//! - **Reshape** is free (a view).
+//! - **Data movement**: graph inputs start in DDR and graph outputs end there; an intermediate
+//!   stays on chip when it fits in the usable on-chip memory, else it is spilled and filled. DMA
+//!   is double buffered and overlaps compute, so a node takes `max(compute, dma_bytes / rate)`.
+//!   A MatMul whose working set exceeds the usable on-chip memory is blocked as hardware does:
+//!   B and the output stream through in column blocks while A stays resident; if A itself does
+//!   not fit, A is split in row blocks and B is re-read once per block.
+//! - **Launch**: every execution pays `fixed_cycles` on the NPU, moves its inputs and outputs
+//!   through host-shared memory at `host_io_gbps`, and pays the host↔NPU overhead (cold on the
+//!   first launch of a graph). A fused launch (several heads in one graph) pays these once.
+
+use crate::profile::{count, real, SocProfile, TileProfile};
+use shadowattn_hal::{DType, Graph, Op, OpKind, TensorDesc};
+
+/// The engine a node runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// The matrix unit (HMX, MDLA).
+    Matrix,
+    /// The vector units (HVX, MVPU).
+    Vector,
+    /// Nothing (a view).
+    None,
+}
+
+/// The modelled cost of one node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeCost {
+    /// Node name.
+    pub node: String,
+    /// Op kind.
+    pub op: OpKind,
+    /// Engine.
+    pub unit: Unit,
+    /// Matrix tiles issued (0 for vector ops).
+    pub tiles: u64,
+    /// Compute cycles on the unit (including a fused requantize pass).
+    pub compute_cycles: f64,
+    /// Bytes moved between DDR and on-chip memory.
+    pub dma_bytes: u64,
+    /// Cycles of the node: compute and DMA overlapped.
+    pub cycles: f64,
+}
+
+/// The modelled cost of one execution of a graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphCost {
+    /// Per node, in execution order.
+    pub nodes: Vec<NodeCost>,
+    /// Fixed accelerator cycles per execution.
+    pub fixed_cycles: f64,
+    /// Accelerator cycles: fixed plus every node.
+    pub accelerator_cycles: f64,
+    /// Bytes of graph inputs and outputs moved through host-shared memory.
+    pub host_io_bytes: u64,
+    /// Nanoseconds of that host I/O.
+    pub host_io_ns: f64,
+    /// Host↔NPU overhead of a warm launch, ns.
+    pub launch_warm_ns: f64,
+    /// Host↔NPU overhead of a cold launch, ns.
+    pub launch_cold_ns: f64,
+    /// Simulated compile time, ns.
+    pub compile_ns: f64,
+    /// NPU clock, Hz.
+    pub clock_hz: f64,
+}
+
+impl GraphCost {
+    /// Accelerator time in ns.
+    pub fn accelerator_ns(&self) -> f64 {
+        self.accelerator_cycles / self.clock_hz * 1e9
+    }
+
+    /// Wall time of one launch in ns, warm or cold.
+    pub fn launch_ns(&self, cold: bool) -> f64 {
+        let overhead = if cold {
+            self.launch_cold_ns
+        } else {
+            self.launch_warm_ns
+        };
+        overhead + self.host_io_ns + self.accelerator_ns()
+    }
+
+    /// Total DMA bytes of all nodes.
+    pub fn dma_bytes(&self) -> u64 {
+        self.nodes.iter().map(|n| n.dma_bytes).sum()
+    }
+}
+
+fn vector_cycles(profile: &SocProfile, elements: usize, elem_bytes: usize, ops: f64) -> f64 {
+    let v = &profile.npu.vector;
+    let lanes = (count(&v.width_bits) / 8) as f64 / elem_bytes.max(1) as f64;
+    elements as f64 * ops / (count(&v.units) as f64 * lanes)
+}
+
+fn tiles(tile: &TileProfile, batches: usize, m: usize, n: usize, k: usize) -> u64 {
+    let t = |d: usize, s: u64| (d as u64).div_ceil(s);
+    batches as u64 * t(m, count(&tile.m)) * t(n, count(&tile.n)) * t(k, count(&tile.k))
+}
+
+/// Models one execution of `graph` on `profile`.
+pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
+    let npu = &profile.npu;
+    let usable = profile.usable_onchip_bytes();
+    let dma_rate = real(&npu.dma_bytes_per_cycle);
+    let bytes = |d: &TensorDesc| d.size_bytes() as u64;
+    // Whether each value currently has a copy on chip.
+    let mut on_chip = vec![false; graph.values().len()];
+    let mut nodes = Vec::with_capacity(graph.nodes().len());
+    for node in graph.nodes() {
+        let ins: Vec<&TensorDesc> = node.inputs.iter().map(|&v| &graph.value(v).desc).collect();
+        let out = &graph.value(node.outputs[0]).desc;
+        let mut dma: u64 = 0;
+        for &v in &node.inputs {
+            if !on_chip[v.index()] {
+                let b = bytes(&graph.value(v).desc);
+                dma += b;
+                on_chip[v.index()] = b <= usable;
+            }
+        }
+        for &v in &node.outputs {
+            let b = bytes(&graph.value(v).desc);
+            let fits = b <= usable;
+            if !fits || graph.outputs().contains(&v) {
+                dma += b;
+            }
+            on_chip[v.index()] = fits;
+        }
+        let elem_bytes = ins
+            .iter()
+            .map(|d| d.dtype.size_bytes())
+            .chain([out.dtype.size_bytes()])
+            .max()
+            .unwrap_or(1);
+        let vec_ops =
+            |ops: f64| vector_cycles(profile, out.numel().max(ins[0].numel()), elem_bytes, ops);
+        let v = &npu.vector;
+        let (unit, tile_count, compute) = match &node.op {
+            Op::MatMul { transpose_a, .. } => {
+                let (a, b) = (ins[0], ins[1]);
+                let r = a.rank();
+                let batches: usize = out.shape[..r - 2].iter().product();
+                let (m, n) = (out.shape[r - 2], out.shape[r - 1]);
+                let k = if *transpose_a {
+                    a.shape[r - 2]
+                } else {
+                    a.shape[r - 1]
+                };
+                let tile = if a.dtype.is_integer() {
+                    &npu.matrix.int8
+                } else {
+                    &npu.matrix.fp16
+                };
+                let t = tiles(tile, batches, m, n, k);
+                let mut cycles = t as f64 * real(&tile.cycles_per_tile);
+                if out.dtype.is_integer() && out.dtype != DType::I32 {
+                    cycles += vector_cycles(profile, out.numel(), 4, real(&v.requantize_ops));
+                }
+                // Blocking when the working set does not fit: re-read B once per block of A.
+                let (ab, bb, cb) = (bytes(a), bytes(b), bytes(out));
+                if ab + bb + cb > usable && ab > usable / 2 {
+                    let blocks = ab.div_ceil((usable / 2).max(1));
+                    dma += bb * (blocks - 1);
+                }
+                (Unit::Matrix, t, cycles)
+            }
+            Op::Softmax { .. } => (Unit::Vector, 0, vec_ops(real(&v.softmax_ops))),
+            Op::Requantize | Op::Quantize | Op::Dequantize { .. } => {
+                (Unit::Vector, 0, vec_ops(real(&v.requantize_ops)))
+            }
+            Op::Mul | Op::Add | Op::Cast { .. } | Op::Transpose { .. } => {
+                (Unit::Vector, 0, vec_ops(real(&v.elementwise_ops)))
+            }
+            Op::TopK { k } => {
+                let per = real(&v.topk_ops) * (*k as f64).log2().max(1.0);
+                (
+                    Unit::Vector,
+                    0,
+                    vector_cycles(profile, ins[0].numel(), elem_bytes, per),
+                )
+            }
+            Op::Reshape { .. } => (Unit::None, 0, 0.0),
+        };
+        let cycles = compute.max(dma as f64 / dma_rate);
+        nodes.push(NodeCost {
+            node: node.name.clone(),
+            op: node.op.kind(),
+            unit,
+            tiles: tile_count,
+            compute_cycles: compute,
+            dma_bytes: dma,
+            cycles,
+        });
+    }
+    let fixed = real(&npu.fixed_cycles);
+    let host_io_bytes: u64 = graph
+        .input_descs()
+        .chain(graph.output_descs())
+        .map(bytes)
+        .sum();
+    GraphCost {
+        accelerator_cycles: fixed + nodes.iter().map(|n| n.cycles).sum::<f64>(),
+        nodes,
+        fixed_cycles: fixed,
+        host_io_bytes,
+        host_io_ns: host_io_bytes as f64 / real(&npu.host_io_gbps),
+        launch_warm_ns: real(&npu.launch_warm_us) * 1e3,
+        launch_cold_ns: real(&npu.launch_cold_us) * 1e3,
+        compile_ns: (real(&npu.compile_base_ms)
+            + real(&npu.compile_per_node_ms) * graph.nodes().len() as f64)
+            * 1e6,
+        clock_hz: profile.npu_hz(),
+    }
+}

@@ -1,0 +1,60 @@
+//! The one error type of the simulator.
+
+use shadowattn_hal::HalError;
+use thiserror::Error;
+
+/// Result alias for the simulator.
+pub type Result<T, E = SimError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the simulator.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A SoC profile that cannot be used; names the file, the key and the line.
+    #[error("{file}:{line}: `{key}`: {detail}")]
+    Profile {
+        /// The profile file (or built-in name).
+        file: String,
+        /// 1-based line of the offending key (0 when unknown).
+        line: usize,
+        /// The key, as a dotted path.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A profile file that cannot be read.
+    #[error("cannot read SoC profile {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A SoC name that is not a built-in profile.
+    #[error("unknown SoC profile `{name}`; built in: {known}")]
+    UnknownSoc {
+        /// The name asked for.
+        name: String,
+        /// The built-in names.
+        known: String,
+    },
+    /// A HAL error (graph validation, buffers, …).
+    #[error(transparent)]
+    Hal(#[from] HalError),
+    /// A schedule or stage description that is inconsistent.
+    #[error("invalid schedule: {0}")]
+    Schedule(String),
+}
+
+impl From<SimError> for HalError {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::Hal(h) => h,
+            other => HalError::Unavailable {
+                backend: "sim".into(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! SoC profiles: the physical parameters of an NPU and the CPU cores beside it, as TOML data.
+//!
+//! Every number is written `{ value = …, source = "…" }`; the source starts with one of
+//! `measured`, `vendor claim`, `code/doc`, `derived` or `assumption`, so a reader can tell how
+//! much to trust it. Unknown keys, missing fields, non-positive values and physically impossible
+//! combinations are errors naming the file, the key and the line.
+
+use crate::error::{Result, SimError};
+use serde::Deserialize;
+use shadowattn_hal::OpKind;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+/// Prefixes a `source` string must start with.
+pub const SOURCE_KINDS: [&str; 5] = [
+    "measured",
+    "vendor claim",
+    "code/doc",
+    "derived",
+    "assumption",
+];
+
+/// A number and where it comes from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sourced<T> {
+    /// The number.
+    pub value: T,
+    /// Where it comes from (see [`SOURCE_KINDS`]).
+    pub source: String,
+}
+
+/// A sourced real number with its position in the file.
+pub type Real = Spanned<Sourced<f64>>;
+/// A sourced count with its position in the file.
+pub type Count = Spanned<Sourced<u64>>;
+
+/// Value of a sourced real.
+pub fn real(x: &Real) -> f64 {
+    x.get_ref().value
+}
+
+/// Value of a sourced count.
+pub fn count(x: &Count) -> u64 {
+    x.get_ref().value
+}
+
+/// A whole SoC profile.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocProfile {
+    /// Short name used on the command line (`snapdragon-8-gen-3`).
+    pub name: String,
+    /// Marketing name and part number.
+    pub soc: String,
+    /// NPU architecture (`HTP V75`, `APU 790`).
+    pub npu_arch: String,
+    /// Ops this NPU cannot run (default: none).
+    #[serde(default)]
+    pub unsupported_ops: Vec<OpKind>,
+    /// The NPU.
+    pub npu: NpuProfile,
+    /// The CPU cores available to the pipeline.
+    pub cpu: CpuProfile,
+}
+
+/// Physical parameters of the NPU.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpuProfile {
+    /// Clock in GHz.
+    pub clock_ghz: Real,
+    /// On-chip memory (VTCM, SRAM) in bytes.
+    pub onchip_bytes: Count,
+    /// Fraction of on-chip memory one working set may use (½ with double buffering).
+    pub onchip_usable_fraction: Real,
+    /// Peak DDR bandwidth in GB/s.
+    pub ddr_gbps: Real,
+    /// Effective DMA rate between DDR and on-chip memory, bytes per NPU cycle.
+    pub dma_bytes_per_cycle: Real,
+    /// Fixed accelerator cycles of every graph execution (setup, sync, tails).
+    pub fixed_cycles: Real,
+    /// Effective rate of moving a launch's inputs and outputs through host-shared memory, GB/s.
+    pub host_io_gbps: Real,
+    /// Host↔NPU overhead of one launch of an already-run graph, µs.
+    pub launch_warm_us: Real,
+    /// Host↔NPU overhead of the first launch of a graph, µs.
+    pub launch_cold_us: Real,
+    /// Fixed cost of compiling (finalizing) one graph, ms.
+    pub compile_base_ms: Real,
+    /// Additional compile cost per node, ms.
+    pub compile_per_node_ms: Real,
+    /// Matrix unit.
+    pub matrix: MatrixProfile,
+    /// Vector units.
+    pub vector: VectorProfile,
+}
+
+/// The matrix unit's tile per data type.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixProfile {
+    /// INT8 × INT8 → INT32 tile.
+    pub int8: TileProfile,
+    /// FP16 × FP16 tile (f32 graphs run as f16).
+    pub fp16: TileProfile,
+}
+
+/// One matrix-unit micro-op: `[m, k] · [k, n]` in `cycles_per_tile` cycles.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileProfile {
+    /// Rows of the activation tile.
+    pub m: Count,
+    /// Columns of the output tile.
+    pub n: Count,
+    /// Depth of the tile.
+    pub k: Count,
+    /// Cycles per tile, pipelined.
+    pub cycles_per_tile: Real,
+}
+
+/// Vector units and the cost of each op family in vector ops per element.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorProfile {
+    /// Vector units (HVX contexts) working in parallel.
+    pub units: Count,
+    /// Width of one vector in bits.
+    pub width_bits: Count,
+    /// Vector ops per element of Softmax (max, exp, sum, divide).
+    pub softmax_ops: Real,
+    /// Vector ops per element of Requantize, Quantize, Dequantize.
+    pub requantize_ops: Real,
+    /// Vector ops per element of Mul, Add, Cast.
+    pub elementwise_ops: Real,
+    /// Vector ops per element and per log2(k) of TopK.
+    pub topk_ops: Real,
+}
+
+/// The CPU cores the pipeline may use.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuProfile {
+    /// Core clusters, most capable last.
+    pub cores: Vec<CpuCore>,
+}
+
+/// One cluster of identical CPU cores.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuCore {
+    /// Role (`mid`, `prime`).
+    pub name: String,
+    /// Core model (`Cortex-A720`).
+    pub model: String,
+    /// Cores of this kind.
+    pub count: Count,
+    /// Clock in GHz.
+    pub clock_ghz: Real,
+    /// Peak FP32 throughput of one core, GFLOP/s.
+    pub fp32_gflops: Real,
+    /// Peak FP16 throughput of one core, GFLOP/s.
+    pub fp16_gflops: Real,
+    /// Memory bandwidth one core can draw, GB/s.
+    pub mem_gbps: Real,
+    /// Core cycles per key examined by top-k selection.
+    pub topk_cycles_per_key: Real,
+}
+
+/// The built-in profiles: (name, TOML text).
+pub const BUILTIN: [(&str, &str); 5] = [
+    (
+        "snapdragon-8-gen-2",
+        include_str!("../socs/snapdragon-8-gen-2.toml"),
+    ),
+    (
+        "snapdragon-8-gen-3",
+        include_str!("../socs/snapdragon-8-gen-3.toml"),
+    ),
+    (
+        "snapdragon-8-elite",
+        include_str!("../socs/snapdragon-8-elite.toml"),
+    ),
+    (
+        "dimensity-9300",
+        include_str!("../socs/dimensity-9300.toml"),
+    ),
+    ("sa8255", include_str!("../socs/sa8255.toml")),
+];
+
+/// Names of the built-in profiles.
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _)| *n).collect()
+}
+
+fn line_of(text: &str, span: Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+impl SocProfile {
+    /// A built-in profile by name.
+    pub fn builtin(name: &str) -> Result<Self> {
+        let (_, text) =
+            BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| SimError::UnknownSoc {
+                    name: name.to_string(),
+                    known: builtin_names().join(", "),
+                })?;
+        Self::parse(&format!("<builtin>/{name}.toml"), text)
+    }
+
+    /// Loads and validates a profile file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and validates profile text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let profile: SocProfile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s)).unwrap_or(0);
+            let msg = e.message().to_string();
+            let key = msg
+                .split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "<document>".into());
+            SimError::Profile {
+                file: file.to_string(),
+                line,
+                key,
+                detail: msg,
+            }
+        })?;
+        profile.validate(file, text)?;
+        Ok(profile)
+    }
+
+    /// Every sourced real with its dotted key.
+    fn reals(&self) -> Vec<(String, &Real)> {
+        let n = &self.npu;
+        let mut v: Vec<(String, &Real)> = vec![
+            ("npu.clock_ghz".into(), &n.clock_ghz),
+            (
+                "npu.onchip_usable_fraction".into(),
+                &n.onchip_usable_fraction,
+            ),
+            ("npu.ddr_gbps".into(), &n.ddr_gbps),
+            ("npu.dma_bytes_per_cycle".into(), &n.dma_bytes_per_cycle),
+            ("npu.fixed_cycles".into(), &n.fixed_cycles),
+            ("npu.host_io_gbps".into(), &n.host_io_gbps),
+            ("npu.launch_warm_us".into(), &n.launch_warm_us),
+            ("npu.launch_cold_us".into(), &n.launch_cold_us),
+            ("npu.compile_base_ms".into(), &n.compile_base_ms),
+            ("npu.compile_per_node_ms".into(), &n.compile_per_node_ms),
+            (
+                "npu.matrix.int8.cycles_per_tile".into(),
+                &n.matrix.int8.cycles_per_tile,
+            ),
+            (
+                "npu.matrix.fp16.cycles_per_tile".into(),
+                &n.matrix.fp16.cycles_per_tile,
+            ),
+            ("npu.vector.softmax_ops".into(), &n.vector.softmax_ops),
+            ("npu.vector.requantize_ops".into(), &n.vector.requantize_ops),
+            (
+                "npu.vector.elementwise_ops".into(),
+                &n.vector.elementwise_ops,
+            ),
+            ("npu.vector.topk_ops".into(), &n.vector.topk_ops),
+        ];
+        for (i, c) in self.cpu.cores.iter().enumerate() {
+            for (k, r) in [
+                ("clock_ghz", &c.clock_ghz),
+                ("fp32_gflops", &c.fp32_gflops),
+                ("fp16_gflops", &c.fp16_gflops),
+                ("mem_gbps", &c.mem_gbps),
+                ("topk_cycles_per_key", &c.topk_cycles_per_key),
+            ] {
+                v.push((format!("cpu.cores[{i}].{k}"), r));
+            }
+        }
+        v
+    }
+
+    /// Every sourced count with its dotted key.
+    fn counts(&self) -> Vec<(String, &Count)> {
+        let n = &self.npu;
+        let mut v: Vec<(String, &Count)> = vec![
+            ("npu.onchip_bytes".into(), &n.onchip_bytes),
+            ("npu.vector.units".into(), &n.vector.units),
+            ("npu.vector.width_bits".into(), &n.vector.width_bits),
+        ];
+        for (dt, t) in [("int8", &n.matrix.int8), ("fp16", &n.matrix.fp16)] {
+            v.push((format!("npu.matrix.{dt}.m"), &t.m));
+            v.push((format!("npu.matrix.{dt}.n"), &t.n));
+            v.push((format!("npu.matrix.{dt}.k"), &t.k));
+        }
+        for (i, c) in self.cpu.cores.iter().enumerate() {
+            v.push((format!("cpu.cores[{i}].count"), &c.count));
+        }
+        v
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<()> {
+        let err = |key: &str, span: Range<usize>, detail: String| SimError::Profile {
+            file: file.to_string(),
+            line: line_of(text, span),
+            key: key.to_string(),
+            detail,
+        };
+        let check_source = |key: &str, span: Range<usize>, source: &str| {
+            if SOURCE_KINDS.iter().any(|k| source.starts_with(k)) {
+                Ok(())
+            } else {
+                Err(err(
+                    key,
+                    span,
+                    format!(
+                        "source \"{source}\" must start with one of: {}",
+                        SOURCE_KINDS.join(", ")
+                    ),
+                ))
+            }
+        };
+        for (key, r) in self.reals() {
+            let v = r.get_ref().value;
+            if !v.is_finite() || v <= 0.0 {
+                return Err(err(
+                    &key,
+                    r.span(),
+                    format!("must be finite and positive, got {v}"),
+                ));
+            }
+            check_source(&key, r.span(), &r.get_ref().source)?;
+        }
+        for (key, c) in self.counts() {
+            if c.get_ref().value == 0 {
+                return Err(err(&key, c.span(), "must be at least 1, got 0".into()));
+            }
+            check_source(&key, c.span(), &c.get_ref().source)?;
+        }
+        let n = &self.npu;
+        if real(&n.onchip_usable_fraction) > 1.0 {
+            let r = &n.onchip_usable_fraction;
+            return Err(err(
+                "npu.onchip_usable_fraction",
+                r.span(),
+                format!("a fraction cannot exceed 1, got {}", real(r)),
+            ));
+        }
+        let dma_gbps = real(&n.dma_bytes_per_cycle) * real(&n.clock_ghz);
+        if dma_gbps > real(&n.ddr_gbps) {
+            return Err(err(
+                "npu.dma_bytes_per_cycle",
+                n.dma_bytes_per_cycle.span(),
+                format!(
+                    "{} B/cycle at {} GHz is {dma_gbps:.1} GB/s, more than the DDR peak of {} GB/s",
+                    real(&n.dma_bytes_per_cycle),
+                    real(&n.clock_ghz),
+                    real(&n.ddr_gbps)
+                ),
+            ));
+        }
+        if real(&n.launch_cold_us) < real(&n.launch_warm_us) {
+            return Err(err(
+                "npu.launch_cold_us",
+                n.launch_cold_us.span(),
+                "a cold launch cannot be cheaper than a warm one".into(),
+            ));
+        }
+        if count(&n.vector.width_bits) % 8 != 0 {
+            return Err(err(
+                "npu.vector.width_bits",
+                n.vector.width_bits.span(),
+                "must be a whole number of bytes".into(),
+            ));
+        }
+        if self.cpu.cores.is_empty() {
+            return Err(err(
+                "cpu.cores",
+                0..0,
+                "at least one core cluster is needed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// NPU clock in Hz.
+    pub fn npu_hz(&self) -> f64 {
+        real(&self.npu.clock_ghz) * 1e9
+    }
+
+    /// On-chip bytes one working set may use.
+    pub fn usable_onchip_bytes(&self) -> u64 {
+        (count(&self.npu.onchip_bytes) as f64 * real(&self.npu.onchip_usable_fraction)) as u64
+    }
+
+    /// The core cluster called `name`.
+    pub fn core(&self, name: &str) -> Option<&CpuCore> {
+        self.cpu.cores.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,430 @@
+//! The simulator as users meet it: profiles, functional results, timing, traces, calibration.
+
+use proptest::prelude::*;
+use shadowattn_cpu::{reference, CpuBackend};
+use shadowattn_hal::{
+    DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend, OutType, QuantParams,
+    Quantization, TensorDesc,
+};
+use shadowattn_simulator::calibration::{
+    calibration_points, fit_sa8255, fit_sd8gen3, pilot_qk_graph,
+};
+use shadowattn_simulator::layer::{HeadCost, LayerPlan, NpuGroup};
+use shadowattn_simulator::profile::{builtin_names, real, BUILTIN};
+use shadowattn_simulator::timeline::chrome_trace;
+use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
+
+fn inputs_for(graph: &Graph, seed: u64) -> Vec<HostTensor> {
+    let mut s = seed | 1;
+    graph
+        .input_descs()
+        .map(|d| {
+            let mut t = HostTensor::zeros(d.clone()).unwrap();
+            for b in t.bytes_mut() {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                *b = s as u8;
+            }
+            t
+        })
+        .collect()
+}
+
+fn execute(
+    backend: &dyn NpuBackend,
+    graph: &Graph,
+    inputs: &[HostTensor],
+) -> (Vec<HostTensor>, Vec<shadowattn_hal::ProfileEvent>) {
+    let mut compiled = backend.compile(graph).unwrap();
+    let mut outs: Vec<HostTensor> = graph
+        .output_descs()
+        .map(|d| HostTensor::zeros(d.clone()).unwrap())
+        .collect();
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    let mut out_views: Vec<_> = outs.iter_mut().map(|t| t.view_mut()).collect();
+    let events = compiled.execute(&views, &mut out_views).unwrap();
+    (outs, events)
+}
+
+fn launch_ns(sim: &SimBackend, graph: &Graph) -> f64 {
+    sim.cost(graph).launch_ns(false)
+}
+
+#[test]
+fn every_builtin_profile_loads() {
+    assert_eq!(builtin_names().len(), 5);
+    for name in builtin_names() {
+        let p = SocProfile::builtin(name).unwrap();
+        assert_eq!(p.name, name);
+        assert!(p.core("mid").is_some(), "{name} has a mid core");
+    }
+    let e = SocProfile::builtin("snapdragon-9000").unwrap_err();
+    assert!(e.to_string().contains("snapdragon-8-gen-3"), "{e}");
+}
+
+fn sa8255_text() -> String {
+    BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "sa8255")
+        .unwrap()
+        .1
+        .to_string()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.starts_with(needle)).unwrap() + 1
+}
+
+#[test]
+fn profile_errors_name_file_key_and_line() {
+    let text = sa8255_text();
+    // Non-positive value.
+    let bad = text.replace("ddr_gbps = { value = 51.2", "ddr_gbps = { value = -3.0");
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    let line = line_of(&text, "ddr_gbps");
+    assert!(
+        matches!(&e, SimError::Profile { file, key, line: l, .. } if file == "my.toml" && key == "npu.ddr_gbps" && *l == line),
+        "{e}"
+    );
+    // Zero tile.
+    let bad = text.replacen("m = { value = 64", "m = { value = 0", 1);
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("npu.matrix.int8.m"), "{e}");
+    // Unknown key.
+    let bad = text.replace("[npu]\n", "[npu]\nturbo = 3\n");
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    let line = line_of(&bad, "turbo");
+    assert!(
+        matches!(&e, SimError::Profile { key, line: l, .. } if key == "turbo" && *l == line),
+        "{e}"
+    );
+    // Missing field.
+    let bad: String = text
+        .lines()
+        .filter(|l| !l.starts_with("host_io_gbps"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("host_io_gbps"), "{e}");
+    // A number without a proper source.
+    let bad = text.replace(
+        "clock_ghz = { value = 1.5, source = \"derived",
+        "clock_ghz = { value = 1.5, source = \"guess",
+    );
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    assert!(
+        e.to_string().contains("npu.clock_ghz") && e.to_string().contains("source"),
+        "{e}"
+    );
+    // Physically impossible: DMA faster than DRAM.
+    let bad = text.replace(
+        "dma_bytes_per_cycle = { value = 12.383",
+        "dma_bytes_per_cycle = { value = 500.0",
+    );
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("DDR peak"), "{e}");
+    // Usable fraction above 1 and NaN.
+    let bad = text.replace(
+        "onchip_usable_fraction = { value = 0.5",
+        "onchip_usable_fraction = { value = 1.5",
+    );
+    assert!(SocProfile::parse("my.toml", &bad).is_err());
+    let bad = text.replace("clock_ghz = { value = 1.5", "clock_ghz = { value = nan");
+    assert!(SocProfile::parse("my.toml", &bad).is_err());
+    // A file that does not exist.
+    let e = SocProfile::load(std::path::Path::new("/nonexistent/soc.toml")).unwrap_err();
+    assert!(matches!(e, SimError::Io { .. }), "{e}");
+}
+
+#[test]
+fn unsupported_ops_are_refused_at_compile_time() {
+    let text = sa8255_text().replace(
+        "npu_arch = \"HTP V73\"\n",
+        "npu_arch = \"HTP V73\"\nunsupported_ops = [\"TopK\"]\n",
+    );
+    let sim = SimBackend::new(SocProfile::parse("no-topk.toml", &text).unwrap());
+    let mut b = GraphBuilder::new("g");
+    let x = b.input("x", TensorDesc::new(DType::F16, [4, 8])).unwrap();
+    let (v, _) = b.topk("best", x, 2).unwrap();
+    b.output(v).unwrap();
+    let e = sim.compile(&b.build().unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, HalError::Unsupported { node, .. } if node == "best"),
+        "{e}"
+    );
+    assert!(!sim
+        .capabilities()
+        .supports(shadowattn_hal::OpKind::TopK, DType::F16));
+}
+
+#[test]
+fn time_grows_with_size_and_fusing_beats_separate_launches() {
+    let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    let mut last = 0.0;
+    for kv in [256, 512, 1024, 2048, 4096] {
+        let t = launch_ns(&sim, &pilot_qk_graph(1, 128, kv, 64));
+        assert!(t > last, "kv {kv}: {t} <= {last}");
+        last = t;
+    }
+    for heads in [2, 4, 8] {
+        let fused = launch_ns(&sim, &pilot_qk_graph(heads, 128, 2048, 64));
+        let separate = heads as f64 * launch_ns(&sim, &pilot_qk_graph(1, 128, 2048, 64));
+        assert!(
+            fused < separate,
+            "{heads} heads: fused {fused} vs separate {separate}"
+        );
+    }
+    let c = sim.cost(&pilot_qk_graph(1, 128, 2048, 64));
+    assert!(c.launch_ns(true) > c.launch_ns(false));
+    // Padding: 65 rows cost as much matrix work as 128 (two 64-row tiles).
+    let t65 = sim.cost(&pilot_qk_graph(1, 65, 2048, 64)).nodes[0].tiles;
+    let t128 = sim.cost(&pilot_qk_graph(1, 128, 2048, 64)).nodes[0].tiles;
+    assert_eq!(t65, t128);
+}
+
+#[test]
+fn executions_advance_the_clock_and_first_launch_is_cold() {
+    let sim = SimBackend::builtin("snapdragon-8-gen-2").unwrap();
+    let g = pilot_qk_graph(2, 16, 64, 32);
+    let ins = inputs_for(&g, 3);
+    let mut compiled = sim.compile(&g).unwrap();
+    assert_eq!(compiled.compile_events().len(), 1);
+    let mut out = HostTensor::zeros(g.output_descs().next().unwrap().clone()).unwrap();
+    let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+    let first = compiled.execute(&views, &mut [out.view_mut()]).unwrap();
+    let second = compiled.execute(&views, &mut [out.view_mut()]).unwrap();
+    assert!(
+        first[0].duration_ns > second[0].duration_ns,
+        "cold launch costs more"
+    );
+    assert_eq!(second[0].start_ns, first[0].end_ns());
+    assert_eq!(sim.now_ns(), second[0].end_ns());
+    for e in first.iter().chain(&second) {
+        assert!(e.duration_ns > 0);
+        assert!(e.start_ns >= first[0].start_ns && e.end_ns() <= second[0].end_ns());
+    }
+}
+
+#[test]
+fn working_sets_larger_than_onchip_memory_are_tiled_not_refused() {
+    let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    // A: 4096 x 1024 fp16 = 8 MiB (> 4 MiB usable): B is re-read per block of A.
+    let mut b = GraphBuilder::new("big");
+    let a = b
+        .input("a", TensorDesc::new(DType::F16, [4096, 1024]))
+        .unwrap();
+    let w = b
+        .input("w", TensorDesc::new(DType::F16, [1024, 256]))
+        .unwrap();
+    let y = b
+        .matmul("mm", a, w, false, false, OutType::plain(DType::F16))
+        .unwrap();
+    b.output(y).unwrap();
+    let g = b.build().unwrap();
+    let c = sim.cost(&g);
+    let plain = (4096 * 1024 + 1024 * 256 + 4096 * 256) * 2;
+    assert!(
+        c.nodes[0].dma_bytes > plain,
+        "B re-read: {} vs {plain}",
+        c.nodes[0].dma_bytes
+    );
+    assert!(c.accelerator_cycles.is_finite() && c.accelerator_cycles > 0.0);
+    sim.compile(&g).unwrap();
+}
+
+#[test]
+fn timing_only_mode_skips_arithmetic_but_times_the_same() {
+    let functional = SimBackend::builtin("dimensity-9300").unwrap();
+    let timing = SimBackend::builtin("dimensity-9300")
+        .unwrap()
+        .with_mode(ExecutionMode::TimingOnly);
+    let g = pilot_qk_graph(1, 8, 32, 16);
+    let ins = inputs_for(&g, 11);
+    let (out_f, ev_f) = execute(&functional, &g, &ins);
+    let (out_t, ev_t) = execute(&timing, &g, &ins);
+    assert!(out_f[0].as_slice::<i32>().unwrap().iter().any(|&v| v != 0));
+    assert!(out_t[0].as_slice::<i32>().unwrap().iter().all(|&v| v == 0));
+    assert_eq!(ev_f, ev_t);
+}
+
+#[test]
+fn compiled_graphs_round_trip_and_are_soc_specific() {
+    let g3 = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    let g2 = SimBackend::builtin("snapdragon-8-gen-2").unwrap();
+    let g = pilot_qk_graph(1, 4, 8, 8);
+    let bytes = g3.compile(&g).unwrap().serialize().unwrap();
+    assert_eq!(g3.deserialize(&bytes).unwrap().graph(), &g);
+    let e = g2.deserialize(&bytes).unwrap_err();
+    assert!(e.to_string().contains("SoC specific"), "{e}");
+    assert!(g3.deserialize(b"garbage").is_err());
+}
+
+#[test]
+fn calibration_matches_the_profiles_and_the_published_figures() {
+    let sa = SocProfile::builtin("sa8255").unwrap();
+    let (fixed, rate) = fit_sa8255(&sa);
+    assert!(
+        (fixed - real(&sa.npu.fixed_cycles)).abs() / fixed < 0.005,
+        "{fixed}"
+    );
+    assert!(
+        (rate - real(&sa.npu.dma_bytes_per_cycle)).abs() / rate < 0.005,
+        "{rate}"
+    );
+    let g3 = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+    let (warm, host) = fit_sd8gen3(&g3);
+    assert!(
+        (warm - real(&g3.npu.launch_warm_us)).abs() / warm < 0.005,
+        "{warm}"
+    );
+    assert!(
+        (host - real(&g3.npu.host_io_gbps)).abs() / host < 0.005,
+        "{host}"
+    );
+    for p in calibration_points() {
+        assert!(
+            p.relative_error().abs() <= 0.12,
+            "{} off by {:.1} %",
+            p.label,
+            p.relative_error() * 100.0
+        );
+    }
+}
+
+#[test]
+fn perfetto_trace_has_the_chrome_trace_event_structure() {
+    let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    let g = pilot_qk_graph(2, 8, 32, 16);
+    let ins = inputs_for(&g, 5);
+    let (_, mut events) = execute(&sim, &g, &ins);
+    let plan = LayerPlan {
+        groups: vec![
+            NpuGroup {
+                heads: vec![0, 1],
+                npu_ns: 2e6,
+            },
+            NpuGroup {
+                heads: vec![2],
+                npu_ns: 1.5e6,
+            },
+        ],
+        cpu_order: vec![1, 0, 2],
+        heads: vec![
+            HeadCost {
+                topk_ns: 2e5,
+                attention_ns: 9e5
+            };
+            3
+        ],
+    };
+    let layer = plan.simulate(2).unwrap();
+    events.extend(layer.events);
+    let text = serde_json::to_string(&chrome_trace(&events)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let list = v["traceEvents"].as_array().unwrap();
+    let mut named = std::collections::HashMap::new();
+    let mut complete = 0;
+    for e in list {
+        assert!(
+            e["name"].is_string() && e["pid"].is_u64() && e["tid"].is_u64(),
+            "{e}"
+        );
+        match e["ph"].as_str().unwrap() {
+            "M" => {
+                if e["name"] == "thread_name" {
+                    named.insert(
+                        e["tid"].as_u64().unwrap(),
+                        e["args"]["name"].as_str().unwrap().to_string(),
+                    );
+                }
+            }
+            "X" => {
+                complete += 1;
+                assert!(
+                    e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() > 0.0,
+                    "{e}"
+                );
+                assert!(e["cat"].is_string());
+            }
+            other => panic!("unexpected phase {other}"),
+        }
+    }
+    assert_eq!(complete, events.len());
+    for e in list.iter().filter(|e| e["ph"] == "X") {
+        assert!(
+            named.contains_key(&e["tid"].as_u64().unwrap()),
+            "every track is named"
+        );
+    }
+    let tracks: Vec<&String> = named.values().collect();
+    for t in ["npu", "npu:matrix", "npu:host-io", "cpu0", "cpu1"] {
+        assert!(tracks.iter().any(|x| *x == t), "track {t} in {tracks:?}");
+    }
+}
+
+fn q8(shape: &[usize], scale: f32, zp: i32) -> TensorDesc {
+    TensorDesc::new(DType::I8, shape.to_vec()).with_quant(Quantization::per_tensor(scale, zp))
+}
+
+/// A random quantized graph: pilot MatMul, requantize, a quantized Add or Mul, optional TopK.
+fn random_graph(m: usize, k: usize, n: usize, s: [f32; 4], zp: i32, op: u8) -> Graph {
+    let mut b = GraphBuilder::new("random");
+    let a = b.input("a", q8(&[1, m, k], s[0], zp)).unwrap();
+    let w = b.input("w", q8(&[1, n, k], s[1], -zp)).unwrap();
+    let acc = b
+        .matmul("acc", a, w, false, true, OutType::plain(DType::I32))
+        .unwrap();
+    let r = b
+        .requantize(
+            "r",
+            acc,
+            OutType::quantized(DType::I8, QuantParams::new(s[2], zp)),
+        )
+        .unwrap();
+    let y = match op % 3 {
+        0 => b
+            .add(
+                "y",
+                r,
+                r,
+                OutType::quantized(DType::U8, QuantParams::new(s[3], 128)),
+            )
+            .unwrap(),
+        1 => b
+            .mul(
+                "y",
+                r,
+                r,
+                OutType::quantized(DType::I16, QuantParams::new(s[3], 0)),
+            )
+            .unwrap(),
+        _ => b.topk("y", r, 1.max(n / 2)).unwrap().0,
+    };
+    b.output(y).unwrap();
+    b.output(acc).unwrap();
+    b.build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn functional_results_are_bit_exact_with_the_cpu_reference(
+        m in 1usize..20, k in 1usize..70, n in 1usize..40,
+        s in proptest::array::uniform4(0.001f32..4.0), zp in -5i32..5, op in any::<u8>(), seed in any::<u64>(),
+    ) {
+        let g = random_graph(m, k, n, s, zp, op);
+        let ins = inputs_for(&g, seed);
+        let soc = builtin_names()[(seed % 5) as usize];
+        let sim = SimBackend::builtin(soc).unwrap();
+        let (sim_out, events) = execute(&sim, &g, &ins);
+        let (cpu_out, _) = execute(&CpuBackend::new(), &g, &ins);
+        let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+        let direct = reference::graph::run(&g, &views).unwrap();
+        for ((a, b), c) in sim_out.iter().zip(&cpu_out).zip(&direct) {
+            prop_assert_eq!(a.bytes(), b.bytes());
+            prop_assert_eq!(a.bytes(), c.bytes());
+        }
+        prop_assert!(events.iter().all(|e| e.duration_ns > 0));
+    }
+}
