@@ -5,7 +5,7 @@
 //! - **Sparse softmax·V** is compute-bound: per selected key, `q·k` and `p·v` cost `4·d` FLOP plus
 //!   the exponential (counted as 8 FLOP). Gathered K and V rows are reused across the query
 //!   rows of a chunk, so DRAM traffic is the head's K and V once (`2 · kv_len · d` elements).
-//!   Time = max(FLOP / peak, K/V bytes / bandwidth).
+//!   Time = max(FLOP / (peak · attention_efficiency), K/V bytes / bandwidth).
 //! - **Dense attention** is sparse attention over every valid key.
 //!
 //! FP32 compute uses `fp32_gflops`; FP16 storage halves the gathered bytes and uses `fp16_gflops`.
@@ -38,7 +38,7 @@ pub fn sparse_attention_ns(
         real(&core.fp16_gflops)
     } else {
         real(&core.fp32_gflops)
-    };
+    } * real(&core.attention_efficiency);
     (flop / peak).max(bytes / real(&core.mem_gbps))
 }
 

@@ -167,6 +167,8 @@ pub struct CpuCore {
     pub mem_gbps: Real,
     /// Core cycles per key examined by top-k selection.
     pub topk_cycles_per_key: Real,
+    /// Fraction of peak FLOP/s that attention kernels reach on this core, in (0, 1].
+    pub attention_efficiency: Real,
 }
 
 /// The built-in profiles: (name, TOML text).
@@ -283,6 +285,7 @@ impl SocProfile {
                 ("fp16_gflops", &c.fp16_gflops),
                 ("mem_gbps", &c.mem_gbps),
                 ("topk_cycles_per_key", &c.topk_cycles_per_key),
+                ("attention_efficiency", &c.attention_efficiency),
             ] {
                 v.push((format!("cpu.cores[{i}].{k}"), r));
             }
@@ -375,6 +378,18 @@ impl SocProfile {
                 n.launch_cold_us.span(),
                 "a cold launch cannot be cheaper than a warm one".into(),
             ));
+        }
+        for (i, c) in self.cpu.cores.iter().enumerate() {
+            if real(&c.attention_efficiency) > 1.0 {
+                return Err(err(
+                    &format!("cpu.cores[{i}].attention_efficiency"),
+                    c.attention_efficiency.span(),
+                    format!(
+                        "a fraction of peak cannot exceed 1, got {}",
+                        real(&c.attention_efficiency)
+                    ),
+                ));
+            }
         }
         if count(&n.vector.width_bits) % 8 != 0 {
             return Err(err(

@@ -28,7 +28,7 @@ fn int8_pilot_finds_the_exact_top_k_and_full_ratio_equals_dense() {
     let mut sparse = vec![0.0; dense.len()];
     cpu.sparse_attention(inputs, &picked.selections, &mut sparse)
         .unwrap();
-    let r = evaluate(inputs, budget, &picked.selections, &sparse, &dense, &cpu).unwrap();
+    let r = evaluate(inputs, &picked.selections, &sparse, &dense, &cpu).unwrap();
     assert!(r.recall_mean >= 0.97, "{r:?}");
     assert!(r.oracle_mass_mean + 1e-12 >= r.mass_mean, "{r:?}");
     assert!(r.cosine_mean > 0.9, "{r:?}");
@@ -45,7 +45,7 @@ fn int8_pilot_finds_the_exact_top_k_and_full_ratio_equals_dense() {
     let picked = select_with_per_head_scales(&cpu, &cpu, inputs, all).unwrap();
     cpu.sparse_attention(inputs, &picked.selections, &mut sparse)
         .unwrap();
-    let r = evaluate(inputs, all, &picked.selections, &sparse, &dense, &cpu).unwrap();
+    let r = evaluate(inputs, &picked.selections, &sparse, &dense, &cpu).unwrap();
     assert!(r.rel_l2_p95 <= 1e-6, "{r:?}");
     assert_eq!(r.kept_fraction, 1.0);
 }

@@ -1,0 +1,432 @@
+//! `shadowattn run`: one synthetic prefill chunk through the whole shadowAttn flow.
+
+use crate::registry;
+use clap::{Args, ValueEnum};
+use shadowattn_hal::{AttentionShape, ComputeBackend, EventKind, NpuBackend, ProfileEvent};
+use shadowattn_simulator::cost::graph_cost;
+use shadowattn_simulator::cpu_model::{sparse_attention_ns, topk_ns};
+use shadowattn_simulator::layer::{HeadCost, LayerPlan, LayerTiming, NpuGroup};
+use shadowattn_simulator::profile::{count, CpuCore};
+use shadowattn_simulator::timeline::write_chrome_trace;
+use shadowattn_simulator::SocProfile;
+use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::metrics::evaluate;
+use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::planner::{CostTable, Launch, Plan, Strategy};
+use shadowattn_sparse_attn::shadow::{ChunkResult, Schedule, ShadowAttention, ShadowConfig};
+use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Pipeline order on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    /// The planner's two-level greedy order (FIFO when greedy is not better).
+    Planned,
+    /// Launches by bucket, heads by index.
+    Fifo,
+}
+
+/// Options of `shadowattn run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// NPU graph backend that runs the INT8 pilot: `cpu`, `sim:<soc>` or `sim:<profile.toml>`.
+    #[arg(long, default_value = registry::DEFAULT_NPU)]
+    npu: String,
+    /// Compute backend for quantization, top-k and attention.
+    #[arg(long, default_value = "cpu")]
+    compute: String,
+    /// Query heads.
+    #[arg(long, default_value_t = 9)]
+    q_heads: usize,
+    /// Key/value heads (must divide the query heads).
+    #[arg(long, default_value_t = 3)]
+    kv_heads: usize,
+    /// Query rows in the chunk.
+    #[arg(long, default_value_t = 128)]
+    q_len: usize,
+    /// Keys (prefix plus chunk).
+    #[arg(long, default_value_t = 512)]
+    kv_len: usize,
+    /// Head dimension.
+    #[arg(long, default_value_t = 64)]
+    head_dim: usize,
+    /// Fraction of each row's valid keys that is kept, in (0, 1] (ignored with --calibration).
+    #[arg(long, default_value_t = 0.2)]
+    ratio: f32,
+    /// A calibration file (`shadowattn-calibration` JSON) for the chunk's model shape.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Layer of the calibration whose ratios are used.
+    #[arg(long, default_value_t = 0)]
+    layer: usize,
+    /// Minimum number of keys per row.
+    #[arg(long, default_value_t = 1)]
+    min_keys: usize,
+    /// Fraction of keys planted as important in the synthetic data.
+    #[arg(long, default_value_t = 0.1)]
+    planted: f32,
+    /// Random seed of the synthetic data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads for top-k and sparse attention on this machine.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Pipeline order.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Planned)]
+    schedule: ScheduleArg,
+    /// CPU cores of the SoC given to top-k and sparse attention in the simulated timing.
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Which core cluster of the SoC profile runs them (`mid`, `prime`).
+    #[arg(long, default_value = "mid")]
+    core: String,
+    /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// The core cluster `--core` names, checked against `--cores`.
+fn pick_core<'a>(soc: &'a SocProfile, args: &RunArgs) -> Res<&'a CpuCore> {
+    let core = soc.core(&args.core).ok_or_else(|| {
+        let names: Vec<&str> = soc.cpu.cores.iter().map(|c| c.name.as_str()).collect();
+        format!(
+            "SoC `{}` has no core cluster `{}`; it has: {}",
+            soc.name,
+            args.core,
+            names.join(", ")
+        )
+    })?;
+    let available = count(&core.count) as usize;
+    if args.cores == 0 || args.cores > available {
+        return Err(format!(
+            "--cores {} is outside 1..={available} ({available} `{}` cores on {})",
+            args.cores, core.name, soc.name
+        )
+        .into());
+    }
+    Ok(core)
+}
+
+const FUSED: [usize; 3] = [4, 2, 1];
+
+/// A calibration from synthetic samples (other seeds than the evaluated chunk), uniform ratios.
+fn synthetic_calibration(args: &RunArgs, model: &ModelShape) -> Res<Calibration> {
+    let shape = AttentionShape::causal(
+        args.q_heads,
+        args.kv_heads,
+        args.q_len,
+        args.q_len,
+        args.head_dim,
+    );
+    let chunks: Vec<SyntheticChunk> = (0..4)
+        .map(|i| {
+            SyntheticChunk::generate(SyntheticSpec {
+                shape,
+                planted_fraction: args.planted,
+                signal: 1.0,
+                seed: args.seed.wrapping_add(1000 + i),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let samples: Vec<LayerSample<'_>> = chunks
+        .iter()
+        .map(|c| LayerSample {
+            layer: 0,
+            q: &c.q,
+            k: &c.k,
+            rows: args.q_len,
+        })
+        .collect();
+    let ratio_config = RatioConfig {
+        global_ratio: args.ratio,
+        min_ratio: args.ratio,
+        importance_clamp: (1e-6, 1e6),
+    };
+    let importance = vec![vec![1.0; args.q_heads]];
+    Ok(Calibration::calibrate(
+        model.clone(),
+        &samples,
+        &importance,
+        ratio_config,
+        1,
+        0.5,
+    )?)
+}
+
+/// What the simulated timing needs: the SoC, its CPU cores, the bank and the chunk's shape.
+struct SimContext<'a> {
+    soc: &'a SocProfile,
+    core: &'a CpuCore,
+    cores: usize,
+    spec: &'a BankSpec,
+    calib: &'a Calibration,
+    shape: AttentionShape,
+}
+
+impl SimContext<'_> {
+    fn valid_keys(&self) -> u64 {
+        (0..self.shape.q_len)
+            .map(|i| self.shape.valid_keys(i) as u64)
+            .sum()
+    }
+
+    fn launch_ns(&self, bucket: usize, fused: usize) -> Res<f64> {
+        let graph = self.spec.pilot(&self.calib.grid, bucket, fused).graph()?;
+        Ok(graph_cost(self.soc, &graph).launch_ns(false))
+    }
+
+    fn attention_ns(&self, pairs: u64) -> f64 {
+        let s = &self.shape;
+        sparse_attention_ns(self.core, pairs, s.kv_len, s.head_dim, false)
+    }
+
+    /// Stage costs for the planner: warm pilot launches and the CPU core model.
+    fn costs(&self) -> Res<CostTable> {
+        let valid = self.valid_keys();
+        Ok(CostTable {
+            npu_ns: FUSED
+                .iter()
+                .map(|&f| Ok((f, self.launch_ns(0, f)?)))
+                .collect::<Res<_>>()?,
+            topk_ns_per_key: topk_ns(self.core, valid, 4) / valid as f64,
+            topk_ns_fixed: 0.0,
+            attention_ns_per_pair: self.attention_ns(valid) / valid as f64,
+            attention_ns_fixed: 0.0,
+        })
+    }
+
+    /// The layer's timing when run in `order`.
+    fn layer(&self, result: &ChunkResult, order: &Plan) -> Res<LayerTiming> {
+        let groups = order
+            .launch_order
+            .iter()
+            .map(|&li| {
+                let l: &Launch = &result.launches[li];
+                Ok(NpuGroup {
+                    heads: l.heads.clone(),
+                    npu_ns: self.launch_ns(l.bucket, l.heads.len())?,
+                })
+            })
+            .collect::<Res<Vec<_>>>()?;
+        let topk = topk_ns(self.core, self.valid_keys(), 4);
+        let plan = LayerPlan {
+            groups,
+            cpu_order: order.cpu_order.clone(),
+            heads: result
+                .selections
+                .iter()
+                .map(|s| HeadCost {
+                    topk_ns: topk,
+                    attention_ns: self.attention_ns(s.indices.len() as u64),
+                })
+                .collect(),
+        };
+        Ok(plan.simulate(self.cores)?)
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &RunArgs) -> Res<()> {
+    let npu_choice = registry::npu_backend(&args.npu)?;
+    let core = match &npu_choice.soc {
+        Some(soc) => Some(pick_core(soc, args)?),
+        None if args.trace.is_some() => {
+            return Err(
+                "--trace needs a simulator NPU backend (sim:<soc>): the timeline is simulated"
+                    .into(),
+            )
+        }
+        None => None,
+    };
+    let npu: &dyn NpuBackend = npu_choice.backend.as_ref();
+    let compute_box = registry::compute_backend(&args.compute)?;
+    let compute: &dyn ComputeBackend = compute_box.as_ref();
+    let shape = AttentionShape::causal(
+        args.q_heads,
+        args.kv_heads,
+        args.q_len,
+        args.kv_len,
+        args.head_dim,
+    );
+    shape.validate()?;
+    let model = ModelShape {
+        name: "synthetic".into(),
+        layers: 1,
+        q_heads: args.q_heads,
+        kv_heads: args.kv_heads,
+        head_dim: args.head_dim,
+    };
+    let calib = match &args.calibration {
+        Some(path) => Calibration::load(path, None)?,
+        None => synthetic_calibration(args, &model)?,
+    };
+    calib.layer_ratios(args.layer)?;
+    let chunk = SyntheticChunk::generate(SyntheticSpec {
+        shape,
+        planted_fraction: args.planted,
+        signal: 1.0,
+        seed: args.seed,
+    })?;
+    let inputs = chunk.inputs();
+
+    let spec = BankSpec {
+        q_len: args.q_len,
+        kv_len: args.kv_len,
+        head_dim: args.head_dim,
+        fused: FUSED.to_vec(),
+        output: PilotOutput::Int32,
+    };
+    let t = Instant::now();
+    let bank = GraphBank::build(npu, &calib.grid, spec.clone())?;
+    let bank_ms = t.elapsed().as_secs_f64() * 1e3;
+    let sim_compile_ms: f64 = bank
+        .compile_events()
+        .iter()
+        .filter(|e| {
+            e.kind == EventKind::Compile && e.source == shadowattn_hal::FigureSource::Simulated
+        })
+        .map(|e| e.duration_ns as f64 / 1e6)
+        .sum();
+    let bank_graphs = bank.len();
+    let sim = match (&npu_choice.soc, core) {
+        (Some(soc), Some(core)) => Some(SimContext {
+            soc,
+            core,
+            cores: args.cores,
+            spec: &spec,
+            calib: &calib,
+            shape,
+        }),
+        _ => None,
+    };
+    let costs = match &sim {
+        Some(sim) => sim.costs()?,
+        None => CostTable::uniform(&FUSED),
+    };
+    let config = ShadowConfig {
+        min_keys: args.min_keys,
+        cpu_workers: args.workers,
+        schedule: match args.schedule {
+            ScheduleArg::Planned => Schedule::Planned,
+            ScheduleArg::Fifo => Schedule::Fifo,
+        },
+        ..ShadowConfig::default()
+    };
+    let mut shadow = ShadowAttention::new(bank, calib.clone(), compute, costs, config)?;
+    // The first run warms every graph it launches; the second is the one reported.
+    shadow.run_chunk(args.layer, inputs)?;
+    let t = Instant::now();
+    let result = shadow.run_chunk(args.layer, inputs)?;
+    let chunk_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let mut dense = vec![0.0; inputs.output_len()];
+    compute.dense_attention(inputs, &mut dense)?;
+    let dense_ms = t.elapsed().as_secs_f64() * 1e3;
+    let r = evaluate(inputs, &result.selections, &result.output, &dense, compute)?;
+    let plan = result.plan.clone().ok_or("the chunk ran dense")?;
+
+    println!("npu_backend: {} {}", npu.name(), npu.version());
+    println!("compute_backend: {}", compute.name());
+    println!(
+        "shape: q_heads={} kv_heads={} q_len={} kv_len={} head_dim={} q_offset={}",
+        shape.q_heads, shape.kv_heads, shape.q_len, shape.kv_len, shape.head_dim, shape.q_offset
+    );
+    println!(
+        "bank: {bank_graphs} graphs ({} buckets x fused {:?}), built in {bank_ms:.1} ms (measured)",
+        calib.grid.len(),
+        FUSED
+    );
+    let sizes: Vec<String> = result
+        .launches
+        .iter()
+        .map(|l| l.heads.len().to_string())
+        .collect();
+    println!(
+        "launches: {} (fused sizes {})",
+        result.launches.len(),
+        sizes.join(",")
+    );
+    println!(
+        "plan: {:?}, projected {:.3} ms (cost table)",
+        plan.strategy,
+        plan.projected_ns / 1e6
+    );
+    println!(
+        "ratio: mean {:.4} (kept {:.4} of valid keys)",
+        result.heads.iter().map(|h| f64::from(h.ratio)).sum::<f64>() / shape.q_heads as f64,
+        r.kept_fraction
+    );
+    println!("topk_recall_mean: {:.4}", r.recall_mean);
+    println!("topk_recall_p5: {:.4}", r.recall_p5);
+    println!("attention_mass_mean: {:.4}", r.mass_mean);
+    println!("oracle_mass_mean: {:.4}", r.oracle_mass_mean);
+    println!("rel_l2_mean: {:.5}", r.rel_l2_mean);
+    println!("rel_l2_p95: {:.5}", r.rel_l2_p95);
+    println!("cosine_mean: {:.6}", r.cosine_mean);
+    println!("fallback: {}", result.fallback.as_deref().unwrap_or("none"));
+    println!("time_chunk_ms: {chunk_ms:.2} (measured on this machine, golden reference kernels)");
+    println!("time_dense_ms: {dense_ms:.2} (measured on this machine, golden reference kernels)");
+
+    if let Some(sim) = &sim {
+        let who = format!("{} {} core(s) of {}", args.cores, args.core, sim.soc.name);
+        let planned = sim.layer(&result, &plan)?;
+        let fifo_order = Plan {
+            launch_order: (0..result.launches.len()).collect(),
+            cpu_order: result
+                .launches
+                .iter()
+                .flat_map(|l| l.heads.iter().copied())
+                .collect(),
+            projected_ns: f64::NAN,
+            strategy: Strategy::Fifo,
+        };
+        let fifo_timing = sim.layer(&result, &fifo_order)?;
+        let dense_sim =
+            sim.attention_ns(sim.valid_keys()) * shape.q_heads as f64 / args.cores as f64;
+        println!("sim_bank_compile_ms: {sim_compile_ms:.1} (simulated, once per device)");
+        println!(
+            "sim_npu_ms: {:.3} (simulated warm pilot launches)",
+            planned.npu_busy_ns as f64 / 1e6
+        );
+        println!("sim_layer_ms: {:.3} (simulated, {:?} plan: pilot overlapped with top-k and sparse attention on {who})", planned.makespan_ns as f64 / 1e6, plan.strategy);
+        println!(
+            "sim_layer_fifo_ms: {:.3} (simulated, FIFO order)",
+            fifo_timing.makespan_ns as f64 / 1e6
+        );
+        println!(
+            "sim_dense_cpu_ms: {:.3} (simulated dense attention on {who})",
+            dense_sim / 1e6
+        );
+        if let Some(path) = &args.trace {
+            // NPU launches of the reported run (on the simulator's clock) and the CPU stages, aligned.
+            let launches: Vec<&ProfileEvent> = result
+                .events
+                .iter()
+                .filter(|e| e.track.starts_with("npu"))
+                .collect();
+            let origin = launches.iter().map(|e| e.start_ns).min().unwrap_or(0);
+            let mut events: Vec<ProfileEvent> = launches
+                .into_iter()
+                .map(|e| ProfileEvent {
+                    start_ns: e.start_ns - origin,
+                    ..e.clone()
+                })
+                .collect();
+            events.extend(
+                planned
+                    .events
+                    .into_iter()
+                    .filter(|e| e.track.starts_with("cpu")),
+            );
+            write_chrome_trace(path, &events)
+                .map_err(|e| format!("cannot write trace {}: {e}", path.display()))?;
+            println!("trace: {} ({} events)", path.display(), events.len());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The whole shadowAttn flow: calibration, bank, bucketed pilot, planned pipeline, fallback.
+
+use proptest::prelude::*;
+use shadowattn_cpu::CpuBackend;
+use shadowattn_hal::{
+    AttentionShape, Capabilities, CompiledGraph, ComputeBackend, Graph, HalError, NpuBackend,
+    ProfileEvent, TensorView, TensorViewMut,
+};
+use shadowattn_simulator::SimBackend;
+use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::metrics::{evaluate, relative_l2};
+use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::planner::{fifo, plan, CostTable, Launch, StageCosts};
+use shadowattn_sparse_attn::shadow::{
+    ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
+};
+use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+
+const Q_HEADS: usize = 6;
+const KV_HEADS: usize = 2;
+const D: usize = 32;
+const Q_LEN: usize = 32;
+const KV_LEN: usize = 256;
+
+fn model() -> ModelShape {
+    ModelShape {
+        name: "synthetic".into(),
+        layers: 2,
+        q_heads: Q_HEADS,
+        kv_heads: KV_HEADS,
+        head_dim: D,
+    }
+}
+
+fn chunk(seed: u64, kv_len: usize) -> SyntheticChunk {
+    SyntheticChunk::generate(SyntheticSpec {
+        shape: AttentionShape::causal(Q_HEADS, KV_HEADS, Q_LEN, kv_len, D),
+        planted_fraction: 0.08,
+        signal: 1.0,
+        seed,
+    })
+    .unwrap()
+}
+
+fn calibration(global_ratio: f32, importance: Vec<Vec<f64>>) -> Calibration {
+    let samples: Vec<SyntheticChunk> = (0..4).map(|s| chunk(100 + s, KV_LEN)).collect();
+    let layer_samples: Vec<LayerSample<'_>> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, c)| LayerSample {
+            layer: i % 2,
+            q: &c.q,
+            k: &c.k[..],
+            rows: 0,
+        })
+        .map(|mut s| {
+            // Use the first Q_LEN rows of K so Q and K samples have the same row count.
+            s.rows = Q_LEN;
+            s
+        })
+        .collect::<Vec<_>>();
+    // K samples must hold `rows` rows per KV head: take them from each chunk.
+    let ks: Vec<Vec<f32>> = samples
+        .iter()
+        .map(|c| {
+            (0..KV_HEADS)
+                .flat_map(|kv| c.k[kv * KV_LEN * D..kv * KV_LEN * D + Q_LEN * D].to_vec())
+                .collect()
+        })
+        .collect();
+    let layer_samples: Vec<LayerSample<'_>> = layer_samples
+        .into_iter()
+        .zip(&ks)
+        .map(|(s, k)| LayerSample { k, ..s })
+        .collect();
+    let cfg = RatioConfig {
+        global_ratio,
+        min_ratio: global_ratio.min(0.05),
+        importance_clamp: (1e-3, 1e3),
+    };
+    Calibration::calibrate(model(), &layer_samples, &importance, cfg, 1, 0.5).unwrap()
+}
+
+fn uniform_importance() -> Vec<Vec<f64>> {
+    vec![vec![1.0; Q_HEADS]; 2]
+}
+
+fn spec() -> BankSpec {
+    BankSpec {
+        q_len: Q_LEN,
+        kv_len: KV_LEN,
+        head_dim: D,
+        fused: vec![1, 2, 4],
+        output: PilotOutput::Int32,
+    }
+}
+
+fn shadow<'c>(
+    npu: &dyn NpuBackend,
+    compute: &'c dyn ComputeBackend,
+    calib: Calibration,
+    config: ShadowConfig,
+) -> ShadowAttention<'c> {
+    let bank = GraphBank::build(npu, &calib.grid, spec()).unwrap();
+    ShadowAttention::new(bank, calib, compute, CostTable::uniform(&[1, 2, 4]), config).unwrap()
+}
+
+fn dense(compute: &dyn ComputeBackend, c: &SyntheticChunk) -> Vec<f32> {
+    let mut out = vec![0.0; c.inputs().output_len()];
+    compute.dense_attention(c.inputs(), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn bucketed_int8_pilot_recalls_the_planted_top_k() {
+    let cpu = CpuBackend::new();
+    let mut sa = shadow(
+        &cpu,
+        &cpu,
+        calibration(0.2, uniform_importance()),
+        ShadowConfig::default(),
+    );
+    let mut recalls = Vec::new();
+    for seed in [1, 2, 3] {
+        let c = chunk(seed, KV_LEN);
+        let r = sa.run_chunk(0, c.inputs()).unwrap();
+        assert_eq!(r.mode, ChunkMode::Sparse);
+        assert!(r.fallback.is_none());
+        let acc = evaluate(c.inputs(), &r.selections, &r.output, &dense(&cpu, &c), &cpu).unwrap();
+        assert!((acc.kept_fraction - 0.2).abs() < 0.02, "{acc:?}");
+        assert!(acc.oracle_mass_mean + 1e-9 >= acc.mass_mean);
+        recalls.push(acc.recall_mean);
+        // Each launch's heads share a bucket, and fused counts come from the bank.
+        for l in &r.launches {
+            assert!([1, 2, 4].contains(&l.heads.len()));
+            for &h in &l.heads {
+                assert_eq!(r.heads[h].bucket, Some(l.bucket));
+            }
+        }
+    }
+    let mean = recalls.iter().sum::<f64>() / recalls.len() as f64;
+    assert!(mean >= 0.97, "INT8 bucketed pilot recall {recalls:?}");
+}
+
+#[test]
+fn keeping_every_key_reproduces_dense_attention() {
+    let cpu = CpuBackend::new();
+    let mut sa = shadow(
+        &cpu,
+        &cpu,
+        calibration(1.0, uniform_importance()),
+        ShadowConfig::default(),
+    );
+    let c = chunk(9, 200);
+    let r = sa.run_chunk(1, c.inputs()).unwrap();
+    assert!(relative_l2(&r.output, &dense(&cpu, &c)) <= 1e-6);
+}
+
+#[test]
+fn output_is_identical_for_every_schedule_and_thread_count() {
+    let cpu = CpuBackend::new();
+    let calib = calibration(
+        0.15,
+        vec![vec![5.0, 1.0, 2.0, 0.5, 3.0, 1.0], vec![1.0; Q_HEADS]],
+    );
+    let c = chunk(4, KV_LEN);
+    let mut sa = shadow(
+        &cpu,
+        &cpu,
+        calib,
+        ShadowConfig {
+            cpu_workers: 1,
+            ..ShadowConfig::default()
+        },
+    );
+    let reference = sa.run_chunk(0, c.inputs()).unwrap();
+    for workers in [1, 2, 3, 8] {
+        for schedule in [Schedule::Planned, Schedule::Fifo] {
+            for queue_depth in [1, 16] {
+                let cfg = ShadowConfig {
+                    cpu_workers: workers,
+                    schedule,
+                    queue_depth,
+                    ..ShadowConfig::default()
+                };
+                sa.set_config(cfg).unwrap();
+                let r = sa.run_chunk(0, c.inputs()).unwrap();
+                assert_eq!(r.output, reference.output, "{cfg:?}");
+                assert_eq!(r.selections, reference.selections, "{cfg:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_simulator_as_npu_gives_the_same_result_as_the_cpu() {
+    let cpu = CpuBackend::new();
+    let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    let calib = calibration(0.2, uniform_importance());
+    let c = chunk(5, 180);
+    let a = shadow(&cpu, &cpu, calib.clone(), ShadowConfig::default())
+        .run_chunk(0, c.inputs())
+        .unwrap();
+    let mut on_sim = shadow(
+        &sim,
+        &cpu,
+        calib,
+        ShadowConfig {
+            cpu_workers: 2,
+            ..ShadowConfig::default()
+        },
+    );
+    let b = on_sim.run_chunk(0, c.inputs()).unwrap();
+    assert_eq!(a.output, b.output);
+    assert!(
+        b.events.iter().any(|e| e.track == "npu"),
+        "simulated launches are reported"
+    );
+    assert_eq!(on_sim.bank().unwrap().len(), 9 * 3);
+}
+
+#[test]
+fn block_granularity_keeps_the_budget_and_a_floor_per_row() {
+    let cpu = CpuBackend::new();
+    let cfg = ShadowConfig {
+        granularity: Granularity::Block(8),
+        min_keys: 2,
+        ..ShadowConfig::default()
+    };
+    let mut sa = shadow(&cpu, &cpu, calibration(0.2, uniform_importance()), cfg);
+    let c = chunk(6, KV_LEN);
+    let r = sa.run_chunk(0, c.inputs()).unwrap();
+    let shape = c.shape;
+    let mut kept = 0;
+    let mut valid = 0;
+    for sel in &r.selections {
+        sel.validate_for(0, &shape).unwrap();
+        for i in 0..shape.q_len {
+            assert!(sel.row(i).len() >= 2);
+            kept += sel.row(i).len();
+            valid += shape.valid_keys(i);
+        }
+    }
+    let frac = kept as f64 / valid as f64;
+    assert!((0.19..0.23).contains(&frac), "{frac}");
+    let acc = evaluate(c.inputs(), &r.selections, &r.output, &dense(&cpu, &c), &cpu).unwrap();
+    assert!(acc.cosine_mean > 0.95, "{acc:?}");
+}
+
+#[test]
+fn decode_steps_are_dense() {
+    let cpu = CpuBackend::new();
+    let mut sa = shadow(
+        &cpu,
+        &cpu,
+        calibration(0.2, uniform_importance()),
+        ShadowConfig::default(),
+    );
+    let c = SyntheticChunk::generate(SyntheticSpec {
+        shape: AttentionShape::causal(Q_HEADS, KV_HEADS, 1, 100, D),
+        planted_fraction: 0.1,
+        signal: 1.0,
+        seed: 1,
+    })
+    .unwrap();
+    let r = sa.run_chunk(0, c.inputs()).unwrap();
+    assert_eq!(r.mode, ChunkMode::DenseDecode);
+    assert_eq!(r.output, dense(&cpu, &c));
+}
+
+/// An NPU backend that compiles like the CPU but fails every execution, or every compile.
+#[derive(Debug)]
+struct FailingNpu {
+    fail_compile: bool,
+}
+
+#[derive(Debug)]
+struct FailingGraph(Graph);
+
+impl CompiledGraph for FailingGraph {
+    fn graph(&self) -> &Graph {
+        &self.0
+    }
+    fn compile_events(&self) -> &[ProfileEvent] {
+        &[]
+    }
+    fn execute(
+        &mut self,
+        _: &[TensorView<'_>],
+        _: &mut [TensorViewMut<'_>],
+    ) -> Result<Vec<ProfileEvent>, HalError> {
+        Err(HalError::Vendor {
+            backend: "failing".into(),
+            call: "graphExecute".into(),
+            code: 1002,
+            message: "injected".into(),
+        })
+    }
+    fn serialize(&self) -> Result<Vec<u8>, HalError> {
+        Err(HalError::NotProvided {
+            backend: "failing".into(),
+            feature: "serialization".into(),
+        })
+    }
+}
+
+impl NpuBackend for FailingNpu {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn version(&self) -> String {
+        "0".into()
+    }
+    fn capabilities(&self) -> Capabilities {
+        NpuBackend::capabilities(&CpuBackend::new())
+    }
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>, HalError> {
+        if self.fail_compile {
+            return Err(HalError::Vendor {
+                backend: "failing".into(),
+                call: "graphFinalize".into(),
+                code: 6000,
+                message: "injected".into(),
+            });
+        }
+        Ok(Box::new(FailingGraph(graph.clone())))
+    }
+}
+
+#[test]
+fn npu_failures_fall_back_to_dense_and_say_so() {
+    let cpu = CpuBackend::new();
+    let calib = calibration(0.2, uniform_importance());
+    let c = chunk(7, KV_LEN);
+    let failing = FailingNpu {
+        fail_compile: false,
+    };
+    let mut sa = shadow(
+        &failing,
+        &cpu,
+        calib.clone(),
+        ShadowConfig {
+            cpu_workers: 2,
+            ..ShadowConfig::default()
+        },
+    );
+    let r = sa.run_chunk(0, c.inputs()).unwrap();
+    assert_eq!(r.output, dense(&cpu, &c));
+    assert!(r.heads.iter().all(|h| h.fallback));
+    let why = r.fallback.unwrap();
+    assert!(
+        why.contains("graphExecute") && why.contains("1002"),
+        "{why}"
+    );
+
+    let no_compile = FailingNpu { fail_compile: true };
+    let e = GraphBank::build(&no_compile, &calib.grid, spec()).unwrap_err();
+    let mut sa = ShadowAttention::without_bank(
+        e.to_string(),
+        calib,
+        &cpu,
+        CostTable::uniform(&[1, 2, 4]),
+        ShadowConfig::default(),
+    )
+    .unwrap();
+    let r = sa.run_chunk(0, c.inputs()).unwrap();
+    assert_eq!(r.mode, ChunkMode::DenseNoBank);
+    assert_eq!(r.output, dense(&cpu, &c));
+    assert!(r.fallback.unwrap().contains("graphFinalize"));
+}
+
+#[test]
+fn bad_input_gets_typed_errors() {
+    let cpu = CpuBackend::new();
+    let calib = calibration(0.2, uniform_importance());
+    let mut sa = shadow(&cpu, &cpu, calib.clone(), ShadowConfig::default());
+    // Longer than the bank.
+    let long = chunk(1, KV_LEN + 1);
+    let e = sa.run_chunk(0, long.inputs()).unwrap_err();
+    assert!(e.to_string().contains("exceed the bank"), "{e}");
+    // Another model.
+    let other = SyntheticChunk::generate(SyntheticSpec {
+        shape: AttentionShape::causal(4, 2, Q_LEN, 64, D),
+        planted_fraction: 0.1,
+        signal: 1.0,
+        seed: 1,
+    })
+    .unwrap();
+    let e = sa.run_chunk(0, other.inputs()).unwrap_err();
+    assert!(e.to_string().contains("calibration is for"), "{e}");
+    // No such layer.
+    let c = chunk(1, 64);
+    assert!(sa
+        .run_chunk(2, c.inputs())
+        .unwrap_err()
+        .to_string()
+        .contains("layer 2"));
+    // NaN in the queries.
+    let mut nan = chunk(1, 64);
+    nan.q[3] = f32::NAN;
+    assert!(sa.run_chunk(0, nan.inputs()).is_err());
+    // Settings and bank mismatches.
+    assert!(sa
+        .set_config(ShadowConfig {
+            cpu_workers: 0,
+            ..ShadowConfig::default()
+        })
+        .is_err());
+    let bank = GraphBank::build(
+        &cpu,
+        &calib.grid,
+        BankSpec {
+            head_dim: 16,
+            ..spec()
+        },
+    )
+    .unwrap();
+    assert!(ShadowAttention::new(
+        bank,
+        calib.clone(),
+        &cpu,
+        CostTable::uniform(&[1, 2, 4]),
+        ShadowConfig::default()
+    )
+    .is_err());
+    assert!(GraphBank::build(
+        &cpu,
+        &calib.grid,
+        BankSpec {
+            fused: vec![2, 4],
+            ..spec()
+        }
+    )
+    .is_err());
+    let bank = GraphBank::build(&cpu, &calib.grid, spec()).unwrap();
+    assert!(ShadowAttention::new(
+        bank,
+        calib,
+        &cpu,
+        CostTable::uniform(&[1]),
+        ShadowConfig::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn banks_round_trip_and_check_what_they_hold() {
+    let cpu = CpuBackend::new();
+    let sim = SimBackend::builtin("sa8255").unwrap();
+    let calib = calibration(0.2, uniform_importance());
+    for npu in [&cpu as &dyn NpuBackend, &sim] {
+        let bank = GraphBank::build(npu, &calib.grid, spec()).unwrap();
+        assert_eq!(bank.split(7), vec![4, 2, 1]);
+        let bytes = bank.serialize().unwrap();
+        let loaded = GraphBank::load(npu, &calib.grid, spec(), &bytes).unwrap();
+        assert_eq!(loaded.len(), bank.len());
+        let e = GraphBank::load(
+            npu,
+            &calib.grid,
+            BankSpec {
+                kv_len: 128,
+                ..spec()
+            },
+            &bytes,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("expected"), "{e}");
+        assert!(GraphBank::load(npu, &calib.grid, spec(), &bytes[..bytes.len() - 3]).is_err());
+        assert!(GraphBank::load(npu, &calib.grid, spec(), b"not a bank").is_err());
+    }
+}
+
+fn launches_and_costs() -> impl Strategy<Value = (Vec<Launch>, StageCosts)> {
+    proptest::collection::vec(1usize..5, 1..8).prop_flat_map(|sizes| {
+        let n: usize = sizes.iter().sum();
+        let mut h = 0;
+        let launches: Vec<Launch> = sizes
+            .iter()
+            .enumerate()
+            .map(|(b, &f)| {
+                let l = Launch {
+                    bucket: b,
+                    heads: (h..h + f).collect(),
+                };
+                h += f;
+                l
+            })
+            .collect();
+        (
+            Just(launches),
+            proptest::collection::vec(0.1f64..10.0, sizes.len()),
+            proptest::collection::vec(0.1f64..10.0, n),
+            proptest::collection::vec(0.1f64..10.0, n),
+        )
+            .prop_map(|(l, npu, topk, qkv)| (l, StageCosts { npu, topk, qkv }))
+    })
+}
+
+proptest! {
+    #[test]
+    fn the_plan_is_never_worse_than_fifo((launches, costs) in launches_and_costs()) {
+        let p = plan(&launches, &costs).unwrap();
+        let f = fifo(&launches, &costs).unwrap();
+        prop_assert!(p.projected_ns <= f.projected_ns + 1e-9);
+        let mut order = p.cpu_order.clone();
+        order.sort_unstable();
+        prop_assert_eq!(order, (0..costs.topk.len()).collect::<Vec<_>>());
+        let mut lo = p.launch_order.clone();
+        lo.sort_unstable();
+        prop_assert_eq!(lo, (0..launches.len()).collect::<Vec<_>>());
+    }
+}
