@@ -16,6 +16,13 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== test dependencies"
+# Qualcomm's HTP emulator (PyPI wheel onnxruntime-qnn), cached under target/qnn-emulator.
+SHADOWATTN_QNN_LIB="$(bash ci/qnn-emulator.sh)"
+export SHADOWATTN_QNN_LIB
+# Test libraries loaded at run time by the backends' fault-injection tests.
+cargo build --quiet -p shadowattn-qnn-fake
+
 echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"

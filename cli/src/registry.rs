@@ -2,6 +2,7 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
+use shadowattn_qnn::{QnnBackend, QnnOptions};
 use shadowattn_simulator::{profile::builtin_names, SimBackend, SocProfile};
 use std::path::Path;
 
@@ -25,11 +26,39 @@ pub fn npu_names() -> String {
     )
 }
 
-/// The NPU graph backend called `name`: `cpu`, `sim:<built-in SoC>` or `sim:<profile.toml>`.
+/// The NPU graph backend called `name`: `cpu`, `qnn[:htp[:<socModel>]]`, `sim:<built-in SoC>`
+/// or `sim:<profile.toml>`.
 pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
     if name == "cpu" {
         return Ok(NpuChoice {
             backend: Box::new(CpuBackend::new()),
+            soc: None,
+        });
+    }
+    if name == "qnn" || name.starts_with("qnn:") {
+        let mut parts = name.split(':').skip(1);
+        if let Some(kind) = parts.next() {
+            if kind != "htp" {
+                return Err(HalError::Unavailable {
+                    backend: name.to_string(),
+                    detail: "the QNN backend drives HTP only: use `qnn`, `qnn:htp` or `qnn:htp:<socModel>`".into(),
+                });
+            }
+        }
+        let soc_model = parts
+            .next()
+            .map(|s| {
+                s.parse::<u32>().map_err(|_| {
+                    HalError::invalid_argument("socModel", format!("`{s}` is not a number"))
+                })
+            })
+            .transpose()?;
+        let qnn = QnnBackend::open(QnnOptions {
+            soc_model,
+            ..Default::default()
+        })?;
+        return Ok(NpuChoice {
+            backend: Box::new(qnn),
             soc: None,
         });
     }

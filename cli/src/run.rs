@@ -12,7 +12,7 @@ use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::metrics::evaluate;
-use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::pilot::{int8_score_scale, PilotOutput};
 use shadowattn_sparse_attn::planner::{CostTable, Launch, Plan, Strategy};
 use shadowattn_sparse_attn::shadow::{ChunkResult, Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
@@ -29,6 +29,15 @@ pub enum ScheduleArg {
     Planned,
     /// Launches by bucket, heads by index.
     Fifo,
+}
+
+/// Output form of the pilot graph.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PilotOutputArg {
+    /// Exact INT32 accumulators.
+    I32,
+    /// Scores requantized to INT8 with a static scale from a sample chunk (what HTP supports).
+    I8,
 }
 
 /// Options of `shadowattn run`.
@@ -88,6 +97,9 @@ pub struct RunArgs {
     /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Pilot output: `i32` (default), or `i8` (default for `qnn`, whose HTP MatMul has no INT32 output).
+    #[arg(long, value_enum)]
+    pilot_output: Option<PilotOutputArg>,
 }
 
 /// The core cluster `--core` names, checked against `--cores`.
@@ -230,6 +242,29 @@ impl SimContext<'_> {
     }
 }
 
+/// The pilot's output form, with an INT8 scale from a sample chunk (another seed) when needed.
+fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
+    let choice = args.pilot_output.unwrap_or(if args.npu.starts_with("qnn") {
+        PilotOutputArg::I8
+    } else {
+        PilotOutputArg::I32
+    });
+    Ok(match choice {
+        PilotOutputArg::I32 => PilotOutput::Int32,
+        PilotOutputArg::I8 => {
+            let sample = SyntheticChunk::generate(SyntheticSpec {
+                shape: *shape,
+                planted_fraction: args.planted,
+                signal: 1.0,
+                seed: args.seed.wrapping_add(2000),
+            })?;
+            PilotOutput::Int8 {
+                scale: int8_score_scale(sample.inputs())?,
+            }
+        }
+    })
+}
+
 /// Runs the command.
 pub fn run(args: &RunArgs) -> Res<()> {
     let npu_choice = registry::npu_backend(&args.npu)?;
@@ -279,7 +314,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
         kv_len: args.kv_len,
         head_dim: args.head_dim,
         fused: FUSED.to_vec(),
-        output: PilotOutput::Int32,
+        output: pilot_output(args, &shape)?,
     };
     let t = Instant::now();
     let bank = GraphBank::build(npu, &calib.grid, spec.clone())?;

@@ -122,3 +122,81 @@ fn simulator_options_are_checked_before_any_work() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+fn qnn_emulator() -> Option<String> {
+    let path = std::env::var("SHADOWATTN_QNN_LIB").ok().or_else(|| {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so"
+        );
+        std::path::Path::new(p).exists().then(|| p.to_string())
+    });
+    if path.is_none() {
+        shadowattn_hal::testing::missing_dependency(
+            "Qualcomm HTP emulator",
+            "run `bash ci/qnn-emulator.sh`",
+        );
+    }
+    path
+}
+
+#[test]
+fn run_on_qualcomms_htp_emulator() {
+    let Some(lib) = qnn_emulator() else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args([
+            "run",
+            "--npu",
+            "qnn",
+            "--q-heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--q-len",
+            "16",
+            "--kv-len",
+            "64",
+            "--head-dim",
+            "32",
+        ])
+        .env("SHADOWATTN_QNN_LIB", &lib)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("npu_backend: qnn:htp"), "{stdout}");
+    assert!(value(&stdout, "topk_recall_mean") >= 0.85, "{stdout}");
+}
+
+#[test]
+fn qnn_estimates_print_qualcomms_cost_model_beside_the_simulator() {
+    let Some(lib) = qnn_emulator() else { return };
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args(["qnn-estimates"])
+        .env("SHADOWATTN_QNN_LIB", &lib)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("[64,128]x[128,512]"))
+        .expect("the K=128 anchor row");
+    assert!(
+        row.contains("48002 [45179, 51201]") && row.contains("48251"),
+        "{row}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("| 52 |")).count(),
+        9,
+        "{stdout}"
+    );
+}

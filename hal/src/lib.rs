@@ -40,6 +40,7 @@ pub mod npu;
 pub mod profile;
 pub mod quant;
 pub mod tensor;
+pub mod testing;
 
 pub use compute::{
     AttentionInputs, AttentionShape, ComputeBackend, HeadsView, KeyBudget, QuantizedHeads,

@@ -72,6 +72,27 @@ impl PilotSpec {
     }
 }
 
+/// A static INT8 output scale for the pilot: the largest |q·k| of a sample chunk over 127,
+/// so requantized scores use the whole INT8 range without clipping on data like the sample.
+pub fn int8_score_scale(sample: AttentionInputs<'_>) -> Result<f32> {
+    let s = sample.shape;
+    let mut max = 0.0f32;
+    for h in 0..s.q_heads {
+        let scores = sample.exact_scores(h)?;
+        for i in 0..s.q_len {
+            let row = &scores[i * s.kv_len..i * s.kv_len + s.valid_keys(i)];
+            max = row.iter().fold(max, |m, v| m.max(v.abs()));
+        }
+    }
+    if !(max.is_finite() && max > 0.0) {
+        return Err(SparseAttnError::config(
+            "sample",
+            format!("its largest score is {max}"),
+        ));
+    }
+    Ok(max / 127.0)
+}
+
 /// Selected keys and the profiling events of the pilot that chose them.
 #[derive(Clone, Debug)]
 pub struct PilotSelection {

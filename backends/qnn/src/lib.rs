@@ -1,1 +1,15 @@
-//! Qualcomm QNN NPU backend, loaded at run time (not implemented yet: see the QNN backend issue).
+//! The Qualcomm QNN backend: QNN's HTP library loaded at run time, behind the HAL's
+//! `NpuBackend` trait.
+//!
+//! Three layers, as in cudarc: [`sys`] (hand-written C declarations with layout checks, and thin
+//! call wrappers that turn statuses into `Result`s), [`loader`] (finding, opening and vetting the
+//! library) and [`backend`] (RAII handles and the HAL backend).
+
+pub mod backend;
+pub mod error;
+pub mod loader;
+pub mod sys;
+
+pub use backend::{Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate};
+pub use error::{QnnError, Result, BACKEND_NAME};
+pub use loader::QnnLibrary;

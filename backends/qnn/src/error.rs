@@ -1,0 +1,115 @@
+//! The one error type of the QNN backend.
+
+use shadowattn_hal::HalError;
+use thiserror::Error;
+
+/// Result alias for the QNN backend.
+pub type Result<T, E = QnnError> = std::result::Result<T, E>;
+
+/// One place the loader looked for the library, and why it was not used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadAttempt {
+    /// Path or library name tried.
+    pub path: String,
+    /// Where it came from (argument, environment variable, SDK, candidate name).
+    pub origin: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// Everything that can go wrong in the QNN backend.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum QnnError {
+    /// No candidate library could be used.
+    #[error("no usable QNN library; tried:\n{}", attempts.iter().map(|a| format!("  {} ({}): {}", a.path, a.origin, a.reason)).collect::<Vec<_>>().join("\n"))]
+    Load {
+        /// Every attempt, in search order.
+        attempts: Vec<LoadAttempt>,
+    },
+    /// A library without a required exported symbol.
+    #[error("{path}: missing symbol `{symbol}`")]
+    MissingSymbol {
+        /// The library.
+        path: String,
+        /// The symbol.
+        symbol: String,
+    },
+    /// A library whose providers are unusable (wrong API version, none for this backend).
+    #[error("{path}: {detail}")]
+    Provider {
+        /// The library.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A function-table slot that is NULL in this library.
+    #[error("the QNN library does not implement `{0}`")]
+    MissingFunction(&'static str),
+    /// A QNN call that returned an error status.
+    #[error("{call} failed with QNN error {code}: {message}")]
+    Call {
+        /// The QNN function.
+        call: &'static str,
+        /// The error code (low 16 bits of the status).
+        code: u64,
+        /// `errorGetMessage` text, and the last error logged by the library if any.
+        message: String,
+    },
+    /// A graph feature this backend cannot express.
+    #[error("QNN backend cannot build node `{node}` ({op}): {detail}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// The op kind.
+        op: String,
+        /// Why.
+        detail: String,
+    },
+    /// Bad arguments or bytes.
+    #[error("invalid {what}: {detail}")]
+    Invalid {
+        /// What.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+    /// An error from the HAL (graph validation, buffers).
+    #[error(transparent)]
+    Hal(#[from] HalError),
+}
+
+/// Registry name of the backend.
+pub const BACKEND_NAME: &str = "qnn:htp";
+
+impl From<QnnError> for HalError {
+    fn from(e: QnnError) -> Self {
+        match e {
+            QnnError::Hal(h) => h,
+            QnnError::Call {
+                call,
+                code,
+                message,
+            } => HalError::Vendor {
+                backend: BACKEND_NAME.into(),
+                call: call.into(),
+                code: code as i64,
+                message,
+            },
+            QnnError::Unsupported { node, op, detail } => HalError::Unsupported {
+                backend: BACKEND_NAME.into(),
+                node,
+                op,
+                detail,
+            },
+            QnnError::Invalid { what, detail } => HalError::Deserialize {
+                backend: BACKEND_NAME.into(),
+                detail: format!("{what}: {detail}"),
+            },
+            other => HalError::Unavailable {
+                backend: BACKEND_NAME.into(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}

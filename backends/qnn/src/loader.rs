@@ -1,0 +1,365 @@
+//! Finding, opening and vetting a QNN backend library at run time.
+//!
+//! Search order: an explicit path → `SHADOWATTN_QNN_LIB` → `$QNN_SDK_ROOT/lib/<target>/libQnnHtp.so`
+//! → the candidate names, resolved by the dynamic loader. The error lists every attempt and why
+//! it failed. A library is opened at most once per process and never unloaded (the HTP library
+//! rejects a second connection after an unload), so every backend shares one [`QnnLibrary`].
+
+#![allow(unsafe_code)]
+
+use crate::error::{LoadAttempt, QnnError, Result};
+use crate::sys;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_char, c_void, CStr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Environment variable naming the library explicitly.
+pub const ENV_LIB: &str = "SHADOWATTN_QNN_LIB";
+/// Environment variable of an installed QNN SDK.
+pub const ENV_SDK: &str = "QNN_SDK_ROOT";
+/// Environment variable that turns on verbose QNN logging to stderr.
+pub const ENV_VERBOSE: &str = "SHADOWATTN_QNN_VERBOSE";
+/// Library names tried last, through the dynamic loader's own search path.
+pub const CANDIDATES: &[&str] = &["libQnnHtp.so"];
+
+/// The SDK's library folder for this target.
+pub fn sdk_target_dir() -> &'static str {
+    if cfg!(all(target_arch = "aarch64", target_os = "android")) {
+        "aarch64-android"
+    } else if cfg!(target_arch = "aarch64") {
+        "aarch64-oe-linux-gcc11.2"
+    } else {
+        "x86_64-linux-clang"
+    }
+}
+
+/// An opened QNN backend library and its vetted provider.
+pub struct QnnLibrary {
+    path: String,
+    // Keeps the code of `interface`'s functions mapped; never dropped (see the registry).
+    _library: libloading::Library,
+    interface: sys::Interface,
+    provider_name: String,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for QnnLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QnnLibrary")
+            .field("path", &self.path)
+            .field("provider", &self.provider_name)
+            .field("api", &self.interface.api_version)
+            .finish()
+    }
+}
+
+// SAFETY: the interface is an immutable copy of a table of function pointers into a library
+// that stays loaded for the life of the process; the provider-name pointer is only read at
+// open time. Calls through it are serialized by the safe layer.
+unsafe impl Send for QnnLibrary {}
+// SAFETY: as above; nothing in QnnLibrary is mutated after open.
+unsafe impl Sync for QnnLibrary {}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<QnnLibrary>>> {
+    static LOADED: OnceLock<Mutex<HashMap<String, Arc<QnnLibrary>>>> = OnceLock::new();
+    LOADED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl QnnLibrary {
+    /// Finds and opens a library: `explicit` first, then the environment, then the candidates.
+    pub fn find(explicit: Option<&Path>) -> Result<Arc<Self>> {
+        Self::find_in(
+            explicit,
+            std::env::var_os(ENV_LIB).map(PathBuf::from),
+            std::env::var_os(ENV_SDK).map(PathBuf::from),
+        )
+    }
+
+    /// [`QnnLibrary::find`] with the environment given: `env_lib` for `SHADOWATTN_QNN_LIB`,
+    /// `sdk_root` for `QNN_SDK_ROOT`.
+    pub fn find_in(
+        explicit: Option<&Path>,
+        env_lib: Option<PathBuf>,
+        sdk_root: Option<PathBuf>,
+    ) -> Result<Arc<Self>> {
+        let mut tries: Vec<(String, String)> = Vec::new();
+        if let Some(p) = explicit {
+            tries.push((p.display().to_string(), "explicit path".into()));
+        }
+        if let Some(p) = env_lib {
+            tries.push((p.display().to_string(), format!("${ENV_LIB}")));
+        }
+        if let Some(root) = sdk_root {
+            let p = root.join("lib").join(sdk_target_dir()).join("libQnnHtp.so");
+            tries.push((p.display().to_string(), format!("${ENV_SDK}")));
+        }
+        for c in CANDIDATES {
+            tries.push((c.to_string(), "candidate name".into()));
+        }
+        let mut attempts = Vec::new();
+        for (path, origin) in tries {
+            match Self::open(&path) {
+                Ok(lib) => return Ok(lib),
+                Err(e) => attempts.push(LoadAttempt {
+                    path,
+                    origin,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Err(QnnError::Load { attempts })
+    }
+
+    /// Opens one library (or returns the already opened one) and vets its provider.
+    pub fn open(path: &str) -> Result<Arc<Self>> {
+        let key = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string());
+        let mut loaded = registry().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lib) = loaded.get(&key) {
+            return Ok(lib.clone());
+        }
+        let lib = Arc::new(Self::load(path)?);
+        loaded.insert(key, lib.clone());
+        Ok(lib)
+    }
+
+    fn load(path: &str) -> Result<Self> {
+        // SAFETY: loading runs the library's initializers; QNN libraries are plain shared
+        // objects meant to be dlopen'ed by applications.
+        let library =
+            unsafe { libloading::Library::new(path) }.map_err(|e| QnnError::Provider {
+                path: path.to_string(),
+                detail: format!("cannot load: {e}"),
+            })?;
+        // SAFETY: the symbol's type is the documented `QnnInterface_getProviders` signature.
+        let get_providers: libloading::Symbol<'_, sys::GetProvidersFn> = unsafe {
+            library.get(sys::GET_PROVIDERS_SYMBOL)
+        }
+        .map_err(|_| QnnError::MissingSymbol {
+            path: path.to_string(),
+            symbol: "QnnInterface_getProviders".into(),
+        })?;
+        let mut list: *const *const sys::Interface = std::ptr::null();
+        let mut count: u32 = 0;
+        // SAFETY: both out-pointers are valid for writes; the library owns the returned array.
+        let status = unsafe { get_providers(&mut list, &mut count) };
+        if status != 0 || list.is_null() || count == 0 {
+            return Err(QnnError::Provider {
+                path: path.to_string(),
+                detail: format!(
+                    "QnnInterface_getProviders returned status {status} with {count} providers"
+                ),
+            });
+        }
+        let mut rejected = Vec::new();
+        for i in 0..count as usize {
+            // SAFETY: `list` holds `count` provider pointers, valid while the library is loaded.
+            let p = unsafe { *list.add(i) };
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: first read only the fixed header (id, name, versions), valid for every version.
+            let header = unsafe { std::ptr::read(p.cast::<[u8; 40]>()) };
+            let id = u32::from_ne_bytes(header[0..4].try_into().expect("4 bytes"));
+            let word =
+                |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+            let core = sys::Version {
+                major: word(16),
+                minor: word(20),
+                patch: word(24),
+            };
+            let backend = sys::Version {
+                major: word(28),
+                minor: word(32),
+                patch: word(36),
+            };
+            let name_ptr =
+                usize::from_ne_bytes(header[8..16].try_into().expect("8 bytes")) as *const c_char;
+            let name = if name_ptr.is_null() {
+                String::new()
+            } else {
+                // SAFETY: a non-NULL provider name is a NUL-terminated string owned by the library.
+                unsafe { CStr::from_ptr(name_ptr) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let describe = format!(
+                "provider `{name}` (backend id {id}, core API {}.{}.{}, backend API {}.{}.{})",
+                core.major, core.minor, core.patch, backend.major, backend.minor, backend.patch
+            );
+            if core.major != sys::CORE_API_MAJOR {
+                rejected.push(format!(
+                    "{describe}: core API major {} is not {}",
+                    core.major,
+                    sys::CORE_API_MAJOR
+                ));
+                continue;
+            }
+            if core.minor < sys::CORE_API_MIN_MINOR {
+                rejected.push(format!(
+                    "{describe}: core API {}.{} is older than the required 2.{}",
+                    core.major,
+                    core.minor,
+                    sys::CORE_API_MIN_MINOR
+                ));
+                continue;
+            }
+            if id != sys::BACKEND_ID_HTP {
+                rejected.push(format!(
+                    "{describe}: not the HTP backend (id {})",
+                    sys::BACKEND_ID_HTP
+                ));
+                continue;
+            }
+            // SAFETY: minor >= 14 guarantees the table holds at least the 51 slots we declare.
+            let interface = unsafe { std::ptr::read(p) };
+            let mut warnings = Vec::new();
+            if core.minor > 32 {
+                warnings.push(format!(
+                    "core API 2.{} is newer than 2.32, the newest these declarations were checked against",
+                    core.minor
+                ));
+            }
+            return Ok(QnnLibrary {
+                path: path.to_string(),
+                _library: library,
+                interface,
+                provider_name: name,
+                warnings,
+            });
+        }
+        Err(QnnError::Provider {
+            path: path.to_string(),
+            detail: format!("no usable provider: {}", rejected.join("; ")),
+        })
+    }
+
+    /// Path the library was opened from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The provider's name.
+    pub fn provider_name(&self) -> &str {
+        &self.provider_name
+    }
+
+    /// Core and backend API versions.
+    pub fn api_version(&self) -> sys::ApiVersion {
+        self.interface.api_version
+    }
+
+    /// Notes about the library worth showing a user (a newer API than checked, …).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The function table.
+    pub fn functions(&self) -> &sys::FunctionTable {
+        &self.interface.functions
+    }
+
+    /// `errorGetMessage` text for a status, or a note that there is none.
+    pub fn error_message(&self, status: sys::ErrorHandle) -> String {
+        let Some(f) = self.functions().error_get_message else {
+            return "no message (errorGetMessage not provided)".into();
+        };
+        let mut msg: *const c_char = std::ptr::null();
+        // SAFETY: `msg` is a valid out-pointer; the returned string is owned by the library.
+        let rc = unsafe { f(status, &mut msg) };
+        if rc != 0 || msg.is_null() {
+            return "no message".into();
+        }
+        // SAFETY: checked non-NULL; NUL-terminated per the API.
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Recent messages logged by QNN libraries through [`log_callback`], newest last.
+static LOG: Mutex<VecDeque<(u32, String)>> = Mutex::new(VecDeque::new());
+const LOG_KEEP: usize = 64;
+
+/// Takes the most recent error-level message logged since the last call, if any.
+pub fn take_last_error_log() -> Option<String> {
+    let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let last = log
+        .iter()
+        .rev()
+        .find(|(level, _)| *level == sys::LogLevel::ERROR.0)
+        .map(|(_, m)| m.clone());
+    log.clear();
+    last
+}
+
+/// Recent log messages, newest last.
+pub fn recent_log() -> Vec<(u32, String)> {
+    LOG.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod libc_format {
+    use std::ffi::{c_char, c_int, c_void};
+    extern "C" {
+        /// C's `vsnprintf`; `args` is the caller's `va_list`, pointer-sized on these targets.
+        pub fn vsnprintf(
+            buf: *mut c_char,
+            size: usize,
+            fmt: *const c_char,
+            args: *mut c_void,
+        ) -> c_int;
+    }
+}
+
+/// Log callback handed to `logCreate`: formats the message and keeps it for error reports.
+///
+/// # Safety
+/// Called by the QNN library with a valid format string and its `va_list`.
+pub unsafe extern "C" fn log_callback(
+    fmt: *const c_char,
+    level: u32,
+    _timestamp: u64,
+    args: *mut c_void,
+) {
+    if fmt.is_null() {
+        return;
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let text = {
+        let mut buf = [0 as c_char; 1024];
+        // SAFETY: `buf` has room for 1024 bytes; `fmt` and `args` come from the library's
+        // call, and a `va_list` argument is passed as a pointer on x86-64 and AArch64.
+        let n = unsafe { libc_format::vsnprintf(buf.as_mut_ptr(), buf.len(), fmt, args) };
+        if n < 0 {
+            return;
+        }
+        // SAFETY: vsnprintf NUL-terminates within the buffer.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .trim_end()
+            .to_string()
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    // SAFETY: `fmt` is a NUL-terminated string from the library.
+    let text = unsafe { CStr::from_ptr(fmt) }
+        .to_string_lossy()
+        .trim_end()
+        .to_string();
+    let _ = args;
+    if std::env::var_os(ENV_VERBOSE).is_some() {
+        eprintln!("qnn[{level}] {text}");
+    }
+    if let Ok(mut log) = LOG.lock() {
+        if log.len() == LOG_KEEP {
+            log.pop_front();
+        }
+        log.push_back((level, text));
+    }
+}

@@ -1,0 +1,253 @@
+//! The QNN backend on Qualcomm's HTP emulator (libQnnHtp.so from the onnxruntime-qnn wheel,
+//! fetched by `ci/qnn-emulator.sh`). Skips locally when the emulator is absent; fails in CI.
+
+use shadowattn_cpu::reference;
+use shadowattn_hal::testing::missing_dependency;
+use shadowattn_hal::{
+    CompiledGraph, DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend, OutType,
+    QuantParams, Quantization, TensorDesc,
+};
+use shadowattn_qnn::{QnnBackend, QnnOptions};
+use shadowattn_simulator::calibration::matmul_softmax_graph;
+use std::path::PathBuf;
+
+fn emulator_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SHADOWATTN_QNN_LIB") {
+        return Some(PathBuf::from(p));
+    }
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
+    default.exists().then_some(default)
+}
+
+fn emulator(soc_model: Option<u32>) -> Option<QnnBackend> {
+    let Some(path) = emulator_path() else {
+        missing_dependency(
+            "Qualcomm HTP emulator",
+            "run `bash ci/qnn-emulator.sh` or set SHADOWATTN_QNN_LIB",
+        );
+        return None;
+    };
+    Some(
+        QnnBackend::open(QnnOptions {
+            library: Some(path),
+            soc_model,
+            ..Default::default()
+        })
+        .expect("the emulator opens"),
+    )
+}
+
+fn random_inputs(graph: &Graph, seed: u64) -> Vec<HostTensor> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    graph
+        .input_descs()
+        .map(|d| {
+            let mut t = HostTensor::zeros(d.clone()).unwrap();
+            match d.dtype {
+                DType::F16 => {
+                    let v: Vec<half::f16> = (0..d.numel())
+                        .map(|_| half::f16::from_f32((next() % 2000) as f32 / 1000.0 - 1.0))
+                        .collect();
+                    t.as_mut_slice::<half::f16>().unwrap().copy_from_slice(&v);
+                }
+                DType::F32 => {
+                    let v: Vec<f32> = (0..d.numel())
+                        .map(|_| (next() % 2000) as f32 / 1000.0 - 1.0)
+                        .collect();
+                    t.as_mut_slice::<f32>().unwrap().copy_from_slice(&v);
+                }
+                _ => t.bytes_mut().iter_mut().for_each(|b| *b = next() as u8),
+            }
+            t
+        })
+        .collect()
+}
+
+fn run(compiled: &mut dyn CompiledGraph, inputs: &[HostTensor]) -> Vec<HostTensor> {
+    let g = compiled.graph().clone();
+    let mut outs: Vec<HostTensor> = g
+        .output_descs()
+        .map(|d| HostTensor::zeros(d.clone()).unwrap())
+        .collect();
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    let mut out_views: Vec<_> = outs.iter_mut().map(|t| t.view_mut()).collect();
+    let events = compiled.execute(&views, &mut out_views).unwrap();
+    assert!(!events.is_empty());
+    outs
+}
+
+fn pilot(heads: usize, q_len: usize, kv_len: usize, d: usize, out_scale: f32) -> Graph {
+    let mut b = GraphBuilder::new(format!("pilot_h{heads}"));
+    let desc = |rows: usize, s: f32| {
+        TensorDesc::new(DType::I8, [1, heads, rows, d]).with_quant(Quantization::per_tensor(s, 0))
+    };
+    let q = b.input("q", desc(q_len, 0.02)).unwrap();
+    let k = b.input("k", desc(kv_len, 0.03)).unwrap();
+    let s = b
+        .matmul(
+            "scores",
+            q,
+            k,
+            false,
+            true,
+            OutType::quantized(DType::I8, QuantParams::symmetric(out_scale)),
+        )
+        .unwrap();
+    b.output(s).unwrap();
+    b.build().unwrap()
+}
+
+#[test]
+fn int8_pilot_matches_the_reference_within_one_lsb() {
+    let Some(qnn) = emulator(None) else { return };
+    for (heads, q_len, kv_len) in [(1, 16, 64), (2, 8, 40)] {
+        let g = pilot(heads, q_len, kv_len, 32, 0.02);
+        let mut compiled = qnn.compile(&g).unwrap();
+        let ins = random_inputs(&g, 7 + heads as u64);
+        let got = run(compiled.as_mut(), &ins);
+        let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+        let want = reference::graph::run(&g, &views).unwrap();
+        let (a, b) = (
+            got[0].as_slice::<i8>().unwrap(),
+            want[0].as_slice::<i8>().unwrap(),
+        );
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (i16::from(*x) - i16::from(*y)).abs())
+            .max()
+            .unwrap();
+        let exact = a.iter().zip(b).filter(|(x, y)| x == y).count();
+        assert!(worst <= 1, "max LSB difference {worst}");
+        assert!(
+            exact * 10 >= a.len() * 9,
+            "only {exact} of {} exact",
+            a.len()
+        );
+    }
+}
+
+#[test]
+fn fp16_matmul_softmax_matches_with_accumulation_aware_tolerance() {
+    let Some(qnn) = emulator(None) else { return };
+    let g = matmul_softmax_graph(128);
+    let mut compiled = qnn.compile(&g).unwrap();
+    let ins = random_inputs(&g, 3);
+    let got = run(compiled.as_mut(), &ins);
+    let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+    let want = reference::graph::run(&g, &views).unwrap();
+    let eps = f64::from(half::f16::EPSILON.to_f32());
+    let rtol = (10.0 * eps * (128f64).sqrt()).max(5e-3);
+    let atol = 10.0 * eps;
+    for (x, y) in got[0]
+        .as_slice::<half::f16>()
+        .unwrap()
+        .iter()
+        .zip(want[0].as_slice::<half::f16>().unwrap())
+    {
+        let (x, y) = (x.to_f64(), y.to_f64());
+        assert!((x - y).abs() <= atol + rtol * y.abs(), "{x} vs {y}");
+    }
+}
+
+#[test]
+fn sa8255_gives_qualcomm_cost_model_estimates() {
+    let Some(qnn) = emulator(Some(52)) else {
+        return;
+    };
+    let compiled = qnn.compile_qnn(&matmul_softmax_graph(128)).unwrap();
+    let e = compiled.estimate().expect("socModel 52 has estimates");
+    assert_eq!(e.cycles, 48_002, "{e:?}");
+    assert_eq!(
+        (e.cycles_lower, e.cycles_upper, e.micros),
+        (45_179, 51_201, 32)
+    );
+    assert!(compiled
+        .compile_events()
+        .iter()
+        .any(|ev| ev.cycles == Some(48_002)));
+}
+
+#[test]
+fn context_binaries_round_trip_and_are_soc_specific() {
+    let Some(qnn) = emulator(None) else { return };
+    let g = pilot(1, 8, 32, 16, 0.01);
+    let compiled = qnn.compile(&g).unwrap();
+    let bytes = compiled.serialize().unwrap();
+    let mut loaded = qnn.deserialize(&bytes).unwrap();
+    assert_eq!(loaded.graph(), &g);
+    let ins = random_inputs(&g, 11);
+    let mut fresh = qnn.compile(&g).unwrap();
+    assert_eq!(
+        run(loaded.as_mut(), &ins)[0].bytes(),
+        run(fresh.as_mut(), &ins)[0].bytes()
+    );
+    let other = emulator(Some(52)).unwrap();
+    let e = other.deserialize(&bytes).unwrap_err();
+    assert!(e.to_string().contains("SoC specific"), "{e}");
+    assert!(qnn.deserialize(b"SAQNNCTX\x05").is_err());
+}
+
+#[test]
+fn unsupported_graphs_name_the_node() {
+    let Some(qnn) = emulator(None) else { return };
+    let mut b = GraphBuilder::new("int32_pilot");
+    let desc = |rows: usize| {
+        TensorDesc::new(DType::I8, [1, 1, rows, 16]).with_quant(Quantization::per_tensor(0.1, 0))
+    };
+    let q = b.input("q", desc(8)).unwrap();
+    let k = b.input("k", desc(16)).unwrap();
+    let s = b
+        .matmul("scores", q, k, false, true, OutType::plain(DType::I32))
+        .unwrap();
+    b.output(s).unwrap();
+    let e = qnn.compile(&b.build().unwrap()).unwrap_err();
+    assert!(
+        matches!(&e, HalError::Unsupported { node, .. } if node == "scores"),
+        "{e}"
+    );
+    let caps = qnn.capabilities();
+    assert!(caps.supports(shadowattn_hal::OpKind::MatMul, DType::I8));
+    assert!(!caps.per_axis_quantization);
+}
+
+#[test]
+fn float_elementwise_and_layout_ops_run() {
+    let Some(qnn) = emulator(None) else { return };
+    let mut b = GraphBuilder::new("misc");
+    let x = b
+        .input("x", TensorDesc::new(DType::F16, [1, 2, 3, 4]))
+        .unwrap();
+    let y = b
+        .input("y", TensorDesc::new(DType::F16, [1, 2, 3, 4]))
+        .unwrap();
+    let s = b.add("sum", x, y, OutType::plain(DType::F16)).unwrap();
+    let m = b.mul("prod", s, y, OutType::plain(DType::F16)).unwrap();
+    let t = b.transpose("t", m, &[0, 1, 3, 2]).unwrap();
+    let r = b.reshape("r", t, &[1, 24]).unwrap();
+    b.output(r).unwrap();
+    let g = b.build().unwrap();
+    let mut compiled = qnn.compile(&g).unwrap();
+    let ins = random_inputs(&g, 5);
+    let got = run(compiled.as_mut(), &ins);
+    let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+    let want = reference::graph::run(&g, &views).unwrap();
+    for (x, y) in got[0]
+        .as_slice::<half::f16>()
+        .unwrap()
+        .iter()
+        .zip(want[0].as_slice::<half::f16>().unwrap())
+    {
+        assert!(
+            (x.to_f32() - y.to_f32()).abs() <= 2e-3 + 2e-3 * y.to_f32().abs(),
+            "{x} vs {y}"
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! Loads private copies of the fake QNN library and drives its control functions.
+
+#![allow(unsafe_code)]
+
+use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions};
+use std::ffi::CString;
+use std::path::PathBuf;
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A private copy of the fake library (its settings are process-global per loaded copy).
+pub struct Fake {
+    pub path: PathBuf,
+    lib: libloading::Library,
+}
+
+impl Fake {
+    pub fn new(tag: &str) -> Fake {
+        let built = shadowattn_hal::testing::cdylib(
+            &target_dir(),
+            "shadowattn-qnn-fake",
+            "shadowattn_qnn_fake",
+        )
+        .unwrap();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-qnn");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("libfake_{tag}_{}.so", std::process::id()));
+        std::fs::copy(&built, &path).unwrap();
+        // SAFETY: loading our own test library, which only defines functions.
+        let lib = unsafe { libloading::Library::new(&path) }.unwrap();
+        Fake { path, lib }
+    }
+
+    pub fn configure(&self, call: Option<&str>, code: u64, api_minor: u32) {
+        let c = call.map(|c| CString::new(c).unwrap());
+        // SAFETY: the symbol has this signature in the fake library.
+        unsafe {
+            let f: libloading::Symbol<'_, unsafe extern "C" fn(*const std::ffi::c_char, u64, u32)> =
+                self.lib.get(b"shadowattn_fake_qnn_configure\0").unwrap();
+            f(
+                c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                code,
+                api_minor,
+            );
+        }
+    }
+
+    pub fn live(&self) -> i64 {
+        // SAFETY: the symbol has this signature in the fake library.
+        unsafe {
+            let f: libloading::Symbol<'_, unsafe extern "C" fn() -> i64> =
+                self.lib.get(b"shadowattn_fake_qnn_live_handles\0").unwrap();
+            f()
+        }
+    }
+
+    pub fn open(&self) -> Result<QnnBackend, QnnError> {
+        QnnBackend::open(QnnOptions {
+            library: Some(self.path.clone()),
+            ..Default::default()
+        })
+    }
+}
