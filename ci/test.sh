@@ -21,7 +21,7 @@ echo "== test dependencies"
 SHADOWATTN_QNN_LIB="$(bash ci/qnn-emulator.sh)"
 export SHADOWATTN_QNN_LIB
 # Test libraries loaded at run time by the backends' fault-injection tests.
-cargo build --quiet -p shadowattn-qnn-fake
+cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim
 
 echo "== doc tests"
 cargo test --workspace --doc

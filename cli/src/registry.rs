@@ -2,6 +2,7 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
+use shadowattn_neuron::{NeuronBackend, NeuronOptions};
 use shadowattn_qnn::{QnnBackend, QnnOptions};
 use shadowattn_simulator::{profile::builtin_names, SimBackend, SocProfile};
 use std::path::Path;
@@ -21,17 +22,24 @@ pub struct NpuChoice {
 pub fn npu_names() -> String {
     let sims: Vec<String> = builtin_names().iter().map(|n| format!("sim:{n}")).collect();
     format!(
-        "cpu, {}, sim:<path to a SoC profile .toml>",
+        "cpu, neuron, qnn[:htp[:<socModel>]], {}, sim:<path to a SoC profile .toml>",
         sims.join(", ")
     )
 }
 
-/// The NPU graph backend called `name`: `cpu`, `qnn[:htp[:<socModel>]]`, `sim:<built-in SoC>`
+/// The NPU graph backend called `name`: `cpu`, `neuron`, `qnn[:htp[:<socModel>]]`, `sim:<built-in SoC>`
 /// or `sim:<profile.toml>`.
 pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
     if name == "cpu" {
         return Ok(NpuChoice {
             backend: Box::new(CpuBackend::new()),
+            soc: None,
+        });
+    }
+    if name == "neuron" {
+        let neuron = NeuronBackend::open(NeuronOptions::default())?;
+        return Ok(NpuChoice {
+            backend: Box::new(neuron),
             soc: None,
         });
     }

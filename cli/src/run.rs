@@ -97,7 +97,8 @@ pub struct RunArgs {
     /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Pilot output: `i32` (default), or `i8` (default for `qnn`, whose HTP MatMul has no INT32 output).
+    /// Pilot output: `i32` (default), or `i8` (default for the vendor backends `qnn` and `neuron`,
+    /// whose integer MatMuls requantize to 8 bits).
     #[arg(long, value_enum)]
     pilot_output: Option<PilotOutputArg>,
 }
@@ -244,7 +245,8 @@ impl SimContext<'_> {
 
 /// The pilot's output form, with an INT8 scale from a sample chunk (another seed) when needed.
 fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
-    let choice = args.pilot_output.unwrap_or(if args.npu.starts_with("qnn") {
+    let vendor = args.npu.starts_with("qnn") || args.npu == "neuron";
+    let choice = args.pilot_output.unwrap_or(if vendor {
         PilotOutputArg::I8
     } else {
         PilotOutputArg::I32

@@ -200,3 +200,47 @@ fn qnn_estimates_print_qualcomms_cost_model_beside_the_simulator() {
         "{stdout}"
     );
 }
+
+#[test]
+fn run_through_the_neuron_backend_and_its_simulator_shim() {
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let shim = shadowattn_hal::testing::cdylib(
+        &target,
+        "shadowattn-neuron-shim",
+        "shadowattn_neuron_shim",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args([
+            "run",
+            "--npu",
+            "neuron",
+            "--q-heads",
+            "4",
+            "--kv-heads",
+            "2",
+            "--q-len",
+            "16",
+            "--kv-len",
+            "64",
+            "--head-dim",
+            "32",
+        ])
+        .env("SHADOWATTN_NEURON_LIB", &shim)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("npu_backend: neuron Neuron runtime 8.2.0"),
+        "{stdout}"
+    );
+    assert!(value(&stdout, "topk_recall_mean") >= 0.85, "{stdout}");
+}

@@ -1,0 +1,396 @@
+//! The safe layer and the HAL `NpuBackend` over the Neuron adapter.
+//!
+//! A compiled graph owns its model, its compilation and every constant operand value (the
+//! adapter references values over 128 bytes instead of copying them); Drop frees the
+//! compilation before the model. Each execution creates, runs and frees one NeuronExecution.
+
+use crate::error::{NeuronError, Result, BACKEND_NAME};
+use crate::loader::NeuronLibrary;
+use crate::sys::calls::{self, RawHandle};
+use crate::sys::{OperandCode, OperationCode};
+use shadowattn_hal::{
+    check_io, Capabilities, CompiledGraph, DType, EventKind, FigureSource, Graph, NpuBackend, Op,
+    OpKind, ProfileEvent, Quantization, TensorDesc, TensorView, TensorViewMut,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of the Neuron backend.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NeuronOptions {
+    /// Library path; `None` searches (see [`NeuronLibrary::find`]).
+    pub library: Option<PathBuf>,
+}
+
+/// The Neuron backend: a MediaTek adapter library behind the HAL.
+#[derive(Debug, Clone)]
+pub struct NeuronBackend {
+    lib: Arc<NeuronLibrary>,
+}
+
+/// The Neuron operand code, scale and zero point of a HAL tensor.
+fn operand(desc: &TensorDesc, node: &str, op: OpKind) -> Result<(OperandCode, f32, i32)> {
+    let unsupported = |detail: String| NeuronError::Unsupported {
+        node: node.to_string(),
+        op: op.to_string(),
+        detail,
+    };
+    match (&desc.quant, desc.dtype) {
+        (Quantization::PerAxis { .. }, _) => {
+            Err(unsupported("per-axis quantization is not mapped".into()))
+        }
+        (_, DType::F32) => Ok((OperandCode::TENSOR_FLOAT32, 0.0, 0)),
+        (_, DType::F16) => Ok((OperandCode::TENSOR_FLOAT16, 0.0, 0)),
+        (Quantization::PerTensor(p), DType::I8) => Ok((
+            OperandCode::TENSOR_QUANT8_ASYMM_SIGNED,
+            p.scale,
+            p.zero_point,
+        )),
+        (Quantization::PerTensor(p), DType::U8) => {
+            Ok((OperandCode::TENSOR_QUANT8_ASYMM, p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::I16) if p.zero_point == 0 => {
+            Ok((OperandCode::TENSOR_QUANT16_SYMM, p.scale, 0))
+        }
+        (Quantization::PerTensor(p), DType::U16) => {
+            Ok((OperandCode::TENSOR_QUANT16_ASYMM, p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::I32) => Ok((OperandCode::TENSOR_INT32, p.scale, 0)),
+        (Quantization::None, DType::I32) => Ok((OperandCode::TENSOR_INT32, 0.0, 0)),
+        (q, d) => Err(unsupported(format!(
+            "no Neuron operand type for {d} with {q:?}"
+        ))),
+    }
+}
+
+/// Ops and input types this backend maps to Neuron operations.
+fn mapped_capabilities() -> Capabilities {
+    let quantized = vec![DType::I8, DType::U8, DType::I16, DType::U16];
+    let floats = vec![DType::F32, DType::F16];
+    let all: Vec<DType> = floats
+        .iter()
+        .chain(&quantized)
+        .copied()
+        .chain([DType::I32])
+        .collect();
+    let ops = [
+        (
+            OpKind::MatMul,
+            vec![DType::F32, DType::F16, DType::I8, DType::U8],
+        ),
+        (OpKind::Softmax, floats.clone()),
+        (OpKind::Quantize, floats.clone()),
+        (OpKind::Dequantize, quantized.clone()),
+        (OpKind::TopK, all.clone()),
+        (OpKind::Mul, all.clone()),
+        (OpKind::Add, all.clone()),
+        (OpKind::Reshape, all.clone()),
+        (OpKind::Transpose, all.clone()),
+        (OpKind::Cast, all),
+    ];
+    Capabilities {
+        ops: ops.into_iter().collect(),
+        per_axis_quantization: false,
+        serialization: false,
+        max_rank: 4,
+    }
+}
+
+impl NeuronBackend {
+    /// Opens the adapter library.
+    pub fn open(options: NeuronOptions) -> Result<Self> {
+        Ok(NeuronBackend {
+            lib: NeuronLibrary::find(options.library.as_deref())?,
+        })
+    }
+
+    /// The library in use.
+    pub fn library(&self) -> &NeuronLibrary {
+        &self.lib
+    }
+
+    fn build(&self, graph: &Graph) -> Result<NeuronGraph> {
+        self.capabilities().check(BACKEND_NAME, graph)?;
+        graph.validate()?;
+        let lib = &self.lib;
+        let model = Model {
+            lib: lib.clone(),
+            handle: calls::model_create(lib)?,
+        };
+        let mut constants: Vec<Vec<u8>> = Vec::new();
+        let mut next = graph.values().len() as u32;
+        for (i, v) in graph.values().iter().enumerate() {
+            let kind = graph
+                .nodes()
+                .iter()
+                .find(|n| n.inputs.iter().chain(&n.outputs).any(|x| x.index() == i))
+                .map_or(OpKind::Reshape, |n| n.op.kind());
+            let (code, scale, zp) = operand(&v.desc, &v.name, kind)?;
+            let dims: Vec<u32> = v.desc.shape.iter().map(|&d| d as u32).collect();
+            calls::add_operand(lib, model.handle, code, &dims, scale, zp)?;
+        }
+        let mut constant = |code: OperandCode,
+                            dims: &[u32],
+                            bytes: Vec<u8>,
+                            constants: &mut Vec<Vec<u8>>|
+         -> Result<u32> {
+            calls::add_operand(lib, model.handle, code, dims, 0.0, 0)?;
+            let index = next;
+            next += 1;
+            calls::set_operand_value(lib, model.handle, index, &bytes)?;
+            constants.push(bytes);
+            Ok(index)
+        };
+        for node in graph.nodes() {
+            let ins: Vec<u32> = node.inputs.iter().map(|v| v.index() as u32).collect();
+            let outs: Vec<u32> = node.outputs.iter().map(|v| v.index() as u32).collect();
+            let i32s = |v: &[usize]| {
+                v.iter()
+                    .flat_map(|&x| (x as i32).to_ne_bytes())
+                    .collect::<Vec<u8>>()
+            };
+            let (code, extra): (OperationCode, Vec<u32>) = match &node.op {
+                Op::MatMul {
+                    transpose_a,
+                    transpose_b,
+                } => (
+                    OperationCode::BATCH_MATMUL,
+                    vec![
+                        constant(
+                            OperandCode::BOOL,
+                            &[],
+                            vec![u8::from(*transpose_a)],
+                            &mut constants,
+                        )?,
+                        constant(
+                            OperandCode::BOOL,
+                            &[],
+                            vec![u8::from(*transpose_b)],
+                            &mut constants,
+                        )?,
+                    ],
+                ),
+                Op::Softmax { axis, beta } => (
+                    OperationCode::SOFTMAX,
+                    vec![
+                        constant(
+                            OperandCode::FLOAT32,
+                            &[],
+                            beta.to_ne_bytes().to_vec(),
+                            &mut constants,
+                        )?,
+                        constant(
+                            OperandCode::INT32,
+                            &[],
+                            (*axis as i32).to_ne_bytes().to_vec(),
+                            &mut constants,
+                        )?,
+                    ],
+                ),
+                Op::Mul | Op::Add => (
+                    if matches!(node.op, Op::Mul) {
+                        OperationCode::MUL
+                    } else {
+                        OperationCode::ADD
+                    },
+                    vec![constant(
+                        OperandCode::INT32,
+                        &[],
+                        0i32.to_ne_bytes().to_vec(),
+                        &mut constants,
+                    )?],
+                ),
+                Op::Transpose { perm } => (
+                    OperationCode::TRANSPOSE,
+                    vec![constant(
+                        OperandCode::TENSOR_INT32,
+                        &[perm.len() as u32],
+                        i32s(perm),
+                        &mut constants,
+                    )?],
+                ),
+                Op::Reshape { shape } => (
+                    OperationCode::RESHAPE,
+                    vec![constant(
+                        OperandCode::TENSOR_INT32,
+                        &[shape.len() as u32],
+                        i32s(shape),
+                        &mut constants,
+                    )?],
+                ),
+                Op::TopK { k } => (
+                    OperationCode::TOPK_V2,
+                    vec![constant(
+                        OperandCode::INT32,
+                        &[],
+                        (*k as i32).to_ne_bytes().to_vec(),
+                        &mut constants,
+                    )?],
+                ),
+                Op::Quantize => (OperationCode::QUANTIZE, vec![]),
+                Op::Dequantize { .. } => (OperationCode::DEQUANTIZE, vec![]),
+                Op::Cast { .. } => (OperationCode::CAST, vec![]),
+                Op::Requantize => {
+                    return Err(NeuronError::Unsupported {
+                        node: node.name.clone(),
+                        op: "Requantize".into(),
+                        detail: "the Neuron adapter has no requantize operation".into(),
+                    })
+                }
+            };
+            let all_ins: Vec<u32> = ins.into_iter().chain(extra).collect();
+            calls::add_operation(lib, model.handle, code, &all_ins, &outs)?;
+        }
+        let ins: Vec<u32> = graph.inputs().iter().map(|v| v.index() as u32).collect();
+        let outs: Vec<u32> = graph.outputs().iter().map(|v| v.index() as u32).collect();
+        calls::identify_io(lib, model.handle, &ins, &outs)?;
+        calls::model_finish(lib, model.handle)?;
+        let started = Instant::now();
+        let compilation = calls::compilation_create(lib, model.handle)?;
+        let compilation = Compilation {
+            lib: lib.clone(),
+            handle: compilation,
+        };
+        calls::compilation_finish(lib, compilation.handle)?;
+        let compile_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Ok(NeuronGraph {
+            compilation,
+            model,
+            _constants: constants,
+            ir: graph.clone(),
+            compile_events: vec![ProfileEvent {
+                name: format!("neuron compile {}", graph.name()),
+                kind: EventKind::Compile,
+                track: "compile".into(),
+                start_ns: 0,
+                duration_ns: compile_ns.max(1),
+                cycles: None,
+                source: FigureSource::Measured,
+            }],
+        })
+    }
+}
+
+impl NpuBackend for NeuronBackend {
+    fn name(&self) -> &str {
+        BACKEND_NAME
+    }
+
+    fn version(&self) -> String {
+        let v = self.lib.version();
+        format!(
+            "Neuron runtime {}.{}.{} ({})",
+            v.major,
+            v.minor,
+            v.patch,
+            self.lib.path()
+        )
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        mapped_capabilities()
+    }
+
+    fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
+        Ok(Box::new(self.build(graph)?))
+    }
+}
+
+/// A NeuronModel; freed when dropped.
+#[derive(Debug)]
+struct Model {
+    lib: Arc<NeuronLibrary>,
+    handle: RawHandle,
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        calls::model_free(&self.lib, self.handle);
+    }
+}
+
+/// A NeuronCompilation; freed when dropped.
+#[derive(Debug)]
+struct Compilation {
+    lib: Arc<NeuronLibrary>,
+    handle: RawHandle,
+}
+
+impl Drop for Compilation {
+    fn drop(&mut self) {
+        calls::compilation_free(&self.lib, self.handle);
+    }
+}
+
+/// A NeuronExecution; freed when dropped.
+struct Execution<'a> {
+    lib: &'a NeuronLibrary,
+    handle: RawHandle,
+}
+
+impl Drop for Execution<'_> {
+    fn drop(&mut self) {
+        calls::execution_free(self.lib, self.handle);
+    }
+}
+
+/// A compiled Neuron graph. Field order is drop order: the compilation goes before the model.
+#[derive(Debug)]
+pub struct NeuronGraph {
+    compilation: Compilation,
+    model: Model,
+    _constants: Vec<Vec<u8>>,
+    ir: Graph,
+    compile_events: Vec<ProfileEvent>,
+}
+
+impl CompiledGraph for NeuronGraph {
+    fn graph(&self) -> &Graph {
+        &self.ir
+    }
+
+    fn compile_events(&self) -> &[ProfileEvent] {
+        &self.compile_events
+    }
+
+    fn execute(
+        &mut self,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
+        check_io(&self.ir, inputs, outputs)?;
+        let lib = &*self.model.lib;
+        let started = Instant::now();
+        let execution = Execution {
+            lib,
+            handle: calls::execution_create(lib, self.compilation.handle)?,
+        };
+        for (i, v) in inputs.iter().enumerate() {
+            calls::set_input(lib, execution.handle, i as u32, v.bytes())?;
+        }
+        for (i, v) in outputs.iter_mut().enumerate() {
+            calls::set_output(lib, execution.handle, i as u32, v.bytes_mut())?;
+        }
+        calls::compute(lib, execution.handle)?;
+        drop(execution);
+        Ok(vec![ProfileEvent {
+            name: format!("neuron execute {}", self.ir.name()),
+            kind: EventKind::Launch,
+            track: "npu".into(),
+            start_ns: 0,
+            duration_ns: u64::try_from(started.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            cycles: None,
+            source: FigureSource::Measured,
+        }])
+    }
+
+    fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
+        Err(shadowattn_hal::HalError::NotProvided {
+            backend: BACKEND_NAME.into(),
+            feature: "compiled-network serialization".into(),
+        })
+    }
+}

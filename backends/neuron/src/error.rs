@@ -1,0 +1,85 @@
+//! The one error type of the Neuron backend.
+
+use shadowattn_hal::HalError;
+use thiserror::Error;
+
+/// Result alias for the Neuron backend.
+pub type Result<T, E = NeuronError> = std::result::Result<T, E>;
+
+/// Registry name of the backend.
+pub const BACKEND_NAME: &str = "neuron";
+
+/// Everything that can go wrong in the Neuron backend.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum NeuronError {
+    /// No candidate library could be used; every attempt and its reason.
+    #[error("no usable Neuron adapter library; tried:\n{}", attempts.iter().map(|(p, o, r)| format!("  {p} ({o}): {r}")).collect::<Vec<_>>().join("\n"))]
+    Load {
+        /// (path, origin, reason) per attempt.
+        attempts: Vec<(String, String, String)>,
+    },
+    /// A library that cannot be opened.
+    #[error("{path}: cannot load: {detail}")]
+    Open {
+        /// The library.
+        path: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// A library without a required symbol.
+    #[error("{path}: missing symbol `{symbol}`")]
+    MissingSymbol {
+        /// The library.
+        path: String,
+        /// The symbol.
+        symbol: String,
+    },
+    /// A Neuron call that returned an error code.
+    #[error("{call} failed with {name} ({code})")]
+    Call {
+        /// The function.
+        call: &'static str,
+        /// The result code.
+        code: i32,
+        /// Its name.
+        name: &'static str,
+    },
+    /// A graph feature the Neuron adapter cannot express.
+    #[error("Neuron backend cannot build node `{node}` ({op}): {detail}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// The op.
+        op: String,
+        /// Why.
+        detail: String,
+    },
+    /// A HAL error.
+    #[error(transparent)]
+    Hal(#[from] HalError),
+}
+
+impl From<NeuronError> for HalError {
+    fn from(e: NeuronError) -> Self {
+        match e {
+            NeuronError::Hal(h) => h,
+            NeuronError::Call { call, code, name } => HalError::Vendor {
+                backend: BACKEND_NAME.into(),
+                call: call.into(),
+                code: i64::from(code),
+                message: name.into(),
+            },
+            NeuronError::Unsupported { node, op, detail } => HalError::Unsupported {
+                backend: BACKEND_NAME.into(),
+                node,
+                op,
+                detail,
+            },
+            other => HalError::Unavailable {
+                backend: BACKEND_NAME.into(),
+                detail: other.to_string(),
+            },
+        }
+    }
+}

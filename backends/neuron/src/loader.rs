@@ -1,0 +1,169 @@
+//! Finding and opening a Neuron adapter library, resolving every symbol once.
+//!
+//! Search order: an explicit path → `SHADOWATTN_NEURON_LIB` → `libneuronusdk_adapter.mtk.so`,
+//! `libneuron_adapter_mgvi.so`, `libneuron_adapter.so` through the dynamic loader. The first
+//! library that opens and has every symbol wins; the error lists each attempt.
+
+#![allow(unsafe_code)]
+
+use crate::error::{NeuronError, Result};
+use crate::sys::{fns, RuntimeVersion};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Environment variable naming the library explicitly.
+pub const ENV_LIB: &str = "SHADOWATTN_NEURON_LIB";
+/// Candidate names, in order.
+pub const CANDIDATES: &[&str] = &[
+    "libneuronusdk_adapter.mtk.so",
+    "libneuron_adapter_mgvi.so",
+    "libneuron_adapter.so",
+];
+
+/// Every function shadowattn calls, resolved once.
+#[derive(Clone, Copy, Debug)]
+#[allow(missing_docs)]
+pub struct Api {
+    pub get_version: fns::GetVersion,
+    pub model_create: fns::ModelCreate,
+    pub model_free: fns::ModelFree,
+    pub model_finish: fns::ModelFinish,
+    pub model_add_operand: fns::ModelAddOperand,
+    pub model_set_operand_value: fns::ModelSetOperandValue,
+    pub model_add_operation: fns::ModelAddOperation,
+    pub model_identify_inputs_and_outputs: fns::ModelIdentifyInputsAndOutputs,
+    pub compilation_create: fns::CompilationCreate,
+    pub compilation_free: fns::CompilationFree,
+    pub compilation_finish: fns::CompilationFinish,
+    pub execution_create: fns::ExecutionCreate,
+    pub execution_free: fns::ExecutionFree,
+    pub execution_set_input: fns::ExecutionSetInput,
+    pub execution_set_output: fns::ExecutionSetOutput,
+    pub execution_compute: fns::ExecutionCompute,
+}
+
+/// An opened Neuron adapter library.
+pub struct NeuronLibrary {
+    path: String,
+    // Keeps the resolved functions' code mapped for as long as any handle exists.
+    _library: libloading::Library,
+    api: Api,
+    version: RuntimeVersion,
+}
+
+impl std::fmt::Debug for NeuronLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NeuronLibrary")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl NeuronLibrary {
+    /// Finds and opens a library: `explicit`, then `SHADOWATTN_NEURON_LIB`, then the candidates.
+    pub fn find(explicit: Option<&Path>) -> Result<Arc<Self>> {
+        Self::find_in(explicit, std::env::var_os(ENV_LIB).map(PathBuf::from))
+    }
+
+    /// [`NeuronLibrary::find`] with `SHADOWATTN_NEURON_LIB` given as `env_lib`.
+    pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
+        let mut tries: Vec<(String, String)> = Vec::new();
+        if let Some(p) = explicit {
+            tries.push((p.display().to_string(), "explicit path".into()));
+        }
+        if let Some(p) = env_lib {
+            tries.push((p.display().to_string(), format!("${ENV_LIB}")));
+        }
+        tries.extend(
+            CANDIDATES
+                .iter()
+                .map(|c| (c.to_string(), "candidate name".to_string())),
+        );
+        let mut attempts = Vec::new();
+        for (path, origin) in tries {
+            match Self::open(&path) {
+                Ok(lib) => return Ok(Arc::new(lib)),
+                Err(e) => attempts.push((path, origin, e.to_string())),
+            }
+        }
+        Err(NeuronError::Load { attempts })
+    }
+
+    /// Opens one library and resolves every symbol; a missing one is an error naming it.
+    pub fn open(path: &str) -> Result<Self> {
+        // SAFETY: loading runs the library's initializers; adapter libraries are plain shared objects.
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| NeuronError::Open {
+            path: path.to_string(),
+            detail: e.to_string(),
+        })?;
+        macro_rules! sym {
+            ($name:literal) => {{
+                // SAFETY: the symbol's type is the documented C signature of this function.
+                let s = unsafe { library.get(concat!($name, "\0").as_bytes()) }.map_err(|_| {
+                    NeuronError::MissingSymbol {
+                        path: path.to_string(),
+                        symbol: $name.to_string(),
+                    }
+                })?;
+                *s
+            }};
+        }
+        let api = Api {
+            get_version: sym!("Neuron_getVersion"),
+            model_create: sym!("NeuronModel_create"),
+            model_free: sym!("NeuronModel_free"),
+            model_finish: sym!("NeuronModel_finish"),
+            model_add_operand: sym!("NeuronModel_addOperand"),
+            model_set_operand_value: sym!("NeuronModel_setOperandValue"),
+            model_add_operation: sym!("NeuronModel_addOperation"),
+            model_identify_inputs_and_outputs: sym!("NeuronModel_identifyInputsAndOutputs"),
+            compilation_create: sym!("NeuronCompilation_create"),
+            compilation_free: sym!("NeuronCompilation_free"),
+            compilation_finish: sym!("NeuronCompilation_finish"),
+            execution_create: sym!("NeuronExecution_create"),
+            execution_free: sym!("NeuronExecution_free"),
+            execution_set_input: sym!("NeuronExecution_setInput"),
+            execution_set_output: sym!("NeuronExecution_setOutput"),
+            execution_compute: sym!("NeuronExecution_compute"),
+        };
+        let mut version = RuntimeVersion::default();
+        // SAFETY: `version` is a valid out-pointer of the declared 3-byte layout.
+        let rc = unsafe { (api.get_version)(&mut version) };
+        if rc != 0 {
+            return Err(NeuronError::Call {
+                call: "Neuron_getVersion",
+                code: rc,
+                name: crate::sys::ResultCode(rc).name(),
+            });
+        }
+        Ok(NeuronLibrary {
+            path: path.to_string(),
+            _library: library,
+            api,
+            version,
+        })
+    }
+
+    /// Path the library was opened from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The runtime version.
+    pub fn version(&self) -> RuntimeVersion {
+        self.version
+    }
+
+    /// The resolved functions.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+}
+
+// SAFETY: the API is a set of plain function pointers into a library kept alive by this value;
+// nothing is mutated after open. The adapter's handles are used by one thread at a time (the
+// backend serializes calls on shared handles).
+unsafe impl Send for NeuronLibrary {}
+// SAFETY: as above.
+unsafe impl Sync for NeuronLibrary {}

@@ -1,0 +1,3 @@
+//! Test support.
+
+pub mod shim_loader;

@@ -1,0 +1,485 @@
+//! The shim's models, compilations and executions, validated like a driver: a bad operand type,
+//! a wrong size or an out-of-order call gets the Neuron result code a real adapter returns.
+
+use shadowattn_hal::{
+    CompiledGraph, DType, Graph, GraphBuilder, NpuBackend, Op, OutType, Quantization, TensorDesc,
+    TensorView, TensorViewMut, ValueId,
+};
+use shadowattn_neuron::sys::{OperandCode, OperationCode, ResultCode};
+use shadowattn_simulator::SimBackend;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+type R<T> = Result<T, ResultCode>;
+
+/// One operand as added by the client.
+#[derive(Clone, Debug)]
+struct Operand {
+    code: OperandCode,
+    dims: Vec<u32>,
+    scale: f32,
+    zero_point: i32,
+    value: Option<Vec<u8>>,
+}
+
+fn is_scalar(code: OperandCode) -> bool {
+    matches!(code.0, 0 | 1 | 2 | 6 | 10)
+}
+
+fn element_bytes(code: OperandCode) -> Option<usize> {
+    Some(match code.0 {
+        0..=4 => 4,
+        5 | 6 | 14 => 1,
+        7 | 8 | 10 | 12 => 2,
+        _ => return None,
+    })
+}
+
+impl Operand {
+    fn bytes(&self) -> usize {
+        let n: usize = self.dims.iter().map(|&d| d as usize).product();
+        n * element_bytes(self.code).unwrap_or(0)
+    }
+
+    fn desc(&self) -> R<TensorDesc> {
+        let shape: Vec<usize> = self.dims.iter().map(|&d| d as usize).collect();
+        let q = |dt: DType, zp: i32| {
+            TensorDesc::new(dt, shape.clone()).with_quant(Quantization::per_tensor(self.scale, zp))
+        };
+        Ok(match self.code {
+            OperandCode::TENSOR_FLOAT32 => TensorDesc::new(DType::F32, shape),
+            OperandCode::TENSOR_FLOAT16 => TensorDesc::new(DType::F16, shape),
+            OperandCode::TENSOR_QUANT8_ASYMM => q(DType::U8, self.zero_point),
+            OperandCode::TENSOR_QUANT8_ASYMM_SIGNED => q(DType::I8, self.zero_point),
+            OperandCode::TENSOR_QUANT16_SYMM => q(DType::I16, 0),
+            OperandCode::TENSOR_QUANT16_ASYMM => q(DType::U16, self.zero_point),
+            OperandCode::TENSOR_INT32 if self.scale > 0.0 => q(DType::I32, 0),
+            OperandCode::TENSOR_INT32 => TensorDesc::new(DType::I32, shape),
+            _ => return Err(ResultCode::BAD_DATA),
+        })
+    }
+
+    fn scalar_i32(&self) -> R<i32> {
+        let v = self.value.as_ref().ok_or(ResultCode::BAD_DATA)?;
+        Ok(i32::from_ne_bytes(
+            v.get(..4)
+                .ok_or(ResultCode::BAD_DATA)?
+                .try_into()
+                .map_err(|_| ResultCode::BAD_DATA)?,
+        ))
+    }
+
+    fn scalar_f32(&self) -> R<f32> {
+        Ok(f32::from_bits(self.scalar_i32()? as u32))
+    }
+
+    fn scalar_bool(&self) -> R<bool> {
+        Ok(self
+            .value
+            .as_ref()
+            .and_then(|v| v.first())
+            .ok_or(ResultCode::BAD_DATA)?
+            != &0)
+    }
+
+    fn i32_list(&self) -> R<Vec<usize>> {
+        let v = self.value.as_ref().ok_or(ResultCode::BAD_DATA)?;
+        v.chunks_exact(4)
+            .map(|c| {
+                usize::try_from(i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+                    .map_err(|_| ResultCode::BAD_DATA)
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Operation {
+    code: OperationCode,
+    inputs: Vec<u32>,
+    outputs: Vec<u32>,
+}
+
+/// A model being built.
+#[derive(Debug, Default)]
+pub struct ShimModel {
+    operands: Vec<Operand>,
+    operations: Vec<Operation>,
+    inputs: Vec<u32>,
+    outputs: Vec<u32>,
+    graph: Option<Graph>,
+}
+
+impl ShimModel {
+    fn open(&self) -> R<()> {
+        if self.graph.is_some() {
+            Err(ResultCode::BAD_STATE)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `NeuronModel_addOperand`.
+    pub fn add_operand(
+        &mut self,
+        code: i32,
+        dims: Option<&[u32]>,
+        scale: f32,
+        zero_point: i32,
+    ) -> R<()> {
+        self.open()?;
+        let code = OperandCode(code);
+        let dims = dims.unwrap_or(&[]).to_vec();
+        if element_bytes(code).is_none() {
+            return Err(ResultCode::BAD_DATA);
+        }
+        if is_scalar(code) != dims.is_empty() || dims.contains(&0) {
+            return Err(ResultCode::BAD_DATA);
+        }
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(ResultCode::BAD_DATA);
+        }
+        self.operands.push(Operand {
+            code,
+            dims,
+            scale,
+            zero_point,
+            value: None,
+        });
+        Ok(())
+    }
+
+    /// `NeuronModel_setOperandValue` (the shim always copies).
+    pub fn set_value(&mut self, index: i32, value: &[u8]) -> R<()> {
+        self.open()?;
+        let op = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.operands.get_mut(i))
+            .ok_or(ResultCode::BAD_DATA)?;
+        let expected = if is_scalar(op.code) {
+            element_bytes(op.code).unwrap_or(0)
+        } else {
+            op.bytes()
+        };
+        if value.len() != expected {
+            return Err(ResultCode::BAD_DATA);
+        }
+        op.value = Some(value.to_vec());
+        Ok(())
+    }
+
+    /// `NeuronModel_addOperation`.
+    pub fn add_operation(&mut self, code: i32, inputs: &[u32], outputs: &[u32]) -> R<()> {
+        self.open()?;
+        let known = [0, 6, 18, 22, 25, 37, 45, 72, 90, 102];
+        if !known.contains(&code) {
+            return Err(ResultCode::BAD_DATA);
+        }
+        if inputs
+            .iter()
+            .chain(outputs)
+            .any(|&i| i as usize >= self.operands.len())
+        {
+            return Err(ResultCode::BAD_DATA);
+        }
+        self.operations.push(Operation {
+            code: OperationCode(code),
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+        });
+        Ok(())
+    }
+
+    /// `NeuronModel_identifyInputsAndOutputs`.
+    pub fn identify(&mut self, inputs: &[u32], outputs: &[u32]) -> R<()> {
+        self.open()?;
+        if inputs
+            .iter()
+            .chain(outputs)
+            .any(|&i| i as usize >= self.operands.len())
+            || outputs.is_empty()
+        {
+            return Err(ResultCode::BAD_DATA);
+        }
+        self.inputs = inputs.to_vec();
+        self.outputs = outputs.to_vec();
+        Ok(())
+    }
+
+    /// `NeuronModel_finish`: validates the model by building the simulator graph.
+    pub fn finish(&mut self) -> R<()> {
+        self.open()?;
+        self.graph = Some(self.translate()?);
+        Ok(())
+    }
+
+    fn translate(&self) -> R<Graph> {
+        let mut b = GraphBuilder::new("neuron_model");
+        let mut ids: HashMap<u32, ValueId> = HashMap::new();
+        for (n, &i) in self.inputs.iter().enumerate() {
+            let op = &self.operands[i as usize];
+            if op.value.is_some() || is_scalar(op.code) {
+                return Err(ResultCode::BAD_DATA);
+            }
+            ids.insert(
+                i,
+                b.input(&format!("in{n}"), op.desc()?)
+                    .map_err(|_| ResultCode::BAD_DATA)?,
+            );
+        }
+        for (n, o) in self.operations.iter().enumerate() {
+            let operand = |k: usize| {
+                o.inputs
+                    .get(k)
+                    .map(|&i| &self.operands[i as usize])
+                    .ok_or(ResultCode::BAD_DATA)
+            };
+            let value = |k: usize| {
+                o.inputs
+                    .get(k)
+                    .and_then(|i| ids.get(i))
+                    .copied()
+                    .ok_or(ResultCode::BAD_DATA)
+            };
+            let out_desc = |k: usize| {
+                o.outputs
+                    .get(k)
+                    .map(|&i| self.operands[i as usize].desc())
+                    .ok_or(ResultCode::BAD_DATA)?
+            };
+            let out_type = |k: usize| {
+                out_desc(k).map(|d| OutType {
+                    dtype: d.dtype,
+                    quant: d.quant,
+                })
+            };
+            let name = format!("op{n}");
+            let (op, inputs): (Op, Vec<ValueId>) = match o.code {
+                OperationCode::BATCH_MATMUL if o.inputs.len() == 4 => (
+                    Op::MatMul {
+                        transpose_a: operand(2)?.scalar_bool()?,
+                        transpose_b: operand(3)?.scalar_bool()?,
+                    },
+                    vec![value(0)?, value(1)?],
+                ),
+                OperationCode::SOFTMAX if (2..=3).contains(&o.inputs.len()) => {
+                    let rank = operand(0)?.dims.len();
+                    let axis = if o.inputs.len() == 3 {
+                        operand(2)?.scalar_i32()?
+                    } else {
+                        -1
+                    };
+                    let axis = if axis < 0 { rank as i32 + axis } else { axis };
+                    (
+                        Op::Softmax {
+                            axis: usize::try_from(axis).map_err(|_| ResultCode::BAD_DATA)?,
+                            beta: operand(1)?.scalar_f32()?,
+                        },
+                        vec![value(0)?],
+                    )
+                }
+                OperationCode::ADD | OperationCode::MUL if o.inputs.len() == 3 => {
+                    if operand(2)?.scalar_i32()? != 0 {
+                        return Err(ResultCode::BAD_DATA);
+                    }
+                    (
+                        if o.code == OperationCode::ADD {
+                            Op::Add
+                        } else {
+                            Op::Mul
+                        },
+                        vec![value(0)?, value(1)?],
+                    )
+                }
+                OperationCode::TRANSPOSE if o.inputs.len() == 2 => (
+                    Op::Transpose {
+                        perm: operand(1)?.i32_list()?,
+                    },
+                    vec![value(0)?],
+                ),
+                OperationCode::RESHAPE if o.inputs.len() == 2 => (
+                    Op::Reshape {
+                        shape: operand(1)?.i32_list()?,
+                    },
+                    vec![value(0)?],
+                ),
+                OperationCode::TOPK_V2 if o.inputs.len() == 2 => {
+                    let k = usize::try_from(operand(1)?.scalar_i32()?)
+                        .map_err(|_| ResultCode::BAD_DATA)?;
+                    (Op::TopK { k }, vec![value(0)?])
+                }
+                OperationCode::QUANTIZE if o.inputs.len() == 1 => (Op::Quantize, vec![value(0)?]),
+                OperationCode::DEQUANTIZE if o.inputs.len() == 1 => (
+                    Op::Dequantize {
+                        dtype: out_desc(0)?.dtype,
+                    },
+                    vec![value(0)?],
+                ),
+                OperationCode::CAST if o.inputs.len() == 1 => (
+                    Op::Cast {
+                        dtype: out_desc(0)?.dtype,
+                    },
+                    vec![value(0)?],
+                ),
+                _ => return Err(ResultCode::BAD_DATA),
+            };
+            let expected_outputs = if matches!(op, Op::TopK { .. }) { 2 } else { 1 };
+            if o.outputs.len() != expected_outputs {
+                return Err(ResultCode::BAD_DATA);
+            }
+            let outs = b
+                .add_node(&name, op, &inputs, Some(out_type(0)?))
+                .map_err(|_| ResultCode::BAD_DATA)?;
+            for (k, &v) in outs.iter().enumerate() {
+                if b.desc(v).map_err(|_| ResultCode::BAD_DATA)?.shape != out_desc(k)?.shape {
+                    return Err(ResultCode::BAD_DATA);
+                }
+                ids.insert(o.outputs[k], v);
+            }
+        }
+        for &o in &self.outputs {
+            b.output(*ids.get(&o).ok_or(ResultCode::BAD_DATA)?)
+                .map_err(|_| ResultCode::BAD_DATA)?;
+        }
+        b.build().map_err(|_| ResultCode::BAD_DATA)
+    }
+}
+
+/// A compilation of a finished model on the simulator.
+#[derive(Debug)]
+pub struct ShimCompilation {
+    graph: Graph,
+    compiled: Option<Mutex<Box<dyn CompiledGraph>>>,
+}
+
+impl ShimCompilation {
+    /// `NeuronCompilation_create`.
+    pub fn create(model: &ShimModel) -> R<Self> {
+        let graph = model.graph.clone().ok_or(ResultCode::BAD_STATE)?;
+        Ok(ShimCompilation {
+            graph,
+            compiled: None,
+        })
+    }
+
+    /// `NeuronCompilation_finish`: compiles on the simulator (`SHADOWATTN_NEURON_SHIM_SOC`,
+    /// default `dimensity-9300`).
+    pub fn finish(&mut self) -> R<()> {
+        if self.compiled.is_some() {
+            return Err(ResultCode::BAD_STATE);
+        }
+        let soc =
+            std::env::var("SHADOWATTN_NEURON_SHIM_SOC").unwrap_or_else(|_| "dimensity-9300".into());
+        let sim = SimBackend::builtin(&soc).map_err(|_| ResultCode::OP_FAILED)?;
+        let compiled = sim
+            .compile(&self.graph)
+            .map_err(|_| ResultCode::OP_FAILED)?;
+        self.compiled = Some(Mutex::new(compiled));
+        Ok(())
+    }
+}
+
+/// A client input buffer: pointer and length.
+pub type InputBuffer = (*const u8, usize);
+/// A client output buffer: pointer and length.
+pub type OutputBuffer = (*mut u8, usize);
+
+/// An execution: its compilation and the client's buffers.
+#[derive(Debug)]
+pub struct ShimExecution<'c> {
+    compilation: &'c ShimCompilation,
+    inputs: Vec<Option<InputBuffer>>,
+    outputs: Vec<Option<OutputBuffer>>,
+}
+
+impl<'c> ShimExecution<'c> {
+    /// `NeuronExecution_create`.
+    pub fn create(compilation: &'c ShimCompilation) -> R<Self> {
+        if compilation.compiled.is_none() {
+            return Err(ResultCode::BAD_STATE);
+        }
+        Ok(ShimExecution {
+            compilation,
+            inputs: vec![None; compilation.graph.inputs().len()],
+            outputs: vec![None; compilation.graph.outputs().len()],
+        })
+    }
+
+    fn expected(&self, input: bool, index: i32) -> R<(usize, usize)> {
+        let ids = if input {
+            self.compilation.graph.inputs()
+        } else {
+            self.compilation.graph.outputs()
+        };
+        let i = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < ids.len())
+            .ok_or(ResultCode::BAD_DATA)?;
+        Ok((i, self.compilation.graph.value(ids[i]).desc.size_bytes()))
+    }
+
+    /// `NeuronExecution_setInput`.
+    pub fn set_input(&mut self, index: i32, ptr: *const u8, len: usize) -> R<()> {
+        let (i, size) = self.expected(true, index)?;
+        if len != size {
+            return Err(ResultCode::BAD_DATA);
+        }
+        self.inputs[i] = Some((ptr, len));
+        Ok(())
+    }
+
+    /// `NeuronExecution_setOutput`.
+    pub fn set_output(&mut self, index: i32, ptr: *mut u8, len: usize) -> R<()> {
+        let (i, size) = self.expected(false, index)?;
+        if len != size {
+            return Err(ResultCode::BAD_DATA);
+        }
+        self.outputs[i] = Some((ptr, len));
+        Ok(())
+    }
+
+    /// The buffers, once every input and output is set.
+    pub fn buffers(&self) -> R<(Vec<InputBuffer>, Vec<OutputBuffer>)> {
+        let ins = self
+            .inputs
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(ResultCode::BAD_STATE)?;
+        let outs = self
+            .outputs
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(ResultCode::BAD_STATE)?;
+        Ok((ins, outs))
+    }
+
+    /// Runs the graph on the simulator with the given buffer contents.
+    pub fn run(&self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> R<()> {
+        let g = &self.compilation.graph;
+        let in_views: Vec<TensorView<'_>> = g
+            .input_descs()
+            .zip(inputs)
+            .map(|(d, b)| TensorView::new(d, b))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ResultCode::BAD_DATA)?;
+        let out_descs: Vec<&TensorDesc> = g.output_descs().collect();
+        let mut out_views: Vec<TensorViewMut<'_>> = out_descs
+            .iter()
+            .zip(outputs.iter_mut())
+            .map(|(d, b)| TensorViewMut::new(d, b))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ResultCode::BAD_DATA)?;
+        let compiled = self
+            .compilation
+            .compiled
+            .as_ref()
+            .ok_or(ResultCode::BAD_STATE)?;
+        let mut compiled = compiled.lock().map_err(|_| ResultCode::OP_FAILED)?;
+        compiled
+            .execute(&in_views, &mut out_views)
+            .map_err(|_| ResultCode::OP_FAILED)?;
+        Ok(())
+    }
+}
