@@ -1,9 +1,16 @@
-//! `shadowattn`: run shadowAttn prefill attention on a chosen backend pair and report accuracy
-//! and (on the simulator) timing.
+//! `shadowattn`: shadowAttn sparse attention on NPU backends — run it, check a backend's
+//! conformance, calibrate, and manage SoC profiles.
+//!
+//! Exit codes: 0 success, 1 error (the message on stderr starts with `error:`), 2 usage error,
+//! 3 conformance failures.
 
+mod calibrate;
+mod conformance;
+mod devices;
 mod qnn_estimates;
 mod registry;
 mod run;
+mod soc;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +30,15 @@ struct Cli {
 enum Command {
     /// Run one prefill attention chunk (synthetic data) with shadowAttn and dense; print accuracy and times.
     Run(run::RunArgs),
+    /// List the backends that load here, with versions, or every path tried and why.
+    Devices,
+    /// Run the conformance suite on one backend.
+    Conformance(conformance::ConformanceArgs),
+    /// Write a calibration file (bucket grid and per-head ratios).
+    Calibrate(calibrate::CalibrateArgs),
+    /// SoC profiles of the simulator.
+    #[command(subcommand)]
+    Soc(soc::SocCommand),
     /// Print Qualcomm's cost-model estimates beside the simulator's predictions (needs a QNN library).
     QnnEstimates(qnn_estimates::EstimateArgs),
 }
@@ -31,6 +47,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run::run(args),
+        Command::Devices => {
+            devices::run();
+            Ok(())
+        }
+        Command::Conformance(args) => match conformance::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(conformance::EXIT_FAILURES),
+            Err(e) => Err(e),
+        },
+        Command::Calibrate(args) => calibrate::run(args),
+        Command::Soc(cmd) => soc::run(cmd),
         Command::QnnEstimates(args) => qnn_estimates::run(args),
     };
     match result {

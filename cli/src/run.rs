@@ -12,7 +12,7 @@ use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::metrics::evaluate;
-use shadowattn_sparse_attn::pilot::{int8_score_scale, PilotOutput};
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::planner::{CostTable, Launch, Plan, Strategy};
 use shadowattn_sparse_attn::shadow::{ChunkResult, Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
@@ -261,7 +261,7 @@ fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
                 seed: args.seed.wrapping_add(2000),
             })?;
             PilotOutput::Int8 {
-                scale: int8_score_scale(sample.inputs())?,
+                acc_range: int8_accumulator_range(sample.inputs())?,
             }
         }
     })

@@ -1,1 +1,36 @@
-//! Conformance suite run against every backend (not implemented yet: see the conformance issue).
+//! The shadowattn conformance suite: one list of cases ([`cases`]) run against any NPU backend
+//! ([`runner`]), judged against the golden CPU reference with tolerances that are a spec
+//! ([`tolerance`]), reported as a summary, JSON or JUnit XML ([`report`]).
+//!
+//! A backend that declares a graph unsupported (`NpuBackend::check_support`) is skipped for that
+//! case; one that declares support must compile it, run it and match.
+
+pub mod cases;
+pub mod report;
+pub mod runner;
+pub mod tolerance;
+
+pub use cases::{all_cases, Case, CaseKind, Group};
+pub use report::{Counts, Report};
+pub use runner::{run_case, CaseResult, Status};
+pub use tolerance::{Comparison, Tolerance};
+
+/// Runs every case on `backend`, calling `progress` after each.
+pub fn run_suite(
+    backend: &dyn shadowattn_hal::NpuBackend,
+    mut progress: impl FnMut(&CaseResult),
+) -> Report {
+    let results = all_cases()
+        .iter()
+        .map(|c| {
+            let r = run_case(backend, c);
+            progress(&r);
+            r
+        })
+        .collect();
+    Report {
+        backend: backend.name().to_string(),
+        version: backend.version(),
+        results,
+    }
+}

@@ -20,6 +20,10 @@ pub struct Capabilities {
     pub serialization: bool,
     /// Largest tensor rank accepted.
     pub max_rank: usize,
+    /// Whether f32 graphs are computed in f16 arithmetic (as on HTP); their results are then
+    /// judged with f16 tolerances.
+    #[serde(default)]
+    pub relaxed_f32: bool,
 }
 
 impl Capabilities {
@@ -99,6 +103,14 @@ pub trait NpuBackend: Send + Sync + std::fmt::Debug {
     /// Builds and compiles a graph; expensive, done once per graph. An unsupported graph is an
     /// [`HalError::Unsupported`] naming the node, never a silent fallback.
     fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>>;
+
+    /// Checks, without compiling, that this backend can build `graph`; the error is
+    /// [`HalError::Unsupported`] naming the first node it cannot build. The default checks
+    /// [`NpuBackend::capabilities`]; backends whose support depends on more than input types
+    /// (a vendor validator, output types) refine it.
+    fn check_support(&self, graph: &Graph) -> Result<()> {
+        self.capabilities().check(self.name(), graph)
+    }
 
     /// Loads a compiled graph from bytes made by [`CompiledGraph::serialize`].
     fn deserialize(&self, bytes: &[u8]) -> Result<Box<dyn CompiledGraph>> {
@@ -189,6 +201,7 @@ mod tests {
             per_axis_quantization: false,
             serialization: false,
             max_rank: 4,
+            relaxed_f32: false,
         };
         assert!(caps.supports(OpKind::Softmax, DType::F16));
         assert!(!caps.supports(OpKind::Softmax, DType::F32));

@@ -115,6 +115,7 @@ impl NpuBackend for SimBackend {
             per_axis_quantization: true,
             serialization: true,
             max_rank: 5,
+            relaxed_f32: false,
         }
     }
 

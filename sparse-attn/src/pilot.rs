@@ -1,5 +1,6 @@
 //! The INT8 pilot graph: Q·Kᵀ of one or more fused heads with static quantization scales.
 
+use crate::calibration::absmax_scale;
 use crate::error::{Result, SparseAttnError};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, DType, Graph, GraphBuilder, HeadsView, HostTensor, KeyBudget,
@@ -12,10 +13,14 @@ use shadowattn_hal::{
 pub enum PilotOutput {
     /// The exact INT32 accumulators.
     Int32,
-    /// Scores requantized to INT8 with this static scale.
+    /// Scores requantized to INT8. The output scale of a bucket is
+    /// `q_scale · k_scale · acc_range / 127`: an INT32 accumulator of ±`acc_range` maps to ±127.
+    /// Quantizing Q and K with a bucket's scales normalises their integer range, so one
+    /// accumulator range serves every bucket and head (a single real-valued scale would clip
+    /// large-scale heads and flatten small-scale ones).
     Int8 {
-        /// Real value of one output step.
-        scale: f32,
+        /// Accumulator magnitude mapped to ±127, in integer units.
+        acc_range: f32,
     },
 }
 
@@ -62,7 +67,8 @@ impl PilotSpec {
         let k = b.input("k", desc(self.kv_len, self.k_scale))?;
         let out = match self.output {
             PilotOutput::Int32 => OutType::plain(DType::I32),
-            PilotOutput::Int8 { scale } => {
+            PilotOutput::Int8 { acc_range } => {
+                let scale = self.q_scale * self.k_scale * acc_range / 127.0;
                 OutType::quantized(DType::I8, QuantParams::symmetric(scale))
             }
         };
@@ -72,16 +78,23 @@ impl PilotSpec {
     }
 }
 
-/// A static INT8 output scale for the pilot: the largest |q·k| of a sample chunk over 127,
-/// so requantized scores use the whole INT8 range without clipping on data like the sample.
-pub fn int8_score_scale(sample: AttentionInputs<'_>) -> Result<f32> {
+/// The accumulator range for [`PilotOutput::Int8`]: the largest |q·k| of a sample chunk in
+/// integer units (each head's score divided by its absmax Q and K scales), so requantized scores
+/// use the whole INT8 range without clipping on data like the sample.
+pub fn int8_accumulator_range(sample: AttentionInputs<'_>) -> Result<f32> {
     let s = sample.shape;
+    let d = s.head_dim;
     let mut max = 0.0f32;
     for h in 0..s.q_heads {
+        let kv = s.kv_head_of(h);
+        let q_scale = absmax_scale(&sample.q[h * s.q_len * d..(h + 1) * s.q_len * d]);
+        let k_scale = absmax_scale(&sample.k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d]);
         let scores = sample.exact_scores(h)?;
         for i in 0..s.q_len {
             let row = &scores[i * s.kv_len..i * s.kv_len + s.valid_keys(i)];
-            max = row.iter().fold(max, |m, v| m.max(v.abs()));
+            max = row
+                .iter()
+                .fold(max, |m, v| m.max(v.abs() / (q_scale * k_scale)));
         }
     }
     if !(max.is_finite() && max > 0.0) {
@@ -90,7 +103,7 @@ pub fn int8_score_scale(sample: AttentionInputs<'_>) -> Result<f32> {
             format!("its largest score is {max}"),
         ));
     }
-    Ok(max / 127.0)
+    Ok(max)
 }
 
 /// Selected keys and the profiling events of the pilot that chose them.
@@ -177,7 +190,7 @@ mod tests {
         };
         let g = spec.graph().unwrap();
         assert_eq!(g.output_descs().next().unwrap().shape, vec![1, 2, 4, 8]);
-        spec.output = PilotOutput::Int8 { scale: 0.5 };
+        spec.output = PilotOutput::Int8 { acc_range: 20000.0 };
         assert_eq!(
             spec.graph().unwrap().output_descs().next().unwrap().dtype,
             DType::I8

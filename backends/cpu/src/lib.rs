@@ -64,6 +64,7 @@ impl NpuBackend for CpuBackend {
             per_axis_quantization: true,
             serialization: true,
             max_rank: 8,
+            relaxed_f32: false,
         }
     }
 

@@ -94,6 +94,7 @@ fn mapped_capabilities() -> Capabilities {
         per_axis_quantization: false,
         serialization: false,
         max_rank: 4,
+        relaxed_f32: false,
     }
 }
 

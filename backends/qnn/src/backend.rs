@@ -501,6 +501,15 @@ impl NpuBackend for QnnBackend {
             .clone()
     }
 
+    fn check_support(&self, graph: &Graph) -> shadowattn_hal::Result<()> {
+        graph.validate()?;
+        let mut defs = value_defs(graph)?;
+        for node in graph.nodes() {
+            self.validate_node(graph, node, &mut defs)?;
+        }
+        Ok(())
+    }
+
     fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
         Ok(Box::new(self.compile_qnn(graph)?))
     }
@@ -599,6 +608,8 @@ impl QnnBackend {
             per_axis_quantization: false,
             serialization: true,
             max_rank: 5,
+            // HTP computes f32 graphs in f16 (the emulator inserts casts).
+            relaxed_f32: true,
         }
     }
 }

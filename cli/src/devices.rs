@@ -1,0 +1,57 @@
+//! `shadowattn devices`: which backends load here, with versions, or every path tried and why.
+
+use shadowattn_hal::NpuBackend;
+use shadowattn_neuron::NeuronLibrary;
+use shadowattn_qnn::{QnnBackend, QnnOptions};
+use shadowattn_simulator::profile::builtin_names;
+use shadowattn_simulator::SocProfile;
+
+fn line(name: &str, result: Result<String, String>) {
+    match result {
+        Ok(v) => println!("{name}\tavailable\t{v}"),
+        Err(why) => {
+            let mut lines = why.lines();
+            println!("{name}\tunavailable\t{}", lines.next().unwrap_or_default());
+            for l in lines {
+                println!("  {}", l.trim_start());
+            }
+        }
+    }
+}
+
+/// Runs the command.
+pub fn run() {
+    line(
+        "cpu",
+        Ok(format!("golden reference {}", env!("CARGO_PKG_VERSION"))),
+    );
+    for soc in builtin_names() {
+        line(
+            &format!("sim:{soc}"),
+            SocProfile::builtin(soc)
+                .map(|p| format!("simulator of {} ({})", p.soc, p.npu_arch))
+                .map_err(|e| e.to_string()),
+        );
+    }
+    line(
+        "qnn:htp",
+        QnnBackend::open(QnnOptions::default())
+            .map(|b| format!("{} ({})", b.version(), b.library().path()))
+            .map_err(|e| e.to_string()),
+    );
+    line(
+        "neuron",
+        NeuronLibrary::find(None)
+            .map(|l| {
+                let v = l.version();
+                format!(
+                    "Neuron runtime {}.{}.{} ({})",
+                    v.major,
+                    v.minor,
+                    v.patch,
+                    l.path()
+                )
+            })
+            .map_err(|e| e.to_string()),
+    );
+}

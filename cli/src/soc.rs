@@ -1,0 +1,66 @@
+//! `shadowattn soc list | show | validate`: the SoC profiles of the simulator.
+
+use clap::Subcommand;
+use shadowattn_simulator::profile::{builtin_names, count, real, BUILTIN};
+use shadowattn_simulator::SocProfile;
+use std::error::Error;
+use std::path::Path;
+
+/// `soc` subcommands.
+#[derive(Subcommand)]
+pub enum SocCommand {
+    /// List the built-in profiles.
+    List,
+    /// Print a profile (a built-in name or a .toml file) with every number and its source.
+    Show {
+        /// Built-in name or file.
+        profile: String,
+    },
+    /// Check a profile file; errors name the file, key and line.
+    Validate {
+        /// The file.
+        file: String,
+    },
+}
+
+fn load(profile: &str) -> Result<(SocProfile, String), Box<dyn Error>> {
+    if profile.ends_with(".toml") {
+        let text =
+            std::fs::read_to_string(profile).map_err(|e| format!("cannot read {profile}: {e}"))?;
+        Ok((SocProfile::parse(profile, &text)?, text))
+    } else {
+        let text = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == profile)
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default();
+        Ok((SocProfile::builtin(profile)?, text))
+    }
+}
+
+/// Runs the command.
+pub fn run(cmd: &SocCommand) -> Result<(), Box<dyn Error>> {
+    match cmd {
+        SocCommand::List => {
+            for name in builtin_names() {
+                let p = SocProfile::builtin(name)?;
+                println!(
+                    "{name}\t{}\t{}\tNPU {} GHz, {} MB on-chip",
+                    p.soc,
+                    p.npu_arch,
+                    real(&p.npu.clock_ghz),
+                    count(&p.npu.onchip_bytes) >> 20
+                );
+            }
+        }
+        SocCommand::Show { profile } => {
+            let (_, text) = load(profile)?;
+            print!("{text}");
+        }
+        SocCommand::Validate { file } => {
+            let p = SocProfile::load(Path::new(file))?;
+            println!("ok: {file} ({}, {})", p.soc, p.npu_arch);
+        }
+    }
+    Ok(())
+}

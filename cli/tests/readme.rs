@@ -1,0 +1,134 @@
+//! Every `shadowattn` command in the README's shell blocks runs as written and succeeds.
+
+use shadowattn_hal::testing::missing_dependency;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PREFIX: &str = "cargo run --release -p shadowattn-cli -- ";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Environment assignments and arguments of one README command.
+type ReadmeCommand = (Vec<(String, String)>, Vec<String>);
+
+/// Every CLI command in ```sh blocks.
+fn readme_commands() -> Vec<ReadmeCommand> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = line.split("  #").next().unwrap().trim_end();
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            continue;
+        }
+        let full = std::mem::take(&mut pending) + line;
+        let mut words: Vec<String> = full.split_whitespace().map(str::to_string).collect();
+        let mut env = Vec::new();
+        while words
+            .first()
+            .is_some_and(|w| w.contains('=') && !w.starts_with('-'))
+        {
+            let w = words.remove(0);
+            let (k, v) = w.split_once('=').unwrap();
+            env.push((k.to_string(), v.to_string()));
+        }
+        let rest = words.join(" ");
+        if let Some(args) = rest.strip_prefix(PREFIX.trim_end()) {
+            commands.push((env, args.split_whitespace().map(str::to_string).collect()));
+        }
+    }
+    commands
+}
+
+/// Repository-relative paths in arguments become absolute (the commands run in a scratch folder).
+fn absolute(arg: &str) -> String {
+    let (prefix, path) = arg.strip_prefix("sim:").map_or(("", arg), |p| ("sim:", p));
+    let candidate = repo().join(path);
+    if path.contains('/') && candidate.exists() {
+        format!("{prefix}{}", candidate.display())
+    } else {
+        arg.to_string()
+    }
+}
+
+fn qnn_library() -> Option<String> {
+    std::env::var("SHADOWATTN_QNN_LIB").ok().or_else(|| {
+        let p = repo().join("target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
+        p.exists().then(|| p.display().to_string())
+    })
+}
+
+#[test]
+fn every_readme_command_succeeds() {
+    let commands = readme_commands();
+    assert!(
+        commands.len() >= 10,
+        "found only {} commands",
+        commands.len()
+    );
+    let scratch =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("readme-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let shim = shadowattn_hal::testing::cdylib(
+        &target,
+        "shadowattn-neuron-shim",
+        "shadowattn_neuron_shim",
+    )
+    .unwrap();
+    let qnn = qnn_library();
+    for (env, args) in commands {
+        let needs_qnn = args.iter().any(|a| a.starts_with("qnn"))
+            || args.first().is_some_and(|a| a == "qnn-estimates");
+        if needs_qnn && qnn.is_none() {
+            missing_dependency(
+                "Qualcomm HTP emulator",
+                &format!("for `shadowattn {}`", args.join(" ")),
+            );
+            continue;
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shadowattn"));
+        cmd.current_dir(&scratch)
+            .args(args.iter().map(|a| absolute(a)));
+        if let Some(q) = &qnn {
+            cmd.env("SHADOWATTN_QNN_LIB", q);
+        }
+        for (k, v) in &env {
+            let v = if k == "SHADOWATTN_NEURON_LIB" {
+                shim.display().to_string()
+            } else {
+                absolute(v)
+            };
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "`shadowattn {}` exited {:?}:\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(Path::new(&scratch.join("calibration.json")).exists());
+    assert!(Path::new(&scratch.join("conformance.xml")).exists());
+    assert!(Path::new(&scratch.join("trace.json")).exists());
+    std::fs::remove_dir_all(&scratch).unwrap();
+}

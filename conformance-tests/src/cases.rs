@@ -1,0 +1,454 @@
+//! The one list of conformance cases, the same for every backend.
+
+use crate::tolerance::Tolerance;
+use serde::{Deserialize, Serialize};
+use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
+use shadowattn_sparse_attn::calibration::BucketGrid;
+use shadowattn_sparse_attn::pilot::{PilotOutput, PilotSpec};
+
+/// What part of the stack a case checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    /// One IR op.
+    Op,
+    /// A pilot graph of the bucket bank.
+    Graph,
+    /// A whole shadowAttn layer.
+    EndToEnd,
+    /// Error behaviour.
+    Behaviour,
+}
+
+impl Group {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Op => "op",
+            Group::Graph => "graph",
+            Group::EndToEnd => "end_to_end",
+            Group::Behaviour => "behaviour",
+        }
+    }
+}
+
+/// What a case runs.
+#[derive(Clone, Debug)]
+pub enum CaseKind {
+    /// Run a graph on seeded inputs and compare each output with the golden reference.
+    Graph {
+        /// The graph.
+        graph: Graph,
+        /// Input seed.
+        seed: u64,
+        /// One tolerance per graph output.
+        tolerances: Vec<Tolerance>,
+    },
+    /// One shadowAttn layer on the backend against dense attention.
+    EndToEnd {
+        /// Fraction of keys kept.
+        ratio: f32,
+    },
+    /// Execution with a wrongly sized buffer must be a typed buffer error.
+    BufferMismatch,
+    /// A graph the backend declares unsupported must be refused by `compile` with a typed error.
+    RefusesUnsupported,
+}
+
+/// One conformance case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Unique, readable name.
+    pub name: String,
+    /// Its group.
+    pub group: Group,
+    /// What it runs.
+    pub kind: CaseKind,
+}
+
+fn q(dtype: DType, shape: &[usize], scale: f32, zp: i32) -> TensorDesc {
+    TensorDesc::new(dtype, shape.to_vec()).with_quant(Quantization::per_tensor(scale, zp))
+}
+
+fn graph_case(
+    name: &str,
+    group: Group,
+    build: impl FnOnce(&mut GraphBuilder) -> Vec<(shadowattn_hal::ValueId, Tolerance)>,
+) -> Case {
+    let mut b = GraphBuilder::new(name);
+    let outs = build(&mut b);
+    let tolerances = outs.iter().map(|(_, t)| *t).collect();
+    for (v, _) in &outs {
+        b.output(*v).expect("case outputs are valid");
+    }
+    Case {
+        name: name.to_string(),
+        group,
+        kind: CaseKind::Graph {
+            graph: b.build().expect("cases are valid graphs"),
+            seed: name.len() as u64 * 7919,
+            tolerances,
+        },
+    }
+}
+
+fn float_tol(dtype: DType, k: usize) -> Tolerance {
+    let (rtol, atol) = if dtype == DType::F16 {
+        (5e-3, 1e-3)
+    } else {
+        (1e-4, 1e-5)
+    };
+    Tolerance::AccumulationAware {
+        rtol,
+        atol,
+        k,
+        dtype,
+    }
+}
+
+fn op_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    // MatMul: 1-sized, non-multiples of tile sizes, long K; f32, f16, transposes.
+    for dtype in [DType::F32, DType::F16] {
+        for (m, k, n, ta, tb) in [
+            (1, 1, 1, false, false),
+            (65, 33, 17, false, true),
+            (4, 1000, 8, true, false),
+        ] {
+            let name = format!(
+                "matmul_{dtype}_{m}x{k}x{n}{}{}",
+                if ta { "_ta" } else { "" },
+                if tb { "_tb" } else { "" }
+            );
+            cases.push(graph_case(&name, Group::Op, |b| {
+                let a = b
+                    .input(
+                        "a",
+                        TensorDesc::new(dtype, if ta { [1, 1, k, m] } else { [1, 1, m, k] }),
+                    )
+                    .unwrap();
+                let w = b
+                    .input(
+                        "b",
+                        TensorDesc::new(dtype, if tb { [1, 1, n, k] } else { [1, 1, k, n] }),
+                    )
+                    .unwrap();
+                vec![(
+                    b.matmul("mm", a, w, ta, tb, OutType::plain(dtype)).unwrap(),
+                    float_tol(dtype, k),
+                )]
+            }));
+        }
+    }
+    // Integer MatMul: exact accumulators, requantized 8-bit outputs (±1 LSB).
+    for (m, k, n) in [(1, 1, 1), (17, 40, 9)] {
+        cases.push(graph_case(
+            &format!("matmul_i8_i32_{m}x{k}x{n}"),
+            Group::Op,
+            |b| {
+                let a = b.input("a", q(DType::I8, &[1, 2, m, k], 0.05, 0)).unwrap();
+                let w = b.input("b", q(DType::I8, &[1, 2, n, k], 0.04, 0)).unwrap();
+                vec![(
+                    b.matmul("mm", a, w, false, true, OutType::plain(DType::I32))
+                        .unwrap(),
+                    Tolerance::Exact,
+                )]
+            },
+        ));
+        cases.push(graph_case(
+            &format!("matmul_i8_i8_{m}x{k}x{n}"),
+            Group::Op,
+            |b| {
+                let a = b.input("a", q(DType::I8, &[1, 2, m, k], 0.05, 0)).unwrap();
+                let w = b.input("b", q(DType::I8, &[1, 2, n, k], 0.04, 0)).unwrap();
+                let out =
+                    OutType::quantized(DType::I8, QuantParams::symmetric(0.05 * 0.04 * 500.0));
+                vec![(
+                    b.matmul("mm", a, w, false, true, out).unwrap(),
+                    Tolerance::Lsb(1),
+                )]
+            },
+        ));
+        cases.push(graph_case(
+            &format!("matmul_u8_u8_{m}x{k}x{n}"),
+            Group::Op,
+            |b| {
+                let a = b
+                    .input("a", q(DType::U8, &[1, 1, m, k], 0.05, 128))
+                    .unwrap();
+                let w = b
+                    .input("b", q(DType::U8, &[1, 1, k, n], 0.04, 120))
+                    .unwrap();
+                let out = OutType::quantized(DType::U8, QuantParams::new(0.05 * 0.04 * 800.0, 128));
+                vec![(
+                    b.matmul("mm", a, w, false, false, out).unwrap(),
+                    Tolerance::Lsb(1),
+                )]
+            },
+        ));
+    }
+    cases.push(graph_case("requantize_i8_to_u8", Group::Op, |b| {
+        let x = b.input("x", q(DType::I8, &[3, 37], 0.1, 0)).unwrap();
+        vec![(
+            b.requantize(
+                "rq",
+                x,
+                OutType::quantized(DType::U8, QuantParams::new(0.07, 128)),
+            )
+            .unwrap(),
+            Tolerance::Lsb(1),
+        )]
+    }));
+    cases.push(graph_case("requantize_i32_to_i8", Group::Op, |b| {
+        let x = b.input("x", q(DType::I32, &[2, 50], 1e-6, 0)).unwrap();
+        vec![(
+            b.requantize(
+                "rq",
+                x,
+                OutType::quantized(DType::I8, QuantParams::symmetric(0.02)),
+            )
+            .unwrap(),
+            Tolerance::Lsb(1),
+        )]
+    }));
+    for (dtype, to) in [(DType::F32, DType::U8), (DType::F16, DType::I8)] {
+        cases.push(graph_case(
+            &format!("quantize_{dtype}_to_{to}"),
+            Group::Op,
+            |b| {
+                let x = b.input("x", TensorDesc::new(dtype, [1, 129])).unwrap();
+                let zp = if to == DType::U8 { 128 } else { 0 };
+                vec![(
+                    b.quantize("qz", x, OutType::quantized(to, QuantParams::new(0.02, zp)))
+                        .unwrap(),
+                    Tolerance::Lsb(1),
+                )]
+            },
+        ));
+    }
+    for (from, to) in [(DType::U8, DType::F32), (DType::I8, DType::F16)] {
+        cases.push(graph_case(
+            &format!("dequantize_{from}_to_{to}"),
+            Group::Op,
+            |b| {
+                let x = b
+                    .input(
+                        "x",
+                        q(
+                            from,
+                            &[2, 65],
+                            0.03,
+                            if from == DType::U8 { 100 } else { 0 },
+                        ),
+                    )
+                    .unwrap();
+                vec![(
+                    b.dequantize("dq", x, to).unwrap(),
+                    Tolerance::Ulp {
+                        ulps: 5.0,
+                        dtype: to,
+                    },
+                )]
+            },
+        ));
+    }
+    for (dtype, shape, axis) in [
+        (DType::F32, vec![1, 1, 7, 4096], 3),
+        (DType::F32, vec![2, 5, 3], 1),
+        (DType::F16, vec![1, 1, 4, 33], 3),
+        (DType::F32, vec![1, 1], 1),
+    ] {
+        let name = format!(
+            "softmax_{dtype}_{}_axis{axis}",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        );
+        cases.push(graph_case(&name, Group::Op, |b| {
+            let x = b.input("x", TensorDesc::new(dtype, shape.clone())).unwrap();
+            vec![(
+                b.softmax("sm", x, axis, 1.0).unwrap(),
+                float_tol(dtype, shape[axis]),
+            )]
+        }));
+    }
+    for k in [1, 17] {
+        cases.push(graph_case(
+            &format!("topk_f32_k{k}_of_17"),
+            Group::Op,
+            |b| {
+                let x = b
+                    .input("x", TensorDesc::new(DType::F32, [1, 1, 3, 17]))
+                    .unwrap();
+                let (v, i) = b.topk("tk", x, k).unwrap();
+                vec![(v, Tolerance::Exact), (i, Tolerance::Exact)]
+            },
+        ));
+    }
+    for dtype in [DType::F32, DType::F16] {
+        cases.push(graph_case(
+            &format!("mul_add_{dtype}_broadcast"),
+            Group::Op,
+            |b| {
+                let x = b.input("x", TensorDesc::new(dtype, [1, 2, 3, 5])).unwrap();
+                let y = b.input("y", TensorDesc::new(dtype, [1, 1, 1, 5])).unwrap();
+                let m = b.mul("mul", x, y, OutType::plain(dtype)).unwrap();
+                vec![(
+                    b.add("add", m, x, OutType::plain(dtype)).unwrap(),
+                    Tolerance::Ulp { ulps: 5.0, dtype },
+                )]
+            },
+        ));
+    }
+    cases.push(graph_case("add_u8_quantized", Group::Op, |b| {
+        let x = b
+            .input("x", q(DType::U8, &[1, 1, 4, 9], 0.02, 128))
+            .unwrap();
+        let y = b
+            .input("y", q(DType::U8, &[1, 1, 4, 9], 0.03, 100))
+            .unwrap();
+        vec![(
+            b.add(
+                "add",
+                x,
+                y,
+                OutType::quantized(DType::U8, QuantParams::new(0.05, 110)),
+            )
+            .unwrap(),
+            Tolerance::Lsb(1),
+        )]
+    }));
+    cases.push(graph_case("reshape_transpose_f16", Group::Op, |b| {
+        let x = b
+            .input("x", TensorDesc::new(DType::F16, [1, 2, 3, 4]))
+            .unwrap();
+        let t = b.transpose("t", x, &[0, 2, 1, 3]).unwrap();
+        vec![(b.reshape("r", t, &[1, 6, 4]).unwrap(), Tolerance::Exact)]
+    }));
+    cases.push(graph_case("transpose_i8_4d", Group::Op, |b| {
+        let x = b.input("x", q(DType::I8, &[1, 3, 5, 7], 0.1, 0)).unwrap();
+        vec![(
+            b.transpose("t", x, &[0, 1, 3, 2]).unwrap(),
+            Tolerance::Exact,
+        )]
+    }));
+    for (from, to, tol) in [
+        (DType::F32, DType::F16, Tolerance::Exact),
+        (DType::F16, DType::F32, Tolerance::Exact),
+        (DType::F32, DType::I32, Tolerance::Lsb(1)),
+    ] {
+        cases.push(graph_case(
+            &format!("cast_{from}_to_{to}"),
+            Group::Op,
+            |b| {
+                let x = b.input("x", TensorDesc::new(from, [1, 1, 2, 31])).unwrap();
+                vec![(b.cast("c", x, to).unwrap(), tol)]
+            },
+        ));
+    }
+    cases
+}
+
+/// The scale grid used for graph cases (9 buckets around typical INT8 Q/K scales).
+pub fn conformance_grid() -> BucketGrid {
+    BucketGrid::new(0.02, 0.03, 1, 0.5).expect("valid grid")
+}
+
+/// Fused-head counts of the graph cases.
+pub const FUSED: [usize; 3] = [1, 2, 4];
+
+fn pilot_cases() -> Vec<Case> {
+    let grid = conformance_grid();
+    let mut cases = Vec::new();
+    for bucket in 0..grid.len() {
+        let (q_scale, k_scale) = grid.bucket(bucket);
+        for fused in FUSED {
+            for (output, label, tol) in [
+                (PilotOutput::Int32, "i32", Tolerance::Exact),
+                (
+                    PilotOutput::Int8 {
+                        acc_range: 300.0 * 127.0,
+                    },
+                    "i8",
+                    Tolerance::Lsb(1),
+                ),
+            ] {
+                let spec = PilotSpec {
+                    fused_heads: fused,
+                    q_len: 16,
+                    kv_len: 64,
+                    head_dim: 32,
+                    q_scale,
+                    k_scale,
+                    output,
+                };
+                let name = format!("pilot_bucket{bucket}_h{fused}_{label}");
+                let graph = spec.graph().expect("valid pilot");
+                cases.push(Case {
+                    name: name.clone(),
+                    group: Group::Graph,
+                    kind: CaseKind::Graph {
+                        graph,
+                        seed: 1000 + bucket as u64 * 10 + fused as u64,
+                        tolerances: vec![tol],
+                    },
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// Every case, in a stable order.
+pub fn all_cases() -> Vec<Case> {
+    let mut cases = op_cases();
+    cases.extend(pilot_cases());
+    for (name, ratio) in [
+        ("shadowattn_layer_ratio_0.2", 0.2),
+        ("shadowattn_layer_ratio_1.0", 1.0),
+    ] {
+        cases.push(Case {
+            name: name.into(),
+            group: Group::EndToEnd,
+            kind: CaseKind::EndToEnd { ratio },
+        });
+    }
+    cases.push(Case {
+        name: "wrong_buffer_is_a_typed_error".into(),
+        group: Group::Behaviour,
+        kind: CaseKind::BufferMismatch,
+    });
+    cases.push(Case {
+        name: "declared_unsupported_is_refused".into(),
+        group: Group::Behaviour,
+        kind: CaseKind::RefusesUnsupported,
+    });
+    cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_graphs_valid() {
+        let cases = all_cases();
+        let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len());
+        assert!(cases.iter().filter(|c| c.group == Group::Graph).count() == 9 * 3 * 2);
+        for c in &cases {
+            if let CaseKind::Graph {
+                graph, tolerances, ..
+            } = &c.kind
+            {
+                graph.validate().unwrap();
+                assert_eq!(graph.outputs().len(), tolerances.len(), "{}", c.name);
+            }
+        }
+    }
+}

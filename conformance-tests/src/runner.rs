@@ -1,0 +1,385 @@
+//! Running cases against a backend: skip what the backend declares unsupported, fail anything
+//! else that does not match the golden reference within its tolerance.
+
+use crate::cases::{Case, CaseKind, Group, FUSED};
+use crate::tolerance::{Comparison, Tolerance};
+use serde::{Deserialize, Serialize};
+use shadowattn_cpu::reference::graph::{decode, run};
+use shadowattn_cpu::CpuBackend;
+use shadowattn_hal::{
+    AttentionShape, ComputeBackend, DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend,
+    Quantization, TensorDesc,
+};
+use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::metrics::evaluate;
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::planner::CostTable;
+use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// The outcome of one case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum Status {
+    /// Matched the reference.
+    Passed,
+    /// Did not match, or misbehaved; why.
+    Failed(String),
+    /// The backend declared the case's graph unsupported; why.
+    Skipped(String),
+}
+
+/// One case run on one backend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseResult {
+    /// Case name.
+    pub case: String,
+    /// Case group.
+    pub group: Group,
+    /// Backend name.
+    pub backend: String,
+    /// Outcome.
+    pub status: Status,
+    /// Wall time, ms.
+    pub duration_ms: f64,
+    /// Error statistics of each compared output.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// Seeded inputs for a graph: floats in [−2, 2), integers uniform over their type.
+pub fn seeded_inputs(graph: &Graph, seed: u64) -> Vec<HostTensor> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    graph
+        .input_descs()
+        .map(|d| {
+            let mut t = HostTensor::zeros(d.clone()).expect("graph inputs are valid");
+            match d.dtype {
+                DType::F32 => {
+                    for v in t.as_mut_slice::<f32>().expect("f32") {
+                        *v = (next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0;
+                    }
+                }
+                DType::F16 => {
+                    for v in t.as_mut_slice::<half::f16>().expect("f16") {
+                        *v = half::f16::from_f32((next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0);
+                    }
+                }
+                _ => t
+                    .bytes_mut()
+                    .iter_mut()
+                    .for_each(|b| *b = (next() >> 32) as u8),
+            }
+            t
+        })
+        .collect()
+}
+
+fn run_graph(
+    backend: &dyn NpuBackend,
+    graph: &Graph,
+    seed: u64,
+    tolerances: &[Tolerance],
+) -> (Status, Vec<Comparison>) {
+    match backend.check_support(graph) {
+        Err(HalError::Unsupported { node, detail, .. }) => {
+            return (
+                Status::Skipped(format!("declared unsupported: node `{node}`: {detail}")),
+                vec![],
+            )
+        }
+        Err(e) => return (Status::Failed(format!("check_support failed: {e}")), vec![]),
+        Ok(()) => {}
+    }
+    let mut compiled = match backend.compile(graph) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Status::Failed(format!("declared supported but compile failed: {e}")),
+                vec![],
+            )
+        }
+    };
+    let inputs = seeded_inputs(graph, seed);
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    let expected = match run(graph, &views) {
+        Ok(e) => e,
+        Err(e) => return (Status::Failed(format!("the reference failed: {e}")), vec![]),
+    };
+    let mut outputs: Vec<HostTensor> = graph
+        .output_descs()
+        .map(|d| HostTensor::zeros(d.clone()).expect("valid"))
+        .collect();
+    {
+        let mut out_views: Vec<_> = outputs.iter_mut().map(|t| t.view_mut()).collect();
+        if let Err(e) = compiled.execute(&views, &mut out_views) {
+            return (Status::Failed(format!("execute failed: {e}")), vec![]);
+        }
+    }
+    let relaxed = backend.capabilities().relaxed_f32;
+    let mut comparisons = Vec::new();
+    let mut failures = Vec::new();
+    for (i, ((got, want), tol)) in outputs.iter().zip(&expected).zip(tolerances).enumerate() {
+        let dtype = got.desc().dtype;
+        let tol = if relaxed && dtype == DType::F32 {
+            tol.relaxed()
+        } else {
+            *tol
+        };
+        let c = tol.check(&decode(got.bytes(), dtype), &decode(want.bytes(), dtype));
+        if !c.passed {
+            failures.push(format!(
+                "output {i} outside {tol:?}: {}",
+                c.mismatches.join("; ")
+            ));
+        }
+        comparisons.push(c);
+    }
+    let status = if failures.is_empty() {
+        Status::Passed
+    } else {
+        Status::Failed(failures.join(" | "))
+    };
+    (status, comparisons)
+}
+
+fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
+    let cpu = CpuBackend::new();
+    let shape = AttentionShape::causal(4, 2, 16, 64, 32);
+    let chunk = |seed: u64| {
+        SyntheticChunk::generate(SyntheticSpec {
+            shape,
+            planted_fraction: 0.1,
+            signal: 1.0,
+            seed,
+        })
+        .expect("valid spec")
+    };
+    let samples: Vec<SyntheticChunk> = (0..3).map(|i| chunk(100 + i)).collect();
+    let layer: Vec<LayerSample<'_>> = samples
+        .iter()
+        .map(|c| LayerSample {
+            layer: 0,
+            q: &c.q,
+            k: &c.k[..2 * 16 * 32],
+            rows: 16,
+        })
+        .collect();
+    // K samples must hold `rows` rows per KV head: take the first rows of each KV head.
+    let ks: Vec<Vec<f32>> = samples
+        .iter()
+        .map(|c| {
+            (0..2)
+                .flat_map(|kv| c.k[kv * 64 * 32..kv * 64 * 32 + 16 * 32].to_vec())
+                .collect()
+        })
+        .collect();
+    let layer: Vec<LayerSample<'_>> = layer
+        .into_iter()
+        .zip(&ks)
+        .map(|(s, k)| LayerSample { k, ..s })
+        .collect();
+    let model = ModelShape {
+        name: "conformance".into(),
+        layers: 1,
+        q_heads: 4,
+        kv_heads: 2,
+        head_dim: 32,
+    };
+    let cfg = RatioConfig {
+        global_ratio: ratio,
+        min_ratio: ratio,
+        importance_clamp: (1e-6, 1e6),
+    };
+    let calib = match Calibration::calibrate(model, &layer, &[vec![1.0; 4]], cfg, 1, 0.5) {
+        Ok(c) => c,
+        Err(e) => return Status::Failed(format!("calibration failed: {e}")),
+    };
+    let mut spec = BankSpec {
+        q_len: 16,
+        kv_len: 64,
+        head_dim: 32,
+        fused: FUSED.to_vec(),
+        output: PilotOutput::Int32,
+    };
+    let probe = |spec: &BankSpec| {
+        spec.pilot(&calib.grid, 0, 1)
+            .graph()
+            .map(|g| backend.check_support(&g))
+    };
+    if !matches!(probe(&spec), Ok(Ok(()))) {
+        let acc_range = match int8_accumulator_range(samples[0].inputs()) {
+            Ok(s) => s,
+            Err(e) => return Status::Failed(e.to_string()),
+        };
+        spec.output = PilotOutput::Int8 { acc_range };
+        match probe(&spec) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Status::Skipped(format!("the backend cannot build the pilot graph: {e}"))
+            }
+            Err(e) => return Status::Failed(e.to_string()),
+        }
+    }
+    let bank = match GraphBank::build(backend, &calib.grid, spec) {
+        Ok(b) => b,
+        Err(e) => return Status::Failed(format!("bank build failed: {e}")),
+    };
+    let mut sa = match ShadowAttention::new(
+        bank,
+        calib,
+        &cpu,
+        CostTable::uniform(&FUSED),
+        ShadowConfig {
+            cpu_workers: 2,
+            ..ShadowConfig::default()
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => return Status::Failed(e.to_string()),
+    };
+    let c = chunk(7);
+    let r = match sa.run_chunk(0, c.inputs()) {
+        Ok(r) => r,
+        Err(e) => return Status::Failed(format!("run_chunk failed: {e}")),
+    };
+    if let Some(why) = r.fallback {
+        return Status::Failed(format!("fell back to dense attention: {why}"));
+    }
+    let mut dense = vec![0.0; c.inputs().output_len()];
+    if let Err(e) = cpu.dense_attention(c.inputs(), &mut dense) {
+        return Status::Failed(e.to_string());
+    }
+    let acc = match evaluate(c.inputs(), &r.selections, &r.output, &dense, &cpu) {
+        Ok(a) => a,
+        Err(e) => return Status::Failed(e.to_string()),
+    };
+    let ok = if ratio >= 1.0 {
+        acc.rel_l2_p95 <= 1e-5
+    } else {
+        acc.recall_mean >= 0.9 && acc.cosine_mean >= 0.99
+    };
+    if ok {
+        Status::Passed
+    } else {
+        Status::Failed(format!(
+            "recall {:.4}, cosine {:.5}, rel-L2 p95 {:.2e}",
+            acc.recall_mean, acc.cosine_mean, acc.rel_l2_p95
+        ))
+    }
+}
+
+/// A small graph the backend can build, for behaviour checks.
+fn supported_probe(backend: &dyn NpuBackend) -> Option<Graph> {
+    crate::cases::all_cases()
+        .into_iter()
+        .find_map(|c| match c.kind {
+            CaseKind::Graph { graph, .. } if backend.check_support(&graph).is_ok() => Some(graph),
+            _ => None,
+        })
+}
+
+fn buffer_mismatch(backend: &dyn NpuBackend) -> Status {
+    let Some(graph) = supported_probe(backend) else {
+        return Status::Skipped("the backend declares no case graph supported".into());
+    };
+    let mut compiled = match backend.compile(&graph) {
+        Ok(c) => c,
+        Err(e) => return Status::Failed(format!("compile failed: {e}")),
+    };
+    let inputs = seeded_inputs(&graph, 1);
+    let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
+    let mut wrong: Vec<HostTensor> = graph
+        .output_descs()
+        .map(|d| {
+            let mut shape = d.shape.clone();
+            shape[0] += 1;
+            HostTensor::zeros(TensorDesc { shape, ..d.clone() }).expect("valid")
+        })
+        .collect();
+    let mut out_views: Vec<_> = wrong.iter_mut().map(|t| t.view_mut()).collect();
+    match compiled.execute(&views, &mut out_views) {
+        Err(HalError::BufferMismatch { .. }) => Status::Passed,
+        Err(e) => Status::Failed(format!("expected a buffer-mismatch error, got: {e}")),
+        Ok(_) => Status::Failed("a wrongly sized output buffer was accepted".into()),
+    }
+}
+
+fn refuses_unsupported(backend: &dyn NpuBackend) -> (Status, Vec<Comparison>) {
+    let mut b = GraphBuilder::new("per_axis_dequantize");
+    let x = b
+        .input(
+            "x",
+            TensorDesc::new(DType::I8, [3, 4]).with_quant(Quantization::PerAxis {
+                axis: 0,
+                scales: vec![0.1, 0.2, 0.3],
+                zero_points: vec![0; 3],
+            }),
+        )
+        .expect("valid");
+    let y = b.dequantize("dq", x, DType::F32).expect("valid");
+    b.output(y).expect("valid");
+    let graph = b.build().expect("valid");
+    match backend.check_support(&graph) {
+        Ok(()) => run_graph(
+            backend,
+            &graph,
+            3,
+            &[Tolerance::Ulp {
+                ulps: 5.0,
+                dtype: DType::F32,
+            }],
+        ),
+        Err(HalError::Unsupported { .. }) => match backend.compile(&graph) {
+            Err(HalError::Unsupported { .. }) => (Status::Passed, vec![]),
+            Err(e) => (
+                Status::Failed(format!("compile refused it with an untyped reason: {e}")),
+                vec![],
+            ),
+            Ok(_) => (
+                Status::Failed("declared unsupported, yet compile accepted it".into()),
+                vec![],
+            ),
+        },
+        Err(e) => (Status::Failed(format!("check_support failed: {e}")), vec![]),
+    }
+}
+
+/// Runs one case on `backend`; a panic inside the backend is a failure, not an abort.
+pub fn run_case(backend: &dyn NpuBackend, case: &Case) -> CaseResult {
+    let started = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| match &case.kind {
+        CaseKind::Graph {
+            graph,
+            seed,
+            tolerances,
+        } => run_graph(backend, graph, *seed, tolerances),
+        CaseKind::EndToEnd { ratio } => (end_to_end(backend, *ratio), vec![]),
+        CaseKind::BufferMismatch => (buffer_mismatch(backend), vec![]),
+        CaseKind::RefusesUnsupported => refuses_unsupported(backend),
+    }));
+    let (status, comparisons) = outcome.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        (Status::Failed(format!("panicked: {msg}")), vec![])
+    });
+    CaseResult {
+        case: case.name.clone(),
+        group: case.group,
+        backend: backend.name().to_string(),
+        status,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        comparisons,
+    }
+}
