@@ -27,3 +27,5 @@ echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast
+echo "== aarch64"
+bash ci/aarch64.sh

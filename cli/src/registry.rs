@@ -1,5 +1,6 @@
 //! The one place where backend names become backends.
 
+use shadowattn_cpu::fast::FastCpuBackend;
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
 use shadowattn_neuron::{NeuronBackend, NeuronOptions};
@@ -88,13 +89,28 @@ pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
     })
 }
 
-/// The compute-kernel backend called `name`.
+/// The compute-kernel backend called `name`: `cpu` (golden) or `cpu-fast[:<threads>]`.
 pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> {
-    match name {
-        "cpu" => Ok(Box::new(CpuBackend::new())),
-        other => Err(HalError::Unavailable {
-            backend: other.to_string(),
-            detail: "unknown compute backend; known: cpu".into(),
-        }),
+    if name == "cpu" {
+        return Ok(Box::new(CpuBackend::new()));
     }
+    if let Some(rest) = name.strip_prefix("cpu-fast") {
+        let threads = match rest.strip_prefix(':') {
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                HalError::invalid_argument("threads", format!("`{t}` is not a number"))
+            })?,
+            None if rest.is_empty() => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => {
+                return Err(HalError::Unavailable {
+                    backend: name.to_string(),
+                    detail: "use `cpu-fast` or `cpu-fast:<threads>`".into(),
+                })
+            }
+        };
+        return Ok(Box::new(FastCpuBackend::new(threads)?));
+    }
+    Err(HalError::Unavailable {
+        backend: name.to_string(),
+        detail: "unknown compute backend; known: cpu, cpu-fast[:<threads>]".into(),
+    })
 }

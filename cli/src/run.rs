@@ -406,8 +406,14 @@ pub fn run(args: &RunArgs) -> Res<()> {
     println!("rel_l2_p95: {:.5}", r.rel_l2_p95);
     println!("cosine_mean: {:.6}", r.cosine_mean);
     println!("fallback: {}", result.fallback.as_deref().unwrap_or("none"));
-    println!("time_chunk_ms: {chunk_ms:.2} (measured on this machine, golden reference kernels)");
-    println!("time_dense_ms: {dense_ms:.2} (measured on this machine, golden reference kernels)");
+    println!(
+        "time_chunk_ms: {chunk_ms:.2} (measured on this machine: {} kernels plus the NPU backend's pilot execution)",
+        compute.name()
+    );
+    println!(
+        "time_dense_ms: {dense_ms:.2} (measured on this machine: {} kernels)",
+        compute.name()
+    );
 
     if let Some(sim) = &sim {
         let who = format!("{} {} core(s) of {}", args.cores, args.core, sim.soc.name);

@@ -6,9 +6,10 @@
 //! `h / (q_heads / kv_heads)` (grouped-query attention). Query row `i` sits at absolute position
 //! `q_offset + i`; with a causal mask it sees keys `0..=q_offset + i`.
 //!
-//! # Top-k tie-break
-//! Higher score first; among equal scores, the **lower key index** first. Every backend must
-//! select exactly this set and order.
+//! # Top-k selection
+//! The k keys with the highest scores; among equal scores, the **lower key index** is kept.
+//! A selection row lists its keys in **ascending key order** (which also makes the gather of K
+//! and V rows sequential). Every backend must select exactly this set.
 
 use crate::error::{HalError, Result};
 use serde::{Deserialize, Serialize};
@@ -404,7 +405,7 @@ impl KeyBudget {
     }
 }
 
-/// Selected key indices per query row (compressed rows), each row ordered by the tie-break rule.
+/// Selected key indices per query row (compressed rows), each row in ascending key order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selection {
     /// `row_offsets[i]..row_offsets[i + 1]` is row `i`'s range in `indices`; length rows + 1.
@@ -497,7 +498,8 @@ pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
     /// `max|x| / 127` (1.0 for an all-zero head); with given scales, values saturate to ±127.
     fn quantize_heads(&self, x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads>;
 
-    /// Top-k keys per query row over the row's causal prefix, ordered by the tie-break rule.
+    /// Top-k keys per query row over the row's causal prefix (see the module docs for ties), each
+    /// row in ascending key order.
     fn topk(&self, scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection>;
 
     /// Softmax·V over each row's selected keys only (renormalised), one selection per query head.

@@ -647,11 +647,12 @@ fn select(
     match config.granularity {
         Granularity::Row => Ok(compute.topk(matrix, budget)?),
         Granularity::Block(block) => {
-            let per_row = compute.topk(
+            // Each row's own best min(min_keys, valid) keys, for the per-row floor.
+            let floor_sel = compute.topk(
                 matrix,
                 KeyBudget::Ratio {
-                    ratio: 1.0,
-                    min_keys: 1,
+                    ratio: f32::MIN_POSITIVE,
+                    min_keys: config.min_keys,
                 },
             )?;
             let value = |i: usize, j: usize| -> i32 {
@@ -689,9 +690,9 @@ fn select(
                         .filter(|&&x| x >= lo && x < hi)
                         .map(|&x| x - lo)
                         .collect();
-                    // Every row keeps at least min_keys: its own best keys, in score order.
+                    // Every row keeps at least min_keys: its own best keys.
                     let floor = config.min_keys.min(shape.valid_keys(i));
-                    for &j in per_row.row(i) {
+                    for &j in floor_sel.row(i) {
                         if keys.len() >= floor {
                             break;
                         }
@@ -699,6 +700,7 @@ fn select(
                             keys.push(j);
                         }
                     }
+                    keys.sort_unstable();
                     sel.push_row(&keys);
                 }
             }

@@ -3,6 +3,7 @@
 //!
 //! The arithmetic rules every backend is judged against are in [`reference::arith`].
 
+pub mod fast;
 pub mod reference;
 
 use serde::{Deserialize, Serialize};

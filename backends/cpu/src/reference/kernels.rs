@@ -90,7 +90,8 @@ pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
                 row.extend(d[range].iter().map(|&v| f64::from(v)));
             }
         }
-        let picked: Vec<u32> = top_indices(&row, k).into_iter().map(|j| j as u32).collect();
+        let mut picked: Vec<u32> = top_indices(&row, k).into_iter().map(|j| j as u32).collect();
+        picked.sort_unstable();
         sel.push_row(&picked);
     }
     Ok(sel)
