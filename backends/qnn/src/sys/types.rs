@@ -640,3 +640,63 @@ const _: () = {
     assert!(offset_of!(FunctionTable, error_get_message) == 424 - 40);
     assert!(size_of::<FunctionTable>() == 51 * 8);
 };
+
+/// Compile-time comparison with bindings generated from the user's QNN SDK (feature `bindgen`).
+#[cfg(feature = "bindgen")]
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    missing_docs,
+    clippy::all
+)]
+pub mod sdk_check {
+    mod sdk {
+        include!(concat!(env!("OUT_DIR"), "/qnn_sdk.rs"));
+    }
+    use std::mem::size_of;
+
+    const _: () = {
+        assert!(
+            size_of::<sdk::Qnn_Tensor_t>() == size_of::<super::Tensor>(),
+            "Tensor size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_TensorV1_t>() == size_of::<super::TensorV1>(),
+            "TensorV1 size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_QuantizeParams_t>() == size_of::<super::QuantizeParams>(),
+            "QuantizeParams size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_Param_t>() == size_of::<super::Param>(),
+            "Param size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_Scalar_t>() == size_of::<super::Scalar>(),
+            "Scalar size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_OpConfig_t>() == size_of::<super::OpConfig>(),
+            "OpConfig size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_ClientBuffer_t>() == size_of::<super::ClientBuffer>(),
+            "ClientBuffer size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::QnnProfile_EventData_t>() == size_of::<super::ProfileEventData>(),
+            "ProfileEventData size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_ApiVersion_t>() == size_of::<super::ApiVersion>(),
+            "ApiVersion size differs from the SDK"
+        );
+        assert!(
+            std::mem::offset_of!(sdk::QnnInterface_t, coreApiVersion)
+                == std::mem::offset_of!(super::Interface, api_version)
+        );
+    };
+}
