@@ -66,10 +66,10 @@ fn absolute(arg: &str) -> String {
 }
 
 fn qnn_library() -> Option<String> {
-    std::env::var("SHADOWATTN_QNN_LIB").ok().or_else(|| {
-        let p = repo().join("target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
-        p.exists().then(|| p.display().to_string())
-    })
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()?
+        .to_path_buf();
+    shadowattn_qnn::loader::emulator_library(&target).map(|p| p.display().to_string())
 }
 
 #[test]

@@ -124,13 +124,11 @@ fn simulator_options_are_checked_before_any_work() {
 }
 
 fn qnn_emulator() -> Option<String> {
-    let path = std::env::var("SHADOWATTN_QNN_LIB").ok().or_else(|| {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so"
-        );
-        std::path::Path::new(p).exists().then(|| p.to_string())
-    });
+    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = shadowattn_qnn::loader::emulator_library(&target).map(|p| p.display().to_string());
     if path.is_none() {
         shadowattn_hal::testing::missing_dependency(
             "Qualcomm HTP emulator",

@@ -19,13 +19,10 @@ use std::sync::Arc;
 type Factory = Arc<dyn Fn() -> Result<Box<dyn NpuBackend>, String> + Send + Sync>;
 
 fn qnn_library() -> Option<PathBuf> {
-    std::env::var_os("SHADOWATTN_QNN_LIB")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
-            p.exists().then_some(p)
-        })
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()?
+        .to_path_buf();
+    shadowattn_qnn::loader::emulator_library(&target)
 }
 
 fn backends() -> Vec<(String, Factory)> {

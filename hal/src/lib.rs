@@ -54,3 +54,18 @@ pub use npu::{check_io, Capabilities, CompiledGraph, NpuBackend};
 pub use profile::{EventKind, FigureSource, ProfileEvent};
 pub use quant::{QuantParams, Quantization};
 pub use tensor::{HostTensor, TensorDesc, TensorView, TensorViewMut};
+
+/// Declares an integer newtype with named constants, for C enums across FFI (an unknown value
+/// from a vendor library stays representable, unlike a Rust `enum`).
+#[macro_export]
+macro_rules! int_newtype {
+    ($(#[$m:meta])* $name:ident($t:ty) { $($(#[$cm:meta])* $c:ident = $v:expr),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(transparent)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(pub $t);
+        impl $name {
+            $($(#[$cm])* pub const $c: $name = $name($v);)*
+        }
+    };
+}

@@ -12,12 +12,10 @@ use shadowattn_simulator::calibration::matmul_softmax_graph;
 use std::path::PathBuf;
 
 fn emulator_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SHADOWATTN_QNN_LIB") {
-        return Some(PathBuf::from(p));
-    }
-    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
-    default.exists().then_some(default)
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()?
+        .to_path_buf();
+    shadowattn_qnn::loader::emulator_library(&target)
 }
 
 fn emulator(soc_model: Option<u32>) -> Option<QnnBackend> {

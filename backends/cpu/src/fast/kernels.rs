@@ -6,19 +6,6 @@ use shadowattn_hal::{
 };
 use std::cmp::Ordering;
 
-/// Errors on any non-finite Q, K or V value (as the golden kernels do).
-pub fn check_finite(inputs: &AttentionInputs<'_>) -> Result<()> {
-    for (name, data) in [("q", inputs.q), ("k", inputs.k), ("v", inputs.v)] {
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(HalError::invalid_value(
-                name,
-                format!("element {i} is {}", data[i]),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The `k` largest of `vals` (ties kept at the lower index), in ascending key order: the k-th
 /// largest value is found by partial selection (linear on average), then one scan keeps the keys
 /// above it and the earliest keys equal to it.

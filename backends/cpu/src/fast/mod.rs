@@ -8,7 +8,6 @@ pub mod sys;
 
 use crate::reference;
 use rayon::prelude::*;
-use shadowattn_hal::compute::check_output_len;
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, HalError, HeadsView, KeyBudget, QuantizedHeads, Result,
     ScoreMatrix, Selection,
@@ -70,23 +69,8 @@ impl ComputeBackend for FastCpuBackend {
         selections: &[Selection],
         out: &mut [f32],
     ) -> Result<()> {
+        reference::kernels::check_sparse_call(&inputs, selections, out)?;
         let s = inputs.shape;
-        s.validate()?;
-        check_output_len(&inputs, out)?;
-        kernels::check_finite(&inputs)?;
-        if selections.len() != s.q_heads {
-            return Err(HalError::invalid_argument(
-                "selections",
-                format!(
-                    "{} selections for {} query heads",
-                    selections.len(),
-                    s.q_heads
-                ),
-            ));
-        }
-        for (h, sel) in selections.iter().enumerate() {
-            sel.validate_for(h, &s)?;
-        }
         let per_head = s.q_len * s.head_dim;
         self.pool.install(|| {
             out.par_chunks_mut(per_head)
@@ -98,10 +82,8 @@ impl ComputeBackend for FastCpuBackend {
     }
 
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
+        reference::kernels::check_dense_call(&inputs, out)?;
         let s = inputs.shape;
-        s.validate()?;
-        check_output_len(&inputs, out)?;
-        kernels::check_finite(&inputs)?;
         let per_head = s.q_len * s.head_dim;
         self.pool.install(|| {
             let kts: Vec<Vec<f32>> = (0..s.kv_heads)

@@ -135,7 +135,8 @@ fn attend_row(
     }
 }
 
-fn check_finite(inputs: &AttentionInputs<'_>) -> Result<()> {
+/// Errors on any non-finite Q, K or V value.
+pub fn check_finite(inputs: &AttentionInputs<'_>) -> Result<()> {
     for (name, data) in [("q", inputs.q), ("k", inputs.k), ("v", inputs.v)] {
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(HalError::invalid_value(
@@ -147,16 +148,21 @@ fn check_finite(inputs: &AttentionInputs<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Sparse attention over each row's selected keys (see [`shadowattn_hal::ComputeBackend::sparse_attention`]).
-pub fn sparse_attention(
-    inputs: AttentionInputs<'_>,
+/// Checks a dense-attention call: shape, output length and finite inputs.
+pub fn check_dense_call(inputs: &AttentionInputs<'_>, out: &[f32]) -> Result<()> {
+    inputs.shape.validate()?;
+    check_output_len(inputs, out)?;
+    check_finite(inputs)
+}
+
+/// Checks a sparse-attention call: as [`check_dense_call`], plus one valid selection per head.
+pub fn check_sparse_call(
+    inputs: &AttentionInputs<'_>,
     selections: &[Selection],
-    out: &mut [f32],
+    out: &[f32],
 ) -> Result<()> {
+    check_dense_call(inputs, out)?;
     let s = inputs.shape;
-    s.validate()?;
-    check_output_len(&inputs, out)?;
-    check_finite(&inputs)?;
     if selections.len() != s.q_heads {
         return Err(HalError::invalid_argument(
             "selections",
@@ -170,6 +176,17 @@ pub fn sparse_attention(
     for (h, sel) in selections.iter().enumerate() {
         sel.validate_for(h, &s)?;
     }
+    Ok(())
+}
+
+/// Sparse attention over each row's selected keys (see [`shadowattn_hal::ComputeBackend::sparse_attention`]).
+pub fn sparse_attention(
+    inputs: AttentionInputs<'_>,
+    selections: &[Selection],
+    out: &mut [f32],
+) -> Result<()> {
+    check_sparse_call(&inputs, selections, out)?;
+    let s = inputs.shape;
     let d = s.head_dim;
     for (h, sel) in selections.iter().enumerate() {
         for i in 0..s.q_len {
@@ -182,10 +199,8 @@ pub fn sparse_attention(
 
 /// Dense attention over every valid key (see [`shadowattn_hal::ComputeBackend::dense_attention`]).
 pub fn dense_attention(inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
+    check_dense_call(&inputs, out)?;
     let s = inputs.shape;
-    s.validate()?;
-    check_output_len(&inputs, out)?;
-    check_finite(&inputs)?;
     let d = s.head_dim;
     for h in 0..s.q_heads {
         for i in 0..s.q_len {

@@ -4,17 +4,7 @@
 use std::ffi::c_void;
 use std::mem::{offset_of, size_of};
 
-macro_rules! newtype {
-    ($(#[$m:meta])* $name:ident($t:ty) { $($(#[$cm:meta])* $c:ident = $v:expr),* $(,)? }) => {
-        $(#[$m])*
-        #[repr(transparent)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub struct $name(pub $t);
-        impl $name {
-            $($(#[$cm])* pub const $c: $name = $name($v);)*
-        }
-    };
-}
+use shadowattn_hal::int_newtype as newtype;
 
 newtype!(
     /// `NeuronAdapterResultCode`.

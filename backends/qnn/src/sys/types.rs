@@ -20,17 +20,7 @@ pub fn error_code(e: ErrorHandle) -> u64 {
     e & 0xFFFF
 }
 
-macro_rules! newtype {
-    ($(#[$m:meta])* $name:ident($t:ty) { $($(#[$cm:meta])* $c:ident = $v:expr),* $(,)? }) => {
-        $(#[$m])*
-        #[repr(transparent)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub struct $name(pub $t);
-        impl $name {
-            $($(#[$cm])* pub const $c: $name = $name($v);)*
-        }
-    };
-}
+use shadowattn_hal::int_newtype as newtype;
 
 newtype!(
     /// Element type of a tensor or scalar.
