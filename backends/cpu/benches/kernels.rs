@@ -168,3 +168,39 @@ fn memcpy_bandwidth(bencher: Bencher) {
         .counter(BytesCount::new((2 * n * 4) as u64))
         .bench_local(|| dst.copy_from_slice(divan::black_box(&src)));
 }
+
+/// Top-k alone at 20 % over INT32 pilot scores (every head, one thread); items = scores examined.
+#[divan::bench(args = &SHAPES[..3], sample_count = 5, sample_size = 1)]
+fn topk_20pct_only(bencher: Bencher, s: Shape) {
+    let d = data(s);
+    let fast = FastCpuBackend::new(1).unwrap();
+    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
+    let scores: Vec<Vec<i32>> = (0..s.q_heads)
+        .map(|h| {
+            inputs
+                .exact_scores(h)
+                .unwrap()
+                .iter()
+                .map(|&x| (x * 4096.0) as i32)
+                .collect()
+        })
+        .collect();
+    let budget = KeyBudget::Ratio {
+        ratio: 0.2,
+        min_keys: 1,
+    };
+    bencher
+        .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))
+        .bench_local(|| {
+            for sc in &scores {
+                divan::black_box(
+                    fast.topk(
+                        ScoreMatrix::causal(ScoreData::I32(sc), Q_LEN, s.kv_len, d.shape.q_offset)
+                            .unwrap(),
+                        budget,
+                    )
+                    .unwrap(),
+                );
+            }
+        });
+}
