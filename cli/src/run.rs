@@ -319,7 +319,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
         output: pilot_output(args, &shape)?,
     };
     let t = Instant::now();
-    let bank = GraphBank::build(npu, &calib.grid, spec.clone())?;
+    let mut bank = GraphBank::build(npu, &calib.grid, spec.clone())?;
     let bank_ms = t.elapsed().as_secs_f64() * 1e3;
     let sim_compile_ms: f64 = bank
         .compile_events()
@@ -341,9 +341,14 @@ pub fn run(args: &RunArgs) -> Res<()> {
         }),
         _ => None,
     };
-    let costs = match &sim {
-        Some(sim) => sim.costs()?,
-        None => CostTable::uniform(&FUSED),
+    let (costs, cost_source) = match &sim {
+        Some(sim) => (sim.costs()?, "simulator cost model"),
+        None => {
+            let mean_ratio =
+                calib.layer_ratios(args.layer)?.iter().sum::<f32>() / args.q_heads as f32;
+            let measured = CostTable::measure(&mut bank, compute, inputs, mean_ratio, 5)?;
+            (measured, "measured here, median of 5 runs")
+        }
     };
     let config = ShadowConfig {
         min_keys: args.min_keys,
@@ -388,6 +393,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
         result.launches.len(),
         sizes.join(",")
     );
+    println!("costs: {cost_source}");
     println!(
         "plan: {:?}, projected {:.3} ms (cost table)",
         plan.strategy,

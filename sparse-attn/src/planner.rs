@@ -11,9 +11,21 @@
 //! - **Inner level** (CPU order inside a launch): repeatedly append the head whose `t_qkv` would
 //!   be smallest.
 
+use crate::bank::GraphBank;
 use crate::error::{Result, SparseAttnError};
 use serde::{Deserialize, Serialize};
+use shadowattn_hal::{
+    AttentionInputs, AttentionShape, ComputeBackend, EventKind, HostTensor, KeyBudget, ScoreData,
+    ScoreMatrix,
+};
 use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Median of a non-empty list.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
 
 /// One fused NPU launch: heads sharing a scale bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +64,106 @@ impl CostTable {
             attention_ns_per_pair: 4.0,
             attention_ns_fixed: 0.0,
         }
+    }
+
+    /// Measures the stage costs on this device (the paper's offline profiling): each fused-head
+    /// graph of `bank` is launched `runs` times after a warm-up and its median launch time kept
+    /// (the backend's launch events when it reports them — simulated, vendor or measured — else
+    /// wall time); top-k and sparse attention of `compute` are timed on query head 0 of
+    /// `sample` at `ratio`, medians over `runs`, and divided by the keys examined and the pairs
+    /// attended.
+    pub fn measure(
+        bank: &mut GraphBank,
+        compute: &dyn ComputeBackend,
+        sample: AttentionInputs<'_>,
+        ratio: f32,
+        runs: usize,
+    ) -> Result<Self> {
+        if runs == 0 {
+            return Err(SparseAttnError::config("runs", "must be at least 1"));
+        }
+        let mut npu_ns = BTreeMap::new();
+        let fused: Vec<usize> = bank.fused_counts().to_vec();
+        for f in fused {
+            let graph = bank
+                .graphs_mut()
+                .iter_mut()
+                .find(|((_, n), _)| *n == f)
+                .map(|(_, g)| g)
+                .ok_or_else(|| {
+                    SparseAttnError::config("bank", format!("no graph with {f} fused heads"))
+                })?;
+            let ins: Vec<HostTensor> = graph
+                .graph()
+                .input_descs()
+                .map(|d| HostTensor::zeros(d.clone()))
+                .collect::<shadowattn_hal::Result<_>>()?;
+            let mut outs: Vec<HostTensor> = graph
+                .graph()
+                .output_descs()
+                .map(|d| HostTensor::zeros(d.clone()))
+                .collect::<shadowattn_hal::Result<_>>()?;
+            let mut times = Vec::with_capacity(runs);
+            for run in 0..=runs {
+                let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+                let mut out_views: Vec<_> = outs.iter_mut().map(|t| t.view_mut()).collect();
+                let started = Instant::now();
+                let events = graph.execute(&views, &mut out_views)?;
+                let wall = started.elapsed().as_nanos() as f64;
+                let launched: u64 = events
+                    .iter()
+                    .filter(|e| e.kind == EventKind::Launch)
+                    .map(|e| e.duration_ns)
+                    .sum();
+                if run > 0 {
+                    times.push(if launched > 0 { launched as f64 } else { wall });
+                }
+            }
+            npu_ns.insert(f, median(times));
+        }
+        let s = sample.shape;
+        let scores = sample.exact_scores(0)?;
+        let matrix = ScoreMatrix {
+            data: ScoreData::F32(&scores),
+            rows: s.q_len,
+            cols: s.kv_len,
+            q_offset: s.q_offset,
+            causal: s.causal,
+        };
+        let budget = KeyBudget::Ratio { ratio, min_keys: 1 };
+        let one = AttentionShape {
+            q_heads: 1,
+            kv_heads: 1,
+            ..s
+        };
+        let d = s.head_dim;
+        let head = AttentionInputs::new(
+            &sample.q[..s.q_len * d],
+            &sample.k[..s.kv_len * d],
+            &sample.v[..s.kv_len * d],
+            one,
+        )?;
+        let mut out = vec![0.0; head.output_len()];
+        let (mut topk_times, mut attn_times) = (Vec::new(), Vec::new());
+        let mut selection = compute.topk(matrix, budget)?;
+        for _ in 0..runs {
+            let started = Instant::now();
+            selection = compute.topk(matrix, budget)?;
+            topk_times.push(started.elapsed().as_nanos() as f64);
+            let started = Instant::now();
+            compute.sparse_attention(head, std::slice::from_ref(&selection), &mut out)?;
+            attn_times.push(started.elapsed().as_nanos() as f64);
+        }
+        let keys: usize = (0..s.q_len).map(|i| s.valid_keys(i)).sum();
+        let table = CostTable {
+            npu_ns,
+            topk_ns_per_key: median(topk_times) / keys.max(1) as f64,
+            topk_ns_fixed: 0.0,
+            attention_ns_per_pair: median(attn_times) / selection.indices.len().max(1) as f64,
+            attention_ns_fixed: 0.0,
+        };
+        table.validate()?;
+        Ok(table)
     }
 
     /// Checks that every figure is a finite, non-negative duration.

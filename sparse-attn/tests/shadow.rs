@@ -511,3 +511,33 @@ proptest! {
         prop_assert_eq!(lo, (0..launches.len()).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn stage_costs_can_be_measured_on_the_device() {
+    let cpu = CpuBackend::new();
+    let calib = calibration(0.2, uniform_importance());
+    let mut bank = GraphBank::build(&cpu, &calib.grid, spec()).unwrap();
+    let sample = chunk(11, KV_LEN);
+    let table = CostTable::measure(&mut bank, &cpu, sample.inputs(), 0.2, 3).unwrap();
+    assert_eq!(
+        table.npu_ns.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
+    assert!(table.npu_ns.values().all(|&t| t > 0.0));
+    assert!(
+        table.topk_ns_per_key > 0.0 && table.attention_ns_per_pair > 0.0,
+        "{table:?}"
+    );
+    // The simulator reports simulated launch times, which the table takes instead of wall time.
+    let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
+    let mut sim_bank = GraphBank::build(&sim, &calib.grid, spec()).unwrap();
+    let sim_table = CostTable::measure(&mut sim_bank, &cpu, sample.inputs(), 0.2, 2).unwrap();
+    assert!(
+        sim_table.npu_ns[&1] > 1e6,
+        "a warm simulated launch costs over a millisecond: {sim_table:?}"
+    );
+    assert!(sim_table.npu_ns[&4] > sim_table.npu_ns[&1]);
+    let mut sa = ShadowAttention::new(bank, calib, &cpu, table, ShadowConfig::default()).unwrap();
+    sa.run_chunk(0, sample.inputs()).unwrap();
+    assert!(CostTable::measure(&mut sim_bank, &cpu, sample.inputs(), 0.2, 0).is_err());
+}
