@@ -2,9 +2,9 @@
 //! simulator's predictions, for the pilot graph and the calibration anchors.
 
 use clap::Args;
-use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
+use shadowattn_hal::Graph;
 use shadowattn_qnn::{QnnBackend, QnnOptions};
-use shadowattn_simulator::calibration::matmul_softmax_graph;
+use shadowattn_simulator::calibration::{int8_pilot_graph, matmul_softmax_graph};
 use shadowattn_simulator::cost::graph_cost;
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
@@ -32,21 +32,6 @@ pub fn profile_of(soc_model: u32) -> Option<&'static str> {
     }
 }
 
-/// The INT8 pilot as HTP builds it: Q·Kᵀ requantized to INT8 (HTP has no INT32 MatMul output).
-pub fn pilot_graph(heads: usize, q_len: usize, kv_len: usize, head_dim: usize) -> Graph {
-    let mut b = GraphBuilder::new(format!("pilot_h{heads}_q{q_len}_k{kv_len}_d{head_dim}"));
-    let desc = |rows: usize| {
-        TensorDesc::new(DType::I8, [1, heads, rows, head_dim])
-            .with_quant(Quantization::per_tensor(0.05, 0))
-    };
-    let q = b.input("q", desc(q_len)).expect("valid");
-    let k = b.input("k", desc(kv_len)).expect("valid");
-    let out = OutType::quantized(DType::I8, QuantParams::symmetric(0.5));
-    let s = b.matmul("scores", q, k, false, true, out).expect("valid");
-    b.output(s).expect("valid");
-    b.build().expect("valid")
-}
-
 /// The graphs compared: the SA8255 anchors and pilot shapes.
 pub fn graphs() -> Vec<(String, Graph)> {
     let mut g: Vec<(String, Graph)> = [128, 256, 1024, 4096]
@@ -67,7 +52,7 @@ pub fn graphs() -> Vec<(String, Graph)> {
     ] {
         g.push((
             format!("int8 pilot {h} head(s) q{q} k{k} d64"),
-            pilot_graph(h, q, k, 64),
+            int8_pilot_graph(h, q, k, 64),
         ));
     }
     g

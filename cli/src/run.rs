@@ -97,8 +97,8 @@ pub struct RunArgs {
     /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// Pilot output: `i32` (default), or `i8` (default for the vendor backends `qnn` and `neuron`,
-    /// whose integer MatMuls requantize to 8 bits).
+    /// Pilot output: `i8` (default: NPUs requantize integer MatMuls to 8 bits), or `i32` (default
+    /// for `--npu cpu`).
     #[arg(long, value_enum)]
     pilot_output: Option<PilotOutputArg>,
 }
@@ -245,8 +245,9 @@ impl SimContext<'_> {
 
 /// The pilot's output form, with an INT8 scale from a sample chunk (another seed) when needed.
 fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
-    let vendor = args.npu.starts_with("qnn") || args.npu == "neuron";
-    let choice = args.pilot_output.unwrap_or(if vendor {
+    // NPUs requantize integer MatMuls to 8 bits (HTP has no INT32 output), and the simulator
+    // models them; only the golden CPU backend keeps exact INT32 scores by default.
+    let choice = args.pilot_output.unwrap_or(if args.npu != "cpu" {
         PilotOutputArg::I8
     } else {
         PilotOutputArg::I32

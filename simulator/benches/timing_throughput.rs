@@ -2,7 +2,7 @@
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use shadowattn_hal::{HostTensor, NpuBackend};
-use shadowattn_simulator::calibration::pilot_qk_graph;
+use shadowattn_simulator::calibration::int8_pilot_graph;
 use shadowattn_simulator::{ExecutionMode, SimBackend};
 
 fn main() {
@@ -15,7 +15,7 @@ fn execute_timing_only(bencher: Bencher, kv_len: usize) {
     let sim = SimBackend::builtin("snapdragon-8-gen-3")
         .unwrap()
         .with_mode(ExecutionMode::TimingOnly);
-    let graph = pilot_qk_graph(4, 128, kv_len, 64);
+    let graph = int8_pilot_graph(4, 128, kv_len, 64);
     let mut compiled = sim.compile(&graph).unwrap();
     let cycles = sim.cost(&graph).accelerator_cycles as u64;
     let ins: Vec<HostTensor> = graph
@@ -39,7 +39,7 @@ fn compile_and_cost(bencher: Bencher, kv_len: usize) {
     let sim = SimBackend::builtin("snapdragon-8-gen-3")
         .unwrap()
         .with_mode(ExecutionMode::TimingOnly);
-    let graph = pilot_qk_graph(4, 128, kv_len, 64);
+    let graph = int8_pilot_graph(4, 128, kv_len, 64);
     let cycles = sim.cost(&graph).accelerator_cycles as u64;
     bencher
         .counter(ItemsCount::new(cycles))

@@ -3,9 +3,10 @@
 //! - **MatMul** runs on the matrix unit, cut into tiles of the profile's shape per dtype
 //!   (i8/u8 → the INT8 tile, f16/f32 → the FP16 tile; f32 runs at FP16 rate, as on HTP). Padding a
 //!   dimension up to the tile costs a whole tile, as on hardware. A narrow quantized output adds
-//!   a requantize pass on the vector units.
+//!   `requantized_output_cycles_per_element` per output element (read-out and requantization).
 //! - **Softmax, Requantize, Quantize, Dequantize, Mul, Add, Cast, Transpose, TopK** run on the
-//!   vector units: `elements · ops_per_element / (units · lanes)`, lanes = vector bytes / element bytes.
+//!   vector units: `node_fixed_cycles + elements · ops_per_element / (units · lanes)`, lanes =
+//!   vector bytes / element bytes.
 //! - **Reshape** is free (a view).
 //! - **Data movement**: graph inputs start in DDR and graph outputs end there; an intermediate
 //!   stays on chip when it fits in the usable on-chip memory, else it is spilled and filled. DMA
@@ -34,6 +35,8 @@ pub enum Unit {
 /// The modelled cost of one node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeCost {
+    /// Elements of the node's first output.
+    pub output_elements: u64,
     /// Node name.
     pub node: String,
     /// Op kind.
@@ -162,7 +165,8 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
                 let t = tiles(tile, batches, m, n, k);
                 let mut cycles = t as f64 * real(&tile.cycles_per_tile);
                 if out.dtype.is_integer() && out.dtype != DType::I32 {
-                    cycles += vector_cycles(profile, out.numel(), 4, real(&v.requantize_ops));
+                    cycles += out.numel() as f64
+                        * real(&npu.matrix.requantized_output_cycles_per_element);
                 }
                 // Blocking when the working set does not fit: re-read B once per block of A.
                 let (ab, bb, cb) = (bytes(a), bytes(b), bytes(out));
@@ -189,8 +193,14 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
             }
             Op::Reshape { .. } => (Unit::None, 0, 0.0),
         };
-        let cycles = compute.max(dma as f64 / dma_rate);
+        let setup = if unit == Unit::Vector {
+            real(&v.node_fixed_cycles)
+        } else {
+            0.0
+        };
+        let cycles = setup + compute.max(dma as f64 / dma_rate);
         nodes.push(NodeCost {
+            output_elements: out.numel() as u64,
             node: node.name.clone(),
             op: node.op.kind(),
             unit,

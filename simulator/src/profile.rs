@@ -105,6 +105,8 @@ pub struct MatrixProfile {
     pub int8: TileProfile,
     /// FP16 × FP16 tile (f32 graphs run as f16).
     pub fp16: TileProfile,
+    /// Cycles to read out, requantize and store one element of an INT8 MatMul's 8/16-bit output.
+    pub requantized_output_cycles_per_element: Real,
 }
 
 /// One matrix-unit micro-op: `[m, k] · [k, n]` in `cycles_per_tile` cycles.
@@ -137,6 +139,8 @@ pub struct VectorProfile {
     pub elementwise_ops: Real,
     /// Vector ops per element and per log2(k) of TopK.
     pub topk_ops: Real,
+    /// Fixed cycles of every vector-unit node (setup, reductions' tails).
+    pub node_fixed_cycles: Real,
 }
 
 /// The CPU cores the pipeline may use.
@@ -277,6 +281,14 @@ impl SocProfile {
                 &n.vector.elementwise_ops,
             ),
             ("npu.vector.topk_ops".into(), &n.vector.topk_ops),
+            (
+                "npu.vector.node_fixed_cycles".into(),
+                &n.vector.node_fixed_cycles,
+            ),
+            (
+                "npu.matrix.requantized_output_cycles_per_element".into(),
+                &n.matrix.requantized_output_cycles_per_element,
+            ),
         ];
         for (i, c) in self.cpu.cores.iter().enumerate() {
             for (k, r) in [

@@ -7,7 +7,7 @@ use shadowattn_hal::{
     Quantization, TensorDesc,
 };
 use shadowattn_simulator::calibration::{
-    calibration_points, fit_sa8255, fit_sd8gen3, pilot_qk_graph,
+    calibration_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph,
 };
 use shadowattn_simulator::layer::{HeadCost, LayerPlan, NpuGroup};
 use shadowattn_simulator::profile::{builtin_names, real, BUILTIN};
@@ -163,30 +163,30 @@ fn time_grows_with_size_and_fusing_beats_separate_launches() {
     let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
     let mut last = 0.0;
     for kv in [256, 512, 1024, 2048, 4096] {
-        let t = launch_ns(&sim, &pilot_qk_graph(1, 128, kv, 64));
+        let t = launch_ns(&sim, &int8_pilot_graph(1, 128, kv, 64));
         assert!(t > last, "kv {kv}: {t} <= {last}");
         last = t;
     }
     for heads in [2, 4, 8] {
-        let fused = launch_ns(&sim, &pilot_qk_graph(heads, 128, 2048, 64));
-        let separate = heads as f64 * launch_ns(&sim, &pilot_qk_graph(1, 128, 2048, 64));
+        let fused = launch_ns(&sim, &int8_pilot_graph(heads, 128, 2048, 64));
+        let separate = heads as f64 * launch_ns(&sim, &int8_pilot_graph(1, 128, 2048, 64));
         assert!(
             fused < separate,
             "{heads} heads: fused {fused} vs separate {separate}"
         );
     }
-    let c = sim.cost(&pilot_qk_graph(1, 128, 2048, 64));
+    let c = sim.cost(&int8_pilot_graph(1, 128, 2048, 64));
     assert!(c.launch_ns(true) > c.launch_ns(false));
     // Padding: 65 rows cost as much matrix work as 128 (two 64-row tiles).
-    let t65 = sim.cost(&pilot_qk_graph(1, 65, 2048, 64)).nodes[0].tiles;
-    let t128 = sim.cost(&pilot_qk_graph(1, 128, 2048, 64)).nodes[0].tiles;
+    let t65 = sim.cost(&int8_pilot_graph(1, 65, 2048, 64)).nodes[0].tiles;
+    let t128 = sim.cost(&int8_pilot_graph(1, 128, 2048, 64)).nodes[0].tiles;
     assert_eq!(t65, t128);
 }
 
 #[test]
 fn executions_advance_the_clock_and_first_launch_is_cold() {
     let sim = SimBackend::builtin("snapdragon-8-gen-2").unwrap();
-    let g = pilot_qk_graph(2, 16, 64, 32);
+    let g = int8_pilot_graph(2, 16, 64, 32);
     let ins = inputs_for(&g, 3);
     let mut compiled = sim.compile(&g).unwrap();
     assert_eq!(compiled.compile_events().len(), 1);
@@ -239,12 +239,12 @@ fn timing_only_mode_skips_arithmetic_but_times_the_same() {
     let timing = SimBackend::builtin("dimensity-9300")
         .unwrap()
         .with_mode(ExecutionMode::TimingOnly);
-    let g = pilot_qk_graph(1, 8, 32, 16);
+    let g = int8_pilot_graph(1, 8, 32, 16);
     let ins = inputs_for(&g, 11);
     let (out_f, ev_f) = execute(&functional, &g, &ins);
     let (out_t, ev_t) = execute(&timing, &g, &ins);
-    assert!(out_f[0].as_slice::<i32>().unwrap().iter().any(|&v| v != 0));
-    assert!(out_t[0].as_slice::<i32>().unwrap().iter().all(|&v| v == 0));
+    assert!(out_f[0].as_slice::<i8>().unwrap().iter().any(|&v| v != 0));
+    assert!(out_t[0].as_slice::<i8>().unwrap().iter().all(|&v| v == 0));
     assert_eq!(ev_f, ev_t);
 }
 
@@ -252,7 +252,7 @@ fn timing_only_mode_skips_arithmetic_but_times_the_same() {
 fn compiled_graphs_round_trip_and_are_soc_specific() {
     let g3 = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
     let g2 = SimBackend::builtin("snapdragon-8-gen-2").unwrap();
-    let g = pilot_qk_graph(1, 4, 8, 8);
+    let g = int8_pilot_graph(1, 4, 8, 8);
     let bytes = g3.compile(&g).unwrap().serialize().unwrap();
     assert_eq!(g3.deserialize(&bytes).unwrap().graph(), &g);
     let e = g2.deserialize(&bytes).unwrap_err();
@@ -263,15 +263,24 @@ fn compiled_graphs_round_trip_and_are_soc_specific() {
 #[test]
 fn calibration_matches_the_profiles_and_the_published_figures() {
     let sa = SocProfile::builtin("sa8255").unwrap();
-    let (fixed, rate) = fit_sa8255(&sa);
-    assert!(
-        (fixed - real(&sa.npu.fixed_cycles)).abs() / fixed < 0.005,
-        "{fixed}"
-    );
-    assert!(
-        (rate - real(&sa.npu.dma_bytes_per_cycle)).abs() / rate < 0.005,
-        "{rate}"
-    );
+    let fit = fit_sa8255(&sa);
+    for (fitted, profile) in [
+        (fit.fixed_cycles, real(&sa.npu.fixed_cycles)),
+        (
+            fit.node_fixed_cycles,
+            real(&sa.npu.vector.node_fixed_cycles),
+        ),
+        (fit.dma_bytes_per_cycle, real(&sa.npu.dma_bytes_per_cycle)),
+        (
+            fit.requantized_output_cycles_per_element,
+            real(&sa.npu.matrix.requantized_output_cycles_per_element),
+        ),
+    ] {
+        assert!(
+            (fitted - profile).abs() / fitted.abs() < 0.005,
+            "fit {fitted} vs profile {profile}"
+        );
+    }
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
     let (warm, host) = fit_sd8gen3(&g3);
     assert!(
@@ -284,7 +293,7 @@ fn calibration_matches_the_profiles_and_the_published_figures() {
     );
     for p in calibration_points() {
         assert!(
-            p.relative_error().abs() <= 0.12,
+            p.relative_error().abs() <= 0.16,
             "{} off by {:.1} %",
             p.label,
             p.relative_error() * 100.0
@@ -295,7 +304,7 @@ fn calibration_matches_the_profiles_and_the_published_figures() {
 #[test]
 fn perfetto_trace_has_the_chrome_trace_event_structure() {
     let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
-    let g = pilot_qk_graph(2, 8, 32, 16);
+    let g = int8_pilot_graph(2, 8, 32, 16);
     let ins = inputs_for(&g, 5);
     let (_, mut events) = execute(&sim, &g, &ins);
     let plan = LayerPlan {
