@@ -209,6 +209,28 @@ impl<'c> ShadowAttention<'c> {
         Self::with_bank(Ok(bank), calibration, compute, costs, config)
     }
 
+    /// Builds the bank on `npu` and returns shadowAttn over it; when the NPU cannot compile the
+    /// bank, every chunk falls back to dense attention on `compute` and reports why.
+    pub fn build(
+        npu: &dyn shadowattn_hal::NpuBackend,
+        spec: crate::bank::BankSpec,
+        calibration: Calibration,
+        compute: &'c dyn ComputeBackend,
+        costs: CostTable,
+        config: ShadowConfig,
+    ) -> Result<Self> {
+        match GraphBank::build(npu, &calibration.grid, spec) {
+            Ok(bank) => Self::new(bank, calibration, compute, costs, config),
+            Err(e) => Self::without_bank(
+                format!("{} could not compile the graph bank: {e}", npu.name()),
+                calibration,
+                compute,
+                costs,
+                config,
+            ),
+        }
+    }
+
     /// shadowAttn whose bank could not be built: every chunk runs dense and reports `reason`.
     pub fn without_bank(
         reason: String,

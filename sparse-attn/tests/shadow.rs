@@ -355,9 +355,9 @@ fn npu_failures_fall_back_to_dense_and_say_so() {
     );
 
     let no_compile = FailingNpu { fail_compile: true };
-    let e = GraphBank::build(&no_compile, &calib.grid, spec()).unwrap_err();
-    let mut sa = ShadowAttention::without_bank(
-        e.to_string(),
+    let mut sa = ShadowAttention::build(
+        &no_compile,
+        spec(),
         calib,
         &cpu,
         CostTable::uniform(&[1, 2, 4]),

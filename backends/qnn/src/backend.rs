@@ -35,6 +35,8 @@ pub struct QnnOptions {
     pub library: Option<PathBuf>,
     /// QNN SoC model (52 = SA8255, 57 = SM8650); `None` keeps the library's default.
     pub soc_model: Option<u32>,
+    /// Minimum HTP architecture (68, 69, 73, 75, 79, …); a SoC model overrides it.
+    pub arch: Option<u32>,
     /// Float precision; `None` keeps the library's default.
     pub precision: Option<Precision>,
     /// VTCM size in MB (0 = maximum); `None` keeps the default.
@@ -325,7 +327,7 @@ impl QnnBackend {
                 return Err(e);
             }
         };
-        let device = match calls::device_create(&lib, log, options.soc_model) {
+        let device = match calls::device_create(&lib, log, options.soc_model, options.arch) {
             Ok(d) => d,
             Err(e) => {
                 let _ = calls::backend_free(&lib, backend);

@@ -249,3 +249,54 @@ fn float_elementwise_and_layout_ops_run() {
         );
     }
 }
+
+#[test]
+fn the_bucket_bank_round_trips_as_qnn_context_binaries() {
+    use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+    use shadowattn_sparse_attn::calibration::BucketGrid;
+    use shadowattn_sparse_attn::pilot::PilotOutput;
+    let Some(qnn) = emulator(None) else { return };
+    let grid = BucketGrid::new(0.02, 0.03, 1, 0.5).unwrap();
+    let spec = BankSpec {
+        q_len: 8,
+        kv_len: 32,
+        head_dim: 16,
+        fused: vec![1, 2],
+        output: PilotOutput::Int8 {
+            acc_range: 20_000.0,
+        },
+    };
+    let bank = GraphBank::build(&qnn, &grid, spec.clone()).unwrap();
+    assert_eq!(bank.len(), 18);
+    let bytes = bank.serialize().unwrap();
+    let mut loaded = GraphBank::load(&qnn, &grid, spec, &bytes).unwrap();
+    assert_eq!(loaded.len(), 18);
+    // A loaded graph runs and matches a freshly compiled one.
+    let (key, graph) = loaded.graphs_mut().iter_mut().next().unwrap();
+    let key = *key;
+    let ins = random_inputs(graph.graph(), 21);
+    let mut fresh = qnn.compile(graph.graph()).unwrap();
+    assert_eq!(
+        run(graph.as_mut(), &ins)[0].bytes(),
+        run(fresh.as_mut(), &ins)[0].bytes(),
+        "graph {key:?}"
+    );
+}
+
+#[test]
+fn a_minimum_architecture_can_be_chosen() {
+    let Some(path) = emulator_path() else {
+        missing_dependency("Qualcomm HTP emulator", "run `bash ci/qnn-emulator.sh`");
+        return;
+    };
+    let qnn = QnnBackend::open(QnnOptions {
+        library: Some(path),
+        arch: Some(73),
+        ..Default::default()
+    })
+    .unwrap();
+    let g = pilot(1, 8, 32, 16, 0.01);
+    let mut compiled = qnn.compile(&g).unwrap();
+    let ins = random_inputs(&g, 4);
+    run(compiled.as_mut(), &ins);
+}

@@ -102,56 +102,72 @@ pub fn backend_build_id(lib: &QnnLibrary) -> Result<String> {
     Ok(unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned())
 }
 
-fn create_device(lib: &QnnLibrary, log: RawHandle, config: *const c_void) -> (ErrorHandle, Handle) {
+fn create_device(
+    lib: &QnnLibrary,
+    log: RawHandle,
+    customs: &[*const c_void],
+) -> (ErrorHandle, Handle) {
     let Some(f) = lib.functions().device_create else {
         return (1000, std::ptr::null_mut());
     };
-    let generic = Config {
-        option: CONFIG_OPTION_CUSTOM,
-        value: config,
+    let generic: Vec<Config> = customs
+        .iter()
+        .map(|&value| Config {
+            option: CONFIG_OPTION_CUSTOM,
+            value,
+        })
+        .collect();
+    let mut list: Vec<*const Config> = generic.iter().map(|c| c as *const Config).collect();
+    list.push(std::ptr::null());
+    let configs = if customs.is_empty() {
+        std::ptr::null()
+    } else {
+        list.as_ptr()
     };
-    let list: [*const Config; 2] = [&generic, std::ptr::null()];
     let mut h: Handle = std::ptr::null_mut();
-    // SAFETY: `list` is a NULL-terminated array of configs that live through the call.
-    let status = unsafe {
-        f(
-            log.0,
-            if config.is_null() {
-                std::ptr::null()
-            } else {
-                list.as_ptr()
-            },
-            &mut h,
-        )
-    };
+    // SAFETY: `configs` is NULL or a NULL-terminated array of configs whose custom payloads
+    // outlive the call; `h` is a valid out-pointer.
+    let status = unsafe { f(log.0, configs, &mut h) };
     (status, h)
 }
 
-/// `deviceCreate`, selecting `soc_model` when given. The HTP device config's payload sits at
-/// offset 8 in current libraries; older ones expect offset 4, so a 14001 answer is retried once
-/// with that layout.
+/// `deviceCreate`, selecting `soc_model` and a minimum HTP `arch` when given. The HTP device
+/// config's payload sits at offset 8 in current libraries; older ones expect offset 4, so a
+/// 14001 answer is retried once with that layout.
 pub fn device_create(
     lib: &QnnLibrary,
     log: RawHandle,
     soc_model: Option<u32>,
+    arch: Option<u32>,
 ) -> Result<RawHandle> {
     lib.functions()
         .device_create
         .ok_or(QnnError::MissingFunction("deviceCreate"))?;
-    let Some(soc) = soc_model else {
-        let (status, h) = create_device(lib, log, std::ptr::null());
-        check(lib, "deviceCreate", status)?;
-        return Ok(RawHandle(h));
-    };
-    let current = HtpDeviceCustomConfig {
-        option: HtpDeviceOption::SOC,
-        value: HtpDevicePayload { soc_model: soc },
-    };
-    let (status, h) = create_device(lib, log, (&current as *const HtpDeviceCustomConfig).cast());
-    if error_code(status) == 14001 {
+    let mut current = Vec::new();
+    let mut legacy: Vec<[u32; 3]> = Vec::new();
+    if let Some(soc) = soc_model {
+        current.push(HtpDeviceCustomConfig {
+            option: HtpDeviceOption::SOC,
+            value: HtpDevicePayload { soc_model: soc },
+        });
+        legacy.push([HtpDeviceOption::SOC.0, soc, 0]);
+    }
+    if let Some(arch) = arch {
+        current.push(HtpDeviceCustomConfig {
+            option: HtpDeviceOption::ARCH,
+            value: HtpDevicePayload { arch: [0, arch] },
+        });
+        legacy.push([HtpDeviceOption::ARCH.0, 0, arch]);
+    }
+    let pointers: Vec<*const c_void> = current
+        .iter()
+        .map(|c| (c as *const HtpDeviceCustomConfig).cast())
+        .collect();
+    let (status, h) = create_device(lib, log, &pointers);
+    if error_code(status) == 14001 && !legacy.is_empty() {
         let _ = take_last_error_log();
-        let legacy: [u32; 3] = [HtpDeviceOption::SOC.0, soc, 0];
-        let (status, h) = create_device(lib, log, legacy.as_ptr().cast());
+        let pointers: Vec<*const c_void> = legacy.iter().map(|c| c.as_ptr().cast()).collect();
+        let (status, h) = create_device(lib, log, &pointers);
         check(lib, "deviceCreate", status)?;
         return Ok(RawHandle(h));
     }
