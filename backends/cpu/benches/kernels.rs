@@ -204,3 +204,47 @@ fn topk_20pct_only(bencher: Bencher, s: Shape) {
             }
         });
 }
+
+/// INT8 pilot scores (what NPUs output): per-head scores requantized to ±127.
+fn int8_scores(inputs: &AttentionInputs<'_>, heads: usize) -> Vec<Vec<i8>> {
+    (0..heads)
+        .map(|h| {
+            let s = inputs.exact_scores(h).unwrap();
+            let max = s.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            s.iter().map(|&x| (x / max * 127.0).round() as i8).collect()
+        })
+        .collect()
+}
+
+/// Sparse attention at 20 % kept, including top-k over INT8 pilot scores.
+#[divan::bench(args = SHAPES, sample_count = 5, sample_size = 1)]
+fn sparse_attention_20pct_with_int8_topk(bencher: Bencher, s: Shape) {
+    let d = data(s);
+    let fast = FastCpuBackend::new(s.threads).unwrap();
+    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
+    let scores = int8_scores(&inputs, s.q_heads);
+    let budget = KeyBudget::Ratio {
+        ratio: 0.2,
+        min_keys: 1,
+    };
+    let mut out = vec![0.0; inputs.output_len()];
+    let kept: u64 = (0..Q_LEN)
+        .map(|i| budget.keys_for(i, d.shape.valid_keys(i)).unwrap() as u64)
+        .sum();
+    let flops = kept * 4 * s.head_dim as u64 * s.q_heads as u64;
+    bencher.counter(ItemsCount::new(flops)).bench_local(|| {
+        let selections: Vec<Selection> = scores
+            .iter()
+            .map(|sc| {
+                fast.topk(
+                    ScoreMatrix::causal(ScoreData::I8(sc), Q_LEN, s.kv_len, d.shape.q_offset)
+                        .unwrap(),
+                    budget,
+                )
+                .unwrap()
+            })
+            .collect();
+        fast.sparse_attention(inputs, &selections, &mut out)
+            .unwrap();
+    });
+}

@@ -41,24 +41,48 @@ fn select_row<T: Copy>(
     picked
 }
 
+/// [`select_row`] for INT8 scores (the requantized pilot output of NPUs): a 256-bin histogram
+/// finds the k-th largest value in one pass, a second pass keeps the keys; no copy, no sort.
+fn select_row_i8(vals: &[i8], k: usize) -> Vec<u32> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut hist = [0usize; 256];
+    for &v in vals {
+        hist[(i16::from(v) + 128) as usize] += 1;
+    }
+    let (mut above, mut bin) = (0usize, 255usize);
+    while above + hist[bin] < k {
+        above += hist[bin];
+        bin -= 1;
+    }
+    let threshold = (bin as i16 - 128) as i8;
+    let mut ties = k - above;
+    let mut picked = Vec::with_capacity(k);
+    for (j, &v) in vals.iter().enumerate() {
+        if v > threshold || (v == threshold && ties > 0) {
+            if v == threshold {
+                ties -= 1;
+            }
+            picked.push(j as u32);
+        }
+    }
+    picked
+}
+
 /// Top-k per row over the causal prefix, identical to the golden kernel's selection and order.
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
     scores.validate()?;
     budget.validate()?;
     let mut sel = Selection::new();
     let (mut si, mut sf): (Vec<i32>, Vec<f32>) = (Vec::new(), Vec::new());
-    let mut widened: Vec<i32> = Vec::new();
     for i in 0..scores.rows {
         let n = scores.valid_keys(i);
         let k = budget.keys_for(i, n)?;
         let range = i * scores.cols..i * scores.cols + n;
         let picked = match scores.data {
             ScoreData::I32(d) => select_row(&d[range], k, &mut si, |a, b| b.cmp(a)),
-            ScoreData::I8(d) => {
-                widened.clear();
-                widened.extend(d[range].iter().map(|&v| i32::from(v)));
-                select_row(&widened, k, &mut si, |a, b| b.cmp(a))
-            }
+            ScoreData::I8(d) => select_row_i8(&d[range], k),
             ScoreData::F32(d) => {
                 if let Some(j) = d[range.clone()].iter().position(|v| v.is_nan()) {
                     return Err(HalError::invalid_value(
