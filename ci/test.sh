@@ -27,5 +27,7 @@ echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast
+echo "== leak checks (valgrind) on the vendor FFI paths"
+bash ci/leak-check.sh
 echo "== aarch64"
 bash ci/aarch64.sh

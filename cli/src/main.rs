@@ -10,6 +10,7 @@ mod devices;
 mod qnn_estimates;
 mod registry;
 mod run;
+mod soak;
 mod soc;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ enum Command {
     Soc(soc::SocCommand),
     /// Print Qualcomm's cost-model estimates beside the simulator's predictions (needs a QNN library).
     QnnEstimates(qnn_estimates::EstimateArgs),
+    /// Run one NPU backend for a long time: repeated pilot executions and bank rebuilds.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Soc(cmd) => soc::run(cmd),
         Command::QnnEstimates(args) => qnn_estimates::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

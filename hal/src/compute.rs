@@ -36,6 +36,10 @@ pub struct AttentionShape {
 }
 
 impl AttentionShape {
+    /// Largest score matrix accepted, in elements over all query heads (`q_heads × q_len × kv_len`):
+    /// 1 GiB of f32 scores, far above a phone's prefill chunk and below what one machine can hold.
+    pub const MAX_SCORE_ELEMENTS: usize = 1 << 28;
+
     /// A causal chunk with the default scale `1/√head_dim`.
     pub fn causal(
         q_heads: usize,
@@ -96,6 +100,22 @@ impl AttentionShape {
                     self.q_offset + self.q_len,
                     self.q_offset + self.q_len,
                     self.kv_len
+                ),
+            ));
+        }
+        let scores = self
+            .q_heads
+            .checked_mul(self.q_len)
+            .and_then(|n| n.checked_mul(self.kv_len));
+        if scores.is_none_or(|n| n > Self::MAX_SCORE_ELEMENTS) {
+            return Err(HalError::invalid_argument(
+                "kv_len",
+                format!(
+                    "{} heads × {} rows × {} keys exceed the limit of {} score elements per chunk; split the prefill into smaller chunks",
+                    self.q_heads,
+                    self.q_len,
+                    self.kv_len,
+                    Self::MAX_SCORE_ELEMENTS
                 ),
             ));
         }
@@ -580,6 +600,18 @@ mod tests {
         s.q_offset = 0;
         s.scale = f32::NAN;
         assert!(s.validate().is_err());
+        // Score matrices beyond the limit (or beyond usize) are refused, not allocated.
+        AttentionShape::causal(16, 2, 4096, 4096, 64)
+            .validate()
+            .unwrap();
+        let big = AttentionShape::causal(2, 2, 100_000, 100_000, 64).validate();
+        assert!(
+            big.unwrap_err().to_string().contains("score elements"),
+            "too large"
+        );
+        assert!(AttentionShape::causal(usize::MAX / 2, 1, 4, 4, 8)
+            .validate()
+            .is_err());
         assert!(
             AttentionInputs::new(&[0.0; 3], &[], &[], AttentionShape::causal(1, 1, 1, 1, 3))
                 .is_err()
