@@ -459,11 +459,14 @@ mod tests {
     #[test]
     fn exp_and_weighted_rows_match_plain_loops() {
         let mut xs: Vec<f32> = (0..203).map(|i| -80.0 + i as f32 * 0.41).collect();
-        let want: Vec<f32> = xs.iter().map(|x| x.exp()).collect();
+        // The reference in f64: f32::exp itself is a few ULP off on some libms (and under Miri).
+        let want: Vec<f32> = xs.iter().map(|x| f64::from(*x).exp() as f32).collect();
         exp_inplace(&mut xs);
+        // Miri rounds some float intrinsics loosely on purpose; the native bound is ~2.5 ULP.
+        let rel = if cfg!(miri) { 2e-6 } else { 3e-7 };
         for (a, e) in xs.iter().zip(&want) {
             assert!(
-                (a - e).abs() <= 3e-7 * e.abs() + f32::MIN_POSITIVE,
+                (a - e).abs() <= rel * e.abs() + f32::MIN_POSITIVE,
                 "{a} vs {e}"
             );
         }
