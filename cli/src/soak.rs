@@ -3,7 +3,8 @@
 //! runs it under valgrind.
 
 use clap::Args;
-use shadowattn_hal::{AttentionShape, DType, HostTensor};
+use shadowattn_conformance::runner::seeded_inputs;
+use shadowattn_hal::{AttentionShape, HostTensor};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::PilotOutput;
@@ -51,17 +52,6 @@ pub struct NotReproducible {
     pub total: usize,
 }
 
-/// Pseudo-random INT8 inputs (xorshift), so every run feeds the same data.
-fn fill(t: &mut HostTensor, seed: u64) {
-    let mut s = seed | 1;
-    for b in t.bytes_mut() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        *b = s as u8;
-    }
-}
-
 /// Runs the command.
 pub fn run(args: &SoakArgs) -> Result<(), Box<dyn Error>> {
     // The pilot graphs have the score shape of a two-head chunk: refuse sizes no run could hold.
@@ -95,16 +85,7 @@ pub fn run(args: &SoakArgs) -> Result<(), Box<dyn Error>> {
 
     let pilot = spec.pilot(&grid, grid.len() / 2, 2).graph()?;
     let mut compiled = npu.compile(&pilot)?;
-    let inputs: Vec<HostTensor> = pilot
-        .input_descs()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut t = HostTensor::zeros(d.clone())?;
-            debug_assert_eq!(d.dtype, DType::I8);
-            fill(&mut t, 0x5eed + i as u64);
-            Ok(t)
-        })
-        .collect::<Result<_, shadowattn_hal::HalError>>()?;
+    let inputs = seeded_inputs(&pilot, 0x5eed);
     let mut outputs: Vec<HostTensor> = pilot
         .output_descs()
         .map(|d| HostTensor::zeros(d.clone()))
