@@ -20,6 +20,8 @@ echo "== test dependencies"
 # Qualcomm's HTP emulator (PyPI wheel onnxruntime-qnn), cached under target/qnn-emulator.
 SHADOWATTN_QNN_LIB="$(bash ci/qnn-emulator.sh)"
 export SHADOWATTN_QNN_LIB
+# An OpenCL platform (PoCL on the CPU) for the OpenCL backend's tests.
+bash ci/opencl.sh
 # Test libraries loaded at run time by the backends' fault-injection tests.
 cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim
 

@@ -2,6 +2,7 @@
 
 use shadowattn_hal::NpuBackend;
 use shadowattn_neuron::NeuronLibrary;
+use shadowattn_opencl::list_devices;
 use shadowattn_qnn::{QnnBackend, QnnOptions};
 use shadowattn_simulator::profile::builtin_names;
 use shadowattn_simulator::SocProfile;
@@ -54,4 +55,29 @@ pub fn run() {
             })
             .map_err(|e| e.to_string()),
     );
+    // Compute-kernel backends on the GPU side: every OpenCL device, by `opencl:<platform>:<device>`.
+    match list_devices(None) {
+        Ok((lib, devices)) if !devices.is_empty() => {
+            for d in devices {
+                line(
+                    &format!("opencl:{}:{}", d.platform_index, d.index),
+                    Ok(format!(
+                        "{} on {}, {}, {} CUs, {} MiB, fp16 {} ({})",
+                        d.name,
+                        d.platform_name,
+                        d.device_type.label(),
+                        d.compute_units,
+                        d.global_mem_size >> 20,
+                        if d.has_fp16() { "yes" } else { "no" },
+                        lib.path()
+                    )),
+                );
+            }
+        }
+        Ok((lib, _)) => line(
+            "opencl",
+            Err(format!("{}: the platforms expose no device", lib.path())),
+        ),
+        Err(e) => line("opencl", Err(e.to_string())),
+    }
 }

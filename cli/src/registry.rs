@@ -4,6 +4,7 @@ use shadowattn_cpu::fast::FastCpuBackend;
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
 use shadowattn_neuron::{NeuronBackend, NeuronOptions};
+use shadowattn_opencl::{OpenClBackend, OpenClOptions, Selector};
 use shadowattn_qnn::{QnnBackend, QnnOptions};
 use shadowattn_simulator::{profile::builtin_names, SimBackend, SocProfile};
 use std::path::Path;
@@ -89,10 +90,34 @@ pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
     })
 }
 
-/// The compute-kernel backend called `name`: `cpu` (golden) or `cpu-fast[:<threads>]`.
+/// The compute-kernel backend called `name`: `cpu` (golden), `cpu-fast[:<threads>]` or
+/// `opencl[:<platform>[:<device>]]` (index or part of a name; profiling on, so its commands can
+/// be written as a timeline).
 pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> {
     if name == "cpu" {
         return Ok(Box::new(CpuBackend::new()));
+    }
+    if name == "opencl" || name.starts_with("opencl:") {
+        let mut parts = name.split(':').skip(1);
+        let selector = |p: Option<&str>| -> Result<Option<Selector>, HalError> {
+            p.map(|s| s.parse::<Selector>().map_err(HalError::from))
+                .transpose()
+        };
+        let platform = selector(parts.next())?;
+        let device = selector(parts.next())?;
+        if parts.next().is_some() {
+            return Err(HalError::Unavailable {
+                backend: name.to_string(),
+                detail: "use `opencl`, `opencl:<platform>` or `opencl:<platform>:<device>`".into(),
+            });
+        }
+        let backend = OpenClBackend::open(OpenClOptions {
+            platform,
+            device,
+            profiling: true,
+            ..Default::default()
+        })?;
+        return Ok(Box::new(backend));
     }
     if let Some(rest) = name.strip_prefix("cpu-fast") {
         let threads = match rest.strip_prefix(':') {
@@ -111,6 +136,7 @@ pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> 
     }
     Err(HalError::Unavailable {
         backend: name.to_string(),
-        detail: "unknown compute backend; known: cpu, cpu-fast[:<threads>]".into(),
+        detail: "unknown compute backend; known: cpu, cpu-fast[:<threads>], opencl[:<platform>[:<device>]]"
+            .into(),
     })
 }

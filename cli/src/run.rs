@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// Write a Perfetto / chrome://tracing timeline of the simulated layer to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Write a Perfetto / chrome://tracing timeline of the compute backend's measured commands
+    /// (for `--compute opencl`: queue waits, transfers and kernels) to this file.
+    #[arg(long)]
+    compute_trace: Option<PathBuf>,
     /// Pilot output: `i8` (default: NPUs requantize integer MatMuls to 8 bits), or `i32` (default
     /// for `--npu cpu`).
     #[arg(long, value_enum)]
@@ -363,9 +367,28 @@ pub fn run(args: &RunArgs) -> Res<()> {
     let mut shadow = ShadowAttention::new(bank, calib.clone(), compute, costs, config)?;
     // The first run warms every graph it launches; the second is the one reported.
     shadow.run_chunk(args.layer, inputs)?;
+    compute.take_events();
     let t = Instant::now();
     let result = shadow.run_chunk(args.layer, inputs)?;
     let chunk_ms = t.elapsed().as_secs_f64() * 1e3;
+    let compute_events = compute.take_events();
+    if let Some(path) = &args.compute_trace {
+        if compute_events.is_empty() {
+            return Err(format!(
+                "--compute-trace: the compute backend `{}` records no events (use --compute opencl)",
+                compute.name()
+            )
+            .into());
+        }
+        write_chrome_trace(path, &compute_events)
+            .map_err(|e| format!("cannot write trace {}: {e}", path.display()))?;
+        println!(
+            "compute_trace: {} ({} measured events of {})",
+            path.display(),
+            compute_events.len(),
+            compute.name()
+        );
+    }
     let t = Instant::now();
     let mut dense = vec![0.0; inputs.output_len()];
     compute.dense_attention(inputs, &mut dense)?;

@@ -242,3 +242,55 @@ fn run_through_the_neuron_backend_and_its_simulator_shim() {
     );
     assert!(value(&stdout, "topk_recall_mean") >= 0.85, "{stdout}");
 }
+
+#[test]
+fn run_on_opencl_matches_the_cpu_and_writes_the_gpu_timeline() {
+    let (code, devices, _) = shadowattn(&["devices"]);
+    assert_eq!(code, 0);
+    if !devices.contains("opencl:0:0\tavailable") {
+        shadowattn_hal::testing::missing_dependency(
+            "an OpenCL platform",
+            "install PoCL with `bash ci/opencl.sh`",
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("shadowattn-opencl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("gpu.json");
+    let common = ["run", "--q-len", "16", "--kv-len", "96", "--head-dim", "32"];
+    let (code, cpu, stderr) = shadowattn(&common);
+    assert_eq!(code, 0, "{stderr}");
+    let mut args = common.to_vec();
+    args.extend([
+        "--compute",
+        "opencl:0:0",
+        "--compute-trace",
+        trace.to_str().unwrap(),
+    ]);
+    let (code, gpu, stderr) = shadowattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(gpu.contains("compute_backend: opencl"), "{gpu}");
+    // Same selections (top-k is exact on every backend), outputs within float tolerance.
+    assert_eq!(
+        value(&gpu, "topk_recall_mean"),
+        value(&cpu, "topk_recall_mean")
+    );
+    assert!((value(&gpu, "cosine_mean") - value(&cpu, "cosine_mean")).abs() < 1e-5);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let text = json.to_string();
+    for kernel in ["quantize_heads", "topk_rows", "attend", "(queued)"] {
+        assert!(text.contains(kernel), "{kernel} missing from the timeline");
+    }
+    // The CPU kernels record nothing: asking for their timeline is a clear error.
+    let (code, _, stderr) = shadowattn(&["run", "--compute-trace", trace.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("records no events"), "{stderr}");
+    let (code, _, stderr) = shadowattn(&["run", "--compute", "opencl:0:0:7"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("opencl:<platform>:<device>"), "{stderr}");
+    let (code, _, stderr) = shadowattn(&["run", "--compute", "opencl:no-such-platform"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no OpenCL device matches"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,16 +1,19 @@
 //! The shadowattn conformance suite: one list of cases ([`cases`]) run against any NPU backend
-//! ([`runner`]), judged against the golden CPU reference with tolerances that are a spec
+//! ([`runner`]), and one list of compute-kernel cases run against any `ComputeBackend`
+//! ([`compute`]), judged against the golden CPU reference with tolerances that are a spec
 //! ([`tolerance`]), reported as a summary, JSON or JUnit XML ([`report`]).
 //!
 //! A backend that declares a graph unsupported (`NpuBackend::check_support`) is skipped for that
 //! case; one that declares support must compile it, run it and match.
 
 pub mod cases;
+pub mod compute;
 pub mod report;
 pub mod runner;
 pub mod tolerance;
 
 pub use cases::{all_cases, Case, CaseKind, Group};
+pub use compute::{compute_cases, run_compute_case, ComputeCase, ComputeCaseKind};
 pub use report::{Counts, Report};
 pub use runner::{run_case, CaseResult, Status};
 pub use tolerance::{Comparison, Tolerance};

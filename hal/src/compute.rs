@@ -533,6 +533,12 @@ pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
 
     /// Full softmax attention over every valid key. Writes `[q_heads, q_len, head_dim]` into `out`.
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()>;
+
+    /// Measured profiling events of the calls since the last take, for timelines; empty for
+    /// backends that do not record them.
+    fn take_events(&self) -> Vec<crate::ProfileEvent> {
+        Vec::new()
+    }
 }
 
 /// Checks an output buffer's length for `inputs`.

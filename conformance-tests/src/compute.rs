@@ -1,0 +1,601 @@
+//! Conformance of the compute-kernel trait (`ComputeBackend`): one list of cases, the same for
+//! every kernel backend (CPU, OpenCL…), judged against the golden CPU kernels. Quantization and
+//! top-k must match exactly; attention within an accumulation-aware float tolerance; bad input
+//! must be refused with the right typed error.
+//!
+//! # Numerical policy the cases pin down
+//! - NaN or ±Inf in Q, K or V, or in values to quantize: `InvalidValue`, never a result.
+//! - NaN among the scores a row may select from: `InvalidValue`. ±Inf and ±0 are ordered by IEEE
+//!   total order (+Inf first, then … +0, −0 …, −Inf last).
+//! - Equal scores (including a row of all-equal scores): the lower key indices are kept.
+//! - A causal row always sees at least key 0, so no row has an empty prefix; `KeyBudget::Fixed(k)`
+//!   with k beyond a row's prefix is `InvalidArgument`, `KeyBudget::Ratio` keeps the whole prefix.
+
+use crate::cases::Group;
+use crate::runner::{CaseResult, Status};
+use crate::tolerance::{Comparison, Tolerance};
+use shadowattn_cpu::CpuBackend;
+use shadowattn_hal::{
+    AttentionInputs, AttentionShape, ComputeBackend, DType, HalError, HeadsView, KeyBudget,
+    ScoreData, ScoreMatrix, Selection,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// Element type of a top-k case's scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreKind {
+    /// f32 scores (with ±Inf and ±0 sprinkled in).
+    F32,
+    /// INT32 accumulators.
+    I32,
+    /// Requantized INT8 scores.
+    I8,
+}
+
+/// Bad input that must be refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadInput {
+    /// NaN in Q (dense attention).
+    NanInQ,
+    /// +Inf in V (sparse attention).
+    InfInV,
+    /// An output buffer of the wrong length.
+    OutputLength,
+    /// A selected key beyond its row's causal prefix.
+    KeyOutsidePrefix,
+    /// Fewer selections than query heads.
+    MissingSelection,
+    /// NaN inside a row's prefix of scores.
+    NanScore,
+    /// `KeyBudget::Fixed(k)` with k beyond a row's prefix.
+    FixedKBeyondPrefix,
+    /// A zero quantization scale.
+    ZeroScale,
+    /// Inf among values to quantize.
+    InfToQuantize,
+}
+
+/// What a compute case runs.
+#[derive(Clone, Debug)]
+pub enum ComputeCaseKind {
+    /// Per-head INT8 quantization, with given scales or computed ones.
+    Quantize {
+        /// Heads, rows, dim.
+        dims: (usize, usize, usize),
+        /// Values' amplitude.
+        amplitude: f32,
+        /// Given scales (some values saturate) instead of max-abs scales.
+        given_scales: bool,
+    },
+    /// Top-k per row.
+    TopK {
+        /// Score element type.
+        kind: ScoreKind,
+        /// Rows and columns.
+        rows: usize,
+        /// Columns (keys).
+        cols: usize,
+        /// Causal placement (rows at the end of the keys).
+        causal: bool,
+        /// Distinct score levels (few levels make many ties; 1 makes every score equal).
+        levels: u32,
+        /// The budget.
+        budget: KeyBudget,
+    },
+    /// Dense attention.
+    Dense {
+        /// The chunk.
+        shape: AttentionShape,
+    },
+    /// Sparse attention over the exact top-k at `ratio`.
+    Sparse {
+        /// The chunk.
+        shape: AttentionShape,
+        /// Fraction of keys kept per row.
+        ratio: f32,
+    },
+    /// Bad input that must be a typed error.
+    Rejects(BadInput),
+}
+
+/// One compute-kernel conformance case.
+#[derive(Clone, Debug)]
+pub struct ComputeCase {
+    /// Unique, readable name.
+    pub name: String,
+    /// `Op` for kernels, `Behaviour` for refusals.
+    pub group: Group,
+    /// What it runs.
+    pub kind: ComputeCaseKind,
+}
+
+fn shape(q_heads: usize, kv_heads: usize, q_len: usize, kv_len: usize, d: usize) -> AttentionShape {
+    AttentionShape::causal(q_heads, kv_heads, q_len, kv_len, d)
+}
+
+/// The chunks every attention case runs on, by name.
+fn attention_shapes() -> Vec<(&'static str, AttentionShape)> {
+    let mut non_causal = shape(4, 1, 5, 40, 16);
+    non_causal.causal = false;
+    let mut mid_offset = shape(2, 2, 6, 50, 32);
+    mid_offset.q_offset = 10;
+    vec![
+        ("gqa_9x3_q16_k128_d64", shape(9, 3, 16, 128, 64)),
+        ("mha_square_causal_d32", shape(2, 2, 8, 8, 32)),
+        ("non_causal_mqa", non_causal),
+        ("causal_rows_mid_prefix", mid_offset),
+        ("head_dim_1", shape(2, 1, 4, 9, 1)),
+        ("head_dim_128_odd_lengths", shape(2, 1, 7, 131, 128)),
+        ("decode_row", shape(3, 1, 1, 300, 64)),
+    ]
+}
+
+/// Every compute case, in a fixed order.
+pub fn compute_cases() -> Vec<ComputeCase> {
+    let mut cases = Vec::new();
+    let op = |name: String, kind| ComputeCase {
+        name,
+        group: Group::Op,
+        kind,
+    };
+    for (name, dims, amplitude, given_scales) in [
+        ("quantize_single_value", (1, 1, 1), 1.0, false),
+        ("quantize_4x16x64_maxabs", (4, 16, 64), 3.0, false),
+        ("quantize_4x16x64_given_scales", (4, 16, 64), 3.0, true),
+        ("quantize_3x7x33_tiny_values", (3, 7, 33), 1e-3, false),
+    ] {
+        cases.push(op(
+            name.into(),
+            ComputeCaseKind::Quantize {
+                dims,
+                amplitude,
+                given_scales,
+            },
+        ));
+    }
+    for kind in [ScoreKind::F32, ScoreKind::I32, ScoreKind::I8] {
+        for (label, causal, levels, budget) in [
+            (
+                "ratio20_causal",
+                true,
+                1000,
+                KeyBudget::Ratio {
+                    ratio: 0.2,
+                    min_keys: 4,
+                },
+            ),
+            (
+                "ratio20_ties",
+                true,
+                5,
+                KeyBudget::Ratio {
+                    ratio: 0.2,
+                    min_keys: 4,
+                },
+            ),
+            (
+                "all_equal_scores",
+                true,
+                1,
+                KeyBudget::Ratio {
+                    ratio: 0.3,
+                    min_keys: 1,
+                },
+            ),
+            ("fixed1_non_causal", false, 1000, KeyBudget::Fixed(1)),
+            (
+                "ratio1_keeps_all",
+                true,
+                1000,
+                KeyBudget::Ratio {
+                    ratio: 1.0,
+                    min_keys: 1,
+                },
+            ),
+        ] {
+            cases.push(op(
+                format!("topk_{}_{label}", format!("{kind:?}").to_lowercase()),
+                ComputeCaseKind::TopK {
+                    kind,
+                    rows: 16,
+                    cols: 200,
+                    causal,
+                    levels,
+                    budget,
+                },
+            ));
+        }
+    }
+    for (name, s) in attention_shapes() {
+        cases.push(op(
+            format!("dense_{name}"),
+            ComputeCaseKind::Dense { shape: s },
+        ));
+        for ratio in [0.05f32, 0.2, 1.0] {
+            cases.push(op(
+                format!("sparse_{}pct_{name}", (ratio * 100.0).round()),
+                ComputeCaseKind::Sparse { shape: s, ratio },
+            ));
+        }
+    }
+    for bad in [
+        BadInput::NanInQ,
+        BadInput::InfInV,
+        BadInput::OutputLength,
+        BadInput::KeyOutsidePrefix,
+        BadInput::MissingSelection,
+        BadInput::NanScore,
+        BadInput::FixedKBeyondPrefix,
+        BadInput::ZeroScale,
+        BadInput::InfToQuantize,
+    ] {
+        cases.push(ComputeCase {
+            name: format!("rejects_{bad:?}").to_lowercase(),
+            group: Group::Behaviour,
+            kind: ComputeCaseKind::Rejects(bad),
+        });
+    }
+    cases
+}
+
+/// Seeded uniform values in [−amp, amp).
+pub fn seeded_values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * amp
+        })
+        .collect()
+}
+
+fn qkv(s: &AttentionShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    (
+        seeded_values(seed, s.q_heads * s.q_len * s.head_dim, 2.0),
+        seeded_values(seed + 1, s.kv_heads * s.kv_len * s.head_dim, 2.0),
+        seeded_values(seed + 2, s.kv_heads * s.kv_len * s.head_dim, 1.0),
+    )
+}
+
+type Outcome = (Status, Vec<Comparison>);
+
+fn failed(why: impl Into<String>) -> Outcome {
+    (Status::Failed(why.into()), vec![])
+}
+
+fn judge(comparisons: Vec<Comparison>) -> Outcome {
+    let bad: Vec<String> = comparisons
+        .iter()
+        .filter(|c| !c.passed)
+        .flat_map(|c| c.mismatches.iter().take(3).cloned())
+        .collect();
+    if bad.is_empty() {
+        (Status::Passed, comparisons)
+    } else {
+        (Status::Failed(bad.join("; ")), comparisons)
+    }
+}
+
+fn as_f64<T: Copy + Into<f64>>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|&x| x.into()).collect()
+}
+
+fn quantize(
+    backend: &dyn ComputeBackend,
+    dims: (usize, usize, usize),
+    amp: f32,
+    given: bool,
+) -> Outcome {
+    let (heads, rows, dim) = dims;
+    let mut x = seeded_values(7, heads * rows * dim, amp);
+    // Head 0's scale is exactly 2^-5 (its max is 127·2^-5), so ±0.5 and ±2.5 steps are exact
+    // half-way points that must round away from zero; a zero head takes scale 1.
+    let step = 1.0 / 32.0;
+    for (i, v) in [127.0, 2.5, -2.5, 0.5, -0.5, 1.5, -126.5]
+        .into_iter()
+        .enumerate()
+    {
+        if i < rows * dim {
+            x[i] = v * step;
+        }
+    }
+    if heads > 2 {
+        x[rows * dim..2 * rows * dim]
+            .iter_mut()
+            .for_each(|v| *v = 0.0);
+    }
+    let view = HeadsView::new(&x, heads, rows, dim).expect("case dims are valid");
+    // Given scales: 2^-5 for head 0, then scales below max/127 so that some values saturate.
+    let scales: Vec<f32> = (0..heads)
+        .map(|h| {
+            if h == 0 {
+                step
+            } else {
+                amp / (90.0 + 7.0 * h as f32)
+            }
+        })
+        .collect();
+    let scales = given.then_some(scales.as_slice());
+    let want = CpuBackend::new()
+        .quantize_heads(view, scales)
+        .expect("golden");
+    match backend.quantize_heads(view, scales) {
+        Ok(got) => judge(vec![
+            Tolerance::Exact.check(&as_f64(&got.data), &as_f64(&want.data)),
+            Tolerance::Exact.check(&as_f64(&got.scales), &as_f64(&want.scales)),
+        ]),
+        Err(e) => failed(format!("quantize_heads failed: {e}")),
+    }
+}
+
+fn topk(
+    backend: &dyn ComputeBackend,
+    kind: ScoreKind,
+    (rows, cols): (usize, usize),
+    causal: bool,
+    levels: u32,
+    budget: KeyBudget,
+) -> Outcome {
+    let raw = seeded_values(11, rows * cols, 1.0);
+    let lv = levels as f32;
+    let f: Vec<f32> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, x)| match (levels > 1, i % 53) {
+            (true, 3) => f32::INFINITY,
+            (true, 4) => f32::NEG_INFINITY,
+            (true, 5) => -0.0,
+            (true, 6) => 0.0,
+            _ if levels <= 1 => 0.5,
+            _ => ((x * lv).floor() / lv).max(-1.0),
+        })
+        .collect();
+    let i32s: Vec<i32> = f
+        .iter()
+        .map(|x| (x.clamp(-1.0, 1.0) * 1e6) as i32)
+        .collect();
+    let i8s: Vec<i8> = f
+        .iter()
+        .map(|x| (x.clamp(-1.0, 1.0) * 127.0) as i8)
+        .collect();
+    let data = match kind {
+        ScoreKind::F32 => ScoreData::F32(&f),
+        ScoreKind::I32 => ScoreData::I32(&i32s),
+        ScoreKind::I8 => ScoreData::I8(&i8s),
+    };
+    let m = ScoreMatrix {
+        data,
+        rows,
+        cols,
+        q_offset: cols - rows,
+        causal,
+    };
+    let want = CpuBackend::new().topk(m, budget).expect("golden");
+    match backend.topk(m, budget) {
+        Ok(got) => judge(vec![
+            Tolerance::Exact.check(
+                &got.row_offsets
+                    .iter()
+                    .map(|&o| o as f64)
+                    .collect::<Vec<_>>(),
+                &want
+                    .row_offsets
+                    .iter()
+                    .map(|&o| o as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            Tolerance::Exact.check(&as_f64(&got.indices), &as_f64(&want.indices)),
+        ]),
+        Err(e) => failed(format!("topk failed: {e}")),
+    }
+}
+
+fn attention_tolerance(s: &AttentionShape, relaxed: bool) -> Tolerance {
+    let t = Tolerance::AccumulationAware {
+        rtol: 1e-4,
+        atol: 2e-5,
+        k: s.kv_len.max(s.head_dim),
+        dtype: DType::F32,
+    };
+    if relaxed {
+        t.relaxed()
+    } else {
+        t
+    }
+}
+
+fn exact_selections(inputs: &AttentionInputs<'_>, ratio: f32) -> Vec<Selection> {
+    let s = inputs.shape;
+    (0..s.q_heads)
+        .map(|h| {
+            let scores = inputs.exact_scores(h).expect("valid head");
+            let m = ScoreMatrix {
+                data: ScoreData::F32(&scores),
+                rows: s.q_len,
+                cols: s.kv_len,
+                q_offset: s.q_offset,
+                causal: s.causal,
+            };
+            CpuBackend::new()
+                .topk(m, KeyBudget::Ratio { ratio, min_keys: 1 })
+                .expect("golden")
+        })
+        .collect()
+}
+
+fn attention(
+    backend: &dyn ComputeBackend,
+    s: AttentionShape,
+    ratio: Option<f32>,
+    relaxed: bool,
+) -> Outcome {
+    let (q, k, v) = qkv(&s, 21);
+    let inputs = AttentionInputs::new(&q, &k, &v, s).expect("case shapes are valid");
+    let n = inputs.output_len();
+    let gold = CpuBackend::new();
+    let (mut want, mut got) = (vec![0f32; n], vec![f32::NAN; n]);
+    let result = match ratio {
+        None => {
+            gold.dense_attention(inputs, &mut want).expect("golden");
+            backend.dense_attention(inputs, &mut got)
+        }
+        Some(r) => {
+            let sel = exact_selections(&inputs, r);
+            gold.sparse_attention(inputs, &sel, &mut want)
+                .expect("golden");
+            backend.sparse_attention(inputs, &sel, &mut got)
+        }
+    };
+    match result {
+        Ok(()) => judge(vec![
+            attention_tolerance(&s, relaxed).check(&as_f64(&got), &as_f64(&want))
+        ]),
+        Err(e) => failed(format!("attention failed: {e}")),
+    }
+}
+
+fn rejects(backend: &dyn ComputeBackend, bad: BadInput) -> Outcome {
+    let s = shape(2, 1, 3, 6, 4);
+    let (mut q, k, mut v) = qkv(&s, 5);
+    let n = s.q_heads * s.q_len * s.head_dim;
+    let mut out = vec![0f32; n];
+    let prefix_rows = |keys: &[u32]| {
+        let mut sel = Selection::new();
+        for i in 0..s.q_len {
+            sel.push_row(if i == 0 { keys } else { &[0] });
+        }
+        sel
+    };
+    let ok = prefix_rows(&[0]);
+    let result = match bad {
+        BadInput::NanInQ => {
+            q[5] = f32::NAN;
+            let inputs = AttentionInputs::new(&q, &k, &v, s).expect("shape");
+            (backend.dense_attention(inputs, &mut out), "InvalidValue")
+        }
+        BadInput::InfInV => {
+            v[3] = f32::INFINITY;
+            let inputs = AttentionInputs::new(&q, &k, &v, s).expect("shape");
+            (
+                backend.sparse_attention(inputs, &[ok.clone(), ok], &mut out),
+                "InvalidValue",
+            )
+        }
+        BadInput::OutputLength => {
+            let inputs = AttentionInputs::new(&q, &k, &v, s).expect("shape");
+            (
+                backend.dense_attention(inputs, &mut out[1..]),
+                "BufferMismatch",
+            )
+        }
+        BadInput::KeyOutsidePrefix => {
+            let inputs = AttentionInputs::new(&q, &k, &v, s).expect("shape");
+            // Row 0 sits at position 3 and sees keys 0..=3.
+            let bad = prefix_rows(&[4]);
+            (
+                backend.sparse_attention(inputs, &[ok, bad], &mut out),
+                "InvalidArgument",
+            )
+        }
+        BadInput::MissingSelection => {
+            let inputs = AttentionInputs::new(&q, &k, &v, s).expect("shape");
+            (
+                backend.sparse_attention(inputs, &[ok], &mut out),
+                "InvalidArgument",
+            )
+        }
+        BadInput::NanScore => {
+            let scores = [1.0, 5.0, f32::NAN, 2.0];
+            let m = ScoreMatrix::causal(ScoreData::F32(&scores), 2, 2, 0).expect("scores");
+            (
+                backend.topk(m, KeyBudget::Fixed(1)).map(|_| ()),
+                "InvalidValue",
+            )
+        }
+        BadInput::FixedKBeyondPrefix => {
+            let scores = [1.0, 5.0, 0.0, 2.0];
+            let m = ScoreMatrix::causal(ScoreData::F32(&scores), 2, 2, 0).expect("scores");
+            (
+                backend.topk(m, KeyBudget::Fixed(2)).map(|_| ()),
+                "InvalidArgument",
+            )
+        }
+        BadInput::ZeroScale => {
+            let view = HeadsView::new(&q, 2, 3, 4).expect("view");
+            (
+                backend.quantize_heads(view, Some(&[0.5, 0.0])).map(|_| ()),
+                "InvalidQuantization",
+            )
+        }
+        BadInput::InfToQuantize => {
+            q[0] = f32::NEG_INFINITY;
+            let view = HeadsView::new(&q, 2, 3, 4).expect("view");
+            (
+                backend.quantize_heads(view, None).map(|_| ()),
+                "InvalidValue",
+            )
+        }
+    };
+    let (got, want) = result;
+    let variant = |e: &HalError| match e {
+        HalError::InvalidValue { .. } => "InvalidValue",
+        HalError::BufferMismatch { .. } => "BufferMismatch",
+        HalError::InvalidArgument { .. } => "InvalidArgument",
+        HalError::InvalidQuantization { .. } => "InvalidQuantization",
+        _ => "another error",
+    };
+    match got {
+        Ok(()) => failed(format!("accepted; expected {want}")),
+        Err(e) if variant(&e) == want => (Status::Passed, vec![]),
+        Err(e) => failed(format!("expected {want}, got {}: {e}", variant(&e))),
+    }
+}
+
+/// Runs one compute case on `backend`; `relaxed` judges attention with f16 eps (for backends
+/// that store K/V as f16). A panic inside the backend is a failure, not an abort.
+pub fn run_compute_case(
+    backend: &dyn ComputeBackend,
+    case: &ComputeCase,
+    relaxed: bool,
+) -> CaseResult {
+    let started = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| match &case.kind {
+        ComputeCaseKind::Quantize {
+            dims,
+            amplitude,
+            given_scales,
+        } => quantize(backend, *dims, *amplitude, *given_scales),
+        ComputeCaseKind::TopK {
+            kind,
+            rows,
+            cols,
+            causal,
+            levels,
+            budget,
+        } => topk(backend, *kind, (*rows, *cols), *causal, *levels, *budget),
+        ComputeCaseKind::Dense { shape } => attention(backend, *shape, None, relaxed),
+        ComputeCaseKind::Sparse { shape, ratio } => {
+            attention(backend, *shape, Some(*ratio), relaxed)
+        }
+        ComputeCaseKind::Rejects(bad) => rejects(backend, *bad),
+    }));
+    let (status, comparisons) = outcome.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        failed(format!("panicked: {msg}"))
+    });
+    CaseResult {
+        case: case.name.clone(),
+        group: case.group,
+        backend: backend.name().to_string(),
+        status,
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        comparisons,
+    }
+}
