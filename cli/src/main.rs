@@ -7,6 +7,7 @@
 mod calibrate;
 mod conformance;
 mod devices;
+mod eval;
 mod qnn_estimates;
 mod registry;
 mod run;
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run one prefill attention chunk (synthetic data) with shadowAttn and dense; print accuracy and times.
     Run(run::RunArgs),
+    /// Perplexity of a real model (GGUF) with dense and shadowAttn sparse attention.
+    Eval(eval::EvalArgs),
     /// List the backends that load here, with versions, or every path tried and why.
     Devices,
     /// Run the conformance suite on one backend.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Devices => {
             devices::run();
             Ok(())

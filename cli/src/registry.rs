@@ -140,3 +140,54 @@ pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> 
             .into(),
     })
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Backend names are free text from the command line: whatever the text, the registry
+    //! returns a backend or a typed error, never a panic. `PROPTEST_CASES=1000000` for a long run.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn names() -> impl Strategy<Value = String> {
+        let prefixes = prop::sample::select(vec![
+            "",
+            "cpu",
+            "cpu-fast",
+            "cpu-fast:",
+            "sim:",
+            "sim:sa8255",
+            "qnn",
+            "qnn:",
+            "qnn:htp:",
+            "neuron",
+            "opencl:",
+            "opencl:0:",
+            "opencl:x:y:",
+        ]);
+        (prefixes, "[ -~\u{00e9}\u{4e2d}]{0,12}").prop_map(|(p, s)| format!("{p}{s}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_backend_name_is_a_backend_or_a_typed_error(name in names()) {
+            // Names that would open a vendor NPU library are left to the backends' own tests.
+            let opens_library = name == "neuron" || name.starts_with("qnn");
+            if !opens_library {
+                let _ = npu_backend(&name).map(|c| c.backend.name().to_string());
+                let _ = compute_backend(&name).map(|b| b.name().to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_refused() {
+        let err = compute_backend("cpu-fast:1000000000").unwrap_err();
+        assert!(err.to_string().contains("1..=1024"), "{err}");
+        assert!(compute_backend("cpu-fast:0").is_err());
+        assert!(compute_backend("cpu-fast:-1").is_err());
+        assert_eq!(compute_backend("cpu-fast:2").unwrap().name(), "cpu-fast");
+    }
+}

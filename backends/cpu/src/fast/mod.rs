@@ -24,10 +24,17 @@ pub struct FastCpuBackend {
 }
 
 impl FastCpuBackend {
-    /// Kernels on `threads` worker threads (at least 1).
+    /// Most worker threads accepted: far above any SoC's core count, far below what would
+    /// exhaust the machine when a typo asks for millions.
+    pub const MAX_THREADS: usize = 1024;
+
+    /// Kernels on `threads` worker threads (1 to [`Self::MAX_THREADS`]).
     pub fn new(threads: usize) -> Result<Self> {
-        if threads == 0 {
-            return Err(HalError::invalid_argument("threads", "must be at least 1"));
+        if threads == 0 || threads > Self::MAX_THREADS {
+            return Err(HalError::invalid_argument(
+                "threads",
+                format!("must be in 1..={}, got {threads}", Self::MAX_THREADS),
+            ));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

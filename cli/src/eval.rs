@@ -1,0 +1,282 @@
+//! `shadowattn eval`: perplexity of a real model (GGUF) with dense attention and with
+//! shadowAttn's sparse attention (uniform or calibrated per-head ratios; INT8 pilot or exact
+//! top-k), per-head importance by ablation, and the INT8 pilot's top-k recall on real heads.
+
+use crate::registry;
+use clap::Args;
+use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
+use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, ImportanceRule};
+use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
+use shadowattn_sparse_attn::metrics::percentile;
+use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::planner::CostTable;
+use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `shadowattn eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The model (GGUF, Llama architecture); `bash ci/model.sh` fetches SmolLM2-135M.
+    #[arg(long)]
+    model: PathBuf,
+    /// Evaluation text.
+    #[arg(long, default_value = "/usr/share/common-licenses/GPL-3")]
+    text: PathBuf,
+    /// Tokens per evaluation window (each window is one prefill chunk).
+    #[arg(long, default_value_t = 1024)]
+    window: usize,
+    /// Most evaluation windows.
+    #[arg(long, default_value_t = 1000)]
+    max_windows: usize,
+    /// Mean fractions of keys kept, comma-separated.
+    #[arg(long, default_value = "0.05,0.1,0.2,0.3", value_delimiter = ',')]
+    ratios: Vec<f32>,
+    /// Calibration text for importance and scales (not the evaluation text).
+    #[arg(long, default_value = "/usr/share/common-licenses/Apache-2.0")]
+    calibration_text: PathBuf,
+    /// Tokens per calibration window.
+    #[arg(long, default_value_t = 256)]
+    calibration_window: usize,
+    /// Calibration windows used for ablation.
+    #[arg(long, default_value_t = 2)]
+    calibration_windows: usize,
+    /// Read the ablation losses (JSON written by `--ablation-out`) instead of ablating again.
+    #[arg(long)]
+    ablation: Option<PathBuf>,
+    /// Write the ablation losses (JSON) here.
+    #[arg(long)]
+    ablation_out: Option<PathBuf>,
+    /// Write the calibration file (bucket grid, per-head ratios at 20 % from the ablated
+    /// perplexity product) here.
+    #[arg(long)]
+    calibration_out: Option<PathBuf>,
+    /// Smallest per-head ratio, as a fraction of each mean ratio.
+    #[arg(long, default_value_t = 0.1)]
+    min_ratio_fraction: f32,
+    /// Compute backend for attention, top-k and quantization.
+    #[arg(long, default_value = "cpu-fast")]
+    compute: String,
+    /// Print the dense perplexity only (no calibration, no sparse runs).
+    #[arg(long)]
+    dense_only: bool,
+    /// Also run the INT8 pilot through the sparse-attention core on this NPU backend (`cpu`,
+    /// `sim:<soc>`…; exact INT32 pilot output): the graph bank, planner and threaded executor
+    /// of `shadowattn run`, on the real model.
+    #[arg(long)]
+    npu: Option<String>,
+}
+
+fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+/// Runs the command.
+pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
+    for &r in &args.ratios {
+        if !(r > 0.0 && r <= 1.0) {
+            return Err(format!("--ratios: {r} is not in (0, 1]").into());
+        }
+    }
+    if !(args.min_ratio_fraction > 0.0 && args.min_ratio_fraction <= 1.0) {
+        return Err("--min-ratio-fraction must be in (0, 1]".into());
+    }
+    let compute_box = registry::compute_backend(&args.compute)?;
+    let compute = compute_box.as_ref();
+    let npu = match &args.npu {
+        Some(name) => Some(registry::npu_backend(name)?),
+        None => None,
+    };
+    let started = Instant::now();
+    let gguf = Gguf::open(&args.model)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    let model = Llama::from_gguf(&gguf)?;
+    let name = gguf
+        .get("general.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("model")
+        .to_string();
+    drop(gguf);
+    let c = model.config.clone();
+    println!(
+        "model: {name} ({} layers, {} query / {} KV heads, head_dim {})",
+        c.layers, c.q_heads, c.kv_heads, c.head_dim
+    );
+    let text = read(&args.text)?;
+    let ids = tokenizer.encode(&text)?;
+    let eval = windows(&ids, args.window, tokenizer.bos, args.max_windows)?;
+    println!(
+        "text: {} ({} tokens, {} windows of up to {})",
+        args.text.display(),
+        ids.len(),
+        eval.len(),
+        args.window
+    );
+    let dense = perplexity(&model, &eval, &mut Dense { compute })?;
+    println!("ppl_dense: {:.6} ({} predictions)", dense.ppl, dense.scored);
+    if args.dense_only {
+        return Ok(());
+    }
+
+    // Calibration on another text: real Q/K scales for the bucket grid, importance by ablation.
+    let calib_text = read(&args.calibration_text)?;
+    let calib_ids = tokenizer.encode(&calib_text)?;
+    let calib = windows(
+        &calib_ids,
+        args.calibration_window,
+        tokenizer.bos,
+        args.calibration_windows,
+    )?;
+    let ablation: Ablation = match &args.ablation {
+        Some(path) => {
+            let a: Ablation = serde_json::from_str(&read(path)?)
+                .map_err(|e| format!("{}: not an ablation file: {e}", path.display()))?;
+            if a.layers.len() != c.layers
+                || a.heads.iter().any(|h| h.len() != c.q_heads)
+                || a.heads.len() != c.layers
+            {
+                return Err(format!("{}: ablation of another model shape", path.display()).into());
+            }
+            a
+        }
+        None => {
+            let t = Instant::now();
+            let a = ablate(&model, compute, &calib, |done, total| {
+                if done % 30 == 0 {
+                    eprintln!("ablation {done}/{total}");
+                }
+            })?;
+            println!(
+                "ablation: {} heads + {} layers on {} ({} windows of {}) in {:.0} s",
+                c.layers * c.q_heads,
+                c.layers,
+                args.calibration_text.display(),
+                calib.len(),
+                args.calibration_window,
+                t.elapsed().as_secs_f64()
+            );
+            a
+        }
+    };
+    if let Some(path) = &args.ablation_out {
+        std::fs::write(path, serde_json::to_string(&ablation)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let layer_ppl: Vec<String> = ablation
+        .layers
+        .iter()
+        .map(|l| format!("{:.1}", l.exp()))
+        .collect();
+    println!(
+        "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
+        ablation.base.exp(),
+        c.layers - 1,
+        layer_ppl.join(" ")
+    );
+    let calibration_at =
+        |ratio: f32, rule: ImportanceRule| -> Result<Calibration, Box<dyn Error>> {
+            let cfg = RatioConfig {
+                global_ratio: ratio,
+                min_ratio: ratio * args.min_ratio_fraction,
+                importance_clamp: (1e-8, 1e8),
+            };
+            Ok(calibrate(
+                &model,
+                &name,
+                compute,
+                &calib[0],
+                &ablation.importance(rule),
+                cfg,
+            )?)
+        };
+    let base = calibration_at(0.2, ImportanceRule::PerplexityProduct)?;
+    println!(
+        "calibration: mean scales q {:.5} k {:.5}, {} buckets",
+        base.mean_q_scale,
+        base.mean_k_scale,
+        base.grid.len()
+    );
+    if let Some(path) = &args.calibration_out {
+        base.save(path)?;
+        println!("calibration_file: {}", path.display());
+    }
+    let mut probe = RecallProbe {
+        compute,
+        grid: base.grid.clone(),
+        ratio: 0.2,
+        recalls: Vec::new(),
+    };
+    model.forward(&eval[0], &mut probe)?;
+    let recalls: Vec<f64> = probe.recalls.iter().map(|r| r.2).collect();
+    println!(
+        "pilot_recall_20pct: mean {:.4}, p5 {:.4} over {} heads (first window; INT8 pilot top-k vs exact top-k of the same size)",
+        recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
+        percentile(&recalls, 5.0),
+        recalls.len()
+    );
+
+    println!("ratio\tallocation\tranking\tppl\tvs_dense");
+    for &ratio in &args.ratios {
+        for (allocation, ratios) in [
+            ("uniform", Sparse::uniform(c.layers, c.q_heads, ratio)),
+            (
+                "per-head:ppl-product",
+                calibration_at(ratio, ImportanceRule::PerplexityProduct)?.ratios,
+            ),
+            (
+                "per-head:loss-increase",
+                calibration_at(ratio, ImportanceRule::LossIncrease)?.ratios,
+            ),
+        ] {
+            for (label, ranking) in [
+                ("int8-pilot", Ranking::Int8Pilot(base.grid.clone())),
+                ("exact-topk", Ranking::Exact),
+            ] {
+                let mut sparse = Sparse::new(compute, ratios.clone(), ranking);
+                let p = perplexity(&model, &eval, &mut sparse)?;
+                println!(
+                    "{ratio}\t{allocation}\t{label}\t{:.4}\t{:+.2}%",
+                    p.ppl,
+                    (p.ppl / dense.ppl - 1.0) * 100.0
+                );
+            }
+            if let Some(choice) = &npu {
+                let spec = BankSpec {
+                    q_len: args.window,
+                    kv_len: args.window,
+                    head_dim: c.head_dim,
+                    fused: vec![1, 2, 4],
+                    output: PilotOutput::Int32,
+                };
+                let bank = GraphBank::build(choice.backend.as_ref(), &base.grid, spec)?;
+                let calibration = Calibration {
+                    ratios: ratios.clone(),
+                    ..base.clone()
+                };
+                let config = ShadowConfig {
+                    cpu_workers: 2,
+                    ..ShadowConfig::default()
+                };
+                let shadow = ShadowAttention::new(
+                    bank,
+                    calibration,
+                    compute,
+                    CostTable::uniform(&[1, 2, 4]),
+                    config,
+                )?;
+                let p = perplexity(&model, &eval, &mut Core { shadow })?;
+                println!(
+                    "{ratio}\t{allocation}\tint8-pilot@{}\t{:.4}\t{:+.2}%",
+                    choice.backend.name(),
+                    p.ppl,
+                    (p.ppl / dense.ppl - 1.0) * 100.0
+                );
+            }
+        }
+    }
+    println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The one error type of the model harness.
+
+use shadowattn_hal::HalError;
+use thiserror::Error;
+
+/// Result alias for the model harness.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong loading or running a model.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A file that cannot be read.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        detail: String,
+    },
+    /// A malformed GGUF file; the byte offset where reading failed.
+    #[error("GGUF at byte {offset}: {detail}")]
+    Gguf {
+        /// Byte offset.
+        offset: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A required tensor or metadata key that is absent or of the wrong kind.
+    #[error("the model has no usable {what}")]
+    Missing {
+        /// What is missing.
+        what: String,
+    },
+    /// A model whose architecture or shapes this harness does not run.
+    #[error("unsupported model: {detail}")]
+    Unsupported {
+        /// Why.
+        detail: String,
+    },
+    /// A bad argument (window length, text, ratio…).
+    #[error("invalid argument `{argument}`: {detail}")]
+    InvalidArgument {
+        /// The argument.
+        argument: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// An error from a backend or the sparse-attention core.
+    #[error(transparent)]
+    Hal(#[from] HalError),
+}
+
+impl ModelError {
+    pub(crate) fn gguf(offset: usize, detail: impl Into<String>) -> Self {
+        ModelError::Gguf {
+            offset,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Perplexity over windows of a text, per-head importance by ablation, and the Q/K samples
+//! that calibrate the bucket grid.
+
+use crate::attention::{Ablated, Dense};
+use crate::error::{ModelError, Result};
+use crate::llama::{Attention, Llama};
+use shadowattn_hal::{AttentionInputs, ComputeBackend};
+
+/// Perplexity of a text under one attention implementation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Perplexity {
+    /// exp(mean negative log-likelihood).
+    pub ppl: f64,
+    /// Mean negative log-likelihood, nats per token.
+    pub nll: f64,
+    /// Predictions scored.
+    pub scored: usize,
+    /// Windows run.
+    pub windows: usize,
+}
+
+/// Non-overlapping windows of `window` tokens (each starting with `bos` when given); the tail
+/// shorter than a quarter window is dropped. At most `max_windows` windows.
+pub fn windows(
+    tokens: &[u32],
+    window: usize,
+    bos: Option<u32>,
+    max_windows: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let body = window.saturating_sub(usize::from(bos.is_some()));
+    if body < 2 {
+        return Err(ModelError::InvalidArgument {
+            argument: "window",
+            detail: format!("{window} tokens is too short to score a prediction"),
+        });
+    }
+    let out: Vec<Vec<u32>> = tokens
+        .chunks(body)
+        .filter(|c| c.len() >= (body / 4).max(2))
+        .take(max_windows)
+        .map(|c| bos.into_iter().chain(c.iter().copied()).collect())
+        .collect();
+    if out.is_empty() {
+        return Err(ModelError::InvalidArgument {
+            argument: "text",
+            detail: format!("{} tokens make no window of {window}", tokens.len()),
+        });
+    }
+    Ok(out)
+}
+
+/// Perplexity of `model` over `windows` with `attention` (every prediction of every window).
+pub fn perplexity(
+    model: &Llama,
+    windows: &[Vec<u32>],
+    attention: &mut dyn Attention,
+) -> Result<Perplexity> {
+    let (mut total, mut scored) = (0.0f64, 0usize);
+    for w in windows {
+        let hidden = model.forward(w, attention)?;
+        let (nll, n) = model.nll(&hidden, w, 0);
+        total += nll * n as f64;
+        scored += n;
+    }
+    let nll = total / scored.max(1) as f64;
+    Ok(Perplexity {
+        ppl: nll.exp(),
+        nll,
+        scored,
+        windows: windows.len(),
+    })
+}
+
+/// Losses (mean NLL, nats) with each head, and each layer's attention, zeroed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ablation {
+    /// Loss of the intact model.
+    pub base: f64,
+    /// Loss with head `[layer][head]` zeroed.
+    pub heads: Vec<Vec<f64>>,
+    /// Loss with the whole attention of layer `[layer]` zeroed.
+    pub layers: Vec<f64>,
+}
+
+/// How ablation losses become importance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportanceRule {
+    /// The paper's Eq. 1–3: (head loss increase) × (layer loss increase), each floored at 1e-4.
+    LossIncrease,
+    /// The authors' artifact (`get_ratios.py`): (ablated-head perplexity) × (ablated-layer
+    /// perplexity), capped at 102,400.
+    PerplexityProduct,
+}
+
+impl Ablation {
+    /// Importance `[layer][head]` under `rule`.
+    pub fn importance(&self, rule: ImportanceRule) -> Vec<Vec<f64>> {
+        self.heads
+            .iter()
+            .zip(&self.layers)
+            .map(|(heads, &layer)| {
+                heads
+                    .iter()
+                    .map(|&head| match rule {
+                        ImportanceRule::LossIncrease => {
+                            (head - self.base).max(1e-4) * (layer - self.base).max(1e-4)
+                        }
+                        ImportanceRule::PerplexityProduct => {
+                            (head.exp() * layer.exp()).min(102_400.0)
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Ablation losses of every head and layer on `windows` (`progress(done, total)` after each).
+pub fn ablate(
+    model: &Llama,
+    compute: &dyn ComputeBackend,
+    windows: &[Vec<u32>],
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Ablation> {
+    let c = &model.config;
+    // Layers before the ablated one are unchanged: restart from the cached residual stream.
+    let states: Vec<Vec<Vec<f32>>> = windows
+        .iter()
+        .map(|w| model.layer_inputs(w, &mut Dense { compute }))
+        .collect::<Result<_>>()?;
+    let base = perplexity(model, windows, &mut Dense { compute })?.nll;
+    let total = c.layers * (c.q_heads + 1);
+    let mut done = 0;
+    let (mut heads, mut layers) = (Vec::with_capacity(c.layers), Vec::with_capacity(c.layers));
+    for layer in 0..c.layers {
+        let mut loss = |head: Option<usize>| -> Result<f64> {
+            let mut a = Ablated {
+                compute,
+                layer,
+                head,
+            };
+            let (mut sum, mut count) = (0.0, 0);
+            for (w, s) in windows.iter().zip(&states) {
+                let hidden = model.forward_from_layer(s[layer].clone(), w.len(), layer, &mut a)?;
+                let (nll, k) = model.nll(&hidden, w, 0);
+                sum += nll * k as f64;
+                count += k;
+            }
+            done += 1;
+            progress(done, total);
+            Ok(sum / count.max(1) as f64)
+        };
+        layers.push(loss(None)?);
+        heads.push(
+            (0..c.q_heads)
+                .map(|h| loss(Some(h)))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    Ok(Ablation {
+        base,
+        heads,
+        layers,
+    })
+}
+
+/// Copies of every layer's Q and K (`[heads, rows, dim]`) on one window, for the bucket grid.
+pub fn qk_samples(
+    model: &Llama,
+    compute: &dyn ComputeBackend,
+    window: &[u32],
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let mut samples = Vec::with_capacity(model.config.layers);
+    let mut keep = |_: usize, i: AttentionInputs<'_>| samples.push((i.q.to_vec(), i.k.to_vec()));
+    model.forward_from(window, &mut Dense { compute }, &mut keep)?;
+    Ok(samples)
+}
+
+/// The model's shape as the calibration file records it.
+pub fn model_shape(model: &Llama, name: &str) -> shadowattn_sparse_attn::calibration::ModelShape {
+    let c = &model.config;
+    shadowattn_sparse_attn::calibration::ModelShape {
+        name: name.to_string(),
+        layers: c.layers,
+        q_heads: c.q_heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+    }
+}
+
+/// A calibration from real Q/K (every layer on `window`) and per-head `importance`, at the mean
+/// ratio `ratio_config.global_ratio`, with the paper's 3×3 bucket grid (σ = 0.5).
+pub fn calibrate(
+    model: &Llama,
+    name: &str,
+    compute: &dyn ComputeBackend,
+    window: &[u32],
+    importance: &[Vec<f64>],
+    ratio_config: shadowattn_sparse_attn::calibration::RatioConfig,
+) -> Result<shadowattn_sparse_attn::calibration::Calibration> {
+    let samples = qk_samples(model, compute, window)?;
+    let layers: Vec<shadowattn_sparse_attn::calibration::LayerSample<'_>> = samples
+        .iter()
+        .enumerate()
+        .map(
+            |(layer, (q, k))| shadowattn_sparse_attn::calibration::LayerSample {
+                layer,
+                q,
+                k,
+                rows: window.len(),
+            },
+        )
+        .collect();
+    shadowattn_sparse_attn::calibration::Calibration::calibrate(
+        model_shape(model, name),
+        &layers,
+        importance,
+        ratio_config,
+        1,
+        0.5,
+    )
+    .map_err(|e| ModelError::InvalidArgument {
+        argument: "calibration",
+        detail: e.to_string(),
+    })
+}

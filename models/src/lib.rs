@@ -1,0 +1,17 @@
+//! The real-model harness: a GGUF reader ([`gguf`]), the byte-level BPE tokenizer stored in the
+//! file ([`tokenizer`]), the Llama forward pass with pluggable attention ([`llama`]), attention
+//! implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
+//! perplexity, ablation importance and calibration samples ([`eval`]).
+
+pub mod attention;
+pub mod error;
+pub mod eval;
+pub mod gguf;
+pub mod llama;
+mod sys;
+pub mod tokenizer;
+
+pub use error::{ModelError, Result};
+pub use gguf::Gguf;
+pub use llama::{Attention, Llama, LlamaConfig};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,417 @@
+//! The Llama-architecture forward pass (RMSNorm, RoPE on adjacent pairs, GQA attention, SwiGLU
+//! MLP, tied or separate output head) with the attention of every layer pluggable.
+
+use crate::error::{ModelError, Result};
+use crate::gguf::Gguf;
+use rayon::prelude::*;
+use shadowattn_hal::{AttentionInputs, AttentionShape};
+
+/// Shape and constants of a Llama model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// MLP inner size.
+    pub ffn: usize,
+    /// Query heads.
+    pub q_heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// RoPE base frequency.
+    pub rope_base: f32,
+    /// RMSNorm epsilon.
+    pub norm_eps: f32,
+    /// Training context length.
+    pub context: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wo: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    w_gate: Vec<f32>,
+    w_up: Vec<f32>,
+    w_down: Vec<f32>,
+}
+
+/// A Llama model with f32 weights in memory.
+pub struct Llama {
+    /// The model's configuration.
+    pub config: LlamaConfig,
+    embed: Vec<f32>,
+    layers: Vec<Layer>,
+    out_norm: Vec<f32>,
+    output: Option<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What the forward pass asks of an attention implementation.
+pub trait Attention {
+    /// Attention of one layer's prefill chunk: inputs `[heads, rows, head_dim]`, output the same
+    /// layout for the query heads.
+    fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()>;
+}
+
+/// `y[t, o] = Σ_i x[t, i] · w[o, i]` for `t < rows`.
+pub fn matmul_t(x: &[f32], w: &[f32], rows: usize, inner: usize, outs: usize) -> Vec<f32> {
+    let mut y = vec![0f32; rows * outs];
+    // Row blocks in parallel; each block is one blocked SGEMM.
+    const BLOCK: usize = 32;
+    y.par_chunks_mut(BLOCK * outs)
+        .zip(x.par_chunks(BLOCK * inner))
+        .for_each(|(yb, xb)| crate::sys::sgemm_xwt(xb, w, yb, xb.len() / inner, inner, outs));
+    y
+}
+
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ms = row
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            / d as f64;
+        let inv = (1.0 / (ms + f64::from(eps)).sqrt()) as f32;
+        for ((o, v), w) in o.iter_mut().zip(row).zip(weight) {
+            *o = v * inv * w;
+        }
+    }
+}
+
+/// Rotates adjacent pairs `(x[2i], x[2i+1])` of every head by `pos · base^(−2i/d)` (the layout of
+/// GGUF's permuted Q/K weights).
+fn rope(x: &mut [f32], rows: usize, heads: usize, d: usize, base: f32) {
+    let inv: Vec<f64> = (0..d / 2)
+        .map(|i| f64::from(base).powf(-2.0 * i as f64 / d as f64))
+        .collect();
+    x.par_chunks_mut(heads * d)
+        .enumerate()
+        .for_each(|(t, row)| {
+            debug_assert!(t < rows);
+            for head in row.chunks_exact_mut(d) {
+                for (i, f) in inv.iter().enumerate() {
+                    let (s, c) = (t as f64 * f).sin_cos();
+                    let (a, b) = (f64::from(head[2 * i]), f64::from(head[2 * i + 1]));
+                    head[2 * i] = (a * c - b * s) as f32;
+                    head[2 * i + 1] = (a * s + b * c) as f32;
+                }
+            }
+        });
+}
+
+/// `[rows, heads·d]` → `[heads, rows, d]`.
+fn to_heads(x: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for t in 0..rows {
+        for h in 0..heads {
+            out[(h * rows + t) * d..][..d].copy_from_slice(&x[(t * heads + h) * d..][..d]);
+        }
+    }
+    out
+}
+
+/// `[heads, rows, d]` → `[rows, heads·d]`.
+fn from_heads(x: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for t in 0..rows {
+        for h in 0..heads {
+            out[(t * heads + h) * d..][..d].copy_from_slice(&x[(h * rows + t) * d..][..d]);
+        }
+    }
+    out
+}
+
+fn meta_usize(g: &Gguf, key: &str) -> Result<usize> {
+    g.get(key)
+        .and_then(|v| v.as_u64())
+        .and_then(|v| usize::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .ok_or_else(|| ModelError::Missing {
+            what: format!("positive integer `{key}`"),
+        })
+}
+
+fn meta_f32(g: &Gguf, key: &str, default: Option<f32>) -> Result<f32> {
+    match g.get(key).and_then(|v| v.as_f64()) {
+        Some(v) if v.is_finite() && v > 0.0 => Ok(v as f32),
+        None if default.is_some() => Ok(default.expect("checked")),
+        _ => Err(ModelError::Missing {
+            what: format!("positive number `{key}`"),
+        }),
+    }
+}
+
+impl Llama {
+    /// Loads a Llama-architecture model from a GGUF file.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.get("general.architecture").and_then(|v| v.as_str());
+        if arch != Some("llama") {
+            return Err(ModelError::Unsupported {
+                detail: format!("architecture {arch:?}; only `llama` is supported"),
+            });
+        }
+        let hidden = meta_usize(g, "llama.embedding_length")?;
+        let q_heads = meta_usize(g, "llama.attention.head_count")?;
+        let kv_heads = match g.get("llama.attention.head_count_kv") {
+            None => q_heads,
+            Some(_) => meta_usize(g, "llama.attention.head_count_kv")?,
+        };
+        if hidden % q_heads != 0 || q_heads % kv_heads != 0 {
+            return Err(ModelError::Unsupported {
+                detail: format!("hidden {hidden} over {q_heads} query / {kv_heads} KV heads"),
+            });
+        }
+        let head_dim = hidden / q_heads;
+        if head_dim % 2 != 0 {
+            return Err(ModelError::Unsupported {
+                detail: format!("odd head dimension {head_dim}"),
+            });
+        }
+        let embed_info = g.tensor("token_embd.weight")?;
+        let config = LlamaConfig {
+            layers: meta_usize(g, "llama.block_count")?,
+            hidden,
+            ffn: meta_usize(g, "llama.feed_forward_length")?,
+            q_heads,
+            kv_heads,
+            head_dim,
+            vocab: embed_info.dims.get(1).copied().unwrap_or(0) as usize,
+            rope_base: meta_f32(g, "llama.rope.freq_base", Some(10_000.0))?,
+            norm_eps: meta_f32(g, "llama.attention.layer_norm_rms_epsilon", None)?,
+            context: meta_usize(g, "llama.context_length")?,
+        };
+        let c = &config;
+        let kv_dim = kv_heads * head_dim;
+        let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let info = g.tensor(name)?;
+            let want: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+            if info.dims != want {
+                return Err(ModelError::Unsupported {
+                    detail: format!(
+                        "tensor `{name}` has dims {:?}, expected {want:?}",
+                        info.dims
+                    ),
+                });
+            }
+            g.dequantize(name)
+        };
+        let embed = load("token_embd.weight", &[c.vocab, hidden])?;
+        let layers = (0..c.layers)
+            .map(|l| {
+                let p = |s: &str| format!("blk.{l}.{s}.weight");
+                Ok(Layer {
+                    attn_norm: load(&p("attn_norm"), &[hidden])?,
+                    wq: load(&p("attn_q"), &[hidden, hidden])?,
+                    wk: load(&p("attn_k"), &[kv_dim, hidden])?,
+                    wv: load(&p("attn_v"), &[kv_dim, hidden])?,
+                    wo: load(&p("attn_output"), &[hidden, hidden])?,
+                    ffn_norm: load(&p("ffn_norm"), &[hidden])?,
+                    w_gate: load(&p("ffn_gate"), &[c.ffn, hidden])?,
+                    w_up: load(&p("ffn_up"), &[c.ffn, hidden])?,
+                    w_down: load(&p("ffn_down"), &[hidden, c.ffn])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out_norm = load("output_norm.weight", &[hidden])?;
+        let output = match g.tensor("output.weight") {
+            Ok(_) => Some(load("output.weight", &[c.vocab, hidden])?),
+            Err(_) => None,
+        };
+        Ok(Llama {
+            config,
+            embed,
+            layers,
+            out_norm,
+            output,
+        })
+    }
+
+    /// Runs `tokens` as one prefill chunk (positions 0..n) and returns the final hidden states
+    /// `[n, hidden]` after the output norm. `attention` computes every layer's attention.
+    pub fn forward(&self, tokens: &[u32], attention: &mut dyn Attention) -> Result<Vec<f32>> {
+        self.forward_from(tokens, attention, &mut |_, _| {})
+    }
+
+    /// [`Llama::forward`] that shows `inspect(layer, inputs)` each layer's attention inputs.
+    pub fn forward_from(
+        &self,
+        tokens: &[u32],
+        attention: &mut dyn Attention,
+        inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
+    ) -> Result<Vec<f32>> {
+        let mut x = self.embed_tokens(tokens)?;
+        self.run_layers(&mut x, tokens.len(), 0, attention, inspect)?;
+        Ok(self.final_norm(&x))
+    }
+
+    /// The residual stream entering every layer (`[layers][n × hidden]`) under `attention`:
+    /// later runs can restart from any layer ([`Llama::forward_from_layer`]).
+    pub fn layer_inputs(
+        &self,
+        tokens: &[u32],
+        attention: &mut dyn Attention,
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut x = self.embed_tokens(tokens)?;
+        let mut states = Vec::with_capacity(self.config.layers);
+        for l in 0..self.config.layers {
+            states.push(x.clone());
+            self.run_layer(l, &mut x, tokens.len(), attention, &mut |_, _| {})?;
+        }
+        Ok(states)
+    }
+
+    /// The final hidden states when the residual stream `x` (`[n × hidden]`) enters layer `from`.
+    pub fn forward_from_layer(
+        &self,
+        mut x: Vec<f32>,
+        n: usize,
+        from: usize,
+        attention: &mut dyn Attention,
+    ) -> Result<Vec<f32>> {
+        if x.len() != n * self.config.hidden || from > self.config.layers {
+            return Err(ModelError::InvalidArgument {
+                argument: "x",
+                detail: format!("{} values for {n} tokens entering layer {from}", x.len()),
+            });
+        }
+        self.run_layers(&mut x, n, from, attention, &mut |_, _| {})?;
+        Ok(self.final_norm(&x))
+    }
+
+    fn final_norm(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; x.len()];
+        rms_norm(x, &self.out_norm, self.config.norm_eps, &mut out);
+        out
+    }
+
+    fn embed_tokens(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = tokens.len();
+        if n == 0 || n > c.context {
+            return Err(ModelError::InvalidArgument {
+                argument: "tokens",
+                detail: format!("{n} tokens; the model takes 1 to {}", c.context),
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
+            return Err(ModelError::InvalidArgument {
+                argument: "tokens",
+                detail: format!("token id {bad} is outside the {}-token vocabulary", c.vocab),
+            });
+        }
+        let h = c.hidden;
+        Ok(tokens
+            .iter()
+            .flat_map(|&t| self.embed[t as usize * h..][..h].iter().copied())
+            .collect())
+    }
+
+    fn run_layers(
+        &self,
+        x: &mut [f32],
+        n: usize,
+        from: usize,
+        attention: &mut dyn Attention,
+        inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
+    ) -> Result<()> {
+        for l in from..self.config.layers {
+            self.run_layer(l, x, n, attention, inspect)?;
+        }
+        Ok(())
+    }
+
+    fn run_layer(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        n: usize,
+        attention: &mut dyn Attention,
+        inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
+    ) -> Result<()> {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let (h, d) = (c.hidden, c.head_dim);
+        let kv_dim = c.kv_heads * d;
+        let mut normed = vec![0f32; n * h];
+        let shape = AttentionShape::causal(c.q_heads, c.kv_heads, n, n, d);
+        {
+            rms_norm(x, &layer.attn_norm, c.norm_eps, &mut normed);
+            let mut q = matmul_t(&normed, &layer.wq, n, h, h);
+            let mut k = matmul_t(&normed, &layer.wk, n, h, kv_dim);
+            let v = matmul_t(&normed, &layer.wv, n, h, kv_dim);
+            rope(&mut q, n, c.q_heads, d, c.rope_base);
+            rope(&mut k, n, c.kv_heads, d, c.rope_base);
+            let (qh, kh, vh) = (
+                to_heads(&q, n, c.q_heads, d),
+                to_heads(&k, n, c.kv_heads, d),
+                to_heads(&v, n, c.kv_heads, d),
+            );
+            let inputs = AttentionInputs::new(&qh, &kh, &vh, shape)?;
+            inspect(l, inputs);
+            let mut att = vec![0f32; n * h];
+            attention.attend(l, inputs, &mut att)?;
+            let att = from_heads(&att, n, c.q_heads, d);
+            let o = matmul_t(&att, &layer.wo, n, h, h);
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            rms_norm(x, &layer.ffn_norm, c.norm_eps, &mut normed);
+            let gate = matmul_t(&normed, &layer.w_gate, n, h, c.ffn);
+            let mut up = matmul_t(&normed, &layer.w_up, n, h, c.ffn);
+            up.iter_mut()
+                .zip(&gate)
+                .for_each(|(u, g)| *u *= g / (1.0 + (-g).exp()));
+            let down = matmul_t(&up, &layer.w_down, n, c.ffn, h);
+            x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
+        }
+        Ok(())
+    }
+
+    /// Mean negative log-likelihood (nats) of `tokens[i + 1]` given the hidden state of
+    /// `tokens[i]`, over positions `from..n-1`; and the count of predictions scored.
+    pub fn nll(&self, hidden: &[f32], tokens: &[u32], from: usize) -> (f64, usize) {
+        let c = &self.config;
+        let h = c.hidden;
+        let head = self.output.as_deref().unwrap_or(&self.embed);
+        let n = tokens.len();
+        let positions: Vec<usize> = (from..n.saturating_sub(1)).collect();
+        let total: f64 = positions
+            .par_chunks(64)
+            .map(|chunk| {
+                let rows: Vec<f32> = chunk
+                    .iter()
+                    .flat_map(|&t| hidden[t * h..][..h].iter().copied())
+                    .collect();
+                let logits = matmul_t(&rows, head, chunk.len(), h, c.vocab);
+                chunk
+                    .iter()
+                    .zip(logits.chunks_exact(c.vocab))
+                    .map(|(&t, z)| {
+                        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let lse = f64::from(max)
+                            + z.iter()
+                                .map(|&v| f64::from(v - max).exp())
+                                .sum::<f64>()
+                                .ln();
+                        lse - f64::from(z[tokens[t + 1] as usize])
+                    })
+                    .sum::<f64>()
+            })
+            .sum();
+        (total / positions.len().max(1) as f64, positions.len())
+    }
+}

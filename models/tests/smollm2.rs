@@ -1,0 +1,236 @@
+//! SmolLM2-135M end to end (the model comes from `bash ci/model.sh`; skipped locally with a
+//! reason when absent, required in CI): the tokenizer on real text, the dense perplexity against
+//! the independent NumPy reference, sparse perplexity at 20 % kept, the INT8 pilot's recall on
+//! real heads, and the harness's pilot equal to the sparse-attention core's executor.
+
+use shadowattn_cpu::fast::FastCpuBackend;
+use shadowattn_cpu::CpuBackend;
+use shadowattn_hal::testing::missing_dependency;
+use shadowattn_hal::AttentionInputs;
+use shadowattn_models::attention::{Dense, Ranking, RecallProbe, Sparse};
+use shadowattn_models::eval::{calibrate, perplexity, qk_samples, windows};
+use shadowattn_models::llama::Attention;
+use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_sparse_attn::calibration::RatioConfig;
+use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::planner::CostTable;
+use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const GPL: &str = "/usr/share/common-licenses/GPL-3";
+const APACHE: &str = "/usr/share/common-licenses/Apache-2.0";
+
+fn model_path() -> Option<PathBuf> {
+    let path = std::env::var_os("SHADOWATTN_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/model/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        missing_dependency(
+            "the SmolLM2 model",
+            "run `bash ci/model.sh` or set SHADOWATTN_MODEL",
+        );
+        None
+    }
+}
+
+struct Loaded {
+    model: Llama,
+    tokenizer: Tokenizer,
+}
+
+fn loaded() -> Option<&'static Loaded> {
+    static MODEL: OnceLock<Option<Loaded>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let g = Gguf::open(&model_path()?).unwrap();
+            Some(Loaded {
+                model: Llama::from_gguf(&g).unwrap(),
+                tokenizer: Tokenizer::from_gguf(&g).unwrap(),
+            })
+        })
+        .as_ref()
+}
+
+fn text_ids(l: &Loaded, path: &str) -> Vec<u32> {
+    l.tokenizer
+        .encode(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn the_tokenizer_round_trips_real_text() {
+    let Some(l) = loaded() else { return };
+    let text = std::fs::read_to_string(GPL).unwrap();
+    let ids = l.tokenizer.encode(&text).unwrap();
+    // The same count and first ids as Hugging Face `tokenizers` with the GGUF vocabulary.
+    assert_eq!(ids.len(), 7639);
+    assert_eq!(
+        &ids[..10],
+        [42185, 28807, 35185, 49126, 35696, 45581, 41026, 16997, 13867, 216]
+    );
+    assert_eq!(l.tokenizer.decode(&ids), text);
+}
+
+#[test]
+fn dense_and_sparse_perplexity_on_the_first_window() {
+    let Some(l) = loaded() else { return };
+    let cpu = FastCpuBackend::new(2).unwrap();
+    let ids = text_ids(l, GPL);
+    let w = windows(&ids, 256, l.tokenizer.bos, 1).unwrap();
+    let dense = perplexity(&l.model, &w, &mut Dense { compute: &cpu }).unwrap();
+    // models/reference/smollm2_reference.py (NumPy float64, ggml's dequantization, HF tokenizers)
+    // gives 21.665113 on the same 255 predictions.
+    assert_eq!(dense.scored, 255);
+    assert!(
+        (dense.ppl - 21.665113).abs() < 2e-3,
+        "dense ppl {}",
+        dense.ppl
+    );
+    let c = &l.model.config;
+    let uniform = Sparse::uniform(c.layers, c.q_heads, 0.2);
+    let oracle = perplexity(
+        &l.model,
+        &w,
+        &mut Sparse::new(&cpu, uniform.clone(), Ranking::Exact),
+    )
+    .unwrap();
+    // Calibration on another text: the bucket grid from its real Q/K scales.
+    let calib_ids = text_ids(l, APACHE);
+    let imp = vec![vec![1.0; c.q_heads]; c.layers];
+    let calib = calibrate(
+        &l.model,
+        "smollm2",
+        &cpu,
+        &calib_ids[..256],
+        &imp,
+        RatioConfig::default(),
+    )
+    .unwrap();
+    let pilot = perplexity(
+        &l.model,
+        &w,
+        &mut Sparse::new(&cpu, uniform, Ranking::Int8Pilot(calib.grid.clone())),
+    )
+    .unwrap();
+    // Guards of the values measured with this configuration (issue 8): 20 % of keys kept in
+    // every layer of a 256-token prefill costs about a quarter of the perplexity (early rows
+    // keep very few keys); the INT8 pilot with the grid from 256 Apache-2.0 tokens lands within
+    // 3 % of the exact top-k.
+    for (what, p, measured) in [("oracle", &oracle, 26.7271), ("pilot", &pilot, 27.4813)] {
+        assert!(
+            (p.ppl / measured - 1.0).abs() < 0.005,
+            "{what} ppl {} vs measured {measured}",
+            p.ppl
+        );
+    }
+    // The pilot's recall on real heads.
+    let mut probe = RecallProbe {
+        compute: &cpu,
+        grid: calib.grid,
+        ratio: 0.2,
+        recalls: Vec::new(),
+    };
+    l.model.forward(&w[0], &mut probe).unwrap();
+    let mean = probe.recalls.iter().map(|r| r.2).sum::<f64>() / probe.recalls.len() as f64;
+    assert_eq!(probe.recalls.len(), c.layers * c.q_heads);
+    assert!(mean > 0.9, "mean pilot recall {mean}");
+}
+
+/// Captures one layer's attention inputs.
+struct Capture {
+    layer: usize,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    shape: Option<shadowattn_hal::AttentionShape>,
+}
+
+impl Attention for Capture {
+    fn attend(
+        &mut self,
+        layer: usize,
+        inputs: AttentionInputs<'_>,
+        out: &mut [f32],
+    ) -> shadowattn_models::Result<()> {
+        if layer == self.layer {
+            self.q = inputs.q.to_vec();
+            self.k = inputs.k.to_vec();
+            self.v = inputs.v.to_vec();
+            self.shape = Some(inputs.shape);
+        }
+        Ok(CpuBackend::new().dense_attention(inputs, out)?)
+    }
+}
+
+use shadowattn_hal::ComputeBackend;
+
+#[test]
+fn the_harness_pilot_selects_what_the_core_executor_selects() {
+    let Some(l) = loaded() else { return };
+    let cpu = CpuBackend::new();
+    let ids = text_ids(l, GPL);
+    let tokens = &ids[..96];
+    let c = &l.model.config;
+    let samples = qk_samples(&l.model, &cpu, tokens).unwrap();
+    assert_eq!(samples.len(), c.layers);
+    let imp: Vec<Vec<f64>> = (0..c.layers)
+        .map(|l| (0..c.q_heads).map(|h| 1.0 + (l * h) as f64).collect())
+        .collect();
+    let calib = calibrate(
+        &l.model,
+        "smollm2",
+        &cpu,
+        tokens,
+        &imp,
+        RatioConfig::default(),
+    )
+    .unwrap();
+    for layer in [0, 7, 29] {
+        let mut cap = Capture {
+            layer,
+            q: vec![],
+            k: vec![],
+            v: vec![],
+            shape: None,
+        };
+        l.model.forward(tokens, &mut cap).unwrap();
+        let inputs = AttentionInputs::new(&cap.q, &cap.k, &cap.v, cap.shape.unwrap()).unwrap();
+        // The core: bank of INT32-output pilot graphs on the golden CPU "NPU", per-head ratios.
+        let spec = BankSpec {
+            q_len: 96,
+            kv_len: 96,
+            head_dim: c.head_dim,
+            fused: vec![1, 2, 4],
+            output: PilotOutput::Int32,
+        };
+        let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
+        let mut core = ShadowAttention::new(
+            bank,
+            calib.clone(),
+            &cpu,
+            CostTable::uniform(&[1, 2, 4]),
+            ShadowConfig::default(),
+        )
+        .unwrap();
+        let r = core.run_chunk(layer, inputs).unwrap();
+        // The harness's pilot with the same grid and ratios.
+        let mut sparse = Sparse::new(
+            &cpu,
+            calib.ratios.clone(),
+            Ranking::Int8Pilot(calib.grid.clone()),
+        );
+        sparse.recorded = Some(Vec::new());
+        let mut out = vec![0f32; inputs.output_len()];
+        sparse.attend(layer, inputs, &mut out).unwrap();
+        let harness = &sparse.recorded.as_ref().unwrap()[layer];
+        assert_eq!(&r.selections, harness, "layer {layer}");
+        assert_eq!(r.output, out, "layer {layer}");
+    }
+}
