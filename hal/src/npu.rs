@@ -40,6 +40,19 @@ impl Capabilities {
             op: op.to_string(),
             detail,
         };
+        // Graphs read from files may refer to tensors that do not exist; say so, do not index.
+        let value_of = |node: &str, v: crate::ir::ValueId| {
+            graph.values().get(v.index()).ok_or_else(|| {
+                HalError::invalid_argument(
+                    format!("graph `{}`", graph.name()),
+                    format!(
+                        "node `{node}` refers to tensor {} but the graph has {}",
+                        v.index(),
+                        graph.values().len()
+                    ),
+                )
+            })
+        };
         for node in graph.nodes() {
             let kind = node.op.kind();
             let Some(dtypes) = self.ops.get(&kind) else {
@@ -50,7 +63,7 @@ impl Capabilities {
                 ));
             };
             for &v in node.inputs.iter().chain(&node.outputs) {
-                let value = graph.value(v);
+                let value = value_of(&node.name, v)?;
                 let d = &value.desc;
                 if d.rank() > self.max_rank {
                     return Err(unsupported(
@@ -73,7 +86,7 @@ impl Capabilities {
                 }
             }
             for &v in &node.inputs {
-                let value = graph.value(v);
+                let value = value_of(&node.name, v)?;
                 if !dtypes.contains(&value.desc.dtype) {
                     return Err(unsupported(
                         &node.name,

@@ -143,3 +143,27 @@ proptest! {
         let _ = compiled.execute(&views, &mut out_views);
     }
 }
+
+/// Regression (found by `PROPTEST_CASES=1000000 … --test fuzz_files`, a mutated bank file): a
+/// serialized graph whose node names a tensor that does not exist was indexed by the capability
+/// check before validation and panicked; it is a typed error now.
+#[test]
+fn a_node_naming_a_missing_tensor_is_a_typed_error() {
+    use shadowattn_hal::{DType, GraphBuilder, NpuBackend, TensorDesc};
+    let mut b = GraphBuilder::new("g");
+    let x = b.input("x", TensorDesc::new(DType::F32, [2, 4])).unwrap();
+    let y = b.softmax("probs", x, 1, 1.0).unwrap();
+    b.output(y).unwrap();
+    let cpu = shadowattn_cpu::CpuBackend::new();
+    let bytes = cpu
+        .compile(&b.build().unwrap())
+        .unwrap()
+        .serialize()
+        .unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    json["graph"]["nodes"][0]["inputs"][0] = serde_json::json!(99);
+    let err = cpu
+        .deserialize(&serde_json::to_vec(&json).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("refers to tensor 99"), "{err}");
+}
