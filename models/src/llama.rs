@@ -70,12 +70,30 @@ pub trait Attention {
 
 /// `y[t, o] = Σ_i x[t, i] · w[o, i]` for `t < rows`.
 pub fn matmul_t(x: &[f32], w: &[f32], rows: usize, inner: usize, outs: usize) -> Vec<f32> {
+    // Column blocks in parallel: each weight row is packed by one SGEMM only (splitting rows
+    // instead would make every block pack the whole weight matrix again).
+    let threads = rayon::current_num_threads().max(1);
+    let block = outs
+        .div_ceil(threads * 2)
+        .next_multiple_of(16)
+        .max(64)
+        .min(outs.max(1));
+    let parts: Vec<Vec<f32>> = w
+        .par_chunks(block * inner)
+        .map(|wb| {
+            let cols = wb.len() / inner;
+            let mut yb = vec![0f32; rows * cols];
+            crate::sys::sgemm_xwt(x, wb, &mut yb, rows, inner, cols);
+            yb
+        })
+        .collect();
     let mut y = vec![0f32; rows * outs];
-    // Row blocks in parallel; each block is one blocked SGEMM.
-    const BLOCK: usize = 32;
-    y.par_chunks_mut(BLOCK * outs)
-        .zip(x.par_chunks(BLOCK * inner))
-        .for_each(|(yb, xb)| crate::sys::sgemm_xwt(xb, w, yb, xb.len() / inner, inner, outs));
+    for (b, part) in parts.iter().enumerate() {
+        let cols = part.len() / rows.max(1);
+        for (t, src) in part.chunks_exact(cols.max(1)).enumerate().take(rows) {
+            y[t * outs + b * block..][..cols].copy_from_slice(src);
+        }
+    }
     y
 }
 
@@ -389,8 +407,9 @@ impl Llama {
         let head = self.output.as_deref().unwrap_or(&self.embed);
         let n = tokens.len();
         let positions: Vec<usize> = (from..n.saturating_sub(1)).collect();
+        // Large chunks: every chunk packs the whole output matrix once.
         let total: f64 = positions
-            .par_chunks(64)
+            .chunks(256)
             .map(|chunk| {
                 let rows: Vec<f32> = chunk
                     .iter()
