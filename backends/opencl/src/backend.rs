@@ -5,7 +5,7 @@ use crate::error::{OpenClError, Result, BACKEND_NAME};
 use crate::loader::OpenClLibrary;
 use crate::runtime::{build_program, Arg, GpuEvent, Runtime};
 use half::f16;
-use shadowattn_hal::compute::check_output_len;
+use shadowattn_hal::compute::{check_dense_call, check_quantize_call, check_sparse_call};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, HalError, HeadsView, KeyBudget, ProfileEvent, QuantizedHeads,
     ScoreData, ScoreMatrix, Selection,
@@ -318,18 +318,6 @@ impl OpenClBackend {
     }
 }
 
-fn check_finite(inputs: &AttentionInputs<'_>) -> Result<(), HalError> {
-    for (name, data) in [("q", inputs.q), ("k", inputs.k), ("v", inputs.v)] {
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(HalError::invalid_value(
-                name,
-                format!("element {i} is {}", data[i]),
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl ComputeBackend for OpenClBackend {
     fn name(&self) -> &str {
         BACKEND_NAME
@@ -340,33 +328,7 @@ impl ComputeBackend for OpenClBackend {
         x: HeadsView<'_>,
         scales: Option<&[f32]>,
     ) -> Result<QuantizedHeads, HalError> {
-        if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-            return Err(HalError::invalid_value(
-                "heads",
-                format!(
-                    "element {i} is {}; only finite values can be quantized",
-                    x.data[i]
-                ),
-            ));
-        }
-        if let Some(s) = scales {
-            if s.len() != x.heads {
-                return Err(HalError::invalid_argument(
-                    "scales",
-                    format!("{} scales for {} heads", s.len(), x.heads),
-                ));
-            }
-            if let Some((h, v)) = s
-                .iter()
-                .enumerate()
-                .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-            {
-                return Err(HalError::InvalidQuantization {
-                    what: format!("scale of head {h}"),
-                    detail: format!("must be finite and positive, got {v}"),
-                });
-            }
-        }
+        check_quantize_call(&x, scales)?;
         let per_head = Self::check_u32("rows × dim", x.rows * x.dim)?;
         let total = Self::check_u32("heads × rows × dim", x.data.len())?;
         let wg = self.work_group_size;
@@ -490,23 +452,7 @@ impl ComputeBackend for OpenClBackend {
         selections: &[Selection],
         out: &mut [f32],
     ) -> Result<(), HalError> {
-        let s = inputs.shape;
-        s.validate()?;
-        check_output_len(&inputs, out)?;
-        check_finite(&inputs)?;
-        if selections.len() != s.q_heads {
-            return Err(HalError::invalid_argument(
-                "selections",
-                format!(
-                    "{} selections for {} query heads",
-                    selections.len(),
-                    s.q_heads
-                ),
-            ));
-        }
-        for (h, sel) in selections.iter().enumerate() {
-            sel.validate_for(h, &s)?;
-        }
+        check_sparse_call(&inputs, selections, out)?;
         self.attention(inputs, Some(selections), out)
     }
 
@@ -515,9 +461,7 @@ impl ComputeBackend for OpenClBackend {
         inputs: AttentionInputs<'_>,
         out: &mut [f32],
     ) -> Result<(), HalError> {
-        inputs.shape.validate()?;
-        check_output_len(&inputs, out)?;
-        check_finite(&inputs)?;
+        check_dense_call(&inputs, out)?;
         self.attention(inputs, None, out)
     }
 

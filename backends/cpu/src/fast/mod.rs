@@ -76,7 +76,7 @@ impl ComputeBackend for FastCpuBackend {
         selections: &[Selection],
         out: &mut [f32],
     ) -> Result<()> {
-        reference::kernels::check_sparse_call(&inputs, selections, out)?;
+        shadowattn_hal::compute::check_sparse_call(&inputs, selections, out)?;
         let s = inputs.shape;
         let per_head = s.q_len * s.head_dim;
         self.pool.install(|| {
@@ -89,7 +89,7 @@ impl ComputeBackend for FastCpuBackend {
     }
 
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
-        reference::kernels::check_dense_call(&inputs, out)?;
+        shadowattn_hal::compute::check_dense_call(&inputs, out)?;
         let s = inputs.shape;
         let per_head = s.q_len * s.head_dim;
         self.pool.install(|| {

@@ -2,7 +2,7 @@
 
 use super::arith;
 use super::graph::top_indices;
-use shadowattn_hal::compute::check_output_len;
+use shadowattn_hal::compute::{check_dense_call, check_quantize_call, check_sparse_call};
 use shadowattn_hal::{
     AttentionInputs, DType, HalError, HeadsView, KeyBudget, QuantParams, QuantizedHeads, Result,
     ScoreData, ScoreMatrix, Selection,
@@ -10,35 +10,9 @@ use shadowattn_hal::{
 
 /// Symmetric per-head INT8 quantization (see [`shadowattn_hal::ComputeBackend::quantize_heads`]).
 pub fn quantize_heads(x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads> {
-    if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
-        return Err(HalError::invalid_value(
-            "heads",
-            format!(
-                "element {i} is {}; only finite values can be quantized",
-                x.data[i]
-            ),
-        ));
-    }
+    check_quantize_call(&x, scales)?;
     let scales: Vec<f32> = match scales {
-        Some(s) => {
-            if s.len() != x.heads {
-                return Err(HalError::invalid_argument(
-                    "scales",
-                    format!("{} scales for {} heads", s.len(), x.heads),
-                ));
-            }
-            if let Some((h, v)) = s
-                .iter()
-                .enumerate()
-                .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-            {
-                return Err(HalError::InvalidQuantization {
-                    what: format!("scale of head {h}"),
-                    detail: format!("must be finite and positive, got {v}"),
-                });
-            }
-            s.to_vec()
-        }
+        Some(s) => s.to_vec(),
         None => (0..x.heads)
             .map(|h| {
                 let max = x.head(h).iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -133,50 +107,6 @@ fn attend_row(
             .sum();
         *o = (acc / total) as f32;
     }
-}
-
-/// Errors on any non-finite Q, K or V value.
-pub fn check_finite(inputs: &AttentionInputs<'_>) -> Result<()> {
-    for (name, data) in [("q", inputs.q), ("k", inputs.k), ("v", inputs.v)] {
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(HalError::invalid_value(
-                name,
-                format!("element {i} is {}", data[i]),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a dense-attention call: shape, output length and finite inputs.
-pub fn check_dense_call(inputs: &AttentionInputs<'_>, out: &[f32]) -> Result<()> {
-    inputs.shape.validate()?;
-    check_output_len(inputs, out)?;
-    check_finite(inputs)
-}
-
-/// Checks a sparse-attention call: as [`check_dense_call`], plus one valid selection per head.
-pub fn check_sparse_call(
-    inputs: &AttentionInputs<'_>,
-    selections: &[Selection],
-    out: &[f32],
-) -> Result<()> {
-    check_dense_call(inputs, out)?;
-    let s = inputs.shape;
-    if selections.len() != s.q_heads {
-        return Err(HalError::invalid_argument(
-            "selections",
-            format!(
-                "{} selections for {} query heads",
-                selections.len(),
-                s.q_heads
-            ),
-        ));
-    }
-    for (h, sel) in selections.iter().enumerate() {
-        sel.validate_for(h, &s)?;
-    }
-    Ok(())
 }
 
 /// Sparse attention over each row's selected keys (see [`shadowattn_hal::ComputeBackend::sparse_attention`]).
