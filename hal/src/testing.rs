@@ -7,6 +7,14 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Cases of a fuzz property: `PROPTEST_CASES` for a long run, else the CI default.
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Reports a missing test dependency: panics in CI, prints a one-line skip reason elsewhere.
 /// The caller returns from the test after it.
 pub fn missing_dependency(dependency: &str, reason: &str) {

@@ -26,16 +26,8 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     v
 }
 
-/// Cases per run: `PROPTEST_CASES` for a long run, else the CI default.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(512)))]
     #[test]
     fn mutated_profiles_never_panic(seed in 0usize..BUILTIN.len(), edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..12)) {
         let bytes = mutate(BUILTIN[seed].1.as_bytes(), &edits);

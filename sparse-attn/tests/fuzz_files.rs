@@ -74,16 +74,8 @@ fn bank_seed() -> Vec<u8> {
         .unwrap()
 }
 
-/// Cases per run: `PROPTEST_CASES` for a long run, else the CI default.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(512)))]
     #[test]
     fn mutated_calibration_files_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..10)) {
         let bytes = mutate(calibration_seed().as_bytes(), &edits);

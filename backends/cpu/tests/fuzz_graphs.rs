@@ -58,16 +58,8 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     )
 }
 
-/// Cases per run: `PROPTEST_CASES` for a long run, else the CI default.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(1024)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(1024)))]
     #[test]
     fn random_graphs_never_panic(
         shapes in proptest::collection::vec(proptest::collection::vec(0usize..5, 0..5), 1..4),
