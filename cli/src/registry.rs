@@ -1,6 +1,6 @@
 //! The one place where backend names become backends.
 
-use shadowattn_cpu::fast::FastCpuBackend;
+use shadowattn_cpu::fast::{FastCpuBackend, KvStorage};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
 use shadowattn_neuron::{NeuronBackend, NeuronOptions};
@@ -90,7 +90,8 @@ pub fn npu_backend(name: &str) -> Result<NpuChoice, HalError> {
     })
 }
 
-/// The compute-kernel backend called `name`: `cpu` (golden), `cpu-fast[:<threads>]` or
+/// The compute-kernel backend called `name`: `cpu` (golden), `cpu-fast[:<threads>][:f16]` (f16
+/// K/V storage with `:f16`) or
 /// `opencl[:<platform>[:<device>]]` (index or part of a name; profiling on, so its commands can
 /// be written as a timeline).
 pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> {
@@ -120,6 +121,10 @@ pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> 
         return Ok(Box::new(backend));
     }
     if let Some(rest) = name.strip_prefix("cpu-fast") {
+        let (rest, storage) = match rest.strip_suffix(":f16") {
+            Some(rest) => (rest, KvStorage::F16),
+            None => (rest, KvStorage::F32),
+        };
         let threads = match rest.strip_prefix(':') {
             Some(t) => t.parse::<usize>().map_err(|_| {
                 HalError::invalid_argument("threads", format!("`{t}` is not a number"))
@@ -128,15 +133,17 @@ pub fn compute_backend(name: &str) -> Result<Box<dyn ComputeBackend>, HalError> 
             None => {
                 return Err(HalError::Unavailable {
                     backend: name.to_string(),
-                    detail: "use `cpu-fast` or `cpu-fast:<threads>`".into(),
+                    detail: "use `cpu-fast`, `cpu-fast:<threads>`, `cpu-fast:f16` or `cpu-fast:<threads>:f16`".into(),
                 })
             }
         };
-        return Ok(Box::new(FastCpuBackend::new(threads)?));
+        return Ok(Box::new(
+            FastCpuBackend::new(threads)?.with_storage(storage),
+        ));
     }
     Err(HalError::Unavailable {
         backend: name.to_string(),
-        detail: "unknown compute backend; known: cpu, cpu-fast[:<threads>], opencl[:<platform>[:<device>]]"
+        detail: "unknown compute backend; known: cpu, cpu-fast[:<threads>][:f16], opencl[:<platform>[:<device>]]"
             .into(),
     })
 }
@@ -155,6 +162,7 @@ mod fuzz {
             "cpu",
             "cpu-fast",
             "cpu-fast:",
+            "cpu-fast:2:f",
             "sim:",
             "sim:sa8255",
             "qnn",
@@ -189,5 +197,15 @@ mod fuzz {
         assert!(compute_backend("cpu-fast:0").is_err());
         assert!(compute_backend("cpu-fast:-1").is_err());
         assert_eq!(compute_backend("cpu-fast:2").unwrap().name(), "cpu-fast");
+    }
+
+    #[test]
+    fn f16_storage_is_a_suffix() {
+        for name in ["cpu-fast:f16", "cpu-fast:2:f16"] {
+            assert_eq!(compute_backend(name).unwrap().name(), "cpu-fast", "{name}");
+        }
+        for name in ["cpu-fast:f32", "cpu-fast:2:bf16", "cpu-fastf16"] {
+            assert!(compute_backend(name).is_err(), "{name}");
+        }
     }
 }

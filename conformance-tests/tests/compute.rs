@@ -1,11 +1,12 @@
 //! The compute-kernel conformance cases as tests, one per (backend, case), named
-//! `<backend>::<group>::<case>`: the golden `cpu` kernels, `cpu-fast` on 1 and 2 threads, and
+//! `<backend>::<group>::<case>`: the golden `cpu` kernels, `cpu-fast` on 1 and 2 threads (and
+//! with f16 K/V storage), and
 //! `opencl` on whatever OpenCL device is here (PoCL in CI; required there, skipped locally with a
 //! reason when absent), with f32 and with f16 K/V storage.
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use shadowattn_conformance::{compute_cases, run_compute_case, Status};
-use shadowattn_cpu::fast::FastCpuBackend;
+use shadowattn_cpu::fast::{FastCpuBackend, KvStorage};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::testing::{in_ci, missing_dependency};
 use shadowattn_hal::ComputeBackend;
@@ -49,6 +50,15 @@ fn main() {
             Arc::new(|| {
                 FastCpuBackend::new(2)
                     .map(|b| Box::new(b) as _)
+                    .map_err(|e| e.to_string())
+            }),
+        ),
+        (
+            "cpu-fast:2:f16",
+            true,
+            Arc::new(|| {
+                FastCpuBackend::new(2)
+                    .map(|b| Box::new(b.with_storage(KvStorage::F16)) as _)
                     .map_err(|e| e.to_string())
             }),
         ),

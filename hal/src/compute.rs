@@ -600,6 +600,24 @@ pub fn check_sparse_call(
     Ok(())
 }
 
+/// K or V (named `name` in errors) converted to f16 storage; a value beyond the f16 range is
+/// refused rather than stored as infinity.
+pub fn kv_to_f16(name: &str, data: &[f32]) -> Result<Vec<half::f16>> {
+    let max = f32::from(half::f16::MAX);
+    if let Some(i) = data.iter().position(|v| v.abs() > max) {
+        return Err(HalError::invalid_value(
+            name,
+            format!(
+                "element {i} is {}, beyond the f16 range (±{max}) of f16 K/V storage; use f32 storage",
+                data[i]
+            ),
+        ));
+    }
+    let mut halves = vec![half::f16::ZERO; data.len()];
+    half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut halves[..], data);
+    Ok(halves)
+}
+
 /// Checks a quantization call: finite values, and given scales (one per head, finite, positive).
 pub fn check_quantize_call(x: &HeadsView<'_>, scales: Option<&[f32]>) -> Result<()> {
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {

@@ -6,7 +6,7 @@
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use shadowattn_cpu::fast::{sys, FastCpuBackend};
+use shadowattn_cpu::fast::{sys, FastCpuBackend, KvStorage};
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection,
 };
@@ -95,7 +95,7 @@ fn pairs(shape: &AttentionShape) -> u64 {
     (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum()
 }
 
-#[divan::bench(args = SHAPES, sample_count = 5, sample_size = 1)]
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
 fn dense_attention(bencher: Bencher, s: Shape) {
     let d = data(s);
     let fast = FastCpuBackend::new(s.threads).unwrap();
@@ -108,7 +108,7 @@ fn dense_attention(bencher: Bencher, s: Shape) {
 }
 
 /// Sparse attention at 20 % kept, including top-k over INT32 pilot scores.
-#[divan::bench(args = SHAPES, sample_count = 5, sample_size = 1)]
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
 fn sparse_attention_20pct_with_topk(bencher: Bencher, s: Shape) {
     let d = data(s);
     let fast = FastCpuBackend::new(s.threads).unwrap();
@@ -150,7 +150,7 @@ fn sparse_attention_20pct_with_topk(bencher: Bencher, s: Shape) {
 }
 
 /// FMA peak of one core: 12 independent 8-lane FMA chains.
-#[divan::bench(sample_count = 10)]
+#[divan::bench(sample_count = 30)]
 fn peak_fma(bencher: Bencher) {
     let iters = 1_000_000;
     bencher
@@ -159,7 +159,7 @@ fn peak_fma(bencher: Bencher) {
 }
 
 /// Memory bandwidth: copying 64 MiB (bytes read plus written).
-#[divan::bench(sample_count = 10)]
+#[divan::bench(sample_count = 30)]
 fn memcpy_bandwidth(bencher: Bencher) {
     let n = 16 << 20;
     let src = vec![1.0f32; n];
@@ -170,7 +170,7 @@ fn memcpy_bandwidth(bencher: Bencher) {
 }
 
 /// Top-k alone at 20 % over INT32 pilot scores (every head, one thread); items = scores examined.
-#[divan::bench(args = &SHAPES[..3], sample_count = 5, sample_size = 1)]
+#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
 fn topk_20pct_only(bencher: Bencher, s: Shape) {
     let d = data(s);
     let fast = FastCpuBackend::new(1).unwrap();
@@ -216,11 +216,50 @@ fn int8_scores(inputs: &AttentionInputs<'_>, heads: usize) -> Vec<Vec<i8>> {
         .collect()
 }
 
-/// Sparse attention at 20 % kept, including top-k over INT8 pilot scores.
-#[divan::bench(args = SHAPES, sample_count = 5, sample_size = 1)]
-fn sparse_attention_20pct_with_int8_topk(bencher: Bencher, s: Shape) {
+/// Top-k alone at 20 % over INT8 pilot scores (every head, one thread); items = scores examined.
+#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
+fn topk_int8_20pct_only(bencher: Bencher, s: Shape) {
     let d = data(s);
-    let fast = FastCpuBackend::new(s.threads).unwrap();
+    let fast = FastCpuBackend::new(1).unwrap();
+    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
+    let scores = int8_scores(&inputs, s.q_heads);
+    let budget = KeyBudget::Ratio {
+        ratio: 0.2,
+        min_keys: 1,
+    };
+    bencher
+        .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))
+        .bench_local(|| {
+            for sc in &scores {
+                divan::black_box(
+                    fast.topk(
+                        ScoreMatrix::causal(ScoreData::I8(sc), Q_LEN, s.kv_len, d.shape.q_offset)
+                            .unwrap(),
+                        budget,
+                    )
+                    .unwrap(),
+                );
+            }
+        });
+}
+
+/// Sparse attention at 20 % kept, including top-k over INT8 pilot scores.
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
+fn sparse_attention_20pct_with_int8_topk(bencher: Bencher, s: Shape) {
+    sparse_with_int8_topk(bencher, s, KvStorage::F32);
+}
+
+/// Sparse attention at 20 % kept with K and V stored as f16, including top-k over INT8 scores.
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
+fn sparse_attention_20pct_f16_kv_with_int8_topk(bencher: Bencher, s: Shape) {
+    sparse_with_int8_topk(bencher, s, KvStorage::F16);
+}
+
+fn sparse_with_int8_topk(bencher: Bencher, s: Shape, storage: KvStorage) {
+    let d = data(s);
+    let fast = FastCpuBackend::new(s.threads)
+        .unwrap()
+        .with_storage(storage);
     let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
     let scores = int8_scores(&inputs, s.q_heads);
     let budget = KeyBudget::Ratio {

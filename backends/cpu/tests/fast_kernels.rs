@@ -2,7 +2,7 @@
 //! top-k and quantization exactly, attention within accumulation-aware float tolerance.
 
 use proptest::prelude::*;
-use shadowattn_cpu::fast::FastCpuBackend;
+use shadowattn_cpu::fast::{FastCpuBackend, KvStorage};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, HalError, HeadsView, KeyBudget, ScoreData,
@@ -109,6 +109,116 @@ proptest! {
             prop_assert_eq!(fast.topk(m, budget).unwrap(), CpuBackend::new().topk(m, budget).unwrap());
         }
     }
+}
+
+/// Scores drawn from distributions that stress the radix narrowing of the fast top-k: a few
+/// distinct values (many ties), a tight cluster with far outliers (one bin holds almost all),
+/// the full integer range, and floats with ±∞, ±0 and subnormals.
+fn stress_scores() -> impl Strategy<Value = (Vec<i32>, Vec<f32>)> {
+    let int = prop_oneof![
+        -3i32..3,
+        (0i32..2).prop_map(|b| if b == 0 { 17 } else { i32::MAX }),
+        any::<i32>(),
+        prop_oneof![Just(i32::MIN), Just(i32::MAX), 1000i32..1010],
+    ];
+    let float = prop_oneof![
+        Just(f32::INFINITY),
+        Just(f32::NEG_INFINITY),
+        Just(0.0f32),
+        Just(-0.0f32),
+        Just(f32::MIN_POSITIVE / 4.0),
+        Just(-f32::MIN_POSITIVE / 4.0),
+        -2.0f32..2.0,
+        (1.0f32..1.000_1),
+    ];
+    (1usize..700).prop_flat_map(move |n| {
+        (
+            prop::collection::vec(int.clone(), n),
+            prop::collection::vec(float.clone(), n),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn topk_equals_the_reference_on_ties_outliers_and_special_floats(
+        (ints, floats) in stress_scores(), ratio in 0.0f32..1.0, threads in 1usize..3,
+    ) {
+        let n = ints.len();
+        let (rows, cols) = if n >= 16 { (4, n / 4) } else { (1, n) };
+        let ints = &ints[..rows * cols];
+        let floats = &floats[..rows * cols];
+        let fast = FastCpuBackend::new(threads).unwrap();
+        let gold = CpuBackend::new();
+        // Truncation to INT8 keeps the ties and reaches both ends of its range.
+        let int8s: Vec<i8> = ints.iter().map(|&x| x as i8).collect();
+        for data in [ScoreData::I32(ints), ScoreData::F32(floats), ScoreData::I8(&int8s)] {
+            let m = ScoreMatrix::causal(data, rows, cols, cols - rows).unwrap();
+            for budget in [KeyBudget::Ratio { ratio, min_keys: 1 }, KeyBudget::Fixed(1)] {
+                prop_assert_eq!(fast.topk(m, budget).unwrap(), gold.topk(m, budget).unwrap());
+            }
+        }
+    }
+}
+
+/// `x` rounded to f16 and back, as f16 storage sees it.
+fn rounded_to_f16(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn f16_storage_equals_the_reference_on_rounded_k_and_v(
+        (shape, seed) in shapes(), ratio in 0.01f32..1.0, threads in 1usize..3,
+    ) {
+        let (q, k, v) = data(&shape, seed);
+        let (k16, v16) = (rounded_to_f16(&k), rounded_to_f16(&v));
+        let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
+        let rounded = AttentionInputs::new(&q, &k16, &v16, shape).unwrap();
+        let fast = FastCpuBackend::new(threads).unwrap().with_storage(KvStorage::F16);
+        let gold = CpuBackend::new();
+        let budget = KeyBudget::Ratio { ratio, min_keys: 1 };
+        let selections: Vec<Selection> = (0..shape.q_heads)
+            .map(|h| {
+                let scores = inputs.exact_scores(h).unwrap();
+                let m = ScoreMatrix::causal(ScoreData::F32(&scores), shape.q_len, shape.kv_len, shape.q_offset).unwrap();
+                gold.topk(m, budget).unwrap()
+            })
+            .collect();
+        let mut want = vec![0.0; inputs.output_len()];
+        let mut got = vec![0.0; inputs.output_len()];
+        gold.sparse_attention(rounded, &selections, &mut want).unwrap();
+        fast.sparse_attention(inputs, &selections, &mut got).unwrap();
+        prop_assert!(close(&got, &want).is_ok(), "sparse: {:?}", close(&got, &want));
+        gold.dense_attention(rounded, &mut want).unwrap();
+        fast.dense_attention(inputs, &mut got).unwrap();
+        prop_assert!(close(&got, &want).is_ok(), "dense: {:?}", close(&got, &want));
+    }
+}
+
+#[test]
+fn f16_storage_refuses_values_beyond_its_range() {
+    let shape = AttentionShape::causal(1, 1, 1, 2, 2);
+    let (q, v) = (vec![1.0; 2], vec![1.0; 4]);
+    let k = vec![1.0, 2.0, 70000.0, 0.0];
+    let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
+    let fast = FastCpuBackend::new(1).unwrap().with_storage(KvStorage::F16);
+    let mut out = vec![0.0; 2];
+    let e = fast.dense_attention(inputs, &mut out).unwrap_err();
+    assert!(matches!(e, HalError::InvalidValue { .. }), "{e}");
+    assert!(e.to_string().contains("70000"), "{e}");
+    let mut sel = Selection::new();
+    sel.push_row(&[0, 1]);
+    assert!(fast.sparse_attention(inputs, &[sel], &mut out).is_err());
+    // The same values are fine with f32 storage.
+    FastCpuBackend::new(1)
+        .unwrap()
+        .dense_attention(inputs, &mut out)
+        .unwrap();
 }
 
 #[test]

@@ -4,7 +4,6 @@ use crate::device::{self, Device, Selector};
 use crate::error::{OpenClError, Result, BACKEND_NAME};
 use crate::loader::OpenClLibrary;
 use crate::runtime::{build_program, Arg, GpuEvent, Runtime};
-use half::f16;
 use shadowattn_hal::compute::{check_dense_call, check_quantize_call, check_sparse_call};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, HalError, HeadsView, KeyBudget, ProfileEvent, QuantizedHeads,
@@ -212,17 +211,7 @@ impl OpenClBackend {
         if !self.f16_storage {
             return Ok(bytemuck::cast_slice(data).to_vec());
         }
-        let max = f32::from(f16::MAX);
-        if let Some(i) = data.iter().position(|v| v.abs() > max) {
-            return Err(HalError::invalid_value(
-                name,
-                format!(
-                    "element {i} is {}, beyond the f16 range (±{max}) of this backend's K/V storage; open it with Storage::F32",
-                    data[i]
-                ),
-            ));
-        }
-        let halves: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+        let halves = shadowattn_hal::compute::kv_to_f16(name, data)?;
         Ok(bytemuck::cast_slice(&halves).to_vec())
     }
 

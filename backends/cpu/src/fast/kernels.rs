@@ -1,120 +1,277 @@
 //! The fast kernels themselves, in safe code over the primitives of [`super::sys`].
 
 use super::sys;
+use rayon::prelude::*;
 use shadowattn_hal::{
-    AttentionInputs, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, AttentionShape, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
 };
-use std::cmp::Ordering;
 
-/// The `k` largest of `vals` (ties kept at the lower index), in ascending key order: the k-th
-/// largest value is found by partial selection (linear on average), then one scan keeps the keys
-/// above it and the earliest keys equal to it.
-fn select_row<T: Copy>(
-    vals: &[T],
-    k: usize,
-    scratch: &mut Vec<T>,
-    desc: impl Fn(&T, &T) -> Ordering,
-) -> Vec<u32> {
-    if k == 0 {
-        return Vec::new();
-    }
-    scratch.clear();
-    scratch.extend_from_slice(vals);
-    let (_, &mut threshold, _) = scratch.select_nth_unstable_by(k - 1, &desc);
-    let above = vals
-        .iter()
-        .filter(|v| desc(v, &threshold) == Ordering::Less)
-        .count();
-    let mut ties = k - above;
-    let mut picked: Vec<u32> = Vec::with_capacity(k);
-    for (j, v) in vals.iter().enumerate() {
-        match desc(v, &threshold) {
-            Ordering::Less => picked.push(j as u32),
-            Ordering::Equal if ties > 0 => {
-                ties -= 1;
-                picked.push(j as u32);
-            }
-            _ => {}
-        }
-    }
-    // The scan visits keys in ascending order: the row is already in the contract's order.
-    picked
+/// Bits of the bin index in one narrowing step of [`select_keys`].
+const BIN_BITS: u32 = 10;
+
+/// The order-preserving `u32` image of a score: `a < b` (integers) or `a.total_cmp(b)` (floats)
+/// exactly when `key(a) < key(b)`.
+trait RankKey: Copy {
+    /// The key of this score.
+    fn key(self) -> u32;
 }
 
-/// [`select_row`] for INT8 scores (the requantized pilot output of NPUs): a 256-bin histogram
-/// finds the k-th largest value in one pass, a second pass keeps the keys; no copy, no sort.
-fn select_row_i8(vals: &[i8], k: usize) -> Vec<u32> {
+impl RankKey for i32 {
+    fn key(self) -> u32 {
+        (self as u32) ^ 0x8000_0000
+    }
+}
+
+impl RankKey for f32 {
+    fn key(self) -> u32 {
+        let bits = self.to_bits();
+        // Negative floats: all bits flipped (larger magnitude → smaller key); others: sign set.
+        bits ^ (((bits as i32) >> 31) as u32 | 0x8000_0000)
+    }
+}
+
+/// Smallest and largest of a non-empty slice.
+fn min_max(keys: &[u32]) -> (u32, u32) {
+    keys.iter()
+        .fold((u32::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+/// Keys sampled from a row to bracket its k-th largest key.
+const SAMPLE: usize = 64;
+
+/// Rows shorter than this skip the sampled bracket (the radix narrowing alone is cheaper).
+const SAMPLED_ROW: usize = 512;
+
+/// Indices of the `k` largest `keys` (ties kept at the lower index), ascending, into `picked`.
+///
+/// A strided sample of the row brackets the k-th largest key; one vectorized pass counts the keys
+/// above the bracket and gathers those inside it (about a quarter of the row). Radix narrowing
+/// then finds the k-th largest among them: a histogram of at most 2^BIN_BITS bins over their
+/// range picks the bin holding it, and so on until one value is left (at most four levels). If
+/// the sample misled the bracket, the narrowing runs on the whole row instead. One last
+/// vectorized scan keeps the keys above that value and the earliest keys equal to it.
+fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) {
+    picked.clear();
+    let n = keys.len();
     if k == 0 {
-        return Vec::new();
+        return;
     }
-    let mut hist = [0usize; 256];
-    for &v in vals {
-        hist[(i16::from(v) + 128) as usize] += 1;
+    if k >= n {
+        picked.extend(0..n as u32);
+        return;
     }
-    let (mut above, mut bin) = (0usize, 255usize);
-    while above + hist[bin] < k {
-        above += hist[bin];
+    candidates.resize(n + sys::COMPACT_SLACK, 0);
+    let mut above = 0;
+    let mut bracketed = false;
+    if n >= SAMPLED_ROW {
+        let mut sample = [0u32; SAMPLE];
+        for (i, s) in sample.iter_mut().enumerate() {
+            *s = keys[i * n / SAMPLE + (n / SAMPLE) / 2];
+        }
+        // Ranks from the top in the sample, widened by about three standard deviations.
+        let rank = k * SAMPLE / n;
+        let margin = 8;
+        let hi = match rank.checked_sub(margin) {
+            Some(r) => *sample.select_nth_unstable_by(r, |a, b| b.cmp(a)).1,
+            None => u32::MAX,
+        };
+        let lo = match rank + margin {
+            r if r < SAMPLE => *sample.select_nth_unstable_by(r, |a, b| b.cmp(a)).1,
+            _ => 0,
+        };
+        let (over, inside) = sys::bracket(keys, lo, hi, candidates);
+        if over < k && over + inside >= k {
+            candidates.truncate(inside);
+            above = over;
+            bracketed = true;
+        }
+    }
+    if !bracketed {
+        candidates.clear();
+        candidates.extend_from_slice(keys);
+    }
+    let (threshold, equal, over) = kth_largest(candidates, k - above);
+    above += over;
+    picked.resize(n + sys::COMPACT_SLACK, 0);
+    let ties = k - above;
+    let count = if ties == equal {
+        // Every key equal to the threshold is kept: one comparison per key.
+        sys::indices_at_least(keys, 0, threshold, picked)
+    } else {
+        // Up to the `ties`-th key equal to the threshold keep keys >= it, after it keys > it.
+        let last_tie = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, &x)| x == threshold)
+            .nth(ties - 1)
+            .map_or(n - 1, |(j, _)| j);
+        let (head, tail) = keys.split_at(last_tie + 1);
+        let count = sys::indices_at_least(head, 0, threshold, picked);
+        match threshold.checked_add(1) {
+            Some(next) => {
+                count + sys::indices_at_least(tail, head.len(), next, &mut picked[count..])
+            }
+            None => count,
+        }
+    };
+    picked.truncate(count);
+}
+
+/// [`select_keys`] for INT8 scores (the requantized pilot output of NPUs): one histogram pass
+/// of 256 bins finds the k-th largest value, one vectorized scan keeps the keys.
+fn select_i8(scores: &[i8], k: usize, picked: &mut Vec<u32>) {
+    picked.clear();
+    let n = scores.len();
+    if k == 0 {
+        return;
+    }
+    if k >= n {
+        picked.extend(0..n as u32);
+        return;
+    }
+    // Four interleaved histograms: runs of equal values (common in INT8) would otherwise wait
+    // on each other's increments.
+    let mut hist = [[0u32; 256]; 4];
+    let mut quads = scores.chunks_exact(4);
+    for quad in &mut quads {
+        for (h, &x) in hist.iter_mut().zip(quad) {
+            h[usize::from(x as u8 ^ 0x80)] += 1;
+        }
+    }
+    for &x in quads.remainder() {
+        hist[0][usize::from(x as u8 ^ 0x80)] += 1;
+    }
+    let count = |bin: usize| hist.iter().map(|h| h[bin] as usize).sum::<usize>();
+    let (mut bin, mut above) = (255usize, 0usize);
+    while above + count(bin) < k {
+        above += count(bin);
         bin -= 1;
     }
-    let threshold = (bin as i16 - 128) as i8;
-    let mut ties = k - above;
-    let mut picked = Vec::with_capacity(k);
-    for (j, &v) in vals.iter().enumerate() {
-        if v > threshold || (v == threshold && ties > 0) {
-            if v == threshold {
-                ties -= 1;
+    let threshold = (bin as u8 ^ 0x80) as i8;
+    let ties = k - above;
+    picked.resize(n + sys::COMPACT_SLACK, 0);
+    let kept = if ties == count(bin) {
+        sys::indices_at_least_i8(scores, 0, threshold, picked)
+    } else {
+        let last_tie = scores
+            .iter()
+            .enumerate()
+            .filter(|(_, &x)| x == threshold)
+            .nth(ties - 1)
+            .map_or(n - 1, |(j, _)| j);
+        let (head, tail) = scores.split_at(last_tie + 1);
+        let kept = sys::indices_at_least_i8(head, 0, threshold, picked);
+        match threshold.checked_add(1) {
+            Some(next) => {
+                kept + sys::indices_at_least_i8(tail, head.len(), next, &mut picked[kept..])
             }
-            picked.push(j as u32);
+            None => kept,
         }
-    }
-    picked
+    };
+    picked.truncate(kept);
 }
 
-/// Top-k per row over the causal prefix, identical to the golden kernel's selection and order.
+/// The `need`-th largest of the (non-empty) `candidates` by radix narrowing (the vector is
+/// consumed as scratch): returns it, how many candidates equal it, and how many exceed it.
+fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize) {
+    let (mut lo, mut hi) = min_max(candidates);
+    let mut above = 0;
+    let mut hist = [0u32; 1 << BIN_BITS];
+    loop {
+        if lo == hi {
+            return (lo, candidates.len(), above);
+        }
+        let shift = (32 - (hi - lo).leading_zeros()).saturating_sub(BIN_BITS);
+        let bins = (((hi - lo) >> shift) + 1) as usize;
+        hist[..bins].iter_mut().for_each(|h| *h = 0);
+        for &x in candidates.iter() {
+            hist[((x - lo) >> shift) as usize] += 1;
+        }
+        let mut bin = bins - 1;
+        while (hist[bin] as usize) < need {
+            need -= hist[bin] as usize;
+            above += hist[bin] as usize;
+            bin -= 1;
+        }
+        let bin_lo = lo + ((bin as u32) << shift);
+        if shift == 0 {
+            return (bin_lo, hist[bin] as usize, above);
+        }
+        let width = (hi - bin_lo).min((1u32 << shift) - 1);
+        candidates.retain(|x| x.wrapping_sub(bin_lo) <= width);
+        (lo, hi) = min_max(candidates);
+    }
+}
+
+/// Top-k of query row `i` of `scores` into `picked` (ascending), `keys` being scratch.
+pub fn topk_row(
+    scores: &ScoreMatrix<'_>,
+    budget: KeyBudget,
+    i: usize,
+    keys: &mut Vec<u32>,
+    candidates: &mut Vec<u32>,
+    picked: &mut Vec<u32>,
+) -> Result<()> {
+    let n = scores.valid_keys(i);
+    let k = budget.keys_for(i, n)?;
+    let range = i * scores.cols..i * scores.cols + n;
+    keys.clear();
+    match scores.data {
+        ScoreData::I32(d) => keys.extend(d[range].iter().map(|x| x.key())),
+        ScoreData::I8(d) => {
+            select_i8(&d[range], k, picked);
+            return Ok(());
+        }
+        ScoreData::F32(d) => {
+            if let Some(j) = d[range.clone()].iter().position(|v| v.is_nan()) {
+                return Err(HalError::invalid_value(
+                    "scores",
+                    format!("query row {i}, key {j} is NaN; NaN has no order"),
+                ));
+            }
+            keys.extend(d[range].iter().map(|x| x.key()));
+        }
+    }
+    select_keys(keys, k, candidates, picked);
+    Ok(())
+}
+
+/// Top-k per row over the causal prefix, identical to the golden kernel's selection and order;
+/// rows run in parallel on the current rayon pool.
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
     scores.validate()?;
     budget.validate()?;
+    let rows: Vec<Vec<u32>> = (0..scores.rows)
+        .into_par_iter()
+        .with_min_len(4)
+        .map_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(keys, candidates, picked), i| {
+                topk_row(&scores, budget, i, keys, candidates, picked).map(|()| picked.clone())
+            },
+        )
+        .collect::<Result<_>>()?;
     let mut sel = Selection::new();
-    let (mut si, mut sf): (Vec<i32>, Vec<f32>) = (Vec::new(), Vec::new());
-    for i in 0..scores.rows {
-        let n = scores.valid_keys(i);
-        let k = budget.keys_for(i, n)?;
-        let range = i * scores.cols..i * scores.cols + n;
-        let picked = match scores.data {
-            ScoreData::I32(d) => select_row(&d[range], k, &mut si, |a, b| b.cmp(a)),
-            ScoreData::I8(d) => select_row_i8(&d[range], k),
-            ScoreData::F32(d) => {
-                if let Some(j) = d[range.clone()].iter().position(|v| v.is_nan()) {
-                    return Err(HalError::invalid_value(
-                        "scores",
-                        format!("query row {i}, key {j} is NaN; NaN has no order"),
-                    ));
-                }
-                select_row(&d[range], k, &mut sf, |a, b| b.total_cmp(a))
-            }
-        };
-        sel.push_row(&picked);
+    for row in &rows {
+        sel.push_row(row);
     }
     Ok(sel)
 }
 
 /// Softmax·V of query row `q` over `keys` of one KV head into `out`, in f32.
-#[allow(clippy::too_many_arguments)]
-fn attend(
+fn attend<T: sys::KvElement>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    d: usize,
+    k: &[T],
+    v: &[T],
     scale: f32,
     keys: &[u32],
     weights: &mut Vec<f32>,
     out: &mut [f32],
 ) {
     weights.clear();
-    weights.extend(
-        keys.iter()
-            .map(|&j| scale * sys::dot(q, &k[j as usize * d..][..d])),
-    );
+    weights.resize(keys.len(), 0.0);
+    sys::dots_indexed(q, k, keys, weights);
+    weights.iter_mut().for_each(|w| *w *= scale);
     let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     weights.iter_mut().for_each(|w| *w -= max);
     sys::exp_inplace(weights);
@@ -125,101 +282,165 @@ fn attend(
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
-/// Sparse attention of query head `h` over its selection (validated by the caller).
-pub fn sparse_head(inputs: &AttentionInputs<'_>, h: usize, sel: &Selection, out: &mut [f32]) {
+/// Sparse attention of query head `h` over its selection (validated by the caller), one query
+/// row at a time. (Processing the rows block by block of keys, so that gathered rows come from
+/// L1, measured no faster: the per-block call overhead ate the gain.)
+///
+/// `k` and `v` are the inputs' K and V in their storage type.
+pub fn sparse_head<T: sys::KvElement>(
+    inputs: &AttentionInputs<'_>,
+    k: &[T],
+    v: &[T],
+    h: usize,
+    sel: &Selection,
+    out: &mut [f32],
+) {
     let s = inputs.shape;
     let d = s.head_dim;
     let kv = s.kv_head_of(h);
-    let k = &inputs.k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-    let v = &inputs.v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+    let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+    let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
     let mut weights = Vec::new();
-    for i in 0..s.q_len {
+    for (i, o) in out.chunks_exact_mut(d).enumerate().take(s.q_len) {
         let q = &inputs.q[(h * s.q_len + i) * d..][..d];
-        attend(
-            q,
-            k,
-            v,
-            d,
-            s.scale,
-            sel.row(i),
-            &mut weights,
-            &mut out[i * d..(i + 1) * d],
-        );
+        attend(q, k, v, s.scale, sel.row(i), &mut weights, o);
     }
 }
 
-/// Key tile width of dense attention (a multiple of 16).
+/// Zeroed f32 storage starting on a cache line, so that whole-vector loads of packed tiles never
+/// straddle two lines (a plain `Vec` is only 16-byte aligned; measured up to a third slower).
+#[derive(Debug)]
+pub struct LineAligned {
+    data: Vec<f32>,
+    offset: usize,
+    len: usize,
+}
+
+impl LineAligned {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        const LINE_FLOATS: usize = 16;
+        let data = vec![0.0f32; len + LINE_FLOATS - 1];
+        // An f32 pointer reaches 64-byte alignment within 15 elements.
+        let offset = data.as_ptr().align_offset(64).min(LINE_FLOATS - 1);
+        LineAligned { data, offset, len }
+    }
+}
+
+impl std::ops::Deref for LineAligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.data[self.offset..self.offset + self.len]
+    }
+}
+
+impl std::ops::DerefMut for LineAligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.data[self.offset..self.offset + self.len]
+    }
+}
+
+/// Keys per tile of dense attention (a multiple of [`sys::NR`]).
 pub const TILE: usize = 64;
 
-/// K of one KV head transposed to `[head_dim, padded kv_len]` (padding to a multiple of TILE is zero).
-pub fn transpose_keys(inputs: &AttentionInputs<'_>, kv: usize) -> Vec<f32> {
-    let s = inputs.shape;
-    let d = s.head_dim;
-    let stride = s.kv_len.div_ceil(TILE) * TILE;
-    let mut kt = vec![0.0f32; d * stride];
-    let k = &inputs.k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-    for (j, row) in k.chunks_exact(d).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            kt[c * stride + j] = x;
-        }
-    }
-    kt
+/// K and V of one KV head laid out for the dense micro-kernels.
+#[derive(Debug)]
+pub struct PackedKv {
+    /// Head dimension padded to a multiple of [`sys::NR`] with zeros.
+    pub dim: usize,
+    /// K as panels of `NR` keys, each `[dim][NR]`; keys past the end are zero.
+    pub k_panels: LineAligned,
+    /// V as `[keys padded to TILE][dim]`, zero-padded.
+    pub v: LineAligned,
 }
 
-/// Rows of query processed together in dense attention.
-const ROWS: usize = 4;
+/// Packs K and V (`[kv_heads][kv_len][head_dim]` of shape `s`) of KV head `kv` for
+/// [`dense_head`].
+pub fn pack_kv(s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> PackedKv {
+    let (d, nr) = (s.head_dim, sys::NR);
+    let dim = d.div_ceil(nr) * nr;
+    let keys = s.kv_len.div_ceil(TILE) * TILE;
+    let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+    let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+    let mut k_panels = LineAligned::zeros(keys * dim);
+    for (j, row) in k.chunks_exact(d).enumerate() {
+        let panel = &mut k_panels[(j / nr) * dim * nr..][..dim * nr];
+        for (c, &x) in row.iter().enumerate() {
+            panel[c * nr + j % nr] = x;
+        }
+    }
+    let mut v_packed = LineAligned::zeros(keys * dim);
+    for (dst, src) in v_packed.chunks_exact_mut(dim).zip(v.chunks_exact(d)) {
+        dst[..d].copy_from_slice(src);
+    }
+    PackedKv {
+        dim,
+        k_panels,
+        v: v_packed,
+    }
+}
 
-/// Dense causal attention of query head `h`: tiles of TILE keys, online softmax, f32 accumulation.
-pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kt: &[f32], out: &mut [f32]) {
+/// Dense causal attention of query head `h` (FlashAttention-style, f32): blocks of
+/// [`sys::MR`] query rows against tiles of [`TILE`] keys — scores by the Q·Kᵀ micro-kernel, an
+/// online softmax, the P·V micro-kernel rescaling and accumulating the output. Tiles are the
+/// outer loop: each tile of K and V is read from memory once and stays in cache while every
+/// row block uses it (the head's running outputs, `q_len × head_dim`, are the smaller set).
+pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &mut [f32]) {
     let s = inputs.shape;
-    let d = s.head_dim;
-    let stride = s.kv_len.div_ceil(TILE) * TILE;
-    let kv = s.kv_head_of(h);
-    let v = &inputs.v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-    let mut scores = vec![0.0f32; ROWS * TILE];
-    let mut m = [f32::NEG_INFINITY; ROWS];
-    let mut l = [0.0f32; ROWS];
-    for r0 in (0..s.q_len).step_by(ROWS) {
-        let rows = (s.q_len - r0).min(ROWS);
-        let q_rows: Vec<&[f32]> = (r0..r0 + rows)
-            .map(|i| &inputs.q[(h * s.q_len + i) * d..][..d])
-            .collect();
-        let valid: Vec<usize> = (r0..r0 + rows).map(|i| s.valid_keys(i)).collect();
-        let end = valid.iter().copied().max().unwrap_or(0);
-        m.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-        l.iter_mut().for_each(|x| *x = 0.0);
-        let acc = &mut out[r0 * d..(r0 + rows) * d];
-        acc.iter_mut().for_each(|x| *x = 0.0);
-        for t0 in (0..end).step_by(TILE) {
-            let n = (end - t0).min(TILE).div_ceil(8) * 8;
-            sys::scores_block(&q_rows, &kt[t0..], stride, n, &mut scores);
-            for r in 0..rows {
-                let limit = valid[r].saturating_sub(t0).min(n);
-                if limit == 0 {
-                    continue;
-                }
-                let row = &mut scores[r * n..r * n + limit];
-                let mut tile_max = f32::NEG_INFINITY;
-                for x in row.iter_mut() {
-                    *x *= s.scale;
-                    tile_max = tile_max.max(*x);
-                }
-                let new_m = m[r].max(tile_max);
-                let correction = (m[r] - new_m).exp();
-                let o = &mut acc[r * d..(r + 1) * d];
-                if correction != 1.0 {
-                    o.iter_mut().for_each(|x| *x *= correction);
-                }
-                row.iter_mut().for_each(|x| *x -= new_m);
-                sys::exp_inplace(row);
-                l[r] = l[r] * correction + row.iter().sum::<f32>();
-                sys::weighted_rows(o, row, &v[t0 * d..(t0 + limit) * d]);
-                m[r] = new_m;
+    let (d, dim, mr, nr) = (s.head_dim, kv.dim, sys::MR, sys::NR);
+    let blocks = s.q_len.div_ceil(mr);
+    // Per row block: its query rows (zero-padded), running output, maximum and sum.
+    let mut q = LineAligned::zeros(blocks * mr * dim);
+    for i in 0..s.q_len {
+        q[i * dim..i * dim + d].copy_from_slice(&inputs.q[(h * s.q_len + i) * d..][..d]);
+    }
+    let mut acc = LineAligned::zeros(blocks * mr * dim);
+    let mut m = vec![[f32::NEG_INFINITY; sys::MR]; blocks];
+    let mut l = vec![[0.0f32; sys::MR]; blocks];
+    let valid = |b: usize, r: usize| {
+        let i = b * mr + r;
+        if i < s.q_len {
+            s.valid_keys(i)
+        } else {
+            0
+        }
+    };
+    let end = (0..s.q_len).map(|i| s.valid_keys(i)).max().unwrap_or(0);
+    let mut p = LineAligned::zeros(mr * TILE);
+    for t0 in (0..end).step_by(TILE) {
+        let v = &kv.v[t0 * dim..(t0 + TILE) * dim];
+        for b in 0..blocks {
+            if (0..mr).all(|r| valid(b, r) <= t0) {
+                continue;
             }
+            let q_block = &q[b * mr * dim..(b + 1) * mr * dim];
+            for (panel, at) in (t0 / nr..(t0 + TILE) / nr).zip((0..TILE).step_by(nr)) {
+                let k = &kv.k_panels[panel * dim * nr..][..dim * nr];
+                sys::qk_panel(q_block, k, &mut p[at..], TILE);
+            }
+            let mut correction = [1.0f32; sys::MR];
+            for (r, row) in p.chunks_exact_mut(TILE).enumerate() {
+                let limit = valid(b, r).saturating_sub(t0).min(TILE);
+                if limit == 0 {
+                    row.iter_mut().for_each(|x| *x = 0.0);
+                } else {
+                    correction[r] =
+                        sys::online_softmax_row(row, limit, s.scale, &mut m[b][r], &mut l[b][r]);
+                }
+            }
+            sys::pv_tile(
+                &p,
+                TILE,
+                v,
+                &correction,
+                &mut acc[b * mr * dim..(b + 1) * mr * dim],
+            );
         }
-        for r in 0..rows {
-            let inv = 1.0 / l[r];
-            acc[r * d..(r + 1) * d].iter_mut().for_each(|x| *x *= inv);
-        }
+    }
+    for (i, o) in out.chunks_exact_mut(d).enumerate().take(s.q_len) {
+        let inv = 1.0 / l[i / mr][i % mr];
+        o.iter_mut()
+            .zip(&acc[i * dim..])
+            .for_each(|(o, a)| *o = a * inv);
     }
 }

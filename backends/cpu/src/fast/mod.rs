@@ -3,7 +3,7 @@
 //! rayon pool of a chosen size. Quantization and top-k reproduce the golden results exactly;
 //! attention accumulates in f32 and matches the golden f64 results within float tolerance.
 
-pub mod kernels;
+pub(crate) mod kernels;
 pub mod sys;
 
 use crate::reference;
@@ -16,11 +16,22 @@ use shadowattn_hal::{
 /// Registry name of the fast CPU kernels.
 pub const NAME: &str = "cpu-fast";
 
+/// How the fast kernels store K and V (accumulation is always f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvStorage {
+    /// f32, as given.
+    #[default]
+    F32,
+    /// f16: half the bytes for sparse attention to gather; values beyond ±65504 are refused.
+    F16,
+}
+
 /// Fast CPU compute kernels on a thread pool.
 #[derive(Debug)]
 pub struct FastCpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    storage: KvStorage,
 }
 
 impl FastCpuBackend {
@@ -42,7 +53,22 @@ impl FastCpuBackend {
             .map_err(|e| {
                 HalError::invalid_argument("threads", format!("cannot start the pool: {e}"))
             })?;
-        Ok(FastCpuBackend { pool, threads })
+        Ok(FastCpuBackend {
+            pool,
+            threads,
+            storage: KvStorage::F32,
+        })
+    }
+
+    /// The same backend storing K and V as `storage`.
+    pub fn with_storage(mut self, storage: KvStorage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// How K and V are stored.
+    pub fn storage(&self) -> KvStorage {
+        self.storage
     }
 
     /// Worker threads.
@@ -53,6 +79,35 @@ impl FastCpuBackend {
     /// The instruction set in use.
     pub fn isa(&self) -> sys::Isa {
         sys::isa()
+    }
+
+    /// Sparse attention of every head on the pool, K and V (`k`, `v`) stored as `T`.
+    fn sparse_heads<T: sys::KvElement>(
+        &self,
+        inputs: &AttentionInputs<'_>,
+        k: &[T],
+        v: &[T],
+        selections: &[Selection],
+        out: &mut [f32],
+    ) {
+        let per_head = inputs.shape.q_len * inputs.shape.head_dim;
+        self.pool.install(|| {
+            out.par_chunks_mut(per_head)
+                .zip(selections.par_iter())
+                .enumerate()
+                .for_each(|(h, (o, sel))| kernels::sparse_head(inputs, k, v, h, sel, o));
+        });
+    }
+
+    /// K and V of `inputs` as f16, converted on the pool.
+    fn kv_f16(&self, inputs: &AttentionInputs<'_>) -> Result<(Vec<half::f16>, Vec<half::f16>)> {
+        let (k, v) = self.pool.install(|| {
+            rayon::join(
+                || shadowattn_hal::compute::kv_to_f16("k", inputs.k),
+                || shadowattn_hal::compute::kv_to_f16("v", inputs.v),
+            )
+        });
+        Ok((k?, v?))
     }
 }
 
@@ -67,7 +122,7 @@ impl ComputeBackend for FastCpuBackend {
     }
 
     fn topk(&self, scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
-        kernels::topk(scores, budget)
+        self.pool.install(|| kernels::topk(scores, budget))
     }
 
     fn sparse_attention(
@@ -77,14 +132,13 @@ impl ComputeBackend for FastCpuBackend {
         out: &mut [f32],
     ) -> Result<()> {
         shadowattn_hal::compute::check_sparse_call(&inputs, selections, out)?;
-        let s = inputs.shape;
-        let per_head = s.q_len * s.head_dim;
-        self.pool.install(|| {
-            out.par_chunks_mut(per_head)
-                .zip(selections.par_iter())
-                .enumerate()
-                .for_each(|(h, (o, sel))| kernels::sparse_head(&inputs, h, sel, o));
-        });
+        match self.storage {
+            KvStorage::F32 => self.sparse_heads(&inputs, inputs.k, inputs.v, selections, out),
+            KvStorage::F16 => {
+                let (k, v) = self.kv_f16(&inputs)?;
+                self.sparse_heads(&inputs, &k, &v, selections, out);
+            }
+        }
         Ok(())
     }
 
@@ -92,14 +146,27 @@ impl ComputeBackend for FastCpuBackend {
         shadowattn_hal::compute::check_dense_call(&inputs, out)?;
         let s = inputs.shape;
         let per_head = s.q_len * s.head_dim;
+        // Dense attention packs K and V into f32 tiles; f16 storage rounds them first, so both
+        // kernels see the same values.
+        let rounded = match self.storage {
+            KvStorage::F32 => None,
+            KvStorage::F16 => {
+                let (k, v) = self.kv_f16(&inputs)?;
+                let widen = |x: Vec<half::f16>| x.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+                Some((widen(k), widen(v)))
+            }
+        };
+        let (k, v) = rounded
+            .as_ref()
+            .map_or((inputs.k, inputs.v), |(k, v)| (k.as_slice(), v.as_slice()));
         self.pool.install(|| {
-            let kts: Vec<Vec<f32>> = (0..s.kv_heads)
+            let packed: Vec<kernels::PackedKv> = (0..s.kv_heads)
                 .into_par_iter()
-                .map(|kv| kernels::transpose_keys(&inputs, kv))
+                .map(|kv| kernels::pack_kv(&s, k, v, kv))
                 .collect();
             out.par_chunks_mut(per_head)
                 .enumerate()
-                .for_each(|(h, o)| kernels::dense_head(&inputs, h, &kts[s.kv_head_of(h)], o));
+                .for_each(|(h, o)| kernels::dense_head(&inputs, h, &packed[s.kv_head_of(h)], o));
         });
         Ok(())
     }
