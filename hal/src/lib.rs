@@ -36,6 +36,7 @@ pub mod compute;
 pub mod dtype;
 pub mod error;
 pub mod ir;
+pub mod library;
 pub mod npu;
 pub mod profile;
 pub mod quant;

@@ -8,6 +8,7 @@
 
 use crate::error::{NeuronError, Result};
 use crate::sys::{fns, RuntimeVersion};
+use shadowattn_hal::library::LibrarySearch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -68,26 +69,10 @@ impl NeuronLibrary {
 
     /// [`NeuronLibrary::find`] with `SHADOWATTN_NEURON_LIB` given as `env_lib`.
     pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
-        let mut tries: Vec<(String, String)> = Vec::new();
-        if let Some(p) = explicit {
-            tries.push((p.display().to_string(), "explicit path".into()));
-        }
-        if let Some(p) = env_lib {
-            tries.push((p.display().to_string(), format!("${ENV_LIB}")));
-        }
-        tries.extend(
-            CANDIDATES
-                .iter()
-                .map(|c| (c.to_string(), "candidate name".to_string())),
-        );
-        let mut attempts = Vec::new();
-        for (path, origin) in tries {
-            match Self::open(&path) {
-                Ok(lib) => return Ok(Arc::new(lib)),
-                Err(e) => attempts.push((path, origin, e.to_string())),
-            }
-        }
-        Err(NeuronError::Load { attempts })
+        LibrarySearch::new(explicit, ENV_LIB, env_lib)
+            .candidates(CANDIDATES)
+            .open_first(|path| Self::open(path).map(Arc::new))
+            .map_err(|attempts| NeuronError::Load { attempts })
     }
 
     /// Opens one library and resolves every symbol; a missing one is an error naming it.

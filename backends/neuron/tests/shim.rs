@@ -337,7 +337,7 @@ fn loader_failures_list_every_attempt_and_name_missing_symbols() {
     let NeuronError::Load { attempts } = &e else {
         panic!("{e}")
     };
-    let origins: Vec<&str> = attempts.iter().map(|a| a.1.as_str()).collect();
+    let origins: Vec<&str> = attempts.iter().map(|a| a.origin.as_str()).collect();
     assert_eq!(
         origins,
         [
@@ -348,7 +348,7 @@ fn loader_failures_list_every_attempt_and_name_missing_symbols() {
             "candidate name"
         ]
     );
-    assert_eq!(attempts[2].0, "libneuronusdk_adapter.mtk.so");
+    assert_eq!(attempts[2].path, "libneuronusdk_adapter.mtk.so");
     let e = NeuronLibrary::open("libm.so.6").unwrap_err();
     assert!(
         matches!(&e, NeuronError::MissingSymbol { symbol, .. } if symbol == "Neuron_getVersion"),

@@ -1,5 +1,6 @@
 //! The one error type of the OpenCL backend.
 
+use shadowattn_hal::library::{Attempts, LoadAttempt};
 use shadowattn_hal::HalError;
 use thiserror::Error;
 
@@ -14,10 +15,10 @@ pub const BACKEND_NAME: &str = "opencl";
 #[non_exhaustive]
 pub enum OpenClError {
     /// No candidate library could be used; every attempt and its reason.
-    #[error("no usable OpenCL library; tried:\n{}", attempts.iter().map(|(p, o, r)| format!("  {p} ({o}): {r}")).collect::<Vec<_>>().join("\n"))]
+    #[error("no usable OpenCL library; tried:\n{}", Attempts(attempts))]
     Load {
-        /// (path, origin, reason) per attempt.
-        attempts: Vec<(String, String, String)>,
+        /// Every attempt, in search order.
+        attempts: Vec<LoadAttempt>,
     },
     /// A library that cannot be opened.
     #[error("{path}: cannot load: {detail}")]

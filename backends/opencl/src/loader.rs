@@ -9,6 +9,7 @@
 
 use crate::error::{OpenClError, Result};
 use crate::sys::fns;
+use shadowattn_hal::library::LibrarySearch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,26 +79,10 @@ impl OpenClLibrary {
 
     /// [`OpenClLibrary::find`] with `SHADOWATTN_OPENCL_LIB` given as `env_lib`.
     pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
-        let mut tries: Vec<(String, String)> = Vec::new();
-        if let Some(p) = explicit {
-            tries.push((p.display().to_string(), "explicit path".into()));
-        }
-        if let Some(p) = env_lib {
-            tries.push((p.display().to_string(), format!("${ENV_LIB}")));
-        }
-        tries.extend(
-            CANDIDATES
-                .iter()
-                .map(|c| (c.to_string(), "candidate name".to_string())),
-        );
-        let mut attempts = Vec::new();
-        for (path, origin) in tries {
-            match Self::open(&path) {
-                Ok(lib) => return Ok(Arc::new(lib)),
-                Err(e) => attempts.push((path, origin, e.to_string())),
-            }
-        }
-        Err(OpenClError::Load { attempts })
+        LibrarySearch::new(explicit, ENV_LIB, env_lib)
+            .candidates(CANDIDATES)
+            .open_first(|path| Self::open(path).map(Arc::new))
+            .map_err(|attempts| OpenClError::Load { attempts })
     }
 
     /// Opens one library and resolves every symbol; a missing one is an error naming it.

@@ -6,23 +6,15 @@ use thiserror::Error;
 /// Result alias for the QNN backend.
 pub type Result<T, E = QnnError> = std::result::Result<T, E>;
 
-/// One place the loader looked for the library, and why it was not used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadAttempt {
-    /// Path or library name tried.
-    pub path: String,
-    /// Where it came from (argument, environment variable, SDK, candidate name).
-    pub origin: String,
-    /// Why it failed.
-    pub reason: String,
-}
+use shadowattn_hal::library::Attempts;
+pub use shadowattn_hal::library::LoadAttempt;
 
 /// Everything that can go wrong in the QNN backend.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum QnnError {
     /// No candidate library could be used.
-    #[error("no usable QNN library; tried:\n{}", attempts.iter().map(|a| format!("  {} ({}): {}", a.path, a.origin, a.reason)).collect::<Vec<_>>().join("\n"))]
+    #[error("no usable QNN library; tried:\n{}", Attempts(attempts))]
     Load {
         /// Every attempt, in search order.
         attempts: Vec<LoadAttempt>,

@@ -7,8 +7,9 @@
 
 #![allow(unsafe_code)]
 
-use crate::error::{LoadAttempt, QnnError, Result};
+use crate::error::{QnnError, Result};
 use crate::sys;
+use shadowattn_hal::library::LibrarySearch;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -93,32 +94,15 @@ impl QnnLibrary {
         env_lib: Option<PathBuf>,
         sdk_root: Option<PathBuf>,
     ) -> Result<Arc<Self>> {
-        let mut tries: Vec<(String, String)> = Vec::new();
-        if let Some(p) = explicit {
-            tries.push((p.display().to_string(), "explicit path".into()));
-        }
-        if let Some(p) = env_lib {
-            tries.push((p.display().to_string(), format!("${ENV_LIB}")));
-        }
+        let mut search = LibrarySearch::new(explicit, ENV_LIB, env_lib);
         if let Some(root) = sdk_root {
             let p = root.join("lib").join(sdk_target_dir()).join("libQnnHtp.so");
-            tries.push((p.display().to_string(), format!("${ENV_SDK}")));
+            search = search.then(p.display().to_string(), format!("${ENV_SDK}"));
         }
-        for c in CANDIDATES {
-            tries.push((c.to_string(), "candidate name".into()));
-        }
-        let mut attempts = Vec::new();
-        for (path, origin) in tries {
-            match Self::open(&path) {
-                Ok(lib) => return Ok(lib),
-                Err(e) => attempts.push(LoadAttempt {
-                    path,
-                    origin,
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        Err(QnnError::Load { attempts })
+        search
+            .candidates(CANDIDATES)
+            .open_first(Self::open)
+            .map_err(|attempts| QnnError::Load { attempts })
     }
 
     /// Opens one library (or returns the already opened one) and vets its provider.
