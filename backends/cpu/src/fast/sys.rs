@@ -147,6 +147,9 @@ pub fn exp_inplace(xs: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA were detected.
         Isa::Avx2Fma => unsafe { x86::exp_inplace(xs) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64.
+        Isa::Neon => unsafe { arm::exp_inplace(xs) },
         _ => xs.iter_mut().for_each(|x| *x = x.exp()),
     }
 }
@@ -261,6 +264,9 @@ pub fn online_softmax_row(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 and FMA were detected; the lengths were checked above.
         Isa::Avx2Fma => unsafe { x86::online_softmax_row(row, limit, scale, max, total) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64; the lengths were checked above.
+        Isa::Neon => unsafe { arm::online_softmax_row(row, limit, scale, max, total) },
         _ => {
             let tile_max = row[..limit]
                 .iter()
@@ -995,6 +1001,95 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use std::arch::aarch64::*;
+
+    /// `exp` of four lanes, as the AVX2 `exp8`: range reduction by ln 2 in two parts, a degree-7
+    /// polynomial, the exponent added to the bits; inputs clamped to [−87.3, 88.7].
+    #[inline]
+    unsafe fn exp4(x: float32x4_t) -> float32x4_t {
+        let c = [
+            1.987_569_1e-4f32,
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ];
+        let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3)), vdupq_n_f32(88.7));
+        let k = vcvtnq_s32_f32(vmulq_n_f32(x, std::f32::consts::LOG2_E));
+        let kf = vcvtq_f32_s32(k);
+        let r = vfmsq_f32(
+            vfmsq_f32(x, kf, vdupq_n_f32(0.693_359_4)),
+            kf,
+            vdupq_n_f32(-2.121_944_4e-4),
+        );
+        let mut y = vdupq_n_f32(c[0]);
+        for &ci in &c[1..] {
+            y = vfmaq_f32(vdupq_n_f32(ci), y, r);
+        }
+        let r2 = vmulq_f32(r, r);
+        y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), y, r2);
+        let e = vshlq_n_s32::<23>(vaddq_s32(k, vdupq_n_s32(127)));
+        vmulq_f32(y, vreinterpretq_f32_s32(e))
+    }
+
+    /// # Safety
+    /// NEON available (baseline on aarch64).
+    pub unsafe fn exp_inplace(xs: &mut [f32]) {
+        let n = xs.len();
+        let p = xs.as_mut_ptr();
+        let mut i = 0;
+        while i + 4 <= n {
+            vst1q_f32(p.add(i), exp4(vld1q_f32(p.add(i))));
+            i += 4;
+        }
+        while i < n {
+            *p.add(i) = (*p.add(i)).exp();
+            i += 1;
+        }
+    }
+
+    /// # Safety
+    /// `0 < limit <= row.len()`.
+    pub unsafe fn online_softmax_row(
+        row: &mut [f32],
+        limit: usize,
+        scale: f32,
+        max: &mut f32,
+        total: &mut f32,
+    ) -> f32 {
+        let p = row.as_mut_ptr();
+        let whole = limit / 4 * 4;
+        let mut m = vdupq_n_f32(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < whole {
+            m = vmaxq_f32(m, vmulq_n_f32(vld1q_f32(p.add(i)), scale));
+            i += 4;
+        }
+        let mut new_max = max.max(vmaxvq_f32(m));
+        for j in whole..limit {
+            new_max = new_max.max(*p.add(j) * scale);
+        }
+        let correction = (*max - new_max).exp();
+        let shift = vdupq_n_f32(-new_max);
+        let mut sum = vdupq_n_f32(0.0);
+        let mut i = 0;
+        while i < whole {
+            let e = exp4(vfmaq_n_f32(shift, vld1q_f32(p.add(i)), scale));
+            sum = vaddq_f32(sum, e);
+            vst1q_f32(p.add(i), e);
+            i += 4;
+        }
+        let mut tail = 0.0f32;
+        for j in whole..limit {
+            let e = (*p.add(j) * scale - new_max).exp();
+            *p.add(j) = e;
+            tail += e;
+        }
+        row[limit..].iter_mut().for_each(|x| *x = 0.0);
+        *total = *total * correction + vaddvq_f32(sum) + tail;
+        *max = new_max;
+        correction
+    }
 
     /// # Safety
     /// Sizes as checked by [`super::qk_panel`].
