@@ -107,46 +107,137 @@ fn dense_attention(bencher: Bencher, s: Shape) {
         .bench_local(|| fast.dense_attention(inputs, &mut out).unwrap());
 }
 
-/// Sparse attention at 20 % kept, including top-k over INT32 pilot scores.
-#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
-fn sparse_attention_20pct_with_topk(bencher: Bencher, s: Shape) {
-    let d = data(s);
-    let fast = FastCpuBackend::new(s.threads).unwrap();
-    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let scores: Vec<Vec<i32>> = (0..s.q_heads)
-        .map(|h| {
-            inputs
-                .exact_scores(h)
-                .unwrap()
-                .iter()
-                .map(|&x| (x * 4096.0) as i32)
-                .collect()
+/// Pilot scores of every head, as the NPU would return them.
+enum Pilot {
+    /// INT32 (the simulator's and the CPU pilot's output): exact scores × 4096, truncated.
+    Int32(Vec<Vec<i32>>),
+    /// INT8 (what NPUs output after requantization): per-head scores scaled to ±127.
+    Int8(Vec<Vec<i8>>),
+}
+
+impl Pilot {
+    fn int32(inputs: &AttentionInputs<'_>, heads: usize) -> Self {
+        Pilot::Int32(
+            (0..heads)
+                .map(|h| {
+                    let s = inputs.exact_scores(h).unwrap();
+                    s.iter().map(|&x| (x * 4096.0) as i32).collect()
+                })
+                .collect(),
+        )
+    }
+
+    fn int8(inputs: &AttentionInputs<'_>, heads: usize) -> Self {
+        Pilot::Int8(
+            (0..heads)
+                .map(|h| {
+                    let s = inputs.exact_scores(h).unwrap();
+                    let max = s.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    s.iter().map(|&x| (x / max * 127.0).round() as i8).collect()
+                })
+                .collect(),
+        )
+    }
+
+    /// The scores of every head as score data.
+    fn heads(&self) -> Vec<ScoreData<'_>> {
+        match self {
+            Pilot::Int32(v) => v.iter().map(|h| ScoreData::I32(h)).collect(),
+            Pilot::Int8(v) => v.iter().map(|h| ScoreData::I8(h)).collect(),
+        }
+    }
+}
+
+/// The benchmarks' key budget: 20 % of each row's valid keys.
+const BUDGET: KeyBudget = KeyBudget::Ratio {
+    ratio: 0.2,
+    min_keys: 1,
+};
+
+/// Top-k of every head of `pilot` with `fast`.
+fn select(
+    fast: &FastCpuBackend,
+    pilot: &[ScoreData<'_>],
+    shape: &AttentionShape,
+) -> Vec<Selection> {
+    pilot
+        .iter()
+        .map(|&scores| {
+            let m = ScoreMatrix::causal(scores, shape.q_len, shape.kv_len, shape.q_offset);
+            fast.topk(m.unwrap(), BUDGET).unwrap()
         })
-        .collect();
-    let budget = KeyBudget::Ratio {
-        ratio: 0.2,
-        min_keys: 1,
+        .collect()
+}
+
+/// Sparse attention at 20 % kept, top-k over the pilot scores included; items = FLOPs.
+fn sparse_with_topk(bencher: Bencher, s: Shape, storage: KvStorage, int8: bool) {
+    let d = data(s);
+    let fast = FastCpuBackend::new(s.threads)
+        .unwrap()
+        .with_storage(storage);
+    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
+    let pilot = if int8 {
+        Pilot::int8(&inputs, s.q_heads)
+    } else {
+        Pilot::int32(&inputs, s.q_heads)
     };
+    let heads = pilot.heads();
     let mut out = vec![0.0; inputs.output_len()];
     let kept: u64 = (0..Q_LEN)
-        .map(|i| budget.keys_for(i, d.shape.valid_keys(i)).unwrap() as u64)
+        .map(|i| BUDGET.keys_for(i, d.shape.valid_keys(i)).unwrap() as u64)
         .sum();
     let flops = kept * 4 * s.head_dim as u64 * s.q_heads as u64;
     bencher.counter(ItemsCount::new(flops)).bench_local(|| {
-        let selections: Vec<Selection> = scores
-            .iter()
-            .map(|sc| {
-                fast.topk(
-                    ScoreMatrix::causal(ScoreData::I32(sc), Q_LEN, s.kv_len, d.shape.q_offset)
-                        .unwrap(),
-                    budget,
-                )
-                .unwrap()
-            })
-            .collect();
+        let selections = select(&fast, &heads, &d.shape);
         fast.sparse_attention(inputs, &selections, &mut out)
             .unwrap();
     });
+}
+
+/// Sparse attention at 20 % kept, including top-k over INT32 pilot scores.
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
+fn sparse_attention_20pct_with_topk(bencher: Bencher, s: Shape) {
+    sparse_with_topk(bencher, s, KvStorage::F32, false);
+}
+
+/// Sparse attention at 20 % kept, including top-k over INT8 pilot scores.
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
+fn sparse_attention_20pct_with_int8_topk(bencher: Bencher, s: Shape) {
+    sparse_with_topk(bencher, s, KvStorage::F32, true);
+}
+
+/// Sparse attention at 20 % kept with K and V stored as f16, including top-k over INT8 scores.
+#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
+fn sparse_attention_20pct_f16_kv_with_int8_topk(bencher: Bencher, s: Shape) {
+    sparse_with_topk(bencher, s, KvStorage::F16, true);
+}
+
+/// Top-k alone at 20 % (every head, one thread); items = scores examined.
+fn topk_only(bencher: Bencher, s: Shape, int8: bool) {
+    let d = data(s);
+    let fast = FastCpuBackend::new(1).unwrap();
+    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
+    let pilot = if int8 {
+        Pilot::int8(&inputs, s.q_heads)
+    } else {
+        Pilot::int32(&inputs, s.q_heads)
+    };
+    let heads = pilot.heads();
+    bencher
+        .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))
+        .bench_local(|| divan::black_box(select(&fast, &heads, &d.shape)));
+}
+
+/// Top-k alone at 20 % over INT32 pilot scores.
+#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
+fn topk_20pct_only(bencher: Bencher, s: Shape) {
+    topk_only(bencher, s, false);
+}
+
+/// Top-k alone at 20 % over INT8 pilot scores.
+#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
+fn topk_int8_20pct_only(bencher: Bencher, s: Shape) {
+    topk_only(bencher, s, true);
 }
 
 /// FMA peak of one core: 12 independent 8-lane FMA chains.
@@ -167,123 +258,4 @@ fn memcpy_bandwidth(bencher: Bencher) {
     bencher
         .counter(BytesCount::new((2 * n * 4) as u64))
         .bench_local(|| dst.copy_from_slice(divan::black_box(&src)));
-}
-
-/// Top-k alone at 20 % over INT32 pilot scores (every head, one thread); items = scores examined.
-#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
-fn topk_20pct_only(bencher: Bencher, s: Shape) {
-    let d = data(s);
-    let fast = FastCpuBackend::new(1).unwrap();
-    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let scores: Vec<Vec<i32>> = (0..s.q_heads)
-        .map(|h| {
-            inputs
-                .exact_scores(h)
-                .unwrap()
-                .iter()
-                .map(|&x| (x * 4096.0) as i32)
-                .collect()
-        })
-        .collect();
-    let budget = KeyBudget::Ratio {
-        ratio: 0.2,
-        min_keys: 1,
-    };
-    bencher
-        .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))
-        .bench_local(|| {
-            for sc in &scores {
-                divan::black_box(
-                    fast.topk(
-                        ScoreMatrix::causal(ScoreData::I32(sc), Q_LEN, s.kv_len, d.shape.q_offset)
-                            .unwrap(),
-                        budget,
-                    )
-                    .unwrap(),
-                );
-            }
-        });
-}
-
-/// INT8 pilot scores (what NPUs output): per-head scores requantized to ±127.
-fn int8_scores(inputs: &AttentionInputs<'_>, heads: usize) -> Vec<Vec<i8>> {
-    (0..heads)
-        .map(|h| {
-            let s = inputs.exact_scores(h).unwrap();
-            let max = s.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            s.iter().map(|&x| (x / max * 127.0).round() as i8).collect()
-        })
-        .collect()
-}
-
-/// Top-k alone at 20 % over INT8 pilot scores (every head, one thread); items = scores examined.
-#[divan::bench(args = &SHAPES[..3], sample_count = 15, sample_size = 1)]
-fn topk_int8_20pct_only(bencher: Bencher, s: Shape) {
-    let d = data(s);
-    let fast = FastCpuBackend::new(1).unwrap();
-    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let scores = int8_scores(&inputs, s.q_heads);
-    let budget = KeyBudget::Ratio {
-        ratio: 0.2,
-        min_keys: 1,
-    };
-    bencher
-        .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))
-        .bench_local(|| {
-            for sc in &scores {
-                divan::black_box(
-                    fast.topk(
-                        ScoreMatrix::causal(ScoreData::I8(sc), Q_LEN, s.kv_len, d.shape.q_offset)
-                            .unwrap(),
-                        budget,
-                    )
-                    .unwrap(),
-                );
-            }
-        });
-}
-
-/// Sparse attention at 20 % kept, including top-k over INT8 pilot scores.
-#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
-fn sparse_attention_20pct_with_int8_topk(bencher: Bencher, s: Shape) {
-    sparse_with_int8_topk(bencher, s, KvStorage::F32);
-}
-
-/// Sparse attention at 20 % kept with K and V stored as f16, including top-k over INT8 scores.
-#[divan::bench(args = SHAPES, sample_count = 15, sample_size = 1)]
-fn sparse_attention_20pct_f16_kv_with_int8_topk(bencher: Bencher, s: Shape) {
-    sparse_with_int8_topk(bencher, s, KvStorage::F16);
-}
-
-fn sparse_with_int8_topk(bencher: Bencher, s: Shape, storage: KvStorage) {
-    let d = data(s);
-    let fast = FastCpuBackend::new(s.threads)
-        .unwrap()
-        .with_storage(storage);
-    let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let scores = int8_scores(&inputs, s.q_heads);
-    let budget = KeyBudget::Ratio {
-        ratio: 0.2,
-        min_keys: 1,
-    };
-    let mut out = vec![0.0; inputs.output_len()];
-    let kept: u64 = (0..Q_LEN)
-        .map(|i| budget.keys_for(i, d.shape.valid_keys(i)).unwrap() as u64)
-        .sum();
-    let flops = kept * 4 * s.head_dim as u64 * s.q_heads as u64;
-    bencher.counter(ItemsCount::new(flops)).bench_local(|| {
-        let selections: Vec<Selection> = scores
-            .iter()
-            .map(|sc| {
-                fast.topk(
-                    ScoreMatrix::causal(ScoreData::I8(sc), Q_LEN, s.kv_len, d.shape.q_offset)
-                        .unwrap(),
-                    budget,
-                )
-                .unwrap()
-            })
-            .collect();
-        fast.sparse_attention(inputs, &selections, &mut out)
-            .unwrap();
-    });
 }

@@ -92,25 +92,47 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
     }
     let (threshold, equal, over) = kth_largest(candidates, k - above);
     above += over;
-    picked.resize(n + sys::COMPACT_SLACK, 0);
-    let ties = k - above;
+    let next = threshold.checked_add(1);
+    keep_top(
+        keys,
+        threshold,
+        next,
+        k - above,
+        equal,
+        picked,
+        sys::indices_at_least,
+    );
+}
+
+/// Writes to `picked`, ascending, the indices of the keys of `row` above `threshold` and of the
+/// first `ties` of the `equal` keys equal to it (`next` is the value just above the threshold,
+/// `None` at the top of the type). `at_least(part, first, t, out)` is the vectorized compaction
+/// of the indices `first + j` of `part` whose value is at least `t`.
+fn keep_top<T: Copy + PartialEq>(
+    row: &[T],
+    threshold: T,
+    next: Option<T>,
+    ties: usize,
+    equal: usize,
+    picked: &mut Vec<u32>,
+    at_least: fn(&[T], usize, T, &mut [u32]) -> usize,
+) {
+    picked.resize(row.len() + sys::COMPACT_SLACK, 0);
     let count = if ties == equal {
         // Every key equal to the threshold is kept: one comparison per key.
-        sys::indices_at_least(keys, 0, threshold, picked)
+        at_least(row, 0, threshold, picked)
     } else {
         // Up to the `ties`-th key equal to the threshold keep keys >= it, after it keys > it.
-        let last_tie = keys
+        let last_tie = row
             .iter()
             .enumerate()
             .filter(|(_, &x)| x == threshold)
             .nth(ties - 1)
-            .map_or(n - 1, |(j, _)| j);
-        let (head, tail) = keys.split_at(last_tie + 1);
-        let count = sys::indices_at_least(head, 0, threshold, picked);
-        match threshold.checked_add(1) {
-            Some(next) => {
-                count + sys::indices_at_least(tail, head.len(), next, &mut picked[count..])
-            }
+            .map_or(row.len() - 1, |(j, _)| j);
+        let (head, tail) = row.split_at(last_tie + 1);
+        let count = at_least(head, 0, threshold, picked);
+        match next {
+            Some(next) => count + at_least(tail, head.len(), next, &mut picked[count..]),
             None => count,
         }
     };
@@ -148,27 +170,17 @@ fn select_i8(scores: &[i8], k: usize, picked: &mut Vec<u32>) {
         bin -= 1;
     }
     let threshold = (bin as u8 ^ 0x80) as i8;
-    let ties = k - above;
-    picked.resize(n + sys::COMPACT_SLACK, 0);
-    let kept = if ties == count(bin) {
-        sys::indices_at_least_i8(scores, 0, threshold, picked)
-    } else {
-        let last_tie = scores
-            .iter()
-            .enumerate()
-            .filter(|(_, &x)| x == threshold)
-            .nth(ties - 1)
-            .map_or(n - 1, |(j, _)| j);
-        let (head, tail) = scores.split_at(last_tie + 1);
-        let kept = sys::indices_at_least_i8(head, 0, threshold, picked);
-        match threshold.checked_add(1) {
-            Some(next) => {
-                kept + sys::indices_at_least_i8(tail, head.len(), next, &mut picked[kept..])
-            }
-            None => kept,
-        }
-    };
-    picked.truncate(kept);
+    let next = threshold.checked_add(1);
+    let at_least = sys::indices_at_least_i8;
+    keep_top(
+        scores,
+        threshold,
+        next,
+        k - above,
+        count(bin),
+        picked,
+        at_least,
+    );
 }
 
 /// The `need`-th largest of the (non-empty) `candidates` by radix narrowing (the vector is
