@@ -116,6 +116,15 @@ enum Pilot {
 }
 
 impl Pilot {
+    /// INT8 scores if `int8`, else INT32, for `heads` heads.
+    fn new(inputs: &AttentionInputs<'_>, heads: usize, int8: bool) -> Self {
+        if int8 {
+            Pilot::int8(inputs, heads)
+        } else {
+            Pilot::int32(inputs, heads)
+        }
+    }
+
     fn int32(inputs: &AttentionInputs<'_>, heads: usize) -> Self {
         Pilot::Int32(
             (0..heads)
@@ -176,11 +185,7 @@ fn sparse_with_topk(bencher: Bencher, s: Shape, storage: KvStorage, int8: bool) 
         .unwrap()
         .with_storage(storage);
     let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let pilot = if int8 {
-        Pilot::int8(&inputs, s.q_heads)
-    } else {
-        Pilot::int32(&inputs, s.q_heads)
-    };
+    let pilot = Pilot::new(&inputs, s.q_heads, int8);
     let heads = pilot.heads();
     let mut out = vec![0.0; inputs.output_len()];
     let kept: u64 = (0..Q_LEN)
@@ -217,11 +222,7 @@ fn topk_only(bencher: Bencher, s: Shape, int8: bool) {
     let d = data(s);
     let fast = FastCpuBackend::new(1).unwrap();
     let inputs = AttentionInputs::new(&d.q, &d.k, &d.v, d.shape).unwrap();
-    let pilot = if int8 {
-        Pilot::int8(&inputs, s.q_heads)
-    } else {
-        Pilot::int32(&inputs, s.q_heads)
-    };
+    let pilot = Pilot::new(&inputs, s.q_heads, int8);
     let heads = pilot.heads();
     bencher
         .counter(ItemsCount::new(pairs(&d.shape) * s.q_heads as u64))

@@ -322,15 +322,25 @@ pub fn weighted_rows_indexed<T: KvElement>(acc: &mut [f32], w: &[f32], rows: &[T
 /// Room a compaction output needs beyond its input's length (whole vectors are stored).
 pub const COMPACT_SLACK: usize = 8;
 
+/// The preconditions of every compaction: room for `len` values plus a whole vector in the
+/// output, and indices `first..first + len` that fit the 32-bit lanes.
+fn check_compaction(len: usize, first: usize, out_len: usize) {
+    assert!(
+        out_len >= len + COMPACT_SLACK,
+        "compaction output too short"
+    );
+    assert!(
+        first + len <= i32::MAX as usize,
+        "row too long for 32-bit indices"
+    );
+}
+
 /// Splits `keys` around the range `[lo, hi]`: returns how many keys exceed `hi` and how many lie
 /// inside, the inside ones being copied, in order, to the front of `inside`
 /// (`inside.len() >= keys.len() + COMPACT_SLACK`).
 pub fn bracket(keys: &[u32], lo: u32, hi: u32, inside: &mut [u32]) -> (usize, usize) {
     assert!(lo <= hi, "empty bracket");
-    assert!(
-        inside.len() >= keys.len() + COMPACT_SLACK,
-        "compaction output too short"
-    );
+    check_compaction(keys.len(), 0, inside.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 was detected; `inside` has room for every key plus a whole vector.
@@ -342,14 +352,7 @@ pub fn bracket(keys: &[u32], lo: u32, hi: u32, inside: &mut [u32]) -> (usize, us
 /// Writes, in order, `first + j` for the `j` with `keys[j] >= threshold` to the front of `out`
 /// (`out.len() >= keys.len() + COMPACT_SLACK`) and returns how many there are.
 pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u32]) -> usize {
-    assert!(
-        out.len() >= keys.len() + COMPACT_SLACK,
-        "compaction output too short"
-    );
-    assert!(
-        first + keys.len() <= i32::MAX as usize,
-        "row too long for 32-bit indices"
-    );
+    check_compaction(keys.len(), first, out.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 was detected; `out` has room for every index plus a whole vector.
@@ -360,14 +363,7 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
 
 /// [`indices_at_least`] over INT8 scores.
 pub fn indices_at_least_i8(scores: &[i8], first: usize, threshold: i8, out: &mut [u32]) -> usize {
-    assert!(
-        out.len() >= scores.len() + COMPACT_SLACK,
-        "compaction output too short"
-    );
-    assert!(
-        first + scores.len() <= i32::MAX as usize,
-        "row too long for 32-bit indices"
-    );
+    check_compaction(scores.len(), first, out.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2 was detected; `out` has room for every index plus a whole vector.
