@@ -9,9 +9,9 @@ use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, 
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
+use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::metrics::percentile;
 use shadowattn_sparse_attn::pilot::PilotOutput;
-use shadowattn_sparse_attn::planner::CostTable;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use std::error::Error;
 use std::path::PathBuf;

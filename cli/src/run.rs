@@ -3,17 +3,18 @@
 use crate::registry;
 use clap::{Args, ValueEnum};
 use shadowattn_hal::{AttentionShape, ComputeBackend, EventKind, NpuBackend, ProfileEvent};
-use shadowattn_simulator::cost::graph_cost;
-use shadowattn_simulator::cpu_model::{sparse_attention_ns, topk_ns};
-use shadowattn_simulator::layer::{HeadCost, LayerPlan, LayerTiming, NpuGroup};
+use shadowattn_pipeline::{
+    fifo, simulate, CostModel, LayerCosts, Pipeline, Plan, Timeline, UnitWork,
+};
+use shadowattn_simulator::layer::SocCosts;
 use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
 use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::planner::{CostTable, Launch, Plan, Strategy};
 use shadowattn_sparse_attn::shadow::{ChunkResult, Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::error::Error;
@@ -175,75 +176,36 @@ fn synthetic_calibration(args: &RunArgs, model: &ModelShape) -> Res<Calibration>
     )?)
 }
 
-/// What the simulated timing needs: the SoC, its CPU cores, the bank and the chunk's shape.
-struct SimContext<'a> {
+/// The simulated SoC: its prices for the layer and the cores that run the CPU steps.
+struct Simulated<'a> {
     soc: &'a SocProfile,
-    core: &'a CpuCore,
+    costs: SocCosts,
     cores: usize,
-    spec: &'a BankSpec,
-    calib: &'a Calibration,
-    shape: AttentionShape,
 }
 
-impl SimContext<'_> {
-    fn valid_keys(&self) -> u64 {
-        (0..self.shape.q_len)
-            .map(|i| self.shape.valid_keys(i) as u64)
-            .sum()
+impl Simulated<'_> {
+    /// The pipeline of the SoC's cores.
+    fn pipeline(&self) -> Res<Pipeline> {
+        Ok(Pipeline::executor(self.cores)?)
     }
 
-    fn launch_ns(&self, bucket: usize, fused: usize) -> Res<f64> {
-        let graph = self.spec.pilot(&self.calib.grid, bucket, fused).graph()?;
-        Ok(graph_cost(self.soc, &graph).launch_ns(false))
-    }
-
-    fn attention_ns(&self, pairs: u64) -> f64 {
-        let s = &self.shape;
-        sparse_attention_ns(self.core, pairs, s.kv_len, s.head_dim, false)
-    }
-
-    /// Stage costs for the planner: warm pilot launches and the CPU core model.
-    fn costs(&self) -> Res<CostTable> {
-        let valid = self.valid_keys();
-        Ok(CostTable {
-            npu_ns: FUSED
-                .iter()
-                .map(|&f| Ok((f, self.launch_ns(0, f)?)))
-                .collect::<Res<_>>()?,
-            topk_ns_per_key: topk_ns(self.core, valid, 4) / valid as f64,
-            topk_ns_fixed: 0.0,
-            attention_ns_per_pair: self.attention_ns(valid) / valid as f64,
-            attention_ns_fixed: 0.0,
-        })
-    }
-
-    /// The layer's timing when run in `order`.
-    fn layer(&self, result: &ChunkResult, order: &Plan) -> Res<LayerTiming> {
-        let groups = order
-            .launch_order
+    /// `result`'s launches and heads priced on the SoC, with the keys each head really kept.
+    fn costs(&self, result: &ChunkResult, shape: &AttentionShape) -> Res<LayerCosts> {
+        let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+        let work: Vec<UnitWork> = result
+            .selections
             .iter()
-            .map(|&li| {
-                let l: &Launch = &result.launches[li];
-                Ok(NpuGroup {
-                    heads: l.heads.clone(),
-                    npu_ns: self.launch_ns(l.bucket, l.heads.len())?,
-                })
+            .map(|s| UnitWork {
+                valid_keys,
+                kept_pairs: s.kept() as u64,
             })
-            .collect::<Res<Vec<_>>>()?;
-        let topk = topk_ns(self.core, self.valid_keys(), 4);
-        let plan = LayerPlan {
-            groups,
-            cpu_order: order.cpu_order.clone(),
-            heads: result
-                .selections
-                .iter()
-                .map(|s| HeadCost {
-                    topk_ns: topk,
-                    attention_ns: self.attention_ns(s.indices.len() as u64),
-                })
-                .collect(),
-        };
-        Ok(plan.simulate(self.cores)?)
+            .collect();
+        Ok(LayerCosts::priced(&self.costs, &result.launches, &work)?)
+    }
+
+    /// The layer as the SoC would run `order`.
+    fn layer(&self, result: &ChunkResult, costs: &LayerCosts, order: &Plan) -> Res<Timeline> {
+        Ok(simulate(&self.pipeline()?, &result.launches, costs, order)?)
     }
 }
 
@@ -336,23 +298,26 @@ pub fn run(args: &RunArgs) -> Res<()> {
         .sum();
     let bank_graphs = bank.len();
     let sim = match (&npu_choice.soc, core) {
-        (Some(soc), Some(core)) => Some(SimContext {
-            soc,
-            core,
-            cores: args.cores,
-            spec: &spec,
-            calib: &calib,
-            shape,
-        }),
+        (Some(soc), Some(core)) => {
+            let pilots = FUSED
+                .iter()
+                .map(|&f| Ok((f, spec.pilot(&calib.grid, 0, f).graph()?)))
+                .collect::<Res<Vec<_>>>()?;
+            Some(Simulated {
+                soc,
+                costs: SocCosts::new(soc, core, pilots, shape.kv_len, shape.head_dim),
+                cores: args.cores,
+            })
+        }
         _ => None,
     };
-    let (costs, cost_source) = match &sim {
-        Some(sim) => (sim.costs()?, "simulator cost model"),
+    let (costs, cost_source): (Box<dyn CostModel>, _) = match &sim {
+        Some(sim) => (Box::new(sim.costs.clone()), "simulator cost model"),
         None => {
             let mean_ratio =
                 calib.layer_ratios(args.layer)?.iter().sum::<f32>() / args.q_heads as f32;
             let measured = CostTable::measure(&mut bank, compute, inputs, mean_ratio, 5)?;
-            (measured, "measured here, median of 5 runs")
+            (Box::new(measured), "measured here, median of 5 runs")
         }
     };
     let config = ShadowConfig {
@@ -410,7 +375,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
     let sizes: Vec<String> = result
         .launches
         .iter()
-        .map(|l| l.heads.len().to_string())
+        .map(|l| l.units.len().to_string())
         .collect();
     println!(
         "launches: {} (fused sizes {})",
@@ -435,7 +400,10 @@ pub fn run(args: &RunArgs) -> Res<()> {
     println!("rel_l2_mean: {:.5}", r.rel_l2_mean);
     println!("rel_l2_p95: {:.5}", r.rel_l2_p95);
     println!("cosine_mean: {:.6}", r.cosine_mean);
-    println!("fallback: {}", result.fallback.as_deref().unwrap_or("none"));
+    println!(
+        "fallback: {}",
+        result.fallback().as_deref().unwrap_or("none")
+    );
     println!(
         "time_chunk_ms: {chunk_ms:.2} (measured on this machine: {} kernels plus the NPU backend's pilot execution)",
         compute.name()
@@ -447,20 +415,12 @@ pub fn run(args: &RunArgs) -> Res<()> {
 
     if let Some(sim) = &sim {
         let who = format!("{} {} core(s) of {}", args.cores, args.core, sim.soc.name);
-        let planned = sim.layer(&result, &plan)?;
-        let fifo_order = Plan {
-            launch_order: (0..result.launches.len()).collect(),
-            cpu_order: result
-                .launches
-                .iter()
-                .flat_map(|l| l.heads.iter().copied())
-                .collect(),
-            projected_ns: f64::NAN,
-            strategy: Strategy::Fifo,
-        };
-        let fifo_timing = sim.layer(&result, &fifo_order)?;
-        let dense_sim =
-            sim.attention_ns(sim.valid_keys()) * shape.q_heads as f64 / args.cores as f64;
+        let costs = sim.costs(&result, &shape)?;
+        let planned = sim.layer(&result, &costs, &plan)?;
+        let fifo_order = fifo(&sim.pipeline()?, &result.launches, &costs)?;
+        let fifo_timing = sim.layer(&result, &costs, &fifo_order)?;
+        let valid: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+        let dense_sim = sim.costs.dense_ns(valid) * shape.q_heads as f64 / args.cores as f64;
         println!("sim_bank_compile_ms: {sim_compile_ms:.1} (simulated, once per device)");
         println!(
             "sim_npu_ms: {:.3} (simulated warm pilot launches)",

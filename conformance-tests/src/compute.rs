@@ -324,8 +324,8 @@ fn quantize(
         .expect("golden");
     match backend.quantize_heads(view, scales) {
         Ok(got) => judge(vec![
-            Tolerance::Exact.check(&as_f64(&got.data), &as_f64(&want.data)),
-            Tolerance::Exact.check(&as_f64(&got.scales), &as_f64(&want.scales)),
+            Tolerance::Exact.check(&as_f64(got.data()), &as_f64(want.data())),
+            Tolerance::Exact.check(&as_f64(got.scales()), &as_f64(want.scales())),
         ]),
         Err(e) => failed(format!("quantize_heads failed: {e}")),
     }
@@ -366,28 +366,22 @@ fn topk(
         ScoreKind::I32 => ScoreData::I32(&i32s),
         ScoreKind::I8 => ScoreData::I8(&i8s),
     };
-    let m = ScoreMatrix {
-        data,
-        rows,
-        cols,
-        q_offset: cols - rows,
-        causal,
-    };
+    let m = ScoreMatrix::new(data, rows, cols, cols - rows, causal).expect("valid score matrix");
     let want = CpuBackend::new().topk(m, budget).expect("golden");
     match backend.topk(m, budget) {
         Ok(got) => judge(vec![
             Tolerance::Exact.check(
-                &got.row_offsets
+                &got.row_offsets()
                     .iter()
                     .map(|&o| o as f64)
                     .collect::<Vec<_>>(),
                 &want
-                    .row_offsets
+                    .row_offsets()
                     .iter()
                     .map(|&o| o as f64)
                     .collect::<Vec<_>>(),
             ),
-            Tolerance::Exact.check(&as_f64(&got.indices), &as_f64(&want.indices)),
+            Tolerance::Exact.check(&as_f64(got.indices()), &as_f64(want.indices())),
         ]),
         Err(e) => failed(format!("topk failed: {e}")),
     }
@@ -408,17 +402,18 @@ fn attention_tolerance(s: &AttentionShape, relaxed: bool) -> Tolerance {
 }
 
 fn exact_selections(inputs: &AttentionInputs<'_>, ratio: f32) -> Vec<Selection> {
-    let s = inputs.shape;
+    let s = inputs.shape();
     (0..s.q_heads)
         .map(|h| {
             let scores = inputs.exact_scores(h).expect("valid head");
-            let m = ScoreMatrix {
-                data: ScoreData::F32(&scores),
-                rows: s.q_len,
-                cols: s.kv_len,
-                q_offset: s.q_offset,
-                causal: s.causal,
-            };
+            let m = ScoreMatrix::new(
+                ScoreData::F32(&scores),
+                s.q_len,
+                s.kv_len,
+                s.q_offset,
+                s.causal,
+            )
+            .expect("valid score matrix");
             CpuBackend::new()
                 .topk(m, KeyBudget::Ratio { ratio, min_keys: 1 })
                 .expect("golden")

@@ -12,9 +12,9 @@ use shadowattn_hal::{
 };
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::planner::CostTable;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -251,7 +251,7 @@ fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
         Ok(r) => r,
         Err(e) => return Status::Failed(format!("run_chunk failed: {e}")),
     };
-    if let Some(why) = r.fallback {
+    if let Some(why) = r.fallback() {
         return Status::Failed(format!("fell back to dense attention: {why}"));
     }
     let mut dense = vec![0.0; c.inputs().output_len()];

@@ -4,9 +4,11 @@
 use crate::error::{ModelError, Result};
 use crate::llama::{matmul_t, Attention};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, HeadsView, KeyBudget, ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection,
 };
-use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid};
+use shadowattn_sparse_attn::calibration::BucketGrid;
+use shadowattn_sparse_attn::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales};
+use shadowattn_sparse_attn::select::{select, Granularity, SelectionRule};
 
 /// Full softmax attention on a compute backend.
 #[derive(Debug)]
@@ -67,46 +69,59 @@ impl<'a> Sparse<'a> {
 
 /// Exact scores `[rows, keys]` of query head `h` (f32 SGEMM).
 pub fn head_scores(inputs: &AttentionInputs<'_>, h: usize) -> Vec<f32> {
-    let s = inputs.shape;
-    let d = s.head_dim;
-    let kv = s.kv_head_of(h);
-    let q = &inputs.q[h * s.q_len * d..][..s.q_len * d];
-    let k = &inputs.k[kv * s.kv_len * d..][..s.kv_len * d];
-    matmul_t(q, k, s.q_len, d, s.kv_len)
+    let s = inputs.shape();
+    let k = inputs.k_head(s.kv_head_of(h));
+    matmul_t(inputs.q_head(h), k, s.q_len, s.head_dim, s.kv_len)
 }
 
-/// INT32 pilot scores of head `h` with static scales `(q_scale, k_scale)`: INT8 products summed
-/// exactly (each partial sum of at most head_dim products of |q|,|k| ≤ 128 is an integer below
-/// 2^24, so the f32 SGEMM is exact).
+/// INT32 pilot scores of head `h`: the core's bucket (`scales`) and INT8 quantization of Q and
+/// K, with the pilot's Q·Kᵀ computed on the host in place of the NPU. The INT8 products are
+/// summed exactly: each partial sum of at most head_dim products of |q|,|k| ≤ 128 is an integer
+/// below 2^24, so the f32 SGEMM equals the INT32 accumulator.
 pub fn pilot_scores(
     compute: &dyn ComputeBackend,
+    grid: &BucketGrid,
     inputs: &AttentionInputs<'_>,
     h: usize,
-    (q_scale, k_scale): (f32, f32),
+    scales: &HeadScales,
 ) -> Result<Vec<i32>> {
-    let s = inputs.shape;
+    let s = inputs.shape();
     let d = s.head_dim;
     if d > 1024 {
         return Err(ModelError::Unsupported {
             detail: format!("head_dim {d}: INT8 pilot sums are exact in f32 up to 1024"),
         });
     }
-    let kv = s.kv_head_of(h);
-    let q = &inputs.q[h * s.q_len * d..][..s.q_len * d];
-    let k = &inputs.k[kv * s.kv_len * d..][..s.kv_len * d];
-    let q8 = compute.quantize_heads(HeadsView::new(q, 1, s.q_len, d)?, Some(&[q_scale]))?;
-    let k8 = compute.quantize_heads(HeadsView::new(k, 1, s.kv_len, d)?, Some(&[k_scale]))?;
-    let qf: Vec<f32> = q8.data.iter().map(|&v| f32::from(v)).collect();
-    let kf: Vec<f32> = k8.data.iter().map(|&v| f32::from(v)).collect();
-    Ok(matmul_t(&qf, &kf, s.q_len, d, s.kv_len)
+    let (q_scale, k_scale) = grid.bucket(scales.bucket);
+    let widen = |x: Vec<i8>| x.into_iter().map(f32::from).collect::<Vec<f32>>();
+    let q = widen(quantize_queries(compute, inputs, h, q_scale)?);
+    let k = widen(quantize_keys(compute, inputs, s.kv_head_of(h), k_scale)?);
+    Ok(matmul_t(&q, &k, s.q_len, d, s.kv_len)
         .into_iter()
         .map(|v| v as i32)
         .collect())
 }
 
+/// Row top-k of one head's INT32 pilot scores under the core's selection rule.
+fn select_pilot(
+    compute: &dyn ComputeBackend,
+    shape: &shadowattn_hal::AttentionShape,
+    scores: &[i32],
+    ratio: f32,
+    min_keys: usize,
+) -> Result<Selection> {
+    let rule = SelectionRule {
+        ratio,
+        min_keys,
+        granularity: Granularity::Row,
+    };
+    let m = ScoreMatrix::for_chunk(ScoreData::I32(scores), shape)?;
+    Ok(select(compute, m, rule)?)
+}
+
 impl Attention for Sparse<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
-        let s = inputs.shape;
+        let s = inputs.shape();
         let ratios = self
             .ratios
             .get(layer)
@@ -116,6 +131,10 @@ impl Attention for Sparse<'_> {
                 detail: format!("no ratios for layer {layer} with {} heads", s.q_heads),
             })?;
         let mut selections = Vec::with_capacity(s.q_heads);
+        let scales = match &self.ranking {
+            Ranking::Int8Pilot(grid) => head_scales(grid, &inputs),
+            Ranking::Exact => Vec::new(),
+        };
         for (h, &ratio) in ratios.iter().enumerate() {
             let budget = KeyBudget::Ratio {
                 ratio,
@@ -133,19 +152,8 @@ impl Attention for Sparse<'_> {
                     self.compute.topk(m, budget)?
                 }
                 Ranking::Int8Pilot(grid) => {
-                    let d = s.head_dim;
-                    let kv = s.kv_head_of(h);
-                    let qs = absmax_scale(&inputs.q[h * s.q_len * d..][..s.q_len * d]);
-                    let ks = absmax_scale(&inputs.k[kv * s.kv_len * d..][..s.kv_len * d]);
-                    let bucket = grid.bucket(grid.nearest(qs, ks));
-                    let scores = pilot_scores(self.compute, &inputs, h, bucket)?;
-                    let m = ScoreMatrix::causal(
-                        ScoreData::I32(&scores),
-                        s.q_len,
-                        s.kv_len,
-                        s.q_offset,
-                    )?;
-                    self.compute.topk(m, budget)?
+                    let scores = pilot_scores(self.compute, grid, &inputs, h, &scales[h])?;
+                    select_pilot(self.compute, &s, &scores, ratio, self.min_keys)?
                 }
             };
             selections.push(sel);
@@ -177,7 +185,7 @@ impl Attention for Ablated<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
         self.compute.dense_attention(inputs, out)?;
         if layer == self.layer {
-            let per_head = inputs.shape.q_len * inputs.shape.head_dim;
+            let per_head = inputs.shape().q_len * inputs.shape().head_dim;
             match self.head {
                 Some(h) => out[h * per_head..(h + 1) * per_head].fill(0.0),
                 None => out.fill(0.0),
@@ -203,27 +211,17 @@ pub struct RecallProbe<'a> {
 
 impl Attention for RecallProbe<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
-        let s = inputs.shape;
-        let d = s.head_dim;
+        let s = inputs.shape();
         let budget = KeyBudget::Ratio {
             ratio: self.ratio,
             min_keys: 1,
         };
-        for h in 0..s.q_heads {
+        for (h, scales) in head_scales(&self.grid, &inputs).iter().enumerate() {
             let exact = head_scores(&inputs, h);
-            let m = ScoreMatrix::causal(ScoreData::F32(&exact), s.q_len, s.kv_len, s.q_offset)?;
+            let m = ScoreMatrix::for_chunk(ScoreData::F32(&exact), &s)?;
             let want = self.compute.topk(m, budget)?;
-            let kv = s.kv_head_of(h);
-            let qs = absmax_scale(&inputs.q[h * s.q_len * d..][..s.q_len * d]);
-            let ks = absmax_scale(&inputs.k[kv * s.kv_len * d..][..s.kv_len * d]);
-            let pilot = pilot_scores(
-                self.compute,
-                &inputs,
-                h,
-                self.grid.bucket(self.grid.nearest(qs, ks)),
-            )?;
-            let m = ScoreMatrix::causal(ScoreData::I32(&pilot), s.q_len, s.kv_len, s.q_offset)?;
-            let got = self.compute.topk(m, budget)?;
+            let pilot = pilot_scores(self.compute, &self.grid, &inputs, h, scales)?;
+            let got = select_pilot(self.compute, &s, &pilot, self.ratio, 1)?;
             let recall: f64 = (0..s.q_len)
                 .map(|i| shadowattn_sparse_attn::metrics::topk_recall(got.row(i), want.row(i)))
                 .sum::<f64>()
@@ -245,14 +243,8 @@ pub struct Core<'c> {
 
 impl Attention for Core<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
-        let r = self
-            .shadow
-            .run_chunk(layer, inputs)
-            .map_err(|e| ModelError::InvalidArgument {
-                argument: "npu",
-                detail: e.to_string(),
-            })?;
-        if let Some(why) = r.fallback {
+        let r = self.shadow.run_chunk(layer, inputs)?;
+        if let Some(why) = r.fallback() {
             return Err(ModelError::InvalidArgument {
                 argument: "npu",
                 detail: format!("layer {layer} fell back to dense attention: {why}"),

@@ -1,6 +1,7 @@
 //! The one error type of the model harness.
 
 use shadowattn_hal::HalError;
+use shadowattn_sparse_attn::SparseAttnError;
 use thiserror::Error;
 
 /// Result alias for the model harness.
@@ -46,9 +47,12 @@ pub enum ModelError {
         /// Why.
         detail: String,
     },
-    /// An error from a backend or the sparse-attention core.
+    /// An error from a backend.
     #[error(transparent)]
     Hal(#[from] HalError),
+    /// An error from the sparse-attention core.
+    #[error(transparent)]
+    SparseAttn(#[from] SparseAttnError),
 }
 
 impl ModelError {

@@ -171,7 +171,8 @@ pub fn qk_samples(
     window: &[u32],
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
     let mut samples = Vec::with_capacity(model.config.layers);
-    let mut keep = |_: usize, i: AttentionInputs<'_>| samples.push((i.q.to_vec(), i.k.to_vec()));
+    let mut keep =
+        |_: usize, i: AttentionInputs<'_>| samples.push((i.q().to_vec(), i.k().to_vec()));
     model.forward_from(window, &mut Dense { compute }, &mut keep)?;
     Ok(samples)
 }
@@ -211,16 +212,12 @@ pub fn calibrate(
             },
         )
         .collect();
-    shadowattn_sparse_attn::calibration::Calibration::calibrate(
+    Ok(shadowattn_sparse_attn::calibration::Calibration::calibrate(
         model_shape(model, name),
         &layers,
         importance,
         ratio_config,
         1,
         0.5,
-    )
-    .map_err(|e| ModelError::InvalidArgument {
-        argument: "calibration",
-        detail: e.to_string(),
-    })
+    )?)
 }

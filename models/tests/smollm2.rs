@@ -13,8 +13,8 @@ use shadowattn_models::llama::Attention;
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::RatioConfig;
+use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
-use shadowattn_sparse_attn::planner::CostTable;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -160,10 +160,10 @@ impl Attention for Capture {
         out: &mut [f32],
     ) -> shadowattn_models::Result<()> {
         if layer == self.layer {
-            self.q = inputs.q.to_vec();
-            self.k = inputs.k.to_vec();
-            self.v = inputs.v.to_vec();
-            self.shape = Some(inputs.shape);
+            self.q = inputs.q().to_vec();
+            self.k = inputs.k().to_vec();
+            self.v = inputs.v().to_vec();
+            self.shape = Some(inputs.shape());
         }
         Ok(CpuBackend::new().dense_attention(inputs, out)?)
     }

@@ -4,7 +4,8 @@
 //! - [`profile`]: SoC profiles as TOML data, every number with its source.
 //! - [`cost`]: the cost model of one graph execution.
 //! - [`backend`]: [`SimBackend`], the `NpuBackend` implementation on a simulated clock.
-//! - [`cpu_model`], [`layer`]: CPU stage costs and a whole layer's pipeline on N cores.
+//! - [`cpu_model`], [`layer`]: CPU step costs, and the prices of a layer's launches and steps
+//!   for the pipeline model of `shadowattn-pipeline`.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
 //! - [`calibration`]: the fit of the model to published figures.
 

@@ -6,10 +6,10 @@ use shadowattn_hal::{
     DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend, OutType, QuantParams,
     Quantization, TensorDesc,
 };
+use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
 use shadowattn_simulator::calibration::{
     calibration_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph,
 };
-use shadowattn_simulator::layer::{HeadCost, LayerPlan, NpuGroup};
 use shadowattn_simulator::profile::{builtin_names, real, BUILTIN};
 use shadowattn_simulator::timeline::chrome_trace;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
@@ -307,27 +307,21 @@ fn perfetto_trace_has_the_chrome_trace_event_structure() {
     let g = int8_pilot_graph(2, 8, 32, 16);
     let ins = inputs_for(&g, 5);
     let (_, mut events) = execute(&sim, &g, &ins);
-    let plan = LayerPlan {
-        groups: vec![
-            NpuGroup {
-                heads: vec![0, 1],
-                npu_ns: 2e6,
-            },
-            NpuGroup {
-                heads: vec![2],
-                npu_ns: 1.5e6,
-            },
-        ],
-        cpu_order: vec![1, 0, 2],
-        heads: vec![
-            HeadCost {
+    let launches = vec![Launch::new(0, vec![0, 1]), Launch::new(1, vec![2])];
+    let costs = LayerCosts {
+        launches: vec![2e6, 1.5e6],
+        units: vec![
+            StepCosts {
                 topk_ns: 2e5,
                 attention_ns: 9e5
             };
             3
         ],
     };
-    let layer = plan.simulate(2).unwrap();
+    let pipeline = Pipeline::executor(2).unwrap();
+    let mut order = fifo(&pipeline, &launches, &costs).unwrap();
+    order.unit_order = vec![1, 0, 2];
+    let layer = simulate(&pipeline, &launches, &costs, &order).unwrap();
     events.extend(layer.events);
     let text = serde_json::to_string(&chrome_trace(&events)).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -91,7 +91,9 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.rest.len() < n {
-            return Err(SparseAttnError::config("bank file", "truncated"));
+            return Err(SparseAttnError::BankFile {
+                detail: "truncated".into(),
+            });
         }
         let (a, b) = self.rest.split_at(n);
         self.rest = b;
@@ -151,7 +153,7 @@ impl GraphBank {
         spec: BankSpec,
         bytes: &[u8],
     ) -> Result<Self> {
-        let bad = |detail: String| SparseAttnError::config("bank file", detail);
+        let bad = |detail: String| SparseAttnError::BankFile { detail };
         let fused = spec.normalized_fused()?;
         let rest = bytes
             .strip_prefix(MAGIC.as_slice())
@@ -250,6 +252,19 @@ impl GraphBank {
             }
         }
         out
+    }
+
+    /// The compiled graph of `bucket` for `fused` heads, if the bank holds it.
+    pub fn graph(&self, bucket: usize, fused: usize) -> Option<&dyn CompiledGraph> {
+        self.graphs.get(&(bucket, fused)).map(|g| g.as_ref())
+    }
+
+    /// The compiled graph of `bucket` for `fused` heads, for execution.
+    pub fn graph_mut(&mut self, bucket: usize, fused: usize) -> Option<&mut dyn CompiledGraph> {
+        match self.graphs.get_mut(&(bucket, fused)) {
+            Some(g) => Some(g.as_mut()),
+            None => None,
+        }
     }
 
     /// Mutable access to the graphs, for execution.

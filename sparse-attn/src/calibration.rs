@@ -370,7 +370,7 @@ impl Calibration {
         self.model.validate()?;
         self.grid.validate()?;
         if self.ratios.len() != self.model.layers {
-            return Err(SparseAttnError::config(
+            return Err(SparseAttnError::calibration(
                 "ratios",
                 format!(
                     "{} layers of ratios for a {}-layer model",
@@ -381,7 +381,7 @@ impl Calibration {
         }
         for (l, row) in self.ratios.iter().enumerate() {
             if row.len() != self.model.q_heads {
-                return Err(SparseAttnError::config(
+                return Err(SparseAttnError::calibration(
                     "ratios",
                     format!(
                         "layer {l} has {} ratios for {} query heads",
@@ -395,7 +395,7 @@ impl Calibration {
                 .enumerate()
                 .find(|(_, r)| !(**r > 0.0 && **r <= 1.0))
             {
-                return Err(SparseAttnError::config(
+                return Err(SparseAttnError::calibration(
                     "ratios",
                     format!("layer {l} head {h} has ratio {r}, outside (0, 1]"),
                 ));
@@ -412,9 +412,9 @@ impl Calibration {
     /// Reads a calibration, checking its format, version and that it belongs to `expected`.
     pub fn from_json(text: &str, expected: Option<&ModelShape>) -> Result<Self> {
         let head: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| SparseAttnError::config("calibration", format!("not JSON: {e}")))?;
+            .map_err(|e| SparseAttnError::calibration("calibration", format!("not JSON: {e}")))?;
         if head.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Err(SparseAttnError::config(
+            return Err(SparseAttnError::calibration(
                 "calibration.format",
                 format!(
                     "expected \"{FORMAT}\", got {}",
@@ -425,18 +425,18 @@ impl Calibration {
         match head.get("version").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(VERSION) => {}
             other => {
-                return Err(SparseAttnError::config(
+                return Err(SparseAttnError::calibration(
                     "calibration.version",
                     format!("this build reads version {VERSION}, the file is version {other:?}"),
                 ))
             }
         }
         let c: Calibration = serde_json::from_value(head)
-            .map_err(|e| SparseAttnError::config("calibration", e.to_string()))?;
+            .map_err(|e| SparseAttnError::calibration("calibration", e.to_string()))?;
         c.validate()?;
         if let Some(m) = expected {
             if &c.model != m {
-                return Err(SparseAttnError::config(
+                return Err(SparseAttnError::calibration(
                     "calibration.model",
                     format!("the file calibrates {:?}, not {:?}", c.model, m),
                 ));
@@ -447,36 +447,32 @@ impl Calibration {
 
     /// Writes the calibration to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_json()).map_err(|e| {
-            SparseAttnError::config(
-                "calibration",
-                format!("cannot write {}: {e}", path.display()),
-            )
+        std::fs::write(path, self.to_json()).map_err(|e| SparseAttnError::Io {
+            action: "write",
+            path: path.display().to_string(),
+            detail: e.to_string(),
         })
     }
 
     /// Reads a calibration from `path` (see [`Calibration::from_json`]).
     pub fn load(path: &Path, expected: Option<&ModelShape>) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SparseAttnError::config(
-                "calibration",
-                format!("cannot read {}: {e}", path.display()),
-            )
+        let text = std::fs::read_to_string(path).map_err(|e| SparseAttnError::Io {
+            action: "read",
+            path: path.display().to_string(),
+            detail: e.to_string(),
         })?;
         Self::from_json(&text, expected)
     }
 
     /// Ratios of one layer.
     pub fn layer_ratios(&self, layer: usize) -> Result<&[f32]> {
-        self.ratios.get(layer).map(Vec::as_slice).ok_or_else(|| {
-            SparseAttnError::config(
-                "layer",
-                format!(
-                    "layer {layer} does not exist ({} layers)",
-                    self.model.layers
-                ),
-            )
-        })
+        self.ratios
+            .get(layer)
+            .map(Vec::as_slice)
+            .ok_or(SparseAttnError::NoLayer {
+                layer,
+                layers: self.model.layers,
+            })
     }
 }
 

@@ -1,13 +1,19 @@
-//! The shadowAttn core over the HAL traits: offline calibration, the scale-bucketed graph bank,
-//! the INT8 pilot, top-k and sparse attention in a planned three-stage pipeline, accuracy
-//! metrics and synthetic workloads. It never names a particular backend.
+//! The shadowAttn core over the HAL traits: offline calibration ([`calibration`]), the
+//! scale-bucketed graph bank ([`bank`]), the INT8 pilot ([`pilot`]), key selection
+//! ([`select`]), the stage costs the planner uses ([`costs`]), the preparation of a chunk
+//! ([`prepare`]) and its threaded pipeline ([`executor`]), tied together by
+//! [`shadow::ShadowAttention`]; accuracy metrics and synthetic workloads. It never names a
+//! particular backend; the schedule model is `shadowattn-pipeline`'s.
 
 pub mod bank;
 pub mod calibration;
+pub mod costs;
 pub mod error;
+pub mod executor;
 pub mod metrics;
 pub mod pilot;
-pub mod planner;
+pub mod prepare;
+pub mod select;
 pub mod shadow;
 pub mod synthetic;
 

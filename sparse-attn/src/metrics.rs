@@ -131,7 +131,7 @@ pub fn evaluate(
     dense: &[f32],
     compute: &dyn ComputeBackend,
 ) -> Result<AccuracyReport> {
-    let s = inputs.shape;
+    let s = inputs.shape();
     let n_out = inputs.output_len();
     if sparse.len() != n_out || dense.len() != n_out || selections.len() != s.q_heads {
         return Err(SparseAttnError::config(
@@ -157,13 +157,7 @@ pub fn evaluate(
         for i in 0..s.q_len {
             let n = s.valid_keys(i);
             let row_scores = &scores[i * s.kv_len..i * s.kv_len + n];
-            let row = ScoreMatrix {
-                data: ScoreData::F32(row_scores),
-                rows: 1,
-                cols: n,
-                q_offset: 0,
-                causal: false,
-            };
+            let row = ScoreMatrix::new(ScoreData::F32(row_scores), 1, n, 0, false)?;
             let oracle = compute.topk(row, KeyBudget::Fixed(sel.row(i).len()))?;
             let probs = softmax_probs(row_scores, s.scale);
             recall.push(topk_recall(sel.row(i), oracle.row(0)));

@@ -1,12 +1,66 @@
 //! The INT8 pilot graph: Q·Kᵀ of one or more fused heads with static quantization scales.
 
-use crate::calibration::absmax_scale;
+use crate::calibration::{absmax_scale, BucketGrid};
 use crate::error::{Result, SparseAttnError};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, DType, Graph, GraphBuilder, HeadsView, HostTensor, KeyBudget,
     NpuBackend, OutType, ProfileEvent, QuantParams, Quantization, ScoreData, ScoreMatrix,
     Selection, TensorDesc,
 };
+
+/// One query head's actual quantization scales in a chunk, and the bucket nearest to them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeadScales {
+    /// Absmax scale of the head's queries.
+    pub q_scale: f32,
+    /// Absmax scale of its KV head's keys.
+    pub k_scale: f32,
+    /// The grid bucket nearest to (`q_scale`, `k_scale`): the static scales its pilot uses.
+    pub bucket: usize,
+}
+
+/// Every query head's scales and bucket in a chunk (K scales measured once per KV head).
+pub fn head_scales(grid: &BucketGrid, inputs: &AttentionInputs<'_>) -> Vec<HeadScales> {
+    let s = inputs.shape();
+    let k_scales: Vec<f32> = (0..s.kv_heads)
+        .map(|g| absmax_scale(inputs.k_head(g)))
+        .collect();
+    (0..s.q_heads)
+        .map(|h| {
+            let q_scale = absmax_scale(inputs.q_head(h));
+            let k_scale = k_scales[s.kv_head_of(h)];
+            HeadScales {
+                q_scale,
+                k_scale,
+                bucket: grid.nearest(q_scale, k_scale),
+            }
+        })
+        .collect()
+}
+
+/// The INT8 queries of query head `h` with the static scale `scale`, `[q_len, head_dim]`.
+pub fn quantize_queries(
+    compute: &dyn ComputeBackend,
+    inputs: &AttentionInputs<'_>,
+    h: usize,
+    scale: f32,
+) -> Result<Vec<i8>> {
+    let s = inputs.shape();
+    let view = HeadsView::new(inputs.q_head(h), 1, s.q_len, s.head_dim)?;
+    Ok(compute.quantize_heads(view, Some(&[scale]))?.into_data())
+}
+
+/// The INT8 keys of KV head `g` with the static scale `scale`, `[kv_len, head_dim]`.
+pub fn quantize_keys(
+    compute: &dyn ComputeBackend,
+    inputs: &AttentionInputs<'_>,
+    g: usize,
+    scale: f32,
+) -> Result<Vec<i8>> {
+    let s = inputs.shape();
+    let view = HeadsView::new(inputs.k_head(g), 1, s.kv_len, s.head_dim)?;
+    Ok(compute.quantize_heads(view, Some(&[scale]))?.into_data())
+}
 
 /// What the pilot graph outputs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,13 +136,11 @@ impl PilotSpec {
 /// integer units (each head's score divided by its absmax Q and K scales), so requantized scores
 /// use the whole INT8 range without clipping on data like the sample.
 pub fn int8_accumulator_range(sample: AttentionInputs<'_>) -> Result<f32> {
-    let s = sample.shape;
-    let d = s.head_dim;
+    let s = sample.shape();
     let mut max = 0.0f32;
     for h in 0..s.q_heads {
-        let kv = s.kv_head_of(h);
-        let q_scale = absmax_scale(&sample.q[h * s.q_len * d..(h + 1) * s.q_len * d]);
-        let k_scale = absmax_scale(&sample.k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d]);
+        let q_scale = absmax_scale(sample.q_head(h));
+        let k_scale = absmax_scale(sample.k_head(s.kv_head_of(h)));
         let scores = sample.exact_scores(h)?;
         for i in 0..s.q_len {
             let row = &scores[i * s.kv_len..i * s.kv_len + s.valid_keys(i)];
@@ -127,15 +179,14 @@ pub fn select_with_per_head_scales(
     inputs: AttentionInputs<'_>,
     budget: KeyBudget,
 ) -> Result<PilotSelection> {
-    let s = inputs.shape;
-    s.validate()?;
+    let s = inputs.shape();
     budget.validate()?;
     let q8 = compute.quantize_heads(
-        HeadsView::new(inputs.q, s.q_heads, s.q_len, s.head_dim)?,
+        HeadsView::new(inputs.q(), s.q_heads, s.q_len, s.head_dim)?,
         None,
     )?;
     let k8 = compute.quantize_heads(
-        HeadsView::new(inputs.k, s.kv_heads, s.kv_len, s.head_dim)?,
+        HeadsView::new(inputs.k(), s.kv_heads, s.kv_len, s.head_dim)?,
         None,
     )?;
     let mut selections = Vec::with_capacity(s.q_heads);
@@ -147,8 +198,8 @@ pub fn select_with_per_head_scales(
             q_len: s.q_len,
             kv_len: s.kv_len,
             head_dim: s.head_dim,
-            q_scale: q8.scales[h],
-            k_scale: k8.scales[kv],
+            q_scale: q8.scales()[h],
+            k_scale: k8.scales()[kv],
             output: PilotOutput::Int32,
         };
         let graph = spec.graph()?;
@@ -161,13 +212,7 @@ pub fn select_with_per_head_scales(
         let out_desc = graph.output_descs().next().expect("scores").clone();
         let mut scores = HostTensor::zeros(out_desc)?;
         events.extend(compiled.execute(&[q_in.view(), k_in.view()], &mut [scores.view_mut()])?);
-        let matrix = ScoreMatrix {
-            data: ScoreData::I32(scores.as_slice::<i32>()?),
-            rows: s.q_len,
-            cols: s.kv_len,
-            q_offset: s.q_offset,
-            causal: s.causal,
-        };
+        let matrix = ScoreMatrix::for_chunk(ScoreData::I32(scores.as_slice::<i32>()?), &s)?;
         selections.push(compute.topk(matrix, budget)?);
     }
     Ok(PilotSelection { selections, events })

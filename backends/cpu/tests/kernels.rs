@@ -68,7 +68,7 @@ fn quantize_heads_uses_absmax_scales_and_bucket_scales() {
     let q = cpu()
         .quantize_heads(HeadsView::new(&x, 2, 2, 2).unwrap(), None)
         .unwrap();
-    assert_eq!(q.scales, vec![0.01, 1.0]);
+    assert_eq!(q.scales(), &[0.01, 1.0]);
     assert_eq!(q.head(0), &[50, -127, 0, 1]);
     assert_eq!(q.head(1), &[0, 0, 0, 0]);
     let q = cpu()
@@ -333,8 +333,8 @@ proptest! {
     fn int8_quantization_round_trips_within_half_a_step(xs in proptest::collection::vec(-50.0f32..50.0, 1..96)) {
         let n = xs.len();
         let q = cpu().quantize_heads(HeadsView::new(&xs, 1, 1, n).unwrap(), None).unwrap();
-        let s = q.scales[0];
-        for (x, &v) in xs.iter().zip(&q.data) {
+        let s = q.scales()[0];
+        for (x, &v) in xs.iter().zip(q.data()) {
             prop_assert!((x - f32::from(v) * s).abs() <= s / 2.0 * (1.0 + 1e-5));
         }
     }

@@ -230,7 +230,7 @@ impl OpenClBackend {
         selections: Option<&[Selection]>,
         out: &mut [f32],
     ) -> Result<(), HalError> {
-        let s = inputs.shape;
+        let s = inputs.shape();
         let d = s.head_dim;
         let wg = self.work_group_size;
         let local_bytes = (2 * d + 2 * wg) * 4;
@@ -245,7 +245,7 @@ impl OpenClBackend {
         }
         let (offsets, indices): (Vec<u32>, Vec<u32>) = match selections {
             Some(sels) => {
-                let total: usize = sels.iter().map(|x| x.indices.len()).sum();
+                let total: usize = sels.iter().map(Selection::kept).sum();
                 Self::check_u32("selections", total)?;
                 let mut offsets = Vec::with_capacity(s.q_heads * s.q_len + 1);
                 let mut indices = Vec::with_capacity(total);
@@ -268,10 +268,10 @@ impl OpenClBackend {
             Self::check_u32("q_offset", s.q_offset)?,
         ];
         Self::check_u32("q_heads × q_len", s.q_heads * s.q_len)?;
-        let k = self.kv_bytes("k", inputs.k)?;
-        let v = self.kv_bytes("v", inputs.v)?;
+        let k = self.kv_bytes("k", inputs.k())?;
+        let v = self.kv_bytes("v", inputs.v())?;
         self.with_runtime(|rt| {
-            rt.upload("q", bytemuck::cast_slice(inputs.q))?;
+            rt.upload("q", bytemuck::cast_slice(inputs.q()))?;
             rt.upload("k", &k)?;
             rt.upload("v", &v)?;
             rt.upload("offsets", bytemuck::cast_slice(&offsets))?;
@@ -318,16 +318,16 @@ impl ComputeBackend for OpenClBackend {
         scales: Option<&[f32]>,
     ) -> Result<QuantizedHeads, HalError> {
         check_quantize_call(&x, scales)?;
-        let per_head = Self::check_u32("rows × dim", x.rows * x.dim)?;
-        let total = Self::check_u32("heads × rows × dim", x.data.len())?;
+        let per_head = Self::check_u32("rows × dim", x.rows() * x.dim())?;
+        let total = Self::check_u32("heads × rows × dim", x.data().len())?;
         let wg = self.work_group_size;
-        let mut data = vec![0i8; x.data.len()];
+        let mut data = vec![0i8; x.data().len()];
         let scales = self.with_runtime(|rt| {
-            rt.upload("x", bytemuck::cast_slice(x.data))?;
+            rt.upload("x", bytemuck::cast_slice(x.data()))?;
             let scales: Vec<f32> = match scales {
                 Some(s) => s.to_vec(),
                 None => {
-                    rt.reserve("absmax", x.heads * 4)?;
+                    rt.reserve("absmax", x.heads() * 4)?;
                     rt.launch(
                         "absmax_heads",
                         &[
@@ -336,10 +336,10 @@ impl ComputeBackend for OpenClBackend {
                             Arg::Buffer("absmax"),
                             Arg::Local(wg * 4),
                         ],
-                        x.heads,
+                        x.heads(),
                         wg,
                     )?;
-                    let mut max = vec![0f32; x.heads];
+                    let mut max = vec![0f32; x.heads()];
                     rt.download("absmax", bytemuck::cast_slice_mut(&mut max))?;
                     // The scale rule in f32 on the host, bit-identical to the golden backend.
                     max.iter()
@@ -348,7 +348,7 @@ impl ComputeBackend for OpenClBackend {
                 }
             };
             rt.upload("scales", bytemuck::cast_slice(&scales))?;
-            rt.reserve("quantized", x.data.len())?;
+            rt.reserve("quantized", x.data().len())?;
             rt.launch(
                 "quantize_heads",
                 &[
@@ -358,33 +358,26 @@ impl ComputeBackend for OpenClBackend {
                     Arg::U32(total),
                     Arg::Buffer("quantized"),
                 ],
-                x.data.len().div_ceil(wg),
+                x.data().len().div_ceil(wg),
                 wg,
             )?;
             rt.download("quantized", bytemuck::cast_slice_mut(&mut data))?;
             Ok(scales)
         })?;
-        Ok(QuantizedHeads {
-            data,
-            scales,
-            heads: x.heads,
-            rows: x.rows,
-            dim: x.dim,
-        })
+        QuantizedHeads::new(data, scales, x.rows(), x.dim())
     }
 
     fn topk(&self, scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection, HalError> {
-        scores.validate()?;
         budget.validate()?;
-        let cols = Self::check_u32("cols", scores.cols)?;
-        let q_offset = Self::check_u32("q_offset", scores.q_offset)?;
-        let mut row_k = Vec::with_capacity(scores.rows);
-        let mut offsets = Vec::with_capacity(scores.rows + 1);
+        let cols = Self::check_u32("cols", scores.cols())?;
+        let q_offset = Self::check_u32("q_offset", scores.q_offset())?;
+        let rows = scores.rows();
+        let mut row_k = Vec::with_capacity(rows);
+        let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0usize);
-        for i in 0..scores.rows {
+        for i in 0..rows {
             let valid = scores.valid_keys(i);
-            if let ScoreData::F32(d) = scores.data {
-                let row = &d[i * scores.cols..i * scores.cols + valid];
+            if let ScoreData::F32(row) = scores.row(i) {
                 if let Some(j) = row.iter().position(|v| v.is_nan()) {
                     return Err(HalError::invalid_value(
                         "scores",
@@ -398,8 +391,8 @@ impl ComputeBackend for OpenClBackend {
         }
         let total = *offsets.last().expect("rows + 1 offsets");
         Self::check_u32("selected keys", total)?;
-        let row_start: Vec<u32> = offsets[..scores.rows].iter().map(|&o| o as u32).collect();
-        let (kind, raw): (u32, &[u8]) = match scores.data {
+        let row_start: Vec<u32> = offsets[..rows].iter().map(|&o| o as u32).collect();
+        let (kind, raw): (u32, &[u8]) = match scores.data() {
             ScoreData::F32(d) => (0, bytemuck::cast_slice(d)),
             ScoreData::I32(d) => (1, bytemuck::cast_slice(d)),
             ScoreData::I8(d) => (2, bytemuck::cast_slice(d)),
@@ -418,21 +411,18 @@ impl ComputeBackend for OpenClBackend {
                     Arg::U32(kind),
                     Arg::U32(cols),
                     Arg::U32(q_offset),
-                    Arg::U32(u32::from(scores.causal)),
+                    Arg::U32(u32::from(scores.is_causal())),
                     Arg::Buffer("row_k"),
                     Arg::Buffer("row_start"),
                     Arg::Buffer("selected"),
                     Arg::Local(2 * wg * 4),
                 ],
-                scores.rows,
+                rows,
                 wg,
             )?;
             rt.download("selected", bytemuck::cast_slice_mut(&mut indices))
         })?;
-        Ok(Selection {
-            row_offsets: offsets,
-            indices,
-        })
+        Selection::from_parts(offsets, indices)
     }
 
     fn sparse_attention(

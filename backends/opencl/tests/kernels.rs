@@ -107,13 +107,14 @@ fn check_attention(
     let selections: Vec<Selection> = (0..s.q_heads)
         .map(|h| {
             let scores = inputs.exact_scores(h).unwrap();
-            let m = ScoreMatrix {
-                data: ScoreData::F32(&scores),
-                rows: s.q_len,
-                cols: s.kv_len,
-                q_offset: s.q_offset,
-                causal: s.causal,
-            };
+            let m = ScoreMatrix::new(
+                ScoreData::F32(&scores),
+                s.q_len,
+                s.kv_len,
+                s.q_offset,
+                s.causal,
+            )
+            .unwrap();
             gold.topk(m, budget).unwrap()
         })
         .collect();
@@ -217,13 +218,7 @@ fn topk_is_exactly_the_golden_selection() {
                     1 => ScoreData::I32(&i32s),
                     _ => ScoreData::I8(&i8s),
                 };
-                let m = ScoreMatrix {
-                    data,
-                    rows,
-                    cols,
-                    q_offset: cols - rows,
-                    causal,
-                };
+                let m = ScoreMatrix::new(data, rows, cols, cols - rows, causal).unwrap();
                 for budget in [KeyBudget::Ratio { ratio, min_keys: 3 }, KeyBudget::Fixed(1)] {
                     prop_assert_eq!(gpu.topk(m, budget).unwrap(), gold.topk(m, budget).unwrap());
                 }

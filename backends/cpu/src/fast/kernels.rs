@@ -226,22 +226,21 @@ pub fn topk_row(
 ) -> Result<()> {
     let n = scores.valid_keys(i);
     let k = budget.keys_for(i, n)?;
-    let range = i * scores.cols..i * scores.cols + n;
     keys.clear();
-    match scores.data {
-        ScoreData::I32(d) => keys.extend(d[range].iter().map(|x| x.key())),
+    match scores.row(i) {
+        ScoreData::I32(d) => keys.extend(d.iter().map(|x| x.key())),
         ScoreData::I8(d) => {
-            select_i8(&d[range], k, picked);
+            select_i8(d, k, picked);
             return Ok(());
         }
         ScoreData::F32(d) => {
-            if let Some(j) = d[range.clone()].iter().position(|v| v.is_nan()) {
+            if let Some(j) = d.iter().position(|v| v.is_nan()) {
                 return Err(HalError::invalid_value(
                     "scores",
                     format!("query row {i}, key {j} is NaN; NaN has no order"),
                 ));
             }
-            keys.extend(d[range].iter().map(|x| x.key()));
+            keys.extend(d.iter().map(|x| x.key()));
         }
     }
     select_keys(keys, k, candidates, picked);
@@ -251,9 +250,8 @@ pub fn topk_row(
 /// Top-k per row over the causal prefix, identical to the golden kernel's selection and order;
 /// rows run in parallel on the current rayon pool.
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
-    scores.validate()?;
     budget.validate()?;
-    let rows: Vec<Vec<u32>> = (0..scores.rows)
+    let rows: Vec<Vec<u32>> = (0..scores.rows())
         .into_par_iter()
         .with_min_len(4)
         .map_init(
@@ -307,15 +305,22 @@ pub fn sparse_head<T: sys::KvElement>(
     sel: &Selection,
     out: &mut [f32],
 ) {
-    let s = inputs.shape;
+    let s = inputs.shape();
     let d = s.head_dim;
     let kv = s.kv_head_of(h);
     let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
     let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
     let mut weights = Vec::new();
     for (i, o) in out.chunks_exact_mut(d).enumerate().take(s.q_len) {
-        let q = &inputs.q[(h * s.q_len + i) * d..][..d];
-        attend(q, k, v, s.scale, sel.row(i), &mut weights, o);
+        attend(
+            inputs.q_row(h, i),
+            k,
+            v,
+            s.scale,
+            sel.row(i),
+            &mut weights,
+            o,
+        );
     }
 }
 
@@ -398,13 +403,13 @@ pub fn pack_kv(s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> PackedKv 
 /// outer loop: each tile of K and V is read from memory once and stays in cache while every
 /// row block uses it (the head's running outputs, `q_len × head_dim`, are the smaller set).
 pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &mut [f32]) {
-    let s = inputs.shape;
+    let s = inputs.shape();
     let (d, dim, mr, nr) = (s.head_dim, kv.dim, sys::MR, sys::NR);
     let blocks = s.q_len.div_ceil(mr);
     // Per row block: its query rows (zero-padded), running output, maximum and sum.
     let mut q = LineAligned::zeros(blocks * mr * dim);
     for i in 0..s.q_len {
-        q[i * dim..i * dim + d].copy_from_slice(&inputs.q[(h * s.q_len + i) * d..][..d]);
+        q[i * dim..i * dim + d].copy_from_slice(inputs.q_row(h, i));
     }
     let mut acc = LineAligned::zeros(blocks * mr * dim);
     let mut m = vec![[f32::NEG_INFINITY; sys::MR]; blocks];

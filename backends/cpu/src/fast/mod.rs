@@ -90,7 +90,7 @@ impl FastCpuBackend {
         selections: &[Selection],
         out: &mut [f32],
     ) {
-        let per_head = inputs.shape.q_len * inputs.shape.head_dim;
+        let per_head = inputs.shape().q_len * inputs.shape().head_dim;
         self.pool.install(|| {
             out.par_chunks_mut(per_head)
                 .zip(selections.par_iter())
@@ -103,8 +103,8 @@ impl FastCpuBackend {
     fn kv_f16(&self, inputs: &AttentionInputs<'_>) -> Result<(Vec<half::f16>, Vec<half::f16>)> {
         let (k, v) = self.pool.install(|| {
             rayon::join(
-                || shadowattn_hal::compute::kv_to_f16("k", inputs.k),
-                || shadowattn_hal::compute::kv_to_f16("v", inputs.v),
+                || shadowattn_hal::compute::kv_to_f16("k", inputs.k()),
+                || shadowattn_hal::compute::kv_to_f16("v", inputs.v()),
             )
         });
         Ok((k?, v?))
@@ -133,7 +133,7 @@ impl ComputeBackend for FastCpuBackend {
     ) -> Result<()> {
         shadowattn_hal::compute::check_sparse_call(&inputs, selections, out)?;
         match self.storage {
-            KvStorage::F32 => self.sparse_heads(&inputs, inputs.k, inputs.v, selections, out),
+            KvStorage::F32 => self.sparse_heads(&inputs, inputs.k(), inputs.v(), selections, out),
             KvStorage::F16 => {
                 let (k, v) = self.kv_f16(&inputs)?;
                 self.sparse_heads(&inputs, &k, &v, selections, out);
@@ -144,7 +144,7 @@ impl ComputeBackend for FastCpuBackend {
 
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
         shadowattn_hal::compute::check_dense_call(&inputs, out)?;
-        let s = inputs.shape;
+        let s = inputs.shape();
         let per_head = s.q_len * s.head_dim;
         // Dense attention packs K and V into f32 tiles; f16 storage rounds them first, so both
         // kernels see the same values.
@@ -156,9 +156,9 @@ impl ComputeBackend for FastCpuBackend {
                 Some((widen(k), widen(v)))
             }
         };
-        let (k, v) = rounded
-            .as_ref()
-            .map_or((inputs.k, inputs.v), |(k, v)| (k.as_slice(), v.as_slice()));
+        let (k, v) = rounded.as_ref().map_or((inputs.k(), inputs.v()), |(k, v)| {
+            (k.as_slice(), v.as_slice())
+        });
         self.pool.install(|| {
             let packed: Vec<kernels::PackedKv> = (0..s.kv_heads)
                 .into_par_iter()

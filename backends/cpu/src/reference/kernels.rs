@@ -13,7 +13,7 @@ pub fn quantize_heads(x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<Quanti
     check_quantize_call(&x, scales)?;
     let scales: Vec<f32> = match scales {
         Some(s) => s.to_vec(),
-        None => (0..x.heads)
+        None => (0..x.heads())
             .map(|h| {
                 let max = x.head(h).iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 if max > 0.0 {
@@ -24,44 +24,36 @@ pub fn quantize_heads(x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<Quanti
             })
             .collect(),
     };
-    let mut data = Vec::with_capacity(x.data.len());
+    let mut data = Vec::with_capacity(x.data().len());
     for (h, &s) in scales.iter().enumerate() {
         let p = QuantParams::symmetric(s);
         for &v in x.head(h) {
             data.push(arith::quantize(f64::from(v), p, DType::I8, "heads")? as i8);
         }
     }
-    Ok(QuantizedHeads {
-        data,
-        scales,
-        heads: x.heads,
-        rows: x.rows,
-        dim: x.dim,
-    })
+    QuantizedHeads::new(data, scales, x.rows(), x.dim())
 }
 
 /// Top-k per row over the causal prefix (see [`shadowattn_hal::ComputeBackend::topk`]).
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
-    scores.validate()?;
     budget.validate()?;
     let mut sel = Selection::new();
-    let mut row = Vec::with_capacity(scores.cols);
-    for i in 0..scores.rows {
+    let mut row = Vec::with_capacity(scores.cols());
+    for i in 0..scores.rows() {
         let valid = scores.valid_keys(i);
         let k = budget.keys_for(i, valid)?;
-        let range = i * scores.cols..i * scores.cols + valid;
         row.clear();
-        match scores.data {
-            ScoreData::I32(d) => row.extend(d[range].iter().map(|&v| f64::from(v))),
-            ScoreData::I8(d) => row.extend(d[range].iter().map(|&v| f64::from(v))),
+        match scores.row(i) {
+            ScoreData::I32(d) => row.extend(d.iter().map(|&v| f64::from(v))),
+            ScoreData::I8(d) => row.extend(d.iter().map(|&v| f64::from(v))),
             ScoreData::F32(d) => {
-                if let Some(j) = d[range.clone()].iter().position(|v| v.is_nan()) {
+                if let Some(j) = d.iter().position(|v| v.is_nan()) {
                     return Err(HalError::invalid_value(
                         "scores",
                         format!("query row {i}, key {j} is NaN; NaN has no order"),
                     ));
                 }
-                row.extend(d[range].iter().map(|&v| f64::from(v)));
+                row.extend(d.iter().map(|&v| f64::from(v)));
             }
         }
         let mut picked: Vec<u32> = top_indices(&row, k).into_iter().map(|j| j as u32).collect();
@@ -79,12 +71,13 @@ fn attend_row(
     keys: &[usize],
     out: &mut [f32],
 ) {
-    let s = &inputs.shape;
+    let s = inputs.shape();
     let d = s.head_dim;
     let kv = s.kv_head_of(head);
-    let q = &inputs.q[(head * s.q_len + row) * d..][..d];
-    let key = |j: usize| &inputs.k[(kv * s.kv_len + j) * d..][..d];
-    let val = |j: usize| &inputs.v[(kv * s.kv_len + j) * d..][..d];
+    let q = inputs.q_row(head, row);
+    let (k, v) = (inputs.k_head(kv), inputs.v_head(kv));
+    let key = |j: usize| &k[j * d..][..d];
+    let val = |j: usize| &v[j * d..][..d];
     let scores: Vec<f64> = keys
         .iter()
         .map(|&j| {
@@ -116,7 +109,7 @@ pub fn sparse_attention(
     out: &mut [f32],
 ) -> Result<()> {
     check_sparse_call(&inputs, selections, out)?;
-    let s = inputs.shape;
+    let s = inputs.shape();
     let d = s.head_dim;
     for (h, sel) in selections.iter().enumerate() {
         for i in 0..s.q_len {
@@ -130,7 +123,7 @@ pub fn sparse_attention(
 /// Dense attention over every valid key (see [`shadowattn_hal::ComputeBackend::dense_attention`]).
 pub fn dense_attention(inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
     check_dense_call(&inputs, out)?;
-    let s = inputs.shape;
+    let s = inputs.shape();
     let d = s.head_dim;
     for h in 0..s.q_heads {
         for i in 0..s.q_len {

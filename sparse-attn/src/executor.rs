@@ -1,0 +1,359 @@
+//! The threaded pipeline of one prepared chunk: a launcher thread runs the launches in plan
+//! order and hands each head's scores, in plan order, through a bounded queue to CPU workers
+//! that select keys and attend to them. A failed launch makes its heads fall back to dense
+//! attention. Each head's result depends only on its own data, so the output is the same
+//! whatever the thread count.
+
+use crate::bank::GraphBank;
+use crate::error::{Result, SparseAttnError};
+use crate::pilot::PilotOutput;
+use crate::prepare::PreparedChunk;
+use crate::select::{select, Granularity, SelectionRule};
+use shadowattn_hal::{
+    AttentionInputs, ComputeBackend, EventKind, FigureSource, HalError, HostTensor, ProfileEvent,
+    ScoreData, ScoreMatrix, Selection,
+};
+use shadowattn_pipeline::{Launch, Step};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Track of the executor's own measured launch events: the host thread that issues launches.
+pub const LAUNCHER_TRACK: &str = "launcher";
+
+/// A launch that failed on the NPU; its heads fell back to dense attention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchFailure {
+    /// Index of the launch.
+    pub launch: usize,
+    /// Its bucket.
+    pub bucket: usize,
+    /// Its heads.
+    pub heads: Vec<usize>,
+    /// What the backend said.
+    pub error: HalError,
+}
+
+impl std::fmt::Display for LaunchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NPU launch of bucket {} ({} heads) failed: {}",
+            self.bucket,
+            self.heads.len(),
+            self.error
+        )
+    }
+}
+
+/// What the CPU side does with each head's scores.
+#[derive(Clone, Copy, Debug)]
+pub struct Work<'a> {
+    /// The kernels.
+    pub compute: &'a dyn ComputeBackend,
+    /// The chunk.
+    pub inputs: AttentionInputs<'a>,
+    /// The layer's per-head ratios.
+    pub ratios: &'a [f32],
+    /// Fewest keys a row keeps.
+    pub min_keys: usize,
+    /// Row or block top-k.
+    pub granularity: Granularity,
+    /// CPU worker threads.
+    pub workers: usize,
+    /// Capacity of the queue between the launcher and the workers, in heads.
+    pub queue_depth: usize,
+}
+
+/// One head's result.
+#[derive(Debug)]
+pub struct HeadOutcome {
+    /// Query head.
+    pub head: usize,
+    /// Its output, `[q_len, head_dim]`.
+    pub output: Vec<f32>,
+    /// Its selected keys (every valid key after a fallback).
+    pub selection: Selection,
+    /// Whether it fell back to dense attention.
+    pub fallback: bool,
+    /// Its measured steps.
+    pub events: Vec<ProfileEvent>,
+}
+
+/// The results of a chunk run through the pipeline.
+#[derive(Debug)]
+pub struct Executed {
+    /// One outcome per head, indexed by head.
+    pub heads: Vec<HeadOutcome>,
+    /// The NPU backend's events, in launch order, then the launcher's measured launches.
+    pub npu_events: Vec<ProfileEvent>,
+    /// The launches that failed.
+    pub failures: Vec<LaunchFailure>,
+}
+
+/// A head's scores on their way to a worker.
+enum Scores {
+    I32(Vec<i32>),
+    I8(Vec<i8>),
+    /// The head's launch failed.
+    Failed,
+}
+
+struct Job {
+    head: usize,
+    scores: Scores,
+}
+
+/// Runs `prepared` on `bank`'s graphs and `work`'s kernels.
+pub fn execute(
+    bank: &mut GraphBank,
+    prepared: &PreparedChunk,
+    work: &Work<'_>,
+) -> Result<Executed> {
+    let origin = Instant::now();
+    let (jobs_tx, jobs_rx) = sync_channel::<Job>(work.queue_depth);
+    let jobs_rx = Mutex::new(jobs_rx);
+    let (done_tx, done_rx) = channel::<Result<HeadOutcome>>();
+    let launched = std::thread::scope(|scope| {
+        let launcher = scope.spawn(|| launch_all(bank, prepared, work, origin, jobs_tx));
+        for worker in 0..work.workers {
+            let (rx, tx) = (&jobs_rx, done_tx.clone());
+            scope.spawn(move || run_worker(work, worker, origin, rx, tx));
+        }
+        launcher.join()
+    });
+    drop(done_tx);
+    let (npu_events, failures) =
+        launched.map_err(|_| SparseAttnError::Invariant("the launcher thread panicked".into()))?;
+    let heads = work.inputs.shape().q_heads;
+    let mut by_head: Vec<Option<HeadOutcome>> = (0..heads).map(|_| None).collect();
+    for outcome in done_rx {
+        let o = outcome?;
+        let head = o.head;
+        if by_head[head].replace(o).is_some() {
+            return Err(SparseAttnError::Invariant(format!(
+                "head {head} finished twice"
+            )));
+        }
+    }
+    let done = by_head.iter().filter(|o| o.is_some()).count();
+    let heads = by_head.into_iter().flatten().collect::<Vec<_>>();
+    if done != work.inputs.shape().q_heads {
+        return Err(SparseAttnError::Invariant(format!(
+            "{done} of {} heads finished",
+            work.inputs.shape().q_heads
+        )));
+    }
+    Ok(Executed {
+        heads,
+        npu_events,
+        failures,
+    })
+}
+
+/// The launcher: every launch in plan order, then its heads to the queue in plan order.
+fn launch_all(
+    bank: &mut GraphBank,
+    prepared: &PreparedChunk,
+    work: &Work<'_>,
+    origin: Instant,
+    jobs: SyncSender<Job>,
+) -> (Vec<ProfileEvent>, Vec<LaunchFailure>) {
+    let spec = bank.spec().clone();
+    let s = work.inputs.shape();
+    let mut events = Vec::new();
+    let mut measured = Vec::new();
+    let mut failures = Vec::new();
+    let mut order = prepared.plan.unit_order.iter().copied();
+    'launches: for &li in &prepared.plan.launch_order {
+        let launch: &Launch = &prepared.launches[li];
+        let start = origin.elapsed().as_nanos() as u64;
+        let result = run_launch(bank, launch, &prepared.inputs[li]);
+        let end = origin.elapsed().as_nanos() as u64;
+        measured.push(ProfileEvent {
+            name: format!(
+                "pilot launch {li} (bucket {}, heads {:?})",
+                launch.bucket, launch.units
+            ),
+            kind: EventKind::Launch,
+            track: LAUNCHER_TRACK.into(),
+            start_ns: start,
+            duration_ns: end.saturating_sub(start).max(1),
+            cycles: None,
+            source: FigureSource::Measured,
+        });
+        let heads: Vec<usize> = order.by_ref().take(launch.units.len()).collect();
+        let scores = match result {
+            Ok((scores, ev)) => {
+                events.extend(ev);
+                Some(scores)
+            }
+            Err(error) => {
+                failures.push(LaunchFailure {
+                    launch: li,
+                    bucket: launch.bucket,
+                    heads: launch.units.clone(),
+                    error,
+                });
+                None
+            }
+        };
+        for h in heads {
+            let scores = match &scores {
+                Some(t) => {
+                    let slot = launch
+                        .units
+                        .iter()
+                        .position(|&u| u == h)
+                        .expect("the plan keeps each launch's heads together");
+                    let at = slot * spec.q_len * spec.kv_len;
+                    match spec.output {
+                        PilotOutput::Int32 => Scores::I32(unpad(
+                            &t.as_slice::<i32>().expect("i32 scores")[at..],
+                            spec.kv_len,
+                            s.q_len,
+                            s.kv_len,
+                        )),
+                        PilotOutput::Int8 { .. } => Scores::I8(unpad(
+                            &t.as_slice::<i8>().expect("i8 scores")[at..],
+                            spec.kv_len,
+                            s.q_len,
+                            s.kv_len,
+                        )),
+                    }
+                }
+                None => Scores::Failed,
+            };
+            if jobs.send(Job { head: h, scores }).is_err() {
+                break 'launches;
+            }
+        }
+    }
+    events.extend(measured);
+    (events, failures)
+}
+
+/// One launch: its scores and the backend's events.
+fn run_launch(
+    bank: &mut GraphBank,
+    launch: &Launch,
+    inputs: &crate::prepare::LaunchInputs,
+) -> std::result::Result<(HostTensor, Vec<ProfileEvent>), HalError> {
+    let graph = bank
+        .graph_mut(launch.bucket, launch.units.len())
+        .expect("preparation found every launch's graph");
+    let out_desc = graph
+        .graph()
+        .output_descs()
+        .next()
+        .expect("pilot graphs output scores")
+        .clone();
+    let mut scores = HostTensor::zeros(out_desc)?;
+    let events = graph.execute(
+        &[inputs.q.view(), inputs.k.view()],
+        &mut [scores.view_mut()],
+    )?;
+    Ok((scores, events))
+}
+
+/// A CPU worker: takes heads from the queue until it closes.
+fn run_worker(
+    work: &Work<'_>,
+    worker: usize,
+    origin: Instant,
+    jobs: &Mutex<Receiver<Job>>,
+    done: Sender<Result<HeadOutcome>>,
+) {
+    loop {
+        // The start is read while the queue is held, so starts are in queue order.
+        let (job, start) = {
+            let rx = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => (job, origin.elapsed().as_nanos() as u64),
+                Err(_) => return,
+            }
+        };
+        // An error is reported and the worker goes on, so the queue never stalls.
+        if done
+            .send(process(work, worker, origin, start, job))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Selects and attends for one head (or attends densely after a failed launch).
+fn process(
+    work: &Work<'_>,
+    worker: usize,
+    origin: Instant,
+    start: u64,
+    job: Job,
+) -> Result<HeadOutcome> {
+    let one = work.inputs.head(job.head);
+    let shape = one.shape();
+    let mut output = vec![0.0; one.output_len()];
+    let track = format!("cpu{worker}");
+    let event = |name: String, start: u64, end: u64| ProfileEvent {
+        name,
+        kind: EventKind::ComputeStage,
+        track: track.clone(),
+        start_ns: start,
+        duration_ns: end.saturating_sub(start).max(1),
+        cycles: None,
+        source: FigureSource::Measured,
+    };
+    let now = || origin.elapsed().as_nanos() as u64;
+    let data = match &job.scores {
+        Scores::I32(v) => Some(ScoreData::I32(v)),
+        Scores::I8(v) => Some(ScoreData::I8(v)),
+        Scores::Failed => None,
+    };
+    let (selection, fallback, events) = match data {
+        Some(data) => {
+            let rule = SelectionRule {
+                ratio: work.ratios[job.head],
+                min_keys: work.min_keys,
+                granularity: work.granularity,
+            };
+            let selection = select(work.compute, ScoreMatrix::for_chunk(data, &shape)?, rule)?;
+            let selected = now();
+            work.compute
+                .sparse_attention(one, std::slice::from_ref(&selection), &mut output)?;
+            let end = now();
+            let events = vec![
+                event(
+                    format!("{} h{}", Step::TopK.name(), job.head),
+                    start,
+                    selected,
+                ),
+                event(
+                    format!("{} h{}", Step::Attention.name(), job.head),
+                    selected,
+                    end,
+                ),
+            ];
+            (selection, false, events)
+        }
+        None => {
+            work.compute.dense_attention(one, &mut output)?;
+            let events = vec![event(format!("dense fallback h{}", job.head), start, now())];
+            (Selection::all_keys(&shape), true, events)
+        }
+    };
+    Ok(HeadOutcome {
+        head: job.head,
+        output,
+        selection,
+        fallback,
+        events,
+    })
+}
+
+/// The first `rows` rows and `cols` columns of a row-major matrix with `stride` columns.
+fn unpad<T: Copy>(padded: &[T], stride: usize, rows: usize, cols: usize) -> Vec<T> {
+    (0..rows)
+        .flat_map(|i| padded[i * stride..i * stride + cols].iter().copied())
+        .collect()
+}

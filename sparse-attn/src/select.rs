@@ -1,0 +1,112 @@
+//! Top-k selection of one head's keys from its pilot scores, per row or per block of rows.
+
+use crate::error::{Result, SparseAttnError};
+use shadowattn_hal::{ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection};
+
+/// How top-k groups query rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// Each query row keeps its own top `ceil(r · valid)` keys.
+    Row,
+    /// Blocks of this many query rows keep the top `ceil(r · valid entries)` of the whole block
+    /// (the paper artifact's accuracy simulation); every row keeps at least `min_keys`.
+    Block(usize),
+}
+
+/// How many keys to keep, and how rows are grouped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelectionRule {
+    /// Fraction of each row's (or block's) valid keys kept, in (0, 1].
+    pub ratio: f32,
+    /// Fewest keys a row keeps.
+    pub min_keys: usize,
+    /// Row or block top-k.
+    pub granularity: Granularity,
+}
+
+/// The keys one head keeps from `scores` under `rule`, each row in ascending key order.
+pub fn select(
+    compute: &dyn ComputeBackend,
+    scores: ScoreMatrix<'_>,
+    rule: SelectionRule,
+) -> Result<Selection> {
+    let budget = KeyBudget::Ratio {
+        ratio: rule.ratio,
+        min_keys: rule.min_keys,
+    };
+    match rule.granularity {
+        Granularity::Row => Ok(compute.topk(scores, budget)?),
+        Granularity::Block(rows) => select_blocks(compute, scores, budget, rule.min_keys, rows),
+    }
+}
+
+/// Block top-k: each block of `block` rows keeps the best `budget` of its valid entries, then
+/// every row is topped up to its own best `min_keys`.
+fn select_blocks(
+    compute: &dyn ComputeBackend,
+    scores: ScoreMatrix<'_>,
+    budget: KeyBudget,
+    min_keys: usize,
+    block: usize,
+) -> Result<Selection> {
+    if let ScoreData::F32(_) = scores.data() {
+        return Err(SparseAttnError::config(
+            "granularity",
+            "block top-k ranks the pilot's integer scores; these scores are f32",
+        ));
+    }
+    // Each row's own best min(min_keys, valid) keys, for the per-row floor.
+    let floor_sel = compute.topk(
+        scores,
+        KeyBudget::Ratio {
+            ratio: f32::MIN_POSITIVE,
+            min_keys,
+        },
+    )?;
+    let cols = scores.cols();
+    let value = |i: usize, j: usize| -> i32 {
+        match scores.data() {
+            ScoreData::I32(v) => v[i * cols + j],
+            ScoreData::I8(v) => i32::from(v[i * cols + j]),
+            ScoreData::F32(_) => unreachable!("refused above"),
+        }
+    };
+    let mut sel = Selection::new();
+    for start in (0..scores.rows()).step_by(block) {
+        let rows: Vec<usize> = (start..(start + block).min(scores.rows())).collect();
+        let mut flat = vec![i32::MIN; rows.len() * cols];
+        let mut valid = 0;
+        for (r, &i) in rows.iter().enumerate() {
+            for j in 0..scores.valid_keys(i) {
+                flat[r * cols + j] = value(i, j);
+                valid += 1;
+            }
+        }
+        let k = budget.keys_for(start, valid)?;
+        let whole = ScoreMatrix::new(ScoreData::I32(&flat), 1, flat.len(), 0, false)?;
+        let picked = compute.topk(whole, KeyBudget::Fixed(k))?;
+        for (r, &i) in rows.iter().enumerate() {
+            let lo = (r * cols) as u32;
+            let hi = lo + scores.valid_keys(i) as u32;
+            let mut keys: Vec<u32> = picked
+                .row(0)
+                .iter()
+                .filter(|&&x| x >= lo && x < hi)
+                .map(|&x| x - lo)
+                .collect();
+            // Every row keeps at least min_keys: its own best keys.
+            let floor = min_keys.min(scores.valid_keys(i));
+            for &j in floor_sel.row(i) {
+                if keys.len() >= floor {
+                    break;
+                }
+                if !keys.contains(&j) {
+                    keys.push(j);
+                }
+            }
+            keys.sort_unstable();
+            sel.push_row(&keys);
+        }
+    }
+    Ok(sel)
+}
