@@ -1,11 +1,9 @@
-//! `shadowattn devices`: which backends load here, with versions, or every path tried and why.
+//! `shadowattn devices`: every backend the registry knows, whether it loads here (with its
+//! version) or why not (every path tried).
 
-use shadowattn_hal::NpuBackend;
-use shadowattn_neuron::NeuronLibrary;
+use crate::backends::open_options;
 use shadowattn_opencl::list_devices;
-use shadowattn_qnn::{QnnBackend, QnnOptions};
-use shadowattn_simulator::profile::builtin_names;
-use shadowattn_simulator::SocProfile;
+use shadowattn_registry::{compute_backends, npu_backends, ComputeSpec, NpuSpec};
 
 fn line(name: &str, result: Result<String, String>) {
     match result {
@@ -20,42 +18,23 @@ fn line(name: &str, result: Result<String, String>) {
     }
 }
 
-/// Runs the command.
-pub fn run() {
-    line(
-        "cpu",
-        Ok(format!("golden reference {}", env!("CARGO_PKG_VERSION"))),
-    );
-    for soc in builtin_names() {
-        line(
-            &format!("sim:{soc}"),
-            SocProfile::builtin(soc)
-                .map(|p| format!("simulator of {} ({})", p.soc, p.npu_arch))
-                .map_err(|e| e.to_string()),
-        );
-    }
-    line(
-        "qnn:htp",
-        QnnBackend::open(QnnOptions::default())
-            .map(|b| format!("{} ({})", b.version(), b.library().path()))
-            .map_err(|e| e.to_string()),
-    );
-    line(
-        "neuron",
-        NeuronLibrary::find(None)
-            .map(|l| {
-                let v = l.version();
-                format!(
-                    "Neuron runtime {}.{}.{} ({})",
-                    v.major,
-                    v.minor,
-                    v.patch,
-                    l.path()
-                )
-            })
-            .map_err(|e| e.to_string()),
-    );
-    // Compute-kernel backends on the GPU side: every OpenCL device, by `opencl:<platform>:<device>`.
+fn npu(spec: &NpuSpec) {
+    let result = spec.open(&open_options()).map(|opened| {
+        let b = opened.backend;
+        match (spec, &opened.soc) {
+            (NpuSpec::Cpu, _) => format!(
+                "golden reference {} (the interpreter as NPU, the kernels as compute)",
+                b.version()
+            ),
+            (_, Some(p)) => format!("simulator of {} ({})", p.soc, p.npu_arch),
+            _ => b.version(),
+        }
+    });
+    line(&spec.to_string(), result.map_err(|e| e.to_string()));
+}
+
+/// Every OpenCL device, by `opencl:<platform>:<device>`, or why there is none.
+fn opencl_devices() {
     match list_devices(None) {
         Ok((lib, devices)) if !devices.is_empty() => {
             for d in devices {
@@ -79,5 +58,33 @@ pub fn run() {
             Err(format!("{}: the platforms expose no device", lib.path())),
         ),
         Err(e) => line("opencl", Err(e.to_string())),
+    }
+}
+
+/// Runs the command.
+pub fn run() {
+    for spec in npu_backends() {
+        npu(&spec);
+    }
+    let mut listed_opencl = false;
+    for spec in compute_backends() {
+        match &spec {
+            // The golden kernels are the `cpu` line above.
+            ComputeSpec::Cpu => {}
+            ComputeSpec::CpuFast { .. } => {
+                let result = spec.open(&open_options()).map(|b| {
+                    format!(
+                        "fast CPU kernels, K/V stored as {:?}",
+                        b.capabilities().kv_storage
+                    )
+                });
+                line(&spec.to_string(), result.map_err(|e| e.to_string()));
+            }
+            ComputeSpec::OpenCl { .. } if !listed_opencl => {
+                listed_opencl = true;
+                opencl_devices();
+            }
+            ComputeSpec::OpenCl { .. } => {}
+        }
     }
 }

@@ -2,11 +2,12 @@
 //! shadowAttn's sparse attention (uniform or calibrated per-head ratios; INT8 pilot or exact
 //! top-k), per-head importance by ablation, and the INT8 pilot's top-k recall on real heads.
 
-use crate::registry;
+use crate::backends::open_options;
 use clap::Args;
 use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, ImportanceRule};
 use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
@@ -59,7 +60,7 @@ pub struct EvalArgs {
     min_ratio_fraction: f32,
     /// Compute backend for attention, top-k and quantization.
     #[arg(long, default_value = "cpu-fast")]
-    compute: String,
+    compute: ComputeSpec,
     /// Print the dense perplexity only (no calibration, no sparse runs).
     #[arg(long)]
     dense_only: bool,
@@ -67,7 +68,7 @@ pub struct EvalArgs {
     /// `sim:<soc>`…; exact INT32 pilot output): the graph bank, planner and threaded executor
     /// of `shadowattn run`, on the real model.
     #[arg(long)]
-    npu: Option<String>,
+    npu: Option<NpuSpec>,
 }
 
 fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
@@ -84,10 +85,10 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     if !(args.min_ratio_fraction > 0.0 && args.min_ratio_fraction <= 1.0) {
         return Err("--min-ratio-fraction must be in (0, 1]".into());
     }
-    let compute_box = registry::compute_backend(&args.compute)?;
+    let compute_box = args.compute.open(&open_options())?;
     let compute = compute_box.as_ref();
     let npu = match &args.npu {
-        Some(name) => Some(registry::npu_backend(name)?),
+        Some(spec) => Some(spec.open(&open_options())?),
         None => None,
     };
     let started = Instant::now();

@@ -4,12 +4,12 @@
 //! Exit codes: 0 success, 1 error (the message on stderr starts with `error:`), 2 usage error,
 //! 3 conformance failures.
 
+mod backends;
 mod calibrate;
 mod conformance;
 mod devices;
 mod eval;
 mod qnn_estimates;
-mod registry;
 mod run;
 mod soak;
 mod soc;

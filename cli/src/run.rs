@@ -1,11 +1,12 @@
 //! `shadowattn run`: one synthetic prefill chunk through the whole shadowAttn flow.
 
-use crate::registry;
+use crate::backends::{open_options, DEFAULT_NPU};
 use clap::{Args, ValueEnum};
 use shadowattn_hal::{AttentionShape, ComputeBackend, EventKind, NpuBackend, ProfileEvent};
 use shadowattn_pipeline::{
     fifo, simulate, CostModel, LayerCosts, Pipeline, Plan, Timeline, UnitWork,
 };
+use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_simulator::layer::SocCosts;
 use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
@@ -44,12 +45,14 @@ pub enum PilotOutputArg {
 /// Options of `shadowattn run`.
 #[derive(Args)]
 pub struct RunArgs {
-    /// NPU graph backend that runs the INT8 pilot: `cpu`, `sim:<soc>` or `sim:<profile.toml>`.
-    #[arg(long, default_value = registry::DEFAULT_NPU)]
-    npu: String,
-    /// Compute backend for quantization, top-k and attention.
+    /// NPU graph backend that runs the INT8 pilot (`shadowattn devices` lists them; the
+    /// grammar: cpu, sim[:<soc>|:<profile.toml>], qnn[:htp[:<socModel>]], neuron).
+    #[arg(long, default_value = DEFAULT_NPU)]
+    npu: NpuSpec,
+    /// Compute backend for quantization, top-k and attention (cpu, cpu-fast[:<threads>][:f16],
+    /// opencl[:<platform>[:<device>]][:f16]).
     #[arg(long, default_value = "cpu")]
-    compute: String,
+    compute: ComputeSpec,
     /// Query heads.
     #[arg(long, default_value_t = 9)]
     q_heads: usize,
@@ -213,10 +216,9 @@ impl Simulated<'_> {
 fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
     // NPUs requantize integer MatMuls to 8 bits (HTP has no INT32 output), and the simulator
     // models them; only the golden CPU backend keeps exact INT32 scores by default.
-    let choice = args.pilot_output.unwrap_or(if args.npu != "cpu" {
-        PilotOutputArg::I8
-    } else {
-        PilotOutputArg::I32
+    let choice = args.pilot_output.unwrap_or(match args.npu {
+        NpuSpec::Cpu => PilotOutputArg::I32,
+        _ => PilotOutputArg::I8,
     });
     Ok(match choice {
         PilotOutputArg::I32 => PilotOutput::Int32,
@@ -236,7 +238,7 @@ fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
 
 /// Runs the command.
 pub fn run(args: &RunArgs) -> Res<()> {
-    let npu_choice = registry::npu_backend(&args.npu)?;
+    let npu_choice = args.npu.open(&open_options())?;
     let core = match &npu_choice.soc {
         Some(soc) => Some(pick_core(soc, args)?),
         None if args.trace.is_some() => {
@@ -248,7 +250,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
         None => None,
     };
     let npu: &dyn NpuBackend = npu_choice.backend.as_ref();
-    let compute_box = registry::compute_backend(&args.compute)?;
+    let compute_box = args.compute.open(&open_options())?;
     let compute: &dyn ComputeBackend = compute_box.as_ref();
     let shape = AttentionShape::causal(
         args.q_heads,

@@ -11,14 +11,15 @@ use shadowattn_sparse_attn::pilot::PilotOutput;
 use std::error::Error;
 use std::time::Instant;
 
-use crate::registry;
+use crate::backends::{open_options, DEFAULT_NPU};
+use shadowattn_registry::NpuSpec;
 
 /// Options of `shadowattn soak`.
 #[derive(Args)]
 pub struct SoakArgs {
     /// NPU graph backend (as for `run --npu`).
-    #[arg(long, default_value = registry::DEFAULT_NPU)]
-    npu: String,
+    #[arg(long, default_value = DEFAULT_NPU)]
+    npu: NpuSpec,
     /// Executions of one compiled INT8 pilot graph.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     executions: u64,
@@ -56,7 +57,7 @@ pub struct NotReproducible {
 pub fn run(args: &SoakArgs) -> Result<(), Box<dyn Error>> {
     // The pilot graphs have the score shape of a two-head chunk: refuse sizes no run could hold.
     AttentionShape::causal(2, 2, args.q_len, args.kv_len, args.head_dim).validate()?;
-    let choice = registry::npu_backend(&args.npu)?;
+    let choice = args.npu.open(&open_options())?;
     let npu = choice.backend.as_ref();
     println!("backend: {} {}", npu.name(), npu.version());
     let grid = BucketGrid::new(0.02, 0.03, 1, 0.5)?;

@@ -1,6 +1,6 @@
 //! Every `shadowattn` command in the README's shell blocks runs as written and succeeds.
 
-use shadowattn_hal::testing::missing_dependency;
+use shadowattn_test_support::missing_dependency;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,10 +66,8 @@ fn absolute(arg: &str) -> String {
 }
 
 fn qnn_library() -> Option<String> {
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()?
-        .to_path_buf();
-    shadowattn_qnn::loader::emulator_library(&target).map(|p| p.display().to_string())
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    shadowattn_test_support::qnn_emulator(&target).map(|p| p.display().to_string())
 }
 
 #[test]
@@ -83,16 +81,8 @@ fn every_readme_command_succeeds() {
     let scratch =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("readme-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let shim = shadowattn_hal::testing::cdylib(
-        &target,
-        "shadowattn-neuron-shim",
-        "shadowattn_neuron_shim",
-    )
-    .unwrap();
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let shim = shadowattn_test_support::neuron_shim(&target).unwrap();
     let qnn = qnn_library();
     for (env, args) in commands {
         let needs_qnn = args.iter().any(|a| a.starts_with("qnn"))

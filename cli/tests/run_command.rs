@@ -54,7 +54,6 @@ fn bad_input_is_a_clear_error_and_exit_code() {
     for (args, needle) in [
         (&["run", "--kv-heads", "2"][..], "cannot be grouped"),
         (&["run", "--ratio", "1.5"][..], "ratio"),
-        (&["run", "--npu", "nope"][..], "unknown NPU backend"),
         (&["run", "--q-len", "600"][..], "q_len"),
         (&["run", "--head-dim", "0"][..], "head_dim"),
     ] {
@@ -65,6 +64,19 @@ fn bad_input_is_a_clear_error_and_exit_code() {
     }
     let (code, _, _) = shadowattn(&["run", "--ratio", "abc"]);
     assert_eq!(code, 2, "usage errors exit with 2");
+    // A backend name outside the grammar is a usage error that lists the grammar.
+    for (args, needle) in [
+        (&["run", "--npu", "nope"][..], "unknown NPU backend"),
+        (&["run", "--npu", "opencl"][..], "that is a compute backend"),
+        (&["run", "--compute", "cpu-fast:0"][..], "1..=1024"),
+        (&["conformance", "--backend", "gpu"][..], "unknown backend"),
+    ] {
+        let (code, stdout, stderr) = shadowattn(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(stderr.contains("qnn[:htp[:<socModel>]]"), "{stderr}");
+    }
 }
 
 #[test]
@@ -103,34 +115,48 @@ fn default_run_is_simulated_and_writes_a_perfetto_trace() {
 
 #[test]
 fn simulator_options_are_checked_before_any_work() {
-    for (args, needle) in [
-        (&["run", "--cores", "9"][..], "--cores 9"),
-        (&["run", "--core", "big"][..], "no core cluster `big`"),
-        (&["run", "--npu", "sim:nowhere"][..], "unknown SoC profile"),
+    for (args, needle, exit) in [
+        (&["run", "--cores", "9"][..], "--cores 9", 1),
+        (&["run", "--core", "big"][..], "no core cluster `big`", 1),
+        (
+            &["run", "--npu", "sim:nowhere"][..],
+            "unknown SoC profile",
+            2,
+        ),
         (
             &["run", "--npu", "sim:/nonexistent/x.toml"][..],
             "cannot read SoC profile",
+            1,
         ),
         (
             &["run", "--npu", "cpu", "--trace", "/tmp/x.json"][..],
             "--trace needs",
+            1,
         ),
     ] {
         let (code, stdout, stderr) = shadowattn(args);
-        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(code, exit, "{args:?}");
         assert!(stdout.is_empty(), "{args:?} did work first: {stdout}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
 
+#[test]
+fn conformance_runs_compute_backends_too() {
+    let (code, stdout, stderr) = shadowattn(&["conformance", "--backend", "cpu-fast:2:f16"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("conformance of cpu-fast:2:f16"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
 fn qnn_emulator() -> Option<String> {
-    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = shadowattn_qnn::loader::emulator_library(&target).map(|p| p.display().to_string());
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let path = shadowattn_test_support::qnn_emulator(&target).map(|p| p.display().to_string());
     if path.is_none() {
-        shadowattn_hal::testing::missing_dependency(
+        shadowattn_test_support::missing_dependency(
             "Qualcomm HTP emulator",
             "run `bash ci/qnn-emulator.sh`",
         );
@@ -201,16 +227,8 @@ fn qnn_estimates_print_qualcomms_cost_model_beside_the_simulator() {
 
 #[test]
 fn run_through_the_neuron_backend_and_its_simulator_shim() {
-    let target = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let shim = shadowattn_hal::testing::cdylib(
-        &target,
-        "shadowattn-neuron-shim",
-        "shadowattn_neuron_shim",
-    )
-    .unwrap();
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let shim = shadowattn_test_support::neuron_shim(&target).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
         .args([
             "run",
@@ -248,7 +266,7 @@ fn run_on_opencl_matches_the_cpu_and_writes_the_gpu_timeline() {
     let (code, devices, _) = shadowattn(&["devices"]);
     assert_eq!(code, 0);
     if !devices.contains("opencl:0:0\tavailable") {
-        shadowattn_hal::testing::missing_dependency(
+        shadowattn_test_support::missing_dependency(
             "an OpenCL platform",
             "install PoCL with `bash ci/opencl.sh`",
         );

@@ -549,13 +549,11 @@ fn rejects(backend: &dyn ComputeBackend, bad: BadInput) -> Outcome {
     }
 }
 
-/// Runs one compute case on `backend`; `relaxed` judges attention with f16 eps (for backends
-/// that store K/V as f16). A panic inside the backend is a failure, not an abort.
-pub fn run_compute_case(
-    backend: &dyn ComputeBackend,
-    case: &ComputeCase,
-    relaxed: bool,
-) -> CaseResult {
+/// Runs one compute case on `backend`; backends that store K/V as f16 (their declared
+/// capabilities) have attention judged with f16 tolerances. A panic inside the backend is a
+/// failure, not an abort.
+pub fn run_compute_case(backend: &dyn ComputeBackend, case: &ComputeCase) -> CaseResult {
+    let relaxed = backend.capabilities().kv_storage == DType::F16;
     let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| match &case.kind {
         ComputeCaseKind::Quantize {

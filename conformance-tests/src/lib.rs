@@ -6,6 +6,8 @@
 //! A backend that declares a graph unsupported (`NpuBackend::check_support`) is skipped for that
 //! case; one that declares support must compile it, run it and match.
 
+use shadowattn_hal::{ComputeBackend, NpuBackend};
+
 pub mod cases;
 pub mod compute;
 pub mod report;
@@ -18,11 +20,8 @@ pub use report::{Counts, Report};
 pub use runner::{run_case, CaseResult, Status};
 pub use tolerance::{Comparison, Tolerance};
 
-/// Runs every case on `backend`, calling `progress` after each.
-pub fn run_suite(
-    backend: &dyn shadowattn_hal::NpuBackend,
-    mut progress: impl FnMut(&CaseResult),
-) -> Report {
+/// Runs every NPU case on `backend`, calling `progress` after each.
+pub fn run_suite(backend: &dyn NpuBackend, mut progress: impl FnMut(&CaseResult)) -> Report {
     let results = all_cases()
         .iter()
         .map(|c| {
@@ -34,6 +33,29 @@ pub fn run_suite(
     Report {
         backend: backend.name().to_string(),
         version: backend.version(),
+        results,
+    }
+}
+
+/// Runs every compute-kernel case on `backend`, calling `progress` after each.
+pub fn run_compute_suite(
+    backend: &dyn ComputeBackend,
+    mut progress: impl FnMut(&CaseResult),
+) -> Report {
+    let results = compute_cases()
+        .iter()
+        .map(|c| {
+            let r = run_compute_case(backend, c);
+            progress(&r);
+            r
+        })
+        .collect();
+    Report {
+        backend: backend.name().to_string(),
+        version: format!(
+            "kernels with {:?} K/V storage",
+            backend.capabilities().kv_storage
+        ),
         results,
     }
 }

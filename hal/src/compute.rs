@@ -714,12 +714,23 @@ impl Selection {
     }
 }
 
+/// What a compute backend computes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputeCapabilities {
+    /// The type K and V are stored in for attention: `F32`, or `F16` (accumulation stays f32);
+    /// attention results are judged with this type's tolerances.
+    pub kv_storage: crate::DType,
+}
+
 /// Compute kernels on host memory (CPU now, GPU later).
 ///
 /// Object safe, so a kernel backend can be chosen by name at run time.
 pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
     /// The backend's registry name.
     fn name(&self) -> &str;
+
+    /// What the backend computes with.
+    fn capabilities(&self) -> ComputeCapabilities;
 
     /// Symmetric INT8 quantization, one scale per head. With `scales = None` each head's scale is
     /// `max|x| / 127` (1.0 for an all-zero head); with given scales, values saturate to ±127.

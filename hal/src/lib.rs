@@ -41,11 +41,10 @@ pub mod npu;
 pub mod profile;
 pub mod quant;
 pub mod tensor;
-pub mod testing;
 
 pub use compute::{
-    AttentionInputs, AttentionShape, ComputeBackend, HeadsView, KeyBudget, QuantizedHeads,
-    ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, AttentionShape, ComputeBackend, ComputeCapabilities, HeadsView, KeyBudget,
+    QuantizedHeads, ScoreData, ScoreMatrix, Selection,
 };
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};

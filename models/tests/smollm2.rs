@@ -5,7 +5,6 @@
 
 use shadowattn_cpu::fast::FastCpuBackend;
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::testing::missing_dependency;
 use shadowattn_hal::AttentionInputs;
 use shadowattn_models::attention::{Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{calibrate, perplexity, qk_samples, windows};
@@ -16,6 +15,7 @@ use shadowattn_sparse_attn::calibration::RatioConfig;
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+use shadowattn_test_support::missing_dependency;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

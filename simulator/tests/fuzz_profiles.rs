@@ -27,7 +27,7 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(512)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_test_support::proptest_cases(512)))]
     #[test]
     fn mutated_profiles_never_panic(seed in 0usize..BUILTIN.len(), edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..12)) {
         let bytes = mutate(BUILTIN[seed].1.as_bytes(), &edits);

@@ -242,6 +242,11 @@ mod tests {
         fn name(&self) -> &str {
             "rounding"
         }
+        fn capabilities(&self) -> shadowattn_hal::ComputeCapabilities {
+            shadowattn_hal::ComputeCapabilities {
+                kv_storage: shadowattn_hal::DType::F32,
+            }
+        }
         fn quantize_heads(
             &self,
             x: shadowattn_hal::HeadsView<'_>,

@@ -75,7 +75,7 @@ fn bank_seed() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(512)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_test_support::proptest_cases(512)))]
     #[test]
     fn mutated_calibration_files_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..10)) {
         let bytes = mutate(calibration_seed().as_bytes(), &edits);

@@ -8,9 +8,9 @@ pub mod reference;
 
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{
-    AttentionInputs, Capabilities, CompiledGraph, ComputeBackend, DType, EventKind, FigureSource,
-    Graph, HalError, HeadsView, KeyBudget, NpuBackend, OpKind, ProfileEvent, QuantizedHeads,
-    Result, ScoreMatrix, Selection, TensorView, TensorViewMut,
+    AttentionInputs, Capabilities, CompiledGraph, ComputeBackend, ComputeCapabilities, DType,
+    EventKind, FigureSource, Graph, HalError, HeadsView, KeyBudget, NpuBackend, OpKind,
+    ProfileEvent, QuantizedHeads, Result, ScoreMatrix, Selection, TensorView, TensorViewMut,
 };
 use std::time::Instant;
 
@@ -71,7 +71,7 @@ impl NpuBackend for CpuBackend {
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>> {
         let start = Instant::now();
-        self.capabilities().check(NAME, graph)?;
+        NpuBackend::capabilities(self).check(NAME, graph)?;
         graph.validate()?;
         let ev = event(graph.name(), EventKind::Compile, start, start);
         Ok(Box::new(CpuGraph {
@@ -156,6 +156,12 @@ impl CompiledGraph for CpuGraph {
 impl ComputeBackend for CpuBackend {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn capabilities(&self) -> ComputeCapabilities {
+        ComputeCapabilities {
+            kv_storage: DType::F32,
+        }
     }
 
     fn quantize_heads(&self, x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads> {

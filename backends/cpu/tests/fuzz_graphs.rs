@@ -59,7 +59,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(shadowattn_hal::testing::proptest_cases(1024)))]
+    #![proptest_config(ProptestConfig::with_cases(shadowattn_test_support::proptest_cases(1024)))]
     #[test]
     fn random_graphs_never_panic(
         shapes in proptest::collection::vec(proptest::collection::vec(0usize..5, 0..5), 1..4),

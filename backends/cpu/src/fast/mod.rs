@@ -9,8 +9,8 @@ pub mod sys;
 use crate::reference;
 use rayon::prelude::*;
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, HalError, HeadsView, KeyBudget, QuantizedHeads, Result,
-    ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, ComputeCapabilities, DType, HalError, HeadsView, KeyBudget,
+    QuantizedHeads, Result, ScoreMatrix, Selection,
 };
 
 /// Registry name of the fast CPU kernels.
@@ -114,6 +114,15 @@ impl FastCpuBackend {
 impl ComputeBackend for FastCpuBackend {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn capabilities(&self) -> ComputeCapabilities {
+        ComputeCapabilities {
+            kv_storage: match self.storage {
+                KvStorage::F32 => DType::F32,
+                KvStorage::F16 => DType::F16,
+            },
+        }
     }
 
     fn quantize_heads(&self, x: HeadsView<'_>, scales: Option<&[f32]>) -> Result<QuantizedHeads> {

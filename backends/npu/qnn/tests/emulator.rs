@@ -2,20 +2,18 @@
 //! fetched by `ci/qnn-emulator.sh`). Skips locally when the emulator is absent; fails in CI.
 
 use shadowattn_cpu::reference;
-use shadowattn_hal::testing::missing_dependency;
 use shadowattn_hal::{
     CompiledGraph, DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend, OutType,
     QuantParams, Quantization, TensorDesc,
 };
 use shadowattn_qnn::{QnnBackend, QnnOptions};
 use shadowattn_simulator::calibration::matmul_softmax_graph;
+use shadowattn_test_support::missing_dependency;
 use std::path::PathBuf;
 
 fn emulator_path() -> Option<PathBuf> {
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()?
-        .to_path_buf();
-    shadowattn_qnn::loader::emulator_library(&target)
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    shadowattn_test_support::qnn_emulator(&target)
 }
 
 fn emulator(soc_model: Option<u32>) -> Option<QnnBackend> {

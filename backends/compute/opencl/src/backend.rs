@@ -6,8 +6,8 @@ use crate::loader::OpenClLibrary;
 use crate::runtime::{build_program, Arg, GpuEvent, Runtime};
 use shadowattn_hal::compute::{check_dense_call, check_quantize_call, check_sparse_call};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, HalError, HeadsView, KeyBudget, ProfileEvent, QuantizedHeads,
-    ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, ComputeCapabilities, DType, HalError, HeadsView, KeyBudget,
+    ProfileEvent, QuantizedHeads, ScoreData, ScoreMatrix, Selection,
 };
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -310,6 +310,16 @@ impl OpenClBackend {
 impl ComputeBackend for OpenClBackend {
     fn name(&self) -> &str {
         BACKEND_NAME
+    }
+
+    fn capabilities(&self) -> ComputeCapabilities {
+        ComputeCapabilities {
+            kv_storage: if self.f16_storage {
+                DType::F16
+            } else {
+                DType::F32
+            },
+        }
     }
 
     fn quantize_heads(

@@ -24,16 +24,6 @@ pub const ENV_VERBOSE: &str = "SHADOWATTN_QNN_VERBOSE";
 /// Library names tried last, through the dynamic loader's own search path.
 pub const CANDIDATES: &[&str] = &["libQnnHtp.so"];
 
-/// Qualcomm's HTP emulator for tests and CI: `SHADOWATTN_QNN_LIB` if set, else the copy
-/// `ci/qnn-emulator.sh` caches under `<target_dir>/qnn-emulator/`, if it is there.
-pub fn emulator_library(target_dir: &Path) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(ENV_LIB) {
-        return Some(PathBuf::from(p));
-    }
-    let cached = target_dir.join("qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
-    cached.exists().then_some(cached)
-}
-
 /// The SDK's library folder for this target.
 pub fn sdk_target_dir() -> &'static str {
     if cfg!(all(target_arch = "aarch64", target_os = "android")) {

@@ -13,16 +13,8 @@ pub struct Shim {
 
 impl Shim {
     pub fn new(tag: &str) -> Shim {
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let built = shadowattn_hal::testing::cdylib(
-            &target,
-            "shadowattn-neuron-shim",
-            "shadowattn_neuron_shim",
-        )
-        .unwrap();
+        let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+        let built = shadowattn_test_support::neuron_shim(&target).unwrap();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("neuron-shim");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("libneuron_{tag}_{}.so", std::process::id()));

@@ -5,7 +5,6 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::testing::missing_dependency;
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, EventKind, HalError, HeadsView, KeyBudget,
     ScoreData, ScoreMatrix, Selection,
@@ -13,6 +12,7 @@ use shadowattn_hal::{
 use shadowattn_opencl::{
     OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
 };
+use shadowattn_test_support::missing_dependency;
 
 fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     match OpenClBackend::open(options) {

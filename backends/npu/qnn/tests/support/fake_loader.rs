@@ -7,10 +7,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 
 fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"))
 }
 
 /// A private copy of the fake library (its settings are process-global per loaded copy).
@@ -21,12 +18,7 @@ pub struct Fake {
 
 impl Fake {
     pub fn new(tag: &str) -> Fake {
-        let built = shadowattn_hal::testing::cdylib(
-            &target_dir(),
-            "shadowattn-qnn-fake",
-            "shadowattn_qnn_fake",
-        )
-        .unwrap();
+        let built = shadowattn_test_support::qnn_fake(&target_dir()).unwrap();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-qnn");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("libfake_{tag}_{}.so", std::process::id()));
