@@ -74,7 +74,7 @@ pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
             let sim = profile
                 .as_ref()
                 .map(|p| graph_cost(p, &graph).accelerator_cycles);
-            let (qnn_text, err) = match (compiled.estimate(), sim) {
+            let (qnn_text, err) = match (compiled.executable().estimate(), sim) {
                 (Some(e), Some(s)) => (
                     format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
                     format!("{:+.1} %", (s - e.cycles as f64) / e.cycles as f64 * 100.0),

@@ -2,7 +2,9 @@
 
 use crate::backends::{open_options, DEFAULT_NPU};
 use clap::{Args, ValueEnum};
-use shadowattn_hal::{AttentionShape, ComputeBackend, EventKind, NpuBackend, ProfileEvent};
+use shadowattn_hal::{
+    AttentionShape, ComputeBackend, DType, EventKind, NpuBackend, OpKind, ProfileEvent,
+};
 use shadowattn_pipeline::{
     fifo, simulate, CostModel, LayerCosts, Pipeline, Plan, Timeline, UnitWork,
 };
@@ -213,7 +215,7 @@ impl Simulated<'_> {
 }
 
 /// The pilot's output form, with an INT8 scale from a sample chunk (another seed) when needed.
-fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
+fn pilot_output(args: &RunArgs, npu: &dyn NpuBackend, shape: &AttentionShape) -> Res<PilotOutput> {
     // NPUs requantize integer MatMuls to 8 bits (HTP has no INT32 output), and the simulator
     // models them; only the golden CPU backend keeps exact INT32 scores by default.
     let choice = args.pilot_output.unwrap_or(match args.npu {
@@ -221,7 +223,19 @@ fn pilot_output(args: &RunArgs, shape: &AttentionShape) -> Res<PilotOutput> {
         _ => PilotOutputArg::I8,
     });
     Ok(match choice {
-        PilotOutputArg::I32 => PilotOutput::Int32,
+        PilotOutputArg::I32 => {
+            if !npu
+                .capabilities()
+                .supports(OpKind::MatMul, DType::I8, DType::I32)
+            {
+                return Err(format!(
+                    "{} has no INT32 output for an INT8 MatMul (its capabilities): use --pilot-output i8",
+                    npu.name()
+                )
+                .into());
+            }
+            PilotOutput::Int32
+        }
         PilotOutputArg::I8 => {
             let sample = SyntheticChunk::generate(SyntheticSpec {
                 shape: *shape,
@@ -285,7 +299,7 @@ pub fn run(args: &RunArgs) -> Res<()> {
         kv_len: args.kv_len,
         head_dim: args.head_dim,
         fused: FUSED.to_vec(),
-        output: pilot_output(args, &shape)?,
+        output: pilot_output(args, npu, &shape)?,
     };
     let t = Instant::now();
     let mut bank = GraphBank::build(npu, &calib.grid, spec.clone())?;

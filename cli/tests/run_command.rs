@@ -194,6 +194,27 @@ fn run_on_qualcomms_htp_emulator() {
     );
     assert!(stdout.contains("npu_backend: qnn:htp"), "{stdout}");
     assert!(value(&stdout, "topk_recall_mean") >= 0.85, "{stdout}");
+    // HTP's capabilities have no INT32 MatMul output: asking for it is refused before any work.
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args([
+            "run",
+            "--npu",
+            "qnn",
+            "--pilot-output",
+            "i32",
+            "--q-len",
+            "16",
+            "--kv-len",
+            "64",
+        ])
+        .env("SHADOWATTN_QNN_LIB", &lib)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // (The emulator library itself prints a line to stdout when it loads.)
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("npu_backend"));
+    assert!(stderr.contains("has no INT32 output"), "{stderr}");
 }
 
 #[test]

@@ -92,7 +92,18 @@ pub enum HalError {
         /// The vendor's message for that code.
         message: String,
     },
-    /// A backend that cannot be used here (library not found, version too old…).
+    /// A vendor library that no place of the search could load; every attempt and its reason.
+    #[error(
+        "backend `{backend}` is unavailable: no usable library; tried:\n{}",
+        crate::library::Attempts(attempts)
+    )]
+    Load {
+        /// The backend.
+        backend: String,
+        /// Every place tried, in search order.
+        attempts: Vec<crate::library::LoadAttempt>,
+    },
+    /// A backend that cannot be used here (a library without a symbol, a version too old…).
     #[error("backend `{backend}` is unavailable: {detail}")]
     Unavailable {
         /// The backend.

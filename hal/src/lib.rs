@@ -50,7 +50,9 @@ pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
 pub use half::f16;
 pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
-pub use npu::{check_io, Capabilities, CompiledGraph, NpuBackend};
+pub use npu::{
+    check_io, Capabilities, Compiled, CompiledGraph, GraphExecutable, NpuBackend, Signature,
+};
 pub use profile::{EventKind, FigureSource, ProfileEvent};
 pub use quant::{QuantParams, Quantization};
 pub use tensor::{HostTensor, TensorDesc, TensorView, TensorViewMut};

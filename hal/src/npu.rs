@@ -7,13 +7,44 @@ use crate::profile::ProfileEvent;
 use crate::quant::Quantization;
 use crate::tensor::{TensorView, TensorViewMut};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One combination of types an op accepts: inputs of `input` producing an output of `output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Signature {
+    /// Type of the inputs.
+    pub input: DType,
+    /// Type of the (first) output.
+    pub output: DType,
+}
+
+impl Signature {
+    /// Every combination of one of `inputs` with one of `outputs`.
+    pub fn all(inputs: &[DType], outputs: &[DType]) -> BTreeSet<Signature> {
+        inputs
+            .iter()
+            .flat_map(|&input| {
+                outputs
+                    .iter()
+                    .map(move |&output| Signature { input, output })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.input, self.output)
+    }
+}
 
 /// What an NPU graph backend can build.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
-    /// For each supported op, the input data types it accepts.
-    pub ops: BTreeMap<OpKind, Vec<DType>>,
+    /// For each supported op, the type combinations it accepts: a node is supported when each
+    /// input's type, with the type of the node's first output, is one of them.
+    pub ops: BTreeMap<OpKind, BTreeSet<Signature>>,
     /// Whether per-axis quantized tensors are accepted.
     pub per_axis_quantization: bool,
     /// Whether compiled graphs can be serialized and loaded back.
@@ -27,9 +58,18 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Whether `op` is supported with inputs of type `dtype`.
-    pub fn supports(&self, op: OpKind, dtype: DType) -> bool {
-        self.ops.get(&op).is_some_and(|d| d.contains(&dtype))
+    /// Whether `op` takes inputs of type `input` producing an output of type `output`.
+    pub fn supports(&self, op: OpKind, input: DType, output: DType) -> bool {
+        self.ops
+            .get(&op)
+            .is_some_and(|s| s.contains(&Signature { input, output }))
+    }
+
+    /// Whether `op` takes inputs of type `input` with some output type.
+    pub fn accepts_input(&self, op: OpKind, input: DType) -> bool {
+        self.ops
+            .get(&op)
+            .is_some_and(|s| s.iter().any(|sig| sig.input == input))
     }
 
     /// Checks every node of `graph`; the error names the first unsupported node and why.
@@ -55,7 +95,7 @@ impl Capabilities {
         };
         for node in graph.nodes() {
             let kind = node.op.kind();
-            let Some(dtypes) = self.ops.get(&kind) else {
+            let Some(signatures) = self.ops.get(&kind) else {
                 return Err(unsupported(
                     &node.name,
                     kind,
@@ -85,13 +125,27 @@ impl Capabilities {
                     ));
                 }
             }
+            let Some(&first) = node.outputs.first() else {
+                continue;
+            };
+            let output = value_of(&node.name, first)?.desc.dtype;
             for &v in &node.inputs {
                 let value = value_of(&node.name, v)?;
-                if !dtypes.contains(&value.desc.dtype) {
+                let sig = Signature {
+                    input: value.desc.dtype,
+                    output,
+                };
+                if !signatures.contains(&sig) {
+                    let accepted: Vec<String> = signatures.iter().map(|s| s.to_string()).collect();
                     return Err(unsupported(
                         &node.name,
                         kind,
-                        format!("input `{}` has type {}", value.name, value.desc.dtype),
+                        format!(
+                            "input `{}` of type {} with an output of type {output} ({kind} takes {})",
+                            value.name,
+                            value.desc.dtype,
+                            accepted.join(", ")
+                        ),
                     ));
                 }
             }
@@ -155,6 +209,70 @@ pub trait CompiledGraph: Send + std::fmt::Debug {
     fn serialize(&self) -> Result<Vec<u8>>;
 }
 
+/// The backend-specific part of a compiled graph: how to run it and how to save it.
+pub trait GraphExecutable: Send + std::fmt::Debug {
+    /// Runs `graph` on buffers already checked against it ([`check_io`]); returns the events
+    /// of this execution.
+    fn run(
+        &mut self,
+        graph: &Graph,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> Result<Vec<ProfileEvent>>;
+
+    /// The bytes [`NpuBackend::deserialize`] loads back.
+    fn serialize(&self, graph: &Graph) -> Result<Vec<u8>>;
+}
+
+/// A compiled graph as every backend keeps it: the IR it was compiled from, the events of
+/// compiling it, and the backend's executable. Its [`CompiledGraph::execute`] checks the
+/// buffers once for every backend.
+#[derive(Debug)]
+pub struct Compiled<E> {
+    graph: Graph,
+    compile_events: Vec<ProfileEvent>,
+    executable: E,
+}
+
+impl<E: GraphExecutable> Compiled<E> {
+    /// `executable`, compiled from `graph` with `compile_events`.
+    pub fn new(graph: Graph, compile_events: Vec<ProfileEvent>, executable: E) -> Self {
+        Compiled {
+            graph,
+            compile_events,
+            executable,
+        }
+    }
+
+    /// The backend's executable.
+    pub fn executable(&self) -> &E {
+        &self.executable
+    }
+}
+
+impl<E: GraphExecutable> CompiledGraph for Compiled<E> {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn compile_events(&self) -> &[ProfileEvent] {
+        &self.compile_events
+    }
+
+    fn execute(
+        &mut self,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> Result<Vec<ProfileEvent>> {
+        check_io(&self.graph, inputs, outputs)?;
+        self.executable.run(&self.graph, inputs, outputs)
+    }
+
+    fn serialize(&self) -> Result<Vec<u8>> {
+        self.executable.serialize(&self.graph)
+    }
+}
+
 /// Checks execution buffers against a graph's inputs and outputs (count, dtype, shape, quantization).
 pub fn check_io(
     graph: &Graph,
@@ -210,14 +328,21 @@ mod tests {
     #[test]
     fn capability_check_names_the_unsupported_node() {
         let caps = Capabilities {
-            ops: [(OpKind::Softmax, vec![DType::F16])].into_iter().collect(),
+            ops: [(
+                OpKind::Softmax,
+                Signature::all(&[DType::F16], &[DType::F16]),
+            )]
+            .into_iter()
+            .collect(),
             per_axis_quantization: false,
             serialization: false,
             max_rank: 4,
             relaxed_f32: false,
         };
-        assert!(caps.supports(OpKind::Softmax, DType::F16));
-        assert!(!caps.supports(OpKind::Softmax, DType::F32));
+        assert!(caps.supports(OpKind::Softmax, DType::F16, DType::F16));
+        assert!(!caps.supports(OpKind::Softmax, DType::F16, DType::F32));
+        assert!(!caps.supports(OpKind::Softmax, DType::F32, DType::F32));
+        assert!(caps.accepts_input(OpKind::Softmax, DType::F16));
         let e = caps.check("npu-x", &softmax_graph(DType::F32)).unwrap_err();
         assert!(
             matches!(&e, HalError::Unsupported { backend, node, .. } if backend == "npu-x" && node == "probs"),
@@ -228,6 +353,49 @@ mod tests {
             matches!(&e, HalError::Unsupported { node, .. } if node == "as_i32"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn output_types_are_part_of_what_a_backend_supports() {
+        // An HTP-like NPU: INT8 MatMul only with a requantized 8-bit output, no INT32.
+        let caps = Capabilities {
+            ops: [(
+                OpKind::MatMul,
+                Signature::all(&[DType::I8], &[DType::I8, DType::U8]),
+            )]
+            .into_iter()
+            .collect(),
+            per_axis_quantization: false,
+            serialization: false,
+            max_rank: 4,
+            relaxed_f32: false,
+        };
+        let matmul = |out: OutType| {
+            let mut b = GraphBuilder::new("g");
+            let q8 =
+                |n| TensorDesc::new(DType::I8, [n, 4]).with_quant(Quantization::per_tensor(0.1, 0));
+            let a = b.input("a", q8(2)).unwrap();
+            let c = b.input("c", q8(3)).unwrap();
+            let y = b.matmul("mm", a, c, false, true, out).unwrap();
+            b.output(y).unwrap();
+            b.build().unwrap()
+        };
+        caps.check(
+            "htp",
+            &matmul(OutType::quantized(
+                DType::I8,
+                crate::QuantParams::new(0.5, 0),
+            )),
+        )
+        .unwrap();
+        let e = caps
+            .check("htp", &matmul(OutType::plain(DType::I32)))
+            .unwrap_err();
+        assert!(
+            matches!(&e, HalError::Unsupported { node, detail, .. } if node == "mm" && detail.contains("output of type i32")),
+            "{e}"
+        );
+        assert!(!caps.supports(OpKind::MatMul, DType::I8, DType::I32));
     }
 
     #[test]

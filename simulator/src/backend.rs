@@ -7,8 +7,8 @@ use crate::profile::SocProfile;
 use serde::{Deserialize, Serialize};
 use shadowattn_cpu::reference;
 use shadowattn_hal::{
-    check_io, Capabilities, CompiledGraph, DType, EventKind, FigureSource, Graph, HalError,
-    NpuBackend, OpKind, ProfileEvent, TensorView, TensorViewMut,
+    Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
+    HalError, NpuBackend, OpKind, ProfileEvent, Signature, TensorView, TensorViewMut,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl NpuBackend for SimBackend {
             ops: OpKind::ALL
                 .into_iter()
                 .filter(|op| !self.profile.unsupported_ops.contains(op))
-                .map(|op| (op, DType::ALL.to_vec()))
+                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
                 .collect(),
             per_axis_quantization: true,
             serialization: true,
@@ -132,13 +132,15 @@ impl NpuBackend for SimBackend {
             cycles: None,
             source: FigureSource::Simulated,
         };
-        Ok(Box::new(SimGraph {
-            graph: graph.clone(),
-            cost,
-            compile_events: vec![event],
-            launches: 0,
-            backend: self.clone(),
-        }))
+        Ok(Box::new(SimGraph::new(
+            graph.clone(),
+            vec![event],
+            SimProgram {
+                cost,
+                launches: 0,
+                backend: self.clone(),
+            },
+        )))
     }
 
     fn deserialize(&self, bytes: &[u8]) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
@@ -164,17 +166,18 @@ impl NpuBackend for SimBackend {
     }
 }
 
-/// A graph compiled for the simulator: the validated IR plus its modelled cost.
+/// A graph compiled for the simulator.
+pub type SimGraph = Compiled<SimProgram>;
+
+/// What the simulator keeps of a compiled graph: its modelled cost and launch count.
 #[derive(Debug)]
-pub struct SimGraph {
-    graph: Graph,
+pub struct SimProgram {
     cost: GraphCost,
-    compile_events: Vec<ProfileEvent>,
     launches: u64,
     backend: SimBackend,
 }
 
-impl SimGraph {
+impl SimProgram {
     /// The modelled cost of one execution.
     pub fn cost(&self) -> &GraphCost {
         &self.cost
@@ -251,37 +254,29 @@ pub fn launch_events(name: &str, cost: &GraphCost, cold: bool, t0: u64) -> Vec<P
     events
 }
 
-impl CompiledGraph for SimGraph {
-    fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    fn compile_events(&self) -> &[ProfileEvent] {
-        &self.compile_events
-    }
-
-    fn execute(
+impl GraphExecutable for SimProgram {
+    fn run(
         &mut self,
+        graph: &Graph,
         inputs: &[TensorView<'_>],
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
-        match self.backend.mode {
-            ExecutionMode::Functional => reference::graph::execute(&self.graph, inputs, outputs)?,
-            ExecutionMode::TimingOnly => check_io(&self.graph, inputs, outputs)?,
+        if self.backend.mode == ExecutionMode::Functional {
+            reference::graph::execute(graph, inputs, outputs)?;
         }
         let cold = self.launches == 0;
         self.launches += 1;
         let duration = ns(self.cost.launch_ns(cold));
         let t0 = self.backend.clock_ns.fetch_add(duration, Ordering::SeqCst);
-        Ok(launch_events(self.graph.name(), &self.cost, cold, t0))
+        Ok(launch_events(graph.name(), &self.cost, cold, t0))
     }
 
-    fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
+    fn serialize(&self, graph: &Graph) -> shadowattn_hal::Result<Vec<u8>> {
         serde_json::to_vec(&SerializedGraph {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
             soc: self.backend.profile.name.clone(),
-            graph: self.graph.clone(),
+            graph: graph.clone(),
         })
         .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
     }

@@ -46,15 +46,3 @@ pub enum SimError {
     #[error("invalid schedule: {0}")]
     Schedule(String),
 }
-
-impl From<SimError> for HalError {
-    fn from(e: SimError) -> Self {
-        match e {
-            SimError::Hal(h) => h,
-            other => HalError::Unavailable {
-                backend: "sim".into(),
-                detail: other.to_string(),
-            },
-        }
-    }
-}

@@ -155,7 +155,7 @@ fn unsupported_ops_are_refused_at_compile_time() {
     );
     assert!(!sim
         .capabilities()
-        .supports(shadowattn_hal::OpKind::TopK, DType::F16));
+        .accepts_input(shadowattn_hal::OpKind::TopK, DType::F16));
 }
 
 #[test]

@@ -8,9 +8,10 @@ pub mod reference;
 
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{
-    AttentionInputs, Capabilities, CompiledGraph, ComputeBackend, ComputeCapabilities, DType,
-    EventKind, FigureSource, Graph, HalError, HeadsView, KeyBudget, NpuBackend, OpKind,
-    ProfileEvent, QuantizedHeads, Result, ScoreMatrix, Selection, TensorView, TensorViewMut,
+    AttentionInputs, Capabilities, Compiled, CompiledGraph, ComputeBackend, ComputeCapabilities,
+    DType, EventKind, FigureSource, Graph, GraphExecutable, HalError, HeadsView, KeyBudget,
+    NpuBackend, OpKind, ProfileEvent, QuantizedHeads, Result, ScoreMatrix, Selection, Signature,
+    TensorView, TensorViewMut,
 };
 use std::time::Instant;
 
@@ -60,7 +61,7 @@ impl NpuBackend for CpuBackend {
         Capabilities {
             ops: OpKind::ALL
                 .into_iter()
-                .map(|op| (op, DType::ALL.to_vec()))
+                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
                 .collect(),
             per_axis_quantization: true,
             serialization: true,
@@ -74,11 +75,13 @@ impl NpuBackend for CpuBackend {
         NpuBackend::capabilities(self).check(NAME, graph)?;
         graph.validate()?;
         let ev = event(graph.name(), EventKind::Compile, start, start);
-        Ok(Box::new(CpuGraph {
-            graph: graph.clone(),
-            compile_events: vec![ev],
-            origin: Instant::now(),
-        }))
+        Ok(Box::new(Compiled::new(
+            graph.clone(),
+            vec![ev],
+            Interpreter {
+                origin: Instant::now(),
+            },
+        )))
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<Box<dyn CompiledGraph>> {
@@ -113,41 +116,33 @@ struct SerializedGraph {
 
 /// A graph "compiled" for the CPU: the validated IR, interpreted on each execution.
 #[derive(Debug)]
-struct CpuGraph {
-    graph: Graph,
-    compile_events: Vec<ProfileEvent>,
+struct Interpreter {
+    /// Origin of the launch events' clock.
     origin: Instant,
 }
 
-impl CompiledGraph for CpuGraph {
-    fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    fn compile_events(&self) -> &[ProfileEvent] {
-        &self.compile_events
-    }
-
-    fn execute(
+impl GraphExecutable for Interpreter {
+    fn run(
         &mut self,
+        graph: &Graph,
         inputs: &[TensorView<'_>],
         outputs: &mut [TensorViewMut<'_>],
     ) -> Result<Vec<ProfileEvent>> {
         let start = Instant::now();
-        reference::graph::execute(&self.graph, inputs, outputs)?;
+        reference::graph::execute(graph, inputs, outputs)?;
         Ok(vec![event(
-            self.graph.name(),
+            graph.name(),
             EventKind::Launch,
             start,
             self.origin,
         )])
     }
 
-    fn serialize(&self) -> Result<Vec<u8>> {
+    fn serialize(&self, graph: &Graph) -> Result<Vec<u8>> {
         serde_json::to_vec(&SerializedGraph {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
-            graph: self.graph.clone(),
+            graph: graph.clone(),
         })
         .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
     }

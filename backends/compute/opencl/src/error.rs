@@ -122,6 +122,10 @@ impl From<OpenClError> for HalError {
             e @ OpenClError::BufferTooLarge { .. } => {
                 HalError::invalid_argument("inputs", e.to_string())
             }
+            OpenClError::Load { attempts } => HalError::Load {
+                backend: BACKEND_NAME.into(),
+                attempts,
+            },
             e @ OpenClError::NoFp16 { .. } => HalError::NotProvided {
                 backend: BACKEND_NAME.into(),
                 feature: e.to_string(),

@@ -9,8 +9,9 @@ use crate::loader::NeuronLibrary;
 use crate::sys::calls::{self, RawHandle};
 use crate::sys::{OperandCode, OperationCode};
 use shadowattn_hal::{
-    check_io, Capabilities, CompiledGraph, DType, EventKind, FigureSource, Graph, NpuBackend, Op,
-    OpKind, ProfileEvent, Quantization, TensorDesc, TensorView, TensorViewMut,
+    Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
+    NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc, TensorView,
+    TensorViewMut,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,7 +91,10 @@ fn mapped_capabilities() -> Capabilities {
         (OpKind::Cast, all),
     ];
     Capabilities {
-        ops: ops.into_iter().collect(),
+        ops: ops
+            .into_iter()
+            .map(|(op, inputs)| (op, Signature::all(&inputs, &DType::ALL)))
+            .collect(),
         per_axis_quantization: false,
         serialization: false,
         max_rank: 4,
@@ -255,12 +259,9 @@ impl NeuronBackend {
         };
         calls::compilation_finish(lib, compilation.handle)?;
         let compile_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Ok(NeuronGraph {
-            compilation,
-            model,
-            _constants: constants,
-            ir: graph.clone(),
-            compile_events: vec![ProfileEvent {
+        Ok(NeuronGraph::new(
+            graph.clone(),
+            vec![ProfileEvent {
                 name: format!("neuron compile {}", graph.name()),
                 kind: EventKind::Compile,
                 track: "compile".into(),
@@ -269,7 +270,12 @@ impl NeuronBackend {
                 cycles: None,
                 source: FigureSource::Measured,
             }],
-        })
+            NeuronProgram {
+                compilation,
+                model,
+                _constants: constants,
+            },
+        ))
     }
 }
 
@@ -336,31 +342,25 @@ impl Drop for Execution<'_> {
     }
 }
 
-/// A compiled Neuron graph. Field order is drop order: the compilation goes before the model.
+/// A compiled Neuron graph.
+pub type NeuronGraph = Compiled<NeuronProgram>;
+
+/// What the adapter keeps of a compiled graph. Field order is drop order: the compilation goes
+/// before the model, the constant operand values (which the model references) last.
 #[derive(Debug)]
-pub struct NeuronGraph {
+pub struct NeuronProgram {
     compilation: Compilation,
     model: Model,
     _constants: Vec<Vec<u8>>,
-    ir: Graph,
-    compile_events: Vec<ProfileEvent>,
 }
 
-impl CompiledGraph for NeuronGraph {
-    fn graph(&self) -> &Graph {
-        &self.ir
-    }
-
-    fn compile_events(&self) -> &[ProfileEvent] {
-        &self.compile_events
-    }
-
-    fn execute(
+impl GraphExecutable for NeuronProgram {
+    fn run(
         &mut self,
+        graph: &Graph,
         inputs: &[TensorView<'_>],
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
-        check_io(&self.ir, inputs, outputs)?;
         let lib = &*self.model.lib;
         let started = Instant::now();
         let execution = Execution {
@@ -376,7 +376,7 @@ impl CompiledGraph for NeuronGraph {
         calls::compute(lib, execution.handle)?;
         drop(execution);
         Ok(vec![ProfileEvent {
-            name: format!("neuron execute {}", self.ir.name()),
+            name: format!("neuron execute {}", graph.name()),
             kind: EventKind::Launch,
             track: "npu".into(),
             start_ns: 0,
@@ -388,7 +388,7 @@ impl CompiledGraph for NeuronGraph {
         }])
     }
 
-    fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
+    fn serialize(&self, _: &Graph) -> shadowattn_hal::Result<Vec<u8>> {
         Err(shadowattn_hal::HalError::NotProvided {
             backend: BACKEND_NAME.into(),
             feature: "compiled-network serialization".into(),

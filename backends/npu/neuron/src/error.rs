@@ -36,6 +36,16 @@ pub enum NeuronError {
         /// The symbol.
         symbol: String,
     },
+    /// A runtime older than the oldest whose functions these declarations match.
+    #[error("{path}: Neuron runtime {version} is older than {oldest}, the oldest whose functions this backend declares")]
+    TooOld {
+        /// The library.
+        path: String,
+        /// Its runtime version.
+        version: String,
+        /// The oldest accepted.
+        oldest: String,
+    },
     /// A Neuron call that returned an error code.
     #[error("{call} failed with {name} ({code})")]
     Call {
@@ -76,6 +86,10 @@ impl From<NeuronError> for HalError {
                 node,
                 op,
                 detail,
+            },
+            NeuronError::Load { attempts } => HalError::Load {
+                backend: BACKEND_NAME.into(),
+                attempts,
             },
             other => HalError::Unavailable {
                 backend: BACKEND_NAME.into(),

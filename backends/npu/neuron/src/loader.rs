@@ -2,7 +2,9 @@
 //!
 //! Search order: an explicit path → `SHADOWATTN_NEURON_LIB` → `libneuronusdk_adapter.mtk.so`,
 //! `libneuron_adapter_mgvi.so`, `libneuron_adapter.so` through the dynamic loader. The first
-//! library that opens and has every symbol wins; the error lists each attempt.
+//! library that opens, has every symbol and a runtime version this backend speaks (at least
+//! [`RuntimeVersion::OLDEST`]; a major newer than [`RuntimeVersion::NEWEST_CHECKED_MAJOR`] is a
+//! warning) wins; the error lists each attempt.
 
 #![allow(unsafe_code)]
 
@@ -50,6 +52,7 @@ pub struct NeuronLibrary {
     _library: libloading::Library,
     api: Api,
     version: RuntimeVersion,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for NeuronLibrary {
@@ -122,11 +125,26 @@ impl NeuronLibrary {
                 name: crate::sys::ResultCode(rc).name(),
             });
         }
+        if version.triple() < RuntimeVersion::OLDEST.triple() {
+            return Err(NeuronError::TooOld {
+                path: path.to_string(),
+                version: version.to_string(),
+                oldest: RuntimeVersion::OLDEST.to_string(),
+            });
+        }
+        let mut warnings = Vec::new();
+        if version.major > RuntimeVersion::NEWEST_CHECKED_MAJOR {
+            warnings.push(format!(
+                "Neuron runtime {version} is newer than {}.x, the newest these declarations were checked against",
+                RuntimeVersion::NEWEST_CHECKED_MAJOR
+            ));
+        }
         Ok(NeuronLibrary {
             path: path.to_string(),
             _library: library,
             api,
             version,
+            warnings,
         })
     }
 
@@ -138,6 +156,11 @@ impl NeuronLibrary {
     /// The runtime version.
     pub fn version(&self) -> RuntimeVersion {
         self.version
+    }
+
+    /// Notes about the library worth showing a user (a newer runtime than checked, …).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The resolved functions.

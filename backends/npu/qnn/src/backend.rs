@@ -8,13 +8,14 @@
 use crate::error::{QnnError, Result, BACKEND_NAME};
 use crate::loader::QnnLibrary;
 use crate::sys::calls::{self, Event, GraphOptions, OpDef, ParamDef, RawHandle, TensorDef};
-use crate::sys::{DataType, LogLevel, ProfileLevel, ScaleOffset, TensorType};
+use crate::sys::{DataType, LogLevel, ProfileEventType, ProfileLevel, ScaleOffset, TensorType};
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{
-    check_io, Capabilities, CompiledGraph, DType, EventKind, FigureSource, Graph, HalError,
-    NpuBackend, Op, OpKind, ProfileEvent, Quantization, TensorDesc, TensorView, TensorViewMut,
+    Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
+    HalError, NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc,
+    TensorView, TensorViewMut,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -121,9 +122,9 @@ pub struct VendorEstimate {
     pub micros: u64,
 }
 
-fn find_event(events: &[Event], event_type: u32) -> Option<&Event> {
+fn find_event(events: &[Event], event_type: ProfileEventType) -> Option<&Event> {
     events.iter().find_map(|e| {
-        if e.event_type == event_type {
+        if e.event_type == event_type.0 {
             Some(e)
         } else {
             find_event(&e.sub, event_type)
@@ -134,10 +135,10 @@ fn find_event(events: &[Event], event_type: u32) -> Option<&Event> {
 fn estimate_from(events: &[Event]) -> Option<VendorEstimate> {
     let v = |t| find_event(events, t).map(|e| e.value);
     Some(VendorEstimate {
-        cycles: v(2006)?,
-        cycles_lower: v(2007).unwrap_or(0),
-        cycles_upper: v(2008).unwrap_or(0),
-        micros: v(2019).unwrap_or(0),
+        cycles: v(ProfileEventType::HTP_SIM_EXEC_CYCLES)?,
+        cycles_lower: v(ProfileEventType::HTP_SIM_EXEC_LOWER_CYCLES).unwrap_or(0),
+        cycles_upper: v(ProfileEventType::HTP_SIM_EXEC_UPPER_CYCLES).unwrap_or(0),
+        micros: v(ProfileEventType::HTP_SIM_EXEC_TIME_US).unwrap_or(0),
     })
 }
 
@@ -209,9 +210,8 @@ fn tensor_def(
 }
 
 fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| QnnError::Invalid {
-        what: "name".into(),
-        detail: format!("`{s}` contains a NUL byte"),
+    CString::new(s).map_err(|_| QnnError::InvalidName {
+        name: s.to_string(),
     })
 }
 
@@ -315,7 +315,7 @@ impl QnnBackend {
     pub fn open(options: QnnOptions) -> Result<Self> {
         let lib = QnnLibrary::find(options.library.as_deref())?;
         let level = if std::env::var_os(crate::loader::ENV_VERBOSE).is_some() {
-            LogLevel(5)
+            LogLevel::DEBUG
         } else {
             LogLevel::WARN
         };
@@ -443,7 +443,7 @@ impl QnnBackend {
             kind: EventKind::Compile,
             track: "compile".into(),
             start_ns: 0,
-            duration_ns: find_event(&finalize_events, 300)
+            duration_ns: find_event(&finalize_events, ProfileEventType::FINALIZE)
                 .map(|e| e.value * 1000)
                 .unwrap_or(wall_ns),
             cycles: None,
@@ -468,14 +468,16 @@ impl QnnBackend {
         }
         drop(_g);
         let io = io_defs(graph, &defs);
-        Ok(QnnGraph {
-            context,
-            graph_handle: handle,
-            ir: graph.clone(),
-            io,
+        Ok(QnnGraph::new(
+            graph.clone(),
             compile_events,
-            estimate,
-        })
+            QnnProgram {
+                context,
+                graph_handle: handle,
+                io,
+                estimate,
+            },
+        ))
     }
 }
 
@@ -521,87 +523,73 @@ impl NpuBackend for QnnBackend {
     }
 }
 
-/// Probe graphs: for each op, the input types to try.
-fn probe_graph(op: OpKind, dtype: DType) -> Option<Graph> {
-    use shadowattn_hal::{GraphBuilder, OutType, QuantParams};
+/// The probe graph of `op` taking inputs of type `input` to an output of type `output`, or
+/// `None` where the IR itself has no such node.
+fn probe_graph(op: OpKind, input: DType, output: DType) -> Option<Graph> {
+    use shadowattn_hal::{GraphBuilder, OutType};
     let quant = |d: DType| match d {
         DType::F32 | DType::F16 => Quantization::None,
         DType::I32 => Quantization::per_tensor(0.01, 0),
         DType::U8 | DType::U16 => Quantization::per_tensor(0.05, 8),
         _ => Quantization::per_tensor(0.05, 0),
     };
-    let desc = |shape: &[usize]| TensorDesc::new(dtype, shape.to_vec()).with_quant(quant(dtype));
-    let same = || OutType {
-        dtype,
-        quant: quant(dtype),
-    };
-    let mut b = GraphBuilder::new("probe");
-    let x = b.input("x", desc(&[1, 1, 4, 8])).ok()?;
-    let out = match op {
-        OpKind::MatMul => {
-            let y = b.input("y", desc(&[1, 1, 4, 8])).ok()?;
-            // HTP's integer MatMul requantizes to an 8-bit output; it has no INT32 output.
-            let out = if dtype.is_float() {
-                OutType::plain(dtype)
-            } else {
-                same()
-            };
-            b.matmul("op", x, y, false, true, out).ok()?
-        }
-        OpKind::Requantize => b
-            .requantize(
-                "op",
-                x,
-                OutType::quantized(DType::U8, QuantParams::new(0.1, 128)),
-            )
-            .ok()?,
-        OpKind::Quantize => b
-            .quantize(
-                "op",
-                x,
-                OutType::quantized(DType::U8, QuantParams::new(0.1, 128)),
-            )
-            .ok()?,
-        OpKind::Dequantize => b.dequantize("op", x, DType::F32).ok()?,
-        OpKind::Softmax => b.softmax("op", x, 3, 1.0).ok()?,
-        OpKind::TopK => b.topk("op", x, 2).ok()?.0,
-        OpKind::Mul => b.mul("op", x, x, same()).ok()?,
-        OpKind::Add => b.add("op", x, x, same()).ok()?,
-        OpKind::Reshape => b.reshape("op", x, &[1, 4, 8]).ok()?,
-        OpKind::Transpose => b.transpose("op", x, &[0, 1, 3, 2]).ok()?,
-        OpKind::Cast => b
-            .cast(
-                "op",
-                x,
-                if dtype == DType::F32 {
-                    DType::I32
-                } else {
-                    DType::F32
-                },
-            )
-            .ok()?,
-    };
-    b.output(out).ok()?;
-    b.build().ok()
+    // The output forms the IR may accept for this type: plain, or quantized per tensor.
+    let outs = [
+        OutType::plain(output),
+        OutType {
+            dtype: output,
+            quant: quant(output),
+        },
+    ];
+    outs.into_iter().find_map(|out| {
+        let mut b = GraphBuilder::new("probe");
+        let desc =
+            |shape: &[usize]| TensorDesc::new(input, shape.to_vec()).with_quant(quant(input));
+        let x = b.input("x", desc(&[1, 1, 4, 8])).ok()?;
+        let y = match op {
+            OpKind::MatMul => {
+                let w = b.input("w", desc(&[1, 1, 4, 8])).ok()?;
+                b.matmul("op", x, w, false, true, out).ok()?
+            }
+            OpKind::Requantize => b.requantize("op", x, out).ok()?,
+            OpKind::Quantize => b.quantize("op", x, out).ok()?,
+            OpKind::Dequantize => b.dequantize("op", x, output).ok()?,
+            OpKind::Softmax => b.softmax("op", x, 3, 1.0).ok()?,
+            OpKind::TopK => b.topk("op", x, 2).ok()?.0,
+            OpKind::Mul => b.mul("op", x, x, out).ok()?,
+            OpKind::Add => b.add("op", x, x, out).ok()?,
+            OpKind::Reshape => b.reshape("op", x, &[1, 4, 8]).ok()?,
+            OpKind::Transpose => b.transpose("op", x, &[0, 1, 3, 2]).ok()?,
+            OpKind::Cast => b.cast("op", x, output).ok()?,
+        };
+        (b.desc(y).ok()?.dtype == output).then_some(())?;
+        b.output(y).ok()?;
+        b.build().ok()
+    })
 }
 
 impl QnnBackend {
+    /// Every (op, input type, output type) the IR can express, put to backendValidateOpConfig.
     fn probe_capabilities(&self) -> Capabilities {
-        let mut ops: BTreeMap<OpKind, Vec<DType>> = BTreeMap::new();
+        let mut ops: BTreeMap<OpKind, BTreeSet<Signature>> = BTreeMap::new();
         for op in OpKind::ALL {
-            for dtype in DType::ALL {
-                let Some(graph) = probe_graph(op, dtype) else {
-                    continue;
-                };
-                let Ok(mut defs) = value_defs(&graph) else {
-                    continue;
-                };
-                let ok = graph
-                    .nodes()
-                    .iter()
-                    .all(|n| self.validate_node(&graph, n, &mut defs).is_ok());
-                if ok {
-                    ops.entry(op).or_default().push(dtype);
+            for input in DType::ALL {
+                for output in DType::ALL {
+                    let Some(graph) = probe_graph(op, input, output) else {
+                        continue;
+                    };
+                    let Ok(mut defs) = value_defs(&graph) else {
+                        continue;
+                    };
+                    let ok = graph
+                        .nodes()
+                        .iter()
+                        .all(|n| self.validate_node(&graph, n, &mut defs).is_ok());
+                    if ok {
+                        ops.entry(op)
+                            .or_default()
+                            .insert(Signature { input, output });
+                    }
                 }
             }
         }
@@ -616,18 +604,20 @@ impl QnnBackend {
     }
 }
 
-/// A graph finalized by QNN inside its own context.
+/// A graph finalized by QNN.
+pub type QnnGraph = Compiled<QnnProgram>;
+
+/// What QNN keeps of a finalized graph: its own context, its handle, the tensors of its inputs
+/// and outputs, and Qualcomm's estimate.
 #[derive(Debug)]
-pub struct QnnGraph {
+pub struct QnnProgram {
     context: Context,
     graph_handle: RawHandle,
-    ir: Graph,
     io: Vec<TensorDef>,
-    compile_events: Vec<ProfileEvent>,
     estimate: Option<VendorEstimate>,
 }
 
-impl QnnGraph {
+impl QnnProgram {
     /// Qualcomm's cost-model estimate, when the SoC model has one.
     pub fn estimate(&self) -> Option<VendorEstimate> {
         self.estimate
@@ -645,21 +635,13 @@ struct ContainerHeader {
     estimate: Option<VendorEstimate>,
 }
 
-impl CompiledGraph for QnnGraph {
-    fn graph(&self) -> &Graph {
-        &self.ir
-    }
-
-    fn compile_events(&self) -> &[ProfileEvent] {
-        &self.compile_events
-    }
-
-    fn execute(
+impl GraphExecutable for QnnProgram {
+    fn run(
         &mut self,
+        graph: &Graph,
         inputs: &[TensorView<'_>],
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
-        check_io(&self.ir, inputs, outputs)?;
         let shared = &self.context.shared;
         let _g = shared.lock();
         let started = std::time::Instant::now();
@@ -686,11 +668,11 @@ impl CompiledGraph for QnnGraph {
         let events = profile.events()?;
         let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         Ok(vec![ProfileEvent {
-            name: format!("qnn execute {}", self.ir.name()),
+            name: format!("qnn execute {}", graph.name()),
             kind: EventKind::Launch,
             track: "npu".into(),
             start_ns: 0,
-            duration_ns: find_event(&events, 400)
+            duration_ns: find_event(&events, ProfileEventType::EXECUTE)
                 .map(|e| e.value * 1000)
                 .unwrap_or(wall),
             cycles: None,
@@ -698,7 +680,7 @@ impl CompiledGraph for QnnGraph {
         }])
     }
 
-    fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
+    fn serialize(&self, graph: &Graph) -> shadowattn_hal::Result<Vec<u8>> {
         let shared = &self.context.shared;
         let binary = {
             let _g = shared.lock();
@@ -707,7 +689,7 @@ impl CompiledGraph for QnnGraph {
         let header = ContainerHeader {
             version: 1,
             soc_model: shared.options.soc_model,
-            graph: self.ir.clone(),
+            graph: graph.clone(),
             io_ids: self.io.iter().map(|d| d.id).collect(),
             estimate: self.estimate,
         };
@@ -724,10 +706,7 @@ impl CompiledGraph for QnnGraph {
 impl QnnBackend {
     /// Loads a graph serialized by [`CompiledGraph::serialize`] (a QNN context binary).
     pub fn load_qnn(&self, bytes: &[u8]) -> Result<QnnGraph> {
-        let bad = |detail: String| QnnError::Invalid {
-            what: "serialized QNN graph".into(),
-            detail,
-        };
+        let bad = |detail: String| QnnError::Deserialize { detail };
         let rest = bytes
             .strip_prefix(CONTAINER_MAGIC.as_slice())
             .ok_or_else(|| bad("bad magic".into()))?;
@@ -774,13 +753,15 @@ impl QnnBackend {
         let name = cstring(header.graph.name())?;
         let graph_handle = calls::graph_retrieve(&shared.lib, context.handle, &name)?;
         drop(_g);
-        Ok(QnnGraph {
-            context,
-            graph_handle,
-            ir: header.graph,
-            io,
-            compile_events: Vec::new(),
-            estimate: header.estimate,
-        })
+        Ok(QnnGraph::new(
+            header.graph,
+            Vec::new(),
+            QnnProgram {
+                context,
+                graph_handle,
+                io,
+                estimate: header.estimate,
+            },
+        ))
     }
 }

@@ -58,13 +58,23 @@ pub enum QnnError {
         /// Why.
         detail: String,
     },
-    /// Bad arguments or bytes.
-    #[error("invalid {what}: {detail}")]
-    Invalid {
-        /// What.
-        what: String,
-        /// Why.
+    /// A graph, node or tensor name that C cannot carry (it holds a NUL byte).
+    #[error("name `{name}` contains a NUL byte")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// Serialized graph bytes that cannot be read back.
+    #[error("invalid serialized QNN graph: {detail}")]
+    Deserialize {
+        /// What is wrong with the bytes.
         detail: String,
+    },
+    /// A context binary larger than this process can address.
+    #[error("the context binary has {bytes} bytes, more than fit in memory")]
+    ContextBinaryTooLarge {
+        /// Its size as QNN reported it.
+        bytes: u64,
     },
     /// An error from the HAL (graph validation, buffers).
     #[error(transparent)]
@@ -94,9 +104,17 @@ impl From<QnnError> for HalError {
                 op,
                 detail,
             },
-            QnnError::Invalid { what, detail } => HalError::Deserialize {
+            e @ QnnError::InvalidName { .. } => HalError::invalid_argument("name", e.to_string()),
+            QnnError::Deserialize { detail } => HalError::Deserialize {
                 backend: BACKEND_NAME.into(),
-                detail: format!("{what}: {detail}"),
+                detail,
+            },
+            e @ QnnError::ContextBinaryTooLarge { .. } => {
+                HalError::invalid_value("context binary", e.to_string())
+            }
+            QnnError::Load { attempts } => HalError::Load {
+                backend: BACKEND_NAME.into(),
+                attempts,
             },
             other => HalError::Unavailable {
                 backend: BACKEND_NAME.into(),

@@ -144,28 +144,19 @@ impl QnnLibrary {
             if p.is_null() {
                 continue;
             }
-            // SAFETY: first read only the fixed header (id, name, versions), valid for every version.
-            let header = unsafe { std::ptr::read(p.cast::<[u8; 40]>()) };
-            let id = u32::from_ne_bytes(header[0..4].try_into().expect("4 bytes"));
-            let word =
-                |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-            let core = sys::Version {
-                major: word(16),
-                minor: word(20),
-                patch: word(24),
-            };
-            let backend = sys::Version {
-                major: word(28),
-                minor: word(32),
-                patch: word(36),
-            };
-            let name_ptr =
-                usize::from_ne_bytes(header[8..16].try_into().expect("8 bytes")) as *const c_char;
-            let name = if name_ptr.is_null() {
+            // SAFETY: first read only the fixed header (id, name, versions), valid for every
+            // API version; its layout is asserted at compile time.
+            let header = unsafe { std::ptr::read(p.cast::<sys::ProviderHeader>()) };
+            let (id, core, backend) = (
+                header.backend_id,
+                header.api_version.core,
+                header.api_version.backend,
+            );
+            let name = if header.provider_name.is_null() {
                 String::new()
             } else {
                 // SAFETY: a non-NULL provider name is a NUL-terminated string owned by the library.
-                unsafe { CStr::from_ptr(name_ptr) }
+                unsafe { CStr::from_ptr(header.provider_name) }
                     .to_string_lossy()
                     .into_owned()
             };
@@ -263,23 +254,23 @@ impl QnnLibrary {
     }
 }
 
-/// Recent messages logged by QNN libraries through [`log_callback`], newest last.
+/// Recent messages logged by QNN libraries through [`log_callback`], from any thread, newest
+/// last.
 static LOG: Mutex<VecDeque<(u32, String)>> = Mutex::new(VecDeque::new());
 const LOG_KEEP: usize = 64;
 
-/// Takes the most recent error-level message logged since the last call, if any.
-pub fn take_last_error_log() -> Option<String> {
-    let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
-    let last = log
-        .iter()
-        .rev()
-        .find(|(level, _)| *level == sys::LogLevel::ERROR.0)
-        .map(|(_, m)| m.clone());
-    log.clear();
-    last
+std::thread_local! {
+    /// The last error-level message QNN logged on this thread: a QNN call logs on the thread
+    /// that makes it, so one thread's failure never reports another thread's message.
+    static LAST_ERROR: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Recent log messages, newest last.
+/// Takes the most recent error-level message logged on this thread since the last call, if any.
+pub fn take_last_error_log() -> Option<String> {
+    LAST_ERROR.with(|e| e.borrow_mut().take())
+}
+
+/// Recent log messages of every thread, newest last.
 pub fn recent_log() -> Vec<(u32, String)> {
     LOG.lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -340,10 +331,46 @@ pub unsafe extern "C" fn log_callback(
     if std::env::var_os(ENV_VERBOSE).is_some() {
         eprintln!("qnn[{level}] {text}");
     }
+    record(level, text);
+}
+
+/// Keeps a logged message: in the recent log of every thread and, for an error, as this
+/// thread's last error.
+fn record(level: u32, text: String) {
+    if level == sys::LogLevel::ERROR.0 {
+        // `try_with`: a library may log while this thread is being torn down.
+        let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = Some(text.clone()));
+    }
     if let Ok(mut log) = LOG.lock() {
         if log.len() == LOG_KEEP {
             log.pop_front();
         }
         log.push_back((level, text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_logged_on_one_thread_is_not_another_threads_failure() {
+        record(sys::LogLevel::ERROR.0, "on the main thread".into());
+        let other = std::thread::spawn(|| {
+            let before = take_last_error_log();
+            record(sys::LogLevel::ERROR.0, "on the other thread".into());
+            (before, take_last_error_log(), take_last_error_log())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other, (None, Some("on the other thread".into()), None));
+        assert_eq!(take_last_error_log().as_deref(), Some("on the main thread"));
+        record(sys::LogLevel::WARN.0, "a warning".into());
+        assert_eq!(
+            take_last_error_log(),
+            None,
+            "only errors are a call's failure"
+        );
+        assert!(recent_log().iter().any(|(_, m)| m == "on the other thread"));
     }
 }

@@ -159,7 +159,10 @@ fn sa8255_gives_qualcomm_cost_model_estimates() {
         return;
     };
     let compiled = qnn.compile_qnn(&matmul_softmax_graph(128)).unwrap();
-    let e = compiled.estimate().expect("socModel 52 has estimates");
+    let e = compiled
+        .executable()
+        .estimate()
+        .expect("socModel 52 has estimates");
     assert_eq!(e.cycles, 48_002, "{e:?}");
     assert_eq!(
         (e.cycles_lower, e.cycles_upper, e.micros),
@@ -209,8 +212,11 @@ fn unsupported_graphs_name_the_node() {
         matches!(&e, HalError::Unsupported { node, .. } if node == "scores"),
         "{e}"
     );
+    // What HTP lacks is in its capabilities: an INT8 MatMul with a requantized INT8 output,
+    // but no INT32 output.
     let caps = qnn.capabilities();
-    assert!(caps.supports(shadowattn_hal::OpKind::MatMul, DType::I8));
+    assert!(caps.supports(shadowattn_hal::OpKind::MatMul, DType::I8, DType::I8));
+    assert!(!caps.supports(shadowattn_hal::OpKind::MatMul, DType::I8, DType::I32));
     assert!(!caps.per_axis_quantization);
 }
 

@@ -135,6 +135,30 @@ pub struct RuntimeVersion {
     pub patch: u8,
 }
 
+impl RuntimeVersion {
+    /// The oldest runtime whose functions match these declarations: every function shadowattn
+    /// calls exists since 4.1.0, the first version the adapter's header dates its items by.
+    pub const OLDEST: RuntimeVersion = RuntimeVersion {
+        major: 4,
+        minor: 1,
+        patch: 0,
+    };
+    /// The newest major these declarations were checked against (the 8.2.x drivers of current
+    /// phones); a newer one is used with a warning.
+    pub const NEWEST_CHECKED_MAJOR: u8 = 8;
+
+    /// The version as (major, minor, patch), for comparisons.
+    pub fn triple(self) -> (u8, u8, u8) {
+        (self.major, self.minor, self.patch)
+    }
+}
+
+impl std::fmt::Display for RuntimeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
 /// Opaque `NeuronModel*`.
 pub type Model = *mut c_void;
 /// Opaque `NeuronCompilation*`.

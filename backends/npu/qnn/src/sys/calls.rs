@@ -108,7 +108,7 @@ fn create_device(
     customs: &[*const c_void],
 ) -> (ErrorHandle, Handle) {
     let Some(f) = lib.functions().device_create else {
-        return (1000, std::ptr::null_mut());
+        return (STATUS_NOT_SUPPORTED, std::ptr::null_mut());
     };
     let generic: Vec<Config> = customs
         .iter()
@@ -164,7 +164,7 @@ pub fn device_create(
         .map(|c| (c as *const HtpDeviceCustomConfig).cast())
         .collect();
     let (status, h) = create_device(lib, log, &pointers);
-    if error_code(status) == 14001 && !legacy.is_empty() {
+    if error_code(status) == STATUS_DEVICE_CONFIG_UNPARSED && !legacy.is_empty() {
         let _ = take_last_error_log();
         let pointers: Vec<*const c_void> = legacy.iter().map(|c| c.as_ptr().cast()).collect();
         let (status, h) = create_device(lib, log, &pointers);
@@ -215,10 +215,7 @@ pub fn context_binary(lib: &QnnLibrary, context: RawHandle) -> Result<Vec<u8>> {
     check(lib, "contextGetBinarySize", unsafe {
         size_f(context.0, &mut size)
     })?;
-    let len = usize::try_from(size).map_err(|_| QnnError::Invalid {
-        what: "context binary".into(),
-        detail: format!("{size} bytes do not fit in memory"),
-    })?;
+    let len = usize::try_from(size).map_err(|_| QnnError::ContextBinaryTooLarge { bytes: size })?;
     let mut buf = vec![0u8; len];
     let mut written: u64 = 0;
     // SAFETY: `buf` has `size` writable bytes; `written` is a valid out-pointer.
@@ -290,7 +287,7 @@ pub fn graph_create(
             option: HtpGraphOption::OPTIMIZATION,
             value: HtpGraphPayload {
                 optimization: HtpOptimization {
-                    kind: 3,
+                    kind: HTP_OPTIMIZATION_FINALIZE_FLAG,
                     value: o as f32,
                 },
             },

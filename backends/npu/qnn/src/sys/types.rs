@@ -20,6 +20,12 @@ pub fn error_code(e: ErrorHandle) -> u64 {
     e & 0xFFFF
 }
 
+/// COMMON_ERROR_NOT_SUPPORTED: what a missing optional function is reported as.
+pub const STATUS_NOT_SUPPORTED: ErrorHandle = 1000;
+/// The HTP library's answer to a device config it cannot parse (seen on the emulator when the
+/// config's payload sits at another offset than the library expects).
+pub const STATUS_DEVICE_CONFIG_UNPARSED: u64 = 14001;
+
 use shadowattn_hal::int_newtype as newtype;
 
 newtype!(
@@ -121,6 +127,28 @@ newtype!(
         WARN = 2,
         /// Informational.
         INFO = 3,
+        /// Verbose.
+        VERBOSE = 4,
+        /// Everything, for debugging.
+        DEBUG = 5,
+    }
+);
+
+newtype!(
+    /// Type of a profiling event (generic ones, and the HTP backend's).
+    ProfileEventType(u32) {
+        /// Graph finalize, µs.
+        FINALIZE = 300,
+        /// Graph execute, µs.
+        EXECUTE = 400,
+        /// HTP: simulated execution cycles (finalize-time cost model).
+        HTP_SIM_EXEC_CYCLES = 2006,
+        /// HTP: lower bound of the simulated execution cycles.
+        HTP_SIM_EXEC_LOWER_CYCLES = 2007,
+        /// HTP: upper bound of the simulated execution cycles.
+        HTP_SIM_EXEC_UPPER_CYCLES = 2008,
+        /// HTP: simulated execution time, µs.
+        HTP_SIM_EXEC_TIME_US = 2019,
     }
 );
 
@@ -397,11 +425,14 @@ pub union HtpGraphPayload {
     pub reserved: [u64; 6],
 }
 
+/// Kind of the HTP graph OPTIMIZATION option that sets the finalize optimization level.
+pub const HTP_OPTIMIZATION_FINALIZE_FLAG: u32 = 3;
+
 /// Value of the HTP graph OPTIMIZATION option.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct HtpOptimization {
-    /// 3 = finalize optimization flag.
+    /// [`HTP_OPTIMIZATION_FINALIZE_FLAG`].
     pub kind: u32,
     /// The optimization level.
     pub value: f32,
@@ -411,7 +442,7 @@ pub struct HtpOptimization {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProfileEventData {
-    /// Event type (100 init, 300 finalize, 400 execute, 2006 simulated cycles, …).
+    /// Event type (see [`ProfileEventType`]).
     pub event_type: u32,
     /// Unit: 1 µs, 2 bytes, 3 cycles, 4 count, 6 none.
     pub unit: u32,
@@ -560,6 +591,19 @@ pub struct Interface {
     pub functions: FunctionTable,
 }
 
+/// The fixed head of every [`Interface`], valid to read whatever the provider's API version:
+/// the loader reads it first and the function table only once the version is vetted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProviderHeader {
+    /// 6 for HTP.
+    pub backend_id: u32,
+    /// `HTP_QTI_AISW` for HTP; may be NULL.
+    pub provider_name: *const c_char,
+    /// API versions.
+    pub api_version: ApiVersion,
+}
+
 /// `QnnInterface_getProviders(list, count)`.
 pub type GetProvidersFn =
     unsafe extern "C" fn(*mut *const *const Interface, *mut u32) -> ErrorHandle;
@@ -575,6 +619,11 @@ pub const CORE_API_MAJOR: u32 = 2;
 pub const CORE_API_MIN_MINOR: u32 = 14;
 
 const _: () = {
+    assert!(size_of::<ProviderHeader>() == 40);
+    assert!(offset_of!(ProviderHeader, provider_name) == offset_of!(Interface, provider_name));
+    assert!(offset_of!(ProviderHeader, api_version) == offset_of!(Interface, api_version));
+    assert!(offset_of!(ProviderHeader, api_version) == 16);
+    assert!(offset_of!(Interface, functions) == size_of::<ProviderHeader>());
     assert!(size_of::<ScaleOffset>() == 8);
     assert!(size_of::<QuantizeUnion>() == 32);
     assert!(size_of::<QuantizeParams>() == 40);
