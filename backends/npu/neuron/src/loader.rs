@@ -125,20 +125,7 @@ impl NeuronLibrary {
                 name: crate::sys::ResultCode(rc).name(),
             });
         }
-        if version.triple() < RuntimeVersion::OLDEST.triple() {
-            return Err(NeuronError::TooOld {
-                path: path.to_string(),
-                version: version.to_string(),
-                oldest: RuntimeVersion::OLDEST.to_string(),
-            });
-        }
-        let mut warnings = Vec::new();
-        if version.major > RuntimeVersion::NEWEST_CHECKED_MAJOR {
-            warnings.push(format!(
-                "Neuron runtime {version} is newer than {}.x, the newest these declarations were checked against",
-                RuntimeVersion::NEWEST_CHECKED_MAJOR
-            ));
-        }
+        let warnings = vet_version(path, version)?;
         Ok(NeuronLibrary {
             path: path.to_string(),
             _library: library,
@@ -169,9 +156,49 @@ impl NeuronLibrary {
     }
 }
 
+/// The version policy: refuse a runtime older than [`RuntimeVersion::OLDEST`], warn about a
+/// major newer than [`RuntimeVersion::NEWEST_CHECKED_MAJOR`].
+fn vet_version(path: &str, version: RuntimeVersion) -> Result<Vec<String>> {
+    if version.triple() < RuntimeVersion::OLDEST.triple() {
+        return Err(NeuronError::TooOld {
+            path: path.to_string(),
+            version: version.to_string(),
+            oldest: RuntimeVersion::OLDEST.to_string(),
+        });
+    }
+    let mut warnings = Vec::new();
+    if version.major > RuntimeVersion::NEWEST_CHECKED_MAJOR {
+        warnings.push(format!(
+            "Neuron runtime {version} is newer than {}.x, the newest these declarations were checked against",
+            RuntimeVersion::NEWEST_CHECKED_MAJOR
+        ));
+    }
+    Ok(warnings)
+}
+
 // SAFETY: the API is a set of plain function pointers into a library kept alive by this value;
 // nothing is mutated after open. The adapter's handles are used by one thread at a time (the
 // backend serializes calls on shared handles).
 unsafe impl Send for NeuronLibrary {}
 // SAFETY: as above.
 unsafe impl Sync for NeuronLibrary {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_runtimes_are_refused_and_newer_majors_warned_about() {
+        let v = |major, minor, patch| RuntimeVersion {
+            major,
+            minor,
+            patch,
+        };
+        let e = vet_version("lib.so", v(4, 0, 9)).unwrap_err();
+        assert!(e.to_string().contains("older than 4.1.0"), "{e}");
+        assert!(vet_version("lib.so", v(4, 1, 0)).unwrap().is_empty());
+        assert!(vet_version("lib.so", v(8, 2, 0)).unwrap().is_empty());
+        let w = vet_version("lib.so", v(9, 0, 0)).unwrap();
+        assert!(w[0].contains("newer than 8.x"), "{w:?}");
+    }
+}
