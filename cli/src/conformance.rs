@@ -13,8 +13,8 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct ConformanceArgs {
     /// Any backend: an NPU backend runs the graph cases, a compute backend the kernel cases,
-    /// `cpu` both (cpu, sim[:<soc>|:<profile.toml>], qnn[:htp[:<socModel>]], neuron,
-    /// cpu-fast[:<threads>][:f16], opencl[:<platform>[:<device>]][:f16]).
+    /// `cpu` both (`cpu`, `sim[:<soc>|:<profile.toml>]`, `qnn[:htp[:<socModel>]]`, `neuron`,
+    /// `cpu-fast[:<threads>][:f16]`, `opencl[:<platform>[:<device>]][:f16]`).
     #[arg(long)]
     backend: BackendSpec,
     /// Write a report: `.json`, `.xml` (JUnit) or any other name for the text summary.

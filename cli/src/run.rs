@@ -48,11 +48,11 @@ pub enum PilotOutputArg {
 #[derive(Args)]
 pub struct RunArgs {
     /// NPU graph backend that runs the INT8 pilot (`shadowattn devices` lists them; the
-    /// grammar: cpu, sim[:<soc>|:<profile.toml>], qnn[:htp[:<socModel>]], neuron).
+    /// grammar: `cpu`, `sim[:<soc>|:<profile.toml>]`, `qnn[:htp[:<socModel>]]`, `neuron`).
     #[arg(long, default_value = DEFAULT_NPU)]
     npu: NpuSpec,
-    /// Compute backend for quantization, top-k and attention (cpu, cpu-fast[:<threads>][:f16],
-    /// opencl[:<platform>[:<device>]][:f16]).
+    /// Compute backend for quantization, top-k and attention (`cpu`,
+    /// `cpu-fast[:<threads>][:f16]`, `opencl[:<platform>[:<device>]][:f16]`).
     #[arg(long, default_value = "cpu")]
     compute: ComputeSpec,
     /// Query heads.
