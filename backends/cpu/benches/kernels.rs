@@ -6,7 +6,7 @@
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use shadowattn_cpu::fast::{sys, FastCpuBackend, KvStorage};
+use shadowattn_cpu::fast::{simd, FastCpuBackend, KvStorage};
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection,
 };
@@ -247,7 +247,7 @@ fn peak_fma(bencher: Bencher) {
     let iters = 1_000_000;
     bencher
         .counter(ItemsCount::new((iters * 12 * 8 * 2) as u64))
-        .bench(|| sys::fma_peak_probe(divan::black_box(iters)));
+        .bench(|| simd::fma_peak_probe(divan::black_box(iters)));
 }
 
 /// Memory bandwidth: copying 64 MiB (bytes read plus written).

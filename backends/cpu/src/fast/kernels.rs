@@ -1,6 +1,6 @@
-//! The fast kernels themselves, in safe code over the primitives of [`super::sys`].
+//! The fast kernels themselves, in safe code over the primitives of [`super::simd`].
 
-use super::sys;
+use super::simd;
 use rayon::prelude::*;
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
@@ -60,7 +60,7 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
         picked.extend(0..n as u32);
         return;
     }
-    candidates.resize(n + sys::COMPACT_SLACK, 0);
+    candidates.resize(n + simd::COMPACT_SLACK, 0);
     let mut above = 0;
     let mut bracketed = false;
     if n >= SAMPLED_ROW {
@@ -79,7 +79,7 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
             r if r < SAMPLE => *sample.select_nth_unstable_by(r, |a, b| b.cmp(a)).1,
             _ => 0,
         };
-        let (over, inside) = sys::bracket(keys, lo, hi, candidates);
+        let (over, inside) = simd::bracket(keys, lo, hi, candidates);
         if over < k && over + inside >= k {
             candidates.truncate(inside);
             above = over;
@@ -100,7 +100,7 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
         k - above,
         equal,
         picked,
-        sys::indices_at_least,
+        simd::indices_at_least,
     );
 }
 
@@ -117,7 +117,7 @@ fn keep_top<T: Copy + PartialEq>(
     picked: &mut Vec<u32>,
     at_least: fn(&[T], usize, T, &mut [u32]) -> usize,
 ) {
-    picked.resize(row.len() + sys::COMPACT_SLACK, 0);
+    picked.resize(row.len() + simd::COMPACT_SLACK, 0);
     let count = if ties == equal {
         // Every key equal to the threshold is kept: one comparison per key.
         at_least(row, 0, threshold, picked)
@@ -171,7 +171,7 @@ fn select_i8(scores: &[i8], k: usize, picked: &mut Vec<u32>) {
     }
     let threshold = (bin as u8 ^ 0x80) as i8;
     let next = threshold.checked_add(1);
-    let at_least = sys::indices_at_least_i8;
+    let at_least = simd::indices_at_least_i8;
     keep_top(
         scores,
         threshold,
@@ -269,7 +269,7 @@ pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
 }
 
 /// Softmax·V of query row `q` over `keys` of one KV head into `out`, in f32.
-fn attend<T: sys::KvElement>(
+fn attend<T: simd::KvElement>(
     q: &[f32],
     k: &[T],
     v: &[T],
@@ -280,14 +280,14 @@ fn attend<T: sys::KvElement>(
 ) {
     weights.clear();
     weights.resize(keys.len(), 0.0);
-    sys::dots_indexed(q, k, keys, weights);
+    simd::dots_indexed(q, k, keys, weights);
     weights.iter_mut().for_each(|w| *w *= scale);
     let max = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     weights.iter_mut().for_each(|w| *w -= max);
-    sys::exp_inplace(weights);
+    simd::exp_inplace(weights);
     let total: f32 = weights.iter().sum();
     out.iter_mut().for_each(|o| *o = 0.0);
-    sys::weighted_rows_indexed(out, weights, v, keys);
+    simd::weighted_rows_indexed(out, weights, v, keys);
     let inv = 1.0 / total;
     out.iter_mut().for_each(|o| *o *= inv);
 }
@@ -297,7 +297,7 @@ fn attend<T: sys::KvElement>(
 /// L1, measured no faster: the per-block call overhead ate the gain.)
 ///
 /// `k` and `v` are the inputs' K and V in their storage type.
-pub fn sparse_head<T: sys::KvElement>(
+pub fn sparse_head<T: simd::KvElement>(
     inputs: &AttentionInputs<'_>,
     k: &[T],
     v: &[T],
@@ -357,13 +357,13 @@ impl std::ops::DerefMut for LineAligned {
     }
 }
 
-/// Keys per tile of dense attention (a multiple of [`sys::NR`]).
+/// Keys per tile of dense attention (a multiple of [`simd::NR`]).
 pub const TILE: usize = 64;
 
 /// K and V of one KV head laid out for the dense micro-kernels.
 #[derive(Debug)]
 pub struct PackedKv {
-    /// Head dimension padded to a multiple of [`sys::NR`] with zeros.
+    /// Head dimension padded to a multiple of [`simd::NR`] with zeros.
     pub dim: usize,
     /// K as panels of `NR` keys, each `[dim][NR]`; keys past the end are zero.
     pub k_panels: LineAligned,
@@ -374,7 +374,7 @@ pub struct PackedKv {
 /// Packs K and V (`[kv_heads][kv_len][head_dim]` of shape `s`) of KV head `kv` for
 /// [`dense_head`].
 pub fn pack_kv(s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> PackedKv {
-    let (d, nr) = (s.head_dim, sys::NR);
+    let (d, nr) = (s.head_dim, simd::NR);
     let dim = d.div_ceil(nr) * nr;
     let keys = s.kv_len.div_ceil(TILE) * TILE;
     let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
@@ -398,13 +398,13 @@ pub fn pack_kv(s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> PackedKv 
 }
 
 /// Dense causal attention of query head `h` (FlashAttention-style, f32): blocks of
-/// [`sys::MR`] query rows against tiles of [`TILE`] keys — scores by the Q·Kᵀ micro-kernel, an
+/// [`simd::MR`] query rows against tiles of [`TILE`] keys — scores by the Q·Kᵀ micro-kernel, an
 /// online softmax, the P·V micro-kernel rescaling and accumulating the output. Tiles are the
 /// outer loop: each tile of K and V is read from memory once and stays in cache while every
 /// row block uses it (the head's running outputs, `q_len × head_dim`, are the smaller set).
 pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &mut [f32]) {
     let s = inputs.shape();
-    let (d, dim, mr, nr) = (s.head_dim, kv.dim, sys::MR, sys::NR);
+    let (d, dim, mr, nr) = (s.head_dim, kv.dim, simd::MR, simd::NR);
     let blocks = s.q_len.div_ceil(mr);
     // Per row block: its query rows (zero-padded), running output, maximum and sum.
     let mut q = LineAligned::zeros(blocks * mr * dim);
@@ -412,8 +412,8 @@ pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &m
         q[i * dim..i * dim + d].copy_from_slice(inputs.q_row(h, i));
     }
     let mut acc = LineAligned::zeros(blocks * mr * dim);
-    let mut m = vec![[f32::NEG_INFINITY; sys::MR]; blocks];
-    let mut l = vec![[0.0f32; sys::MR]; blocks];
+    let mut m = vec![[f32::NEG_INFINITY; simd::MR]; blocks];
+    let mut l = vec![[0.0f32; simd::MR]; blocks];
     let valid = |b: usize, r: usize| {
         let i = b * mr + r;
         if i < s.q_len {
@@ -433,19 +433,19 @@ pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &m
             let q_block = &q[b * mr * dim..(b + 1) * mr * dim];
             for (panel, at) in (t0 / nr..(t0 + TILE) / nr).zip((0..TILE).step_by(nr)) {
                 let k = &kv.k_panels[panel * dim * nr..][..dim * nr];
-                sys::qk_panel(q_block, k, &mut p[at..], TILE);
+                simd::qk_panel(q_block, k, &mut p[at..], TILE);
             }
-            let mut correction = [1.0f32; sys::MR];
+            let mut correction = [1.0f32; simd::MR];
             for (r, row) in p.chunks_exact_mut(TILE).enumerate() {
                 let limit = valid(b, r).saturating_sub(t0).min(TILE);
                 if limit == 0 {
                     row.iter_mut().for_each(|x| *x = 0.0);
                 } else {
                     correction[r] =
-                        sys::online_softmax_row(row, limit, s.scale, &mut m[b][r], &mut l[b][r]);
+                        simd::online_softmax_row(row, limit, s.scale, &mut m[b][r], &mut l[b][r]);
                 }
             }
-            sys::pv_tile(
+            simd::pv_tile(
                 &p,
                 TILE,
                 v,

@@ -1,10 +1,10 @@
 //! Fast CPU attention kernels beside the golden reference: vectorized with AVX2+FMA (x86-64) or
-//! NEON (aarch64), run-time detected, with a portable fallback ([`sys`]); parallel over heads on a
+//! NEON (aarch64), run-time detected, with a portable fallback ([`simd`]); parallel over heads on a
 //! rayon pool of a chosen size. Quantization and top-k reproduce the golden results exactly;
 //! attention accumulates in f32 and matches the golden f64 results within float tolerance.
 
 pub(crate) mod kernels;
-pub mod sys;
+pub mod simd;
 
 use crate::reference;
 use rayon::prelude::*;
@@ -77,12 +77,12 @@ impl FastCpuBackend {
     }
 
     /// The instruction set in use.
-    pub fn isa(&self) -> sys::Isa {
-        sys::isa()
+    pub fn isa(&self) -> simd::Isa {
+        simd::isa()
     }
 
     /// Sparse attention of every head on the pool, K and V (`k`, `v`) stored as `T`.
-    fn sparse_heads<T: sys::KvElement>(
+    fn sparse_heads<T: simd::KvElement>(
         &self,
         inputs: &AttentionInputs<'_>,
         k: &[T],

@@ -1,0 +1,203 @@
+//! The NEON primitives of aarch64. Every function is `unsafe` only for the intrinsics: NEON is
+//! part of the aarch64 baseline, and the safe wrappers in [`super`] check the lengths.
+
+#![allow(unsafe_code)]
+
+use std::arch::aarch64::*;
+
+/// `exp` of four lanes, as the AVX2 `exp8`: range reduction by ln 2 in two parts, a degree-7
+/// polynomial, the exponent added to the bits; inputs clamped to [−87.3, 88.7].
+#[inline]
+unsafe fn exp4(x: float32x4_t) -> float32x4_t {
+    let c = [
+        1.987_569_1e-4f32,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+    let x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3)), vdupq_n_f32(88.7));
+    let k = vcvtnq_s32_f32(vmulq_n_f32(x, std::f32::consts::LOG2_E));
+    let kf = vcvtq_f32_s32(k);
+    let r = vfmsq_f32(
+        vfmsq_f32(x, kf, vdupq_n_f32(0.693_359_4)),
+        kf,
+        vdupq_n_f32(-2.121_944_4e-4),
+    );
+    let mut y = vdupq_n_f32(c[0]);
+    for &ci in &c[1..] {
+        y = vfmaq_f32(vdupq_n_f32(ci), y, r);
+    }
+    let r2 = vmulq_f32(r, r);
+    y = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0)), y, r2);
+    let e = vshlq_n_s32::<23>(vaddq_s32(k, vdupq_n_s32(127)));
+    vmulq_f32(y, vreinterpretq_f32_s32(e))
+}
+
+/// # Safety
+/// NEON available (baseline on aarch64).
+pub unsafe fn exp_inplace(xs: &mut [f32]) {
+    let n = xs.len();
+    let p = xs.as_mut_ptr();
+    let mut i = 0;
+    while i + 4 <= n {
+        vst1q_f32(p.add(i), exp4(vld1q_f32(p.add(i))));
+        i += 4;
+    }
+    while i < n {
+        *p.add(i) = (*p.add(i)).exp();
+        i += 1;
+    }
+}
+
+/// # Safety
+/// `0 < limit <= row.len()`.
+pub unsafe fn online_softmax_row(
+    row: &mut [f32],
+    limit: usize,
+    scale: f32,
+    max: &mut f32,
+    total: &mut f32,
+) -> f32 {
+    let p = row.as_mut_ptr();
+    let whole = limit / 4 * 4;
+    let mut m = vdupq_n_f32(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < whole {
+        m = vmaxq_f32(m, vmulq_n_f32(vld1q_f32(p.add(i)), scale));
+        i += 4;
+    }
+    let mut new_max = max.max(vmaxvq_f32(m));
+    for j in whole..limit {
+        new_max = new_max.max(*p.add(j) * scale);
+    }
+    let correction = (*max - new_max).exp();
+    let shift = vdupq_n_f32(-new_max);
+    let mut sum = vdupq_n_f32(0.0);
+    let mut i = 0;
+    while i < whole {
+        let e = exp4(vfmaq_n_f32(shift, vld1q_f32(p.add(i)), scale));
+        sum = vaddq_f32(sum, e);
+        vst1q_f32(p.add(i), e);
+        i += 4;
+    }
+    let mut tail = 0.0f32;
+    for j in whole..limit {
+        let e = (*p.add(j) * scale - new_max).exp();
+        *p.add(j) = e;
+        tail += e;
+    }
+    row[limit..].iter_mut().for_each(|x| *x = 0.0);
+    *total = *total * correction + vaddvq_f32(sum) + tail;
+    *max = new_max;
+    correction
+}
+
+/// # Safety
+/// Sizes as checked by [`super::qk_panel`].
+pub unsafe fn qk_panel(q: &[f32], panel: &[f32], out: &mut [f32], ld: usize) {
+    use super::{MR, NR};
+    let dim = panel.len() / NR;
+    let (pq, pk, po) = (q.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+    // Twenty-four accumulators: MR rows × NR keys in 4-lane registers (of 32).
+    let mut acc = [[vdupq_n_f32(0.0); 4]; MR];
+    for c in 0..dim {
+        let k = [
+            vld1q_f32(pk.add(c * NR)),
+            vld1q_f32(pk.add(c * NR + 4)),
+            vld1q_f32(pk.add(c * NR + 8)),
+            vld1q_f32(pk.add(c * NR + 12)),
+        ];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let qv = vdupq_n_f32(*pq.add(r * dim + c));
+            for (a, k) in a.iter_mut().zip(&k) {
+                *a = vfmaq_f32(*a, qv, *k);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (j, a) in a.iter().enumerate() {
+            vst1q_f32(po.add(r * ld + 4 * j), *a);
+        }
+    }
+}
+
+/// # Safety
+/// Sizes as checked by [`super::pv_tile`].
+pub unsafe fn pv_tile(p: &[f32], ld: usize, v: &[f32], corr: &[f32; 6], acc: &mut [f32]) {
+    use super::{MR, NR};
+    let dim = acc.len() / MR;
+    let (pp, pv, pa) = (p.as_ptr(), v.as_ptr(), acc.as_mut_ptr());
+    let mut c0 = 0;
+    while c0 < dim {
+        let mut a = [[vdupq_n_f32(0.0); 4]; MR];
+        for (r, a) in a.iter_mut().enumerate() {
+            for (j, a) in a.iter_mut().enumerate() {
+                *a = vmulq_n_f32(vld1q_f32(pa.add(r * dim + c0 + 4 * j)), corr[r]);
+            }
+        }
+        for t in 0..ld {
+            let row = pv.add(t * dim + c0);
+            let x = [
+                vld1q_f32(row),
+                vld1q_f32(row.add(4)),
+                vld1q_f32(row.add(8)),
+                vld1q_f32(row.add(12)),
+            ];
+            for (r, a) in a.iter_mut().enumerate() {
+                let w = vdupq_n_f32(*pp.add(r * ld + t));
+                for (a, x) in a.iter_mut().zip(&x) {
+                    *a = vfmaq_f32(*a, w, *x);
+                }
+            }
+        }
+        for (r, a) in a.iter().enumerate() {
+            for (j, a) in a.iter().enumerate() {
+                vst1q_f32(pa.add(r * dim + c0 + 4 * j), *a);
+            }
+        }
+        c0 += NR;
+    }
+}
+
+/// # Safety
+/// `a.len() == b.len()`.
+pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = vdupq_n_f32(0.0);
+    let mut acc1 = vdupq_n_f32(0.0);
+    let mut i = 0;
+    while i + 8 <= n {
+        acc0 = vfmaq_f32(acc0, vld1q_f32(pa.add(i)), vld1q_f32(pb.add(i)));
+        acc1 = vfmaq_f32(acc1, vld1q_f32(pa.add(i + 4)), vld1q_f32(pb.add(i + 4)));
+        i += 8;
+    }
+    let mut s = vaddvq_f32(vaddq_f32(acc0, acc1));
+    while i < n {
+        s = (*pa.add(i)).mul_add(*pb.add(i), s);
+        i += 1;
+    }
+    s
+}
+
+/// # Safety
+/// `y.len() == x.len()`.
+pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    let n = y.len();
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let a = vdupq_n_f32(alpha);
+    let mut i = 0;
+    while i + 4 <= n {
+        vst1q_f32(
+            py.add(i),
+            vfmaq_f32(vld1q_f32(py.add(i)), a, vld1q_f32(px.add(i))),
+        );
+        i += 4;
+    }
+    while i < n {
+        *py.add(i) = alpha.mul_add(*px.add(i), *py.add(i));
+        i += 1;
+    }
+}

@@ -1,0 +1,142 @@
+//! The plain-Rust primitives: the fallback where no vector unit is used, and the behaviour the
+//! vector paths must match. The safe wrappers in [`super`] check every length first.
+
+use super::{KvElement, MR, NR};
+
+/// `Σ a[i]·b[i]` in 8 lanes.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
+    for i in 0..chunks {
+        for l in 0..8 {
+            acc[l] = a[i * 8 + l].mul_add(b[i * 8 + l], acc[l]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for i in chunks * 8..a.len() {
+        s = a[i].mul_add(b[i], s);
+    }
+    s
+}
+
+/// `y[i] += alpha·x[i]`.
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    y.iter_mut()
+        .zip(x)
+        .for_each(|(y, x)| *y = alpha.mul_add(*x, *y));
+}
+
+/// See [`super::qk_panel`].
+pub fn qk_panel(q: &[f32], panel: &[f32], out: &mut [f32], ld: usize) {
+    let dim = panel.len() / NR;
+    for r in 0..MR {
+        let o = &mut out[r * ld..r * ld + NR];
+        o.iter_mut().for_each(|x| *x = 0.0);
+        for (c, k) in panel.chunks_exact(NR).enumerate() {
+            let qc = q[r * dim + c];
+            o.iter_mut().zip(k).for_each(|(o, k)| *o += qc * k);
+        }
+    }
+}
+
+/// See [`super::pv_tile`].
+pub fn pv_tile(p: &[f32], ld: usize, v: &[f32], corr: &[f32; MR], acc: &mut [f32]) {
+    let dim = acc.len() / MR;
+    for r in 0..MR {
+        let a = &mut acc[r * dim..(r + 1) * dim];
+        a.iter_mut().for_each(|x| *x *= corr[r]);
+        for (t, row) in v.chunks_exact(dim).enumerate() {
+            let w = p[r * ld + t];
+            a.iter_mut().zip(row).for_each(|(a, x)| *a += w * x);
+        }
+    }
+}
+
+/// `x ← exp(x)` with `f32::exp`.
+pub fn exp_inplace(xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = x.exp());
+}
+
+/// See [`super::dots_indexed`].
+pub fn dots_indexed<T: KvElement>(q: &[f32], rows: &[T], idx: &[u32], out: &mut [f32]) {
+    let d = q.len();
+    for (o, &j) in out.iter_mut().zip(idx) {
+        let row = &rows[j as usize * d..(j as usize + 1) * d];
+        *o = q.iter().zip(row).map(|(q, k)| q * k.value()).sum();
+    }
+}
+
+/// See [`super::online_softmax_row`].
+pub fn online_softmax_row(
+    row: &mut [f32],
+    limit: usize,
+    scale: f32,
+    max: &mut f32,
+    total: &mut f32,
+) -> f32 {
+    let tile_max = row[..limit]
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| a.max(x * scale));
+    let new_max = max.max(tile_max);
+    let correction = (*max - new_max).exp();
+    row[..limit]
+        .iter_mut()
+        .for_each(|x| *x = (*x * scale - new_max).exp());
+    row[limit..].iter_mut().for_each(|x| *x = 0.0);
+    *total = *total * correction + row[..limit].iter().sum::<f32>();
+    *max = new_max;
+    correction
+}
+
+/// See [`super::weighted_rows_indexed`].
+pub fn weighted_rows_indexed<T: KvElement>(acc: &mut [f32], w: &[f32], rows: &[T], idx: &[u32]) {
+    let d = acc.len();
+    for (&j, &wt) in idx.iter().zip(w) {
+        let row = &rows[j as usize * d..(j as usize + 1) * d];
+        acc.iter_mut()
+            .zip(row)
+            .for_each(|(a, x)| *a += wt * x.value());
+    }
+}
+
+/// See [`super::bracket`].
+pub fn bracket(keys: &[u32], lo: u32, hi: u32, inside: &mut [u32]) -> (usize, usize) {
+    let (mut over, mut count) = (0, 0);
+    for &x in keys {
+        inside[count] = x;
+        count += usize::from(x.wrapping_sub(lo) <= hi - lo);
+        over += usize::from(x > hi);
+    }
+    (over, count)
+}
+
+/// See [`super::indices_at_least`].
+pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u32]) -> usize {
+    let mut count = 0;
+    for (j, &x) in keys.iter().enumerate() {
+        out[count] = (first + j) as u32;
+        count += usize::from(x >= threshold);
+    }
+    count
+}
+
+/// See [`super::indices_at_least_i8`].
+pub fn indices_at_least_i8(scores: &[i8], first: usize, threshold: i8, out: &mut [u32]) -> usize {
+    let mut count = 0;
+    for (j, &x) in scores.iter().enumerate() {
+        out[count] = (first + j) as u32;
+        count += usize::from(x >= threshold);
+    }
+    count
+}
+
+/// See [`super::fma_peak_probe`].
+pub fn fma_probe(iters: usize) -> f32 {
+    let mut acc = [1.0f32; 96];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    acc.iter().sum()
+}

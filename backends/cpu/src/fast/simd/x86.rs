@@ -1,0 +1,552 @@
+//! The AVX2+FMA (and F16C) primitives of x86-64. Every function is `unsafe`: the caller has
+//! detected the features and checked the lengths (see the safe wrappers in [`super`]).
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// # Safety
+/// AVX2 and FMA available; `a.len() == b.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    // SAFETY (whole body): every load reads 8 floats at i < n - 7 (or i < n - 15 for pairs).
+    while i + 16 <= n {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        acc1 = _mm256_fmadd_ps(
+            _mm256_loadu_ps(pa.add(i + 8)),
+            _mm256_loadu_ps(pb.add(i + 8)),
+            acc1,
+        );
+        i += 16;
+    }
+    if i + 8 <= n {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        i += 8;
+    }
+    let mut s = hsum(_mm256_add_ps(acc0, acc1));
+    while i < n {
+        s = (*pa.add(i)).mul_add(*pb.add(i), s);
+        i += 1;
+    }
+    s
+}
+
+/// The eight horizontal sums of `v`, as one vector.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
+    let s01 = _mm256_hadd_ps(v[0], v[1]);
+    let s23 = _mm256_hadd_ps(v[2], v[3]);
+    let s45 = _mm256_hadd_ps(v[4], v[5]);
+    let s67 = _mm256_hadd_ps(v[6], v[7]);
+    let s0123 = _mm256_hadd_ps(s01, s23);
+    let s4567 = _mm256_hadd_ps(s45, s67);
+    // Low halves hold lanes 0–3 of each input's partial sums, high halves lanes 4–7.
+    _mm256_add_ps(
+        _mm256_permute2f128_ps(s0123, s4567, 0x20),
+        _mm256_permute2f128_ps(s0123, s4567, 0x31),
+    )
+}
+
+/// Eight stored values as f32 lanes.
+pub trait Load8: super::KvElement {
+    /// # Safety
+    /// AVX2 and F16C available; `p` starts 8 readable values.
+    unsafe fn load8(p: *const Self) -> __m256;
+}
+
+impl Load8 for f32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+}
+
+impl Load8 for half::f16 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const half::f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA available; `out.len() == idx.len()`; every `rows[idx[t]·d ..][..d]` is in
+/// bounds, `d = q.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dots_indexed_f32(q: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
+    dots_gather(q, rows.as_ptr(), idx, out)
+}
+
+/// # Safety
+/// As [`dots_indexed_f32`], and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dots_indexed_f16(q: &[f32], rows: &[half::f16], idx: &[u32], out: &mut [f32]) {
+    dots_gather(q, rows.as_ptr(), idx, out)
+}
+
+/// The body of [`dots_indexed_f32`] and [`dots_indexed_f16`], inlined into each (so the
+/// intrinsics are compiled with the caller's features).
+///
+/// # Safety
+/// As the callers, `rows` being the start of the rows.
+#[inline(always)]
+unsafe fn dots_gather<T: Load8>(q: &[f32], rows: *const T, idx: &[u32], out: &mut [f32]) {
+    let d = q.len();
+    let whole = d / 8 * 8;
+    let (pq, pr) = (q.as_ptr(), rows);
+    // Eight keys at a time: eight independent FMA chains share each load of q. A last,
+    // partial group repeats its first key in the spare lanes and keeps only its own sums.
+    // (Software prefetching of the next group's rows measured no faster.)
+    for (group, dst) in idx.chunks(8).zip(out.chunks_mut(8)) {
+        let mut base = [pr.add(group[0] as usize * d); 8];
+        for (b, &j) in base.iter_mut().zip(group) {
+            *b = pr.add(j as usize * d);
+        }
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut c = 0;
+        while c < whole {
+            let qv = _mm256_loadu_ps(pq.add(c));
+            for (a, b) in acc.iter_mut().zip(&base) {
+                *a = _mm256_fmadd_ps(qv, T::load8(b.add(c)), *a);
+            }
+            c += 8;
+        }
+        if dst.len() == 8 && whole == d {
+            _mm256_storeu_ps(dst.as_mut_ptr(), hsum8(&acc));
+            continue;
+        }
+        let mut sums = [0.0f32; 8];
+        _mm256_storeu_ps(sums.as_mut_ptr(), hsum8(&acc));
+        for ((o, s), b) in dst.iter_mut().zip(sums).zip(&base) {
+            *o = s;
+            for c in whole..d {
+                *o = (*pq.add(c)).mul_add((*b.add(c)).value(), *o);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_inplace(xs: &mut [f32]) {
+    let n = xs.len();
+    let p = xs.as_mut_ptr();
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(p.add(i), exp8(_mm256_loadu_ps(p.add(i))));
+        i += 8;
+    }
+    while i < n {
+        *p.add(i) = (*p.add(i)).exp();
+        i += 1;
+    }
+}
+
+/// `exp` of eight lanes: range reduction by ln 2 in two parts, a degree-7 polynomial, the
+/// exponent added to the bits; inputs clamped to [−87.3, 88.7].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let c = [
+        1.987_569_1e-4f32,
+        1.398_2e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ];
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+        _mm256_set1_ps(88.7),
+    );
+    let k = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(
+        k,
+        _mm256_set1_ps(-2.121_944_4e-4),
+        _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_359_4), x),
+    );
+    let mut y = _mm256_set1_ps(c[0]);
+    for &ci in &c[1..] {
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(ci));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    y = _mm256_fmadd_ps(y, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    let e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)),
+        23,
+    );
+    _mm256_mul_ps(y, _mm256_castsi256_ps(e))
+}
+
+/// # Safety
+/// AVX2 and FMA available; `0 < limit <= row.len()`, `row.len() % 8 == 0`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn online_softmax_row(
+    row: &mut [f32],
+    limit: usize,
+    scale: f32,
+    max: &mut f32,
+    total: &mut f32,
+) -> f32 {
+    let p = row.as_mut_ptr();
+    let n = row.len();
+    let scale_v = _mm256_set1_ps(scale);
+    // Lanes at or past `limit` are masked: −∞ for the maximum, 0 for the weights.
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let valid = |i: usize| {
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32((limit - i.min(limit)) as i32),
+            lane,
+        ))
+    };
+    // Full rows (every tile but the causal edge) need no masks.
+    let full = limit == n;
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < limit {
+        let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), scale_v);
+        let x = if full {
+            x
+        } else {
+            _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, valid(i))
+        };
+        m = _mm256_max_ps(m, x);
+        i += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    let new_max = lanes.iter().fold(*max, |a, &b| a.max(b));
+    let correction = (*max - new_max).exp();
+    let shift = _mm256_set1_ps(-new_max);
+    let mut sum = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        let e = exp8(_mm256_fmadd_ps(_mm256_loadu_ps(p.add(i)), scale_v, shift));
+        let e = if full { e } else { _mm256_and_ps(e, valid(i)) };
+        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(p.add(i), e);
+        i += 8;
+    }
+    *total = *total * correction + hsum(sum);
+    *max = new_max;
+    correction
+}
+
+/// # Safety
+/// AVX2 and FMA available; `w.len() == idx.len()`; every `rows[idx[t]·d ..][..d]` is in
+/// bounds, `d = acc.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn weighted_rows_indexed_f32(acc: &mut [f32], w: &[f32], rows: &[f32], idx: &[u32]) {
+    let d = acc.len();
+    weighted_rows(acc, w, rows.as_ptr(), |t| {
+        *idx.get_unchecked(t) as usize * d
+    })
+}
+
+/// # Safety
+/// As [`weighted_rows_indexed_f32`], and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn weighted_rows_indexed_f16(
+    acc: &mut [f32],
+    w: &[f32],
+    rows: &[half::f16],
+    idx: &[u32],
+) {
+    let d = acc.len();
+    weighted_rows(acc, w, rows.as_ptr(), |t| {
+        *idx.get_unchecked(t) as usize * d
+    })
+}
+
+/// The body of the two callers above, inlined into each.
+///
+/// # Safety
+/// As the callers: for t < w.len(), `rows + offset(t)` starts `acc.len()` readable values.
+#[inline(always)]
+unsafe fn weighted_rows<T: Load8>(
+    acc: &mut [f32],
+    w: &[f32],
+    rows: *const T,
+    offset: impl Fn(usize) -> usize,
+) {
+    let d = acc.len();
+    let pa = acc.as_mut_ptr();
+    let mut c0 = 0;
+    // 64 columns (8 registers) of the accumulator at a time stay in registers over all rows.
+    while c0 + 8 <= d {
+        let width = ((d - c0) / 8).min(8);
+        let mut a = [_mm256_setzero_ps(); 8];
+        for (j, v) in a.iter_mut().enumerate().take(width) {
+            *v = _mm256_loadu_ps(pa.add(c0 + j * 8));
+        }
+        for (t, &wt) in w.iter().enumerate() {
+            let wv = _mm256_set1_ps(wt);
+            let row = rows.add(offset(t) + c0);
+            for (j, v) in a.iter_mut().enumerate().take(width) {
+                *v = _mm256_fmadd_ps(wv, T::load8(row.add(j * 8)), *v);
+            }
+        }
+        for (j, v) in a.iter().enumerate().take(width) {
+            _mm256_storeu_ps(pa.add(c0 + j * 8), *v);
+        }
+        c0 += width * 8;
+    }
+    while c0 < d {
+        let mut s = *pa.add(c0);
+        for (t, &wt) in w.iter().enumerate() {
+            s = wt.mul_add((*rows.add(offset(t) + c0)).value(), s);
+        }
+        *pa.add(c0) = s;
+        c0 += 1;
+    }
+}
+
+/// Mask of the lanes of `v` that are set (all ones), one bit per 32-bit lane.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lanes(v: __m256i) -> usize {
+    _mm256_movemask_ps(_mm256_castsi256_ps(v)) as usize
+}
+
+/// Stores the lanes of `v` selected by `mask` to `out`, in order; returns how many.
+///
+/// # Safety
+/// AVX2 available; `out` has room for 8 values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_selected(v: __m256i, mask: usize, out: *mut u32) -> usize {
+    let perm = _mm256_loadu_si256(COMPACT_LANES[mask].as_ptr().cast());
+    _mm256_storeu_si256(out.cast(), _mm256_permutevar8x32_epi32(v, perm));
+    mask.count_ones() as usize
+}
+
+/// # Safety
+/// AVX2 available; `lo <= hi`; `inside.len() >= keys.len() + 8`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn bracket(keys: &[u32], lo: u32, hi: u32, inside: &mut [u32]) -> (usize, usize) {
+    let n = keys.len();
+    let (pk, po) = (keys.as_ptr(), inside.as_mut_ptr());
+    // Unsigned comparisons as signed ones on keys with the top bit flipped.
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let hi_f = _mm256_set1_epi32((hi ^ 0x8000_0000) as i32);
+    let lo_v = _mm256_set1_epi32(lo as i32);
+    let width_f = _mm256_set1_epi32(((hi - lo) ^ 0x8000_0000) as i32);
+    let (mut over, mut count, mut j) = (0usize, 0usize, 0usize);
+    while j + 8 <= n {
+        let x = _mm256_loadu_si256(pk.add(j).cast());
+        over += lanes(_mm256_cmpgt_epi32(_mm256_xor_si256(x, flip), hi_f)).count_ones() as usize;
+        let offset = _mm256_xor_si256(_mm256_sub_epi32(x, lo_v), flip);
+        let outside = lanes(_mm256_cmpgt_epi32(offset, width_f));
+        count += store_selected(x, !outside & 0xff, po.add(count));
+        j += 8;
+    }
+    let (o, c) = super::portable::bracket(&keys[j..], lo, hi, &mut inside[count..]);
+    (over + o, count + c)
+}
+
+/// # Safety
+/// AVX2 available; `out.len() >= keys.len() + 8`; `first + keys.len() <= i32::MAX`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn indices_at_least(
+    keys: &[u32],
+    first: usize,
+    threshold: u32,
+    out: &mut [u32],
+) -> usize {
+    let n = keys.len();
+    let (pk, po) = (keys.as_ptr(), out.as_mut_ptr());
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let t_f = _mm256_set1_epi32((threshold ^ 0x8000_0000) as i32);
+    let mut index = _mm256_add_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(first as i32),
+    );
+    let eight = _mm256_set1_epi32(8);
+    let (mut count, mut j) = (0usize, 0usize);
+    while j + 8 <= n {
+        let x = _mm256_xor_si256(_mm256_loadu_si256(pk.add(j).cast()), flip);
+        let below = lanes(_mm256_cmpgt_epi32(t_f, x));
+        count += store_selected(index, !below & 0xff, po.add(count));
+        index = _mm256_add_epi32(index, eight);
+        j += 8;
+    }
+    count + super::portable::indices_at_least(&keys[j..], first + j, threshold, &mut out[count..])
+}
+
+/// # Safety
+/// AVX2 available; `out.len() >= scores.len() + 8`; `first + scores.len() <= i32::MAX`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn indices_at_least_i8(
+    scores: &[i8],
+    first: usize,
+    threshold: i8,
+    out: &mut [u32],
+) -> usize {
+    let n = scores.len();
+    let (ps, po) = (scores.as_ptr(), out.as_mut_ptr());
+    // x >= t  ⇔  x > t − 1 (t > −128 here; t = −128 keeps everything).
+    if threshold == i8::MIN {
+        return super::portable::indices_at_least_i8(scores, first, threshold, out);
+    }
+    let below = _mm256_set1_epi8(threshold - 1);
+    let eight = _mm256_set1_epi32(8);
+    let (mut count, mut j) = (0usize, 0usize);
+    while j + 32 <= n {
+        let x = _mm256_loadu_si256(ps.add(j).cast());
+        let mask = _mm256_movemask_epi8(_mm256_cmpgt_epi8(x, below)) as u32 as usize;
+        if mask != 0 {
+            let mut index = _mm256_add_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32((first + j) as i32),
+            );
+            for byte in 0..4 {
+                let m = (mask >> (8 * byte)) & 0xff;
+                count += store_selected(index, m, po.add(count));
+                index = _mm256_add_epi32(index, eight);
+            }
+        }
+        j += 32;
+    }
+    count
+        + super::portable::indices_at_least_i8(
+            &scores[j..],
+            first + j,
+            threshold,
+            &mut out[count..],
+        )
+}
+
+/// # Safety
+/// AVX2 and FMA available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn fma_probe(iters: usize) -> f32 {
+    let m = _mm256_set1_ps(0.999_999);
+    let c = _mm256_set1_ps(1e-7);
+    let mut a = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for v in a.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, c);
+        }
+    }
+    let mut s = _mm256_setzero_ps();
+    for v in a {
+        s = _mm256_add_ps(s, v);
+    }
+    hsum(s)
+}
+
+/// # Safety
+/// AVX2 and FMA available; `y.len() == x.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    let n = y.len();
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let a = _mm256_set1_ps(alpha);
+    let mut i = 0;
+    while i + 8 <= n {
+        let v = _mm256_fmadd_ps(a, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+        _mm256_storeu_ps(py.add(i), v);
+        i += 8;
+    }
+    while i < n {
+        *py.add(i) = alpha.mul_add(*px.add(i), *py.add(i));
+        i += 1;
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA available; sizes as checked by [`super::qk_panel`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn qk_panel(q: &[f32], panel: &[f32], out: &mut [f32], ld: usize) {
+    use super::{MR, NR};
+    let dim = panel.len() / NR;
+    let (pq, pk, po) = (q.as_ptr(), panel.as_ptr(), out.as_mut_ptr());
+    // Twelve accumulators: MR rows × NR keys; each K load feeds MR FMAs.
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    for c in 0..dim {
+        let k0 = _mm256_loadu_ps(pk.add(c * NR));
+        let k1 = _mm256_loadu_ps(pk.add(c * NR + 8));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let qv = _mm256_set1_ps(*pq.add(r * dim + c));
+            a[0] = _mm256_fmadd_ps(qv, k0, a[0]);
+            a[1] = _mm256_fmadd_ps(qv, k1, a[1]);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(po.add(r * ld), a[0]);
+        _mm256_storeu_ps(po.add(r * ld + 8), a[1]);
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA available; sizes as checked by [`super::pv_tile`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pv_tile(p: &[f32], ld: usize, v: &[f32], corr: &[f32; 6], acc: &mut [f32]) {
+    use super::{MR, NR};
+    let dim = acc.len() / MR;
+    let (pp, pv, pa) = (p.as_ptr(), v.as_ptr(), acc.as_mut_ptr());
+    let mut c0 = 0;
+    while c0 < dim {
+        let mut a = [[_mm256_setzero_ps(); 2]; MR];
+        for (r, a) in a.iter_mut().enumerate() {
+            let cr = _mm256_set1_ps(corr[r]);
+            a[0] = _mm256_mul_ps(_mm256_loadu_ps(pa.add(r * dim + c0)), cr);
+            a[1] = _mm256_mul_ps(_mm256_loadu_ps(pa.add(r * dim + c0 + 8)), cr);
+        }
+        for t in 0..ld {
+            let v0 = _mm256_loadu_ps(pv.add(t * dim + c0));
+            let v1 = _mm256_loadu_ps(pv.add(t * dim + c0 + 8));
+            for (r, a) in a.iter_mut().enumerate() {
+                let w = _mm256_set1_ps(*pp.add(r * ld + t));
+                a[0] = _mm256_fmadd_ps(w, v0, a[0]);
+                a[1] = _mm256_fmadd_ps(w, v1, a[1]);
+            }
+        }
+        for (r, a) in a.iter().enumerate() {
+            _mm256_storeu_ps(pa.add(r * dim + c0), a[0]);
+            _mm256_storeu_ps(pa.add(r * dim + c0 + 8), a[1]);
+        }
+        c0 += NR;
+    }
+}
+
+/// Lane permutations that move the selected lanes of an 8-lane vector to its front, in order:
+/// entry `m` lists the set bits of `m`.
+static COMPACT_LANES: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut lane, mut next) = (0, 0);
+        while lane < 8 {
+            if (m >> lane) & 1 == 1 {
+                table[m][next] = lane as u32;
+                next += 1;
+            }
+            lane += 1;
+        }
+        m += 1;
+    }
+    table
+};
