@@ -4,8 +4,8 @@
 use clap::Args;
 use shadowattn_hal::Graph;
 use shadowattn_qnn::{QnnBackend, QnnOptions};
-use shadowattn_simulator::calibration::{int8_pilot_graph, matmul_softmax_graph};
 use shadowattn_simulator::cost::graph_cost;
+use shadowattn_simulator::fit::{int8_pilot_graph, matmul_softmax_graph};
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
 use std::path::PathBuf;

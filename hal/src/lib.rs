@@ -5,7 +5,7 @@
 //! - [`ir`]: the static graph IR and its validating builder.
 //! - [`npu`]: the NPU graph backend trait (compile once, execute many times).
 //! - [`compute`]: the compute-kernel trait for CPU/GPU (top-k, sparse and dense attention).
-//! - [`profile`]: profiling events.
+//! - [`event`]: profiling events (timed work; a SoC profile is the simulator's).
 //! - [`error`]: the crate's one error type.
 //!
 //! ```
@@ -35,10 +35,10 @@
 pub mod compute;
 pub mod dtype;
 pub mod error;
+pub mod event;
 pub mod ir;
 pub mod library;
 pub mod npu;
-pub mod profile;
 pub mod quant;
 pub mod tensor;
 
@@ -48,12 +48,12 @@ pub use compute::{
 };
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
+pub use event::{EventKind, FigureSource, ProfileEvent};
 pub use half::f16;
 pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
 pub use npu::{
     check_io, Capabilities, Compiled, CompiledGraph, GraphExecutable, NpuBackend, Signature,
 };
-pub use profile::{EventKind, FigureSource, ProfileEvent};
 pub use quant::{QuantParams, Quantization};
 pub use tensor::{HostTensor, TensorDesc, TensorView, TensorViewMut};
 

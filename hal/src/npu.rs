@@ -2,8 +2,8 @@
 
 use crate::dtype::DType;
 use crate::error::{HalError, Result};
+use crate::event::ProfileEvent;
 use crate::ir::{Graph, OpKind};
-use crate::profile::ProfileEvent;
 use crate::quant::Quantization;
 use crate::tensor::{TensorView, TensorViewMut};
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,9 @@
 pub mod attention;
 pub mod error;
 pub mod eval;
+mod gemm;
 pub mod gguf;
 pub mod llama;
-mod sys;
 pub mod tokenizer;
 
 pub use error::{ModelError, Result};

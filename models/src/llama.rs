@@ -83,7 +83,7 @@ pub fn matmul_t(x: &[f32], w: &[f32], rows: usize, inner: usize, outs: usize) ->
         .map(|wb| {
             let cols = wb.len() / inner;
             let mut yb = vec![0f32; rows * cols];
-            crate::sys::sgemm_xwt(x, wb, &mut yb, rows, inner, cols);
+            crate::gemm::sgemm_xwt(x, wb, &mut yb, rows, inner, cols);
             yb
         })
         .collect();

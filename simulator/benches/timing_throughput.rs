@@ -2,7 +2,7 @@
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use shadowattn_hal::{HostTensor, NpuBackend};
-use shadowattn_simulator::calibration::int8_pilot_graph;
+use shadowattn_simulator::fit::int8_pilot_graph;
 use shadowattn_simulator::{ExecutionMode, SimBackend};
 
 fn main() {

@@ -69,7 +69,7 @@ impl CostModel for SocCosts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibration::int8_pilot_graph;
+    use crate::fit::int8_pilot_graph;
 
     #[test]
     fn launches_and_steps_are_priced_by_the_soc() {

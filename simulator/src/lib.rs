@@ -7,13 +7,14 @@
 //! - [`cpu_model`], [`layer`]: CPU step costs, and the prices of a layer's launches and steps
 //!   for the pipeline model of `shadowattn-pipeline`.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
-//! - [`calibration`]: the fit of the model to published figures.
+//! - [`fit`]: the fit of the cost model to published figures (not the ratio calibration of the
+//!   core).
 
 pub mod backend;
-pub mod calibration;
 pub mod cost;
 pub mod cpu_model;
 pub mod error;
+pub mod fit;
 pub mod layer;
 pub mod profile;
 pub mod timeline;

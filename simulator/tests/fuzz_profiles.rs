@@ -35,7 +35,7 @@ proptest! {
         if let Ok(p) = SocProfile::parse("fuzz.toml", &text) {
             // A profile that parses is usable: its cost model gives positive, finite times.
             let sim = shadowattn_simulator::SimBackend::new(p);
-            let g = shadowattn_simulator::calibration::int8_pilot_graph(1, 8, 16, 8);
+            let g = shadowattn_simulator::fit::int8_pilot_graph(1, 8, 16, 8);
             let c = sim.cost(&g);
             prop_assert!(c.launch_ns(false).is_finite() && c.launch_ns(false) > 0.0);
         }

@@ -7,9 +7,7 @@ use shadowattn_hal::{
     Quantization, TensorDesc,
 };
 use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
-use shadowattn_simulator::calibration::{
-    calibration_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph,
-};
+use shadowattn_simulator::fit::{fit_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph};
 use shadowattn_simulator::profile::{builtin_names, real, BUILTIN};
 use shadowattn_simulator::timeline::chrome_trace;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
@@ -291,7 +289,7 @@ fn calibration_matches_the_profiles_and_the_published_figures() {
         (host - real(&g3.npu.host_io_gbps)).abs() / host < 0.005,
         "{host}"
     );
-    for p in calibration_points() {
+    for p in fit_points() {
         assert!(
             p.relative_error().abs() <= 0.16,
             "{} off by {:.1} %",

@@ -1,4 +1,4 @@
-//! Calibration of the cost model against published figures, by a fit of physical parameters.
+//! The fit of the cost model to published figures (its free physical parameters).
 //!
 //! Three anchors:
 //! 1. **Qualcomm's cost model, socModel 52 (SA8255, V73), FP16**: MatMul `[1,1,64,K]·[1,1,K,512]`
@@ -81,7 +81,7 @@ pub fn int8_pilot_graph(heads: usize, q_len: usize, kv_len: usize, head_dim: usi
 
 /// One calibration point: the figure and the model's prediction.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CalibrationPoint {
+pub struct FitPoint {
     /// What was measured.
     pub label: String,
     /// The published figure.
@@ -92,7 +92,7 @@ pub struct CalibrationPoint {
     pub unit: &'static str,
 }
 
-impl CalibrationPoint {
+impl FitPoint {
     /// Signed relative error of the prediction.
     pub fn relative_error(&self) -> f64 {
         (self.predicted - self.reference) / self.reference
@@ -208,12 +208,12 @@ pub fn fit_sd8gen3(profile: &SocProfile) -> (f64, f64) {
 }
 
 /// Predicted vs published figures for both anchors.
-pub fn calibration_points() -> Vec<CalibrationPoint> {
+pub fn fit_points() -> Vec<FitPoint> {
     let sa = SocProfile::builtin("sa8255").expect("built-in profile");
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").expect("built-in profile");
-    let mut points: Vec<CalibrationPoint> = SA8255_QNN_ESTIMATES
+    let mut points: Vec<FitPoint> = SA8255_QNN_ESTIMATES
         .iter()
-        .map(|&(k, cycles)| CalibrationPoint {
+        .map(|&(k, cycles)| FitPoint {
             label: format!("sa8255 FP16 MatMul [64,{k}]x[{k},512] + Softmax"),
             reference: cycles,
             predicted: graph_cost(&sa, &matmul_softmax_graph(k)).accelerator_cycles,
@@ -223,14 +223,14 @@ pub fn calibration_points() -> Vec<CalibrationPoint> {
     points.extend(
         SA8255_QNN_PILOT_ESTIMATES
             .iter()
-            .map(|&(h, k, cycles)| CalibrationPoint {
+            .map(|&(h, k, cycles)| FitPoint {
                 label: format!("sa8255 INT8 pilot {h} head(s), q128 k{k} d64"),
                 reference: cycles,
                 predicted: graph_cost(&sa, &int8_pilot_graph(h, 128, k, 64)).accelerator_cycles,
                 unit: "cycles",
             }),
     );
-    points.extend(SD8GEN3_PAPER_MS.iter().map(|&(h, ms)| CalibrationPoint {
+    points.extend(SD8GEN3_PAPER_MS.iter().map(|&(h, ms)| FitPoint {
         label: format!("snapdragon-8-gen-3 INT8 QxK, {h} fused head(s)"),
         reference: ms,
         predicted: graph_cost(&g3, &int8_pilot_graph(h, 128, 2048, 64)).launch_ns(false) / 1e6,
@@ -240,7 +240,7 @@ pub fn calibration_points() -> Vec<CalibrationPoint> {
 }
 
 /// The calibration table as text, with the fitted parameters.
-pub fn calibration_report() -> String {
+pub fn fit_report() -> String {
     let sa = SocProfile::builtin("sa8255").expect("built-in profile");
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").expect("built-in profile");
     let fit = fit_sa8255(&sa);
@@ -263,7 +263,7 @@ pub fn calibration_report() -> String {
         real(&g3.npu.host_io_gbps)
     ));
     s.push_str("| anchor | reference | predicted | error |\n|---|---|---|---|\n");
-    for p in calibration_points() {
+    for p in fit_points() {
         s.push_str(&format!(
             "| {} | {:.4} {u} | {:.4} {u} | {:+.1} % |\n",
             p.label,

@@ -1,4 +1,4 @@
-//! Profiling events reported by backends, kernels and the simulator.
+//! Profiling events: timed work reported by backends, kernels and the simulator.
 
 use serde::{Deserialize, Serialize};
 
