@@ -1,6 +1,6 @@
 //! SIMD primitives behind safe, length-checked wrappers that pick the instruction set at run
-//! time: AVX2+FMA on x86-64 ([`x86`]), NEON on aarch64 ([`neon`]), plain Rust elsewhere
-//! ([`portable`], also the reference the others are tested against). All `unsafe` code of the
+//! time: AVX2+FMA on x86-64 (`x86.rs`), NEON on aarch64 (`neon.rs`), plain Rust elsewhere
+//! (`portable.rs`, also the reference the others are tested against). All `unsafe` code of the
 //! fast kernels is in this module.
 
 #![allow(unsafe_code)]
