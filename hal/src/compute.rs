@@ -348,16 +348,7 @@ impl QuantizedHeads {
                 detail: format!("expected {heads}·{rows}·{dim} values, got {}", data.len()),
             });
         }
-        if let Some((h, v)) = scales
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-        {
-            return Err(HalError::InvalidQuantization {
-                what: format!("scale of head {h}"),
-                detail: format!("must be finite and positive, got {v}"),
-            });
-        }
+        check_scales(&scales)?;
         Ok(QuantizedHeads {
             data,
             scales,
@@ -836,6 +827,21 @@ pub fn kv_to_f16(name: &str, data: &[f32]) -> Result<Vec<half::f16>> {
     Ok(halves)
 }
 
+/// Errors on the first per-head scale that is not finite and positive.
+fn check_scales(scales: &[f32]) -> Result<()> {
+    match scales
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v > 0.0))
+    {
+        Some((h, v)) => Err(HalError::InvalidQuantization {
+            what: format!("scale of head {h}"),
+            detail: format!("must be finite and positive, got {v}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks a quantization call: finite values, and given scales (one per head, finite, positive).
 pub fn check_quantize_call(x: &HeadsView<'_>, scales: Option<&[f32]>) -> Result<()> {
     if let Some(i) = x.data.iter().position(|v| !v.is_finite()) {
@@ -854,16 +860,7 @@ pub fn check_quantize_call(x: &HeadsView<'_>, scales: Option<&[f32]>) -> Result<
                 format!("{} scales for {} heads", s.len(), x.heads),
             ));
         }
-        if let Some((h, v)) = s
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
-        {
-            return Err(HalError::InvalidQuantization {
-                what: format!("scale of head {h}"),
-                detail: format!("must be finite and positive, got {v}"),
-            });
-        }
+        check_scales(s)?;
     }
     Ok(())
 }

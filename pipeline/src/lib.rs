@@ -39,6 +39,6 @@ mod schedule;
 
 pub use costs::{CostModel, LayerCosts, StepCosts, UnitWork};
 pub use error::{PipelineError, Result};
-pub use model::{Launch, Pipeline, Pool, Stage, Step, UnitKind};
-pub use planner::{fifo, greedy, plan, Plan, Strategy};
+pub use model::{Launch, Pipeline, Plan, Pool, Stage, Step, Strategy, UnitKind};
+pub use planner::{fifo, greedy, plan};
 pub use schedule::{simulate, Timeline};

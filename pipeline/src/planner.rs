@@ -7,82 +7,9 @@
 //!   earliest.
 
 use crate::costs::LayerCosts;
-use crate::error::{PipelineError, Result};
-use crate::model::{Launch, Pipeline};
+use crate::error::Result;
+use crate::model::{Launch, Pipeline, Plan, Strategy};
 use crate::schedule::Clock;
-use serde::{Deserialize, Serialize};
-
-/// Which search produced a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Strategy {
-    /// The two-level greedy search.
-    Greedy,
-    /// Launches in their given order, units in launch order.
-    Fifo,
-}
-
-/// An execution order for one layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// Launch indices in NPU order.
-    pub launch_order: Vec<usize>,
-    /// Units in the order they enter the CPU stages: the units of each launch, launch by
-    /// launch in `launch_order`.
-    pub unit_order: Vec<usize>,
-    /// Projected time of the layer under the schedule model, ns.
-    pub projected_ns: f64,
-    /// How the plan was made.
-    pub strategy: Strategy,
-}
-
-impl Plan {
-    /// Checks that the plan orders every launch once and every unit once, the units of each
-    /// launch together and in launch order (as the executor hands them out).
-    pub fn check(&self, launches: &[Launch]) -> Result<()> {
-        let bad = |detail: String| Err(PipelineError::Plan(detail));
-        let mut seen = vec![false; launches.len()];
-        for &l in &self.launch_order {
-            if l >= launches.len() || std::mem::replace(&mut seen[l], true) {
-                return bad(format!(
-                    "launch order {:?} is not a permutation of the {} launches",
-                    self.launch_order,
-                    launches.len()
-                ));
-            }
-        }
-        if self.launch_order.len() != launches.len() {
-            return bad(format!(
-                "launch order lists {} of {} launches",
-                self.launch_order.len(),
-                launches.len()
-            ));
-        }
-        let expected: usize = launches.iter().map(|l| l.units.len()).sum();
-        if self.unit_order.len() != expected {
-            return bad(format!(
-                "unit order lists {} units, the launches hold {expected}",
-                self.unit_order.len()
-            ));
-        }
-        let mut at = 0;
-        for &l in &self.launch_order {
-            let units = &launches[l].units;
-            let block = &self.unit_order[at..at + units.len()];
-            let mut a = block.to_vec();
-            let mut b = units.clone();
-            a.sort_unstable();
-            b.sort_unstable();
-            if a != b {
-                return bad(format!(
-                    "unit order {:?} does not follow the launch order: launch {l} holds {units:?}",
-                    self.unit_order
-                ));
-            }
-            at += units.len();
-        }
-        Ok(())
-    }
-}
 
 fn check_inputs(launches: &[Launch], costs: &LayerCosts) -> Result<()> {
     costs.check(launches)

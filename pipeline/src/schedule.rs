@@ -2,8 +2,7 @@
 
 use crate::costs::{LayerCosts, StepCosts};
 use crate::error::Result;
-use crate::model::{Launch, Pipeline};
-use crate::planner::Plan;
+use crate::model::{Launch, Pipeline, Plan};
 use shadowattn_hal::{EventKind, FigureSource, ProfileEvent};
 
 /// A simulated layer.
@@ -173,7 +172,8 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::{fifo, Strategy};
+    use crate::model::Strategy;
+    use crate::planner::fifo;
 
     fn layer(groups: Vec<Vec<usize>>, npu: f64, topk: f64, attn: f64) -> (Vec<Launch>, LayerCosts) {
         let n: usize = groups.iter().map(Vec::len).sum();

@@ -43,6 +43,7 @@ pub mod tracks {
 pub struct SimBackend {
     name: String,
     profile: Arc<SocProfile>,
+    capabilities: Arc<Capabilities>,
     mode: ExecutionMode,
     clock_ns: Arc<AtomicU64>,
 }
@@ -50,9 +51,22 @@ pub struct SimBackend {
 impl SimBackend {
     /// A functional simulator of `profile`.
     pub fn new(profile: SocProfile) -> Self {
+        // Every op but the profile's unsupported ones, with any types; built once per backend.
+        let capabilities = Capabilities {
+            ops: OpKind::ALL
+                .into_iter()
+                .filter(|op| !profile.unsupported_ops.contains(op))
+                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
+                .collect(),
+            per_axis_quantization: true,
+            serialization: true,
+            max_rank: 5,
+            relaxed_f32: false,
+        };
         SimBackend {
             name: format!("sim:{}", profile.name),
             profile: Arc::new(profile),
+            capabilities: Arc::new(capabilities),
             mode: ExecutionMode::Functional,
             clock_ns: Arc::new(AtomicU64::new(0)),
         }
@@ -106,21 +120,11 @@ impl NpuBackend for SimBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            ops: OpKind::ALL
-                .into_iter()
-                .filter(|op| !self.profile.unsupported_ops.contains(op))
-                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
-                .collect(),
-            per_axis_quantization: true,
-            serialization: true,
-            max_rank: 5,
-            relaxed_f32: false,
-        }
+        (*self.capabilities).clone()
     }
 
     fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
-        self.capabilities().check(&self.name, graph)?;
+        self.capabilities.check(&self.name, graph)?;
         graph.validate()?;
         let cost = graph_cost(&self.profile, graph);
         let event = ProfileEvent {

@@ -21,6 +21,21 @@ pub const NAME: &str = "cpu";
 const FORMAT: &str = "shadowattn-cpu-graph";
 const FORMAT_VERSION: u32 = 1;
 
+/// Everything: every op with every combination of types (built once).
+fn capabilities() -> &'static Capabilities {
+    static CAPABILITIES: std::sync::OnceLock<Capabilities> = std::sync::OnceLock::new();
+    CAPABILITIES.get_or_init(|| Capabilities {
+        ops: OpKind::ALL
+            .into_iter()
+            .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
+            .collect(),
+        per_axis_quantization: true,
+        serialization: true,
+        max_rank: 8,
+        relaxed_f32: false,
+    })
+}
+
 /// The golden CPU backend; implements both [`NpuBackend`] and [`ComputeBackend`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
@@ -58,21 +73,12 @@ impl NpuBackend for CpuBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            ops: OpKind::ALL
-                .into_iter()
-                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
-                .collect(),
-            per_axis_quantization: true,
-            serialization: true,
-            max_rank: 8,
-            relaxed_f32: false,
-        }
+        capabilities().clone()
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>> {
         let start = Instant::now();
-        NpuBackend::capabilities(self).check(NAME, graph)?;
+        capabilities().check(NAME, graph)?;
         graph.validate()?;
         let ev = event(graph.name(), EventKind::Compile, start, start);
         Ok(Box::new(Compiled::new(

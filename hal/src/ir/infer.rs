@@ -1,13 +1,18 @@
 //! Output inference of every op: the types and shapes a node produces from its inputs, or the
 //! error naming the node and what does not fit. One function per op, named like its builder.
 
-use super::ops::required;
 use super::OutType;
 use crate::dtype::DType;
 use crate::error::{HalError, Result};
 use crate::ir::OpKind;
 use crate::quant::{QuantParams, Quantization};
 use crate::tensor::{ShapeFmt, TensorDesc};
+
+/// The output type an op requires, or an error naming the node.
+fn required(node: &str, kind: OpKind, out: Option<&OutType>) -> Result<OutType> {
+    out.cloned()
+        .ok_or_else(|| HalError::invalid_argument(node, format!("{kind} needs an output type")))
+}
 
 /// The inferred output of an op whose caller may give an output type: it must then equal the
 /// inferred one.

@@ -8,7 +8,7 @@ use super::builder::GraphBuilder;
 use super::infer;
 use super::{OutType, ValueId};
 use crate::dtype::DType;
-use crate::error::{HalError, Result};
+use crate::error::Result;
 use crate::tensor::TensorDesc;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -231,10 +231,4 @@ impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
-}
-
-/// The output type an op requires, or an error naming the node.
-pub(crate) fn required(node: &str, kind: OpKind, out: Option<&OutType>) -> Result<OutType> {
-    out.cloned()
-        .ok_or_else(|| HalError::invalid_argument(node, format!("{kind} needs an output type")))
 }

@@ -132,6 +132,29 @@ fn find_event(events: &[Event], event_type: ProfileEventType) -> Option<&Event> 
     })
 }
 
+/// A measured event whose duration is QNN's own µs figure of `event_type` in `events`, or the
+/// wall time `wall_ns` where QNN reports none.
+fn timed_event(
+    name: String,
+    kind: EventKind,
+    track: &str,
+    events: &[Event],
+    event_type: ProfileEventType,
+    wall_ns: u64,
+) -> ProfileEvent {
+    ProfileEvent {
+        name,
+        kind,
+        track: track.into(),
+        start_ns: 0,
+        duration_ns: find_event(events, event_type)
+            .map(|e| e.value * 1000)
+            .unwrap_or(wall_ns),
+        cycles: None,
+        source: FigureSource::Measured,
+    }
+}
+
 fn estimate_from(events: &[Event]) -> Option<VendorEstimate> {
     let v = |t| find_event(events, t).map(|e| e.value);
     Some(VendorEstimate {
@@ -438,17 +461,14 @@ impl QnnBackend {
         drop(profile);
         let wall_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let estimate = estimate_from(&finalize_events);
-        let mut compile_events = vec![ProfileEvent {
-            name: format!("qnn finalize {}", graph.name()),
-            kind: EventKind::Compile,
-            track: "compile".into(),
-            start_ns: 0,
-            duration_ns: find_event(&finalize_events, ProfileEventType::FINALIZE)
-                .map(|e| e.value * 1000)
-                .unwrap_or(wall_ns),
-            cycles: None,
-            source: FigureSource::Measured,
-        }];
+        let mut compile_events = vec![timed_event(
+            format!("qnn finalize {}", graph.name()),
+            EventKind::Compile,
+            "compile",
+            &finalize_events,
+            ProfileEventType::FINALIZE,
+            wall_ns,
+        )];
         if let Some(e) = estimate {
             compile_events.push(ProfileEvent {
                 name: format!(
@@ -667,17 +687,14 @@ impl GraphExecutable for QnnProgram {
         )?;
         let events = profile.events()?;
         let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Ok(vec![ProfileEvent {
-            name: format!("qnn execute {}", graph.name()),
-            kind: EventKind::Launch,
-            track: "npu".into(),
-            start_ns: 0,
-            duration_ns: find_event(&events, ProfileEventType::EXECUTE)
-                .map(|e| e.value * 1000)
-                .unwrap_or(wall),
-            cycles: None,
-            source: FigureSource::Measured,
-        }])
+        Ok(vec![timed_event(
+            format!("qnn execute {}", graph.name()),
+            EventKind::Launch,
+            "npu",
+            &events,
+            ProfileEventType::EXECUTE,
+            wall,
+        )])
     }
 
     fn serialize(&self, graph: &Graph) -> shadowattn_hal::Result<Vec<u8>> {
