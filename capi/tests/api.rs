@@ -1,12 +1,14 @@
 //! The C API called as C calls it (through the exported functions, from Rust): every error
 //! path returns its status and message, and a chunk gives, bit for bit, what the Rust API gives.
 
+mod support;
+
 use shadowattn::*;
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::AttentionShape;
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
-use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
+use shadowattn_sparse_attn::calibration::Calibration;
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
@@ -87,39 +89,7 @@ fn calibration_file(
     kv_heads: usize,
     d: usize,
 ) -> (Calibration, PathBuf) {
-    let samples: Vec<SyntheticChunk> = (0..3)
-        .map(|i| {
-            SyntheticChunk::generate(SyntheticSpec {
-                shape: AttentionShape::causal(q_heads, kv_heads, 16, 16, d),
-                planted_fraction: 0.1,
-                signal: 1.0,
-                seed: 100 + i,
-            })
-            .unwrap()
-        })
-        .collect();
-    let layer: Vec<LayerSample<'_>> = samples
-        .iter()
-        .map(|c| LayerSample {
-            layer: 0,
-            q: &c.q,
-            k: &c.k,
-            rows: 16,
-        })
-        .collect();
-    let model = ModelShape {
-        name: "capi".into(),
-        layers: 1,
-        q_heads,
-        kv_heads,
-        head_dim: d,
-    };
-    let cfg = RatioConfig {
-        global_ratio: 0.25,
-        min_ratio: 0.25,
-        importance_clamp: (1e-6, 1e6),
-    };
-    let calib = Calibration::calibrate(model, &layer, &[vec![1.0; q_heads]], cfg, 1, 0.5).unwrap();
+    let calib = support::calibration(q_heads, kv_heads, d, 0.25, 100);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capi");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{tag}-{}.json", std::process::id()));

@@ -1,11 +1,12 @@
 //! The C example, compiled by the system C compiler against libshadowattn and run: its output
 //! and selection are, bit for bit, what the Rust API gives on the same input.
 
+mod support;
+
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::AttentionShape;
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
-use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
@@ -53,39 +54,7 @@ fn the_c_example_gives_the_rust_apis_output_and_selection() {
     }
 
     // The calibration file both sides read.
-    let samples: Vec<SyntheticChunk> = (0..3)
-        .map(|i| {
-            SyntheticChunk::generate(SyntheticSpec {
-                shape: AttentionShape::causal(qh, kh, 16, 16, d),
-                planted_fraction: 0.1,
-                signal: 1.0,
-                seed: 10 + i,
-            })
-            .unwrap()
-        })
-        .collect();
-    let layer: Vec<LayerSample<'_>> = samples
-        .iter()
-        .map(|c| LayerSample {
-            layer: 0,
-            q: &c.q,
-            k: &c.k,
-            rows: 16,
-        })
-        .collect();
-    let model = ModelShape {
-        name: "c-example".into(),
-        layers: 1,
-        q_heads: qh,
-        kv_heads: kh,
-        head_dim: d,
-    };
-    let cfg = RatioConfig {
-        global_ratio: 0.2,
-        min_ratio: 0.2,
-        importance_clamp: (1e-6, 1e6),
-    };
-    let calib = Calibration::calibrate(model, &layer, &[vec![1.0; qh]], cfg, 1, 0.5).unwrap();
+    let calib = support::calibration(qh, kh, d, 0.2, 10);
     let path = dir.join("calibration.json");
     calib.save(&path).unwrap();
 
