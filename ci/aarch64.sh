@@ -18,6 +18,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 
 echo "== aarch64: build the workspace"
-cargo build --workspace --target "$target" --quiet
+# The ggml baseline is left out: it cross-compiles llama.cpp with CMake, and only times x86 here.
+cargo build --workspace --exclude shadowattn-ggml --target "$target" --quiet
 echo "== aarch64: CPU kernel tests under qemu"
 cargo test -p shadowattn-hal -p shadowattn-cpu --target "$target"

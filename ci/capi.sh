@@ -28,7 +28,7 @@ cli=target/debug/shadowattn
 echo "== capi: the C example"
 "$out/prefill" "$out/calibration.json" 4 2 16 64 32 1 | tee "$out/prefill.txt"
 "$out/prefill-static" "$out/calibration.json" 4 2 16 64 32 1 > "$out/prefill-static.txt"
-"$cli" run --calibration "$out/calibration.json" --q-heads 4 --kv-heads 2 --q-len 16 --kv-len 64 \
+"$cli" run --calibration "$out/calibration.json" --compute cpu --q-heads 4 --kv-heads 2 --q-len 16 --kv-len 64 \
   --head-dim 32 --seed 1 > "$out/run.txt"
 keys='^(topk_recall_mean|topk_recall_p5|attention_mass_mean|oracle_mass_mean|rel_l2_mean|rel_l2_p95|cosine_mean|fallback):'
 for f in prefill prefill-static; do

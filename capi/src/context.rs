@@ -7,6 +7,7 @@ use crate::report::shadowattn_report;
 use crate::{check_abi, shadowattn_shape, sys, SHADOWATTN_PILOT_INT32, SHADOWATTN_PILOT_INT8};
 use shadowattn_hal::{AttentionInputs, HalError};
 use shadowattn_pipeline::CostModel;
+use shadowattn_simulator::cpu_model::SelectionSharing;
 use shadowattn_simulator::layer::SocCosts;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{BucketGrid, Calibration, ModelShape, RatioConfig};
@@ -160,12 +161,20 @@ fn costs(
                 .iter()
                 .map(|&f| Ok((f, spec.pilot(&calib.grid, 0, f).graph()?)))
                 .collect::<Result<Vec<_>, SparseAttnError>>()?;
+            // The core's default: a GQA group of several heads shares its key set.
+            let m = &calib.model;
+            let sharing = if m.q_heads > m.kv_heads {
+                SelectionSharing::PerGroup
+            } else {
+                SelectionSharing::PerHead
+            };
             Ok(Box::new(SocCosts::new(
                 soc,
                 core,
                 pilots,
                 spec.kv_len,
                 spec.head_dim,
+                sharing,
             )))
         }
         None => Ok(Box::new(CostTable::uniform(&FUSED))),

@@ -1,12 +1,11 @@
 //! `shadowattn conformance`: the conformance suite on one backend, with a report.
 
 use crate::backends::open_options;
+use crate::progress::progress_bar;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shadowattn_conformance::{all_cases, compute_cases, run_compute_suite, run_suite, Report};
 use shadowattn_registry::BackendSpec;
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Options of `shadowattn conformance`.
@@ -24,18 +23,6 @@ pub struct ConformanceArgs {
 
 /// Exit code when cases fail.
 pub const EXIT_FAILURES: u8 = 3;
-
-fn progress_bar(cases: usize) -> ProgressBar {
-    let bar = ProgressBar::new(cases as u64);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").expect("valid template"),
-        );
-    } else {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar
-}
 
 /// Runs every suite the backend takes part in; one report of all their results.
 fn run_suites(spec: &BackendSpec) -> Result<Report, Box<dyn Error>> {

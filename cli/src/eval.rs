@@ -1,8 +1,10 @@
 //! `shadowattn eval`: perplexity of a real model (GGUF) with dense attention and with
 //! shadowAttn's sparse attention (uniform or calibrated per-head ratios; INT8 pilot or exact
-//! top-k), per-head importance by ablation, and the INT8 pilot's top-k recall on real heads.
+//! top-k; a key set per query head or per GQA group), per-head importance by ablation, and the
+//! INT8 pilot's top-k recall on real heads.
 
 use crate::backends::open_options;
+use crate::selection::SelectionArg;
 use clap::Args;
 use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, ImportanceRule};
@@ -30,9 +32,17 @@ pub struct EvalArgs {
     /// Tokens per evaluation window (each window is one prefill chunk).
     #[arg(long, default_value_t = 1024)]
     window: usize,
-    /// Most evaluation windows.
-    #[arg(long, default_value_t = 1000)]
+    /// Most evaluation windows (the first ones of the text).
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_windows: usize,
+    /// Who selects keys in the sparse runs: every query head its own, or every GQA group one
+    /// set for its heads (also the core's granularity with `--npu`).
+    #[arg(long, value_enum, default_value_t = SelectionArg::Group)]
+    selection: SelectionArg,
+    /// Fewest keys a query row keeps in the sparse runs (a row with fewer valid keys keeps them
+    /// all).
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    min_keys: usize,
     /// Mean fractions of keys kept, comma-separated.
     #[arg(long, default_value = "0.05,0.1,0.2,0.3", value_delimiter = ',')]
     ratios: Vec<f32>,
@@ -219,6 +229,11 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         recalls.len()
     );
 
+    println!(
+        "selection: {} (min_keys {})",
+        args.selection.describe(),
+        args.min_keys
+    );
     println!("ratio\tallocation\tranking\tppl\tvs_dense");
     for &ratio in &args.ratios {
         for (allocation, ratios) in [
@@ -236,7 +251,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                 ("int8-pilot", Ranking::Int8Pilot(base.grid.clone())),
                 ("exact-topk", Ranking::Exact),
             ] {
-                let mut sparse = Sparse::new(compute, ratios.clone(), ranking);
+                let mut sparse = Sparse::new(compute, ratios.clone(), ranking)
+                    .with_sharing(args.selection.sharing());
+                sparse.min_keys = args.min_keys;
                 let p = perplexity(&model, &eval, &mut sparse)?;
                 println!(
                     "{ratio}\t{allocation}\t{label}\t{:.4}\t{:+.2}%",
@@ -259,6 +276,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                 };
                 let config = ShadowConfig {
                     cpu_workers: 2,
+                    min_keys: args.min_keys,
+                    granularity: args.selection.granularity(),
                     ..ShadowConfig::default()
                 };
                 let shadow = ShadowAttention::new(

@@ -5,12 +5,15 @@
 //! 3 conformance failures.
 
 mod backends;
+mod bench;
 mod calibrate;
 mod conformance;
 mod devices;
 mod eval;
+mod progress;
 mod qnn_estimates;
 mod run;
+mod selection;
 mod soak;
 mod soc;
 
@@ -45,6 +48,8 @@ enum Command {
     Soc(soc::SocCommand),
     /// Print Qualcomm's cost-model estimates beside the simulator's predictions (needs a QNN library).
     QnnEstimates(qnn_estimates::EstimateArgs),
+    /// Time the CPU stage (top-k and sparse attention) beside dense attention on the paper's shapes.
+    Bench(bench::BenchArgs),
     /// Run one NPU backend for a long time: repeated pilot executions and bank rebuilds.
     Soak(soak::SoakArgs),
 }
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Soc(cmd) => soc::run(cmd),
         Command::QnnEstimates(args) => qnn_estimates::run(args),
         Command::Soak(args) => soak::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,9 +52,9 @@ fn full_ratio_reproduces_dense() {
 #[test]
 fn bad_input_is_a_clear_error_and_exit_code() {
     for (args, needle) in [
-        (&["run", "--kv-heads", "2"][..], "cannot be grouped"),
+        (&["run", "--kv-heads", "5"][..], "cannot be grouped"),
         (&["run", "--ratio", "1.5"][..], "ratio"),
-        (&["run", "--q-len", "600"][..], "q_len"),
+        (&["run", "--q-len", "3000"][..], "q_len"),
         (&["run", "--head-dim", "0"][..], "head_dim"),
     ] {
         let (code, _, stderr) = shadowattn(args);

@@ -232,6 +232,23 @@ impl<'a> AttentionInputs<'a> {
         }
     }
 
+    /// KV head `g` with the query heads that read it, as single-KV-head inputs; panics if there
+    /// is no such KV head.
+    pub fn group(&self, g: usize) -> AttentionInputs<'a> {
+        let per_group = self.shape.q_heads / self.shape.kv_heads;
+        let n = self.shape.q_len * self.shape.head_dim;
+        AttentionInputs {
+            q: &self.q[g * per_group * n..(g + 1) * per_group * n],
+            k: self.k_head(g),
+            v: self.v_head(g),
+            shape: AttentionShape {
+                q_heads: per_group,
+                kv_heads: 1,
+                ..self.shape
+            },
+        }
+    }
+
     /// Number of elements of the output, `q_heads · q_len · head_dim`.
     pub fn output_len(&self) -> usize {
         self.shape.q_heads * self.shape.q_len * self.shape.head_dim
@@ -573,7 +590,10 @@ impl KeyBudget {
             )),
             KeyBudget::Fixed(k) => Ok(k),
             KeyBudget::Ratio { ratio, min_keys } => {
-                let k = (f64::from(ratio) * valid as f64).ceil() as usize;
+                // The ratio is an f32, exact to half an ulp (0.2 is 0.2000000030): a product
+                // within that of a whole number is that number, so 20 % of 5m keys is m.
+                let half_ulp = 1.0 - f64::from(f32::EPSILON) / 2.0;
+                let k = (f64::from(ratio) * valid as f64 * half_ulp).ceil() as usize;
                 Ok(k.max(min_keys.min(valid)).min(valid))
             }
         }
@@ -743,6 +763,45 @@ pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
     /// Full softmax attention over every valid key. Writes `[q_heads, q_len, head_dim]` into `out`.
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()>;
 
+    /// Top-k keys per query row shared by a GQA group's heads, ranked by the sum of their softmax
+    /// probabilities ([`crate::group`] defines the ranking exactly), each row ascending.
+    ///
+    /// The default computes the ranking on the host and calls [`ComputeBackend::topk`] on it.
+    fn topk_group(&self, group: &crate::GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
+        budget.validate()?;
+        let m = group.placement();
+        let (rows, cols) = (m.rows(), m.cols());
+        let mut ranks = vec![0.0f32; rows * cols];
+        let mut row = Vec::new();
+        for i in 0..rows {
+            group.ranking(i, &mut row);
+            ranks[i * cols..i * cols + row.len()].copy_from_slice(&row);
+        }
+        let scores = ScoreMatrix::new(
+            ScoreData::F32(&ranks),
+            rows,
+            cols,
+            m.q_offset(),
+            m.is_causal(),
+        )?;
+        self.topk(scores, budget)
+    }
+
+    /// Softmax·V where the query heads of each KV head share one selection (`selections` has one
+    /// per KV head). Writes `[q_heads, q_len, head_dim]` into `out`.
+    ///
+    /// The default gives every head its group's selection and calls
+    /// [`ComputeBackend::sparse_attention`].
+    fn sparse_attention_grouped(
+        &self,
+        inputs: AttentionInputs<'_>,
+        selections: &[Selection],
+        out: &mut [f32],
+    ) -> Result<()> {
+        crate::group::check_grouped_call(&inputs, selections, out)?;
+        self.sparse_attention(inputs, &crate::group::per_head(&inputs, selections), out)
+    }
+
     /// Measured profiling events of the calls since the last take, for timelines; empty for
     /// backends that do not record them.
     fn take_events(&self) -> Vec<crate::ProfileEvent> {
@@ -878,6 +937,13 @@ mod tests {
         assert_eq!(r.keys_for(0, 1).unwrap(), 1);
         assert_eq!(r.keys_for(0, 10).unwrap(), 4);
         assert_eq!(r.keys_for(0, 101).unwrap(), 21);
+        // The decimal ratio, not its f32 image: 20 % of 2000 keys is 400, 10 % of 1000 is 100.
+        let ratio = |ratio| KeyBudget::Ratio { ratio, min_keys: 1 };
+        assert_eq!(ratio(0.2).keys_for(0, 2000).unwrap(), 400);
+        assert_eq!(ratio(0.2).keys_for(0, 2001).unwrap(), 401);
+        assert_eq!(ratio(0.1).keys_for(0, 1000).unwrap(), 100);
+        assert_eq!(ratio(0.3).keys_for(0, 10).unwrap(), 3);
+        assert_eq!(ratio(1.0).keys_for(0, 7).unwrap(), 7);
         assert!(KeyBudget::Fixed(5).keys_for(3, 4).is_err());
         assert!(KeyBudget::Ratio {
             ratio: 0.0,

@@ -5,6 +5,7 @@
 //! - [`ir`]: the static graph IR and its validating builder.
 //! - [`npu`]: the NPU graph backend trait (compile once, execute many times).
 //! - [`compute`]: the compute-kernel trait for CPU/GPU (top-k, sparse and dense attention).
+//! - [`group`]: the key set a GQA group's heads share, ranked exactly.
 //! - [`event`]: profiling events (timed work; a SoC profile is the simulator's).
 //! - [`error`]: the crate's one error type.
 //!
@@ -36,6 +37,7 @@ pub mod compute;
 pub mod dtype;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod ir;
 pub mod library;
 pub mod npu;
@@ -49,6 +51,7 @@ pub use compute::{
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
 pub use event::{EventKind, FigureSource, ProfileEvent};
+pub use group::GroupScores;
 pub use half::f16;
 pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
 pub use npu::{

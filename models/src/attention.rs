@@ -1,10 +1,11 @@
 //! Attention implementations the forward pass can use: dense, exact top-k (the oracle), the
-//! shadowAttn INT8 pilot with bucketed static scales, and head/layer ablation for importance.
+//! shadowAttn INT8 pilot with bucketed static scales (either ranking selecting per query head or
+//! per GQA group), and head/layer ablation for importance.
 
 use crate::error::{ModelError, Result};
 use crate::llama::{matmul_t, Attention};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, GroupScores, KeyBudget, ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales};
@@ -33,8 +34,22 @@ pub enum Ranking {
     Int8Pilot(BucketGrid),
 }
 
+/// Which query heads share one key set per query row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Every query head ranks its own scores and keeps its own top `ratio` of each row (the
+    /// core's `Granularity::Row`).
+    PerHead,
+    /// The query heads of a GQA group (those reading one KV head) keep one key set per row,
+    /// ranked by the sum over the heads of their softmax probabilities
+    /// ([`shadowattn_hal::group`]), with the mean of the heads' ratios as the group's ratio
+    /// (the core's `Granularity::Group`).
+    PerGroup,
+}
+
 /// Sparse attention: each query row keeps the top `ratio` of its causal prefix (per layer and
-/// head) under a [`Ranking`], then exact softmax·V over the kept keys.
+/// head, or per layer and GQA group: [`Sharing`]) under a [`Ranking`], then exact softmax·V
+/// over the kept keys.
 #[derive(Debug)]
 pub struct Sparse<'a> {
     /// The kernels.
@@ -43,22 +58,33 @@ pub struct Sparse<'a> {
     pub ratios: Vec<Vec<f32>>,
     /// How keys are ranked.
     pub ranking: Ranking,
+    /// Whether each head or each GQA group selects.
+    pub sharing: Sharing,
     /// Fewest keys any row keeps.
     pub min_keys: usize,
-    /// Every selection made, `[layer][head]`, when recording (for recall measurements).
+    /// Every selection made, `[layer][query head]`, when recording (for recall measurements);
+    /// with [`Sharing::PerGroup`] each head's is its group's.
     pub recorded: Option<Vec<Vec<Selection>>>,
 }
 
 impl<'a> Sparse<'a> {
-    /// Sparse attention with `ratios` and `ranking`.
+    /// Sparse attention with `ratios` and `ranking`, selecting per head ([`Sharing::PerHead`]),
+    /// at least 1 key per row.
     pub fn new(compute: &'a dyn ComputeBackend, ratios: Vec<Vec<f32>>, ranking: Ranking) -> Self {
         Sparse {
             compute,
             ratios,
             ranking,
+            sharing: Sharing::PerHead,
             min_keys: 1,
             recorded: None,
         }
+    }
+
+    /// The same with `sharing`.
+    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
     }
 
     /// The same ratio for every head of `layers` layers of `heads` heads.
@@ -119,6 +145,105 @@ fn select_pilot(
     Ok(select(compute, m, rule)?)
 }
 
+impl Sparse<'_> {
+    /// One selection per query head, each from the head's own scores.
+    fn select_per_head(
+        &self,
+        inputs: &AttentionInputs<'_>,
+        ratios: &[f32],
+    ) -> Result<Vec<Selection>> {
+        let s = inputs.shape();
+        let mut selections = Vec::with_capacity(s.q_heads);
+        let scales = match &self.ranking {
+            Ranking::Int8Pilot(grid) => head_scales(grid, inputs),
+            Ranking::Exact => Vec::new(),
+        };
+        for (h, &ratio) in ratios.iter().enumerate() {
+            let budget = KeyBudget::Ratio {
+                ratio,
+                min_keys: self.min_keys,
+            };
+            let sel = match &self.ranking {
+                Ranking::Exact => {
+                    let scores = head_scores(inputs, h);
+                    let m = ScoreMatrix::causal(
+                        ScoreData::F32(&scores),
+                        s.q_len,
+                        s.kv_len,
+                        s.q_offset,
+                    )?;
+                    self.compute.topk(m, budget)?
+                }
+                Ranking::Int8Pilot(grid) => {
+                    let scores = pilot_scores(self.compute, grid, inputs, h, &scales[h])?;
+                    select_pilot(self.compute, &s, &scores, ratio, self.min_keys)?
+                }
+            };
+            selections.push(sel);
+        }
+        Ok(selections)
+    }
+
+    /// One selection per KV head, shared by the query heads of its group: the top keys by the
+    /// sum of the heads' softmax probabilities, each head's scores turned into logits by its
+    /// logit scale (the attention scale for exact scores; the bucket's `q_scale · k_scale`
+    /// times it for the pilot's INT32 accumulators).
+    fn select_per_group(
+        &self,
+        inputs: &AttentionInputs<'_>,
+        ratios: &[f32],
+    ) -> Result<Vec<Selection>> {
+        let s = inputs.shape();
+        let group = s.q_heads / s.kv_heads;
+        let scales = match &self.ranking {
+            Ranking::Int8Pilot(grid) => head_scales(grid, inputs),
+            Ranking::Exact => Vec::new(),
+        };
+        let mut shared = Vec::with_capacity(s.kv_heads);
+        for g in 0..s.kv_heads {
+            let heads = g * group..(g + 1) * group;
+            // The mean as the core's executor takes it (f32 sum), so both keep the same counts.
+            let ratio = ratios[heads.clone()].iter().sum::<f32>() / group as f32;
+            let budget = KeyBudget::Ratio {
+                ratio,
+                min_keys: self.min_keys,
+            };
+            let sel = match &self.ranking {
+                Ranking::Exact => {
+                    let scores: Vec<Vec<f32>> = heads.map(|h| head_scores(inputs, h)).collect();
+                    let matrices = scores
+                        .iter()
+                        .map(|d| ScoreMatrix::for_chunk(ScoreData::F32(d), &s))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    let logit_scales = vec![s.scale; group];
+                    self.compute
+                        .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
+                }
+                Ranking::Int8Pilot(grid) => {
+                    let mut scores = Vec::with_capacity(group);
+                    let mut logit_scales = Vec::with_capacity(group);
+                    for h in heads {
+                        scores.push(pilot_scores(self.compute, grid, inputs, h, &scales[h])?);
+                        let (q_scale, k_scale) = grid.bucket(scales[h].bucket);
+                        logit_scales.push(shadowattn_hal::group::logit_scale(
+                            q_scale * k_scale,
+                            s.scale,
+                        ));
+                    }
+                    let matrices = scores
+                        .iter()
+                        .map(|d| ScoreMatrix::for_chunk(ScoreData::I32(d), &s))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    self.compute
+                        .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
+                }
+            };
+            shared.push(sel);
+        }
+        Ok(shared)
+    }
+}
+
 impl Attention for Sparse<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
         let s = inputs.shape();
@@ -130,35 +255,22 @@ impl Attention for Sparse<'_> {
                 argument: "ratios",
                 detail: format!("no ratios for layer {layer} with {} heads", s.q_heads),
             })?;
-        let mut selections = Vec::with_capacity(s.q_heads);
-        let scales = match &self.ranking {
-            Ranking::Int8Pilot(grid) => head_scales(grid, &inputs),
-            Ranking::Exact => Vec::new(),
+        let selections = match self.sharing {
+            Sharing::PerHead => {
+                let selections = self.select_per_head(&inputs, ratios)?;
+                self.compute.sparse_attention(inputs, &selections, out)?;
+                selections
+            }
+            Sharing::PerGroup => {
+                let shared = self.select_per_group(&inputs, ratios)?;
+                self.compute
+                    .sparse_attention_grouped(inputs, &shared, out)?;
+                if self.recorded.is_none() {
+                    return Ok(());
+                }
+                shadowattn_hal::group::per_head(&inputs, &shared)
+            }
         };
-        for (h, &ratio) in ratios.iter().enumerate() {
-            let budget = KeyBudget::Ratio {
-                ratio,
-                min_keys: self.min_keys,
-            };
-            let sel = match &self.ranking {
-                Ranking::Exact => {
-                    let scores = head_scores(&inputs, h);
-                    let m = ScoreMatrix::causal(
-                        ScoreData::F32(&scores),
-                        s.q_len,
-                        s.kv_len,
-                        s.q_offset,
-                    )?;
-                    self.compute.topk(m, budget)?
-                }
-                Ranking::Int8Pilot(grid) => {
-                    let scores = pilot_scores(self.compute, grid, &inputs, h, &scales[h])?;
-                    select_pilot(self.compute, &s, &scores, ratio, self.min_keys)?
-                }
-            };
-            selections.push(sel);
-        }
-        self.compute.sparse_attention(inputs, &selections, out)?;
         if let Some(rec) = &mut self.recorded {
             if rec.len() <= layer {
                 rec.resize(layer + 1, Vec::new());

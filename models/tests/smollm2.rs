@@ -14,6 +14,7 @@ use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::RatioConfig;
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_test_support::missing_dependency;
 use std::path::PathBuf;
@@ -122,8 +123,9 @@ fn dense_and_sparse_perplexity_on_the_first_window() {
     // Guards of the values measured with this configuration (issue 8): 20 % of keys kept in
     // every layer of a 256-token prefill costs about a quarter of the perplexity (early rows
     // keep very few keys); the INT8 pilot with the grid from 256 Apache-2.0 tokens lands within
-    // 3 % of the exact top-k.
-    for (what, p, measured) in [("oracle", &oracle, 26.7271), ("pilot", &pilot, 27.4813)] {
+    // 3 % of the exact top-k. (Re-measured when `ceil(0.2·n)` stopped counting the f32 image of
+    // 0.2 as above 1/5: 26.7271 → 26.5867 and 27.4813 → 27.4423.)
+    for (what, p, measured) in [("oracle", &oracle, 26.5867), ("pilot", &pilot, 27.4423)] {
         assert!(
             (p.ppl / measured - 1.0).abs() < 0.005,
             "{what} ppl {} vs measured {measured}",
@@ -216,7 +218,10 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
             calib.clone(),
             &cpu,
             CostTable::uniform(&[1, 2, 4]),
-            ShadowConfig::default(),
+            ShadowConfig {
+                granularity: Granularity::Row,
+                ..ShadowConfig::default()
+            },
         )
         .unwrap();
         let r = core.run_chunk(layer, inputs).unwrap();

@@ -1,12 +1,17 @@
-//! The CPU stage model: how long top-k and sparse attention take on one core of a profile.
+//! The CPU stage model: how long top-k and sparse attention take on one core of a profile,
+//! per kernel of the fast CPU backend.
 //!
-//! - **Top-k** is memory-bound: it streams every valid score once and spends
-//!   `topk_cycles_per_key` core cycles per key; time = max(bytes / bandwidth, keys · cycles / clock).
-//! - **Sparse softmax·V** is compute-bound: per selected key, `q·k` and `p·v` cost `4·d` FLOP plus
-//!   the exponential (counted as 8 FLOP). Gathered K and V rows are reused across the query
-//!   rows of a chunk, so DRAM traffic is the head's K and V once (`2 · kv_len · d` elements).
-//!   Time = max(FLOP / (peak · attention_efficiency), K/V bytes / bandwidth).
-//! - **Dense attention** is sparse attention over every valid key.
+//! - **Top-k** is memory-bound or compute-bound: it streams every valid score once and spends
+//!   `topk_cycles_per_key` core cycles per key (a key set per head and row), or
+//!   `group_topk_cycles_per_key` per key of each head when a GQA group shares its set (the
+//!   group's softmax-probability ranking, then one top-k); time = max(bytes / bandwidth,
+//!   keys · cycles / clock).
+//! - **Attention** is compute-bound: per (row, key) pair, `q·k` and `p·v` cost `4·d` FLOP plus
+//!   the exponential (counted as 8 FLOP), at the kernel's own fraction of the FMA peak
+//!   (`dense_efficiency`, `sparse_row_efficiency`, `sparse_group_efficiency`, measured by
+//!   `shadowattn bench --profile-cpu`). Gathered K and V rows are reused across the query rows
+//!   of a chunk, so DRAM traffic is the head's K and V once (`2 · kv_len · d` elements).
+//!   Time = max(FLOP / (peak · efficiency), K/V bytes / bandwidth).
 //!
 //! FP32 compute uses `fp32_gflops`; FP16 storage halves the gathered bytes and uses `fp16_gflops`.
 
@@ -15,30 +20,72 @@ use crate::profile::{real, CpuCore};
 /// FLOP charged for one exponential.
 pub const EXP_FLOP: f64 = 8.0;
 
-/// Time of top-k over `keys` valid scores of `score_bytes` bytes each, on one core, ns.
-pub fn topk_ns(core: &CpuCore, keys: u64, score_bytes: usize) -> f64 {
+/// An attention kernel of the CPU stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Dense causal attention over every valid key.
+    Dense,
+    /// Sparse attention with a key set per head and row (one gathered row per query row).
+    SparseRow,
+    /// Sparse attention where a GQA group's heads share each row's set (the group's heads are
+    /// the rows of one register-blocked kernel).
+    SparseGroup,
+}
+
+/// How the selection is shared, which picks the top-k cost and the sparse kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectionSharing {
+    /// A key set per head and row.
+    PerHead,
+    /// A key set per GQA group and row.
+    PerGroup,
+}
+
+impl SelectionSharing {
+    /// The sparse attention kernel of this sharing.
+    pub fn kernel(self) -> AttentionKernel {
+        match self {
+            SelectionSharing::PerHead => AttentionKernel::SparseRow,
+            SelectionSharing::PerGroup => AttentionKernel::SparseGroup,
+        }
+    }
+}
+
+/// Time of top-k over `keys` valid scores (of every head ranked) of `score_bytes` bytes each,
+/// on one core, ns.
+pub fn topk_ns(core: &CpuCore, keys: u64, score_bytes: usize, sharing: SelectionSharing) -> f64 {
+    let cycles = match sharing {
+        SelectionSharing::PerHead => real(&core.topk_cycles_per_key),
+        SelectionSharing::PerGroup => real(&core.group_topk_cycles_per_key),
+    };
     let mem = (keys * score_bytes as u64) as f64 / real(&core.mem_gbps);
-    let compute = keys as f64 * real(&core.topk_cycles_per_key) / real(&core.clock_ghz);
+    let compute = keys as f64 * cycles / real(&core.clock_ghz);
     mem.max(compute)
 }
 
-/// Time of softmax·V over `selected` (row, key) pairs of one head with `kv_len` keys of
-/// dimension `head_dim`, on one core, ns.
-pub fn sparse_attention_ns(
+/// Time of `kernel` over `pairs` (row, key) pairs of one head with `kv_len` keys of dimension
+/// `head_dim`, on one core, ns.
+pub fn attention_ns(
     core: &CpuCore,
-    selected: u64,
+    kernel: AttentionKernel,
+    pairs: u64,
     kv_len: usize,
     head_dim: usize,
     fp16: bool,
 ) -> f64 {
-    let flop = selected as f64 * (4.0 * head_dim as f64 + EXP_FLOP);
+    let flop = pairs as f64 * (4.0 * head_dim as f64 + EXP_FLOP);
     let elem = if fp16 { 2.0 } else { 4.0 };
     let bytes = (2 * kv_len * head_dim) as f64 * elem;
+    let efficiency = match kernel {
+        AttentionKernel::Dense => real(&core.dense_efficiency),
+        AttentionKernel::SparseRow => real(&core.sparse_row_efficiency),
+        AttentionKernel::SparseGroup => real(&core.sparse_group_efficiency),
+    };
     let peak = if fp16 {
         real(&core.fp16_gflops)
     } else {
         real(&core.fp32_gflops)
-    } * real(&core.attention_efficiency);
+    } * efficiency;
     (flop / peak).max(bytes / real(&core.mem_gbps))
 }
 
@@ -51,11 +98,19 @@ mod tests {
     fn stages_grow_with_work_and_prime_is_faster() {
         let p = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
         let (mid, prime) = (p.core("mid").unwrap(), p.core("prime").unwrap());
-        assert!(topk_ns(mid, 2000, 4) > topk_ns(mid, 1000, 4));
-        let attn = |core, pairs, fp16| sparse_attention_ns(core, pairs, 2048, 64, fp16);
+        let row = SelectionSharing::PerHead;
+        assert!(topk_ns(mid, 2000, 4, row) > topk_ns(mid, 1000, 4, row));
+        let attn = |core, pairs, fp16| {
+            attention_ns(core, AttentionKernel::SparseRow, pairs, 2048, 64, fp16)
+        };
         assert!(attn(mid, 200_000, false) > attn(mid, 100_000, false));
         assert!(attn(prime, 100_000, false) < attn(mid, 100_000, false));
         assert!(attn(mid, 100_000, true) < attn(mid, 100_000, false));
-        assert!(topk_ns(mid, 1, 1) > 0.0);
+        assert!(topk_ns(mid, 1, 1, row) > 0.0);
+        // Each kernel at its own measured fraction of peak: the shared-selection kernel keeps
+        // the arithmetic dense, so the same pairs cost less than per row.
+        let pairs = |k| attention_ns(mid, k, 1_000_000, 2048, 128, false);
+        assert!(pairs(AttentionKernel::SparseGroup) < pairs(AttentionKernel::SparseRow));
+        assert!(pairs(AttentionKernel::Dense) <= pairs(AttentionKernel::SparseGroup));
     }
 }

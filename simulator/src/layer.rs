@@ -3,7 +3,7 @@
 //! schedule itself is `shadowattn-pipeline`'s, the same one the core plans with.
 
 use crate::cost::graph_cost;
-use crate::cpu_model::{sparse_attention_ns, topk_ns};
+use crate::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
 use crate::profile::{CpuCore, SocProfile};
 use shadowattn_hal::Graph;
 use shadowattn_pipeline::{CostModel, PipelineError, Step, UnitWork};
@@ -19,17 +19,20 @@ pub struct SocCosts {
     core: CpuCore,
     kv_len: usize,
     head_dim: usize,
+    sharing: SelectionSharing,
 }
 
 impl SocCosts {
-    /// Prices for chunks of `kv_len` keys of `head_dim` on `core` of `soc`; `pilots` are the
-    /// pilot graphs by fused-head count (a warm launch of each is its NPU time).
+    /// Prices for chunks of `kv_len` keys of `head_dim` on `core` of `soc`, selections shared
+    /// as `sharing`; `pilots` are the pilot graphs by fused-head count (a warm launch of each is
+    /// its NPU time).
     pub fn new(
         soc: &SocProfile,
         core: &CpuCore,
         pilots: impl IntoIterator<Item = (usize, Graph)>,
         kv_len: usize,
         head_dim: usize,
+        sharing: SelectionSharing,
     ) -> Self {
         SocCosts {
             launch_ns: pilots
@@ -39,12 +42,18 @@ impl SocCosts {
             core: core.clone(),
             kv_len,
             head_dim,
+            sharing,
         }
     }
 
     /// Dense attention of one head over `pairs` (row, key) pairs on one core, ns.
     pub fn dense_ns(&self, pairs: u64) -> f64 {
-        sparse_attention_ns(&self.core, pairs, self.kv_len, self.head_dim, false)
+        self.attention_ns(AttentionKernel::Dense, pairs)
+    }
+
+    /// `kernel` over `pairs` (row, key) pairs of one head on one core, ns.
+    pub fn attention_ns(&self, kernel: AttentionKernel, pairs: u64) -> f64 {
+        attention_ns(&self.core, kernel, pairs, self.kv_len, self.head_dim, false)
     }
 }
 
@@ -60,8 +69,8 @@ impl CostModel for SocCosts {
 
     fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
         match step {
-            Step::TopK => topk_ns(&self.core, work.valid_keys, SCORE_BYTES),
-            Step::Attention => self.dense_ns(work.kept_pairs),
+            Step::TopK => topk_ns(&self.core, work.valid_keys, SCORE_BYTES, self.sharing),
+            Step::Attention => self.attention_ns(self.sharing.kernel(), work.kept_pairs),
         }
     }
 }
@@ -76,7 +85,7 @@ mod tests {
         let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
         let core = soc.core("mid").unwrap();
         let pilots = [1, 4].map(|f| (f, int8_pilot_graph(f, 128, 1024, 64)));
-        let c = SocCosts::new(&soc, core, pilots, 1024, 64);
+        let c = SocCosts::new(&soc, core, pilots, 1024, 64, SelectionSharing::PerHead);
         assert!(c.launch_ns(4).unwrap() > c.launch_ns(1).unwrap());
         assert!(c.launch_ns(2).is_err());
         let work = |kept_pairs| UnitWork {
@@ -88,7 +97,7 @@ mod tests {
         );
         assert_eq!(
             c.step_ns(Step::TopK, work(1)),
-            topk_ns(core, 100_000, SCORE_BYTES)
+            topk_ns(core, 100_000, SCORE_BYTES, SelectionSharing::PerHead)
         );
     }
 }

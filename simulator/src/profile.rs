@@ -169,10 +169,28 @@ pub struct CpuCore {
     pub fp16_gflops: Real,
     /// Memory bandwidth one core can draw, GB/s.
     pub mem_gbps: Real,
-    /// Core cycles per key examined by top-k selection.
+    /// Core cycles per key examined by top-k selection, a key set per head and row.
     pub topk_cycles_per_key: Real,
-    /// Fraction of peak FLOP/s that attention kernels reach on this core, in (0, 1].
-    pub attention_efficiency: Real,
+    /// Core cycles per key of each head when a GQA group shares its key set: the group's
+    /// softmax-probability ranking, then one top-k.
+    pub group_topk_cycles_per_key: Real,
+    /// Fraction of peak FLOP/s dense attention reaches on this core, in (0, 1].
+    pub dense_efficiency: Real,
+    /// Fraction of peak FLOP/s sparse attention with a key set per head and row reaches.
+    pub sparse_row_efficiency: Real,
+    /// Fraction of peak FLOP/s sparse attention with a key set per GQA group reaches.
+    pub sparse_group_efficiency: Real,
+}
+
+impl CpuCore {
+    /// The attention kernels' fractions of peak, by their profile keys.
+    fn efficiencies(&self) -> [(&'static str, &Real); 3] {
+        [
+            ("dense_efficiency", &self.dense_efficiency),
+            ("sparse_row_efficiency", &self.sparse_row_efficiency),
+            ("sparse_group_efficiency", &self.sparse_group_efficiency),
+        ]
+    }
 }
 
 /// The built-in profiles: (name, TOML text).
@@ -297,8 +315,11 @@ impl SocProfile {
                 ("fp16_gflops", &c.fp16_gflops),
                 ("mem_gbps", &c.mem_gbps),
                 ("topk_cycles_per_key", &c.topk_cycles_per_key),
-                ("attention_efficiency", &c.attention_efficiency),
-            ] {
+                ("group_topk_cycles_per_key", &c.group_topk_cycles_per_key),
+            ]
+            .into_iter()
+            .chain(c.efficiencies())
+            {
                 v.push((format!("cpu.cores[{i}].{k}"), r));
             }
         }
@@ -392,15 +413,14 @@ impl SocProfile {
             ));
         }
         for (i, c) in self.cpu.cores.iter().enumerate() {
-            if real(&c.attention_efficiency) > 1.0 {
-                return Err(err(
-                    &format!("cpu.cores[{i}].attention_efficiency"),
-                    c.attention_efficiency.span(),
-                    format!(
-                        "a fraction of peak cannot exceed 1, got {}",
-                        real(&c.attention_efficiency)
-                    ),
-                ));
+            for (key, e) in c.efficiencies() {
+                if real(e) > 1.0 {
+                    return Err(err(
+                        &format!("cpu.cores[{i}].{key}"),
+                        e.span(),
+                        format!("a fraction of peak cannot exceed 1, got {}", real(e)),
+                    ));
+                }
             }
         }
         if count(&n.vector.width_bits) % 8 != 0 {

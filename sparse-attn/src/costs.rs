@@ -3,9 +3,11 @@
 
 use crate::bank::GraphBank;
 use crate::error::{Result, SparseAttnError};
+use crate::select::Granularity;
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, EventKind, HostTensor, KeyBudget, ScoreData, ScoreMatrix,
+    AttentionInputs, ComputeBackend, EventKind, GroupScores, HostTensor, KeyBudget, ScoreData,
+    ScoreMatrix, Selection,
 };
 use shadowattn_pipeline::{CostModel, PipelineError, Step, UnitWork};
 use std::collections::BTreeMap;
@@ -50,15 +52,16 @@ impl CostTable {
     /// Measures the stage costs on this device (the paper's offline profiling): each fused-head
     /// graph of `bank` is launched `runs` times after a warm-up and its median launch time kept
     /// (the backend's launch events when it reports them — simulated, vendor or measured — else
-    /// wall time); top-k and sparse attention of `compute` are timed on query head 0 of
-    /// `sample` at `ratio`, medians over `runs`, and divided by the keys examined and the pairs
-    /// attended.
+    /// wall time); top-k and sparse attention of `compute` are timed on `sample` at `ratio` as
+    /// `granularity` runs them (query head 0, or the heads of KV group 0 sharing one selection),
+    /// medians over `runs`, and divided by the keys examined and the pairs attended per head.
     pub fn measure(
         bank: &mut GraphBank,
         compute: &dyn ComputeBackend,
         sample: AttentionInputs<'_>,
         ratio: f32,
         runs: usize,
+        granularity: Granularity,
     ) -> Result<Self> {
         if runs == 0 {
             return Err(SparseAttnError::config("runs", "must be at least 1"));
@@ -103,27 +106,54 @@ impl CostTable {
             npu_ns.insert(f, median(times));
         }
         let s = sample.shape();
-        let scores = sample.exact_scores(0)?;
-        let matrix = ScoreMatrix::for_chunk(ScoreData::F32(&scores), &s)?;
+        let group = match granularity {
+            Granularity::Group => s.q_heads / s.kv_heads,
+            Granularity::Row | Granularity::Block(_) => 1,
+        };
         let budget = KeyBudget::Ratio { ratio, min_keys: 1 };
-        let head = sample.head(0);
-        let mut out = vec![0.0; head.output_len()];
+        let scores = (0..group)
+            .map(|h| sample.exact_scores(h))
+            .collect::<shadowattn_hal::Result<Vec<_>>>()?;
+        let matrices = scores
+            .iter()
+            .map(|e| ScoreMatrix::for_chunk(ScoreData::F32(e), &s))
+            .collect::<shadowattn_hal::Result<Vec<_>>>()?;
+        let members = if group > 1 {
+            sample.group(0)
+        } else {
+            sample.head(0)
+        };
+        let ranked = GroupScores::new(matrices.clone(), vec![s.scale; group])?;
+        let select = || -> Result<Selection> {
+            Ok(if group > 1 {
+                compute.topk_group(&ranked, budget)?
+            } else {
+                compute.topk(matrices[0], budget)?
+            })
+        };
+        let mut out = vec![0.0; members.output_len()];
         let (mut topk_times, mut attn_times) = (Vec::new(), Vec::new());
-        let mut selection = compute.topk(matrix, budget)?;
+        let mut selection = select()?;
         for _ in 0..runs {
             let started = Instant::now();
-            selection = compute.topk(matrix, budget)?;
+            selection = select()?;
             topk_times.push(started.elapsed().as_nanos() as f64);
             let started = Instant::now();
-            compute.sparse_attention(head, std::slice::from_ref(&selection), &mut out)?;
+            let one = std::slice::from_ref(&selection);
+            if group > 1 {
+                compute.sparse_attention_grouped(members, one, &mut out)?;
+            } else {
+                compute.sparse_attention(members, one, &mut out)?;
+            }
             attn_times.push(started.elapsed().as_nanos() as f64);
         }
-        let keys: usize = (0..s.q_len).map(|i| s.valid_keys(i)).sum();
+        let keys: usize = group * (0..s.q_len).map(|i| s.valid_keys(i)).sum::<usize>();
+        let pairs = group * selection.kept();
         let table = CostTable {
             npu_ns,
             topk_ns_per_key: median(topk_times) / keys.max(1) as f64,
             topk_ns_fixed: 0.0,
-            attention_ns_per_pair: median(attn_times) / selection.kept().max(1) as f64,
+            attention_ns_per_pair: median(attn_times) / pairs.max(1) as f64,
             attention_ns_fixed: 0.0,
         };
         table.validate()?;

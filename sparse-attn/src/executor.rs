@@ -10,8 +10,8 @@ use crate::pilot::PilotOutput;
 use crate::prepare::PreparedChunk;
 use crate::select::{select, Granularity, SelectionRule};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, EventKind, FigureSource, HalError, HostTensor, ProfileEvent,
-    ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, EventKind, FigureSource, GroupScores, HalError, HostTensor,
+    KeyBudget, ProfileEvent, ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_pipeline::{Launch, Step};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -99,9 +99,28 @@ enum Scores {
     Failed,
 }
 
-struct Job {
+/// One head's part of a job: its scores and the factor that makes them softmax logits.
+struct HeadJob {
     head: usize,
+    logit_scale: f32,
     scores: Scores,
+}
+
+/// What one worker takes from the queue: one head, or every head of a GQA group when the group
+/// shares its selection (sent once its last head's scores arrive).
+struct Job {
+    heads: Vec<HeadJob>,
+}
+
+impl Work<'_> {
+    /// Query heads per job: the GQA group's size when the group shares its selection.
+    fn heads_per_job(&self) -> usize {
+        let s = self.inputs.shape();
+        match self.granularity {
+            Granularity::Group => s.q_heads / s.kv_heads,
+            Granularity::Row | Granularity::Block(_) => 1,
+        }
+    }
 }
 
 /// Runs `prepared` on `bank`'s graphs and `work`'s kernels.
@@ -113,7 +132,7 @@ pub fn execute(
     let origin = Instant::now();
     let (jobs_tx, jobs_rx) = sync_channel::<Job>(work.queue_depth);
     let jobs_rx = Mutex::new(jobs_rx);
-    let (done_tx, done_rx) = channel::<Result<HeadOutcome>>();
+    let (done_tx, done_rx) = channel::<Result<Vec<HeadOutcome>>>();
     let launched = std::thread::scope(|scope| {
         let launcher = scope.spawn(|| launch_all(bank, prepared, work, origin, jobs_tx));
         for worker in 0..work.workers {
@@ -127,13 +146,14 @@ pub fn execute(
         launched.map_err(|_| SparseAttnError::Invariant("the launcher thread panicked".into()))?;
     let heads = work.inputs.shape().q_heads;
     let mut by_head: Vec<Option<HeadOutcome>> = (0..heads).map(|_| None).collect();
-    for outcome in done_rx {
-        let o = outcome?;
-        let head = o.head;
-        if by_head[head].replace(o).is_some() {
-            return Err(SparseAttnError::Invariant(format!(
-                "head {head} finished twice"
-            )));
+    for outcomes in done_rx {
+        for o in outcomes? {
+            let head = o.head;
+            if by_head[head].replace(o).is_some() {
+                return Err(SparseAttnError::Invariant(format!(
+                    "head {head} finished twice"
+                )));
+            }
         }
     }
     let done = by_head.iter().filter(|o| o.is_some()).count();
@@ -165,6 +185,8 @@ fn launch_all(
     let mut measured = Vec::new();
     let mut failures = Vec::new();
     let mut order = prepared.plan.unit_order.iter().copied();
+    let per_job = work.heads_per_job();
+    let mut waiting: Vec<Vec<HeadJob>> = (0..s.kv_heads).map(|_| Vec::new()).collect();
     'launches: for &li in &prepared.plan.launch_order {
         let launch: &Launch = &prepared.launches[li];
         let start = origin.elapsed().as_nanos() as u64;
@@ -224,8 +246,23 @@ fn launch_all(
                 }
                 None => Scores::Failed,
             };
-            if jobs.send(Job { head: h, scores }).is_err() {
-                break 'launches;
+            let (q_scale, k_scale) = bank.grid().bucket(launch.bucket);
+            let dequant = match spec.output {
+                PilotOutput::Int32 => q_scale * k_scale,
+                PilotOutput::Int8 { acc_range } => q_scale * k_scale * acc_range / 127.0,
+            };
+            let group = s.kv_head_of(h);
+            waiting[group].push(HeadJob {
+                head: h,
+                logit_scale: shadowattn_hal::group::logit_scale(dequant, s.scale),
+                scores,
+            });
+            if waiting[group].len() == per_job {
+                let mut heads = std::mem::take(&mut waiting[group]);
+                heads.sort_by_key(|j| j.head);
+                if jobs.send(Job { heads }).is_err() {
+                    break 'launches;
+                }
             }
         }
     }
@@ -262,7 +299,7 @@ fn run_worker(
     worker: usize,
     origin: Instant,
     jobs: &Mutex<Receiver<Job>>,
-    done: Sender<Result<HeadOutcome>>,
+    done: Sender<Result<Vec<HeadOutcome>>>,
 ) {
     loop {
         // The start is read while the queue is held, so starts are in queue order.
@@ -283,34 +320,74 @@ fn run_worker(
     }
 }
 
-/// Selects and attends for one head (or attends densely after a failed launch).
+/// Selects and attends for one job: its heads one by one, or its group's heads together.
 fn process(
     work: &Work<'_>,
     worker: usize,
     origin: Instant,
     start: u64,
     job: Job,
-) -> Result<HeadOutcome> {
-    let one = work.inputs.head(job.head);
-    let shape = one.shape();
-    let mut output = vec![0.0; one.output_len()];
-    let track = format!("cpu{worker}");
-    let event = |name: String, start: u64, end: u64| ProfileEvent {
-        name,
-        kind: EventKind::ComputeStage,
-        track: track.clone(),
-        start_ns: start,
-        duration_ns: end.saturating_sub(start).max(1),
-        cycles: None,
-        source: FigureSource::Measured,
+) -> Result<Vec<HeadOutcome>> {
+    let clock = Clock {
+        origin,
+        track: format!("cpu{worker}"),
     };
-    let now = || origin.elapsed().as_nanos() as u64;
-    let data = match &job.scores {
+    let shared = job.heads.len() > 1
+        && job
+            .heads
+            .iter()
+            .any(|j| !matches!(j.scores, Scores::Failed));
+    if shared {
+        return process_group(work, &clock, start, &job.heads);
+    }
+    let mut outcomes = Vec::with_capacity(job.heads.len());
+    let mut start = start;
+    for head in &job.heads {
+        outcomes.push(process_head(work, &clock, start, head)?);
+        start = clock.now();
+    }
+    Ok(outcomes)
+}
+
+/// A worker's measured events on its own track.
+struct Clock {
+    origin: Instant,
+    track: String,
+}
+
+impl Clock {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn event(&self, name: String, start: u64, end: u64) -> ProfileEvent {
+        ProfileEvent {
+            name,
+            kind: EventKind::ComputeStage,
+            track: self.track.clone(),
+            start_ns: start,
+            duration_ns: end.saturating_sub(start).max(1),
+            cycles: None,
+            source: FigureSource::Measured,
+        }
+    }
+}
+
+/// The head's scores as a score matrix of the chunk (`None` after a failed launch).
+fn score_data(scores: &Scores) -> Option<ScoreData<'_>> {
+    match scores {
         Scores::I32(v) => Some(ScoreData::I32(v)),
         Scores::I8(v) => Some(ScoreData::I8(v)),
         Scores::Failed => None,
-    };
-    let (selection, fallback, events) = match data {
+    }
+}
+
+/// Selects and attends for one head (or attends densely after a failed launch).
+fn process_head(work: &Work<'_>, clock: &Clock, start: u64, job: &HeadJob) -> Result<HeadOutcome> {
+    let one = work.inputs.head(job.head);
+    let shape = one.shape();
+    let mut output = vec![0.0; one.output_len()];
+    let (selection, fallback, events) = match score_data(&job.scores) {
         Some(data) => {
             let rule = SelectionRule {
                 ratio: work.ratios[job.head],
@@ -318,17 +395,17 @@ fn process(
                 granularity: work.granularity,
             };
             let selection = select(work.compute, ScoreMatrix::for_chunk(data, &shape)?, rule)?;
-            let selected = now();
+            let selected = clock.now();
             work.compute
                 .sparse_attention(one, std::slice::from_ref(&selection), &mut output)?;
-            let end = now();
+            let end = clock.now();
             let events = vec![
-                event(
+                clock.event(
                     format!("{} h{}", Step::TopK.name(), job.head),
                     start,
                     selected,
                 ),
-                event(
+                clock.event(
                     format!("{} h{}", Step::Attention.name(), job.head),
                     selected,
                     end,
@@ -338,7 +415,8 @@ fn process(
         }
         None => {
             work.compute.dense_attention(one, &mut output)?;
-            let events = vec![event(format!("dense fallback h{}", job.head), start, now())];
+            let events =
+                vec![clock.event(format!("dense fallback h{}", job.head), start, clock.now())];
             (Selection::all_keys(&shape), true, events)
         }
     };
@@ -349,6 +427,80 @@ fn process(
         fallback,
         events,
     })
+}
+
+/// Selects one key set for a GQA group from the scores of its heads whose launch succeeded,
+/// at the mean of their ratios, and attends with it; heads whose launch failed attend densely.
+fn process_group(
+    work: &Work<'_>,
+    clock: &Clock,
+    start: u64,
+    heads: &[HeadJob],
+) -> Result<Vec<HeadOutcome>> {
+    let s = work.inputs.shape();
+    let group = s.kv_head_of(heads[0].head);
+    let ranked: Vec<&HeadJob> = heads
+        .iter()
+        .filter(|j| !matches!(j.scores, Scores::Failed))
+        .collect();
+    let matrices = ranked
+        .iter()
+        .map(|j| {
+            let data = score_data(&j.scores).expect("failed heads were left out");
+            ScoreMatrix::for_chunk(data, &s)
+        })
+        .collect::<shadowattn_hal::Result<Vec<_>>>()?;
+    let scales = ranked.iter().map(|j| j.logit_scale).collect();
+    let ratio = ranked.iter().map(|j| work.ratios[j.head]).sum::<f32>() / ranked.len() as f32;
+    let budget = KeyBudget::Ratio {
+        ratio,
+        min_keys: work.min_keys,
+    };
+    let selection = work
+        .compute
+        .topk_group(&GroupScores::new(matrices, scales)?, budget)?;
+    let selected = clock.now();
+    let members = work.inputs.group(group);
+    let mut output = vec![0.0; members.output_len()];
+    work.compute.sparse_attention_grouped(
+        members,
+        std::slice::from_ref(&selection),
+        &mut output,
+    )?;
+    let end = clock.now();
+    let first = group * (s.q_heads / s.kv_heads);
+    let per_head = s.q_len * s.head_dim;
+    let mut outcomes = Vec::with_capacity(heads.len());
+    for (slot, out) in output.chunks_exact(per_head).enumerate() {
+        let head = first + slot;
+        let job = heads.iter().find(|j| j.head == head).ok_or_else(|| {
+            SparseAttnError::Invariant(format!("group {group} lacks head {head}"))
+        })?;
+        if matches!(job.scores, Scores::Failed) {
+            outcomes.push(process_head(work, clock, clock.now(), job)?);
+            continue;
+        }
+        let events = vec![
+            clock.event(
+                format!("{} h{head} (group {group})", Step::TopK.name()),
+                start,
+                selected,
+            ),
+            clock.event(
+                format!("{} h{head} (group {group})", Step::Attention.name()),
+                selected,
+                end,
+            ),
+        ];
+        outcomes.push(HeadOutcome {
+            head,
+            output: out.to_vec(),
+            selection: selection.clone(),
+            fallback: false,
+            events,
+        });
+    }
+    Ok(outcomes)
 }
 
 /// The first `rows` rows and `cols` columns of a row-major matrix with `stride` columns.

@@ -2,7 +2,8 @@
 
 use crate::error::{Result, SparseAttnError};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, AttentionShape, ComputeBackend, GroupScores, KeyBudget, ScoreData,
+    ScoreMatrix, Selection,
 };
 
 /// Fraction of the exact top-k set that the selection found: `|Ŝ ∩ S*| / |S*|`.
@@ -121,9 +122,68 @@ pub struct AccuracyReport {
     pub heads: Vec<HeadAccuracy>,
 }
 
+/// Whether every GQA group of several heads gave all its heads one selection.
+fn shared_by_groups(shape: &AttentionShape, selections: &[Selection]) -> bool {
+    let g = shape.q_heads / shape.kv_heads;
+    g > 1
+        && selections
+            .chunks(g)
+            .all(|group| group.iter().all(|s| s == &group[0]))
+}
+
+/// The exact selections the measured ones are judged against, one per query head: each row's
+/// exact top-k of the same size under the same rule — per head, or per GQA group (the group's
+/// ranking of exact scores, [`shadowattn_hal::group`]) when the groups share their selections.
+fn oracles(
+    inputs: &AttentionInputs<'_>,
+    selections: &[Selection],
+    exact: &[Vec<f32>],
+    compute: &dyn ComputeBackend,
+) -> Result<Vec<Selection>> {
+    let s = inputs.shape();
+    let rows = |h: usize, i: usize| {
+        let n = s.valid_keys(i);
+        (n, &exact[h][i * s.kv_len..i * s.kv_len + n])
+    };
+    if shared_by_groups(&s, selections) {
+        let g = s.q_heads / s.kv_heads;
+        let mut out = Vec::with_capacity(s.q_heads);
+        for kv in 0..s.kv_heads {
+            let mut sel = Selection::new();
+            for i in 0..s.q_len {
+                let heads = (kv * g..(kv + 1) * g)
+                    .map(|h| {
+                        let (n, r) = rows(h, i);
+                        ScoreMatrix::new(ScoreData::F32(r), 1, n, 0, false)
+                    })
+                    .collect::<shadowattn_hal::Result<Vec<_>>>()?;
+                let group = GroupScores::new(heads, vec![s.scale; g])?;
+                let k = selections[kv * g].row(i).len();
+                sel.push_row(compute.topk_group(&group, KeyBudget::Fixed(k))?.row(0));
+            }
+            out.extend(std::iter::repeat_n(sel, g));
+        }
+        return Ok(out);
+    }
+    (0..s.q_heads)
+        .map(|h| {
+            let mut sel = Selection::new();
+            for i in 0..s.q_len {
+                let (n, r) = rows(h, i);
+                let row = ScoreMatrix::new(ScoreData::F32(r), 1, n, 0, false)?;
+                let k = selections[h].row(i).len();
+                sel.push_row(compute.topk(row, KeyBudget::Fixed(k))?.row(0));
+            }
+            Ok(sel)
+        })
+        .collect()
+}
+
 /// Measures a sparse chunk: `selections` (one per query head), its output `sparse` and the
 /// dense output `dense`. The oracle of each row is the exact top-k of the same size as the
-/// row's selection, chosen by `compute` on exact scores.
+/// row's selection, chosen by `compute` on exact scores under the same rule: per head, or per
+/// GQA group when each group's heads share one selection (the top-k of the sum of the heads'
+/// probabilities, which maximizes the group's mean attention mass).
 pub fn evaluate(
     inputs: AttentionInputs<'_>,
     selections: &[Selection],
@@ -145,24 +205,27 @@ pub fn evaluate(
             ),
         ));
     }
+    for (h, sel) in selections.iter().enumerate() {
+        sel.validate_for(h, &s)?;
+    }
+    let exact = (0..s.q_heads)
+        .map(|h| inputs.exact_scores(h))
+        .collect::<shadowattn_hal::Result<Vec<_>>>()?;
+    let oracle = oracles(&inputs, selections, &exact, compute)?;
     let d = s.head_dim;
     let (mut recall, mut mass, mut oracle_mass, mut rel, mut cos) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut kept, mut valid_total) = (0usize, 0usize);
     let mut heads = Vec::with_capacity(s.q_heads);
     for (h, sel) in selections.iter().enumerate() {
-        sel.validate_for(h, &s)?;
-        let scores = inputs.exact_scores(h)?;
         let first = recall.len();
         for i in 0..s.q_len {
             let n = s.valid_keys(i);
-            let row_scores = &scores[i * s.kv_len..i * s.kv_len + n];
-            let row = ScoreMatrix::new(ScoreData::F32(row_scores), 1, n, 0, false)?;
-            let oracle = compute.topk(row, KeyBudget::Fixed(sel.row(i).len()))?;
+            let row_scores = &exact[h][i * s.kv_len..i * s.kv_len + n];
             let probs = softmax_probs(row_scores, s.scale);
-            recall.push(topk_recall(sel.row(i), oracle.row(0)));
+            recall.push(topk_recall(sel.row(i), oracle[h].row(i)));
             mass.push(attention_mass(&probs, sel.row(i)));
-            oracle_mass.push(attention_mass(&probs, oracle.row(0)));
+            oracle_mass.push(attention_mass(&probs, oracle[h].row(i)));
             let at = (h * s.q_len + i) * d;
             rel.push(relative_l2(&sparse[at..at + d], &dense[at..at + d]));
             cos.push(cosine(&sparse[at..at + d], &dense[at..at + d]));

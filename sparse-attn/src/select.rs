@@ -11,6 +11,9 @@ pub enum Granularity {
     /// Blocks of this many query rows keep the top `ceil(r · valid entries)` of the whole block
     /// (the paper artifact's accuracy simulation); every row keeps at least `min_keys`.
     Block(usize),
+    /// The query heads of each GQA group share each row's key set, ranked by the sum of their
+    /// softmax probabilities ([`shadowattn_hal::group`]), at the mean of their ratios.
+    Group,
 }
 
 /// How many keys to keep, and how rows are grouped.
@@ -24,7 +27,8 @@ pub struct SelectionRule {
     pub granularity: Granularity,
 }
 
-/// The keys one head keeps from `scores` under `rule`, each row in ascending key order.
+/// The keys one head keeps from `scores` under `rule`, each row in ascending key order (a group
+/// of one head ranks like its own scores).
 pub fn select(
     compute: &dyn ComputeBackend,
     scores: ScoreMatrix<'_>,
@@ -35,7 +39,7 @@ pub fn select(
         min_keys: rule.min_keys,
     };
     match rule.granularity {
-        Granularity::Row => Ok(compute.topk(scores, budget)?),
+        Granularity::Row | Granularity::Group => Ok(compute.topk(scores, budget)?),
         Granularity::Block(rows) => select_blocks(compute, scores, budget, rule.min_keys, rows),
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub struct ShadowConfig {
     /// Fewest keys a query row keeps.
     pub min_keys: usize,
-    /// Row or block top-k.
+    /// How rows and heads share key sets: per GQA group (the default), per row, or per block.
     pub granularity: Granularity,
     /// CPU worker threads for top-k and sparse attention.
     pub cpu_workers: usize,
@@ -39,7 +39,7 @@ impl Default for ShadowConfig {
     fn default() -> Self {
         ShadowConfig {
             min_keys: 1,
-            granularity: Granularity::Row,
+            granularity: Granularity::Group,
             cpu_workers: 1,
             queue_depth: 4,
             schedule: Schedule::Planned,

@@ -2,15 +2,15 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
-    AttentionShape, Capabilities, CompiledGraph, ComputeBackend, Graph, HalError, NpuBackend,
-    ProfileEvent, TensorView, TensorViewMut,
+    AttentionShape, Capabilities, CompiledGraph, ComputeBackend, Graph, GroupScores, HalError,
+    KeyBudget, NpuBackend, ProfileEvent, ScoreData, ScoreMatrix, TensorView, TensorViewMut,
 };
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::executor::LAUNCHER_TRACK;
-use shadowattn_sparse_attn::metrics::{evaluate, relative_l2};
+use shadowattn_sparse_attn::metrics::{evaluate, relative_l2, topk_recall};
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::shadow::{
     ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
@@ -115,11 +115,15 @@ fn dense(compute: &dyn ComputeBackend, c: &SyntheticChunk) -> Vec<f32> {
 #[test]
 fn bucketed_int8_pilot_recalls_the_planted_top_k() {
     let cpu = CpuBackend::new();
+    // Per-head recall is a per-row selection's measure: a shared set serves its group.
     let mut sa = shadow(
         &cpu,
         &cpu,
         calibration(0.2, uniform_importance()),
-        ShadowConfig::default(),
+        ShadowConfig {
+            granularity: Granularity::Row,
+            ..ShadowConfig::default()
+        },
     );
     let mut recalls = Vec::new();
     for seed in [1, 2, 3] {
@@ -481,7 +485,8 @@ fn stage_costs_can_be_measured_on_the_device() {
     let calib = calibration(0.2, uniform_importance());
     let mut bank = GraphBank::build(&cpu, &calib.grid, spec()).unwrap();
     let sample = chunk(11, KV_LEN);
-    let table = CostTable::measure(&mut bank, &cpu, sample.inputs(), 0.2, 3).unwrap();
+    let table =
+        CostTable::measure(&mut bank, &cpu, sample.inputs(), 0.2, 3, Granularity::Group).unwrap();
     assert_eq!(
         table.npu_ns.keys().copied().collect::<Vec<_>>(),
         vec![1, 2, 4]
@@ -494,7 +499,15 @@ fn stage_costs_can_be_measured_on_the_device() {
     // The simulator reports simulated launch times, which the table takes instead of wall time.
     let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
     let mut sim_bank = GraphBank::build(&sim, &calib.grid, spec()).unwrap();
-    let sim_table = CostTable::measure(&mut sim_bank, &cpu, sample.inputs(), 0.2, 2).unwrap();
+    let sim_table = CostTable::measure(
+        &mut sim_bank,
+        &cpu,
+        sample.inputs(),
+        0.2,
+        2,
+        Granularity::Row,
+    )
+    .unwrap();
     assert!(
         sim_table.npu_ns[&1] > 1e6,
         "a warm simulated launch costs over a millisecond: {sim_table:?}"
@@ -502,7 +515,15 @@ fn stage_costs_can_be_measured_on_the_device() {
     assert!(sim_table.npu_ns[&4] > sim_table.npu_ns[&1]);
     let mut sa = ShadowAttention::new(bank, calib, &cpu, table, ShadowConfig::default()).unwrap();
     sa.run_chunk(0, sample.inputs()).unwrap();
-    assert!(CostTable::measure(&mut sim_bank, &cpu, sample.inputs(), 0.2, 0).is_err());
+    assert!(CostTable::measure(
+        &mut sim_bank,
+        &cpu,
+        sample.inputs(),
+        0.2,
+        0,
+        Granularity::Row
+    )
+    .is_err());
 }
 
 /// The launch index in a launcher event's name (`pilot launch 3 (bucket …)`).
@@ -529,6 +550,7 @@ fn the_executor_follows_the_plan_it_was_given() {
             sa.set_config(ShadowConfig {
                 cpu_workers: workers,
                 schedule,
+                granularity: Granularity::Row,
                 ..ShadowConfig::default()
             })
             .unwrap();
@@ -577,4 +599,68 @@ fn the_executor_follows_the_plan_it_was_given() {
         reordered,
         "the planner never reordered heads: the test shows nothing"
     );
+}
+
+#[test]
+fn a_gqa_group_shares_the_key_set_its_exact_scores_would_choose() {
+    let cpu = CpuBackend::new();
+    let calib = calibration(0.2, uniform_importance());
+    let mut sa = shadow(&cpu, &cpu, calib, ShadowConfig::default());
+    for seed in [1, 2] {
+        let c = chunk(seed, KV_LEN);
+        let inputs = c.inputs();
+        let s = inputs.shape();
+        let g = s.q_heads / s.kv_heads;
+        let r = sa.run_chunk(0, inputs).unwrap();
+        assert_eq!(r.mode, ChunkMode::Sparse);
+        let mut recalls = Vec::new();
+        for kv in 0..s.kv_heads {
+            let heads = kv * g..(kv + 1) * g;
+            for h in heads.clone() {
+                assert_eq!(
+                    r.selections[h],
+                    r.selections[kv * g],
+                    "head {h} of group {kv}"
+                );
+            }
+            // The group's exact ranking at the same budget: the INT8 pilot must find it.
+            let exact: Vec<Vec<f32>> = heads
+                .clone()
+                .map(|h| inputs.exact_scores(h).unwrap())
+                .collect();
+            let matrices = exact
+                .iter()
+                .map(|e| ScoreMatrix::for_chunk(ScoreData::F32(e), &s).unwrap())
+                .collect();
+            let group = GroupScores::new(matrices, vec![s.scale; g]).unwrap();
+            let want = cpu
+                .topk_group(
+                    &group,
+                    KeyBudget::Ratio {
+                        ratio: 0.2,
+                        min_keys: 1,
+                    },
+                )
+                .unwrap();
+            for i in 0..s.q_len {
+                recalls.push(topk_recall(r.selections[kv * g].row(i), want.row(i)));
+            }
+        }
+        let mean = recalls.iter().sum::<f64>() / recalls.len() as f64;
+        // The per-head bound of the INT8 pilot (0.97, above) holds for the group's ranking too.
+        assert!(mean >= 0.97, "group recall {mean}");
+        // The output is sparse attention with the shared sets, computed by the golden kernels.
+        let mut want = vec![0.0; inputs.output_len()];
+        cpu.sparse_attention(inputs, &r.selections, &mut want)
+            .unwrap();
+        assert!(r
+            .output
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| (a - b).abs() <= 1e-6 + 1e-5 * b.abs()));
+        assert!(
+            r.output.iter().any(|x| x.abs() > 1e-3),
+            "not an all-zero output"
+        );
+    }
 }

@@ -215,6 +215,28 @@ fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize
     }
 }
 
+/// The buffers one top-k row reuses: rank keys, candidates, and the picked indices.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    keys: Vec<u32>,
+    candidates: Vec<u32>,
+    /// The last row's picked indices, ascending.
+    pub picked: Vec<u32>,
+}
+
+/// The indices of the `k` largest (non-NaN) `ranks`, ties at the lower index, ascending, into
+/// `scratch.picked`.
+pub fn select_ranked(ranks: &[f32], k: usize, scratch: &mut Scratch) {
+    scratch.keys.clear();
+    scratch.keys.extend(ranks.iter().map(|x| x.key()));
+    select_keys(
+        &scratch.keys,
+        k,
+        &mut scratch.candidates,
+        &mut scratch.picked,
+    );
+}
+
 /// Top-k of query row `i` of `scores` into `picked` (ascending), `keys` being scratch.
 pub fn topk_row(
     scores: &ScoreMatrix<'_>,

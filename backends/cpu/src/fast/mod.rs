@@ -3,14 +3,15 @@
 //! rayon pool of a chosen size. Quantization and top-k reproduce the golden results exactly;
 //! attention accumulates in f32 and matches the golden f64 results within float tolerance.
 
+pub(crate) mod group;
 pub(crate) mod kernels;
 pub mod simd;
 
 use crate::reference;
 use rayon::prelude::*;
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, ComputeCapabilities, DType, HalError, HeadsView, KeyBudget,
-    QuantizedHeads, Result, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, ComputeCapabilities, DType, GroupScores, HalError, HeadsView,
+    KeyBudget, QuantizedHeads, Result, ScoreMatrix, Selection,
 };
 
 /// Registry name of the fast CPU kernels.
@@ -146,6 +147,30 @@ impl ComputeBackend for FastCpuBackend {
             KvStorage::F16 => {
                 let (k, v) = self.kv_f16(&inputs)?;
                 self.sparse_heads(&inputs, &k, &v, selections, out);
+            }
+        }
+        Ok(())
+    }
+
+    fn topk_group(&self, group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
+        self.pool.install(|| group::topk_group(group, budget))
+    }
+
+    fn sparse_attention_grouped(
+        &self,
+        inputs: AttentionInputs<'_>,
+        selections: &[Selection],
+        out: &mut [f32],
+    ) -> Result<()> {
+        shadowattn_hal::group::check_grouped_call(&inputs, selections, out)?;
+        match self.storage {
+            KvStorage::F32 => self.pool.install(|| {
+                group::sparse_grouped(&inputs, inputs.k(), inputs.v(), selections, out)
+            }),
+            KvStorage::F16 => {
+                let (k, v) = self.kv_f16(&inputs)?;
+                self.pool
+                    .install(|| group::sparse_grouped(&inputs, &k, &v, selections, out));
             }
         }
         Ok(())

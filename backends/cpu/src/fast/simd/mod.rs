@@ -5,6 +5,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod group;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod portable;

@@ -201,3 +201,97 @@ pub unsafe fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
         i += 1;
     }
 }
+
+/// # Safety
+/// `q` is `[g][d]`; every `rows[idx[t]·d ..][..d]` is in bounds;
+/// `out.len() >= (g − 1)·ld + idx.len()`, `ld >= idx.len()`.
+pub unsafe fn qk_group(q: &[f32], g: usize, rows: &[f32], idx: &[u32], out: &mut [f32], ld: usize) {
+    let d = q.len() / g;
+    let whole = d / 4 * 4;
+    let (pq, pr, po) = (q.as_ptr(), rows.as_ptr(), out.as_mut_ptr());
+    // Two query rows against four gathered keys: eight FMA chains, each key load used twice.
+    for (block, keys) in idx.chunks(4).enumerate() {
+        let t = block * 4;
+        let mut base = [pr.add(keys[0] as usize * d); 4];
+        for (b, &j) in base.iter_mut().zip(keys) {
+            *b = pr.add(j as usize * d);
+        }
+        let mut h = 0;
+        while h < g {
+            let h1 = (h + 1).min(g - 1);
+            let (q0, q1) = (pq.add(h * d), pq.add(h1 * d));
+            let mut acc = [vdupq_n_f32(0.0); 8];
+            let mut c = 0;
+            while c < whole {
+                let a = vld1q_f32(q0.add(c));
+                let b = vld1q_f32(q1.add(c));
+                for l in 0..4 {
+                    let k = vld1q_f32(base[l].add(c));
+                    acc[l] = vfmaq_f32(acc[l], a, k);
+                    acc[4 + l] = vfmaq_f32(acc[4 + l], b, k);
+                }
+                c += 4;
+            }
+            let mut sums = [0.0f32; 8];
+            for (s, a) in sums.iter_mut().zip(&acc) {
+                *s = vaddvq_f32(*a);
+            }
+            for c in whole..d {
+                for l in 0..4 {
+                    let k = *base[l].add(c);
+                    sums[l] = (*q0.add(c)).mul_add(k, sums[l]);
+                    sums[4 + l] = (*q1.add(c)).mul_add(k, sums[4 + l]);
+                }
+            }
+            for l in 0..keys.len() {
+                *po.add(h * ld + t + l) = sums[l];
+                *po.add(h1 * ld + t + l) = sums[4 + l];
+            }
+            h += 2;
+        }
+    }
+}
+
+/// # Safety
+/// `p` is `[g][ld]` (`ld >= idx.len()`), `acc` is `[g][d]`; every `rows[idx[t]·d ..][..d]` is
+/// in bounds.
+pub unsafe fn pv_group(p: &[f32], ld: usize, g: usize, rows: &[f32], idx: &[u32], acc: &mut [f32]) {
+    let d = acc.len() / g;
+    let (pp, pr, pa) = (p.as_ptr(), rows.as_ptr(), acc.as_mut_ptr());
+    // Up to six rows × 8 columns in registers over every gathered value row.
+    for h0 in (0..g).step_by(6) {
+        let rows_here = (g - h0).min(6);
+        let mut c0 = 0;
+        while c0 + 8 <= d {
+            let mut a = [[vdupq_n_f32(0.0); 2]; 6];
+            for (r, a) in a.iter_mut().enumerate().take(rows_here) {
+                a[0] = vld1q_f32(pa.add((h0 + r) * d + c0));
+                a[1] = vld1q_f32(pa.add((h0 + r) * d + c0 + 4));
+            }
+            for (t, &j) in idx.iter().enumerate() {
+                let row = pr.add(j as usize * d + c0);
+                let (v0, v1) = (vld1q_f32(row), vld1q_f32(row.add(4)));
+                for (r, a) in a.iter_mut().enumerate().take(rows_here) {
+                    let w = vdupq_n_f32(*pp.add((h0 + r) * ld + t));
+                    a[0] = vfmaq_f32(a[0], w, v0);
+                    a[1] = vfmaq_f32(a[1], w, v1);
+                }
+            }
+            for (r, a) in a.iter().enumerate().take(rows_here) {
+                vst1q_f32(pa.add((h0 + r) * d + c0), a[0]);
+                vst1q_f32(pa.add((h0 + r) * d + c0 + 4), a[1]);
+            }
+            c0 += 8;
+        }
+        while c0 < d {
+            for r in h0..h0 + rows_here {
+                let mut s = *pa.add(r * d + c0);
+                for (t, &j) in idx.iter().enumerate() {
+                    s = (*pp.add(r * ld + t)).mul_add(*pr.add(j as usize * d + c0), s);
+                }
+                *pa.add(r * d + c0) = s;
+            }
+            c0 += 1;
+        }
+    }
+}

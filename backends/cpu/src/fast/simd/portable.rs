@@ -140,3 +140,63 @@ pub fn fma_probe(iters: usize) -> f32 {
     }
     acc.iter().sum()
 }
+
+/// See [`super::qk_group`].
+pub fn qk_group<T: KvElement>(
+    q: &[f32],
+    g: usize,
+    rows: &[T],
+    idx: &[u32],
+    out: &mut [f32],
+    ld: usize,
+) {
+    let d = q.len() / g;
+    let n = idx.len();
+    for h in 0..g {
+        dots_indexed(
+            &q[h * d..(h + 1) * d],
+            rows,
+            idx,
+            &mut out[h * ld..h * ld + n],
+        );
+    }
+}
+
+/// See [`super::pv_group`].
+pub fn pv_group<T: KvElement>(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    rows: &[T],
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    let d = acc.len() / g;
+    let n = idx.len();
+    for h in 0..g {
+        weighted_rows_indexed(
+            &mut acc[h * d..(h + 1) * d],
+            &p[h * ld..h * ld + n],
+            rows,
+            idx,
+        );
+    }
+}
+
+/// See [`super::weights_i8`].
+pub fn weights_i8(scores: &[i8], factor: f32, out: &mut [u32]) -> u64 {
+    let max = scores.iter().copied().fold(i8::MIN, i8::max);
+    let mut total = 0u64;
+    for (o, &x) in out.iter_mut().zip(scores) {
+        *o = shadowattn_hal::group::group_weight(factor, f32::from(i16::from(x) - i16::from(max)));
+        total += u64::from(*o);
+    }
+    total
+}
+
+/// See [`super::add_scaled_weights`].
+pub fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
+    for (a, &w) in acc.iter_mut().zip(weights) {
+        *a += w as f32 * r;
+    }
+}

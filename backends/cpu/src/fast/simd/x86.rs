@@ -221,19 +221,20 @@ pub unsafe fn online_softmax_row(
             lane,
         ))
     };
-    // Full rows (every tile but the causal edge) need no masks.
-    let full = limit == n;
+    // Only the vector holding `limit` (and those past it) needs a mask.
+    let whole = limit / 8 * 8;
     let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut i = 0;
-    while i < limit {
-        let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), scale_v);
-        let x = if full {
-            x
-        } else {
-            _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, valid(i))
-        };
-        m = _mm256_max_ps(m, x);
+    while i < whole {
+        m = _mm256_max_ps(m, _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), scale_v));
         i += 8;
+    }
+    if whole < limit {
+        let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(whole)), scale_v);
+        m = _mm256_max_ps(
+            m,
+            _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, valid(whole)),
+        );
     }
     let mut lanes = [0.0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), m);
@@ -244,7 +245,11 @@ pub unsafe fn online_softmax_row(
     let mut i = 0;
     while i < n {
         let e = exp8(_mm256_fmadd_ps(_mm256_loadu_ps(p.add(i)), scale_v, shift));
-        let e = if full { e } else { _mm256_and_ps(e, valid(i)) };
+        let e = if i < whole {
+            e
+        } else {
+            _mm256_and_ps(e, valid(i))
+        };
         sum = _mm256_add_ps(sum, e);
         _mm256_storeu_ps(p.add(i), e);
         i += 8;
@@ -550,3 +555,303 @@ static COMPACT_LANES: [[u32; 8]; 256] = {
     }
     table
 };
+
+/// # Safety
+/// AVX2 and FMA available; `q` is `[g][d]`; every `rows[idx[t]·d ..][..d]` is in bounds;
+/// `out.len() >= (g − 1)·ld + idx.len()`, `ld >= idx.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn qk_group_f32(
+    q: &[f32],
+    g: usize,
+    rows: &[f32],
+    idx: &[u32],
+    out: &mut [f32],
+    ld: usize,
+) {
+    qk_group(q, g, rows.as_ptr(), idx, out, ld)
+}
+
+/// # Safety
+/// As [`qk_group_f32`], and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn qk_group_f16(
+    q: &[f32],
+    g: usize,
+    rows: &[half::f16],
+    idx: &[u32],
+    out: &mut [f32],
+    ld: usize,
+) {
+    qk_group(q, g, rows.as_ptr(), idx, out, ld)
+}
+
+/// The body of [`qk_group_f32`] and [`qk_group_f16`]: two query rows against four gathered
+/// keys at a time, eight FMA chains, each key load serving both rows. (Software prefetching of
+/// the rows two blocks ahead measured no faster.) A head pair past the end
+/// repeats its last head, a key block past the end its first key; both keep only their own sums.
+///
+/// # Safety
+/// As the callers, `rows` being the start of the rows.
+#[inline(always)]
+unsafe fn qk_group<T: Load8>(
+    q: &[f32],
+    g: usize,
+    rows: *const T,
+    idx: &[u32],
+    out: &mut [f32],
+    ld: usize,
+) {
+    let d = q.len() / g;
+    let whole = d / 8 * 8;
+    let (pq, po) = (q.as_ptr(), out.as_mut_ptr());
+    for (block, keys) in idx.chunks(4).enumerate() {
+        let t = block * 4;
+        let mut base = [rows.add(keys[0] as usize * d); 4];
+        for (b, &j) in base.iter_mut().zip(keys) {
+            *b = rows.add(j as usize * d);
+        }
+        let mut h = 0;
+        while h < g {
+            let h1 = (h + 1).min(g - 1);
+            let (q0, q1) = (pq.add(h * d), pq.add(h1 * d));
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut c = 0;
+            while c < whole {
+                let a = _mm256_loadu_ps(q0.add(c));
+                let b = _mm256_loadu_ps(q1.add(c));
+                for l in 0..4 {
+                    let k = T::load8(base[l].add(c));
+                    acc[l] = _mm256_fmadd_ps(a, k, acc[l]);
+                    acc[4 + l] = _mm256_fmadd_ps(b, k, acc[4 + l]);
+                }
+                c += 8;
+            }
+            let mut sums = [0.0f32; 8];
+            _mm256_storeu_ps(sums.as_mut_ptr(), hsum8(&acc));
+            for c in whole..d {
+                for l in 0..4 {
+                    let k = (*base[l].add(c)).value();
+                    sums[l] = (*q0.add(c)).mul_add(k, sums[l]);
+                    sums[4 + l] = (*q1.add(c)).mul_add(k, sums[4 + l]);
+                }
+            }
+            for l in 0..keys.len() {
+                *po.add(h * ld + t + l) = sums[l];
+                *po.add(h1 * ld + t + l) = sums[4 + l];
+            }
+            h += 2;
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA available; `p` is `[g][ld]` (`ld >= idx.len()`), `acc` is `[g][d]`; every
+/// `rows[idx[t]·d ..][..d]` is in bounds.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pv_group_f32(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    rows: &[f32],
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    pv_group(p, ld, g, rows.as_ptr(), idx, acc)
+}
+
+/// # Safety
+/// As [`pv_group_f32`], and F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn pv_group_f16(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    rows: &[half::f16],
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    pv_group(p, ld, g, rows.as_ptr(), idx, acc)
+}
+
+/// The body of [`pv_group_f32`] and [`pv_group_f16`]: the group's rows in blocks of at most
+/// six (balanced: seven rows are 4 + 3), each block accumulating 16 output columns in
+/// registers over every gathered value row.
+///
+/// # Safety
+/// As the callers.
+#[inline(always)]
+unsafe fn pv_group<T: Load8>(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    rows: *const T,
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    let blocks = g.div_ceil(6);
+    let mut h0 = 0;
+    for b in 0..blocks {
+        let r = (g - h0) / (blocks - b);
+        let r = r + usize::from((g - h0) % (blocks - b) != 0);
+        match r {
+            1 => pv_rows::<T, 1>(p, ld, g, h0, rows, idx, acc),
+            2 => pv_rows::<T, 2>(p, ld, g, h0, rows, idx, acc),
+            3 => pv_rows::<T, 3>(p, ld, g, h0, rows, idx, acc),
+            4 => pv_rows::<T, 4>(p, ld, g, h0, rows, idx, acc),
+            5 => pv_rows::<T, 5>(p, ld, g, h0, rows, idx, acc),
+            _ => pv_rows::<T, 6>(p, ld, g, h0, rows, idx, acc),
+        }
+        h0 += r;
+    }
+}
+
+/// `R` rows of [`pv_group`] starting at row `h0`.
+///
+/// # Safety
+/// As [`pv_group_f32`]; `h0 + R <= g`.
+#[inline(always)]
+unsafe fn pv_rows<T: Load8, const R: usize>(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    h0: usize,
+    rows: *const T,
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    let d = acc.len() / g;
+    let (pp, pa) = (p.as_ptr().add(h0 * ld), acc.as_mut_ptr().add(h0 * d));
+    let mut c0 = 0;
+    while c0 + 16 <= d {
+        let mut a = [[_mm256_setzero_ps(); 2]; R];
+        for (r, a) in a.iter_mut().enumerate() {
+            a[0] = _mm256_loadu_ps(pa.add(r * d + c0));
+            a[1] = _mm256_loadu_ps(pa.add(r * d + c0 + 8));
+        }
+        for (t, &j) in idx.iter().enumerate() {
+            let row = rows.add(j as usize * d + c0);
+            let v0 = T::load8(row);
+            let v1 = T::load8(row.add(8));
+            for (r, a) in a.iter_mut().enumerate() {
+                let w = _mm256_set1_ps(*pp.add(r * ld + t));
+                a[0] = _mm256_fmadd_ps(w, v0, a[0]);
+                a[1] = _mm256_fmadd_ps(w, v1, a[1]);
+            }
+        }
+        for (r, a) in a.iter().enumerate() {
+            _mm256_storeu_ps(pa.add(r * d + c0), a[0]);
+            _mm256_storeu_ps(pa.add(r * d + c0 + 8), a[1]);
+        }
+        c0 += 16;
+    }
+    while c0 < d {
+        for r in 0..R {
+            let mut s = *pa.add(r * d + c0);
+            for (t, &j) in idx.iter().enumerate() {
+                s = (*pp.add(r * ld + t)).mul_add((*rows.add(j as usize * d + c0)).value(), s);
+            }
+            *pa.add(r * d + c0) = s;
+        }
+        c0 += 1;
+    }
+}
+
+/// # Safety
+/// AVX2 available; `scores` is not empty.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn max_i8(scores: &[i8]) -> i8 {
+    let n = scores.len();
+    let ps = scores.as_ptr();
+    let mut m = _mm256_set1_epi8(i8::MIN);
+    let mut j = 0;
+    while j + 32 <= n {
+        m = _mm256_max_epi8(m, _mm256_loadu_si256(ps.add(j).cast()));
+        j += 32;
+    }
+    let mut lanes = [0i8; 32];
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), m);
+    let mut best = lanes.iter().copied().fold(i8::MIN, i8::max);
+    while j < n {
+        best = best.max(*ps.add(j));
+        j += 1;
+    }
+    best
+}
+
+/// # Safety
+/// AVX2 and FMA available; `out.len() == scores.len()`, not empty.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn weights_i8(scores: &[i8], factor: f32, out: &mut [u32]) -> u64 {
+    use shadowattn_hal::group::{group_weight, EXP2_CUBIC, MIN_EXPONENT};
+    let n = scores.len();
+    let max = max_i8(scores);
+    let (ps, po) = (scores.as_ptr(), out.as_mut_ptr());
+    let (max_v, factor_v) = (_mm256_set1_epi32(i32::from(max)), _mm256_set1_ps(factor));
+    let floor_v = _mm256_set1_ps(MIN_EXPONENT);
+    let [c1, c2, c3] = EXP2_CUBIC.map(|c| _mm256_set1_ps(c));
+    let one = _mm256_set1_ps(1.0);
+    let bias = _mm256_set1_epi32(20 + 127);
+    let mut total = 0u64;
+    let mut lanes = _mm256_setzero_si256();
+    let mut pending = 0;
+    let mut j = 0;
+    // Step 2 of the group ranking, operation for operation as `group_weight`.
+    while j + 8 <= n {
+        let s = _mm256_cvtepi8_epi32(_mm_loadl_epi64(ps.add(j).cast()));
+        let t = _mm256_cvtepi32_ps(_mm256_sub_epi32(s, max_v));
+        let x = _mm256_max_ps(_mm256_mul_ps(factor_v, t), floor_v);
+        let k = _mm256_floor_ps(x);
+        let f = _mm256_sub_ps(x, k);
+        let p = _mm256_fmadd_ps(f, _mm256_fmadd_ps(f, _mm256_fmadd_ps(f, c3, c2), c1), one);
+        let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(k), bias));
+        let w = _mm256_cvtps_epi32(_mm256_mul_ps(p, _mm256_castsi256_ps(scale)));
+        _mm256_storeu_si256(po.add(j).cast(), w);
+        lanes = _mm256_add_epi32(lanes, w);
+        pending += 1;
+        // Each weight is at most 2^20: 4095 of them fit a 32-bit lane.
+        if pending == 4095 {
+            total += lane_total(lanes);
+            lanes = _mm256_setzero_si256();
+            pending = 0;
+        }
+        j += 8;
+    }
+    total += lane_total(lanes);
+    while j < n {
+        let w = group_weight(factor, f32::from(i16::from(*ps.add(j)) - i16::from(max)));
+        *po.add(j) = w;
+        total += u64::from(w);
+        j += 1;
+    }
+    total
+}
+
+/// The sum of eight unsigned 32-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_total(v: __m256i) -> u64 {
+    let mut lanes = [0u32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v);
+    lanes.iter().map(|&x| u64::from(x)).sum()
+}
+
+/// # Safety
+/// AVX2 available; `acc.len() == weights.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
+    let n = acc.len();
+    let (pa, pw) = (acc.as_mut_ptr(), weights.as_ptr());
+    let rv = _mm256_set1_ps(r);
+    let mut j = 0;
+    while j + 8 <= n {
+        let w = _mm256_cvtepi32_ps(_mm256_loadu_si256(pw.add(j).cast()));
+        // A product and a sum, each rounded (the contract's step 4 forbids a fused one).
+        let v = _mm256_add_ps(_mm256_loadu_ps(pa.add(j)), _mm256_mul_ps(w, rv));
+        _mm256_storeu_ps(pa.add(j), v);
+        j += 8;
+    }
+    while j < n {
+        *pa.add(j) += *pw.add(j) as f32 * r;
+        j += 1;
+    }
+}

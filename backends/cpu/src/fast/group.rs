@@ -1,0 +1,158 @@
+//! The shared-selection kernels (one key set per GQA group and query row), in safe code over
+//! [`super::simd::group`]: the INT8 ranking of [`shadowattn_hal::group`] with top-k on it, and
+//! sparse attention where the group's heads are the rows of one register-blocked kernel over
+//! the same gathered K/V rows.
+
+use super::kernels::{select_ranked, Scratch};
+use super::simd::{self, group as prim};
+use rayon::prelude::*;
+use shadowattn_hal::group::{exp2_factor, GroupScores};
+use shadowattn_hal::{AttentionInputs, KeyBudget, Result, ScoreData, Selection};
+
+/// Query rows per parallel job of [`sparse_grouped`].
+const ROWS_PER_JOB: usize = 8;
+
+/// Top-k of a group's ranking per row, rows in parallel on the current pool. INT8 scores take
+/// the vector path; other score types compute the ranking with the contract's own code.
+pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
+    budget.validate()?;
+    let int8 = matches!(group.placement().data(), ScoreData::I8(_));
+    let factors: Vec<f32> = group
+        .logit_scales()
+        .iter()
+        .map(|&s| exp2_factor(s))
+        .collect();
+    let rows: Vec<Vec<u32>> = (0..group.rows())
+        .into_par_iter()
+        .with_min_len(4)
+        .map_init(
+            || (Scratch::default(), Vec::new(), Vec::new()),
+            |(scratch, ranks, weights), i| {
+                if int8 {
+                    rank_int8(group, &factors, i, ranks, weights);
+                } else {
+                    group.ranking(i, ranks);
+                }
+                let n = ranks.len();
+                let k = budget.keys_for(i, n)?;
+                select_ranked(ranks, k, scratch);
+                Ok(scratch.picked.clone())
+            },
+        )
+        .collect::<Result<_>>()?;
+    let mut sel = Selection::new();
+    for row in &rows {
+        sel.push_row(row);
+    }
+    Ok(sel)
+}
+
+/// Steps 1–4 of the ranking for row `i` of INT8 heads into `ranks`.
+fn rank_int8(
+    group: &GroupScores<'_>,
+    factors: &[f32],
+    i: usize,
+    ranks: &mut Vec<f32>,
+    weights: &mut Vec<u32>,
+) {
+    let n = group.placement().valid_keys(i);
+    ranks.clear();
+    ranks.resize(n, 0.0);
+    weights.resize(n, 0);
+    for (m, &factor) in group.heads().iter().zip(factors) {
+        let ScoreData::I8(row) = m.row(i) else {
+            unreachable!("a group's heads share one score type")
+        };
+        let total = prim::weights_i8(row, factor, weights);
+        let r = (1.0 / total.max(1) as f64) as f32;
+        prim::add_scaled_weights(ranks, weights, r);
+    }
+}
+
+/// Sparse attention of every KV group over its shared selection (validated by the caller):
+/// jobs of [`ROWS_PER_JOB`] rows of one group on the current pool, then the outputs scattered
+/// to `[q_heads, q_len, head_dim]`. `k` and `v` are the inputs' K and V in their storage type.
+pub fn sparse_grouped<T: simd::KvElement>(
+    inputs: &AttentionInputs<'_>,
+    k: &[T],
+    v: &[T],
+    selections: &[Selection],
+    out: &mut [f32],
+) {
+    let s = inputs.shape();
+    let (d, g) = (s.head_dim, s.q_heads / s.kv_heads);
+    let jobs: Vec<(usize, usize)> = (0..s.kv_heads)
+        .flat_map(|kv| (0..s.q_len).step_by(ROWS_PER_JOB).map(move |i| (kv, i)))
+        .collect();
+    let parts: Vec<Vec<f32>> = jobs
+        .par_iter()
+        .map(|&(kv, i0)| {
+            let rows = i0..(i0 + ROWS_PER_JOB).min(s.q_len);
+            let mut part = vec![0.0; rows.len() * g * d];
+            let mut scratch = GroupScratch::default();
+            let (k, v) = (
+                &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d],
+                &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d],
+            );
+            for (r, i) in rows.enumerate() {
+                let o = &mut part[r * g * d..(r + 1) * g * d];
+                attend_group(inputs, kv, i, k, v, selections[kv].row(i), &mut scratch, o);
+            }
+            part
+        })
+        .collect();
+    for (&(kv, i0), part) in jobs.iter().zip(&parts) {
+        for (r, rows) in part.chunks_exact(g * d).enumerate() {
+            for (slot, o) in rows.chunks_exact(d).enumerate() {
+                let h = kv * g + slot;
+                let at = (h * s.q_len + i0 + r) * d;
+                out[at..at + d].copy_from_slice(o);
+            }
+        }
+    }
+}
+
+/// Buffers one job reuses row after row.
+#[derive(Default)]
+struct GroupScratch {
+    q: Vec<f32>,
+    p: Vec<f32>,
+    inv: Vec<f32>,
+}
+
+/// Softmax·V of query row `i` of every head of KV group `kv` over `keys` into `out`
+/// (`[g][head_dim]`); `k` and `v` are that KV head's rows.
+#[allow(clippy::too_many_arguments)]
+fn attend_group<T: simd::KvElement>(
+    inputs: &AttentionInputs<'_>,
+    kv: usize,
+    i: usize,
+    k: &[T],
+    v: &[T],
+    keys: &[u32],
+    scratch: &mut GroupScratch,
+    out: &mut [f32],
+) {
+    let s = inputs.shape();
+    let (d, g, n) = (s.head_dim, s.q_heads / s.kv_heads, keys.len());
+    debug_assert!(n > 0, "validated selections keep a key per row");
+    scratch.q.clear();
+    for h in kv * g..(kv + 1) * g {
+        scratch.q.extend_from_slice(inputs.q_row(h, i));
+    }
+    // Rows of whole vectors, so the softmax runs vectorized over each.
+    let ld = n.div_ceil(8) * 8;
+    scratch.p.resize(g * ld, 0.0);
+    prim::qk_group(&scratch.q, g, k, keys, &mut scratch.p, ld);
+    scratch.inv.clear();
+    for row in scratch.p.chunks_exact_mut(ld) {
+        let (mut max, mut total) = (f32::NEG_INFINITY, 0.0);
+        simd::online_softmax_row(row, n, s.scale, &mut max, &mut total);
+        scratch.inv.push(1.0 / total);
+    }
+    out.iter_mut().for_each(|o| *o = 0.0);
+    prim::pv_group(&scratch.p, ld, g, v, keys, out);
+    for (o, &inv) in out.chunks_exact_mut(d).zip(&scratch.inv) {
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+}

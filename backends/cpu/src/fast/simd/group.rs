@@ -1,0 +1,225 @@
+//! The primitives of the shared-selection kernels (one key set per GQA group), behind safe,
+//! length-checked wrappers: the group's query rows against gathered K rows, the weighted sum of
+//! gathered V rows, and the INT8 ranking's steps ([`shadowattn_hal::group`]), bit for bit.
+
+#[cfg(target_arch = "aarch64")]
+use super::neon;
+use super::{as_slice_of, check_rows, isa, portable, private, Isa, KvElement};
+#[cfg(target_arch = "x86_64")]
+use super::{has_f16c, x86};
+
+/// `q` is `[g][d]` and `g ≥ 1`: returns `d`.
+fn group_dim(q_or_acc: &[f32], g: usize, what: &str) -> usize {
+    assert!(
+        g > 0 && q_or_acc.len() % g == 0,
+        "{what}: {} values are not {g} rows",
+        q_or_acc.len()
+    );
+    q_or_acc.len() / g
+}
+
+/// `out[h·ld + t] = q[h] · rows[idx[t]]` for the `g` rows of `q` (`[g][d]`), `t < idx.len()`:
+/// a group's scores against its gathered keys, rows `ld` apart (`ld >= idx.len()`).
+pub fn qk_group<T: KvElement>(
+    q: &[f32],
+    g: usize,
+    rows: &[T],
+    idx: &[u32],
+    out: &mut [f32],
+    ld: usize,
+) {
+    let d = group_dim(q, g, "qk_group");
+    assert!(
+        ld >= idx.len() && out.len() >= (g - 1) * ld + idx.len(),
+        "qk_group: output too short"
+    );
+    check_rows(rows, d, idx);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA were detected; every indexed row lies inside `rows`; T is f32.
+        Isa::Avx2Fma if !<T as private::Sealed>::HALF => unsafe {
+            x86::qk_group_f32(q, g, as_slice_of(rows), idx, out, ld)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2, FMA and F16C were detected; every indexed row lies inside `rows`; T is f16.
+        Isa::Avx2Fma if has_f16c() => unsafe {
+            x86::qk_group_f16(q, g, as_slice_of(rows), idx, out, ld)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline; every indexed row lies inside `rows`; T is f32.
+        Isa::Neon if !<T as private::Sealed>::HALF => unsafe {
+            neon::qk_group(q, g, as_slice_of(rows), idx, out, ld)
+        },
+        _ => portable::qk_group(q, g, rows, idx, out, ld),
+    }
+}
+
+/// `acc[h] += Σ_t p[h·ld + t] · rows[idx[t]]` for the `g` rows of `acc` (`[g][d]`),
+/// `t < idx.len() <= ld`: a group's weighted sum of its gathered values.
+pub fn pv_group<T: KvElement>(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    rows: &[T],
+    idx: &[u32],
+    acc: &mut [f32],
+) {
+    let d = group_dim(acc, g, "pv_group");
+    assert!(
+        ld >= idx.len() && p.len() >= (g - 1) * ld + idx.len(),
+        "pv_group: weights too short"
+    );
+    check_rows(rows, d, idx);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA were detected; every indexed row lies inside `rows`; T is f32.
+        Isa::Avx2Fma if !<T as private::Sealed>::HALF => unsafe {
+            x86::pv_group_f32(p, ld, g, as_slice_of(rows), idx, acc)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2, FMA and F16C were detected; every indexed row lies inside `rows`; T is f16.
+        Isa::Avx2Fma if has_f16c() => unsafe {
+            x86::pv_group_f16(p, ld, g, as_slice_of(rows), idx, acc)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline; every indexed row lies inside `rows`; T is f32.
+        Isa::Neon if !<T as private::Sealed>::HALF => unsafe {
+            neon::pv_group(p, ld, g, as_slice_of(rows), idx, acc)
+        },
+        _ => portable::pv_group(p, ld, g, rows, idx, acc),
+    }
+}
+
+/// `out[j] = group_weight(factor, scores[j] − max)` ([`shadowattn_hal::group::group_weight`],
+/// bit for bit) with `max` the largest of the (non-empty) scores; returns `Σ out`.
+pub fn weights_i8(scores: &[i8], factor: f32, out: &mut [u32]) -> u64 {
+    assert_eq!(out.len(), scores.len(), "weights_i8: one weight per score");
+    assert!(!scores.is_empty(), "weights_i8 of no scores");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA were detected; lengths are equal and not zero.
+        Isa::Avx2Fma => unsafe { x86::weights_i8(scores, factor, out) },
+        _ => portable::weights_i8(scores, factor, out),
+    }
+}
+
+/// `acc[j] += f32(weights[j]) · r`, the product and the sum each rounded to f32 (weights
+/// below 2^24 convert exactly; the ranking's are at most 2^20).
+pub fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
+    assert_eq!(
+        acc.len(),
+        weights.len(),
+        "add_scaled_weights: one weight per value"
+    );
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected; lengths are equal.
+        Isa::Avx2Fma => unsafe { x86::add_scaled_weights(acc, weights, r) },
+        _ => portable::add_scaled_weights(acc, weights, r),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, d: usize) -> Vec<f32> {
+        (0..n * d).map(|i| (i as f32 * 0.013).sin()).collect()
+    }
+
+    #[test]
+    fn group_kernels_match_plain_loops() {
+        for (g, d) in [
+            (1usize, 8usize),
+            (2, 64),
+            (3, 17),
+            (6, 128),
+            (7, 64),
+            (4, 5),
+        ] {
+            let k = rows(23, d);
+            let q: Vec<f32> = (0..g * d).map(|i| (i as f32 * 0.11).cos()).collect();
+            for idx in [
+                &[4u32][..],
+                &[0, 3, 5, 9, 22],
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            ] {
+                let n = idx.len();
+                let ld = n + 3;
+                let mut s = vec![f32::NAN; g * ld];
+                qk_group(&q, g, &k, idx, &mut s, ld);
+                for h in 0..g {
+                    for (t, &j) in idx.iter().enumerate() {
+                        let want: f32 = (0..d).map(|c| q[h * d + c] * k[j as usize * d + c]).sum();
+                        let got = s[h * ld + t];
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "g={g} d={d} head {h} key {j}: {got} vs {want}"
+                        );
+                    }
+                }
+                let p: Vec<f32> = (0..g * ld).map(|i| (i as f32 * 0.3).sin().abs()).collect();
+                let start: Vec<f32> = (0..g * d).map(|i| i as f32 * 0.01).collect();
+                let mut acc = start.clone();
+                pv_group(&p, ld, g, &k, idx, &mut acc);
+                for h in 0..g {
+                    for c in 0..d {
+                        let want = start[h * d + c]
+                            + (0..n)
+                                .map(|t| p[h * ld + t] * k[idx[t] as usize * d + c])
+                                .sum::<f32>();
+                        assert!(
+                            (acc[h * d + c] - want).abs() < 1e-4,
+                            "g={g} d={d} out {h},{c}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_group_kernels_gather_like_f32() {
+        let (g, d) = (3, 24);
+        let k = rows(11, d);
+        let halves: Vec<half::f16> = k.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let q: Vec<f32> = (0..g * d).map(|i| i as f32 * 0.02 - 0.5).collect();
+        let idx = [10u32, 0, 3, 7, 8];
+        let (mut a, mut b) = (vec![0.0; g * 5], vec![0.0; g * 5]);
+        qk_group(&q, g, &halves, &idx, &mut a, 5);
+        qk_group(&q, g, &widened, &idx, &mut b, 5);
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        let (mut a2, mut b2) = (vec![0.0; g * d], vec![0.0; g * d]);
+        pv_group(&a, 5, g, &halves, &idx, &mut a2);
+        pv_group(&a, 5, g, &widened, &idx, &mut b2);
+        assert!(a2.iter().zip(&b2).all(|(x, y)| (x - y).abs() < 1e-4));
+    }
+
+    #[test]
+    fn int8_ranking_steps_match_plain_loops_exactly() {
+        let factor = shadowattn_hal::group::exp2_factor(0.05);
+        for n in [1usize, 7, 8, 33, 100, 40_000] {
+            let scores: Vec<i8> = (0..n).map(|i| ((i * 37 + 11) % 256) as u8 as i8).collect();
+            let mut w = vec![0u32; n];
+            let mut want = vec![0u32; n];
+            let total = weights_i8(&scores, factor, &mut w);
+            assert_eq!(
+                total,
+                portable::weights_i8(&scores, factor, &mut want),
+                "n={n}"
+            );
+            assert_eq!(
+                w.iter().max(),
+                Some(&shadowattn_hal::group::WEIGHT_ONE),
+                "n={n}"
+            );
+            assert_eq!(w, want, "n={n}");
+            let mut acc: Vec<f32> = (0..n).map(|i| i as f32 * 1e-3).collect();
+            let mut acc_want = acc.clone();
+            add_scaled_weights(&mut acc, &w, 3.3e-7);
+            portable::add_scaled_weights(&mut acc_want, &w, 3.3e-7);
+            assert_eq!(acc, acc_want, "n={n}: not rounded like the contract");
+        }
+    }
+}

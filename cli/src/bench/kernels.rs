@@ -1,0 +1,267 @@
+//! What `shadowattn bench` times: one chunk's inputs and INT8 pilot scores per shape, and each
+//! kernel of the CPU stage as one call on the fast CPU backend.
+
+use shadowattn_cpu::fast::{simd, FastCpuBackend};
+use shadowattn_hal::{
+    AttentionInputs, AttentionShape, ComputeBackend, GroupScores, KeyBudget, ScoreData,
+    ScoreMatrix, Selection,
+};
+use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use std::error::Error;
+use std::time::Instant;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// A kernel of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Dense causal attention (our FlashAttention-style kernel).
+    Dense,
+    /// The same with K and V stored as f16 (converted on each call).
+    DenseF16,
+    /// Top-k of every head's INT8 pilot scores, row by row.
+    TopkRow,
+    /// The group ranking (sum of the heads' softmax probabilities) and top-k, INT8 scores.
+    TopkGroup,
+    /// Sparse attention alone, a key set per head and row.
+    AttendRow,
+    /// Sparse attention alone, a key set per GQA group and row.
+    AttendGroup,
+    /// The CPU stage with per-row selection: top-k then sparse attention.
+    StageRow,
+    /// The CPU stage with the shared selection: group ranking, top-k, sparse attention.
+    StageGroup,
+    /// ggml's flash attention (`ggml_flash_attn_ext`), no mask, F32 K/V.
+    #[cfg(feature = "ggml")]
+    Ggml,
+    /// ggml's flash attention, no mask, F16 K/V.
+    #[cfg(feature = "ggml")]
+    GgmlF16,
+}
+
+impl Kernel {
+    /// Every kernel, in table order.
+    pub fn all() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut all = vec![
+            Kernel::Dense,
+            Kernel::DenseF16,
+            Kernel::TopkRow,
+            Kernel::TopkGroup,
+            Kernel::AttendRow,
+            Kernel::AttendGroup,
+            Kernel::StageRow,
+            Kernel::StageGroup,
+        ];
+        #[cfg(feature = "ggml")]
+        all.extend([Kernel::Ggml, Kernel::GgmlF16]);
+        all
+    }
+
+    /// The name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Dense => "dense",
+            Kernel::DenseF16 => "dense-f16",
+            Kernel::TopkRow => "topk-row",
+            Kernel::TopkGroup => "topk-group",
+            Kernel::AttendRow => "attend-row",
+            Kernel::AttendGroup => "attend-group",
+            Kernel::StageRow => "stage-row",
+            Kernel::StageGroup => "stage-group",
+            #[cfg(feature = "ggml")]
+            Kernel::Ggml => "ggml-flash-attn",
+            #[cfg(feature = "ggml")]
+            Kernel::GgmlF16 => "ggml-flash-attn-f16",
+        }
+    }
+}
+
+/// One shape's inputs, pilot scores and selections, made once and reused by every run.
+pub struct Case {
+    chunk: SyntheticChunk,
+    /// INT8 pilot scores per query head, `[q_len, kv_len]`.
+    scores: Vec<Vec<i8>>,
+    /// Each head's logit scale for the group ranking.
+    sigmas: Vec<f32>,
+    budget: KeyBudget,
+    rows: Vec<Selection>,
+    groups: Vec<Selection>,
+    out: Vec<f32>,
+    #[cfg(feature = "ggml")]
+    ggml: Vec<shadowattn_ggml::FlashAttention>,
+}
+
+impl Case {
+    /// The chunk of `shape` (seeded, planted keys) and its INT8 pilot scores: exact scores
+    /// requantized with each head's absmax scale, as the NPU's INT8 output is.
+    pub fn new(shape: AttentionShape, ratio: f32, compute: &FastCpuBackend) -> Res<Self> {
+        let chunk = SyntheticChunk::generate(SyntheticSpec {
+            shape,
+            planted_fraction: 0.1,
+            signal: 2.0,
+            seed: 7,
+        })?;
+        let inputs = chunk.inputs();
+        let mut scores = Vec::new();
+        let mut sigmas = Vec::new();
+        for h in 0..shape.q_heads {
+            let exact = head_scores(&inputs, h);
+            let absmax = exact.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-30);
+            let unit = absmax / 127.0;
+            scores.push(exact.iter().map(|x| (x / unit).round() as i8).collect());
+            sigmas.push(unit * shape.scale);
+        }
+        let budget = KeyBudget::Ratio { ratio, min_keys: 4 };
+        let mut case = Case {
+            chunk,
+            scores,
+            sigmas,
+            budget,
+            rows: Vec::new(),
+            groups: Vec::new(),
+            out: vec![0.0; shape.q_heads * shape.q_len * shape.head_dim],
+            #[cfg(feature = "ggml")]
+            ggml: Vec::new(),
+        };
+        case.rows = case.topk_rows(compute)?;
+        case.groups = case.topk_groups(compute)?;
+        Ok(case)
+    }
+
+    /// The chunk's shape.
+    pub fn shape(&self) -> AttentionShape {
+        self.chunk.shape
+    }
+
+    /// The (row, key) pairs dense attention computes, over all heads.
+    pub fn dense_pairs(&self) -> u64 {
+        let s = self.shape();
+        (0..s.q_len).map(|i| s.valid_keys(i) as u64).sum::<u64>() * s.q_heads as u64
+    }
+
+    /// The (row, key) pairs sparse attention computes, per-row and shared selections.
+    pub fn kept_pairs(&self) -> (u64, u64) {
+        let s = self.shape();
+        let g = (s.q_heads / s.kv_heads) as u64;
+        let rows = self.rows.iter().map(|x| x.kept() as u64).sum();
+        let groups = self.groups.iter().map(|x| x.kept() as u64).sum::<u64>() * g;
+        (rows, groups)
+    }
+
+    fn score_matrix(&self, h: usize) -> Res<ScoreMatrix<'_>> {
+        Ok(ScoreMatrix::for_chunk(
+            ScoreData::I8(&self.scores[h]),
+            &self.shape(),
+        )?)
+    }
+
+    fn topk_rows(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
+        (0..self.shape().q_heads)
+            .map(|h| Ok(compute.topk(self.score_matrix(h)?, self.budget)?))
+            .collect()
+    }
+
+    fn topk_groups(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
+        let s = self.shape();
+        let g = s.q_heads / s.kv_heads;
+        (0..s.kv_heads)
+            .map(|kv| {
+                let heads = (kv * g..(kv + 1) * g)
+                    .map(|h| self.score_matrix(h))
+                    .collect::<Res<Vec<_>>>()?;
+                let group = GroupScores::new(heads, self.sigmas[kv * g..(kv + 1) * g].to_vec())?;
+                Ok(compute.topk_group(&group, self.budget)?)
+            })
+            .collect()
+    }
+
+    /// Prepares ggml's graphs (F32 and F16 K/V, no mask) for this shape on `threads` threads.
+    #[cfg(feature = "ggml")]
+    pub fn with_ggml(&mut self, threads: usize) -> Res<()> {
+        let s = self.shape();
+        self.ggml.clear();
+        for kv in [shadowattn_ggml::KvType::F32, shadowattn_ggml::KvType::F16] {
+            let mut fa = shadowattn_ggml::FlashAttention::new(
+                s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim, false, kv, threads,
+            )?;
+            fa.set_inputs(&self.chunk.q, &self.chunk.k, &self.chunk.v)?;
+            self.ggml.push(fa);
+        }
+        Ok(())
+    }
+
+    /// Runs `kernel` once on `compute` (or `f16`, the same kernels storing K/V as f16);
+    /// returns its wall time in seconds.
+    pub fn time(
+        &mut self,
+        kernel: Kernel,
+        compute: &FastCpuBackend,
+        f16: &FastCpuBackend,
+    ) -> Res<f64> {
+        let start = Instant::now();
+        let inputs = self.chunk.inputs();
+        match kernel {
+            Kernel::Dense => compute.dense_attention(inputs, &mut self.out)?,
+            Kernel::DenseF16 => f16.dense_attention(inputs, &mut self.out)?,
+            Kernel::TopkRow => {
+                self.rows = self.topk_rows(compute)?;
+            }
+            Kernel::TopkGroup => {
+                self.groups = self.topk_groups(compute)?;
+            }
+            Kernel::AttendRow => compute.sparse_attention(inputs, &self.rows, &mut self.out)?,
+            Kernel::AttendGroup => {
+                compute.sparse_attention_grouped(inputs, &self.groups, &mut self.out)?
+            }
+            Kernel::StageRow => {
+                let rows = self.topk_rows(compute)?;
+                compute.sparse_attention(inputs, &rows, &mut self.out)?;
+            }
+            Kernel::StageGroup => {
+                let groups = self.topk_groups(compute)?;
+                compute.sparse_attention_grouped(inputs, &groups, &mut self.out)?;
+            }
+            #[cfg(feature = "ggml")]
+            Kernel::Ggml | Kernel::GgmlF16 => {
+                let at = usize::from(kernel == Kernel::GgmlF16);
+                match self.ggml.get_mut(at) {
+                    Some(fa) => fa.compute()?,
+                    None => return Err("ggml was not prepared for this shape".into()),
+                }
+            }
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+}
+
+/// Exact unscaled scores of head `h` in f32 (the fast dot product; the pilot's ranking only
+/// needs them to INT8 precision).
+fn head_scores(inputs: &AttentionInputs<'_>, h: usize) -> Vec<f32> {
+    let s = inputs.shape();
+    let keys = inputs.k_head(s.kv_head_of(h));
+    let mut out = Vec::with_capacity(s.q_len * s.kv_len);
+    for i in 0..s.q_len {
+        let q = inputs.q_row(h, i);
+        out.extend(keys.chunks_exact(s.head_dim).map(|k| simd::dot(q, k)));
+    }
+    out
+}
+
+/// This machine's FMA peak on `threads` threads, GFLOP/s: every thread runs the probe at once.
+pub fn fma_peak_gflops(threads: usize) -> f64 {
+    const ITERS: usize = 20_000_000;
+    let flops_per_thread = (ITERS * 12 * 8 * 2) as f64;
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| std::hint::black_box(simd::fma_peak_probe(ITERS)));
+            }
+        });
+        let gflops = flops_per_thread * threads as f64 / start.elapsed().as_secs_f64() / 1e9;
+        best = best.max(gflops);
+    }
+    best
+}

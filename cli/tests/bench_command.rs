@@ -1,0 +1,152 @@
+//! `shadowattn bench`: the table, the JSON records and the profile block on a small shape, and
+//! a clear error for every bad option. (Speed is reported, never asserted.)
+
+use std::process::Command;
+
+fn shadowattn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SMALL: [&str; 9] = [
+    "bench",
+    "--shapes",
+    "4/2/32/64,2/2/16/48",
+    "--threads",
+    "1,2",
+    "--runs",
+    "1",
+    "--q-len",
+    "16",
+];
+
+#[test]
+fn the_table_and_json_have_every_kernel_shape_and_thread_count() {
+    let dir = std::env::temp_dir().join(format!("bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let mut args = SMALL.to_vec();
+    args.extend(["--json", json.to_str().unwrap()]);
+    let (code, stdout, stderr) = shadowattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let kernels = [
+        "dense",
+        "dense-f16",
+        "topk-row",
+        "topk-group",
+        "attend-row",
+        "attend-group",
+        "stage-row",
+        "stage-group",
+    ];
+    for k in kernels {
+        for shape in ["4/2/32/64", "2/2/16/48"] {
+            for t in ["1", "2"] {
+                let prefix = format!("{k}\t{shape}\t{t}\t");
+                assert!(
+                    stdout.lines().any(|l| l.starts_with(&prefix)),
+                    "no `{prefix}` in:\n{stdout}"
+                );
+            }
+        }
+    }
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(records.len(), kernels.len() * 2 * 2);
+    for r in &records {
+        let ms = r["median_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms.is_finite(), "{r}");
+        assert!(r["peak_gflops"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["q_len"], 16);
+        match r["kernel"].as_str().unwrap() {
+            "dense" => assert_eq!(r["dense_over"].as_f64(), Some(1.0)),
+            "topk-row" | "topk-group" => {
+                assert!(
+                    r["gflops"].is_null() && r["ranked_keys"].as_u64().unwrap() > 0,
+                    "{r}"
+                )
+            }
+            _ => {
+                let f = r["peak_fraction"].as_f64().unwrap();
+                assert!(f > 0.0 && f < 1.5, "{r}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn profile_cpu_prints_every_field_the_simulator_reads() {
+    let mut args = SMALL.to_vec();
+    args[4] = "1";
+    args.push("--profile-cpu");
+    let (code, stdout, stderr) = shadowattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let block = stdout
+        .split("[[cpu.cores]]")
+        .nth(1)
+        .expect("a [[cpu.cores]] block");
+    for key in [
+        "fp32_gflops",
+        "dense_efficiency",
+        "sparse_row_efficiency",
+        "sparse_group_efficiency",
+        "topk_cycles_per_key",
+        "group_topk_cycles_per_key",
+    ] {
+        let line = block
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} in:\n{block}"));
+        let value: f64 = line
+            .split("value = ")
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no value in {line}"));
+        assert!(value.is_finite() && value > 0.0, "{line}");
+        assert!(line.contains("source = \"measured"), "{line}");
+    }
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    for (args, code, needle) in [
+        (
+            &["bench", "--shapes", "5/2/32/64"][..],
+            2,
+            "cannot be grouped",
+        ),
+        (&["bench", "--shapes", "12/2/128"][..], 2, "Q/KV/D/KEYS"),
+        (&["bench", "--shapes", "0/1/8/8"][..], 2, "Q/KV/D/KEYS"),
+        (&["bench", "--kernels", "nope"][..], 2, "kernels: dense"),
+        (&["bench", "--runs", "0"][..], 2, "runs"),
+        (
+            &["bench", "--ratio", "0", "--shapes", "2/1/8/16"][..],
+            1,
+            "--ratio",
+        ),
+        (
+            &["bench", "--threads", "0", "--shapes", "2/1/8/16"][..],
+            1,
+            "--threads 0",
+        ),
+        (
+            &["bench", "--shapes", "2/1/8/16", "--q-len", "32"][..],
+            1,
+            "--q-len 32",
+        ),
+    ] {
+        let (got, _, stderr) = shadowattn(args);
+        assert_eq!(got, code, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
