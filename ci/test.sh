@@ -14,6 +14,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# `shadowattn bench --features ggml` times ggml's flash attention beside ours.
+cargo clippy -p shadowattn-cli --features ggml --all-targets -- -D warnings
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 echo "== test dependencies"
@@ -33,6 +35,9 @@ echo "== doc tests"
 cargo test --workspace --doc
 echo "== cargo nextest"
 cargo nextest run --workspace --no-fail-fast
+echo "== shadowattn bench with ggml beside our kernels (a small shape, one run)"
+cargo run --quiet -p shadowattn-cli --features ggml -- bench --shapes 4/2/32/64 --threads 1,2 \
+  --runs 1 --q-len 16 --kernels ggml-flash-attn,ggml-flash-attn-f16
 echo "== the C API from C (example, error paths, static and shared linking)"
 bash ci/capi.sh
 echo "== dense perplexity against the independent NumPy reference"
