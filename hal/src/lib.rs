@@ -37,13 +37,13 @@ pub mod compute;
 pub mod dtype;
 pub mod error;
 pub mod event;
-pub mod group;
 pub mod ir;
 pub mod library;
 pub mod npu;
 pub mod quant;
 pub mod tensor;
 
+pub use compute::{group, GroupScores};
 pub use compute::{
     AttentionInputs, AttentionShape, ComputeBackend, ComputeCapabilities, HeadsView, KeyBudget,
     QuantizedHeads, ScoreData, ScoreMatrix, Selection,
@@ -51,7 +51,6 @@ pub use compute::{
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
 pub use event::{EventKind, FigureSource, ProfileEvent};
-pub use group::GroupScores;
 pub use half::f16;
 pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
 pub use npu::{

@@ -20,7 +20,9 @@
 //!
 //! Every step is exact or fixed in order, so every backend selects exactly the same set.
 
-use crate::compute::{AttentionInputs, ScoreData, ScoreMatrix, Selection};
+use super::checks::check_dense_call;
+use super::inputs::AttentionInputs;
+use super::scores::{ScoreData, ScoreMatrix, Selection};
 use crate::error::{HalError, Result};
 
 /// A head's weight of its best key in a row: the fixed-point one of step 2.
@@ -191,7 +193,7 @@ pub fn check_grouped_call(
     selections: &[Selection],
     out: &[f32],
 ) -> Result<()> {
-    crate::compute::check_dense_call(inputs, out)?;
+    check_dense_call(inputs, out)?;
     let s = inputs.shape();
     if selections.len() != s.kv_heads {
         return Err(HalError::invalid_argument(
