@@ -252,3 +252,32 @@ fn quantization_is_bit_exact_and_bad_input_is_typed() {
     assert!(e.to_string().contains("outside"), "{e}");
     assert!(fast.dense_attention(inputs, &mut out[1..]).is_err());
 }
+
+#[test]
+fn dense_attention_reuses_its_packed_kv_across_calls_of_other_shapes() {
+    // One backend, calls whose packs have the same size but fewer keys (padding that must be
+    // zeroed again), fewer heads, another head dim, and the first shape with other values.
+    let fast = FastCpuBackend::new(2).unwrap();
+    let shapes = [
+        (AttentionShape::causal(4, 2, 5, 64, 32), 1),
+        (AttentionShape::causal(4, 2, 5, 40, 32), 2),
+        (AttentionShape::causal(2, 1, 3, 64, 32), 3),
+        (AttentionShape::causal(6, 3, 4, 130, 64), 4),
+        (AttentionShape::causal(4, 2, 5, 64, 32), 5),
+    ];
+    for (shape, seed) in shapes {
+        let (q, k, v) = data(&shape, seed);
+        let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
+        let mut gold = vec![0.0; inputs.output_len()];
+        CpuBackend::new()
+            .dense_attention(inputs, &mut gold)
+            .unwrap();
+        let mut got = vec![0.0; gold.len()];
+        fast.dense_attention(inputs, &mut got).unwrap();
+        assert!(
+            close(&got, &gold).is_ok(),
+            "{shape:?}: {:?}",
+            close(&got, &gold)
+        );
+    }
+}

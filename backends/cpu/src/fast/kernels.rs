@@ -348,7 +348,7 @@ pub fn sparse_head<T: simd::KvElement>(
 
 /// Zeroed f32 storage starting on a cache line, so that whole-vector loads of packed tiles never
 /// straddle two lines (a plain `Vec` is only 16-byte aligned; measured up to a third slower).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LineAligned {
     data: Vec<f32>,
     offset: usize,
@@ -383,7 +383,7 @@ impl std::ops::DerefMut for LineAligned {
 pub const TILE: usize = 64;
 
 /// K and V of one KV head laid out for the dense micro-kernels.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PackedKv {
     /// Head dimension padded to a multiple of [`simd::NR`] with zeros.
     pub dim: usize,
@@ -393,29 +393,34 @@ pub struct PackedKv {
     pub v: LineAligned,
 }
 
-/// Packs K and V (`[kv_heads][kv_len][head_dim]` of shape `s`) of KV head `kv` for
-/// [`dense_head`].
-pub fn pack_kv(s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> PackedKv {
-    let (d, nr) = (s.head_dim, simd::NR);
-    let dim = d.div_ceil(nr) * nr;
-    let keys = s.kv_len.div_ceil(TILE) * TILE;
-    let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-    let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-    let mut k_panels = LineAligned::zeros(keys * dim);
-    for (j, row) in k.chunks_exact(d).enumerate() {
-        let panel = &mut k_panels[(j / nr) * dim * nr..][..dim * nr];
-        for (c, &x) in row.iter().enumerate() {
-            panel[c * nr + j % nr] = x;
+impl PackedKv {
+    /// Packs K and V (`[kv_heads][kv_len][head_dim]` of shape `s`) of KV head `kv` for
+    /// [`dense_head`] into this buffer, reusing its memory when the size is the same (fresh
+    /// pages cost a fault each: a new 512 KiB pack per head and call measured as much as the
+    /// packing itself).
+    pub fn repack(&mut self, s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) {
+        let (d, nr) = (s.head_dim, simd::NR);
+        let dim = d.div_ceil(nr) * nr;
+        let keys = s.kv_len.div_ceil(TILE) * TILE;
+        let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+        let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
+        // Reused memory keeps the last call's finite values past the end: they never count,
+        // since scores past a row's valid keys are masked to 0 before P·V, and padded head
+        // dimensions meet zero-padded queries and are dropped from the output.
+        if self.dim != dim || self.k_panels.len() != keys * dim {
+            self.dim = dim;
+            self.k_panels = LineAligned::zeros(keys * dim);
+            self.v = LineAligned::zeros(keys * dim);
         }
-    }
-    let mut v_packed = LineAligned::zeros(keys * dim);
-    for (dst, src) in v_packed.chunks_exact_mut(dim).zip(v.chunks_exact(d)) {
-        dst[..d].copy_from_slice(src);
-    }
-    PackedKv {
-        dim,
-        k_panels,
-        v: v_packed,
+        for (j, row) in k.chunks_exact(d).enumerate() {
+            let panel = &mut self.k_panels[(j / nr) * dim * nr..][..dim * nr];
+            for (c, &x) in row.iter().enumerate() {
+                panel[c * nr + j % nr] = x;
+            }
+        }
+        for (dst, src) in self.v.chunks_exact_mut(dim).zip(v.chunks_exact(d)) {
+            dst[..d].copy_from_slice(src);
+        }
     }
 }
 

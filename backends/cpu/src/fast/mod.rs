@@ -33,6 +33,9 @@ pub struct FastCpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
     storage: KvStorage,
+    /// The dense kernel's packed K/V of the last call, reused by the next (as large as that
+    /// call's K and V, padded to whole tiles).
+    packed: std::sync::Mutex<Vec<kernels::PackedKv>>,
 }
 
 impl FastCpuBackend {
@@ -58,6 +61,7 @@ impl FastCpuBackend {
             pool,
             threads,
             storage: KvStorage::F32,
+            packed: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -193,15 +197,20 @@ impl ComputeBackend for FastCpuBackend {
         let (k, v) = rounded.as_ref().map_or((inputs.k(), inputs.v()), |(k, v)| {
             (k.as_slice(), v.as_slice())
         });
+        // A concurrent call finds the buffers taken and packs into new ones.
+        let lock = || self.packed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut packed = std::mem::take(&mut *lock());
+        packed.resize_with(s.kv_heads, kernels::PackedKv::default);
         self.pool.install(|| {
-            let packed: Vec<kernels::PackedKv> = (0..s.kv_heads)
-                .into_par_iter()
-                .map(|kv| kernels::pack_kv(&s, k, v, kv))
-                .collect();
+            packed
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(kv, p)| p.repack(&s, k, v, kv));
             out.par_chunks_mut(per_head)
                 .enumerate()
                 .for_each(|(h, o)| kernels::dense_head(&inputs, h, &packed[s.kv_head_of(h)], o));
         });
+        *lock() = packed;
         Ok(())
     }
 }
