@@ -58,6 +58,15 @@ impl Kernel {
         all
     }
 
+    /// Whether the kernel selects one key set per GQA group (pointless with one head per group,
+    /// where the core selects per head).
+    pub fn is_grouped(self) -> bool {
+        matches!(
+            self,
+            Kernel::TopkGroup | Kernel::AttendGroup | Kernel::StageGroup
+        )
+    }
+
     /// The name in tables and JSON.
     pub fn name(self) -> &'static str {
         match self {

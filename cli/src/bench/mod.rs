@@ -138,6 +138,9 @@ pub fn run(args: &BenchArgs) -> Res<()> {
     if !kernels.contains(&Kernel::Dense) {
         kernels.insert(0, Kernel::Dense);
     }
+    if args.profile_cpu {
+        check_profile_inputs(args, &kernels)?;
+    }
     let bar = progress_bar(args.shapes.len() * args.threads.len());
     let mut records = Vec::new();
     for &threads in &args.threads {
@@ -198,6 +201,13 @@ fn measure(
     let mut case = Case::new(s, args.ratio, compute)?;
     #[cfg(feature = "ggml")]
     case.with_ggml(threads)?;
+    // With one query head per KV head the core selects per head: a group kernel there would
+    // time a path shadowAttn never takes.
+    let kernels: Vec<Kernel> = kernels
+        .iter()
+        .copied()
+        .filter(|k| !k.is_grouped() || s.q_heads > s.kv_heads)
+        .collect();
     let mut times = vec![Vec::new(); kernels.len()];
     // One warm-up round, then the measured ones.
     for round in 0..=args.runs {
@@ -254,6 +264,7 @@ fn print_table(records: &[Record], ratio: f32) {
         simd::isa(),
         ratio * 100.0
     );
+    println!("# group kernels only on shapes with several query heads per KV head (the core selects per head otherwise)");
     println!(
         "kernel\tshape\tthreads\tmedian_ms\tgflops\tpeak_fraction\tns_per_ranked_key\tdense_over"
     );
@@ -315,17 +326,12 @@ fn write_json(path: &PathBuf, records: &[Record], ratio: f32) -> Res<()> {
     Ok(())
 }
 
-/// Median over the single-thread records of `kernel` of `f`; the group kernels only on shapes
-/// whose GQA groups have several heads (the core selects per head otherwise).
+/// Median over the single-thread records of `kernel` of `f` (group kernels run only on shapes
+/// whose GQA groups have several heads).
 fn median_of(records: &[Record], kernel: Kernel, f: impl Fn(&Record) -> f64) -> Option<f64> {
-    let grouped = matches!(
-        kernel,
-        Kernel::TopkGroup | Kernel::AttendGroup | Kernel::StageGroup
-    );
     let mut v: Vec<f64> = records
         .iter()
         .filter(|r| r.kernel == kernel && r.threads == 1)
-        .filter(|r| !grouped || r.shape.q_heads > r.shape.kv_heads)
         .map(f)
         .collect();
     v.sort_by(f64::total_cmp);
@@ -334,15 +340,35 @@ fn median_of(records: &[Record], kernel: Kernel, f: impl Fn(&Record) -> f64) -> 
 
 /// The `[[cpu.cores]]` block of this machine: per-core peak and the kernels' measured fractions
 /// of it (medians over the single-thread shapes).
+/// Refuses `--profile-cpu` when the run would leave a field of the block unmeasured.
+fn check_profile_inputs(args: &BenchArgs, kernels: &[Kernel]) -> Res<()> {
+    if !args.threads.contains(&1) {
+        return Err("--profile-cpu needs a single-thread run (--threads 1)".into());
+    }
+    let needed = [
+        Kernel::AttendRow,
+        Kernel::AttendGroup,
+        Kernel::TopkRow,
+        Kernel::TopkGroup,
+    ];
+    if let Some(k) = needed.iter().find(|k| !kernels.contains(k)) {
+        return Err(format!("--profile-cpu needs the kernel `{}` in --kernels", k.name()).into());
+    }
+    if !args.shapes.iter().any(|s| s.q_heads > s.kv_heads) {
+        return Err(
+            "--profile-cpu needs a shape with several query heads per KV head \
+            (the group kernels), e.g. 12/2/128/2048"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn print_profile_block(records: &[Record], args: &BenchArgs) {
-    let Some(peak) = records
+    let peak = records
         .iter()
         .find(|r| r.threads == 1)
-        .map(|r| r.peak_gflops)
-    else {
-        println!("# --profile-cpu needs a single-thread run (--threads 1)");
-        return;
-    };
+        .map_or(f64::NAN, |r| r.peak_gflops);
     let frac = |k| median_of(records, k, |r| r.gflops() / r.peak_gflops).unwrap_or(f64::NAN);
     let ns_key =
         |k| median_of(records, k, |r| r.median_s * 1e9 / r.ranked as f64).unwrap_or(f64::NAN);
