@@ -281,3 +281,60 @@ fn dense_attention_reuses_its_packed_kv_across_calls_of_other_shapes() {
         );
     }
 }
+
+#[test]
+fn dense_attention_names_the_first_non_finite_value_as_the_golden_kernels_do() {
+    // K and V are checked while they are packed, head by head in parallel: the error must still
+    // name the first bad element of the whole tensor, K before V, as `check_finite` does.
+    let shape = AttentionShape::causal(4, 2, 3, 40, 24);
+    let per_head = shape.kv_len * shape.head_dim;
+    let cases: [&[(char, usize, f32)]; 6] = [
+        &[('k', 5, f32::NAN)],
+        &[
+            ('k', per_head + 7, f32::INFINITY),
+            ('k', 2 * per_head - 1, f32::NAN),
+        ],
+        &[('v', 3, f32::NEG_INFINITY), ('v', per_head + 1, f32::NAN)],
+        &[('v', 0, f32::NAN), ('k', 2 * per_head - 1, f32::INFINITY)],
+        &[
+            ('k', per_head, f32::NAN),
+            ('k', per_head - 1, f32::INFINITY),
+        ],
+        &[('q', 2, f32::NAN), ('k', 0, f32::NAN)],
+    ];
+    let golden = CpuBackend::new();
+    for storage in [KvStorage::F32, KvStorage::F16] {
+        let fast = FastCpuBackend::new(2).unwrap().with_storage(storage);
+        for bad in cases {
+            let (mut q, mut k, mut v) = data(&shape, 3);
+            for &(tensor, i, x) in bad {
+                match tensor {
+                    'q' => q[i] = x,
+                    'k' => k[i] = x,
+                    _ => v[i] = x,
+                }
+            }
+            let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
+            let mut out = vec![0.0; inputs.output_len()];
+            let want = golden.dense_attention(inputs, &mut out).unwrap_err();
+            let got = fast.dense_attention(inputs, &mut out).unwrap_err();
+            assert!(matches!(got, HalError::InvalidValue { .. }), "{got}");
+            assert_eq!(got.to_string(), want.to_string(), "{storage:?} {bad:?}");
+        }
+        // The packed buffers are still usable after a refused call.
+        let (q, k, v) = data(&shape, 4);
+        let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
+        let (mut want, mut got) = (
+            vec![0.0; inputs.output_len()],
+            vec![0.0; inputs.output_len()],
+        );
+        golden.dense_attention(inputs, &mut want).unwrap();
+        fast.dense_attention(inputs, &mut got).unwrap();
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-2, "{storage:?}: {worst}");
+    }
+}

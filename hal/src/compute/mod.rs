@@ -17,7 +17,8 @@ mod inputs;
 mod scores;
 
 pub use checks::{
-    check_dense_call, check_finite, check_output_len, check_quantize_call, check_sparse_call,
+    check_dense_call, check_finite, check_finite_tensor, check_output_len, check_quantize_call,
+    check_sparse_call, first_non_finite, non_finite_value,
 };
 pub use group::GroupScores;
 pub use inputs::{kv_to_f16, AttentionInputs, AttentionShape, HeadsView, QuantizedHeads};

@@ -181,14 +181,19 @@ impl ComputeBackend for FastCpuBackend {
     }
 
     fn dense_attention(&self, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
-        shadowattn_hal::compute::check_dense_call(&inputs, out)?;
         let s = inputs.shape();
+        s.validate()?;
+        shadowattn_hal::compute::check_output_len(&inputs, out)?;
+        shadowattn_hal::compute::check_finite_tensor("q", inputs.q())?;
         let per_head = s.q_len * s.head_dim;
         // Dense attention packs K and V into f32 tiles; f16 storage rounds them first, so both
         // kernels see the same values.
         let rounded = match self.storage {
             KvStorage::F32 => None,
             KvStorage::F16 => {
+                // Non-finite values first, as every backend refuses them (the f16 range check
+                // would name infinities differently).
+                shadowattn_hal::compute::check_finite(&inputs)?;
                 let (k, v) = self.kv_f16(&inputs)?;
                 let widen = |x: Vec<half::f16>| x.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
                 Some((widen(k), widen(v)))
@@ -201,16 +206,42 @@ impl ComputeBackend for FastCpuBackend {
         let lock = || self.packed.lock().unwrap_or_else(|e| e.into_inner());
         let mut packed = std::mem::take(&mut *lock());
         packed.resize_with(s.kv_heads, kernels::PackedKv::default);
-        self.pool.install(|| {
-            packed
+        let result = self.pool.install(|| {
+            // K and V are checked for non-finite values while they are packed.
+            let found: Vec<kernels::NonFinite> = packed
                 .par_iter_mut()
                 .enumerate()
-                .for_each(|(kv, p)| p.repack(&s, k, v, kv));
+                .map(|(kv, p)| p.repack(&s, k, v, kv))
+                .collect();
+            first_non_finite_kv(&s, &found)?;
             out.par_chunks_mut(per_head)
                 .enumerate()
                 .for_each(|(h, o)| kernels::dense_head(&inputs, h, &packed[s.kv_head_of(h)], o));
+            Ok(())
         });
         *lock() = packed;
-        Ok(())
+        result
     }
+}
+
+/// The error `check_finite` gives for the first non-finite K, then V, value the heads' packing
+/// met (indices across `[kv_heads][kv_len][head_dim]`).
+fn first_non_finite_kv(
+    s: &shadowattn_hal::AttentionShape,
+    found: &[kernels::NonFinite],
+) -> Result<()> {
+    let per_head = s.kv_len * s.head_dim;
+    let first = |pick: fn(&kernels::NonFinite) -> Option<(usize, f32)>| {
+        found
+            .iter()
+            .enumerate()
+            .find_map(|(kv, f)| pick(f).map(|(i, x)| (kv * per_head + i, x)))
+    };
+    if let Some((i, x)) = first(|f| f.k) {
+        return Err(shadowattn_hal::compute::non_finite_value("k", i, x));
+    }
+    if let Some((i, x)) = first(|f| f.v) {
+        return Err(shadowattn_hal::compute::non_finite_value("v", i, x));
+    }
+    Ok(())
 }
