@@ -338,3 +338,30 @@ fn dense_attention_names_the_first_non_finite_value_as_the_golden_kernels_do() {
         assert!(worst < 1e-2, "{storage:?}: {worst}");
     }
 }
+
+#[test]
+fn a_refused_call_leaves_no_non_finite_value_in_the_reused_packs() {
+    // K/V are checked while packed, so a refused call has packed its NaN. A later call whose
+    // keys pad to the same size must not meet it in its padding (0 × NaN is NaN).
+    let fast = FastCpuBackend::new(1).unwrap();
+    let golden = CpuBackend::new();
+    let long = AttentionShape::causal(2, 1, 4, 60, 16);
+    let (q, mut k, mut v) = data(&long, 5);
+    k[59 * 16 + 3] = f32::NAN;
+    v[59 * 16 + 3] = f32::INFINITY;
+    let inputs = AttentionInputs::new(&q, &k, &v, long).unwrap();
+    let mut out = vec![0.0; inputs.output_len()];
+    assert!(fast.dense_attention(inputs, &mut out).is_err());
+    let short = AttentionShape::causal(2, 1, 4, 50, 16);
+    let (q, k, v) = data(&short, 6);
+    let inputs = AttentionInputs::new(&q, &k, &v, short).unwrap();
+    let (mut want, mut got) = (
+        vec![0.0; inputs.output_len()],
+        vec![0.0; inputs.output_len()],
+    );
+    golden.dense_attention(inputs, &mut want).unwrap();
+    fast.dense_attention(inputs, &mut got).unwrap();
+    for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+        assert!((a - b).abs() < 1e-4, "element {i}: golden {a}, fast {b}");
+    }
+}

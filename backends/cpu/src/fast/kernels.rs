@@ -409,7 +409,8 @@ impl PackedKv {
         let keys = s.kv_len.div_ceil(TILE) * TILE;
         let k = &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
         let v = &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d];
-        // Reused memory keeps the last call's finite values past the end: they never count,
+        // Reused memory keeps the last call's values past the end, finite because the caller
+        // reuses only packs whose check passed: they never count,
         // since scores past a row's valid keys are masked to 0 before P·V, and padded head
         // dimensions meet zero-padded queries and are dropped from the output.
         if self.dim != dim || self.k_panels.len() != keys * dim {

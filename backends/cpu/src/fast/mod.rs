@@ -219,7 +219,11 @@ impl ComputeBackend for FastCpuBackend {
                 .for_each(|(h, o)| kernels::dense_head(&inputs, h, &packed[s.kv_head_of(h)], o));
             Ok(())
         });
-        *lock() = packed;
+        // A refused call has packed its NaN or infinity; a later call could meet it in its
+        // padding (0 × NaN is NaN), so only a clean pack goes back for reuse.
+        if result.is_ok() {
+            *lock() = packed;
+        }
         result
     }
 }
