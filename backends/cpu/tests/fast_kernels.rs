@@ -59,6 +59,19 @@ fn data(shape: &AttentionShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     )
 }
 
+/// Dense attention of `inputs` by the golden kernels and by `fast`: `(golden, fast)`.
+fn dense_both(fast: &FastCpuBackend, inputs: AttentionInputs<'_>) -> (Vec<f32>, Vec<f32>) {
+    let (mut gold, mut got) = (
+        vec![0.0; inputs.output_len()],
+        vec![0.0; inputs.output_len()],
+    );
+    CpuBackend::new()
+        .dense_attention(inputs, &mut gold)
+        .unwrap();
+    fast.dense_attention(inputs, &mut got).unwrap();
+    (gold, got)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -268,12 +281,7 @@ fn dense_attention_reuses_its_packed_kv_across_calls_of_other_shapes() {
     for (shape, seed) in shapes {
         let (q, k, v) = data(&shape, seed);
         let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
-        let mut gold = vec![0.0; inputs.output_len()];
-        CpuBackend::new()
-            .dense_attention(inputs, &mut gold)
-            .unwrap();
-        let mut got = vec![0.0; gold.len()];
-        fast.dense_attention(inputs, &mut got).unwrap();
+        let (gold, got) = dense_both(&fast, inputs);
         assert!(
             close(&got, &gold).is_ok(),
             "{shape:?}: {:?}",
@@ -324,12 +332,7 @@ fn dense_attention_names_the_first_non_finite_value_as_the_golden_kernels_do() {
         // The packed buffers are still usable after a refused call.
         let (q, k, v) = data(&shape, 4);
         let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
-        let (mut want, mut got) = (
-            vec![0.0; inputs.output_len()],
-            vec![0.0; inputs.output_len()],
-        );
-        golden.dense_attention(inputs, &mut want).unwrap();
-        fast.dense_attention(inputs, &mut got).unwrap();
+        let (want, got) = dense_both(&fast, inputs);
         let worst = want
             .iter()
             .zip(&got)
@@ -344,7 +347,6 @@ fn a_refused_call_leaves_no_non_finite_value_in_the_reused_packs() {
     // K/V are checked while packed, so a refused call has packed its NaN. A later call whose
     // keys pad to the same size must not meet it in its padding (0 × NaN is NaN).
     let fast = FastCpuBackend::new(1).unwrap();
-    let golden = CpuBackend::new();
     let long = AttentionShape::causal(2, 1, 4, 60, 16);
     let (q, mut k, mut v) = data(&long, 5);
     k[59 * 16 + 3] = f32::NAN;
@@ -355,12 +357,7 @@ fn a_refused_call_leaves_no_non_finite_value_in_the_reused_packs() {
     let short = AttentionShape::causal(2, 1, 4, 50, 16);
     let (q, k, v) = data(&short, 6);
     let inputs = AttentionInputs::new(&q, &k, &v, short).unwrap();
-    let (mut want, mut got) = (
-        vec![0.0; inputs.output_len()],
-        vec![0.0; inputs.output_len()],
-    );
-    golden.dense_attention(inputs, &mut want).unwrap();
-    fast.dense_attention(inputs, &mut got).unwrap();
+    let (want, got) = dense_both(&fast, inputs);
     for (i, (a, b)) in want.iter().zip(&got).enumerate() {
         assert!((a - b).abs() < 1e-4, "element {i}: golden {a}, fast {b}");
     }

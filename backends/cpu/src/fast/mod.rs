@@ -193,7 +193,8 @@ impl ComputeBackend for FastCpuBackend {
             KvStorage::F16 => {
                 // Non-finite values first, as every backend refuses them (the f16 range check
                 // would name infinities differently).
-                shadowattn_hal::compute::check_finite(&inputs)?;
+                shadowattn_hal::compute::check_finite_tensor("k", inputs.k())?;
+                shadowattn_hal::compute::check_finite_tensor("v", inputs.v())?;
                 let (k, v) = self.kv_f16(&inputs)?;
                 let widen = |x: Vec<half::f16>| x.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
                 Some((widen(k), widen(v)))
