@@ -3,7 +3,9 @@
 use crate::backends::open_options;
 use crate::progress::progress_bar;
 use clap::Args;
-use shadowattn_conformance::{all_cases, compute_cases, run_compute_suite, run_suite, Report};
+use shadowattn_conformance::{
+    all_cases, compute_cases, run_compute_suite, run_suite, Expectations, Report, Suite,
+};
 use shadowattn_registry::BackendSpec;
 use std::error::Error;
 use std::path::PathBuf;
@@ -19,13 +21,62 @@ pub struct ConformanceArgs {
     /// Write a report: `.json`, `.xml` (JUnit) or any other name for the text summary.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Judge the results by this expectation file instead of the backend's built-in one (one
+    /// file per suite; repeat for `cpu`, which runs both). A backend with neither must pass
+    /// every case.
+    #[arg(long)]
+    expectations: Vec<PathBuf>,
+    /// Write the expectation files this run's results imply (every unsupported case with the
+    /// backend's reason, every failure as a known failure) under this folder, laid out as
+    /// `conformance-tests/expectations/`, to review and keep for a new backend.
+    #[arg(long, value_name = "DIR")]
+    write_expectations: Option<PathBuf>,
 }
 
 /// Exit code when cases fail.
 pub const EXIT_FAILURES: u8 = 3;
 
+/// Where the built-in expectation file of `name` on `suite` lives, relative to the repository.
+fn builtin_path(suite: Suite, name: &str) -> String {
+    format!(
+        "conformance-tests/expectations/{}/{}.toml",
+        suite.name(),
+        name.replace(':', "-")
+    )
+}
+
+/// The given expectation files, parsed, with their paths.
+fn read_files(paths: &[PathBuf]) -> Result<Vec<(Expectations, String)>, Box<dyn Error>> {
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read expectation file {}: {e}", path.display()))?;
+            let origin = path.display().to_string();
+            Ok((Expectations::parse(&text, &origin)?, origin))
+        })
+        .collect()
+}
+
+/// Judges `report` (of `suite`) by the given file of that suite, else the built-in one.
+fn judge(
+    report: &mut Report,
+    suite: Suite,
+    name: &str,
+    given: &[(Expectations, String)],
+) -> Result<(), Box<dyn Error>> {
+    if let Some((e, origin)) = given.iter().find(|(e, _)| e.suite == suite) {
+        report.judge(e, origin)?;
+    } else if let Some(e) = Expectations::builtin(suite, name) {
+        report.judge(&e, &format!("built-in {}", builtin_path(suite, name)))?;
+    }
+    Ok(())
+}
+
 /// Runs every suite the backend takes part in; one report of all their results.
-fn run_suites(spec: &BackendSpec) -> Result<Report, Box<dyn Error>> {
+fn run_suites(args: &ConformanceArgs) -> Result<Report, Box<dyn Error>> {
+    let spec = &args.backend;
+    let given = read_files(&args.expectations)?;
     let npu = spec.npu().map(|s| s.open(&open_options())).transpose()?;
     let compute = spec
         .compute()
@@ -38,27 +89,73 @@ fn run_suites(spec: &BackendSpec) -> Result<Report, Box<dyn Error>> {
         bar.set_message(r.case.clone());
         bar.inc(1);
     };
+    let name = spec.to_string();
     let mut reports = Vec::new();
     if let Some(npu) = &npu {
-        reports.push(run_suite(npu.backend.as_ref(), tick));
+        let mut r = run_suite(npu.backend.as_ref(), tick);
+        judge(&mut r, Suite::Npu, &name, &given)?;
+        reports.push(r);
     }
     if let Some(compute) = &compute {
-        reports.push(run_compute_suite(compute.as_ref(), tick));
+        let mut r = run_compute_suite(compute.as_ref(), tick);
+        judge(&mut r, Suite::Compute, &name, &given)?;
+        reports.push(r);
+    }
+    if let Some((e, origin)) = given.iter().find(|(e, _)| {
+        !reports
+            .iter()
+            .any(|r| r.results.iter().any(|c| c.suite == e.suite))
+    }) {
+        return Err(format!(
+            "expectation file {origin} is for the {} suite, which `{name}` does not run",
+            e.suite.name()
+        )
+        .into());
     }
     bar.finish_and_clear();
     let mut report = reports.remove(0);
     for other in reports {
         report.version = format!("{}; {}", report.version, other.version);
+        report.expectations.extend(other.expectations);
         report.results.extend(other.results);
     }
-    report.backend = spec.to_string();
+    report.backend = name;
     Ok(report)
 }
 
-/// Runs the command; returns whether every case passed or was skipped.
+/// Writes the expectation files the results imply under `dir`, one per suite run.
+fn write_expectations(report: &Report, dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
+    for suite in [Suite::Npu, Suite::Compute] {
+        let results: Vec<_> = report
+            .results
+            .iter()
+            .filter(|r| r.suite == suite)
+            .cloned()
+            .collect();
+        if results.is_empty() {
+            continue;
+        }
+        let file = Expectations::observed(suite, &report.backend, &report.version, &results);
+        let path = dir
+            .join(suite.name())
+            .join(format!("{}.toml", report.backend.replace(':', "-")));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
+            std::fs::write(&path, file.to_toml())
+        };
+        write().map_err(|e| format!("cannot write expectation file {}: {e}", path.display()))?;
+        println!("expectations written: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs the command; returns whether every verdict is one the expectations allow.
 pub fn run(args: &ConformanceArgs) -> Result<bool, Box<dyn Error>> {
-    let report = run_suites(&args.backend)?;
+    let report = run_suites(args)?;
     print!("{}", report.summary());
+    if let Some(path) = &args.write_expectations {
+        write_expectations(&report, path)?;
+    }
     if let Some(path) = &args.report {
         let text = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => report.to_json(),
@@ -69,5 +166,5 @@ pub fn run(args: &ConformanceArgs) -> Result<bool, Box<dyn Error>> {
             .map_err(|e| format!("cannot write report {}: {e}", path.display()))?;
         println!("report: {}", path.display());
     }
-    Ok(report.counts().failed == 0)
+    Ok(report.conforms())
 }

@@ -149,7 +149,44 @@ fn conformance_runs_compute_backends_too() {
         stdout.starts_with("conformance of cpu-fast:2:f16"),
         "{stdout}"
     );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(" 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("expectations: compute suite: built-in conformance-tests/expectations/compute/cpu-fast-2-f16.toml"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn conformance_writes_the_expectations_a_new_backend_starts_from() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("written-expectations");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, stdout, stderr) = shadowattn(&[
+        "conformance",
+        "--backend",
+        "sim:sa8255",
+        "--write-expectations",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let file = dir.join("npu/sim-sa8255.toml");
+    assert!(stdout.contains("expectations written:"), "{stdout}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("backend = \"sim:sa8255\""), "{text}");
+    // A file that expects a case to fail turns its pass into a failure of the suite.
+    let stale = format!("{text}\n[known_failure.cast_f32_to_f16]\nreason = \"test\"\n");
+    std::fs::write(&file, stale).unwrap();
+    let (code, stdout, _) = shadowattn(&[
+        "conformance",
+        "--backend",
+        "sim:sa8255",
+        "--expectations",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.contains("FAIL op/cast_f32_to_f16: unexpected pass"),
+        "{stdout}"
+    );
 }
 
 fn qnn_emulator() -> Option<String> {

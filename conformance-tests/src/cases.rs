@@ -1,6 +1,6 @@
 //! The one list of conformance cases, the same for every backend.
 
-use crate::tolerance::Tolerance;
+use crate::tolerance::{Tiers, Tolerance};
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 use shadowattn_sparse_attn::calibration::BucketGrid;
@@ -41,8 +41,8 @@ pub enum CaseKind {
         graph: Graph,
         /// Input seed.
         seed: u64,
-        /// One tolerance per graph output.
-        tolerances: Vec<Tolerance>,
+        /// The tolerance tiers of each graph output.
+        tiers: Vec<Tiers>,
     },
     /// One shadowAttn layer on the backend against dense attention.
     EndToEnd {
@@ -73,11 +73,11 @@ fn q(dtype: DType, shape: &[usize], scale: f32, zp: i32) -> TensorDesc {
 fn graph_case(
     name: &str,
     group: Group,
-    build: impl FnOnce(&mut GraphBuilder) -> Vec<(shadowattn_hal::ValueId, Tolerance)>,
+    build: impl FnOnce(&mut GraphBuilder) -> Vec<(shadowattn_hal::ValueId, Tiers)>,
 ) -> Case {
     let mut b = GraphBuilder::new(name);
     let outs = build(&mut b);
-    let tolerances = outs.iter().map(|(_, t)| *t).collect();
+    let tiers = outs.iter().map(|(_, t)| *t).collect();
     for (v, _) in &outs {
         b.output(*v).expect("case outputs are valid");
     }
@@ -87,7 +87,7 @@ fn graph_case(
         kind: CaseKind::Graph {
             graph: b.build().expect("cases are valid graphs"),
             seed: seed_of(name),
-            tolerances,
+            tiers,
         },
     }
 }
@@ -100,17 +100,54 @@ pub fn seed_of(name: &str) -> u64 {
     })
 }
 
-fn float_tol(dtype: DType, k: usize) -> Tolerance {
+/// A K-long dot product of `dtype`. Acceptable: LiteRT's accumulation-aware rule (10·eps·√K,
+/// floors 1e-4 / 1e-5 for f32 and 5e-3 / 1e-3 for f16). Strict: what a backend accumulating in
+/// f32 meets — 2·eps·√K over f32 (floors 1e-5 / 1e-6), and for f16 outputs one rounding of the
+/// result (2 ulps relative: the f32 accumulation error is far below an f16 ulp).
+fn dot_product(dtype: DType, k: usize) -> Tiers {
     let (rtol, atol) = if dtype == DType::F16 {
         (5e-3, 1e-3)
     } else {
         (1e-4, 1e-5)
     };
-    Tolerance::AccumulationAware {
+    let acceptable = Tolerance::AccumulationAware {
+        ulps: 10.0,
         rtol,
         atol,
         k,
         dtype,
+    };
+    let strict = if dtype == DType::F16 {
+        Tolerance::Relative { ulps: 2.0, dtype }
+    } else {
+        Tolerance::AccumulationAware {
+            ulps: 2.0,
+            rtol: 1e-5,
+            atol: 1e-6,
+            k,
+            dtype,
+        }
+    };
+    Tiers { strict, acceptable }
+}
+
+/// Softmax probabilities, judged against their own magnitude (their error does not grow with
+/// the row length: exp and the division each round once, the sum's relative error is shared by
+/// the row). Strict 4 ulps, acceptable 32 ulps of `dtype`, each plus as many least steps.
+fn probabilities(dtype: DType) -> Tiers {
+    Tiers {
+        strict: Tolerance::Relative { ulps: 4.0, dtype },
+        acceptable: Tolerance::Relative { ulps: 32.0, dtype },
+    }
+}
+
+/// Quantized outputs: strict is the golden rounding exactly; acceptable is one step off, which
+/// another correct rounding of the same real value (fixed-point requantization multipliers,
+/// round-half-even against round-half-away) produces.
+fn quantized() -> Tiers {
+    Tiers {
+        strict: Tolerance::Exact,
+        acceptable: Tolerance::Lsb(1),
     }
 }
 
@@ -143,7 +180,7 @@ fn op_cases() -> Vec<Case> {
                     .unwrap();
                 vec![(
                     b.matmul("mm", a, w, ta, tb, OutType::plain(dtype)).unwrap(),
-                    float_tol(dtype, k),
+                    dot_product(dtype, k),
                 )]
             }));
         }
@@ -159,7 +196,7 @@ fn op_cases() -> Vec<Case> {
                 vec![(
                     b.matmul("mm", a, w, false, true, OutType::plain(DType::I32))
                         .unwrap(),
-                    Tolerance::Exact,
+                    Tiers::single(Tolerance::Exact),
                 )]
             },
         ));
@@ -171,10 +208,7 @@ fn op_cases() -> Vec<Case> {
                 let w = b.input("b", q(DType::I8, &[1, 2, n, k], 0.04, 0)).unwrap();
                 let out =
                     OutType::quantized(DType::I8, QuantParams::symmetric(0.05 * 0.04 * 500.0));
-                vec![(
-                    b.matmul("mm", a, w, false, true, out).unwrap(),
-                    Tolerance::Lsb(1),
-                )]
+                vec![(b.matmul("mm", a, w, false, true, out).unwrap(), quantized())]
             },
         ));
         cases.push(graph_case(
@@ -190,7 +224,7 @@ fn op_cases() -> Vec<Case> {
                 let out = OutType::quantized(DType::U8, QuantParams::new(0.05 * 0.04 * 800.0, 128));
                 vec![(
                     b.matmul("mm", a, w, false, false, out).unwrap(),
-                    Tolerance::Lsb(1),
+                    quantized(),
                 )]
             },
         ));
@@ -204,7 +238,7 @@ fn op_cases() -> Vec<Case> {
                 OutType::quantized(DType::U8, QuantParams::new(0.07, 128)),
             )
             .unwrap(),
-            Tolerance::Lsb(1),
+            quantized(),
         )]
     }));
     cases.push(graph_case("requantize_i32_to_i8", Group::Op, |b| {
@@ -216,7 +250,7 @@ fn op_cases() -> Vec<Case> {
                 OutType::quantized(DType::I8, QuantParams::symmetric(0.02)),
             )
             .unwrap(),
-            Tolerance::Lsb(1),
+            quantized(),
         )]
     }));
     for (dtype, to) in [(DType::F32, DType::U8), (DType::F16, DType::I8)] {
@@ -229,7 +263,7 @@ fn op_cases() -> Vec<Case> {
                 vec![(
                     b.quantize("qz", x, OutType::quantized(to, QuantParams::new(0.02, zp)))
                         .unwrap(),
-                    Tolerance::Lsb(1),
+                    quantized(),
                 )]
             },
         ));
@@ -252,10 +286,10 @@ fn op_cases() -> Vec<Case> {
                     .unwrap();
                 vec![(
                     b.dequantize("dq", x, to).unwrap(),
-                    Tolerance::Ulp {
+                    Tiers::single(Tolerance::Ulp {
                         ulps: 5.0,
                         dtype: to,
-                    },
+                    }),
                 )]
             },
         ));
@@ -276,10 +310,7 @@ fn op_cases() -> Vec<Case> {
         );
         cases.push(graph_case(&name, Group::Op, |b| {
             let x = b.input("x", TensorDesc::new(dtype, shape.clone())).unwrap();
-            vec![(
-                b.softmax("sm", x, axis, 1.0).unwrap(),
-                float_tol(dtype, shape[axis]),
-            )]
+            vec![(b.softmax("sm", x, axis, 1.0).unwrap(), probabilities(dtype))]
         }));
     }
     for k in [1, 17] {
@@ -291,7 +322,8 @@ fn op_cases() -> Vec<Case> {
                     .input("x", TensorDesc::new(DType::F32, [1, 1, 3, 17]))
                     .unwrap();
                 let (v, i) = b.topk("tk", x, k).unwrap();
-                vec![(v, Tolerance::Exact), (i, Tolerance::Exact)]
+                let exact = Tiers::single(Tolerance::Exact);
+                vec![(v, exact), (i, exact)]
             },
         ));
     }
@@ -305,7 +337,7 @@ fn op_cases() -> Vec<Case> {
                 let m = b.mul("mul", x, y, OutType::plain(dtype)).unwrap();
                 vec![(
                     b.add("add", m, x, OutType::plain(dtype)).unwrap(),
-                    Tolerance::Ulp { ulps: 5.0, dtype },
+                    Tiers::single(Tolerance::Ulp { ulps: 5.0, dtype }),
                 )]
             },
         ));
@@ -325,7 +357,7 @@ fn op_cases() -> Vec<Case> {
                 OutType::quantized(DType::U8, QuantParams::new(0.05, 110)),
             )
             .unwrap(),
-            Tolerance::Lsb(1),
+            quantized(),
         )]
     }));
     cases.push(graph_case("reshape_transpose_f16", Group::Op, |b| {
@@ -333,19 +365,22 @@ fn op_cases() -> Vec<Case> {
             .input("x", TensorDesc::new(DType::F16, [1, 2, 3, 4]))
             .unwrap();
         let t = b.transpose("t", x, &[0, 2, 1, 3]).unwrap();
-        vec![(b.reshape("r", t, &[1, 6, 4]).unwrap(), Tolerance::Exact)]
+        vec![(
+            b.reshape("r", t, &[1, 6, 4]).unwrap(),
+            Tiers::single(Tolerance::Exact),
+        )]
     }));
     cases.push(graph_case("transpose_i8_4d", Group::Op, |b| {
         let x = b.input("x", q(DType::I8, &[1, 3, 5, 7], 0.1, 0)).unwrap();
         vec![(
             b.transpose("t", x, &[0, 1, 3, 2]).unwrap(),
-            Tolerance::Exact,
+            Tiers::single(Tolerance::Exact),
         )]
     }));
     for (from, to, tol) in [
-        (DType::F32, DType::F16, Tolerance::Exact),
-        (DType::F16, DType::F32, Tolerance::Exact),
-        (DType::F32, DType::I32, Tolerance::Lsb(1)),
+        (DType::F32, DType::F16, Tiers::single(Tolerance::Exact)),
+        (DType::F16, DType::F32, Tiers::single(Tolerance::Exact)),
+        (DType::F32, DType::I32, quantized()),
     ] {
         cases.push(graph_case(
             &format!("cast_{from}_to_{to}"),
@@ -374,13 +409,13 @@ fn pilot_cases() -> Vec<Case> {
         let (q_scale, k_scale) = grid.bucket(bucket);
         for fused in FUSED {
             for (output, label, tol) in [
-                (PilotOutput::Int32, "i32", Tolerance::Exact),
+                (PilotOutput::Int32, "i32", Tiers::single(Tolerance::Exact)),
                 (
                     PilotOutput::Int8 {
                         acc_range: 300.0 * 127.0,
                     },
                     "i8",
-                    Tolerance::Lsb(1),
+                    quantized(),
                 ),
             ] {
                 let spec = PilotSpec {
@@ -400,7 +435,7 @@ fn pilot_cases() -> Vec<Case> {
                     kind: CaseKind::Graph {
                         graph,
                         seed: seed_of(&name),
-                        tolerances: vec![tol],
+                        tiers: vec![tol],
                     },
                 });
             }
@@ -465,12 +500,9 @@ mod tests {
         assert_eq!(n, names.len());
         assert!(cases.iter().filter(|c| c.group == Group::Graph).count() == 9 * 3 * 2);
         for c in &cases {
-            if let CaseKind::Graph {
-                graph, tolerances, ..
-            } = &c.kind
-            {
+            if let CaseKind::Graph { graph, tiers, .. } = &c.kind {
                 graph.validate().unwrap();
-                assert_eq!(graph.outputs().len(), tolerances.len(), "{}", c.name);
+                assert_eq!(graph.outputs().len(), tiers.len(), "{}", c.name);
             }
         }
     }

@@ -3,22 +3,27 @@
 //! ([`compute`]), judged against the golden CPU reference with tolerances that are a spec
 //! ([`tolerance`]), reported as a summary, JSON or JUnit XML ([`report`]).
 //!
-//! A backend that declares a graph unsupported (`NpuBackend::check_support`) is skipped for that
-//! case; one that declares support must compile it, run it and match.
+//! A backend that declares a graph unsupported (`NpuBackend::check_support`) does not run that
+//! case; one that declares support must compile it, run it and match. Each backend's expected
+//! results live in data files ([`expectations`]): a skip, failure or pass the file does not
+//! predict fails the suite, and every tolerance is proven to reject wrong outputs ([`mutation`]).
 
 use shadowattn_hal::{ComputeBackend, NpuBackend};
 
 pub mod cases;
 pub mod compute;
+pub mod expectations;
+pub mod mutation;
 pub mod report;
 pub mod runner;
 pub mod tolerance;
 
 pub use cases::{all_cases, Case, CaseKind, Group};
 pub use compute::{compute_cases, run_compute_case, ComputeCase, ComputeCaseKind};
+pub use expectations::{Expectations, Suite, Verdict};
 pub use report::{Counts, Report};
 pub use runner::{run_case, CaseResult, Status};
-pub use tolerance::{Comparison, Tolerance};
+pub use tolerance::{Comparison, Tiers, Tolerance};
 
 /// Runs every NPU case on `backend`, calling `progress` after each.
 pub fn run_suite(backend: &dyn NpuBackend, mut progress: impl FnMut(&CaseResult)) -> Report {
@@ -30,11 +35,7 @@ pub fn run_suite(backend: &dyn NpuBackend, mut progress: impl FnMut(&CaseResult)
             r
         })
         .collect();
-    Report {
-        backend: backend.name().to_string(),
-        version: backend.version(),
-        results,
-    }
+    Report::new(Suite::Npu, backend.name(), backend.version(), results)
 }
 
 /// Runs every compute-kernel case on `backend`, calling `progress` after each.
@@ -50,12 +51,13 @@ pub fn run_compute_suite(
             r
         })
         .collect();
-    Report {
-        backend: backend.name().to_string(),
-        version: format!(
+    Report::new(
+        Suite::Compute,
+        backend.name(),
+        format!(
             "kernels with {:?} K/V storage",
             backend.capabilities().kv_storage
         ),
         results,
-    }
+    )
 }

@@ -1,8 +1,11 @@
-//! Running cases against a backend: skip what the backend declares unsupported, fail anything
-//! else that does not match the golden reference within its tolerance.
+//! Running cases against a backend: note what the backend declares unsupported, fail anything
+//! else that does not match the golden reference within its tolerance, and prove each
+//! tolerance rejects wrong outputs ([`crate::mutation`]).
 
 use crate::cases::{Case, CaseKind, Group, FUSED};
-use crate::tolerance::{Comparison, Tolerance};
+use crate::expectations::{Suite, Verdict};
+use crate::mutation::{self, MutationRecord, Reference};
+use crate::tolerance::{Comparison, Tiers, Tolerance};
 use serde::{Deserialize, Serialize};
 use shadowattn_cpu::reference::graph::{decode, run};
 use shadowattn_cpu::CpuBackend;
@@ -20,16 +23,18 @@ use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-/// The outcome of one case.
+/// The outcome of one case, before it is held against the backend's expectations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
 pub enum Status {
-    /// Matched the reference.
+    /// Matched the reference within the strict tier.
     Passed,
+    /// Matched within the acceptable tier only; by how much.
+    PassedWithWarning(String),
     /// Did not match, or misbehaved; why.
     Failed(String),
-    /// The backend declared the case's graph unsupported; why.
-    Skipped(String),
+    /// The backend declared the case unsupported; why.
+    Unsupported(String),
 }
 
 /// One case run on one backend.
@@ -39,6 +44,8 @@ pub struct CaseResult {
     pub case: String,
     /// Case group.
     pub group: Group,
+    /// The suite the case belongs to.
+    pub suite: Suite,
     /// Backend name.
     pub backend: String,
     /// Outcome.
@@ -47,6 +54,132 @@ pub struct CaseResult {
     pub duration_ms: f64,
     /// Error statistics of each compared output.
     pub comparisons: Vec<Comparison>,
+    /// What the acceptable tier made of each wrong output derived from the reference.
+    #[serde(default)]
+    pub mutations: Vec<MutationRecord>,
+    /// The outcome held against the backend's expectations (every case expected to pass
+    /// until [`crate::Report::judge`] applies a file).
+    pub verdict: Verdict,
+    /// Why the verdict is a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_reason: Option<String>,
+}
+
+/// A case's outcome: its status, the comparisons and the mutation records.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) status: Option<Status>,
+    pub(crate) comparisons: Vec<Comparison>,
+    pub(crate) mutations: Vec<MutationRecord>,
+}
+
+impl Outcome {
+    pub(crate) fn of(status: Status) -> Self {
+        Outcome {
+            status: Some(status),
+            ..Outcome::default()
+        }
+    }
+
+    pub(crate) fn failed(why: impl Into<String>) -> Self {
+        Self::of(Status::Failed(why.into()))
+    }
+}
+
+/// One output to judge: its tiers, the golden values and how a backend writes them.
+pub(crate) struct Judged {
+    pub(crate) tiers: Tiers,
+    pub(crate) expected: Vec<f64>,
+    pub(crate) dtype: DType,
+    pub(crate) row_len: usize,
+}
+
+impl Judged {
+    fn reference(&self) -> Reference<'_> {
+        Reference {
+            values: &self.expected,
+            dtype: self.dtype,
+            row_len: self.row_len,
+        }
+    }
+}
+
+/// The mutation records of every output.
+pub(crate) fn mutations_of(outputs: &[Judged]) -> Vec<MutationRecord> {
+    outputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, j)| mutation::check(&j.tiers.acceptable, i, &j.reference()))
+        .collect()
+}
+
+/// Compares each actual output with its judged reference; mutation records included.
+pub(crate) fn compare(outputs: &[Judged], actual: &[Vec<f64>]) -> Outcome {
+    let mut comparisons = Vec::new();
+    let (mut failures, mut warnings) = (Vec::new(), Vec::new());
+    for (i, (j, got)) in outputs.iter().zip(actual).enumerate() {
+        let c = j.tiers.check(got, &j.expected);
+        if !c.passed {
+            failures.push(format!(
+                "output {i} outside {:?}: {}",
+                j.tiers.acceptable,
+                c.mismatches.join("; ")
+            ));
+        } else if !c.strict {
+            warnings.push(format!(
+                "output {i} within {:?} but not the strict {:?} (max |diff| {:.3e}, max rel {:.3e})",
+                j.tiers.acceptable, j.tiers.strict, c.max_abs, c.max_rel
+            ));
+        }
+        comparisons.push(c);
+    }
+    let status = if !failures.is_empty() {
+        Status::Failed(failures.join(" | "))
+    } else if !warnings.is_empty() {
+        Status::PassedWithWarning(warnings.join(" | "))
+    } else {
+        Status::Passed
+    };
+    Outcome {
+        status: Some(status),
+        comparisons,
+        mutations: mutations_of(outputs),
+    }
+}
+
+/// Wraps an outcome (or a panic) into a result, every case expected to pass.
+pub(crate) fn result_of(
+    (suite, case, group): (Suite, &str, Group),
+    backend: &str,
+    started: Instant,
+    outcome: std::thread::Result<Outcome>,
+) -> CaseResult {
+    let outcome = outcome.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Outcome::failed(format!("panicked: {msg}"))
+    });
+    let mut r = CaseResult {
+        case: case.to_string(),
+        group,
+        suite,
+        backend: backend.to_string(),
+        status: outcome
+            .status
+            .unwrap_or_else(|| Status::Failed("the case set no status".into())),
+        duration_ms: started.elapsed().as_secs_f64() * 1e3,
+        comparisons: outcome.comparisons,
+        mutations: outcome.mutations,
+        verdict: Verdict::Failed,
+        verdict_reason: None,
+    };
+    let (verdict, reason) = crate::expectations::verdict(&r, crate::expectations::Expected::Pass);
+    r.verdict = verdict;
+    r.verdict_reason = reason;
+    r
 }
 
 /// Seeded inputs for a graph: floats in [−2, 2), integers uniform over their type.
@@ -83,36 +216,53 @@ pub fn seeded_inputs(graph: &Graph, seed: u64) -> Vec<HostTensor> {
         .collect()
 }
 
-fn run_graph(
-    backend: &dyn NpuBackend,
-    graph: &Graph,
-    seed: u64,
-    tolerances: &[Tolerance],
-) -> (Status, Vec<Comparison>) {
-    match backend.check_support(graph) {
-        Err(HalError::Unsupported { node, detail, .. }) => {
-            return (
-                Status::Skipped(format!("declared unsupported: node `{node}`: {detail}")),
-                vec![],
-            )
-        }
-        Err(e) => return (Status::Failed(format!("check_support failed: {e}")), vec![]),
-        Ok(()) => {}
-    }
-    let mut compiled = match backend.compile(graph) {
-        Ok(c) => c,
-        Err(e) => {
-            return (
-                Status::Failed(format!("declared supported but compile failed: {e}")),
-                vec![],
-            )
-        }
-    };
+fn run_graph(backend: &dyn NpuBackend, graph: &Graph, seed: u64, tiers: &[Tiers]) -> Outcome {
     let inputs = seeded_inputs(graph, seed);
     let views: Vec<_> = inputs.iter().map(|t| t.view()).collect();
     let expected = match run(graph, &views) {
         Ok(e) => e,
-        Err(e) => return (Status::Failed(format!("the reference failed: {e}")), vec![]),
+        Err(e) => return Outcome::failed(format!("the reference failed: {e}")),
+    };
+    // Backends that compute f32 as f16 are judged with f16 eps on f32 outputs.
+    let relaxed = backend.capabilities().relaxed_f32;
+    let judged: Vec<Judged> = expected
+        .iter()
+        .zip(tiers)
+        .map(|(want, t)| {
+            let desc = want.desc();
+            Judged {
+                tiers: if relaxed && desc.dtype == DType::F32 {
+                    t.relaxed()
+                } else {
+                    *t
+                },
+                expected: decode(want.bytes(), desc.dtype),
+                dtype: desc.dtype,
+                row_len: desc.shape.last().copied().unwrap_or(1),
+            }
+        })
+        .collect();
+    let fail = |why: String| Outcome {
+        status: Some(Status::Failed(why)),
+        comparisons: vec![],
+        mutations: mutations_of(&judged),
+    };
+    match backend.check_support(graph) {
+        Err(HalError::Unsupported { node, detail, .. }) => {
+            return Outcome {
+                status: Some(Status::Unsupported(format!(
+                    "declared unsupported: node `{node}`: {detail}"
+                ))),
+                comparisons: vec![],
+                mutations: mutations_of(&judged),
+            }
+        }
+        Err(e) => return fail(format!("check_support failed: {e}")),
+        Ok(()) => {}
+    }
+    let mut compiled = match backend.compile(graph) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("declared supported but compile failed: {e}")),
     };
     let mut outputs: Vec<HostTensor> = graph
         .output_descs()
@@ -121,34 +271,14 @@ fn run_graph(
     {
         let mut out_views: Vec<_> = outputs.iter_mut().map(|t| t.view_mut()).collect();
         if let Err(e) = compiled.execute(&views, &mut out_views) {
-            return (Status::Failed(format!("execute failed: {e}")), vec![]);
+            return fail(format!("execute failed: {e}"));
         }
     }
-    let relaxed = backend.capabilities().relaxed_f32;
-    let mut comparisons = Vec::new();
-    let mut failures = Vec::new();
-    for (i, ((got, want), tol)) in outputs.iter().zip(&expected).zip(tolerances).enumerate() {
-        let dtype = got.desc().dtype;
-        let tol = if relaxed && dtype == DType::F32 {
-            tol.relaxed()
-        } else {
-            *tol
-        };
-        let c = tol.check(&decode(got.bytes(), dtype), &decode(want.bytes(), dtype));
-        if !c.passed {
-            failures.push(format!(
-                "output {i} outside {tol:?}: {}",
-                c.mismatches.join("; ")
-            ));
-        }
-        comparisons.push(c);
-    }
-    let status = if failures.is_empty() {
-        Status::Passed
-    } else {
-        Status::Failed(failures.join(" | "))
-    };
-    (status, comparisons)
+    let actual: Vec<Vec<f64>> = outputs
+        .iter()
+        .map(|t| decode(t.bytes(), t.desc().dtype))
+        .collect();
+    compare(&judged, &actual)
 }
 
 fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
@@ -224,7 +354,9 @@ fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
         match probe(&spec) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                return Status::Skipped(format!("the backend cannot build the pilot graph: {e}"))
+                return Status::Unsupported(format!(
+                    "the backend cannot build the pilot graph: {e}"
+                ))
             }
             Err(e) => return Status::Failed(e.to_string()),
         }
@@ -289,7 +421,7 @@ fn supported_probe(backend: &dyn NpuBackend) -> Option<Graph> {
 
 fn buffer_mismatch(backend: &dyn NpuBackend) -> Status {
     let Some(graph) = supported_probe(backend) else {
-        return Status::Skipped("the backend declares no case graph supported".into());
+        return Status::Unsupported("the backend declares no case graph supported".into());
     };
     let mut compiled = match backend.compile(&graph) {
         Ok(c) => c,
@@ -313,7 +445,7 @@ fn buffer_mismatch(backend: &dyn NpuBackend) -> Status {
     }
 }
 
-fn refuses_unsupported(backend: &dyn NpuBackend) -> (Status, Vec<Comparison>) {
+fn refuses_unsupported(backend: &dyn NpuBackend) -> Outcome {
     let mut b = GraphBuilder::new("per_axis_dequantize");
     let x = b
         .input(
@@ -333,23 +465,17 @@ fn refuses_unsupported(backend: &dyn NpuBackend) -> (Status, Vec<Comparison>) {
             backend,
             &graph,
             3,
-            &[Tolerance::Ulp {
+            &[Tiers::single(Tolerance::Ulp {
                 ulps: 5.0,
                 dtype: DType::F32,
-            }],
+            })],
         ),
         Err(HalError::Unsupported { .. }) => match backend.compile(&graph) {
-            Err(HalError::Unsupported { .. }) => (Status::Passed, vec![]),
-            Err(e) => (
-                Status::Failed(format!("compile refused it with an untyped reason: {e}")),
-                vec![],
-            ),
-            Ok(_) => (
-                Status::Failed("declared unsupported, yet compile accepted it".into()),
-                vec![],
-            ),
+            Err(HalError::Unsupported { .. }) => Outcome::of(Status::Passed),
+            Err(e) => Outcome::failed(format!("compile refused it with an untyped reason: {e}")),
+            Ok(_) => Outcome::failed("declared unsupported, yet compile accepted it"),
         },
-        Err(e) => (Status::Failed(format!("check_support failed: {e}")), vec![]),
+        Err(e) => Outcome::failed(format!("check_support failed: {e}")),
     }
 }
 
@@ -357,29 +483,15 @@ fn refuses_unsupported(backend: &dyn NpuBackend) -> (Status, Vec<Comparison>) {
 pub fn run_case(backend: &dyn NpuBackend, case: &Case) -> CaseResult {
     let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| match &case.kind {
-        CaseKind::Graph {
-            graph,
-            seed,
-            tolerances,
-        } => run_graph(backend, graph, *seed, tolerances),
-        CaseKind::EndToEnd { ratio } => (end_to_end(backend, *ratio), vec![]),
-        CaseKind::BufferMismatch => (buffer_mismatch(backend), vec![]),
+        CaseKind::Graph { graph, seed, tiers } => run_graph(backend, graph, *seed, tiers),
+        CaseKind::EndToEnd { ratio } => Outcome::of(end_to_end(backend, *ratio)),
+        CaseKind::BufferMismatch => Outcome::of(buffer_mismatch(backend)),
         CaseKind::RefusesUnsupported => refuses_unsupported(backend),
     }));
-    let (status, comparisons) = outcome.unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        (Status::Failed(format!("panicked: {msg}")), vec![])
-    });
-    CaseResult {
-        case: case.name.clone(),
-        group: case.group,
-        backend: backend.name().to_string(),
-        status,
-        duration_ms: started.elapsed().as_secs_f64() * 1e3,
-        comparisons,
-    }
+    result_of(
+        (Suite::Npu, &case.name, case.group),
+        backend.name(),
+        started,
+        outcome,
+    )
 }

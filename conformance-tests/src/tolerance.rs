@@ -12,6 +12,14 @@ pub fn epsilon(dtype: DType) -> f64 {
     }
 }
 
+/// The smallest positive step of a float type near zero (its least subnormal), f32 or f16.
+pub fn least_step(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => 2f64.powi(-24),
+        _ => 2f64.powi(-149),
+    }
+}
+
 /// How closely a backend's output must match the golden reference.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Tolerance {
@@ -26,9 +34,11 @@ pub enum Tolerance {
         /// The float type whose eps is used.
         dtype: DType,
     },
-    /// A K-long dot product: rtol = max(`rtol`, 10·eps·√K), atol = max(`atol`, 10·eps)
-    /// (LiteRT's accumulation-aware rule).
+    /// A K-long dot product: rtol = max(`rtol`, `ulps`·eps·√K), atol = max(`atol`, `ulps`·eps)
+    /// (LiteRT's accumulation-aware rule, whose `ulps` is 10).
     AccumulationAware {
+        /// Multiple of eps·√K (LiteRT: 10).
+        ulps: f64,
         /// Floor of the relative tolerance.
         rtol: f64,
         /// Floor of the absolute tolerance.
@@ -36,6 +46,14 @@ pub enum Tolerance {
         /// Accumulation length K.
         k: usize,
         /// The float type whose eps is used.
+        dtype: DType,
+    },
+    /// |a − e| ≤ `ulps` × (eps·|e| + least step) of `dtype`: outputs judged against their own
+    /// magnitude (softmax probabilities, whose error does not grow with the row length).
+    Relative {
+        /// Units in the last place of each value.
+        ulps: f64,
+        /// The float type whose eps and least step are used.
         dtype: DType,
     },
     /// Normalised mean squared error mse(a, e) / mse(e, 0) at most this (ggml's rule).
@@ -54,17 +72,29 @@ impl Tolerance {
                 ulps,
                 dtype: DType::F16,
             },
-            Tolerance::AccumulationAware { rtol, atol, k, .. } => Tolerance::AccumulationAware {
+            Tolerance::AccumulationAware {
+                ulps,
                 rtol,
                 atol,
                 k,
+                ..
+            } => Tolerance::AccumulationAware {
+                ulps,
+                rtol,
+                atol,
+                k,
+                dtype: DType::F16,
+            },
+            Tolerance::Relative { ulps, .. } => Tolerance::Relative {
+                ulps,
                 dtype: DType::F16,
             },
             other => other,
         }
     }
 
-    fn element_bounds(&self) -> Option<(f64, f64)> {
+    /// The per-element bound (atol, rtol) of |a − e| ≤ atol + rtol·|e|, or `None` for NMSE.
+    pub fn element_bounds(&self) -> Option<(f64, f64)> {
         match *self {
             Tolerance::Exact => Some((0.0, 0.0)),
             Tolerance::Lsb(n) => Some((f64::from(n), 0.0)),
@@ -73,6 +103,7 @@ impl Tolerance {
                 Some((t, t))
             }
             Tolerance::AccumulationAware {
+                ulps,
                 rtol,
                 atol,
                 k,
@@ -80,9 +111,12 @@ impl Tolerance {
             } => {
                 let eps = epsilon(dtype);
                 Some((
-                    atol.max(10.0 * eps),
-                    rtol.max(10.0 * eps * (k as f64).sqrt()),
+                    atol.max(ulps * eps),
+                    rtol.max(ulps * eps * (k as f64).sqrt()),
                 ))
+            }
+            Tolerance::Relative { ulps, dtype } => {
+                Some((ulps * least_step(dtype), ulps * epsilon(dtype)))
             }
             Tolerance::Nmse(_) => None,
         }
@@ -149,6 +183,43 @@ impl Tolerance {
                     .push(format!("NMSE {:.3e} > {max:.3e}", c.nmse));
             }
         }
+        c.strict = c.passed;
+        c
+    }
+}
+
+/// A strict bound that a correct backend of the output's precision meets and an acceptable one
+/// (the Khronos CTS's QualityWarning): between them a case passes with a warning.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tiers {
+    /// What a correct backend of this precision meets.
+    pub strict: Tolerance,
+    /// The loosest answer still accepted; wrong answers (see [`crate::mutation`]) lie beyond it.
+    pub acceptable: Tolerance,
+}
+
+impl Tiers {
+    /// One bound for both tiers (exact results, or numerics with no room between the two).
+    pub fn single(t: Tolerance) -> Self {
+        Tiers {
+            strict: t,
+            acceptable: t,
+        }
+    }
+
+    /// Both tiers judged with f16 eps, for backends that compute f32 as f16.
+    pub fn relaxed(self) -> Self {
+        Tiers {
+            strict: self.strict.relaxed(),
+            acceptable: self.acceptable.relaxed(),
+        }
+    }
+
+    /// Compares `actual` with `expected` against the acceptable bound, noting the strict one.
+    pub fn check(&self, actual: &[f64], expected: &[f64]) -> Comparison {
+        let mut c = self.acceptable.check(actual, expected);
+        c.strict = c.passed
+            && (self.strict == self.acceptable || self.strict.check(actual, expected).passed);
         c
     }
 }
@@ -156,8 +227,11 @@ impl Tolerance {
 /// The outcome of comparing one output; error statistics are always recorded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
-    /// Whether every element is within tolerance.
+    /// Whether every element is within tolerance (the acceptable tier, when compared by tiers).
     pub passed: bool,
+    /// Whether every element is also within the strict tier (`false` when `passed` is).
+    #[serde(default)]
+    pub strict: bool,
     /// Elements out of tolerance.
     pub failed: usize,
     /// Largest absolute difference.
@@ -198,6 +272,7 @@ mod tests {
         assert!(ulp.relaxed().check(&[1.001], &[1.0]).passed);
         assert!(!ulp.check(&[1.001], &[1.0]).passed);
         let acc = Tolerance::AccumulationAware {
+            ulps: 10.0,
             rtol: 0.0,
             atol: 0.0,
             k: 10_000,

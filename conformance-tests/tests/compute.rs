@@ -6,7 +6,8 @@
 //! and are judged with f16 tolerances.
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use shadowattn_conformance::{compute_cases, run_compute_case, Status};
+use shadowattn_conformance::expectations::{verdict, Expectations, Suite, Verdict};
+use shadowattn_conformance::{compute_cases, run_compute_case};
 use shadowattn_hal::ComputeBackend;
 use shadowattn_registry::{compute_backends, BackendError, ComputeSpec, OpenOptions};
 use shadowattn_test_support::{in_ci, missing_dependency};
@@ -44,10 +45,33 @@ fn main() {
     let mut trials = Vec::new();
     for spec in backends {
         let name = spec.to_string();
+        let found = Expectations::builtin(Suite::Compute, &name);
+        let check = found.as_ref().map(|e| {
+            e.check_for(
+                "built-in",
+                Suite::Compute,
+                &name,
+                cases.iter().map(|c| c.name.as_str()),
+            )
+            .map_err(|e| e.to_string())
+        });
+        trials.push(Trial::test(
+            format!("{name}::expectations::file_is_current"),
+            move || match check {
+                Some(r) => r.map_err(Failed::from),
+                None => Err("no built-in expectation file: write one with \
+                             `shadowattn conformance --write-expectations`"
+                    .into()),
+            },
+        ));
+        let expected = Arc::new(
+            found.unwrap_or_else(|| Expectations::every_case_passes(Suite::Compute, &name)),
+        );
         // One backend per name, shared by its cases (building OpenCL kernels takes a while).
         let shared: Shared = Arc::new(OnceLock::new());
         for i in 0..cases.len() {
             let (cases, shared, spec) = (cases.clone(), shared.clone(), spec.clone());
+            let expected = expected.clone();
             let case = &cases[i];
             let test_name = format!("{name}::{}::{}", case.group.name(), case.name);
             trials.push(Trial::test(test_name, move || {
@@ -55,9 +79,10 @@ fn main() {
                     .get_or_init(|| open(&spec).map_err(|e| e.to_string()))
                     .as_ref()
                     .map_err(|e| Failed::from(format!("backend unavailable: {e}")))?;
-                match run_compute_case(backend.as_ref(), &cases[i]).status {
-                    Status::Passed | Status::Skipped(_) => Ok(()),
-                    Status::Failed(why) => Err(why.into()),
+                let r = run_compute_case(backend.as_ref(), &cases[i]);
+                match verdict(&r, expected.of(&r.case)) {
+                    (Verdict::Failed, why) => Err(why.unwrap_or_default().into()),
+                    _ => Ok(()),
                 }
             }));
         }

@@ -5,7 +5,8 @@
 //! simulator shim (both required in CI, skipped locally with a reason when absent).
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use shadowattn_conformance::{all_cases, run_case, Status};
+use shadowattn_conformance::expectations::{verdict, Expectations, Suite, Verdict};
+use shadowattn_conformance::{all_cases, run_case};
 use shadowattn_registry::{npu_backends, NpuSpec, OpenOptions};
 use shadowattn_test_support::{in_ci, missing_dependency, neuron_shim, qnn_emulator, target_dir};
 use std::sync::Arc;
@@ -41,14 +42,49 @@ fn backends() -> Vec<(NpuSpec, OpenOptions)> {
     list.into_iter().map(|s| (s, options.clone())).collect()
 }
 
+/// The backend's built-in expectations; a trial fails when it has none or names stale cases.
+fn expectations_of(
+    name: &str,
+    cases: &[shadowattn_conformance::Case],
+    trials: &mut Vec<Trial>,
+) -> Expectations {
+    let found = Expectations::builtin(Suite::Npu, name);
+    let check = found.as_ref().map(|e| {
+        e.check_for(
+            "built-in",
+            Suite::Npu,
+            name,
+            cases.iter().map(|c| c.name.as_str()),
+        )
+        .map_err(|e| e.to_string())
+    });
+    trials.push(Trial::test(format!("{name}::expectations::file_is_current"), move || {
+        match check {
+            Some(r) => r.map_err(Failed::from),
+            None => Err("no built-in expectation file: write one with `shadowattn conformance --write-expectations`".into()),
+        }
+    }));
+    found.unwrap_or_else(|| Expectations::every_case_passes(Suite::Npu, name))
+}
+
+/// A trial's outcome: the verdict against the expectations.
+fn judged(r: &shadowattn_conformance::CaseResult, expected: &Expectations) -> Result<(), Failed> {
+    match verdict(r, expected.of(&r.case)) {
+        (Verdict::Failed, why) => Err(why.unwrap_or_default().into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     let cases = Arc::new(all_cases());
     let mut trials = Vec::new();
     for (spec, options) in backends() {
         let name = spec.to_string();
+        let expected = Arc::new(expectations_of(&name, &cases, &mut trials));
         for i in 0..cases.len() {
             let (cases, spec, options) = (cases.clone(), spec.clone(), options.clone());
+            let expected = expected.clone();
             let case = &cases[i];
             let test_name = format!("{name}::{}::{}", case.group.name(), case.name);
             trials.push(Trial::test(test_name, move || {
@@ -56,15 +92,7 @@ fn main() {
                     .open(&options)
                     .map_err(|e| Failed::from(format!("backend unavailable: {e}")))?;
                 let r = run_case(opened.backend.as_ref(), &cases[i]);
-                match r.status {
-                    Status::Passed => Ok(()),
-                    Status::Skipped(why) => {
-                        // Declared unsupported: the case does not apply to this backend.
-                        eprintln!("skipped: {why}");
-                        Ok(())
-                    }
-                    Status::Failed(why) => Err(why.into()),
-                }
+                judged(&r, &expected)
             }));
         }
     }

@@ -238,6 +238,18 @@ fn cstring(s: &str) -> Result<CString> {
     })
 }
 
+/// Test builds only: `SHADOWATTN_QNN_MISENCODE=<QNN op type>` encodes that op with a parameter
+/// HTP does not know — an encoding bug of the kind `backendValidateOpConfig` refuses — so tests
+/// can check that the conformance suite fails on it instead of counting skips.
+#[cfg(feature = "fault-injection")]
+fn misencode(type_name: &std::ffi::CStr, mut params: Vec<ParamDef>) -> Vec<ParamDef> {
+    let wanted = std::env::var("SHADOWATTN_QNN_MISENCODE").unwrap_or_default();
+    if type_name.to_str() == Ok(wanted.as_str()) {
+        params.push(ParamDef::U32(c"misencoded_parameter".into(), 1));
+    }
+    params
+}
+
 /// The QNN op for an IR node; tensors are indices into the graph's value table.
 fn op_def(graph: &Graph, node: &shadowattn_hal::Node) -> Result<OpDef> {
     let name = cstring(&node.name)?;
@@ -288,6 +300,8 @@ fn op_def(graph: &Graph, node: &shadowattn_hal::Node) -> Result<OpDef> {
         Op::Cast { .. } => (c"Cast", vec![]),
     };
     let _ = graph;
+    #[cfg(feature = "fault-injection")]
+    let params = misencode(type_name, params);
     Ok(OpDef {
         name,
         type_name: type_name.into(),
