@@ -1,5 +1,7 @@
 //! The shim's models, compilations and executions, validated like a driver: a bad operand type,
 //! a wrong size or an out-of-order call gets the Neuron result code a real adapter returns.
+//! Each operation's operand rules are NNAPI's (the Neuron Adapter's operation set), checked when
+//! the operation is added as the NNAPI runtime does; `DRIVER-RULES.md` gives every rule's source.
 
 use shadowattn_hal::{
     CompiledGraph, DType, Graph, GraphBuilder, NpuBackend, Op, OutType, Quantization, TensorDesc,
@@ -70,6 +72,14 @@ impl Operand {
     }
 
     fn scalar_f32(&self) -> R<f32> {
+        if self.code == OperandCode::FLOAT16 {
+            let v = self.value.as_ref().ok_or(ResultCode::BAD_DATA)?;
+            let b: [u8; 2] = v
+                .get(..2)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(ResultCode::BAD_DATA)?;
+            return Ok(f16_to_f32(u16::from_ne_bytes(b)));
+        }
         Ok(f32::from_bits(self.scalar_i32()? as u32))
     }
 
@@ -90,6 +100,35 @@ impl Operand {
                     .map_err(|_| ResultCode::BAD_DATA)
             })
             .collect()
+    }
+}
+
+/// An IEEE binary16 value as f32 (every f16 is exact in f32).
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((bits >> 10) & 0x1f);
+    let frac = f32::from(bits & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// NNAPI's type abbreviations for the rules below.
+const F32: OperandCode = OperandCode::TENSOR_FLOAT32;
+const F16: OperandCode = OperandCode::TENSOR_FLOAT16;
+const Q8A: OperandCode = OperandCode::TENSOR_QUANT8_ASYMM;
+const Q8AS: OperandCode = OperandCode::TENSOR_QUANT8_ASYMM_SIGNED;
+const I32T: OperandCode = OperandCode::TENSOR_INT32;
+
+/// `Ok` when `rule` holds, else the driver's refusal.
+fn require(rule: bool) -> R<()> {
+    if rule {
+        Ok(())
+    } else {
+        Err(ResultCode::BAD_DATA)
     }
 }
 
@@ -182,12 +221,101 @@ impl ShimModel {
         {
             return Err(ResultCode::BAD_DATA);
         }
+        self.validate_operation(OperationCode(code), inputs, outputs)?;
         self.operations.push(Operation {
             code: OperationCode(code),
             inputs: inputs.to_vec(),
             outputs: outputs.to_vec(),
         });
         Ok(())
+    }
+
+    /// The operand rules of one operation (NNAPI's `validate` of each operation, run by
+    /// `addOperation`): operand counts, each operand's type, outputs of the input's type, ranks.
+    fn validate_operation(&self, code: OperationCode, ins: &[u32], outs: &[u32]) -> R<()> {
+        let t = |i: &u32| self.operands[*i as usize].code;
+        let rank = |i: &u32| self.operands[*i as usize].dims.len();
+        let counts = |n_in: &[usize], n_out: usize| {
+            require(n_in.contains(&ins.len()) && outs.len() == n_out)
+        };
+        let input = |k: usize| ins.get(k).map(t).ok_or(ResultCode::BAD_DATA);
+        let output = |k: usize| outs.get(k).map(t).ok_or(ResultCode::BAD_DATA);
+        let at_most_rank_4 = || require(rank(&ins[0]) <= 4);
+        match code {
+            OperationCode::BATCH_MATMUL => {
+                counts(&[4], 1)?;
+                let lhs = input(0)?;
+                // Quantized inputs need the same quantized output: no TENSOR_INT32 accumulators,
+                // and unsigned QUANT8_ASYMM is not a BATCH_MATMUL type.
+                require([F16, F32, Q8AS, I32T].contains(&lhs))?;
+                require(input(1)? == lhs && output(0)? == lhs)?;
+                require(input(2)? == OperandCode::BOOL && input(3)? == OperandCode::BOOL)
+            }
+            OperationCode::SOFTMAX => {
+                counts(&[2, 3], 1)?;
+                let x = input(0)?;
+                require([F32, F16, Q8A, Q8AS].contains(&x) && output(0)? == x)?;
+                let beta = if x == F16 {
+                    OperandCode::FLOAT16
+                } else {
+                    OperandCode::FLOAT32
+                };
+                require(input(1)? == beta)?;
+                require(ins.len() == 2 || input(2)? == OperandCode::INT32)?;
+                at_most_rank_4()
+            }
+            OperationCode::ADD | OperationCode::MUL => {
+                counts(&[3], 1)?;
+                let x = input(0)?;
+                require([F32, F16, Q8A, Q8AS, I32T].contains(&x))?;
+                require(input(1)? == x && output(0)? == x && input(2)? == OperandCode::INT32)?;
+                require(rank(&ins[0]) <= 4 && rank(&ins[1]) <= 4)?;
+                if code == OperationCode::MUL && (x == Q8A || x == Q8AS) {
+                    let s = |i: u32| self.operands[i as usize].scale;
+                    require(s(outs[0]) > s(ins[0]) * s(ins[1]))?;
+                }
+                Ok(())
+            }
+            OperationCode::TRANSPOSE => {
+                counts(&[2], 1)?;
+                let x = input(0)?;
+                require([F32, F16, Q8A, Q8AS].contains(&x) && output(0)? == x)?;
+                require(input(1)? == I32T)?;
+                at_most_rank_4()
+            }
+            OperationCode::RESHAPE => {
+                counts(&[2], 1)?;
+                let x = input(0)?;
+                require([F32, F16, Q8A, Q8AS, I32T].contains(&x) && output(0)? == x)?;
+                require(input(1)? == I32T)?;
+                at_most_rank_4()
+            }
+            OperationCode::QUANTIZE => {
+                counts(&[1], 1)?;
+                require([F16, F32].contains(&input(0)?) && [Q8A, Q8AS].contains(&output(0)?))
+            }
+            OperationCode::DEQUANTIZE => {
+                counts(&[1], 1)?;
+                require([Q8A, Q8AS].contains(&input(0)?) && [F16, F32].contains(&output(0)?))?;
+                at_most_rank_4()
+            }
+            OperationCode::CAST => {
+                counts(&[1], 1)?;
+                let (x, y) = (input(0)?, output(0)?);
+                let convertible = [F16, F32, I32T, Q8A];
+                // Other types cast only to themselves.
+                require((convertible.contains(&x) && convertible.contains(&y)) || x == y)
+            }
+            OperationCode::TOPK_V2 => {
+                counts(&[2], 2)?;
+                let x = input(0)?;
+                require(
+                    [F16, F32, I32T, Q8A, Q8AS].contains(&x) && input(1)? == OperandCode::INT32,
+                )?;
+                require(output(0)? == x && output(1)? == I32T)
+            }
+            _ => Err(ResultCode::BAD_DATA),
+        }
     }
 
     /// `NeuronModel_identifyInputsAndOutputs`.
@@ -368,15 +496,19 @@ impl ShimCompilation {
         if self.compiled.is_some() {
             return Err(ResultCode::BAD_STATE);
         }
-        let soc =
-            std::env::var("SHADOWATTN_NEURON_SHIM_SOC").unwrap_or_else(|_| "dimensity-9300".into());
-        let sim = SimBackend::builtin(&soc).map_err(|_| ResultCode::OP_FAILED)?;
+        let sim = SimBackend::builtin(&shim_soc()).map_err(|_| ResultCode::OP_FAILED)?;
         let compiled = sim
             .compile(&self.graph)
             .map_err(|_| ResultCode::OP_FAILED)?;
         self.compiled = Some(Mutex::new(compiled));
         Ok(())
     }
+}
+
+/// The simulated SoC the shim compiles for: `SHADOWATTN_NEURON_SHIM_SOC`, default
+/// `dimensity-9300`.
+pub fn shim_soc() -> String {
+    std::env::var("SHADOWATTN_NEURON_SHIM_SOC").unwrap_or_else(|_| "dimensity-9300".into())
 }
 
 /// A client input buffer: pointer and length.
@@ -481,5 +613,139 @@ impl<'c> ShimExecution<'c> {
             .execute(&in_views, &mut out_views)
             .map_err(|_| ResultCode::OP_FAILED)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model with the given operands (code, dims, scale), unfinished.
+    fn model(operands: &[(OperandCode, &[u32], f32)]) -> ShimModel {
+        let mut m = ShimModel::default();
+        for (code, dims, scale) in operands {
+            let dims = (!dims.is_empty()).then_some(*dims);
+            m.add_operand(code.0, dims, *scale, 0).unwrap();
+        }
+        m
+    }
+
+    fn add(m: &mut ShimModel, op: OperationCode, ins: &[u32], outs: &[u32]) -> R<()> {
+        m.add_operation(op.0, ins, outs)
+    }
+
+    #[test]
+    fn quantized_batch_matmul_needs_a_quantized_output_of_the_inputs_type() {
+        let a: &[u32] = &[1, 4, 8];
+        let b: &[u32] = &[1, 8, 3];
+        let out: &[u32] = &[1, 4, 3];
+        let operands = |out_code| {
+            model(&[
+                (Q8AS, a, 0.1),
+                (Q8AS, b, 0.1),
+                (OperandCode::BOOL, &[], 0.0),
+                (OperandCode::BOOL, &[], 0.0),
+                (out_code, out, 0.5),
+            ])
+        };
+        let mut int32 = operands(I32T);
+        assert_eq!(
+            add(&mut int32, OperationCode::BATCH_MATMUL, &[0, 1, 2, 3], &[4]),
+            Err(ResultCode::BAD_DATA)
+        );
+        let mut int8 = operands(Q8AS);
+        assert_eq!(
+            add(&mut int8, OperationCode::BATCH_MATMUL, &[0, 1, 2, 3], &[4]),
+            Ok(())
+        );
+        // Unsigned 8-bit is no BATCH_MATMUL type; adj flags must be BOOL scalars.
+        let mut unsigned = model(&[
+            (Q8A, a, 0.1),
+            (Q8A, b, 0.1),
+            (OperandCode::BOOL, &[], 0.0),
+            (OperandCode::BOOL, &[], 0.0),
+            (Q8A, out, 0.5),
+        ]);
+        assert_eq!(
+            add(
+                &mut unsigned,
+                OperationCode::BATCH_MATMUL,
+                &[0, 1, 2, 3],
+                &[4]
+            ),
+            Err(ResultCode::BAD_DATA)
+        );
+        let mut int_flags = model(&[
+            (F32, a, 0.0),
+            (F32, b, 0.0),
+            (OperandCode::INT32, &[], 0.0),
+            (OperandCode::INT32, &[], 0.0),
+            (F32, out, 0.0),
+        ]);
+        assert_eq!(
+            add(
+                &mut int_flags,
+                OperationCode::BATCH_MATMUL,
+                &[0, 1, 2, 3],
+                &[4]
+            ),
+            Err(ResultCode::BAD_DATA)
+        );
+    }
+
+    #[test]
+    fn softmax_beta_has_the_inputs_float_type() {
+        let x: &[u32] = &[1, 4];
+        for (input, beta, ok) in [
+            (F16, OperandCode::FLOAT16, true),
+            (F16, OperandCode::FLOAT32, false),
+            (F32, OperandCode::FLOAT32, true),
+            (F32, OperandCode::FLOAT16, false),
+        ] {
+            let mut m = model(&[(input, x, 0.0), (beta, &[], 0.0), (input, x, 0.0)]);
+            let r = add(&mut m, OperationCode::SOFTMAX, &[0, 1], &[2]);
+            assert_eq!(r.is_ok(), ok, "{input:?} with beta {beta:?}");
+        }
+    }
+
+    #[test]
+    fn operand_counts_types_and_ranks_are_checked_per_operation() {
+        let x: &[u32] = &[2, 3];
+        // TOPK_V2 needs int32 indices; QUANTIZE takes floats only; TRANSPOSE refuses INT32.
+        let mut topk = model(&[
+            (F32, x, 0.0),
+            (OperandCode::INT32, &[], 0.0),
+            (F32, x, 0.0),
+            (F32, x, 0.0),
+        ]);
+        assert_eq!(
+            add(&mut topk, OperationCode::TOPK_V2, &[0, 1], &[2, 3]),
+            Err(ResultCode::BAD_DATA)
+        );
+        let mut quantize = model(&[(Q8AS, x, 0.1), (Q8A, x, 0.1)]);
+        assert_eq!(
+            add(&mut quantize, OperationCode::QUANTIZE, &[0], &[1]),
+            Err(ResultCode::BAD_DATA)
+        );
+        let mut transpose = model(&[(I32T, x, 0.0), (I32T, &[2], 0.0), (I32T, x, 0.0)]);
+        assert_eq!(
+            add(&mut transpose, OperationCode::TRANSPOSE, &[0, 1], &[2]),
+            Err(ResultCode::BAD_DATA)
+        );
+        let rank5: &[u32] = &[1, 1, 1, 2, 3];
+        let mut deep = model(&[
+            (F32, rank5, 0.0),
+            (OperandCode::FLOAT32, &[], 0.0),
+            (F32, rank5, 0.0),
+        ]);
+        assert_eq!(
+            add(&mut deep, OperationCode::SOFTMAX, &[0, 1], &[2]),
+            Err(ResultCode::BAD_DATA)
+        );
+        let mut add_missing = model(&[(F32, x, 0.0), (F32, x, 0.0), (F32, x, 0.0)]);
+        assert_eq!(
+            add(&mut add_missing, OperationCode::ADD, &[0, 1], &[2]),
+            Err(ResultCode::BAD_DATA)
+        );
     }
 }

@@ -66,6 +66,73 @@ pub unsafe extern "C" fn shadowattn_neuron_shim_fail(function: *const c_char, co
     *FAIL.lock().unwrap_or_else(|e| e.into_inner()) = f;
 }
 
+/// The one device the shim exposes, named so no report mistakes it for MediaTek's runtime.
+static DEVICE_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+fn device_name() -> &'static std::ffi::CString {
+    DEVICE_NAME.get_or_init(|| {
+        std::ffi::CString::new(format!(
+            "shadowattn-neuron-shim (simulated {}; not MediaTek's runtime)",
+            crate::model::shim_soc()
+        ))
+        .unwrap_or_default()
+    })
+}
+
+/// `Neuron_getDeviceCount`: one device.
+///
+/// # Safety
+/// `count` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn Neuron_getDeviceCount(count: *mut u32) -> i32 {
+    guard!("Neuron_getDeviceCount");
+    if count.is_null() {
+        return ResultCode::UNEXPECTED_NULL.0;
+    }
+    // SAFETY: checked non-NULL; the caller provides a valid out-pointer.
+    unsafe { *count = 1 };
+    0
+}
+
+/// `Neuron_getDevice`: device 0 is the name string's address (an opaque handle to the caller).
+///
+/// # Safety
+/// `device` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn Neuron_getDevice(index: u32, device: *mut *mut c_void) -> i32 {
+    guard!("Neuron_getDevice");
+    if device.is_null() {
+        return ResultCode::UNEXPECTED_NULL.0;
+    }
+    if index != 0 {
+        return ResultCode::BAD_DATA.0;
+    }
+    // SAFETY: checked non-NULL; the caller provides a valid out-pointer.
+    unsafe { *device = device_name().as_ptr() as *mut c_void };
+    0
+}
+
+/// `NeuronDevice_getName`.
+///
+/// # Safety
+/// `name` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn NeuronDevice_getName(
+    device: *const c_void,
+    name: *mut *const c_char,
+) -> i32 {
+    guard!("NeuronDevice_getName");
+    if device.is_null() || name.is_null() {
+        return ResultCode::UNEXPECTED_NULL.0;
+    }
+    if device != device_name().as_ptr() as *const c_void {
+        return ResultCode::BAD_DATA.0;
+    }
+    // SAFETY: checked non-NULL; the string is static for the library's lifetime.
+    unsafe { *name = device_name().as_ptr() };
+    0
+}
+
 /// `Neuron_getVersion`.
 ///
 /// # Safety

@@ -13,6 +13,7 @@ use shadowattn_hal::{
     NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc, TensorView,
     TensorViewMut,
 };
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,36 +66,43 @@ fn operand(desc: &TensorDesc, node: &str, op: OpKind) -> Result<(OperandCode, f3
     }
 }
 
-/// Ops and input types this backend maps to Neuron operations.
-fn mapped_capabilities() -> Capabilities {
-    let quantized = vec![DType::I8, DType::U8, DType::I16, DType::U16];
-    let floats = vec![DType::F32, DType::F16];
-    let all: Vec<DType> = floats
+/// Each of `types` to itself: the operations whose output has the input's type.
+fn same_type(types: &[DType]) -> BTreeSet<Signature> {
+    types
         .iter()
-        .chain(&quantized)
-        .copied()
-        .chain([DType::I32])
+        .map(|&t| Signature {
+            input: t,
+            output: t,
+        })
+        .collect()
+}
+
+/// What a Neuron (NNAPI-rules) driver accepts of the ops this backend maps, as (input, output)
+/// types; `test-doubles/neuron-shim/DRIVER-RULES.md` gives each rule's source. Quantized
+/// BATCH_MATMUL writes the inputs' quantized type, never INT32 accumulators, and takes only
+/// signed 8-bit; SOFTMAX, ADD, MUL, TRANSPOSE, RESHAPE and TOPK_V2 write their input's type;
+/// CAST converts among f16, f32, i32 and u8 only.
+fn mapped_capabilities() -> Capabilities {
+    use DType::{F16, F32, I32, I8, U8};
+    let convertible = [F16, F32, I32, U8];
+    let cast: BTreeSet<Signature> = Signature::all(&convertible, &convertible)
+        .into_iter()
+        .chain(same_type(&DType::ALL))
         .collect();
     let ops = [
-        (
-            OpKind::MatMul,
-            vec![DType::F32, DType::F16, DType::I8, DType::U8],
-        ),
-        (OpKind::Softmax, floats.clone()),
-        (OpKind::Quantize, floats.clone()),
-        (OpKind::Dequantize, quantized.clone()),
-        (OpKind::TopK, all.clone()),
-        (OpKind::Mul, all.clone()),
-        (OpKind::Add, all.clone()),
-        (OpKind::Reshape, all.clone()),
-        (OpKind::Transpose, all.clone()),
-        (OpKind::Cast, all),
+        (OpKind::MatMul, same_type(&[F32, F16, I8])),
+        (OpKind::Softmax, same_type(&[F32, F16])),
+        (OpKind::Quantize, Signature::all(&[F32, F16], &[U8, I8])),
+        (OpKind::Dequantize, Signature::all(&[U8, I8], &[F32, F16])),
+        (OpKind::TopK, same_type(&[F16, F32, I32, U8, I8])),
+        (OpKind::Mul, same_type(&[F32, F16, U8, I8, I32])),
+        (OpKind::Add, same_type(&[F32, F16, U8, I8, I32])),
+        (OpKind::Reshape, same_type(&[F32, F16, U8, I8, I32])),
+        (OpKind::Transpose, same_type(&[F32, F16, U8, I8])),
+        (OpKind::Cast, cast),
     ];
     Capabilities {
-        ops: ops
-            .into_iter()
-            .map(|(op, inputs)| (op, Signature::all(&inputs, &DType::ALL)))
-            .collect(),
+        ops: ops.into_iter().collect(),
         per_axis_quantization: false,
         serialization: false,
         max_rank: 4,
@@ -179,12 +187,22 @@ impl NeuronBackend {
                 Op::Softmax { axis, beta } => (
                     OperationCode::SOFTMAX,
                     vec![
-                        constant(
-                            OperandCode::FLOAT32,
-                            &[],
-                            beta.to_ne_bytes().to_vec(),
-                            &mut constants,
-                        )?,
+                        // beta has the input's float type (FLOAT16 for an f16 input).
+                        if graph.value(node.inputs[0]).desc.dtype == DType::F16 {
+                            constant(
+                                OperandCode::FLOAT16,
+                                &[],
+                                half::f16::from_f32(*beta).to_ne_bytes().to_vec(),
+                                &mut constants,
+                            )?
+                        } else {
+                            constant(
+                                OperandCode::FLOAT32,
+                                &[],
+                                beta.to_ne_bytes().to_vec(),
+                                &mut constants,
+                            )?
+                        },
                         constant(
                             OperandCode::INT32,
                             &[],
@@ -286,8 +304,12 @@ impl NpuBackend for NeuronBackend {
 
     fn version(&self) -> String {
         let v = self.lib.version();
+        let devices = match self.lib.devices() {
+            [] => String::new(),
+            names => format!(", device {}", names.join(", ")),
+        };
         format!(
-            "Neuron runtime {}.{}.{} ({})",
+            "Neuron runtime {}.{}.{}{devices} ({})",
             v.major,
             v.minor,
             v.patch,

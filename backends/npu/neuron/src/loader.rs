@@ -23,6 +23,40 @@ pub const CANDIDATES: &[&str] = &[
     "libneuron_adapter.so",
 ];
 
+/// The names of the library's devices, where it exports the (optional) device functions.
+fn device_names(library: &libloading::Library) -> Vec<String> {
+    // SAFETY: each symbol's type is the documented C signature of that function.
+    let resolved = unsafe {
+        (
+            library.get::<fns::GetDeviceCount>(b"Neuron_getDeviceCount\0"),
+            library.get::<fns::GetDevice>(b"Neuron_getDevice\0"),
+            library.get::<fns::DeviceGetName>(b"NeuronDevice_getName\0"),
+        )
+    };
+    let (Ok(count), Ok(get), Ok(name)) = resolved else {
+        return Vec::new();
+    };
+    let mut n = 0u32;
+    // SAFETY: `n` is a valid out-pointer for the count.
+    if unsafe { count(&mut n) } != 0 {
+        return Vec::new();
+    }
+    (0..n.min(16))
+        .filter_map(|i| {
+            let mut device = std::ptr::null_mut();
+            let mut text = std::ptr::null();
+            // SAFETY: out-pointers are valid; the device handle comes from the library itself.
+            let ok = unsafe { get(i, &mut device) == 0 && name(device, &mut text) == 0 };
+            (ok && !text.is_null()).then(|| {
+                // SAFETY: the library returns a NUL-terminated string it owns for its lifetime.
+                unsafe { std::ffi::CStr::from_ptr(text) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
 /// Every function shadowattn calls, resolved once.
 #[derive(Clone, Copy, Debug)]
 #[allow(missing_docs)]
@@ -53,6 +87,7 @@ pub struct NeuronLibrary {
     api: Api,
     version: RuntimeVersion,
     warnings: Vec<String>,
+    devices: Vec<String>,
 }
 
 impl std::fmt::Debug for NeuronLibrary {
@@ -76,6 +111,11 @@ impl NeuronLibrary {
             .candidates(CANDIDATES)
             .open_first(|path| Self::open(path).map(Arc::new))
             .map_err(|attempts| NeuronError::Load { attempts })
+    }
+
+    /// The names of the library's devices (empty where it does not export device functions).
+    pub fn devices(&self) -> &[String] {
+        &self.devices
     }
 
     /// Opens one library and resolves every symbol; a missing one is an error naming it.
@@ -126,12 +166,14 @@ impl NeuronLibrary {
             });
         }
         let warnings = vet_version(path, version)?;
+        let devices = device_names(&library);
         Ok(NeuronLibrary {
             path: path.to_string(),
             _library: library,
             api,
             version,
             warnings,
+            devices,
         })
     }
 

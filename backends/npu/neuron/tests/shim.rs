@@ -355,3 +355,35 @@ fn loader_failures_list_every_attempt_and_name_missing_symbols() {
         "{e}"
     );
 }
+
+#[test]
+fn the_int32_output_pilot_is_unsupported_and_the_shim_names_itself() {
+    let shim = Shim::new("int32-pilot");
+    let npu = backend(&shim);
+    let mut b = GraphBuilder::new("pilot");
+    let q = |scale: f32| {
+        TensorDesc::new(DType::I8, [1, 1, 4, 8]).with_quant(Quantization::per_tensor(scale, 0))
+    };
+    let x = b.input("q", q(0.1)).unwrap();
+    let k = b.input("k", q(0.1)).unwrap();
+    let s = b
+        .matmul("scores", x, k, false, true, OutType::plain(DType::I32))
+        .unwrap();
+    b.output(s).unwrap();
+    let graph = b.build().unwrap();
+    // Declared unsupported (an NNAPI-rules driver has no INT32 BATCH_MATMUL output)...
+    let e = npu.check_support(&graph).unwrap_err();
+    assert!(
+        matches!(&e, HalError::Unsupported { node, .. } if node == "scores"),
+        "{e}"
+    );
+    // ...compile refuses it with the same typed error (the shim itself returns BAD_DATA for it:
+    // its unit tests).
+    let e = npu.compile(&graph).unwrap_err();
+    assert!(matches!(&e, HalError::Unsupported { .. }), "{e}");
+    assert!(
+        npu.version().contains("shadowattn-neuron-shim") && npu.version().contains("not MediaTek"),
+        "{}",
+        npu.version()
+    );
+}

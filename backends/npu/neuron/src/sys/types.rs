@@ -72,6 +72,8 @@ newtype!(
         TENSOR_QUANT16_SYMM = 7,
         /// f16 tensor.
         TENSOR_FLOAT16 = 8,
+        /// f16 scalar.
+        FLOAT16 = 10,
         /// u16 asymmetric quantized tensor.
         TENSOR_QUANT16_ASYMM = 12,
         /// i8 asymmetric quantized tensor.
@@ -171,6 +173,13 @@ pub mod fns {
     use super::*;
     /// `Neuron_getVersion`.
     pub type GetVersion = unsafe extern "C" fn(*mut RuntimeVersion) -> i32;
+    /// `Neuron_getDeviceCount`.
+    pub type GetDeviceCount = unsafe extern "C" fn(*mut u32) -> i32;
+    /// `Neuron_getDevice`: an opaque device handle by index.
+    pub type GetDevice = unsafe extern "C" fn(u32, *mut *mut std::ffi::c_void) -> i32;
+    /// `NeuronDevice_getName`: a NUL-terminated name owned by the library.
+    pub type DeviceGetName =
+        unsafe extern "C" fn(*const std::ffi::c_void, *mut *const std::ffi::c_char) -> i32;
     /// `NeuronModel_create`.
     pub type ModelCreate = unsafe extern "C" fn(*mut Model) -> i32;
     /// `NeuronModel_free`.
