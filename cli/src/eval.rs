@@ -6,6 +6,7 @@
 use crate::backends::open_options;
 use crate::selection::SelectionArg;
 use clap::Args;
+use shadowattn_hal::{DType, OpKind};
 use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, ImportanceRule};
 use shadowattn_models::{Gguf, Llama, Tokenizer};
@@ -74,9 +75,10 @@ pub struct EvalArgs {
     /// Print the dense perplexity only (no calibration, no sparse runs).
     #[arg(long)]
     dense_only: bool,
-    /// Also run the INT8 pilot through the sparse-attention core on this NPU backend (`cpu`,
-    /// `sim:<soc>`…; exact INT32 pilot output): the graph bank, planner and threaded executor
-    /// of `shadowattn run`, on the real model.
+    /// Also run the INT8 pilot through the sparse-attention core on this NPU backend: the graph
+    /// bank, planner and threaded executor of `shadowattn run`, on the real model. The pilot
+    /// keeps exact INT32 scores, so the backend needs an INT32 MatMul output (`cpu`; the
+    /// simulated and vendor NPUs have none and are refused).
     #[arg(long)]
     npu: Option<NpuSpec>,
 }
@@ -98,7 +100,22 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     let compute_box = args.compute.open(&open_options())?;
     let compute = compute_box.as_ref();
     let npu = match &args.npu {
-        Some(spec) => Some(spec.open(&open_options())?),
+        Some(spec) => {
+            let opened = spec.open(&open_options())?;
+            let backend = opened.backend.as_ref();
+            if !backend
+                .capabilities()
+                .supports(OpKind::MatMul, DType::I8, DType::I32)
+            {
+                return Err(format!(
+                    "--npu {spec}: eval's pilot keeps exact INT32 scores and {} has no INT32 \
+                     MatMul output (its capabilities); use --npu cpu",
+                    backend.name()
+                )
+                .into());
+            }
+            Some(opened)
+        }
         None => None,
     };
     let started = Instant::now();

@@ -1,14 +1,13 @@
-//! The simulator as an NPU graph backend: functional results from the golden interpreter,
-//! timing from the cost model, on a simulated device clock.
+//! The simulator as an NPU graph backend: functional results equal to the golden interpreter's
+//! ([`crate::functional`]), timing from the cost model, on a simulated device clock.
 
 use crate::cost::{graph_cost, GraphCost, Unit};
 use crate::error::Result;
 use crate::profile::SocProfile;
 use serde::{Deserialize, Serialize};
-use shadowattn_cpu::reference;
 use shadowattn_hal::{
     Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
-    HalError, NpuBackend, OpKind, ProfileEvent, Signature, TensorView, TensorViewMut,
+    HalError, NpuBackend, Op, OpKind, ProfileEvent, Signature, TensorView, TensorViewMut,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,12 +50,23 @@ pub struct SimBackend {
 impl SimBackend {
     /// A functional simulator of `profile`.
     pub fn new(profile: SocProfile) -> Self {
-        // Every op but the profile's unsupported ones, with any types; built once per backend.
+        // Every op but the profile's unsupported ones, with any types but the forms its limits
+        // refuse; built once per backend.
+        let limits = &profile.limits;
+        let refused = |op: OpKind, s: &Signature| match op {
+            OpKind::MatMul => !limits.int32_matmul_output && s.output == DType::I32,
+            OpKind::Requantize => !limits.requantize_from_int32 && s.input == DType::I32,
+            _ => false,
+        };
         let capabilities = Capabilities {
             ops: OpKind::ALL
                 .into_iter()
                 .filter(|op| !profile.unsupported_ops.contains(op))
-                .map(|op| (op, Signature::all(&DType::ALL, &DType::ALL)))
+                .map(|op| {
+                    let mut sigs = Signature::all(&DType::ALL, &DType::ALL);
+                    sigs.retain(|s| !refused(op, s));
+                    (op, sigs)
+                })
                 .collect(),
             per_axis_quantization: true,
             serialization: true,
@@ -99,6 +109,34 @@ impl SimBackend {
     }
 }
 
+impl SimBackend {
+    /// Why the profile's limits refuse `node`, if they do.
+    fn refusal(&self, graph: &Graph, node: &shadowattn_hal::Node) -> Option<String> {
+        let limits = &self.profile.limits;
+        let input = |i: usize| &graph.value(node.inputs[i]).desc;
+        let output = &graph.value(node.outputs[0]).desc;
+        match node.op {
+            Op::MatMul { .. }
+                if !limits.int32_matmul_output
+                    && input(0).dtype.is_integer()
+                    && output.dtype == DType::I32 =>
+            {
+                Some("this NPU has no INT32 MatMul output: integer MatMuls requantize to 8 or 16 bits".into())
+            }
+            Op::Requantize if !limits.requantize_from_int32 && input(0).dtype == DType::I32 => {
+                Some("this NPU does not requantize from an INT32 tensor".into())
+            }
+            Op::Softmax { axis, .. } if !limits.softmax_any_axis && axis + 1 != input(0).rank() => {
+                Some(format!(
+                    "over axis {axis} of a rank-{} tensor: this NPU runs Softmax over the last axis only",
+                    input(0).rank()
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
 const FORMAT: &str = "shadowattn-sim-graph";
 const FORMAT_VERSION: u32 = 1;
 
@@ -123,8 +161,22 @@ impl NpuBackend for SimBackend {
         (*self.capabilities).clone()
     }
 
+    fn check_support(&self, graph: &Graph) -> shadowattn_hal::Result<()> {
+        for node in graph.nodes() {
+            if let Some(why) = self.refusal(graph, node) {
+                return Err(HalError::Unsupported {
+                    backend: self.name.clone(),
+                    node: node.name.clone(),
+                    op: node.op.kind().to_string(),
+                    detail: format!("{why} ({})", self.profile.limits.source),
+                });
+            }
+        }
+        self.capabilities.check(&self.name, graph)
+    }
+
     fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
-        self.capabilities.check(&self.name, graph)?;
+        self.check_support(graph)?;
         graph.validate()?;
         let cost = graph_cost(&self.profile, graph);
         let event = ProfileEvent {
@@ -266,7 +318,7 @@ impl GraphExecutable for SimProgram {
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
         if self.backend.mode == ExecutionMode::Functional {
-            reference::graph::execute(graph, inputs, outputs)?;
+            crate::functional::execute(graph, inputs, outputs)?;
         }
         let cold = self.launches == 0;
         self.launches += 1;

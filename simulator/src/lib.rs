@@ -4,6 +4,7 @@
 //! - [`profile`]: SoC profiles as TOML data, every number with its source.
 //! - [`cost`]: the cost model of one graph execution.
 //! - [`backend`]: [`SimBackend`], the `NpuBackend` implementation on a simulated clock.
+//! - [`functional`]: its results: the golden interpreter, with an exact fast integer MatMul.
 //! - [`cpu_model`], [`layer`]: CPU step costs, and the prices of a layer's launches and steps
 //!   for the pipeline model of `shadowattn-pipeline`.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
@@ -15,6 +16,7 @@ pub mod cost;
 pub mod cpu_model;
 pub mod error;
 pub mod fit;
+pub mod functional;
 pub mod layer;
 pub mod profile;
 pub mod timeline;

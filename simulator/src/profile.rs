@@ -59,10 +59,51 @@ pub struct SocProfile {
     /// Ops this NPU cannot run (default: none).
     #[serde(default)]
     pub unsupported_ops: Vec<OpKind>,
+    /// Forms of supported ops its compiler refuses (default: none).
+    #[serde(default)]
+    pub limits: NpuLimits,
     /// The NPU.
     pub npu: NpuProfile,
     /// The CPU cores available to the pipeline.
     pub cpu: CpuProfile,
+}
+
+/// Forms of an op the NPU's compiler refuses although it runs the op; each default accepts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpuLimits {
+    /// Integer MatMuls may write INT32 accumulators (HTP and NNAPI-rules drivers: no; they
+    /// requantize to 8 or 16 bits).
+    #[serde(default = "accepted")]
+    pub int32_matmul_output: bool,
+    /// Requantize may read an INT32 tensor.
+    #[serde(default = "accepted")]
+    pub requantize_from_int32: bool,
+    /// Softmax may run over any axis (HTP: the last one only).
+    #[serde(default = "accepted")]
+    pub softmax_any_axis: bool,
+    /// Where these come from.
+    #[serde(default = "unstated")]
+    pub source: String,
+}
+
+fn accepted() -> bool {
+    true
+}
+
+fn unstated() -> String {
+    "none stated: every form of a supported op is accepted".into()
+}
+
+impl Default for NpuLimits {
+    fn default() -> Self {
+        NpuLimits {
+            int32_matmul_output: true,
+            requantize_from_int32: true,
+            softmax_any_axis: true,
+            source: unstated(),
+        }
+    }
 }
 
 /// Physical parameters of the NPU.

@@ -8,7 +8,7 @@ use shadowattn_hal::{
 };
 use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
 use shadowattn_simulator::fit::{fit_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph};
-use shadowattn_simulator::profile::{builtin_names, real, BUILTIN};
+use shadowattn_simulator::profile::{builtin_names, real, NpuLimits, BUILTIN};
 use shadowattn_simulator::timeline::chrome_trace;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
 
@@ -407,6 +407,25 @@ fn random_graph(m: usize, k: usize, n: usize, s: [f32; 4], zp: i32, op: u8) -> G
     b.build().unwrap()
 }
 
+#[test]
+fn the_built_in_npus_refuse_what_their_compilers_refuse() {
+    let g = random_graph(4, 8, 4, [0.1, 0.1, 0.5, 0.5], 0, 0);
+    for name in builtin_names() {
+        let sim = SimBackend::builtin(name).unwrap();
+        let e = sim.check_support(&g).unwrap_err();
+        assert!(
+            matches!(&e, HalError::Unsupported { node, detail, .. }
+                if node == "acc" && detail.contains("no INT32 MatMul output")),
+            "{name}: {e}"
+        );
+        assert!(matches!(sim.compile(&g), Err(HalError::Unsupported { .. })));
+    }
+    // A profile without limits takes it.
+    let mut open = SocProfile::builtin("sa8255").unwrap();
+    open.limits = NpuLimits::default();
+    assert!(SimBackend::new(open).check_support(&g).is_ok());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
@@ -417,7 +436,11 @@ proptest! {
         let g = random_graph(m, k, n, s, zp, op);
         let ins = inputs_for(&g, seed);
         let soc = builtin_names()[(seed % 5) as usize];
-        let sim = SimBackend::builtin(soc).unwrap();
+        // The graph keeps INT32 accumulators, which the built-in NPUs refuse (their limits);
+        // the functional model is checked on the profile with its limits lifted.
+        let mut profile = SocProfile::builtin(soc).unwrap();
+        profile.limits = NpuLimits::default();
+        let sim = SimBackend::new(profile);
         let (sim_out, events) = execute(&sim, &g, &ins);
         let (cpu_out, _) = execute(&CpuBackend::new(), &g, &ins);
         let views: Vec<_> = ins.iter().map(|t| t.view()).collect();

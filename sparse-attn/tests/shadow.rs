@@ -11,7 +11,7 @@ use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, 
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::executor::LAUNCHER_TRACK;
 use shadowattn_sparse_attn::metrics::{evaluate, relative_l2, topk_recall};
-use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::shadow::{
     ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
 };
@@ -96,13 +96,35 @@ fn spec() -> BankSpec {
     }
 }
 
+/// The pilot as NPUs build it: requantized INT8 scores (the simulated NPUs, like HTP, have no
+/// INT32 MatMul output), scaled from a sample chunk of another seed.
+fn int8_spec() -> BankSpec {
+    let sample = chunk(99, KV_LEN);
+    BankSpec {
+        output: PilotOutput::Int8 {
+            acc_range: int8_accumulator_range(sample.inputs()).unwrap(),
+        },
+        ..spec()
+    }
+}
+
 fn shadow<'c>(
     npu: &dyn NpuBackend,
     compute: &'c dyn ComputeBackend,
     calib: Calibration,
     config: ShadowConfig,
 ) -> ShadowAttention<'c> {
-    let bank = GraphBank::build(npu, &calib.grid, spec()).unwrap();
+    shadow_with(npu, compute, calib, config, spec())
+}
+
+fn shadow_with<'c>(
+    npu: &dyn NpuBackend,
+    compute: &'c dyn ComputeBackend,
+    calib: Calibration,
+    config: ShadowConfig,
+    spec: BankSpec,
+) -> ShadowAttention<'c> {
+    let bank = GraphBank::build(npu, &calib.grid, spec).unwrap();
     ShadowAttention::new(bank, calib, compute, CostTable::uniform(&[1, 2, 4]), config).unwrap()
 }
 
@@ -203,10 +225,16 @@ fn the_simulator_as_npu_gives_the_same_result_as_the_cpu() {
     let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
     let calib = calibration(0.2, uniform_importance());
     let c = chunk(5, 180);
-    let a = shadow(&cpu, &cpu, calib.clone(), ShadowConfig::default())
-        .run_chunk(0, c.inputs())
-        .unwrap();
-    let mut on_sim = shadow(
+    let a = shadow_with(
+        &cpu,
+        &cpu,
+        calib.clone(),
+        ShadowConfig::default(),
+        int8_spec(),
+    )
+    .run_chunk(0, c.inputs())
+    .unwrap();
+    let mut on_sim = shadow_with(
         &sim,
         &cpu,
         calib,
@@ -214,6 +242,7 @@ fn the_simulator_as_npu_gives_the_same_result_as_the_cpu() {
             cpu_workers: 2,
             ..ShadowConfig::default()
         },
+        int8_spec(),
     );
     let b = on_sim.run_chunk(0, c.inputs()).unwrap();
     assert_eq!(a.output, b.output);
@@ -457,25 +486,27 @@ fn banks_round_trip_and_check_what_they_hold() {
     let cpu = CpuBackend::new();
     let sim = SimBackend::builtin("sa8255").unwrap();
     let calib = calibration(0.2, uniform_importance());
-    for npu in [&cpu as &dyn NpuBackend, &sim] {
-        let bank = GraphBank::build(npu, &calib.grid, spec()).unwrap();
+    for (npu, spec) in [(&cpu as &dyn NpuBackend, spec()), (&sim, int8_spec())] {
+        let bank = GraphBank::build(npu, &calib.grid, spec.clone()).unwrap();
         assert_eq!(bank.split(7), vec![4, 2, 1]);
         let bytes = bank.serialize().unwrap();
-        let loaded = GraphBank::load(npu, &calib.grid, spec(), &bytes).unwrap();
+        let loaded = GraphBank::load(npu, &calib.grid, spec.clone(), &bytes).unwrap();
         assert_eq!(loaded.len(), bank.len());
         let e = GraphBank::load(
             npu,
             &calib.grid,
             BankSpec {
                 kv_len: 128,
-                ..spec()
+                ..spec.clone()
             },
             &bytes,
         )
         .unwrap_err();
         assert!(e.to_string().contains("expected"), "{e}");
-        assert!(GraphBank::load(npu, &calib.grid, spec(), &bytes[..bytes.len() - 3]).is_err());
-        assert!(GraphBank::load(npu, &calib.grid, spec(), b"not a bank").is_err());
+        assert!(
+            GraphBank::load(npu, &calib.grid, spec.clone(), &bytes[..bytes.len() - 3]).is_err()
+        );
+        assert!(GraphBank::load(npu, &calib.grid, spec, b"not a bank").is_err());
     }
 }
 
@@ -498,7 +529,7 @@ fn stage_costs_can_be_measured_on_the_device() {
     );
     // The simulator reports simulated launch times, which the table takes instead of wall time.
     let sim = SimBackend::builtin("snapdragon-8-gen-3").unwrap();
-    let mut sim_bank = GraphBank::build(&sim, &calib.grid, spec()).unwrap();
+    let mut sim_bank = GraphBank::build(&sim, &calib.grid, int8_spec()).unwrap();
     let sim_table = CostTable::measure(
         &mut sim_bank,
         &cpu,

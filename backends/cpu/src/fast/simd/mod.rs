@@ -47,6 +47,20 @@ pub fn isa() -> Isa {
     })
 }
 
+/// `Σ a[i]·b[i]` of two i8 rows, exact in i32 for rows shorter than 2^17.
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    assert_eq!(a.len(), b.len(), "dot of unequal lengths");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected on this CPU; lengths are equal.
+        Isa::Avx2Fma => unsafe { x86::dot_i8(a, b) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is part of the aarch64 baseline; lengths are equal.
+        Isa::Neon => unsafe { neon::dot_i8(a, b) },
+        _ => portable::dot_i8(a, b),
+    }
+}
+
 /// `Σ a[i]·b[i]` (f32 accumulation in several lanes).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of unequal lengths");
@@ -349,6 +363,19 @@ pub fn fma_peak_probe(iters: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_int8_dot_is_exact_at_every_length_and_at_the_extremes() {
+        for n in [0, 1, 15, 16, 17, 31, 32, 33, 100, 4096] {
+            let a: Vec<i8> = (0..n).map(|i| (i * 37 % 256) as u8 as i8).collect();
+            let b: Vec<i8> = (0..n).map(|i| (i * 91 % 256 + 5) as u8 as i8).collect();
+            assert_eq!(dot_i8(&a, &b), portable::dot_i8(&a, &b), "n = {n}");
+        }
+        let lows = vec![i8::MIN; 4096];
+        assert_eq!(dot_i8(&lows, &lows), 4096 * 16384);
+        let highs = vec![i8::MAX; 4096];
+        assert_eq!(dot_i8(&lows, &highs), -4096 * 128 * 127);
+    }
 
     #[test]
     fn exp_and_weighted_rows_match_plain_loops() {

@@ -295,3 +295,27 @@ pub unsafe fn pv_group(p: &[f32], ld: usize, g: usize, rows: &[f32], idx: &[u32]
         }
     }
 }
+
+/// # Safety
+/// NEON available (aarch64 baseline); `a.len() == b.len()`.
+pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = vdupq_n_s32(0);
+    let mut i = 0;
+    // SAFETY (whole body): every load reads 16 bytes at i ≤ n − 16. Each i16 product is at most
+    // 2^14 and the pairwise accumulate adds two into an i32 lane, so the lanes stay exact.
+    while i + 16 <= n {
+        let x = vld1q_s8(pa.add(i));
+        let y = vld1q_s8(pb.add(i));
+        acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(x), vget_low_s8(y)));
+        acc = vpadalq_s16(acc, vmull_high_s8(x, y));
+        i += 16;
+    }
+    let mut sum = vaddvq_s32(acc);
+    while i < n {
+        sum += i32::from(*pa.add(i)) * i32::from(*pb.add(i));
+        i += 1;
+    }
+    sum
+}

@@ -19,6 +19,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// `Σ a[i]·b[i]` of two i8 rows, exactly, in i32 (no overflow below 2^17 elements).
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
+}
+
 /// `y[i] += alpha·x[i]`.
 pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
     y.iter_mut()

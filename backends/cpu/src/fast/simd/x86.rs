@@ -47,6 +47,44 @@ pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// # Safety
+/// AVX2 available; `a.len() == b.len()`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_si256();
+    let mut acc1 = _mm256_setzero_si256();
+    let mut i = 0;
+    // SAFETY (whole body): every load reads 16 bytes at i ≤ n − 16 (32 for the pair).
+    // Each i16 product is at most 2^14 and madd sums two, so the i32 lanes stay exact.
+    while i + 32 <= n {
+        let x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i).cast()));
+        let y0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(pb.add(i).cast()));
+        let x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i + 16).cast()));
+        let y1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(pb.add(i + 16).cast()));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, y0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x1, y1));
+        i += 32;
+    }
+    if i + 16 <= n {
+        let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(pa.add(i).cast()));
+        let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(pb.add(i).cast()));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x, y));
+        i += 16;
+    }
+    let v = _mm256_add_epi32(acc0, acc1);
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b0100_1110));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b1011_0001));
+    let mut sum = _mm_cvtsi128_si32(s);
+    while i < n {
+        sum += i32::from(*pa.add(i)) * i32::from(*pb.add(i));
+        i += 1;
+    }
+    sum
+}
+
 /// The eight horizontal sums of `v`, as one vector.
 #[inline]
 #[target_feature(enable = "avx2,fma")]

@@ -1,0 +1,190 @@
+//! The simulator's functional model: the golden interpreter, except for the integer MatMul the
+//! pilot is (one INT8 × INT8 MatMul to INT32 accumulators or requantized 8-bit scores), which
+//! runs on the fast kernels' exact SIMD INT8 dot product (AVX2 / NEON / portable). Its accumulators are exact i32 sums
+//! and its requantization is the golden rule itself, so it equals the interpreter bit for bit.
+
+use shadowattn_cpu::fast::simd::dot_i8;
+use shadowattn_cpu::reference::{arith, graph as interpreter};
+use shadowattn_hal::{
+    check_io, DType, Graph, Op, QuantParams, Quantization, Result, TensorDesc, TensorView,
+    TensorViewMut,
+};
+
+/// Runs `graph` on `inputs`, writing `outputs`, with the golden interpreter's results.
+pub fn execute(
+    graph: &Graph,
+    inputs: &[TensorView<'_>],
+    outputs: &mut [TensorViewMut<'_>],
+) -> Result<()> {
+    match IntMatMul::of(graph) {
+        Some(mm) => {
+            check_io(graph, inputs, &*outputs)?;
+            mm.run(inputs[0].bytes(), inputs[1].bytes(), outputs[0].bytes_mut());
+            Ok(())
+        }
+        None => interpreter::execute(graph, inputs, outputs),
+    }
+}
+
+/// Largest K for which every i8 × i8 sum fits an i32 without saturating (|a·b| ≤ 2^14).
+const MAX_K: usize = (i32::MAX as usize) >> 14;
+
+/// A graph that is one integer MatMul of its two inputs into its one output.
+#[derive(Clone, Copy, Debug)]
+struct IntMatMul {
+    batches: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    transpose_a: bool,
+    transpose_b: bool,
+    /// Output type and, for 8-bit outputs, the accumulator and output quantization.
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Output {
+    I32,
+    Requantized {
+        dtype: DType,
+        acc: QuantParams,
+        out: QuantParams,
+    },
+}
+
+/// Per-tensor parameters with a zero point of 0, the only form the fast path takes.
+fn symmetric(desc: &TensorDesc) -> Option<QuantParams> {
+    match desc.quant {
+        Quantization::PerTensor(p) if p.zero_point == 0 => Some(p),
+        _ => None,
+    }
+}
+
+impl IntMatMul {
+    /// The fast path's view of `graph`, if it is exactly one i8 × i8 MatMul it can run.
+    fn of(graph: &Graph) -> Option<Self> {
+        let [node] = graph.nodes() else { return None };
+        let Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } = node.op
+        else {
+            return None;
+        };
+        if node.inputs.as_slice() != graph.inputs() || node.outputs.as_slice() != graph.outputs() {
+            return None;
+        }
+        let (a, b) = (
+            &graph.value(node.inputs[0]).desc,
+            &graph.value(node.inputs[1]).desc,
+        );
+        let out = &graph.value(node.outputs[0]).desc;
+        if a.dtype != DType::I8 || b.dtype != DType::I8 {
+            return None;
+        }
+        let (pa, pb) = (symmetric(a)?, symmetric(b)?);
+        let r = out.rank();
+        if r < 2 || a.rank() != r || b.rank() != r || a.shape[..r - 2] != out.shape[..r - 2] {
+            return None;
+        }
+        if b.shape[..r - 2] != out.shape[..r - 2] {
+            return None;
+        }
+        let k = if transpose_a {
+            a.shape[r - 2]
+        } else {
+            a.shape[r - 1]
+        };
+        if k > MAX_K {
+            return None;
+        }
+        let output = match (out.dtype, &out.quant) {
+            (DType::I32, Quantization::None) => Output::I32,
+            (DType::I8 | DType::U8, Quantization::PerTensor(p)) => Output::Requantized {
+                dtype: out.dtype,
+                acc: QuantParams::symmetric(pa.scale * pb.scale),
+                out: *p,
+            },
+            _ => return None,
+        };
+        Some(IntMatMul {
+            batches: out.shape[..r - 2].iter().product(),
+            m: out.shape[r - 2],
+            k,
+            n: out.shape[r - 1],
+            transpose_a,
+            transpose_b,
+            output,
+        })
+    }
+
+    /// Computes the output bytes from the input bytes (sizes checked by `check_io`).
+    fn run(&self, a: &[u8], b: &[u8], out: &mut [u8]) {
+        let (m, k, n) = (self.m, self.k, self.n);
+        // Rows of A (m × k) and of Bᵀ (n × k), so every output is one contiguous dot product.
+        let mut rows_a = vec![0i8; m * k];
+        let mut rows_b = vec![0i8; n * k];
+        let mut acc = vec![0i32; m * n];
+        for batch in 0..self.batches {
+            let a = &a[batch * m * k..(batch + 1) * m * k];
+            let b = &b[batch * k * n..(batch + 1) * k * n];
+            gather_rows(a, &mut rows_a, m, k, self.transpose_a);
+            gather_rows(b, &mut rows_b, n, k, !self.transpose_b);
+            for (i, acc_row) in acc.chunks_exact_mut(n).enumerate() {
+                let x = &rows_a[i * k..(i + 1) * k];
+                for (j, slot) in acc_row.iter_mut().enumerate() {
+                    *slot = dot_i8(x, &rows_b[j * k..(j + 1) * k]);
+                }
+            }
+            self.store(&acc, &mut out[batch * m * n * self.output_bytes()..]);
+        }
+    }
+
+    fn output_bytes(&self) -> usize {
+        match self.output {
+            Output::I32 => 4,
+            Output::Requantized { .. } => 1,
+        }
+    }
+
+    /// Writes accumulators as the output type, requantized by the golden rule.
+    fn store(&self, acc: &[i32], out: &mut [u8]) {
+        match self.output {
+            Output::I32 => {
+                for (dst, v) in out.chunks_exact_mut(4).zip(acc) {
+                    dst.copy_from_slice(&v.to_ne_bytes());
+                }
+            }
+            Output::Requantized {
+                dtype,
+                acc: from,
+                out: to,
+            } => {
+                for (dst, &v) in out.iter_mut().zip(acc) {
+                    let q = arith::requantize(f64::from(v), from, to, dtype);
+                    *dst = if dtype == DType::I8 {
+                        (q as i8) as u8
+                    } else {
+                        q as u8
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `src` as `rows` rows of `k` values: copied when already row-major (`transposed` false),
+/// transposed from a k × rows layout otherwise.
+fn gather_rows(src: &[u8], dst: &mut [i8], rows: usize, k: usize, transposed: bool) {
+    if transposed {
+        for (p, line) in src.chunks_exact(rows).enumerate() {
+            for (r, &v) in line.iter().enumerate() {
+                dst[r * k + p] = v as i8;
+            }
+        }
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s as i8;
+        }
+    }
+}
