@@ -66,17 +66,28 @@ pub unsafe extern "C" fn shadowattn_neuron_shim_fail(function: *const c_char, co
     *FAIL.lock().unwrap_or_else(|e| e.into_inner()) = f;
 }
 
-/// The one device the shim exposes, named so no report mistakes it for MediaTek's runtime.
-static DEVICE_NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+/// Longest device name the shim reports, NUL included.
+const NAME_BYTES: usize = 128;
 
-fn device_name() -> &'static std::ffi::CString {
-    DEVICE_NAME.get_or_init(|| {
-        std::ffi::CString::new(format!(
-            "shadowattn-neuron-shim (simulated {}; not MediaTek's runtime)",
-            crate::model::shim_soc()
-        ))
-        .unwrap_or_default()
-    })
+/// The one device the shim exposes, named so no report mistakes it for MediaTek's runtime. A
+/// fixed buffer, not a heap string: the library may be unloaded before the process exits, and
+/// its statics must then own no allocation (valgrind would see it lost).
+static DEVICE_NAME: std::sync::OnceLock<[u8; NAME_BYTES]> = std::sync::OnceLock::new();
+
+fn device_name() -> *const c_char {
+    DEVICE_NAME
+        .get_or_init(|| {
+            let text = format!(
+                "shadowattn-neuron-shim (simulated {}; not MediaTek's runtime)",
+                crate::model::shim_soc()
+            );
+            let mut buf = [0u8; NAME_BYTES];
+            let n = text.len().min(NAME_BYTES - 1);
+            buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+            buf
+        })
+        .as_ptr()
+        .cast()
 }
 
 /// `Neuron_getDeviceCount`: one device.
@@ -108,7 +119,7 @@ pub unsafe extern "C" fn Neuron_getDevice(index: u32, device: *mut *mut c_void) 
         return ResultCode::BAD_DATA.0;
     }
     // SAFETY: checked non-NULL; the caller provides a valid out-pointer.
-    unsafe { *device = device_name().as_ptr() as *mut c_void };
+    unsafe { *device = device_name() as *mut c_void };
     0
 }
 
@@ -125,11 +136,11 @@ pub unsafe extern "C" fn NeuronDevice_getName(
     if device.is_null() || name.is_null() {
         return ResultCode::UNEXPECTED_NULL.0;
     }
-    if device != device_name().as_ptr() as *const c_void {
+    if device != device_name() as *const c_void {
         return ResultCode::BAD_DATA.0;
     }
     // SAFETY: checked non-NULL; the string is static for the library's lifetime.
-    unsafe { *name = device_name().as_ptr() };
+    unsafe { *name = device_name() };
     0
 }
 
