@@ -71,7 +71,7 @@ impl SimBackend {
             per_axis_quantization: true,
             serialization: true,
             max_rank: 5,
-            relaxed_f32: false,
+            relaxed_f32: profile.numerics.f32_as_f16,
         };
         SimBackend {
             name: format!("sim:{}", profile.name),
@@ -194,6 +194,7 @@ impl NpuBackend for SimBackend {
             SimProgram {
                 cost,
                 launches: 0,
+                model: crate::functional::Model::of(graph, self.profile.numerics.f32_as_f16),
                 backend: self.clone(),
             },
         )))
@@ -230,6 +231,7 @@ pub type SimGraph = Compiled<SimProgram>;
 pub struct SimProgram {
     cost: GraphCost,
     launches: u64,
+    model: crate::functional::Model,
     backend: SimBackend,
 }
 
@@ -318,7 +320,7 @@ impl GraphExecutable for SimProgram {
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
         if self.backend.mode == ExecutionMode::Functional {
-            crate::functional::execute(graph, inputs, outputs)?;
+            self.model.execute(graph, inputs, outputs)?;
         }
         let cold = self.launches == 0;
         self.launches += 1;

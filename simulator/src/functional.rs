@@ -1,14 +1,129 @@
 //! The simulator's functional model: the golden interpreter, except for the integer MatMul the
 //! pilot is (one INT8 × INT8 MatMul to INT32 accumulators or requantized 8-bit scores), which
-//! runs on the fast kernels' exact SIMD INT8 dot product (AVX2 / NEON / portable). Its accumulators are exact i32 sums
-//! and its requantization is the golden rule itself, so it equals the interpreter bit for bit.
+//! runs on the fast kernels' exact SIMD INT8 dot product (AVX2 / NEON / portable). Its
+//! accumulators are exact i32 sums and its requantization is the golden rule itself, so it
+//! equals the interpreter bit for bit.
+//!
+//! An NPU that computes f32 graphs in f16 (HTP V73 does: `[numerics] f32_as_f16` of its
+//! profile) runs the graph's f16 twin: every f32 tensor an f16 one, f32 inputs rounded to f16
+//! on the way in and f16 results widened on the way out, as the casts HTP inserts do.
 
 use shadowattn_cpu::fast::simd::dot_i8;
 use shadowattn_cpu::reference::{arith, graph as interpreter};
 use shadowattn_hal::{
-    check_io, DType, Graph, Op, QuantParams, Quantization, Result, TensorDesc, TensorView,
-    TensorViewMut,
+    check_io, DType, Graph, GraphBuilder, HostTensor, Op, OutType, QuantParams, Quantization,
+    Result, TensorDesc, TensorView, TensorViewMut, ValueId,
 };
+
+/// How a compiled graph computes its results.
+#[derive(Clone, Debug)]
+pub enum Model {
+    /// The golden results (the fast integer MatMul where it applies).
+    Exact,
+    /// The graph's f16 twin, for NPUs that compute f32 as f16.
+    F16(Graph),
+}
+
+impl Model {
+    /// The model of `graph` on an NPU that does (`f32_as_f16`) or does not compute f32 as f16.
+    pub fn of(graph: &Graph, f32_as_f16: bool) -> Model {
+        let has_f32 = graph.values().iter().any(|v| v.desc.dtype == DType::F32);
+        match (f32_as_f16 && has_f32).then(|| f16_twin(graph)).flatten() {
+            Some(twin) => Model::F16(twin),
+            None => Model::Exact,
+        }
+    }
+
+    /// Runs `graph` on `inputs`, writing `outputs`.
+    pub fn execute(
+        &self,
+        graph: &Graph,
+        inputs: &[TensorView<'_>],
+        outputs: &mut [TensorViewMut<'_>],
+    ) -> Result<()> {
+        match self {
+            Model::Exact => execute(graph, inputs, outputs),
+            Model::F16(twin) => {
+                check_io(graph, inputs, &*outputs)?;
+                let narrowed = twin
+                    .input_descs()
+                    .zip(inputs)
+                    .map(|(d, v)| convert(v.bytes(), v.desc().dtype, d))
+                    .collect::<Result<Vec<_>>>()?;
+                let views: Vec<_> = narrowed.iter().map(|t| t.view()).collect();
+                let results = interpreter::run(twin, &views)?;
+                for (out, r) in outputs.iter_mut().zip(&results) {
+                    let wide = convert(r.bytes(), r.desc().dtype, out.desc())?;
+                    out.bytes_mut().copy_from_slice(wide.bytes());
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `bytes` of type `from` as a tensor of `to` (f32 ↔ f16 by IEEE rounding, others copied).
+fn convert(bytes: &[u8], from: DType, to: &TensorDesc) -> Result<HostTensor> {
+    let mut t = HostTensor::zeros(to.clone())?;
+    if from == to.dtype {
+        t.bytes_mut().copy_from_slice(bytes);
+    } else {
+        interpreter::encode(&interpreter::decode(bytes, from), to.dtype, t.bytes_mut());
+    }
+    Ok(t)
+}
+
+/// `dtype` as the f16 twin holds it.
+fn narrow(dtype: DType) -> DType {
+    if dtype == DType::F32 {
+        DType::F16
+    } else {
+        dtype
+    }
+}
+
+/// `graph` with every f32 tensor made f16, or `None` where the IR cannot express the twin.
+fn f16_twin(graph: &Graph) -> Option<Graph> {
+    let mut b = GraphBuilder::new(graph.name());
+    let mut ids: Vec<Option<ValueId>> = vec![None; graph.values().len()];
+    for &v in graph.inputs() {
+        let value = graph.value(v);
+        let desc = TensorDesc {
+            dtype: narrow(value.desc.dtype),
+            ..value.desc.clone()
+        };
+        ids[v.index()] = Some(b.input(&value.name, desc).ok()?);
+    }
+    for node in graph.nodes() {
+        let op = match &node.op {
+            Op::Dequantize { dtype } => Op::Dequantize {
+                dtype: narrow(*dtype),
+            },
+            Op::Cast { dtype } => Op::Cast {
+                dtype: narrow(*dtype),
+            },
+            other => other.clone(),
+        };
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|v| ids[v.index()])
+            .collect::<Option<Vec<_>>>()?;
+        let first = &graph.value(node.outputs[0]).desc;
+        let out = op.needs_output_type().then(|| OutType {
+            dtype: narrow(first.dtype),
+            quant: first.quant.clone(),
+        });
+        let outs = b.add_node(&node.name, op, &inputs, out).ok()?;
+        for (&old, new) in node.outputs.iter().zip(outs) {
+            ids[old.index()] = Some(new);
+        }
+    }
+    for &v in graph.outputs() {
+        b.output(ids[v.index()]?).ok()?;
+    }
+    b.build().ok()
+}
 
 /// Runs `graph` on `inputs`, writing `outputs`, with the golden interpreter's results.
 pub fn execute(

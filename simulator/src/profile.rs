@@ -62,6 +62,9 @@ pub struct SocProfile {
     /// Forms of supported ops its compiler refuses (default: none).
     #[serde(default)]
     pub limits: NpuLimits,
+    /// How it computes where that differs from the golden reference (default: as it).
+    #[serde(default)]
+    pub numerics: NpuNumerics,
     /// The NPU.
     pub npu: NpuProfile,
     /// The CPU cores available to the pipeline.
@@ -102,6 +105,31 @@ impl Default for NpuLimits {
             requantize_from_int32: true,
             softmax_any_axis: true,
             source: unstated(),
+        }
+    }
+}
+
+/// How the NPU computes where it differs from the golden reference.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NpuNumerics {
+    /// f32 graphs compute in f16: inputs rounded to f16, every op in f16, outputs widened.
+    #[serde(default)]
+    pub f32_as_f16: bool,
+    /// Where this comes from.
+    #[serde(default = "exact")]
+    pub source: String,
+}
+
+fn exact() -> String {
+    "none stated: computes as the golden reference".into()
+}
+
+impl Default for NpuNumerics {
+    fn default() -> Self {
+        NpuNumerics {
+            f32_as_f16: false,
+            source: exact(),
         }
     }
 }

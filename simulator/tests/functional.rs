@@ -85,3 +85,72 @@ fn saturating_extremes_and_the_pilot_shape_agree() {
     let (fast, gold) = both(&g, &[a, b]);
     assert_eq!(fast, gold);
 }
+
+#[test]
+fn npus_that_compute_f32_as_f16_run_the_f16_twin() {
+    use shadowattn_hal::NpuBackend;
+    use shadowattn_simulator::{SimBackend, SocProfile};
+    let graph = |dtype: DType| {
+        let mut b = GraphBuilder::new("mm_softmax");
+        let x = b.input("x", TensorDesc::new(dtype, [1, 1, 5, 33])).unwrap();
+        let w = b.input("w", TensorDesc::new(dtype, [1, 1, 33, 7])).unwrap();
+        let y = b
+            .matmul("mm", x, w, false, false, OutType::plain(dtype))
+            .unwrap();
+        let s = b.softmax("sm", y, 3, 1.0).unwrap();
+        b.output(s).unwrap();
+        b.build().unwrap()
+    };
+    let (g32, g16) = (graph(DType::F32), graph(DType::F16));
+    let values: Vec<Vec<f32>> = [5 * 33, 33 * 7]
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 41.3)
+                .collect()
+        })
+        .collect();
+    let tensors = |g: &Graph| -> Vec<HostTensor> {
+        g.input_descs()
+            .zip(&values)
+            .map(|(d, v)| {
+                let mut t = HostTensor::zeros(d.clone()).unwrap();
+                interpreter::encode(
+                    &v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
+                    d.dtype,
+                    t.bytes_mut(),
+                );
+                t
+            })
+            .collect()
+    };
+    let run = |npu: &dyn NpuBackend, g: &Graph| {
+        let ins = tensors(g);
+        let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+        let mut out = HostTensor::zeros(g.output_descs().next().unwrap().clone()).unwrap();
+        npu.compile(g)
+            .unwrap()
+            .execute(&views, &mut [out.view_mut()])
+            .unwrap();
+        interpreter::decode(out.bytes(), out.desc().dtype)
+    };
+    let htp = SimBackend::builtin("sa8255").unwrap();
+    assert!(htp.profile().numerics.f32_as_f16);
+    assert!(htp.capabilities().relaxed_f32);
+    let mut exact = SocProfile::builtin("sa8255").unwrap();
+    exact.numerics = Default::default();
+    let exact = SimBackend::new(exact);
+    // f32 on the HTP profile is the f16 graph widened, to the bit; without the numerics it is
+    // the golden f32 result, which differs.
+    assert_eq!(run(&htp, &g32), run(&exact, &g16));
+    assert_ne!(run(&htp, &g32), run(&exact, &g32));
+    let golden = interpreter::run(
+        &g32,
+        &tensors(&g32).iter().map(|t| t.view()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_eq!(
+        run(&exact, &g32),
+        interpreter::decode(golden[0].bytes(), DType::F32)
+    );
+}
