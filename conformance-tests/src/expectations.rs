@@ -3,29 +3,10 @@
 //! listed must pass; a listed one is unsupported (with the reason and its source) or a known
 //! failure (with the reason). Any other outcome — an unexpected skip, failure or pass — fails.
 
-use crate::runner::{CaseResult, Status};
+use crate::outcome::{CaseResult, Status};
+pub use crate::outcome::{Suite, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// Which list of cases a file is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Suite {
-    /// The NPU graph cases ([`crate::all_cases`]).
-    Npu,
-    /// The compute-kernel cases ([`crate::compute_cases`]).
-    Compute,
-}
-
-impl Suite {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::Npu => "npu",
-            Suite::Compute => "compute",
-        }
-    }
-}
 
 /// Why a backend does not support a case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,44 +49,6 @@ pub enum Expected<'a> {
     Unsupported(&'a Unsupported),
     /// Must fail.
     KnownFailure(&'a KnownFailure),
-}
-
-/// How a case's result compares with its expectation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Passed within the strict tier.
-    Passed,
-    /// Passed within the acceptable tier only.
-    PassedWithWarning,
-    /// Declared unsupported, as expected.
-    UnsupportedAsExpected,
-    /// Failed, as expected.
-    KnownFailure,
-    /// Anything unexpected: a failure, a skip or a pass the file does not predict.
-    Failed,
-}
-
-impl Verdict {
-    /// Every verdict, in report order.
-    pub const ALL: [Verdict; 5] = [
-        Verdict::Passed,
-        Verdict::PassedWithWarning,
-        Verdict::UnsupportedAsExpected,
-        Verdict::KnownFailure,
-        Verdict::Failed,
-    ];
-
-    /// Lower-case words.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verdict::Passed => "passed",
-            Verdict::PassedWithWarning => "passed with a quality warning",
-            Verdict::UnsupportedAsExpected => "unsupported as expected",
-            Verdict::KnownFailure => "known failure",
-            Verdict::Failed => "failed",
-        }
-    }
 }
 
 /// An expectation file that cannot be used.

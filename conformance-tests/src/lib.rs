@@ -14,6 +14,7 @@ pub mod cases;
 pub mod compute;
 pub mod expectations;
 pub mod mutation;
+pub mod outcome;
 pub mod report;
 pub mod runner;
 pub mod tolerance;

@@ -3,10 +3,10 @@
 //! tolerance rejects wrong outputs ([`crate::mutation`]).
 
 use crate::cases::{Case, CaseKind, Group, FUSED};
-use crate::expectations::{Suite, Verdict};
 use crate::mutation::{self, MutationRecord, Reference};
+pub use crate::outcome::{CaseResult, Status};
+use crate::outcome::{Suite, Verdict};
 use crate::tolerance::{Comparison, Tiers, Tolerance};
-use serde::{Deserialize, Serialize};
 use shadowattn_cpu::reference::graph::{decode, run};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
@@ -22,48 +22,6 @@ use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
-
-/// The outcome of one case, before it is held against the backend's expectations.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
-pub enum Status {
-    /// Matched the reference within the strict tier.
-    Passed,
-    /// Matched within the acceptable tier only; by how much.
-    PassedWithWarning(String),
-    /// Did not match, or misbehaved; why.
-    Failed(String),
-    /// The backend declared the case unsupported; why.
-    Unsupported(String),
-}
-
-/// One case run on one backend.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CaseResult {
-    /// Case name.
-    pub case: String,
-    /// Case group.
-    pub group: Group,
-    /// The suite the case belongs to.
-    pub suite: Suite,
-    /// Backend name.
-    pub backend: String,
-    /// Outcome.
-    pub status: Status,
-    /// Wall time, ms.
-    pub duration_ms: f64,
-    /// Error statistics of each compared output.
-    pub comparisons: Vec<Comparison>,
-    /// What the acceptable tier made of each wrong output derived from the reference.
-    #[serde(default)]
-    pub mutations: Vec<MutationRecord>,
-    /// The outcome held against the backend's expectations (every case expected to pass
-    /// until [`crate::Report::judge`] applies a file).
-    pub verdict: Verdict,
-    /// Why the verdict is a failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict_reason: Option<String>,
-}
 
 /// A case's outcome: its status, the comparisons and the mutation records.
 #[derive(Debug, Default)]
