@@ -41,7 +41,7 @@ fn builtin_path(suite: Suite, name: &str) -> String {
     format!(
         "conformance-tests/expectations/{}/{}.toml",
         suite.name(),
-        name.replace(':', "-")
+        file_stem(name)
     )
 }
 
@@ -123,6 +123,20 @@ fn run_suites(args: &ConformanceArgs) -> Result<Report, Box<dyn Error>> {
     Ok(report)
 }
 
+/// A backend name as a file name: `:`, `/` and other separators become `-`.
+fn file_stem(backend: &str) -> String {
+    backend
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// Writes the expectation files the results imply under `dir`, one per suite run.
 fn write_expectations(report: &Report, dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
     for suite in [Suite::Npu, Suite::Compute] {
@@ -138,7 +152,7 @@ fn write_expectations(report: &Report, dir: &std::path::Path) -> Result<(), Box<
         let file = Expectations::observed(suite, &report.backend, &report.version, &results);
         let path = dir
             .join(suite.name())
-            .join(format!("{}.toml", report.backend.replace(':', "-")));
+            .join(format!("{}.toml", file_stem(&report.backend)));
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
             std::fs::write(&path, file.to_toml())
