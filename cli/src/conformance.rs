@@ -36,15 +36,6 @@ pub struct ConformanceArgs {
 /// Exit code when cases fail.
 pub const EXIT_FAILURES: u8 = 3;
 
-/// Where the built-in expectation file of `name` on `suite` lives, relative to the repository.
-fn builtin_path(suite: Suite, name: &str) -> String {
-    format!(
-        "conformance-tests/expectations/{}/{}.toml",
-        suite.name(),
-        file_stem(name)
-    )
-}
-
 /// The given expectation files, parsed, with their paths.
 fn read_files(paths: &[PathBuf]) -> Result<Vec<(Expectations, String)>, Box<dyn Error>> {
     paths
@@ -65,10 +56,15 @@ fn judge(
     name: &str,
     given: &[(Expectations, String)],
 ) -> Result<(), Box<dyn Error>> {
+    // The report carries the name the user gave (`qnn:htp:52`), which the files are keyed by.
+    report.backend = name.to_string();
     if let Some((e, origin)) = given.iter().find(|(e, _)| e.suite == suite) {
         report.judge(e, origin)?;
-    } else if let Some(e) = Expectations::builtin(suite, name) {
-        report.judge(&e, &format!("built-in {}", builtin_path(suite, name)))?;
+    } else if let Some((e, path)) = Expectations::builtin(suite, name) {
+        report.judge(
+            &e,
+            &format!("built-in conformance-tests/expectations/{path}"),
+        )?;
     }
     Ok(())
 }
@@ -123,20 +119,6 @@ fn run_suites(args: &ConformanceArgs) -> Result<Report, Box<dyn Error>> {
     Ok(report)
 }
 
-/// A backend name as a file name: `:`, `/` and other separators become `-`.
-fn file_stem(backend: &str) -> String {
-    backend
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 /// Writes the expectation files the results imply under `dir`, one per suite run.
 fn write_expectations(report: &Report, dir: &std::path::Path) -> Result<(), Box<dyn Error>> {
     for suite in [Suite::Npu, Suite::Compute] {
@@ -150,9 +132,7 @@ fn write_expectations(report: &Report, dir: &std::path::Path) -> Result<(), Box<
             continue;
         }
         let file = Expectations::observed(suite, &report.backend, &report.version, &results);
-        let path = dir
-            .join(suite.name())
-            .join(format!("{}.toml", file_stem(&report.backend)));
+        let path = dir.join(Expectations::path_of(suite, &report.backend));
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
             std::fs::write(&path, file.to_toml())

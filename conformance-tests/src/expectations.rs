@@ -86,12 +86,13 @@ pub enum ExpectationError {
 
 macro_rules! builtin_files {
     ($($suite:ident $file:literal),* $(,)?) => {
-        &[$((Suite::$suite, include_str!(concat!("../expectations/", $file)))),*]
+        &[$((Suite::$suite, $file, include_str!(concat!("../expectations/", $file)))),*]
     };
 }
 
-/// Every built-in expectation file (suite, TOML text).
-const BUILTIN: &[(Suite, &str)] = builtin_files![
+/// Every built-in expectation file (suite, path under `conformance-tests/expectations/`, TOML
+/// text).
+const BUILTIN: &[(Suite, &str, &str)] = builtin_files![
     Npu "npu/cpu.toml",
     Npu "npu/sim-dimensity-9300.toml",
     Npu "npu/sim-sa8255.toml",
@@ -128,27 +129,34 @@ impl Expectations {
         })
     }
 
-    /// The built-in file of `backend` on `suite`, if the project ships one.
-    pub fn builtin(suite: Suite, backend: &str) -> Option<Self> {
-        Self::all_builtin()
-            .into_iter()
-            .find(|e| e.suite == suite && e.backend == backend)
+    /// Where the file of `backend` on `suite` lives under `conformance-tests/expectations/`
+    /// (and under a `--write-expectations` folder): `<suite>/<backend>.toml`, every character
+    /// of the name outside `[A-Za-z0-9._-]` (`:`, `/`) made `-`.
+    pub fn path_of(suite: Suite, backend: &str) -> String {
+        let stem: String = backend
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("{}/{stem}.toml", suite.name())
     }
 
-    /// Every built-in file, parsed.
-    pub fn all_builtin() -> Vec<Self> {
-        BUILTIN
-            .iter()
-            .map(|(suite, text)| {
-                let e = Self::parse(text, "built-in").expect("built-in expectation files parse");
-                assert_eq!(
-                    e.suite, *suite,
-                    "built-in file of {} in the wrong list",
-                    e.backend
-                );
-                e
-            })
-            .collect()
+    /// The built-in file of `backend` on `suite` and its path, if the project ships one.
+    pub fn builtin(suite: Suite, backend: &str) -> Option<(Self, &'static str)> {
+        let path = Self::path_of(suite, backend);
+        let &(_, file, text) = BUILTIN.iter().find(|(s, f, _)| *s == suite && *f == path)?;
+        let e = Self::parse(text, file).expect("built-in expectation files parse");
+        assert_eq!(
+            (e.suite, e.backend.as_str()),
+            (suite, backend),
+            "built-in {file} is for another backend"
+        );
+        Some((e, file))
     }
 
     /// Checks the file is about `backend` on `suite` and names only cases in `names`.

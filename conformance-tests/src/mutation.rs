@@ -130,10 +130,11 @@ fn shifted(tol: &Tolerance, r: &Reference<'_>) -> Vec<f64> {
         _ => None,
     };
     let (lo, hi) = range(r.dtype);
+    let bounds = tol.element_bounds();
     r.values
         .iter()
         .map(|&e| {
-            let bound = match (tol.element_bounds(), nmse_shift) {
+            let bound = match (bounds, nmse_shift) {
                 (Some((atol, rtol)), _) => atol + rtol * e.abs(),
                 (None, Some(s)) => s,
                 (None, None) => 0.0,

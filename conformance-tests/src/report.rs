@@ -85,13 +85,14 @@ impl Report {
         }
     }
 
-    /// Judges the results of `file.suite` against `file`; `origin` names it in the report.
+    /// Judges the results of `file.suite` against `file`, which must be about this report's
+    /// backend; `origin` names it in the report.
     pub fn judge(&mut self, file: &Expectations, origin: &str) -> Result<(), ExpectationError> {
         let suite = file.suite;
         file.check_for(
             origin,
             suite,
-            &file.backend,
+            &self.backend,
             self.results
                 .iter()
                 .filter(|r| r.suite == suite)

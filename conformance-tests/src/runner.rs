@@ -24,9 +24,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 /// A case's outcome: its status, the comparisons and the mutation records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outcome {
-    pub(crate) status: Option<Status>,
+    pub(crate) status: Status,
     pub(crate) comparisons: Vec<Comparison>,
     pub(crate) mutations: Vec<MutationRecord>,
 }
@@ -34,8 +34,9 @@ pub(crate) struct Outcome {
 impl Outcome {
     pub(crate) fn of(status: Status) -> Self {
         Outcome {
-            status: Some(status),
-            ..Outcome::default()
+            status,
+            comparisons: vec![],
+            mutations: vec![],
         }
     }
 
@@ -99,7 +100,7 @@ pub(crate) fn compare(outputs: &[Judged], actual: &[Vec<f64>]) -> Outcome {
         Status::Passed
     };
     Outcome {
-        status: Some(status),
+        status,
         comparisons,
         mutations: mutations_of(outputs),
     }
@@ -125,9 +126,7 @@ pub(crate) fn result_of(
         group,
         suite,
         backend: backend.to_string(),
-        status: outcome
-            .status
-            .unwrap_or_else(|| Status::Failed("the case set no status".into())),
+        status: outcome.status,
         duration_ms: started.elapsed().as_secs_f64() * 1e3,
         comparisons: outcome.comparisons,
         mutations: outcome.mutations,
@@ -201,16 +200,16 @@ fn run_graph(backend: &dyn NpuBackend, graph: &Graph, seed: u64, tiers: &[Tiers]
         })
         .collect();
     let fail = |why: String| Outcome {
-        status: Some(Status::Failed(why)),
+        status: Status::Failed(why),
         comparisons: vec![],
         mutations: mutations_of(&judged),
     };
     match backend.check_support(graph) {
         Err(HalError::Unsupported { node, detail, .. }) => {
             return Outcome {
-                status: Some(Status::Unsupported(format!(
+                status: Status::Unsupported(format!(
                     "declared unsupported: node `{node}`: {detail}"
-                ))),
+                )),
                 comparisons: vec![],
                 mutations: mutations_of(&judged),
             }

@@ -45,7 +45,7 @@ fn main() {
     let mut trials = Vec::new();
     for spec in backends {
         let name = spec.to_string();
-        let found = Expectations::builtin(Suite::Compute, &name);
+        let found = Expectations::builtin(Suite::Compute, &name).map(|(e, _)| e);
         let check = found.as_ref().map(|e| {
             e.check_for(
                 "built-in",

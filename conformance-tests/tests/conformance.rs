@@ -48,7 +48,7 @@ fn expectations_of(
     cases: &[shadowattn_conformance::Case],
     trials: &mut Vec<Trial>,
 ) -> Expectations {
-    let found = Expectations::builtin(Suite::Npu, name);
+    let found = Expectations::builtin(Suite::Npu, name).map(|(e, _)| e);
     let check = found.as_ref().map(|e| {
         e.check_for(
             "built-in",

@@ -25,7 +25,9 @@ fn a_misencoded_qnn_op_fails_the_suite() {
     let spec = NpuSpec::Qnn { soc_model: None };
     let opened = spec.open(&options).unwrap();
     let mut report = run_suite(opened.backend.as_ref(), |_| {});
-    let file = Expectations::builtin(Suite::Npu, &spec.to_string()).unwrap();
+    let file = Expectations::builtin(Suite::Npu, &spec.to_string())
+        .unwrap()
+        .0;
     report.judge(&file, "built-in").unwrap();
     let softmax: Vec<_> = report
         .results

@@ -23,7 +23,7 @@ fn attribute(e: &quick_xml::events::BytesStart<'_>, name: &[u8]) -> Option<usize
 #[test]
 fn junit_xml_parses_back_with_the_same_counts() {
     let mut report = run_suite(&SimBackend::builtin("sa8255").unwrap(), |_| {});
-    let file = Expectations::builtin(Suite::Npu, "sim:sa8255").unwrap();
+    let file = Expectations::builtin(Suite::Npu, "sim:sa8255").unwrap().0;
     report.judge(&file, "built-in").unwrap();
     let counts = report.counts();
     assert!(

@@ -32,20 +32,27 @@ fn pilot(kv_len: usize) -> (shadowattn_hal::Graph, Vec<HostTensor>, HostTensor, 
     (graph, ins, out, 128 * kv_len as u64 * 128)
 }
 
-#[divan::bench(args = [512, 2048])]
-fn golden_interpreter(bencher: Bencher, kv_len: usize) {
+/// Times `execute` on the pilot of `kv_len` keys.
+fn bench(bencher: Bencher, kv_len: usize, execute: ExecuteFn) {
     let (graph, ins, mut out, macs) = pilot(kv_len);
     bencher.counter(ItemsCount::new(macs)).bench_local(|| {
         let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
-        interpreter::execute(&graph, &views, &mut [out.view_mut()]).unwrap()
+        execute(&graph, &views, &mut [out.view_mut()]).unwrap()
     });
+}
+
+type ExecuteFn = fn(
+    &shadowattn_hal::Graph,
+    &[shadowattn_hal::TensorView<'_>],
+    &mut [shadowattn_hal::TensorViewMut<'_>],
+) -> shadowattn_hal::Result<()>;
+
+#[divan::bench(args = [512, 2048])]
+fn golden_interpreter(bencher: Bencher, kv_len: usize) {
+    bench(bencher, kv_len, interpreter::execute);
 }
 
 #[divan::bench(args = [512, 2048])]
 fn fast_integer_path(bencher: Bencher, kv_len: usize) {
-    let (graph, ins, mut out, macs) = pilot(kv_len);
-    bencher.counter(ItemsCount::new(macs)).bench_local(|| {
-        let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
-        functional::execute(&graph, &views, &mut [out.view_mut()]).unwrap()
-    });
+    bench(bencher, kv_len, functional::execute);
 }

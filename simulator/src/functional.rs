@@ -15,11 +15,13 @@ use shadowattn_hal::{
     Result, TensorDesc, TensorView, TensorViewMut, ValueId,
 };
 
-/// How a compiled graph computes its results.
+/// How a compiled graph computes its results; chosen once, when the graph is compiled.
 #[derive(Clone, Debug)]
 pub enum Model {
-    /// The golden results (the fast integer MatMul where it applies).
-    Exact,
+    /// The golden interpreter.
+    Interpreted,
+    /// The fast exact integer MatMul (the graph is one i8 × i8 MatMul).
+    IntMatMul(IntMatMul),
     /// The graph's f16 twin, for NPUs that compute f32 as f16.
     F16(Graph),
 }
@@ -28,13 +30,13 @@ impl Model {
     /// The model of `graph` on an NPU that does (`f32_as_f16`) or does not compute f32 as f16.
     pub fn of(graph: &Graph, f32_as_f16: bool) -> Model {
         let has_f32 = graph.values().iter().any(|v| v.desc.dtype == DType::F32);
-        match (f32_as_f16 && has_f32).then(|| f16_twin(graph)).flatten() {
-            Some(twin) => Model::F16(twin),
-            None => Model::Exact,
+        if let Some(twin) = (f32_as_f16 && has_f32).then(|| f16_twin(graph)).flatten() {
+            return Model::F16(twin);
         }
+        IntMatMul::of(graph).map_or(Model::Interpreted, Model::IntMatMul)
     }
 
-    /// Runs `graph` on `inputs`, writing `outputs`.
+    /// Runs `graph` (the graph this model was made for) on `inputs`, writing `outputs`.
     pub fn execute(
         &self,
         graph: &Graph,
@@ -42,19 +44,28 @@ impl Model {
         outputs: &mut [TensorViewMut<'_>],
     ) -> Result<()> {
         match self {
-            Model::Exact => execute(graph, inputs, outputs),
+            Model::Interpreted => interpreter::execute(graph, inputs, outputs),
+            Model::IntMatMul(mm) => {
+                check_io(graph, inputs, &*outputs)?;
+                mm.run(inputs[0].bytes(), inputs[1].bytes(), outputs[0].bytes_mut());
+                Ok(())
+            }
             Model::F16(twin) => {
                 check_io(graph, inputs, &*outputs)?;
                 let narrowed = twin
                     .input_descs()
                     .zip(inputs)
-                    .map(|(d, v)| convert(v.bytes(), v.desc().dtype, d))
+                    .map(|(d, v)| {
+                        let mut t = HostTensor::zeros(d.clone())?;
+                        convert(v.bytes(), v.desc().dtype, d.dtype, t.bytes_mut());
+                        Ok(t)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let views: Vec<_> = narrowed.iter().map(|t| t.view()).collect();
                 let results = interpreter::run(twin, &views)?;
                 for (out, r) in outputs.iter_mut().zip(&results) {
-                    let wide = convert(r.bytes(), r.desc().dtype, out.desc())?;
-                    out.bytes_mut().copy_from_slice(wide.bytes());
+                    let to = out.desc().dtype;
+                    convert(r.bytes(), r.desc().dtype, to, out.bytes_mut());
                 }
                 Ok(())
             }
@@ -62,15 +73,23 @@ impl Model {
     }
 }
 
-/// `bytes` of type `from` as a tensor of `to` (f32 ↔ f16 by IEEE rounding, others copied).
-fn convert(bytes: &[u8], from: DType, to: &TensorDesc) -> Result<HostTensor> {
-    let mut t = HostTensor::zeros(to.clone())?;
-    if from == to.dtype {
-        t.bytes_mut().copy_from_slice(bytes);
+/// Runs `graph` on `inputs`, writing `outputs`, with the golden interpreter's results.
+pub fn execute(
+    graph: &Graph,
+    inputs: &[TensorView<'_>],
+    outputs: &mut [TensorViewMut<'_>],
+) -> Result<()> {
+    Model::of(graph, false).execute(graph, inputs, outputs)
+}
+
+/// Writes `bytes` of type `from` into `dst` as type `to` (f32 ↔ f16 by IEEE rounding; the
+/// same type is copied).
+fn convert(bytes: &[u8], from: DType, to: DType, dst: &mut [u8]) {
+    if from == to {
+        dst.copy_from_slice(bytes);
     } else {
-        interpreter::encode(&interpreter::decode(bytes, from), to.dtype, t.bytes_mut());
+        interpreter::encode(&interpreter::decode(bytes, from), to, dst);
     }
-    Ok(t)
 }
 
 /// `dtype` as the f16 twin holds it.
@@ -125,28 +144,12 @@ fn f16_twin(graph: &Graph) -> Option<Graph> {
     b.build().ok()
 }
 
-/// Runs `graph` on `inputs`, writing `outputs`, with the golden interpreter's results.
-pub fn execute(
-    graph: &Graph,
-    inputs: &[TensorView<'_>],
-    outputs: &mut [TensorViewMut<'_>],
-) -> Result<()> {
-    match IntMatMul::of(graph) {
-        Some(mm) => {
-            check_io(graph, inputs, &*outputs)?;
-            mm.run(inputs[0].bytes(), inputs[1].bytes(), outputs[0].bytes_mut());
-            Ok(())
-        }
-        None => interpreter::execute(graph, inputs, outputs),
-    }
-}
-
 /// Largest K for which every i8 × i8 sum fits an i32 without saturating (|a·b| ≤ 2^14).
 const MAX_K: usize = (i32::MAX as usize) >> 14;
 
 /// A graph that is one integer MatMul of its two inputs into its one output.
 #[derive(Clone, Copy, Debug)]
-struct IntMatMul {
+pub struct IntMatMul {
     batches: usize,
     m: usize,
     k: usize,

@@ -78,7 +78,7 @@ impl Operand {
                 .get(..2)
                 .and_then(|b| b.try_into().ok())
                 .ok_or(ResultCode::BAD_DATA)?;
-            return Ok(f16_to_f32(u16::from_ne_bytes(b)));
+            return Ok(half::f16::from_ne_bytes(b).to_f32());
         }
         Ok(f32::from_bits(self.scalar_i32()? as u32))
     }
@@ -100,19 +100,6 @@ impl Operand {
                     .map_err(|_| ResultCode::BAD_DATA)
             })
             .collect()
-    }
-}
-
-/// An IEEE binary16 value as f32 (every f16 is exact in f32).
-fn f16_to_f32(bits: u16) -> f32 {
-    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = i32::from((bits >> 10) & 0x1f);
-    let frac = f32::from(bits & 0x3ff);
-    sign * match exp {
-        0 => frac * 2f32.powi(-24),
-        31 if frac == 0.0 => f32::INFINITY,
-        31 => f32::NAN,
-        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
     }
 }
 
