@@ -3,7 +3,7 @@
 //! runs it under valgrind.
 
 use clap::Args;
-use shadowattn_conformance::runner::seeded_inputs;
+use shadowattn_conformance::seeded::seeded_inputs;
 use shadowattn_hal::{AttentionShape, HostTensor};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::BucketGrid;

@@ -1,5 +1,6 @@
 //! The one list of conformance cases, the same for every backend.
 
+use crate::seeded::seeded_tensor;
 use crate::tolerance::{Tiers, Tolerance};
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
@@ -185,6 +186,32 @@ fn op_cases() -> Vec<Case> {
             }));
         }
     }
+    // MatMul with a constant (STATIC) second input, as weights are: the data is in the graph.
+    for dtype in [DType::F32, DType::F16] {
+        let name = format!("matmul_{dtype}_static_b_65x33x17");
+        cases.push(graph_case(&name, Group::Op, |b| {
+            let a = b
+                .input("a", TensorDesc::new(dtype, [1, 1, 65, 33]))
+                .unwrap();
+            let data = seeded_tensor(&TensorDesc::new(dtype, [1, 1, 33, 17]), seed_of(&name) ^ 1);
+            let w = b.constant_tensor("b", &data).unwrap();
+            vec![(
+                b.matmul("mm", a, w, false, false, OutType::plain(dtype))
+                    .unwrap(),
+                dot_product(dtype, 33),
+            )]
+        }));
+    }
+    let name = "matmul_i8_i8_static_b_17x40x9";
+    cases.push(graph_case(name, Group::Op, |b| {
+        let a = b
+            .input("a", q(DType::I8, &[1, 2, 17, 40], 0.05, 0))
+            .unwrap();
+        let data = seeded_tensor(&q(DType::I8, &[1, 2, 9, 40], 0.04, 0), seed_of(name) ^ 1);
+        let w = b.constant_tensor("b", &data).unwrap();
+        let out = OutType::quantized(DType::I8, QuantParams::symmetric(0.05 * 0.04 * 500.0));
+        vec![(b.matmul("mm", a, w, false, true, out).unwrap(), quantized())]
+    }));
     // Integer MatMul: exact accumulators, requantized 8-bit outputs (±1 LSB).
     for (m, k, n) in [(1, 1, 1), (17, 40, 9)] {
         cases.push(graph_case(

@@ -17,6 +17,7 @@ pub mod mutation;
 pub mod outcome;
 pub mod report;
 pub mod runner;
+pub mod seeded;
 pub mod tolerance;
 
 pub use cases::{all_cases, Case, CaseKind, Group};

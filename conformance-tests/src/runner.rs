@@ -6,6 +6,7 @@ use crate::cases::{Case, CaseKind, Group, FUSED};
 use crate::mutation::{self, MutationRecord, Reference};
 pub use crate::outcome::{CaseResult, Status};
 use crate::outcome::{Suite, Verdict};
+use crate::seeded::seeded_inputs;
 use crate::tolerance::{Comparison, Tiers, Tolerance};
 use shadowattn_cpu::reference::graph::{decode, run};
 use shadowattn_cpu::CpuBackend;
@@ -137,40 +138,6 @@ pub(crate) fn result_of(
     r.verdict = verdict;
     r.verdict_reason = reason;
     r
-}
-
-/// Seeded inputs for a graph: floats in [−2, 2), integers uniform over their type.
-pub fn seeded_inputs(graph: &Graph, seed: u64) -> Vec<HostTensor> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
-    graph
-        .input_descs()
-        .map(|d| {
-            let mut t = HostTensor::zeros(d.clone()).expect("graph inputs are valid");
-            match d.dtype {
-                DType::F32 => {
-                    for v in t.as_mut_slice::<f32>().expect("f32") {
-                        *v = (next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0;
-                    }
-                }
-                DType::F16 => {
-                    for v in t.as_mut_slice::<half::f16>().expect("f16") {
-                        *v = half::f16::from_f32((next() >> 40) as f32 / (1u64 << 22) as f32 - 2.0);
-                    }
-                }
-                _ => t
-                    .bytes_mut()
-                    .iter_mut()
-                    .for_each(|b| *b = (next() >> 32) as u8),
-            }
-            t
-        })
-        .collect()
 }
 
 fn run_graph(backend: &dyn NpuBackend, graph: &Graph, seed: u64, tiers: &[Tiers]) -> Outcome {

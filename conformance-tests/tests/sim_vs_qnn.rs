@@ -5,7 +5,7 @@
 //! differently from one exact f16 rounding per op), integer outputs within one step (HTP's
 //! requantization does not round as the golden rule does: not yet modelled).
 
-use shadowattn_conformance::runner::seeded_inputs;
+use shadowattn_conformance::seeded::seeded_inputs;
 use shadowattn_conformance::{all_cases, run_case, CaseKind, Status};
 use shadowattn_cpu::reference::graph::decode;
 use shadowattn_hal::{DType, Graph, HostTensor, NpuBackend};

@@ -52,7 +52,7 @@ pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
 pub use event::{EventKind, FigureSource, ProfileEvent};
 pub use half::f16;
-pub use ir::{Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
+pub use ir::{Constant, Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
 pub use npu::{
     check_io, Capabilities, Compiled, CompiledGraph, GraphExecutable, NpuBackend, Signature,
 };

@@ -113,6 +113,16 @@ fn f16_twin(graph: &Graph) -> Option<Graph> {
         };
         ids[v.index()] = Some(b.input(&value.name, desc).ok()?);
     }
+    for c in graph.constants() {
+        let value = graph.value(c.value);
+        let desc = TensorDesc {
+            dtype: narrow(value.desc.dtype),
+            ..value.desc.clone()
+        };
+        let mut bytes = vec![0; desc.size_bytes()];
+        convert(&c.bytes, value.desc.dtype, desc.dtype, &mut bytes);
+        ids[c.value.index()] = Some(b.constant(&value.name, desc, bytes).ok()?);
+    }
     for node in graph.nodes() {
         let op = match &node.op {
             Op::Dequantize { dtype } => Op::Dequantize {

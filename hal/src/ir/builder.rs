@@ -2,9 +2,9 @@
 //! is checked by replaying it. The typed methods (`matmul`, `softmax`, …) come from the op
 //! table in [`super::ops`].
 
-use super::{Graph, Node, Op, OutType, Value, ValueId};
+use super::{Constant, Graph, Node, Op, OutType, Value, ValueId};
 use crate::error::{HalError, Result};
-use crate::tensor::TensorDesc;
+use crate::tensor::{HostTensor, TensorDesc};
 use std::collections::{HashMap, HashSet};
 
 /// Builds a [`Graph`], validating shapes, dtypes and quantization at every step.
@@ -24,6 +24,7 @@ impl GraphBuilder {
                 nodes: Vec::new(),
                 inputs: Vec::new(),
                 outputs: Vec::new(),
+                constants: Vec::new(),
             },
             names: HashSet::new(),
         }
@@ -50,6 +51,31 @@ impl GraphBuilder {
         let id = self.push_value(name.to_string(), desc);
         self.graph.inputs.push(id);
         Ok(id)
+    }
+
+    /// Declares a constant (STATIC) tensor holding `bytes`, the elements as a
+    /// [`crate::HostTensor`] of `desc` holds them.
+    pub fn constant(&mut self, name: &str, desc: TensorDesc, bytes: Vec<u8>) -> Result<ValueId> {
+        desc.validate(name)?;
+        if bytes.len() != desc.size_bytes() {
+            return Err(HalError::invalid_argument(
+                name,
+                format!(
+                    "a constant of {desc} holds {} bytes but {} were given",
+                    desc.size_bytes(),
+                    bytes.len()
+                ),
+            ));
+        }
+        self.claim_name(name)?;
+        let id = self.push_value(name.to_string(), desc);
+        self.graph.constants.push(Constant { value: id, bytes });
+        Ok(id)
+    }
+
+    /// Declares a constant tensor with the descriptor and data of `tensor`.
+    pub fn constant_tensor(&mut self, name: &str, tensor: &HostTensor) -> Result<ValueId> {
+        self.constant(name, tensor.desc().clone(), tensor.bytes().to_vec())
     }
 
     /// Marks a tensor as a graph output.
@@ -162,6 +188,8 @@ impl GraphBuilder {
             let id = ValueId(index as u32);
             if graph.inputs.contains(&id) {
                 b.input(&value.name, value.desc.clone())?;
+            } else if let Some(bytes) = graph.constant(id) {
+                b.constant(&value.name, value.desc.clone(), bytes.to_vec())?;
             } else if let Some(&ni) = producer.get(&id) {
                 let node = &graph.nodes[ni];
                 if node.outputs.first() != Some(&id) {

@@ -17,6 +17,9 @@ pub use builder::GraphBuilder;
 pub use infer::broadcast_shapes;
 pub use ops::{Op, OpKind};
 
+#[cfg(test)]
+mod constant_tests;
+
 use crate::dtype::DType;
 use crate::error::{HalError, Result};
 use crate::quant::{QuantParams, Quantization};
@@ -83,6 +86,54 @@ pub struct Node {
     pub outputs: Vec<ValueId>,
 }
 
+/// A constant (STATIC) tensor of a graph: its data is part of the graph, not passed at execution.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Constant {
+    /// The tensor it fills.
+    pub value: ValueId,
+    /// Its elements as little-endian bytes, as a [`crate::HostTensor`] holds them.
+    #[serde(with = "hex_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Constant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Constant")
+            .field("value", &self.value)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Constant bytes as one lowercase hexadecimal string in serialized graphs.
+mod hex_bytes {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::fmt::Write;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            let _ = write!(text, "{b:02x}");
+        }
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("constant bytes: odd number of hex digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("constant bytes: bad hex at {i}")))
+            })
+            .collect()
+    }
+}
+
 /// A validated, static graph: fixed shapes, fixed quantization, nodes in execution order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Graph {
@@ -91,6 +142,8 @@ pub struct Graph {
     nodes: Vec<Node>,
     inputs: Vec<ValueId>,
     outputs: Vec<ValueId>,
+    #[serde(default)]
+    constants: Vec<Constant>,
 }
 
 impl Graph {
@@ -122,6 +175,19 @@ impl Graph {
     /// Graph outputs, in the order buffers are passed to execution.
     pub fn outputs(&self) -> &[ValueId] {
         &self.outputs
+    }
+
+    /// Constant (STATIC) tensors, in the order they were declared.
+    pub fn constants(&self) -> &[Constant] {
+        &self.constants
+    }
+
+    /// The data of `id` if it is a constant tensor.
+    pub fn constant(&self, id: ValueId) -> Option<&[u8]> {
+        self.constants
+            .iter()
+            .find(|c| c.value == id)
+            .map(|c| c.bytes.as_slice())
     }
 
     /// Descriptors of the graph inputs, in order.

@@ -349,13 +349,8 @@ impl ShimModel {
                     .map(|&i| &self.operands[i as usize])
                     .ok_or(ResultCode::BAD_DATA)
             };
-            let value = |k: usize| {
-                o.inputs
-                    .get(k)
-                    .and_then(|i| ids.get(i))
-                    .copied()
-                    .ok_or(ResultCode::BAD_DATA)
-            };
+            // The operand index of data input `k` (a tensor, not a parameter).
+            let data = |k: usize| o.inputs.get(k).copied().ok_or(ResultCode::BAD_DATA);
             let out_desc = |k: usize| {
                 o.outputs
                     .get(k)
@@ -369,13 +364,13 @@ impl ShimModel {
                 })
             };
             let name = format!("op{n}");
-            let (op, inputs): (Op, Vec<ValueId>) = match o.code {
+            let (op, data_inputs): (Op, Vec<u32>) = match o.code {
                 OperationCode::BATCH_MATMUL if o.inputs.len() == 4 => (
                     Op::MatMul {
                         transpose_a: operand(2)?.scalar_bool()?,
                         transpose_b: operand(3)?.scalar_bool()?,
                     },
-                    vec![value(0)?, value(1)?],
+                    vec![data(0)?, data(1)?],
                 ),
                 OperationCode::SOFTMAX if (2..=3).contains(&o.inputs.len()) => {
                     let rank = operand(0)?.dims.len();
@@ -390,7 +385,7 @@ impl ShimModel {
                             axis: usize::try_from(axis).map_err(|_| ResultCode::BAD_DATA)?,
                             beta: operand(1)?.scalar_f32()?,
                         },
-                        vec![value(0)?],
+                        vec![data(0)?],
                     )
                 }
                 OperationCode::ADD | OperationCode::MUL if o.inputs.len() == 3 => {
@@ -403,41 +398,60 @@ impl ShimModel {
                         } else {
                             Op::Mul
                         },
-                        vec![value(0)?, value(1)?],
+                        vec![data(0)?, data(1)?],
                     )
                 }
                 OperationCode::TRANSPOSE if o.inputs.len() == 2 => (
                     Op::Transpose {
                         perm: operand(1)?.i32_list()?,
                     },
-                    vec![value(0)?],
+                    vec![data(0)?],
                 ),
                 OperationCode::RESHAPE if o.inputs.len() == 2 => (
                     Op::Reshape {
                         shape: operand(1)?.i32_list()?,
                     },
-                    vec![value(0)?],
+                    vec![data(0)?],
                 ),
                 OperationCode::TOPK_V2 if o.inputs.len() == 2 => {
                     let k = usize::try_from(operand(1)?.scalar_i32()?)
                         .map_err(|_| ResultCode::BAD_DATA)?;
-                    (Op::TopK { k }, vec![value(0)?])
+                    (Op::TopK { k }, vec![data(0)?])
                 }
-                OperationCode::QUANTIZE if o.inputs.len() == 1 => (Op::Quantize, vec![value(0)?]),
+                OperationCode::QUANTIZE if o.inputs.len() == 1 => (Op::Quantize, vec![data(0)?]),
                 OperationCode::DEQUANTIZE if o.inputs.len() == 1 => (
                     Op::Dequantize {
                         dtype: out_desc(0)?.dtype,
                     },
-                    vec![value(0)?],
+                    vec![data(0)?],
                 ),
                 OperationCode::CAST if o.inputs.len() == 1 => (
                     Op::Cast {
                         dtype: out_desc(0)?.dtype,
                     },
-                    vec![value(0)?],
+                    vec![data(0)?],
                 ),
                 _ => return Err(ResultCode::BAD_DATA),
             };
+            let mut inputs = Vec::with_capacity(data_inputs.len());
+            for i in data_inputs {
+                inputs.push(match ids.get(&i) {
+                    Some(&v) => v,
+                    None => {
+                        // A tensor operand given a value: a constant of the model.
+                        let op = &self.operands[i as usize];
+                        let bytes = op.value.clone().ok_or(ResultCode::BAD_DATA)?;
+                        if is_scalar(op.code) {
+                            return Err(ResultCode::BAD_DATA);
+                        }
+                        let v = b
+                            .constant(&format!("const{i}"), op.desc()?, bytes)
+                            .map_err(|_| ResultCode::BAD_DATA)?;
+                        ids.insert(i, v);
+                        v
+                    }
+                });
+            }
             let expected_outputs = if matches!(op, Op::TopK { .. }) { 2 } else { 1 };
             if o.outputs.len() != expected_outputs {
                 return Err(ResultCode::BAD_DATA);

@@ -20,6 +20,9 @@ pub fn execute(
     for (&id, view) in graph.inputs().iter().zip(inputs) {
         values[id.index()] = Some(decode(view.bytes(), view.desc().dtype));
     }
+    for c in graph.constants() {
+        values[c.value.index()] = Some(decode(&c.bytes, graph.value(c.value).desc.dtype));
+    }
     for node in graph.nodes() {
         let ins: Vec<(&TensorDesc, &[f64])> = node
             .inputs

@@ -143,6 +143,11 @@ impl NeuronBackend {
             let dims: Vec<u32> = v.desc.shape.iter().map(|&d| d as u32).collect();
             calls::add_operand(lib, model.handle, code, &dims, scale, zp)?;
         }
+        for c in graph.constants() {
+            let bytes = c.bytes.clone();
+            calls::set_operand_value(lib, model.handle, c.value.index() as u32, &bytes)?;
+            constants.push(bytes);
+        }
         let mut constant = |code: OperandCode,
                             dims: &[u32],
                             bytes: Vec<u8>,

@@ -311,7 +311,8 @@ fn op_def(graph: &Graph, node: &shadowattn_hal::Node) -> Result<OpDef> {
     })
 }
 
-/// Tensor definitions for every value of `graph` (inputs APP_WRITE, outputs APP_READ, others NATIVE).
+/// Tensor definitions for every value of `graph` (inputs APP_WRITE, constants STATIC with their
+/// data, outputs APP_READ, others NATIVE).
 fn value_defs(graph: &Graph) -> Result<Vec<TensorDef>> {
     let producer_op = |i: usize| {
         graph
@@ -327,14 +328,19 @@ fn value_defs(graph: &Graph) -> Result<Vec<TensorDef>> {
         .enumerate()
         .map(|(i, v)| {
             let id = shadowattn_hal::ValueId(i as u32);
+            let constant = graph.constant(id);
             let tt = if graph.inputs().contains(&id) {
                 TensorType::APP_WRITE
+            } else if constant.is_some() {
+                TensorType::STATIC
             } else if graph.outputs().contains(&id) {
                 TensorType::APP_READ
             } else {
                 TensorType::NATIVE
             };
-            tensor_def(&v.name, &v.desc, tt, producer_op(i))
+            let mut def = tensor_def(&v.name, &v.desc, tt, producer_op(i))?;
+            def.static_data = constant.map(<[u8]>::to_vec);
+            Ok(def)
         })
         .collect()
 }
