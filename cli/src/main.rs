@@ -16,6 +16,7 @@ mod run;
 mod selection;
 mod soak;
 mod soc;
+mod soc_fit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -65,7 +66,10 @@ fn main() -> ExitCode {
         }
         Command::Conformance(args) => match conformance::run(args) {
             Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::from(conformance::EXIT_FAILURES),
+            Ok(false) => {
+                shadowattn_qnn::loader::divert_buffered_output_to_stderr();
+                return ExitCode::from(conformance::EXIT_FAILURES);
+            }
             Err(e) => Err(e),
         },
         Command::Calibrate(args) => calibrate::run(args),
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
         Command::Soak(args) => soak::run(args),
         Command::Bench(args) => bench::run(args),
     };
+    // Our output is complete: what a vendor library buffered for stdout goes to stderr.
+    shadowattn_qnn::loader::divert_buffered_output_to_stderr();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,93 +1,278 @@
-//! `shadowattn qnn-estimates`: Qualcomm's finalize-time cost-model estimates beside the
-//! simulator's predictions, for the pilot graph and the calibration anchors.
+//! `shadowattn qnn-estimates`: Qualcomm's finalize-time cost-model estimates of any grid of
+//! graphs beside a simulator profile's predictions.
 
-use clap::Args;
-use shadowattn_hal::Graph;
-use shadowattn_qnn::{QnnBackend, QnnOptions};
+use crate::progress::progress_bar;
+use clap::{Args, ValueEnum};
+use shadowattn_hal::DType;
+use shadowattn_hal::NpuBackend;
+use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions, StdoutToStderr, VendorEstimate};
 use shadowattn_simulator::cost::graph_cost;
-use shadowattn_simulator::fit::{int8_pilot_graph, matmul_softmax_graph};
+use shadowattn_simulator::grid::{GraphSpec, Grid, Second, Tail};
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
 use std::path::PathBuf;
 
+/// Element types of the graph families.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FamilyDType {
+    /// FP16 inputs and output.
+    F16,
+    /// FP32 inputs and output (HTP computes them in FP16).
+    F32,
+    /// Symmetric INT8 inputs, requantized INT8 output.
+    I8,
+    /// Asymmetric UINT8 inputs (zero point 128), requantized UINT8 output.
+    U8,
+}
+
+impl From<FamilyDType> for DType {
+    fn from(d: FamilyDType) -> DType {
+        match d {
+            FamilyDType::F16 => DType::F16,
+            FamilyDType::F32 => DType::F32,
+            FamilyDType::I8 => DType::I8,
+            FamilyDType::U8 => DType::U8,
+        }
+    }
+}
+
+/// The second MatMul input.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SecondInput {
+    /// A graph input.
+    Dynamic,
+    /// A constant (STATIC) tensor.
+    Static,
+}
+
+/// The grid of graphs, as options (shared by `qnn-estimates` and `soc check`).
+#[derive(Args, Clone, Debug)]
+pub struct GridArgs {
+    /// Element types of the MatMul (repeatable).
+    #[arg(long = "dtype", value_enum, default_values_t = [FamilyDType::F16, FamilyDType::I8])]
+    dtypes: Vec<FamilyDType>,
+    /// Second input dynamic or STATIC (repeatable).
+    #[arg(long = "second", value_enum, default_values_t = [SecondInput::Dynamic])]
+    seconds: Vec<SecondInput>,
+    /// Follow the MatMul by Softmax on the last axis (also without it when given twice: see --tails).
+    #[arg(long)]
+    softmax: bool,
+    /// The second input is [1, h, N, K] (keys as rows, as the pilot).
+    #[arg(long)]
+    transpose_b: bool,
+    /// Fused heads (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1])]
+    heads: Vec<usize>,
+    /// Rows M (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [128])]
+    m: Vec<usize>,
+    /// Inner dimension K (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [64])]
+    k: Vec<usize>,
+    /// Output columns N (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [512, 2048])]
+    n: Vec<usize>,
+}
+
+impl GridArgs {
+    /// The grid these options describe.
+    pub fn grid(&self) -> Grid {
+        Grid {
+            dtypes: self.dtypes.iter().map(|&d| d.into()).collect(),
+            tails: vec![if self.softmax {
+                Tail::Softmax
+            } else {
+                Tail::None
+            }],
+            seconds: self
+                .seconds
+                .iter()
+                .map(|s| match s {
+                    SecondInput::Dynamic => Second::Dynamic,
+                    SecondInput::Static => Second::Static,
+                })
+                .collect(),
+            transpose_b: vec![self.transpose_b],
+            heads: self.heads.clone(),
+            m: self.m.clone(),
+            k: self.k.clone(),
+            n: self.n.clone(),
+        }
+    }
+}
+
 /// Options of `shadowattn qnn-estimates`.
 #[derive(Args)]
 pub struct EstimateArgs {
-    /// QNN SoC models to compare (52 = SA8255; phone SoCs have no estimates in the emulator).
+    /// QNN SoC models to ask (52 = SA8255; the emulator estimates 52, 62, 63, 72, 77, 95, 114).
     #[arg(long = "soc-model", default_values_t = [52])]
     soc_models: Vec<u32>,
     /// QNN library (default: SHADOWATTN_QNN_LIB, QNN_SDK_ROOT, then libQnnHtp.so).
     #[arg(long)]
     library: Option<PathBuf>,
+    /// Simulator profile to compare (a built-in name or a .toml file; default: the profile
+    /// fitted to that socModel, if one is built in).
+    #[arg(long)]
+    soc: Option<String>,
+    /// The graphs.
+    #[command(flatten)]
+    grid: GridArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
-/// The simulator profile of a QNN SoC model.
+/// The built-in simulator profile fitted to a QNN SoC model.
 pub fn profile_of(soc_model: u32) -> Option<&'static str> {
     match soc_model {
         52 => Some("sa8255"),
-        43 => Some("snapdragon-8-gen-2"),
-        57 => Some("snapdragon-8-gen-3"),
-        69 => Some("snapdragon-8-elite"),
         _ => None,
     }
 }
 
-/// The graphs compared: the SA8255 anchors and pilot shapes.
-pub fn graphs() -> Vec<(String, Graph)> {
-    let mut g: Vec<(String, Graph)> = [128, 256, 1024, 4096]
-        .iter()
-        .map(|&k| {
-            (
-                format!("fp16 matmul [64,{k}]x[{k},512] + softmax"),
-                matmul_softmax_graph(k),
-            )
+/// What QNN says of one graph.
+#[derive(Clone, Debug)]
+pub enum Estimate {
+    /// Its cost-model estimate.
+    Cycles(VendorEstimate),
+    /// The graph compiled but this SoC has no cost model.
+    NoCostModel,
+    /// QNN refused the graph (its validation error).
+    Refused(String),
+}
+
+/// Qualcomm's cost model of one socModel, through the QNN library.
+pub struct QnnEstimator {
+    qnn: QnnBackend,
+    soc_model: u32,
+    /// The library's stdout notices go to stderr while it works (results print after).
+    _quiet: Option<StdoutToStderr>,
+}
+
+impl QnnEstimator {
+    /// Opens QNN with `soc_model` configured on its device.
+    pub fn open(library: Option<PathBuf>, soc_model: u32) -> Result<Self, Box<dyn Error>> {
+        let quiet = StdoutToStderr::new();
+        let qnn = QnnBackend::open(QnnOptions {
+            library,
+            soc_model: Some(soc_model),
+            ..Default::default()
+        })?;
+        Ok(QnnEstimator {
+            qnn,
+            soc_model,
+            _quiet: quiet,
         })
-        .collect();
-    for (h, q, k) in [
-        (1, 128, 512),
-        (1, 128, 2048),
-        (2, 128, 2048),
-        (4, 128, 2048),
-        (4, 128, 4096),
-    ] {
-        g.push((
-            format!("int8 pilot {h} head(s) q{q} k{k} d64"),
-            int8_pilot_graph(h, q, k, 64),
-        ));
     }
-    g
+
+    /// The library's version line.
+    pub fn version(&self) -> String {
+        self.qnn.version().to_string()
+    }
+
+    /// Compiles `spec`'s graph and reads the estimate; errors other than QNN refusing the
+    /// graph are returned.
+    pub fn estimate(&self, spec: &GraphSpec) -> Result<Estimate, Box<dyn Error>> {
+        let graph = spec.graph()?;
+        match self.qnn.compile_qnn(&graph) {
+            Ok(compiled) => Ok(compiled
+                .executable()
+                .estimate()
+                .map_or(Estimate::NoCostModel, Estimate::Cycles)),
+            Err(e @ QnnError::Unsupported { .. }) => Ok(Estimate::Refused(e.to_string())),
+            Err(e) => Err(format!("socModel {}: {spec}: {e}", self.soc_model).into()),
+        }
+    }
+}
+
+/// The estimate's cycles, if QNN gave one.
+pub fn cycles(e: &Estimate) -> Option<VendorEstimate> {
+    match e {
+        Estimate::Cycles(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Loads a profile by built-in name or file.
+pub fn load_profile(name: &str) -> Result<SocProfile, Box<dyn Error>> {
+    Ok(if name.ends_with(".toml") {
+        SocProfile::load(std::path::Path::new(name))?
+    } else {
+        SocProfile::builtin(name)?
+    })
 }
 
 /// Runs the command.
 pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
-    println!("| soc model | graph | QNN cycles [lower, upper] | simulator cycles | error |");
-    println!("|---|---|---|---|---|");
+    let specs = args.grid.grid().specs();
+    let mut rows = Vec::new();
+    let bar = progress_bar(specs.len() * args.soc_models.len());
     for &soc in &args.soc_models {
-        let qnn = QnnBackend::open(QnnOptions {
-            library: args.library.clone(),
-            soc_model: Some(soc),
-            ..Default::default()
-        })?;
-        let profile = profile_of(soc).map(SocProfile::builtin).transpose()?;
-        for (label, graph) in graphs() {
-            let compiled = qnn.compile_qnn(&graph)?;
+        let profile = match (&args.soc, profile_of(soc)) {
+            (Some(name), _) => Some(load_profile(name)?),
+            (None, Some(name)) => Some(SocProfile::builtin(name)?),
+            (None, None) => None,
+        };
+        let estimator = QnnEstimator::open(args.library.clone(), soc)?;
+        for spec in &specs {
+            bar.set_message(format!("socModel {soc}: {spec}"));
+            let qnn = estimator.estimate(spec)?;
             let sim = profile
                 .as_ref()
-                .map(|p| graph_cost(p, &graph).accelerator_cycles);
-            let (qnn_text, err) = match (compiled.executable().estimate(), sim) {
-                (Some(e), Some(s)) => (
-                    format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
-                    format!("{:+.1} %", (s - e.cycles as f64) / e.cycles as f64 * 100.0),
-                ),
-                (Some(e), None) => (
-                    format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
-                    "no profile".into(),
-                ),
-                (None, _) => ("no estimate for this SoC".into(), "-".into()),
-            };
-            let sim_text = sim.map_or("-".into(), |s| format!("{s:.0}"));
-            println!("| {soc} | {label} | {qnn_text} | {sim_text} | {err} |");
+                .map(|p| spec.graph().map(|g| graph_cost(p, &g).accelerator_cycles))
+                .transpose()?;
+            rows.push((
+                soc,
+                *spec,
+                qnn,
+                sim,
+                profile.as_ref().map(|p| p.name.clone()),
+            ));
+            bar.inc(1);
         }
+    }
+    bar.finish_and_clear();
+    if args.json {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|(soc, spec, qnn, sim, profile)| {
+                serde_json::json!({
+                    "soc_model": soc,
+                    "graph": spec.to_string(),
+                    "family": spec.family().to_string(),
+                    "heads": spec.heads, "m": spec.m, "k": spec.k, "n": spec.n,
+                    "qnn_cycles": cycles(qnn).map(|e| e.cycles),
+                    "qnn_cycles_lower": cycles(qnn).map(|e| e.cycles_lower),
+                    "qnn_cycles_upper": cycles(qnn).map(|e| e.cycles_upper),
+                    "qnn_refused": match qnn { Estimate::Refused(why) => Some(why.as_str()), _ => None },
+                    "profile": profile,
+                    "simulator_cycles": sim,
+                    "log_error": match (cycles(qnn), sim) {
+                        (Some(e), Some(s)) => Some((s / e.cycles as f64).ln()),
+                        _ => None,
+                    },
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!("| soc model | graph | QNN cycles [lower, upper] | simulator cycles | error |");
+    println!("|---|---|---|---|---|");
+    for (soc, spec, qnn, sim, profile) in &rows {
+        let qnn_text = match qnn {
+            Estimate::Cycles(e) => format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
+            Estimate::NoCostModel => "no estimate for this SoC".into(),
+            Estimate::Refused(why) => format!("refused: {why}"),
+        };
+        let sim_text = sim.map_or("-".into(), |s| format!("{s:.0}"));
+        let err = match (cycles(qnn), sim) {
+            (Some(e), Some(s)) => format!("{:+.1} %", (s / e.cycles as f64 - 1.0) * 100.0),
+            (Some(_), None) => "no profile (--soc)".into(),
+            _ => "-".into(),
+        };
+        let _ = profile;
+        println!("| {soc} | {spec} | {qnn_text} | {sim_text} | {err} |");
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use shadowattn_pipeline::{
     fifo, simulate, CostModel, LayerCosts, Pipeline, Plan, Timeline, UnitWork,
 };
 use shadowattn_registry::{ComputeSpec, NpuSpec};
+use shadowattn_simulator::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_simulator::layer::SocCosts;
 use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
@@ -492,8 +493,55 @@ pub fn run(args: &RunArgs) -> Res<()> {
             fifo_timing.makespan_ns as f64 / 1e6
         );
         println!(
-            "sim_dense_cpu_ms: {:.3} (simulated dense attention on {who})",
+            "sim_dense_cpu_ms: {:.3} (simulated C/G-Full: dense FP32 attention on {who})",
             dense_sim / 1e6
+        );
+        let chunk = AttentionChunk {
+            q_heads: shape.q_heads,
+            kv_heads: shape.kv_heads,
+            q_len: shape.q_len,
+            kv_len: shape.kv_len,
+            head_dim: shape.head_dim,
+            causal: shape.causal,
+        };
+        let full = npu_full_int8(sim.soc, &chunk)?;
+        let full_ns = full.launch_ns(false);
+        println!(
+            "sim_npu_full_int8_ms: {:.3} (simulated NPU-Full INT8: one static graph of all heads, per-tensor scales, INT8 Q·Kᵀ, f16 softmax, u8 P·V; warm launch {:.3} + host I/O {:.3} + NPU {:.3} ms)",
+            full_ns / 1e6,
+            full.launch_warm_ns / 1e6,
+            full.host_io_ns / 1e6,
+            full.accelerator_ns() / 1e6
+        );
+        let flash = npu_fp16_flash(sim.soc, &chunk)?;
+        let flash_ns = flash.launch_ns();
+        println!(
+            "sim_npu_fp16_flash_ms: {:.3} (simulated NPU FP16 flash attention, matrix unit + exp on the vector units as ggml-hexagon, Br {} Bc {}: warm launch {:.3} + host I/O {:.3} + NPU {:.3} ms)",
+            flash_ns / 1e6,
+            flash.blocks.br,
+            flash.blocks.bc,
+            flash.launch_warm_ns / 1e6,
+            flash.host_io_ns / 1e6,
+            flash.accelerator_ns() / 1e6
+        );
+        let shadow_ns = planned.makespan_ns as f64;
+        let mut strategies = [
+            ("c/g-full", dense_sim),
+            ("npu-full-int8", full_ns),
+            ("npu-fp16-flash", flash_ns),
+            ("shadowattn", shadow_ns),
+        ];
+        strategies.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let ranking: Vec<String> = strategies
+            .iter()
+            .map(|(name, ns)| format!("{name} {:.3} ms", ns / 1e6))
+            .collect();
+        println!(
+            "sim_fastest: {} (simulated on {} at {} keys: {})",
+            strategies[0].0,
+            sim.soc.name,
+            shape.kv_len,
+            ranking.join(" < ")
         );
         println!(
             "sim_speedup: {:.2} (simulated dense attention on the CPU / shadowAttn layer)",

@@ -1,4 +1,4 @@
-//! `shadowattn soc list | show | validate`: the SoC profiles of the simulator.
+//! `shadowattn soc list | show | validate | fit | check`: the SoC profiles of the simulator.
 
 use clap::Subcommand;
 use shadowattn_simulator::profile::{builtin_names, count, real, BUILTIN};
@@ -21,6 +21,10 @@ pub enum SocCommand {
         /// The file.
         file: String,
     },
+    /// Fit a new SoC's profile to Qualcomm's cost model of a socModel (needs the QNN library).
+    Fit(crate::soc_fit::FitArgs),
+    /// A profile's error against Qualcomm's cost model on graph families no fit sees.
+    Check(crate::soc_fit::CheckArgs),
 }
 
 fn load(profile: &str) -> Result<(SocProfile, String), Box<dyn Error>> {
@@ -61,6 +65,8 @@ pub fn run(cmd: &SocCommand) -> Result<(), Box<dyn Error>> {
             let p = SocProfile::load(Path::new(file))?;
             println!("ok: {file} ({}, {})", p.soc, p.npu_arch);
         }
+        SocCommand::Fit(args) => crate::soc_fit::run_fit(args)?,
+        SocCommand::Check(args) => crate::soc_fit::run_check(args)?,
     }
     Ok(())
 }

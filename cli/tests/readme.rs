@@ -85,8 +85,9 @@ fn every_readme_command_succeeds() {
     let shim = shadowattn_test_support::neuron_shim(&target).unwrap();
     let qnn = qnn_library();
     for (env, args) in commands {
-        let needs_qnn = args.iter().any(|a| a.starts_with("qnn"))
-            || args.first().is_some_and(|a| a == "qnn-estimates");
+        let needs_qnn = args
+            .iter()
+            .any(|a| a.starts_with("qnn") || a == "--soc-model");
         if needs_qnn && qnn.is_none() {
             missing_dependency(
                 "Qualcomm HTP emulator",

@@ -14,12 +14,21 @@
 //!   A MatMul whose working set exceeds the usable on-chip memory is blocked as hardware does:
 //!   B and the output stream through in column blocks while A stays resident; if A itself does
 //!   not fit, A is split in row blocks and B is re-read once per block.
+//!   Every MatMul node also pays its tile path's `node_fixed_cycles`, and an operand read
+//!   transposed that is not a constant is transposed on the vector units first
+//!   (`transpose_cycles_per_element`).
+//! - **Graph I/O conversion**: every graph input is converted on the vector units from the
+//!   host's flat layout to the NPU's tiled one (`input_cycles_per_element`), every output back
+//!   (`output_cycles_per_element`); an input larger than the usable on-chip memory is converted
+//!   through DDR (written and read once more). Constants (STATIC tensors) are laid out when the
+//!   graph is compiled: they cost only their DMA, and an NPU computing f32 as f16 stores f32
+//!   constants as f16.
 //! - **Launch**: every execution pays `fixed_cycles` on the NPU, moves its inputs and outputs
 //!   through host-shared memory at `host_io_gbps`, and pays the host↔NPU overhead (cold on the
 //!   first launch of a graph). A fused launch (several heads in one graph) pays these once.
 
 use crate::profile::{count, real, SocProfile, TileProfile};
-use shadowattn_hal::{DType, Graph, Op, OpKind, TensorDesc};
+use shadowattn_hal::{DType, Graph, Op, OpKind, TensorDesc, ValueId};
 
 /// The engine a node runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +69,9 @@ pub struct GraphCost {
     pub nodes: Vec<NodeCost>,
     /// Fixed accelerator cycles per execution.
     pub fixed_cycles: f64,
-    /// Accelerator cycles: fixed plus every node.
+    /// Cycles converting graph inputs and outputs between the host's and the NPU's layouts.
+    pub io_conversion_cycles: f64,
+    /// Accelerator cycles: fixed, I/O conversion and every node.
     pub accelerator_cycles: f64,
     /// Bytes of graph inputs and outputs moved through host-shared memory.
     pub host_io_bytes: u64,
@@ -109,12 +120,45 @@ fn tiles(tile: &TileProfile, batches: usize, m: usize, n: usize, k: usize) -> u6
     batches as u64 * t(m, count(&tile.m)) * t(n, count(&tile.n)) * t(k, count(&tile.k))
 }
 
+/// Cycles of converting `graph`'s inputs and outputs between the host's flat layout and the
+/// NPU's: vector work per element, or for an input over the usable on-chip memory, the round trip
+/// of its converted copy through DDR when that takes longer.
+fn io_conversion_cycles(profile: &SocProfile, graph: &Graph) -> f64 {
+    let npu = &profile.npu;
+    let usable = profile.usable_onchip_bytes();
+    let dma_rate = real(&npu.dma_bytes_per_cycle);
+    let inputs: f64 = graph
+        .input_descs()
+        .map(|d| {
+            let b = d.size_bytes() as u64;
+            let convert = d.numel() as f64 * real(&npu.input_cycles_per_element);
+            let spill = if b > usable { 2 * b } else { 0 };
+            convert.max(spill as f64 / dma_rate)
+        })
+        .sum();
+    let outputs: f64 = graph
+        .output_descs()
+        .map(|d| d.numel() as f64 * real(&npu.output_cycles_per_element))
+        .sum();
+    inputs + outputs
+}
+
 /// Models one execution of `graph` on `profile`.
 pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
     let npu = &profile.npu;
     let usable = profile.usable_onchip_bytes();
     let dma_rate = real(&npu.dma_bytes_per_cycle);
     let bytes = |d: &TensorDesc| d.size_bytes() as u64;
+    let f32_as_f16 = profile.numerics.f32_as_f16;
+    // Bytes of a value in DDR: constants of an NPU computing f32 as f16 are stored as f16.
+    let stored = |v: ValueId| {
+        let d = &graph.value(v).desc;
+        if f32_as_f16 && d.dtype == DType::F32 && graph.constant(v).is_some() {
+            bytes(d) / 2
+        } else {
+            bytes(d)
+        }
+    };
     // Whether each value currently has a copy on chip.
     let mut on_chip = vec![false; graph.values().len()];
     let mut nodes = Vec::with_capacity(graph.nodes().len());
@@ -124,7 +168,7 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
         let mut dma: u64 = 0;
         for &v in &node.inputs {
             if !on_chip[v.index()] {
-                let b = bytes(&graph.value(v).desc);
+                let b = stored(v);
                 dma += b;
                 on_chip[v.index()] = b <= usable;
             }
@@ -147,7 +191,10 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
             |ops: f64| vector_cycles(profile, out.numel().max(ins[0].numel()), elem_bytes, ops);
         let v = &npu.vector;
         let (unit, tile_count, compute) = match &node.op {
-            Op::MatMul { transpose_a, .. } => {
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => {
                 let (a, b) = (ins[0], ins[1]);
                 let r = a.rank();
                 let batches: usize = out.shape[..r - 2].iter().product();
@@ -163,7 +210,15 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
                     &npu.matrix.fp16
                 };
                 let t = tiles(tile, batches, m, n, k);
-                let mut cycles = t as f64 * real(&tile.cycles_per_tile);
+                let mut cycles =
+                    real(&tile.node_fixed_cycles) + t as f64 * real(&tile.cycles_per_tile);
+                // Operands read transposed are transposed on the vector units, unless constant.
+                for (operand, transposed) in [(0, *transpose_a), (1, *transpose_b)] {
+                    if transposed && graph.constant(node.inputs[operand]).is_none() {
+                        cycles +=
+                            ins[operand].numel() as f64 * real(&v.transpose_cycles_per_element);
+                    }
+                }
                 if out.dtype.is_integer() && out.dtype != DType::I32 {
                     cycles += out.numel() as f64
                         * real(&npu.matrix.requantized_output_cycles_per_element);
@@ -216,10 +271,12 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
         .chain(graph.output_descs())
         .map(bytes)
         .sum();
+    let io_conversion = io_conversion_cycles(profile, graph);
     GraphCost {
-        accelerator_cycles: fixed + nodes.iter().map(|n| n.cycles).sum::<f64>(),
+        accelerator_cycles: fixed + io_conversion + nodes.iter().map(|n| n.cycles).sum::<f64>(),
         nodes,
         fixed_cycles: fixed,
+        io_conversion_cycles: io_conversion,
         host_io_bytes,
         host_io_ns: host_io_bytes as f64 / real(&npu.host_io_gbps),
         launch_warm_ns: real(&npu.launch_warm_us) * 1e3,

@@ -39,10 +39,20 @@ pub enum SimError {
         /// The built-in names.
         known: String,
     },
+    /// A fit of a profile to vendor estimates that cannot be made.
+    #[error("cannot fit the profile: {0}")]
+    Fit(String),
+    /// A profile that cannot be written.
+    #[error("cannot write the profile: {0}")]
+    ProfileEdit(String),
     /// A HAL error (graph validation, buffers, …).
     #[error(transparent)]
     Hal(#[from] HalError),
     /// A schedule or stage description that is inconsistent.
     #[error("invalid schedule: {0}")]
     Schedule(String),
+    /// An attention shape that cannot be priced (zero sizes, heads that do not group, a chunk
+    /// that does not fit the NPU's on-chip memory).
+    #[error("cannot price attention: {0}")]
+    Shape(String),
 }

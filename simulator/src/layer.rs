@@ -4,9 +4,13 @@
 
 use crate::cost::graph_cost;
 use crate::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
+use crate::error::{Result, SimError};
+use crate::fit::int8_pilot_graph;
 use crate::profile::{CpuCore, SocProfile};
-use shadowattn_hal::Graph;
-use shadowattn_pipeline::{CostModel, PipelineError, Step, UnitWork};
+use shadowattn_hal::{Graph, KeyBudget};
+use shadowattn_pipeline::{
+    plan, CostModel, Launch, LayerCosts, Pipeline, PipelineError, Step, UnitWork,
+};
 use std::collections::BTreeMap;
 
 /// Bytes of one pilot score the top-k streams (INT32 accumulators).
@@ -75,6 +79,203 @@ impl CostModel for SocCosts {
     }
 }
 
+/// Keys kept of a row with `n` valid keys at `ratio`: the HAL's rule (`KeyBudget::Ratio`, at
+/// least one key), ⌈ratio·n·(1 − ε/2)⌉.
+fn kept(ratio: f32, n: u64) -> u64 {
+    KeyBudget::Ratio { ratio, min_keys: 1 }
+        .keys_for(0, n as usize)
+        .map_or(n, |k| k as u64)
+}
+
+/// `Σ_{i<n} ⌊(a·i + b)/m⌋` in O(log m) (the Euclidean-like floor sum).
+fn floor_sum(mut n: u128, mut m: u128, mut a: u128, mut b: u128) -> u128 {
+    let mut sum = 0;
+    loop {
+        if a >= m {
+            sum += n * (n - 1) / 2 * (a / m);
+            a %= m;
+        }
+        if b >= m {
+            sum += n * (b / m);
+            b %= m;
+        }
+        let y_max = a * n + b;
+        if y_max < m {
+            return sum;
+        }
+        n = y_max / m;
+        b = y_max % m;
+        std::mem::swap(&mut m, &mut a);
+    }
+}
+
+/// Keys kept over `rows` rows whose valid keys are `first, first + 1, …` at `ratio` in (0, 1]:
+/// `Σ kept(ratio, n)` in O(log) per head instead of a loop over rows (the loop was the largest
+/// cost of a prediction). The f32 ratio and the HAL's factor `1 − 2⁻²⁴` make a dyadic fraction
+/// `M / 2^k`, so `⌈M·n / 2^k⌉ = ⌊(M·n + 2^k − 1) / 2^k⌋` sums as a floor sum. It is the HAL's
+/// rule in exact arithmetic: it could keep one key more where the HAL's f64 product rounds down
+/// onto a whole number (the tests compare both on a sweep of ratios and prefixes).
+fn kept_pairs(ratio: f32, first: u64, rows: u64) -> u64 {
+    if rows == 0 {
+        return 0;
+    }
+    let mut m = f64::from(ratio);
+    let mut k = 0u32;
+    while m.fract() != 0.0 && k <= 60 {
+        m *= 2.0;
+        k += 1;
+    }
+    if k > 60 || !(ratio > 0.0 && ratio <= 1.0) || first == 0 {
+        return (first..first + rows).map(|n| kept(ratio, n)).sum();
+    }
+    // ratio·(1 − 2⁻²⁴) = m·(2²⁴ − 1) / 2^(k+24).
+    let (m, d) = (m as u128 * ((1 << 24) - 1), 1u128 << (k + 24));
+    floor_sum(rows.into(), d, m, m * u128::from(first) + d - 1) as u64
+}
+
+/// One layer's chunked prefill, as the simulator predicts it: every chunk's pilot graphs priced,
+/// its launches planned on the SoC's cores.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefillLayer {
+    /// Query heads.
+    pub q_heads: usize,
+    /// Key/value heads; divides `q_heads`.
+    pub kv_heads: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Tokens of the prompt.
+    pub prompt_len: usize,
+    /// Query rows per chunk (the last chunk may be shorter).
+    pub chunk_len: usize,
+    /// Fraction of each row's valid keys kept, per query head, in (0, 1].
+    pub ratios: Vec<f32>,
+    /// Scale bucket of each query head (heads of one bucket fuse into launches).
+    pub buckets: Vec<usize>,
+    /// Fused-head counts of the pilot graphs, largest first; must contain 1.
+    pub fused: Vec<usize>,
+    /// CPU cores running top-k and sparse attention.
+    pub cores: usize,
+    /// How the selection is shared.
+    pub sharing: SelectionSharing,
+}
+
+/// The prediction of one chunk of a prefill.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChunkPrediction {
+    /// Query rows of the chunk.
+    pub q_len: usize,
+    /// Keys of the chunk (prefix plus chunk).
+    pub kv_len: usize,
+    /// Launches of the chunk.
+    pub launches: usize,
+    /// The planned layer time of the chunk, ns.
+    pub layer_ns: f64,
+}
+
+impl PrefillLayer {
+    /// Checks the description before any work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(SimError::Shape(what));
+        for (name, v) in [
+            ("q_heads", self.q_heads),
+            ("kv_heads", self.kv_heads),
+            ("head_dim", self.head_dim),
+            ("prompt_len", self.prompt_len),
+            ("chunk_len", self.chunk_len),
+            ("cores", self.cores),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be at least 1"));
+            }
+        }
+        if self.q_heads % self.kv_heads != 0 {
+            return bad(format!(
+                "{} query heads cannot be grouped over {} KV heads",
+                self.q_heads, self.kv_heads
+            ));
+        }
+        if self.ratios.len() != self.q_heads || self.buckets.len() != self.q_heads {
+            return bad(format!(
+                "{} ratios and {} buckets for {} query heads",
+                self.ratios.len(),
+                self.buckets.len(),
+                self.q_heads
+            ));
+        }
+        if let Some(r) = self.ratios.iter().find(|r| !(**r > 0.0 && **r <= 1.0)) {
+            return bad(format!("ratio {r} is outside (0, 1]"));
+        }
+        if !self.fused.contains(&1) || self.fused.windows(2).any(|w| w[0] <= w[1]) {
+            return bad(format!(
+                "fused counts {:?} must be strictly decreasing and contain 1",
+                self.fused
+            ));
+        }
+        Ok(())
+    }
+
+    /// Heads grouped by bucket, each group split into launches of the fused counts.
+    fn launches(&self) -> Vec<Launch> {
+        let mut by_bucket: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (h, &b) in self.buckets.iter().enumerate() {
+            by_bucket.entry(b).or_default().push(h);
+        }
+        let mut launches = Vec::new();
+        for (bucket, heads) in by_bucket {
+            let mut rest = heads.as_slice();
+            for &f in &self.fused {
+                while rest.len() >= f {
+                    let (now, later) = rest.split_at(f);
+                    launches.push(Launch::new(bucket, now.to_vec()));
+                    rest = later;
+                }
+            }
+        }
+        launches
+    }
+
+    /// Predicts every chunk on `cores` cores of `core` of `soc`: the pilot graphs of each
+    /// fused count priced by the cost model, the launches planned (`shadowattn_pipeline::plan`).
+    pub fn predict(&self, soc: &SocProfile, core: &CpuCore) -> Result<Vec<ChunkPrediction>> {
+        self.validate()?;
+        let schedule = |e: PipelineError| SimError::Schedule(e.to_string());
+        let pipeline = Pipeline::executor(self.cores).map_err(schedule)?;
+        let launches = self.launches();
+        let chunks = self.prompt_len.div_ceil(self.chunk_len);
+        let mut out = Vec::with_capacity(chunks);
+        for c in 0..chunks {
+            let start = c * self.chunk_len;
+            let kv_len = (start + self.chunk_len).min(self.prompt_len);
+            let q_len = kv_len - start;
+            let pilots = self
+                .fused
+                .iter()
+                .map(|&f| (f, int8_pilot_graph(f, q_len, kv_len, self.head_dim)));
+            let costs = SocCosts::new(soc, core, pilots, kv_len, self.head_dim, self.sharing);
+            // Row i of the chunk sees the keys up to its own position.
+            let valid = |i: usize| (start + i + 1) as u64;
+            let valid_keys: u64 = (0..q_len).map(valid).sum();
+            let work: Vec<UnitWork> = self
+                .ratios
+                .iter()
+                .map(|&r| UnitWork {
+                    valid_keys,
+                    kept_pairs: kept_pairs(r, valid(0), q_len as u64),
+                })
+                .collect();
+            let priced = LayerCosts::priced(&costs, &launches, &work).map_err(schedule)?;
+            let planned = plan(&pipeline, &launches, &priced).map_err(schedule)?;
+            out.push(ChunkPrediction {
+                q_len,
+                kv_len,
+                launches: launches.len(),
+                layer_ns: planned.projected_ns,
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +300,59 @@ mod tests {
             c.step_ns(Step::TopK, work(1)),
             topk_ns(core, 100_000, SCORE_BYTES, SelectionSharing::PerHead)
         );
+    }
+
+    #[test]
+    fn kept_keys_are_the_ceiling_of_the_ratio() {
+        assert_eq!(kept(0.2, 10), 2);
+        assert_eq!(kept(0.2, 11), 3);
+        assert_eq!(kept(0.01, 5), 1);
+        assert_eq!(kept(1.0, 7), 7);
+        let mut ratios = vec![0.2f32, 0.1, 0.37, 1.0, 0.001, 0.999_9, 1e-30, 0.5, 0.25];
+        ratios.extend((1..=100).map(|i| i as f32 / 100.0));
+        for ratio in ratios {
+            for (first, rows) in [(1u64, 128u64), (3969, 128), (4000, 1), (5, 0), (1, 4096)] {
+                let brute: u64 = (first..first + rows).map(|n| kept(ratio, n)).sum();
+                assert_eq!(
+                    kept_pairs(ratio, first, rows),
+                    brute,
+                    "{ratio} {first} {rows}"
+                );
+            }
+        }
+    }
+
+    fn qwen_prefill(prompt_len: usize) -> PrefillLayer {
+        PrefillLayer {
+            q_heads: 12,
+            kv_heads: 2,
+            head_dim: 128,
+            prompt_len,
+            chunk_len: 128,
+            ratios: vec![0.2; 12],
+            buckets: (0..12).map(|h| h % 3).collect(),
+            fused: vec![4, 2, 1],
+            cores: 1,
+            sharing: SelectionSharing::PerGroup,
+        }
+    }
+
+    #[test]
+    fn a_prefill_is_predicted_chunk_by_chunk_and_grows_with_the_prefix() {
+        let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let core = soc.core("mid").unwrap();
+        let p = qwen_prefill(4096 - 64).predict(&soc, core).unwrap();
+        assert_eq!(p.len(), 32);
+        assert_eq!((p[0].q_len, p[0].kv_len), (128, 128));
+        assert_eq!((p[31].q_len, p[31].kv_len), (64, 4032));
+        // Three buckets of four heads: one launch of 4 each.
+        assert!(p.iter().all(|c| c.launches == 3));
+        assert!(p[..31].windows(2).all(|w| w[1].layer_ns > w[0].layer_ns));
+        let mut bad = qwen_prefill(512);
+        bad.fused = vec![4, 2];
+        assert!(bad.predict(&soc, core).is_err());
+        bad = qwen_prefill(512);
+        bad.ratios[3] = 0.0;
+        assert!(bad.predict(&soc, core).is_err());
     }
 }

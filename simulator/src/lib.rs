@@ -7,19 +7,26 @@
 //! - [`functional`]: its results: the golden interpreter, with an exact fast integer MatMul.
 //! - [`cpu_model`], [`layer`]: CPU step costs, and the prices of a layer's launches and steps
 //!   for the pipeline model of `shadowattn-pipeline`.
+//! - [`baselines`]: what a user would otherwise run on the NPU: NPU-Full INT8 attention as one
+//!   static graph, and FP16 flash attention on the matrix and vector units.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
 //! - [`fit`]: the fit of the cost model to published figures (not the ratio calibration of the
 //!   core).
 
 pub mod backend;
+pub mod baselines;
 pub mod cost;
 pub mod cpu_model;
 pub mod error;
 pub mod fit;
 pub mod functional;
+pub mod grid;
 pub mod layer;
 pub mod profile;
+pub mod profile_edit;
 pub mod timeline;
+pub mod validation;
+pub mod vendor_fit;
 
 pub use backend::{ExecutionMode, SimBackend};
 pub use error::{Result, SimError};

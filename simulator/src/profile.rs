@@ -150,6 +150,11 @@ pub struct NpuProfile {
     pub dma_bytes_per_cycle: Real,
     /// Fixed accelerator cycles of every graph execution (setup, sync, tails).
     pub fixed_cycles: Real,
+    /// Vector-unit cycles per element of converting a graph input from the host's flat layout
+    /// to the NPU's tiled one (constants are converted when the graph is compiled).
+    pub input_cycles_per_element: Real,
+    /// Vector-unit cycles per element of converting a graph output back to the flat layout.
+    pub output_cycles_per_element: Real,
     /// Effective rate of moving a launch's inputs and outputs through host-shared memory, GB/s.
     pub host_io_gbps: Real,
     /// Host↔NPU overhead of one launch of an already-run graph, µs.
@@ -190,6 +195,8 @@ pub struct TileProfile {
     pub k: Count,
     /// Cycles per tile, pipelined.
     pub cycles_per_tile: Real,
+    /// Fixed cycles of every MatMul node on this tile path (configuration, drain).
+    pub node_fixed_cycles: Real,
 }
 
 /// Vector units and the cost of each op family in vector ops per element.
@@ -210,6 +217,9 @@ pub struct VectorProfile {
     pub topk_ops: Real,
     /// Fixed cycles of every vector-unit node (setup, reductions' tails).
     pub node_fixed_cycles: Real,
+    /// Cycles per element of transposing a MatMul operand that is read transposed and is not
+    /// a constant (constants are laid out when the graph is compiled).
+    pub transpose_cycles_per_element: Real,
 }
 
 /// The CPU cores the pipeline may use.
@@ -348,6 +358,14 @@ impl SocProfile {
             ("npu.ddr_gbps".into(), &n.ddr_gbps),
             ("npu.dma_bytes_per_cycle".into(), &n.dma_bytes_per_cycle),
             ("npu.fixed_cycles".into(), &n.fixed_cycles),
+            (
+                "npu.input_cycles_per_element".into(),
+                &n.input_cycles_per_element,
+            ),
+            (
+                "npu.output_cycles_per_element".into(),
+                &n.output_cycles_per_element,
+            ),
             ("npu.host_io_gbps".into(), &n.host_io_gbps),
             ("npu.launch_warm_us".into(), &n.launch_warm_us),
             ("npu.launch_cold_us".into(), &n.launch_cold_us),
@@ -360,6 +378,18 @@ impl SocProfile {
             (
                 "npu.matrix.fp16.cycles_per_tile".into(),
                 &n.matrix.fp16.cycles_per_tile,
+            ),
+            (
+                "npu.matrix.int8.node_fixed_cycles".into(),
+                &n.matrix.int8.node_fixed_cycles,
+            ),
+            (
+                "npu.matrix.fp16.node_fixed_cycles".into(),
+                &n.matrix.fp16.node_fixed_cycles,
+            ),
+            (
+                "npu.vector.transpose_cycles_per_element".into(),
+                &n.vector.transpose_cycles_per_element,
             ),
             ("npu.vector.softmax_ops".into(), &n.vector.softmax_ops),
             ("npu.vector.requantize_ops".into(), &n.vector.requantize_ops),

@@ -7,7 +7,7 @@ use shadowattn_hal::{
     Quantization, TensorDesc,
 };
 use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
-use shadowattn_simulator::fit::{fit_points, fit_sa8255, fit_sd8gen3, int8_pilot_graph};
+use shadowattn_simulator::fit::{fit_points, fit_sd8gen3, int8_pilot_graph};
 use shadowattn_simulator::profile::{builtin_names, real, NpuLimits, BUILTIN};
 use shadowattn_simulator::timeline::chrome_trace;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
@@ -77,8 +77,24 @@ fn line_of(text: &str, needle: &str) -> usize {
 #[test]
 fn profile_errors_name_file_key_and_line() {
     let text = sa8255_text();
+    // The first `key = { value = …, source = "…" }` line with its value or source replaced.
+    let with = |key: &str, value: &str, source: Option<&str>| -> String {
+        let mut done = false;
+        text.lines()
+            .map(|l| {
+                if !done && l.starts_with(&format!("{key} = {{")) {
+                    done = true;
+                    let src = l.split("source = ").nth(1).unwrap_or("\"\" }");
+                    let src = source.map_or(src.to_string(), |s| format!("\"{s}\" }}"));
+                    format!("{key} = {{ value = {value}, source = {src}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    };
     // Non-positive value.
-    let bad = text.replace("ddr_gbps = { value = 51.2", "ddr_gbps = { value = -3.0");
+    let bad = with("ddr_gbps", "-3.0", None);
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
     let line = line_of(&text, "ddr_gbps");
     assert!(
@@ -106,29 +122,20 @@ fn profile_errors_name_file_key_and_line() {
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
     assert!(e.to_string().contains("host_io_gbps"), "{e}");
     // A number without a proper source.
-    let bad = text.replace(
-        "clock_ghz = { value = 1.5, source = \"derived",
-        "clock_ghz = { value = 1.5, source = \"guess",
-    );
+    let bad = with("clock_ghz", "1.5", Some("guess"));
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
     assert!(
         e.to_string().contains("npu.clock_ghz") && e.to_string().contains("source"),
         "{e}"
     );
     // Physically impossible: DMA faster than DRAM.
-    let bad = text.replace(
-        "dma_bytes_per_cycle = { value = 12.383",
-        "dma_bytes_per_cycle = { value = 500.0",
-    );
+    let bad = with("dma_bytes_per_cycle", "500.0", None);
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
     assert!(e.to_string().contains("DDR peak"), "{e}");
     // Usable fraction above 1 and NaN.
-    let bad = text.replace(
-        "onchip_usable_fraction = { value = 0.5",
-        "onchip_usable_fraction = { value = 1.5",
-    );
+    let bad = with("onchip_usable_fraction", "1.5", None);
     assert!(SocProfile::parse("my.toml", &bad).is_err());
-    let bad = text.replace("clock_ghz = { value = 1.5", "clock_ghz = { value = nan");
+    let bad = with("clock_ghz", "nan", None);
     assert!(SocProfile::parse("my.toml", &bad).is_err());
     // A file that does not exist.
     let e = SocProfile::load(std::path::Path::new("/nonexistent/soc.toml")).unwrap_err();
@@ -259,39 +266,26 @@ fn compiled_graphs_round_trip_and_are_soc_specific() {
 }
 
 #[test]
-fn calibration_matches_the_profiles_and_the_published_figures() {
-    let sa = SocProfile::builtin("sa8255").unwrap();
-    let fit = fit_sa8255(&sa);
-    for (fitted, profile) in [
-        (fit.fixed_cycles, real(&sa.npu.fixed_cycles)),
-        (
-            fit.node_fixed_cycles,
-            real(&sa.npu.vector.node_fixed_cycles),
-        ),
-        (fit.dma_bytes_per_cycle, real(&sa.npu.dma_bytes_per_cycle)),
-        (
-            fit.requantized_output_cycles_per_element,
-            real(&sa.npu.matrix.requantized_output_cycles_per_element),
-        ),
-    ] {
-        assert!(
-            (fitted - profile).abs() / fitted.abs() < 0.005,
-            "fit {fitted} vs profile {profile}"
-        );
-    }
+fn the_launch_fit_matches_the_profile_and_the_papers_figures() {
+    // The 8 Gen 3 profile's launch numbers are the fit of its own accelerator model to the
+    // paper's three figures: refitting reproduces them (0.5 %: the profile rounds to 4 digits).
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
     let (warm, host) = fit_sd8gen3(&g3);
     assert!(
         (warm - real(&g3.npu.launch_warm_us)).abs() / warm < 0.005,
-        "{warm}"
+        "refit warm launch {warm} µs vs profile {}",
+        real(&g3.npu.launch_warm_us)
     );
     assert!(
         (host - real(&g3.npu.host_io_gbps)).abs() / host < 0.005,
-        "{host}"
+        "refit host I/O {host} GB/s vs profile {}",
+        real(&g3.npu.host_io_gbps)
     );
+    // Two parameters, three figures: the line through them misses none by more than 10 %
+    // (the paper's figures are whole milliseconds, ±0.5 ms of rounding is ±12–25 %).
     for p in fit_points() {
         assert!(
-            p.relative_error().abs() <= 0.16,
+            p.relative_error().abs() <= 0.10,
             "{} off by {:.1} %",
             p.label,
             p.relative_error() * 100.0

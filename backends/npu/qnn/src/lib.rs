@@ -12,4 +12,4 @@ pub mod sys;
 
 pub use backend::{Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate};
 pub use error::{QnnError, Result, BACKEND_NAME};
-pub use loader::QnnLibrary;
+pub use loader::{QnnLibrary, StdoutToStderr};

@@ -67,6 +67,62 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<QnnLibrary>>> {
     LOADED.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Sends standard output to standard error while it lives: QNN libraries print notices to
+/// stdout (the emulator's libnative: `# LIBNATIVE: No alternate configuration …`), which
+/// would land in the program's own output and break machine-readable output such as JSON.
+///
+/// Hold it while calling the library and print results after it is dropped; whatever C's
+/// buffered `stdout` holds when it is dropped is flushed to stderr.
+#[derive(Debug)]
+pub struct StdoutToStderr {
+    saved: i32,
+}
+
+impl StdoutToStderr {
+    /// Starts the diversion; `None` if the descriptors cannot be duplicated (nothing changes).
+    pub fn new() -> Option<Self> {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: dup and dup2 only duplicate descriptors 1 and 2, which the process owns for
+        // its whole life; no memory is passed.
+        unsafe {
+            let saved = libc::dup(1);
+            if saved < 0 {
+                return None;
+            }
+            if libc::dup2(2, 1) < 0 {
+                libc::close(saved);
+                return None;
+            }
+            Some(StdoutToStderr { saved })
+        }
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: `fflush(NULL)` flushes every C stream and takes no other pointer; `saved` is
+        // the descriptor `new` duplicated, and nothing else closes it.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::dup2(self.saved, 1);
+            libc::close(self.saved);
+        }
+    }
+}
+
+/// Writes what loaded QNN libraries left in C's `stdout` buffer to standard error instead of
+/// letting the C runtime flush it into standard output at exit (see [`StdoutToStderr`]);
+/// does nothing when no QNN library was loaded. Call it once the program's output is written.
+pub fn divert_buffered_output_to_stderr() {
+    if registry().lock().map_or(true, |l| l.is_empty()) {
+        return;
+    }
+    drop(StdoutToStderr::new());
+}
+
 impl QnnLibrary {
     /// Finds and opens a library: `explicit` first, then the environment, then the candidates.
     pub fn find(explicit: Option<&Path>) -> Result<Arc<Self>> {

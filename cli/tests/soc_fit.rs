@@ -1,0 +1,224 @@
+//! `qnn-estimates`, `soc fit` and `soc check` on Qualcomm's emulator (socModel 52 has a cost
+//! model in it): the emulator's own numbers, a fit on the small grid, typed failures.
+
+use std::process::{Command, Output};
+
+fn qnn_emulator() -> Option<String> {
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let path = shadowattn_test_support::qnn_emulator(&target).map(|p| p.display().to_string());
+    if path.is_none() {
+        shadowattn_test_support::missing_dependency(
+            "Qualcomm HTP emulator",
+            "run `bash ci/qnn-emulator.sh`",
+        );
+    }
+    path
+}
+
+fn shadowattn(lib: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args(args)
+        .env("SHADOWATTN_QNN_LIB", lib)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn qnn_estimates_reads_qualcomms_cost_model_for_any_grid() {
+    let Some(lib) = qnn_emulator() else { return };
+    // The reference notes' anchor: FP16 [64,128]x[128,512] + Softmax on socModel 52.
+    let grid = [
+        "qnn-estimates",
+        "--soc-model",
+        "52",
+        "--dtype",
+        "f16",
+        "--softmax",
+        "--m",
+        "64",
+        "--k",
+        "128",
+        "--n",
+        "512",
+    ];
+    let out = shadowattn(&lib, &grid);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| 52 | f16 matmul +softmax h1 m64 k128 n512 |"))
+        .unwrap_or_else(|| panic!("the anchor row: {stdout}"));
+    assert!(row.contains("48002 [45179, 51201]"), "{row}");
+    // JSON is the whole of stdout (the emulator's own stdout notice goes to stderr).
+    let out = shadowattn(
+        &lib,
+        &[&grid[..], &["--json", "--second", "static"]].concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    let row = &json[0];
+    assert_eq!(row["graph"], "f16 matmul static +softmax h1 m64 k128 n512");
+    let qnn = row["qnn_cycles"].as_f64().unwrap();
+    let sim = row["simulator_cycles"].as_f64().unwrap();
+    assert!(qnn > 1000.0 && sim > 1000.0, "{row}");
+    assert!(
+        (row["log_error"].as_f64().unwrap() - (sim / qnn).ln()).abs() < 1e-9,
+        "{row}"
+    );
+}
+
+#[test]
+fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
+    let Some(lib) = qnn_emulator() else { return };
+    let dir = std::env::temp_dir().join(format!("shadowattn-soc-fit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("fitted.toml");
+    let out = shadowattn(
+        &lib,
+        &[
+            "soc",
+            "fit",
+            "--soc-model",
+            "52",
+            "--base",
+            "snapdragon-8-gen-3",
+            "--grid",
+            "small",
+            "--name",
+            "my-sa8255",
+            "--out",
+            out_path.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    let held = json["held_out_families"].as_array().unwrap();
+    assert!(held.len() >= 5, "{json}");
+    assert_eq!(held.last().unwrap()["family"], "all");
+    // The written profile loads, names what it was fitted to, and marks what it copied.
+    let fitted = std::fs::read_to_string(&out_path).unwrap();
+    assert!(fitted.contains("name = \"my-sa8255\""), "{fitted}");
+    assert!(
+        fitted.contains("fixed_cycles = { value = ")
+            && fitted.contains("derived: fitted by `shadowattn soc fit` to 18 QNN cost-model estimates (socModel 52"),
+        "{fitted}"
+    );
+    assert!(
+        fitted.contains("source = \"assumption: copied from snapdragon-8-gen-3 ("),
+        "{fitted}"
+    );
+    assert!(
+        fitted.contains("clock_ghz = { value = 1.5"),
+        "QNN's cycles per µs: {fitted}"
+    );
+    // The fit improves on its base over the fit's own graphs.
+    let median = |rows: &serde_json::Value| {
+        let all = rows.as_array().unwrap().last().unwrap();
+        assert_eq!(all["family"], "all");
+        all["median_abs_log_error"].as_f64().unwrap()
+    };
+    let fitted_error = median(&json["fit_families"]);
+    let base_error = median(&json["fit_families_with_the_base"]);
+    assert!(
+        fitted_error < base_error,
+        "fit graphs' median |log error|: fitted {fitted_error} vs base {base_error}"
+    );
+    // `soc check` of the written profile computes the same held-out table the fit printed.
+    let out = shadowattn(
+        &lib,
+        &[
+            "soc",
+            "check",
+            "--soc-model",
+            "52",
+            "--soc",
+            out_path.to_str().unwrap(),
+            "--grid",
+            "small",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (a, b) = (
+        median(&check["held_out_families"]),
+        median(&json["held_out_families"]),
+    );
+    // The written profile rounds its numbers to 5 significant digits.
+    assert!((a - b).abs() < 1e-3, "soc check {a} vs soc fit {b}");
+    // The table form names every held-out family.
+    let out = shadowattn(
+        &lib,
+        &[
+            "soc",
+            "check",
+            "--soc-model",
+            "52",
+            "--soc",
+            "sa8255",
+            "--grid",
+            "small",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for family in [
+        "u8 MatMul (asymmetric), STATIC",
+        "f32 MatMul (computed in f16), dynamic",
+        "| all |",
+    ] {
+        assert!(stdout.contains(family), "{family}: {stdout}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_soc_without_a_cost_model_or_a_bad_base_is_a_clear_error() {
+    let Some(lib) = qnn_emulator() else { return };
+    let out_path = std::env::temp_dir().join("shadowattn-never-written.toml");
+    // socModel 30 (SM8350) compiles but has no estimates in the emulator.
+    let out = shadowattn(
+        &lib,
+        &[
+            "soc",
+            "fit",
+            "--soc-model",
+            "30",
+            "--grid",
+            "small",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("socModel 30 has no cost model"), "{stderr}");
+    assert!(stderr.contains("52, 62, 63, 72, 77, 95, 114"), "{stderr}");
+    assert!(!out_path.exists());
+    let out = shadowattn(
+        &lib,
+        &[
+            "soc",
+            "fit",
+            "--soc-model",
+            "52",
+            "--base",
+            "no-such-soc",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown SoC profile `no-such-soc`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,178 @@
+//! Writing a fitted profile: the base profile's TOML with the fitted numbers and their sources
+//! replaced, every other number marked as copied from the base, and a new name.
+
+use crate::error::{Result, SimError};
+use crate::profile::SocProfile;
+use crate::vendor_fit::Parameter;
+use toml_edit::{DocumentMut, Item};
+
+/// What the written profile is called and says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Short name (`sa8540`).
+    pub name: String,
+    /// Marketing name and part number.
+    pub soc: String,
+    /// NPU architecture.
+    pub npu_arch: String,
+    /// Comment lines at the top of the file (without `#`).
+    pub header: Vec<String>,
+}
+
+/// A number of a profile to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// A free parameter of the fit.
+    Fitted(Parameter),
+    /// Any other sourced number, by its dotted key (`npu.clock_ghz`).
+    Other(&'static str),
+}
+
+impl Key {
+    /// The dotted key.
+    pub fn path(self) -> &'static str {
+        match self {
+            Key::Fitted(p) => p.key(),
+            Key::Other(k) => k,
+        }
+    }
+}
+
+/// `base_text` (the base profile's TOML, named `base_name`) with `fitted` values and sources
+/// set, every other sourced number's source prefixed "assumption: copied from <base>", and
+/// `identity`; the result is checked by parsing it as a profile.
+pub fn fitted_profile_text(
+    base_name: &str,
+    base_text: &str,
+    identity: &Identity,
+    fitted: &[(Key, f64, String)],
+) -> Result<String> {
+    let err = |detail: String| SimError::ProfileEdit(detail);
+    // The base's leading comment describes the base: drop it.
+    let body: String = base_text
+        .lines()
+        .skip_while(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut doc: DocumentMut = body
+        .parse()
+        .map_err(|e| err(format!("base profile {base_name}: {e}")))?;
+    doc["name"] = toml_edit::value(identity.name.as_str());
+    doc["soc"] = toml_edit::value(identity.soc.as_str());
+    doc["npu_arch"] = toml_edit::value(identity.npu_arch.as_str());
+    if identity.name != base_name {
+        mark_copied(doc.as_item_mut(), base_name);
+    }
+    for (key, value, source) in fitted {
+        let mut item = doc.as_item_mut();
+        for part in key.path().split('.') {
+            item = item
+                .get_mut(part)
+                .ok_or_else(|| err(format!("the base has no `{}`", key.path())))?;
+        }
+        // A count stays an integer (a real that happens to be whole may be written as one too).
+        item["value"] = if item["value"].as_integer().is_some() && value.fract() == 0.0 {
+            toml_edit::value(*value as i64)
+        } else {
+            toml_edit::value(*value)
+        };
+        item["source"] = toml_edit::value(source.as_str());
+    }
+    let mut text: String = identity.header.iter().map(|l| format!("# {l}\n")).collect();
+    text.push_str(&doc.to_string());
+    SocProfile::parse(&identity.name, &text)?;
+    Ok(text)
+}
+
+/// Prefixes the source of every `{ value, source }` number under `item` with the copy note.
+fn mark_copied(item: &mut Item, base: &str) {
+    if item.get("value").is_some() {
+        if let Some(old) = item
+            .get("source")
+            .and_then(Item::as_str)
+            .map(str::to_string)
+        {
+            if !old.starts_with("assumption: copied from") {
+                item["source"] =
+                    toml_edit::value(format!("assumption: copied from {base} ({old})"));
+            }
+        }
+        return;
+    }
+    match item {
+        Item::Table(t) => t.iter_mut().for_each(|(_, v)| mark_copied(v, base)),
+        Item::ArrayOfTables(a) => a
+            .iter_mut()
+            .for_each(|t| t.iter_mut().for_each(|(_, v)| mark_copied(v, base))),
+        Item::Value(_) | Item::None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{real, BUILTIN};
+
+    #[test]
+    fn fitted_numbers_are_set_and_the_rest_marked_copied() {
+        let (name, text) = BUILTIN.iter().find(|(n, _)| *n == "sa8255").unwrap();
+        let id = Identity {
+            name: "my-soc".into(),
+            soc: "My SoC".into(),
+            npu_arch: "HTP V79".into(),
+            header: vec!["fitted for a test".into()],
+        };
+        let out = fitted_profile_text(
+            name,
+            text,
+            &id,
+            &[(
+                Key::Fitted(Parameter::Int8CyclesPerTile),
+                7.5,
+                "derived: fitted to 3 estimates".into(),
+            )],
+        )
+        .unwrap();
+        assert!(out.starts_with("# fitted for a test\n"), "{out}");
+        let p = SocProfile::parse("my-soc", &out).unwrap();
+        assert_eq!(p.name, "my-soc");
+        assert_eq!(p.npu_arch, "HTP V79");
+        assert_eq!(real(&p.npu.matrix.int8.cycles_per_tile), 7.5);
+        assert_eq!(
+            p.npu.matrix.int8.cycles_per_tile.get_ref().source,
+            "derived: fitted to 3 estimates"
+        );
+        let clock = &p.npu.clock_ghz.get_ref().source;
+        assert!(
+            clock.starts_with("assumption: copied from sa8255 ("),
+            "{clock}"
+        );
+        let core = &p.cpu.cores[0].clock_ghz.get_ref().source;
+        assert!(
+            core.starts_with("assumption: copied from sa8255 ("),
+            "{core}"
+        );
+        // Refitting a profile onto itself keeps its own sources.
+        let same = fitted_profile_text(
+            "sa8255",
+            text,
+            &Identity {
+                name: "sa8255".into(),
+                ..id.clone()
+            },
+            &[],
+        )
+        .unwrap();
+        let p3 = SocProfile::parse("x", &same).unwrap();
+        assert!(!p3
+            .npu
+            .clock_ghz
+            .get_ref()
+            .source
+            .starts_with("assumption: copied"));
+        // Copying twice does not stack the note.
+        let again = fitted_profile_text("my-soc", &out, &id, &[]).unwrap();
+        let p2 = SocProfile::parse("x", &again).unwrap();
+        assert_eq!(p2.npu.clock_ghz.get_ref().source, *clock);
+    }
+}
