@@ -54,9 +54,13 @@ pub struct GridArgs {
     /// Second input dynamic or STATIC (repeatable).
     #[arg(long = "second", value_enum, default_values_t = [SecondInput::Dynamic])]
     seconds: Vec<SecondInput>,
-    /// Follow the MatMul by Softmax on the last axis (also without it when given twice: see --tails).
+    /// Follow the MatMul by Softmax on the last axis.
     #[arg(long)]
     softmax: bool,
+    /// The NPU-Full INT8 attention graph instead (Q·Kᵀ, Softmax, P·V; needs --dtype i8
+    /// --transpose-b; K is the head dimension, N the keys).
+    #[arg(long, conflicts_with = "softmax")]
+    attention: bool,
     /// The second input is [1, h, N, K] (keys as rows, as the pilot).
     #[arg(long)]
     transpose_b: bool,
@@ -79,7 +83,9 @@ impl GridArgs {
     pub fn grid(&self) -> Grid {
         Grid {
             dtypes: self.dtypes.iter().map(|&d| d.into()).collect(),
-            tails: vec![if self.softmax {
+            tails: vec![if self.attention {
+                Tail::Attention
+            } else if self.softmax {
                 Tail::Softmax
             } else {
                 Tail::None

@@ -13,7 +13,9 @@
 //!    over heads, as llm.npu-style graphs feed the mask;
 //! 4. `Softmax` over keys with β = 1/√d;
 //! 5. `Quantize` the probabilities to u8 (scale 1/255, zero point 0);
-//! 6. `P·V`, u8 × INT8 requantized to the INT8 output.
+//! 6. `P·V`, u8 × u8 (V asymmetric, zero point 128) requantized to a u8 output: HTP refuses
+//!    a u8 × i8 MatMul (`backendValidateOpConfig`, 0xc26, measured with `shadowattn
+//!    qnn-estimates --attention`).
 //!
 //! GQA: the query heads of one KV group share its K and V, so [`npu_full_int8`] stacks their rows
 //! (`[1, kv_heads, group·q_len, d]`, as ggml-hexagon's flash attention does with `G·Br`) instead of
@@ -136,7 +138,7 @@ const QKV_SCALE: f32 = 0.05;
 const SCORE_SCALE: f32 = 0.25;
 
 /// NPU-Full INT8 attention as one static graph of `heads` fused heads: Q `[1, heads, rows, d]`,
-/// K and V `[1, heads, kv_len, d]` INT8 per tensor, output `[1, heads, rows, d]` INT8 (the module
+/// K `[1, heads, kv_len, d]` INT8 and V u8 per tensor, output `[1, heads, rows, d]` u8 (the module
 /// docs list the nodes); `causal` adds an f16 mask input `[1, 1, rows, kv_len]`.
 pub fn npu_full_int8_graph(
     heads: usize,
@@ -155,7 +157,13 @@ pub fn npu_full_int8_graph(
     };
     let q = b.input("q", int8(rows))?;
     let k = b.input("k", int8(kv_len))?;
-    let v = b.input("v", int8(kv_len))?;
+    // HTP's MatMul takes no u8 × i8 mix (backendValidateOpConfig: 0xc26): V is asymmetric u8
+    // like the probabilities.
+    let v = b.input(
+        "v",
+        TensorDesc::new(DType::U8, [1, heads, kv_len, head_dim])
+            .with_quant(Quantization::per_tensor(QKV_SCALE, 128)),
+    )?;
     let scores = b.matmul(
         "scores",
         q,
@@ -181,7 +189,7 @@ pub fn npu_full_int8_graph(
         v,
         false,
         false,
-        OutType::quantized(DType::I8, QuantParams::symmetric(QKV_SCALE)),
+        OutType::quantized(DType::U8, QuantParams::new(QKV_SCALE, 128)),
     )?;
     b.output(out)?;
     Ok(b.build()?)
@@ -524,7 +532,7 @@ mod tests {
         );
         let out: Vec<&TensorDesc> = g.output_descs().collect();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].dtype, DType::I8);
+        assert_eq!(out[0].dtype, DType::U8);
         assert_eq!(out[0].shape, vec![1, 2, 768, 128]);
         assert_eq!(g.input_descs().count(), 4);
         let plain = npu_full_int8_graph(2, 768, 2048, 128, false).unwrap();

@@ -2,11 +2,12 @@
 //! a few numbers ([`GraphSpec`]), grids of them, and the graph each one builds.
 //!
 //! Every family is a batched MatMul `[1, h, M, K] · [1, h, K, N]` (`h` fused heads), optionally
-//! followed by Softmax on the last axis. Integer MatMuls write requantized 8-bit outputs (HTP
+//! followed by Softmax on the last axis, or by Softmax and P·V (NPU-Full INT8 attention). Integer MatMuls write requantized 8-bit outputs (HTP
 //! has no INT32 MatMul output); the INT8 pilot is the i8 family with the second input
 //! transposed (`[1, h, N, K]`, keys as rows). The second input is either passed at execution
 //! (dynamic) or a constant of the graph (STATIC), as weights are.
 
+use crate::baselines::npu_full_int8_graph;
 use crate::error::{Result, SimError};
 use shadowattn_hal::{
     f16, DType, Graph, GraphBuilder, HostTensor, OutType, QuantParams, Quantization, TensorDesc,
@@ -20,6 +21,9 @@ pub enum Tail {
     None,
     /// Softmax over the last axis.
     Softmax,
+    /// The rest of NPU-Full INT8 attention: the i8 Q·Kᵀ (keys as rows), Softmax, then P·V with
+    /// V shaped as K ([`crate::baselines::npu_full_int8_graph`], not causal).
+    Attention,
 }
 
 /// How the MatMul's second input reaches the graph.
@@ -82,6 +86,16 @@ impl GraphSpec {
         let bad = |detail: String| SimError::Shape(format!("graph {self}: {detail}"));
         if [self.heads, self.m, self.k, self.n].contains(&0) {
             return Err(bad("every size must be at least 1".into()));
+        }
+        if self.tail == Tail::Attention {
+            if (self.dtype, self.second, self.transpose_b) != (DType::I8, Second::Dynamic, true) {
+                return Err(bad(
+                    "NPU-Full attention is an i8 graph of dynamic Q, K and V with keys as rows \
+                     (i8, dynamic, transposed second input)"
+                        .into(),
+                ));
+            }
+            return npu_full_int8_graph(self.heads, self.m, self.n, self.k, false);
         }
         let (a_desc, b_desc, out) = match self.dtype {
             DType::F16 | DType::F32 => (
@@ -164,8 +178,10 @@ impl fmt::Display for Family {
         if self.second == Second::Static {
             write!(f, " static")?;
         }
-        if self.tail == Tail::Softmax {
-            write!(f, " +softmax")?;
+        match self.tail {
+            Tail::None => {}
+            Tail::Softmax => write!(f, " +softmax")?,
+            Tail::Attention => write!(f, " +softmax +P·V (NPU-Full attention)")?,
         }
         Ok(())
     }
@@ -285,6 +301,19 @@ mod tests {
             "HTP has no INT32 MatMul output"
         );
         assert!(GraphSpec { m: 0, ..s }.graph().is_err());
+        let full = GraphSpec {
+            tail: Tail::Attention,
+            ..GraphSpec::pilot(2, 128, 512, 64)
+        };
+        let g = full.graph().unwrap();
+        assert_eq!(g.inputs().len(), 3, "Q, K and V");
+        assert_eq!(g.output_descs().next().unwrap().shape, vec![1, 2, 128, 64]);
+        assert!(GraphSpec {
+            tail: Tail::Attention,
+            ..s
+        }
+        .graph()
+        .is_err());
         assert!(GraphSpec {
             dtype: DType::I32,
             ..s

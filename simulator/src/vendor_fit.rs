@@ -448,8 +448,8 @@ pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
     ]
 }
 
-/// The graph families held out of every fit: other dtypes, STATIC inputs of other dtypes, and
-/// shapes off the fit's grid.
+/// The graph families held out of every fit: other dtypes, STATIC inputs of other dtypes,
+/// shapes off the fit's grid, and the NPU-Full INT8 attention baseline's graph.
 pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
     use DType::{F16, F32, I8, U8};
     use Second::{Dynamic, Static};
@@ -491,6 +491,16 @@ pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
                 &[32, 128],
                 &[256],
                 n,
+            ),
+        },
+        FamilySet {
+            name: "NPU-Full INT8 attention (Q·Kᵀ, Softmax, P·V in one graph)",
+            specs: grid(
+                family(I8, Tail::Attention, Dynamic, true),
+                if small { &[2] } else { &[1, 2] },
+                &[128],
+                if small { &[64] } else { &[64, 128] },
+                if small { &[512] } else { &[512, 2048] },
             ),
         },
         FamilySet {
