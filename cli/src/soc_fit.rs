@@ -10,12 +10,12 @@ use shadowattn_simulator::profile_edit::Key;
 use shadowattn_simulator::profile_edit::{fitted_profile_text, Identity};
 use shadowattn_simulator::validation::{family_error, markdown, FamilyError};
 use shadowattn_simulator::vendor_fit::{
-    fit, fit_families, held_out_families, residuals, FamilySet, GridSize, Observation, Parameter,
-    FREE_PARAMETERS,
+    fit, fit_families, held_out_families, residuals, FamilySet, Fit, GridSize, Observation,
+    Parameter, FREE_PARAMETERS,
 };
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A SoC Qualcomm's emulator has a cost model for.
 #[derive(Clone, Copy, Debug)]
@@ -247,61 +247,91 @@ fn base_text(base: &str) -> Result<String, Box<dyn Error>> {
     }
 }
 
+/// Everything one fit measured and found.
+struct FitRun {
+    /// The QNN library's version line.
+    library: String,
+    /// Estimates of the fit's families.
+    fitted_on: Collected,
+    /// Estimates of the held-out families.
+    held_out: Collected,
+    /// The fit.
+    result: Fit,
+    /// Errors per family of the fitted profile on the fit's graphs, the base's on the same,
+    /// and the fitted profile's on the held-out graphs (each ending with "all").
+    fit_rows: Vec<FamilyError>,
+    base_rows: Vec<FamilyError>,
+    held_rows: Vec<FamilyError>,
+}
+
 /// Runs `soc fit`.
 pub fn run_fit(args: &FitArgs) -> Result<(), Box<dyn Error>> {
     let known = ESTIMATED_SOCS
         .iter()
         .find(|s| s.soc_model == args.soc_model);
-    let (short, part, arch) = known.map_or(("", "", "unknown HTP generation"), |s| {
-        (s.name, s.part, s.arch)
-    });
     let mut base = load_profile(&args.base)?;
-    let vtcm = known.and_then(|s| s.vtcm_mb);
-    if let Some(mb) = vtcm {
+    if let Some(mb) = known.and_then(|s| s.vtcm_mb) {
         base.npu.onchip_bytes.get_mut().value = mb << 20;
     }
+    let run = measure_and_fit(args, &base)?;
+    let text = fitted_profile_text(
+        &base.name,
+        &base_text(&args.base)?,
+        &identity(args, known, &run),
+        &fitted_numbers(args, known, &base, &run),
+    )?;
+    std::fs::write(&args.out, &text)
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    if let Some(path) = &args.estimates_out {
+        write_estimates(path, &run)?;
+    }
+    if args.json {
+        print_fit_json(args, &base, &run)
+    } else {
+        print_fit_tables(args, known, &base, &run);
+        Ok(())
+    }
+}
+
+/// Collects both grids' estimates on QNN and fits `base` to the fit's.
+fn measure_and_fit(args: &FitArgs, base: &SocProfile) -> Result<FitRun, Box<dyn Error>> {
     let estimator = QnnEstimator::open(args.library.clone(), args.soc_model)?;
     let size = GridSize::from(args.grid);
     let fitted_on = collect(&estimator, args.soc_model, &fit_families(size))?;
     let held_out = collect(&estimator, args.soc_model, &held_out_families(size))?;
-    let observations = fitted_on.all();
-    let result = fit(&base, &FREE_PARAMETERS, &observations)?;
-    let fit_rows = errors_by_family(&result.profile, &fitted_on)?;
-    let base_rows = errors_by_family(&base, &fitted_on)?;
-    let held_rows = errors_by_family(&result.profile, &held_out)?;
-    let all = fit_rows.last().expect("the fit has observations");
     let library = estimator.version();
     drop(estimator);
-    let families: Vec<&str> = fitted_on.families.iter().map(|(n, _)| *n).collect();
-    let source = format!(
-        "derived: fitted by `shadowattn soc fit` to {} QNN cost-model estimates (socModel {}, {library}) of: {}; fit median |log error| {:.1} %, worst {:+.1} % ({})",
-        observations.len(),
-        args.soc_model,
-        families.join("; "),
-        all.median_abs_log_error * 100.0,
-        all.worst_relative_error * 100.0,
-        all.worst_graph,
-    );
+    let result = fit(base, &FREE_PARAMETERS, &fitted_on.all())?;
+    Ok(FitRun {
+        fit_rows: errors_by_family(&result.profile, &fitted_on)?,
+        base_rows: errors_by_family(base, &fitted_on)?,
+        held_rows: errors_by_family(&result.profile, &held_out)?,
+        library,
+        fitted_on,
+        held_out,
+        result,
+    })
+}
+
+/// The written profile's name, part, architecture and header comment.
+fn identity(args: &FitArgs, known: Option<&EstimatedSoc>, run: &FitRun) -> Identity {
     let name = args.name.clone().unwrap_or_else(|| {
-        if short.is_empty() {
-            format!("qnn-soc-model-{}", args.soc_model)
-        } else {
-            short.to_string()
-        }
+        known.map_or(format!("qnn-soc-model-{}", args.soc_model), |s| {
+            s.name.to_string()
+        })
     });
-    let held_all = held_rows.last();
+    let part = known.map_or(format!("QNN socModel {}", args.soc_model), |s| {
+        s.part.to_string()
+    });
     let mut header = vec![
         format!(
-            "{} fitted to Qualcomm's cost model of socModel {} by `shadowattn soc fit --soc-model {} --base {}`.",
-            if part.is_empty() { name.as_str() } else { part },
-            args.soc_model,
-            args.soc_model,
-            args.base
+            "{part} fitted to Qualcomm's cost model of socModel {} by `shadowattn soc fit --soc-model {} --base {}`.",
+            args.soc_model, args.soc_model, args.base
         ),
-        format!("QNN: {library}."),
+        format!("QNN: {}.", run.library),
         "Fitted numbers say what they were fitted to; every other number is copied from the base.".into(),
     ];
-    if let Some(h) = held_all {
+    if let Some(h) = run.held_rows.last() {
         header.push(format!(
             "Held-out families ({} graphs): median |log error| {:.1} %, {:.0} % within ±10 %, worst {:+.1} % ({}).",
             h.cells,
@@ -311,103 +341,130 @@ pub fn run_fit(args: &FitArgs) -> Result<(), Box<dyn Error>> {
             h.worst_graph
         ));
     }
-    let mut fitted: Vec<_> = result
+    Identity {
+        name,
+        soc: part,
+        npu_arch: known
+            .map_or("unknown HTP generation", |s| s.arch)
+            .to_string(),
+        header,
+    }
+}
+
+/// The numbers the fit sets, each with its source: the fitted parameters, the clock QNN's
+/// estimates imply, the public VTCM size and, if the DMA rate exceeds the base's DDR peak, a
+/// DDR lower bound.
+fn fitted_numbers(
+    args: &FitArgs,
+    known: Option<&EstimatedSoc>,
+    base: &SocProfile,
+    run: &FitRun,
+) -> Vec<(Key, f64, String)> {
+    let n = run.fitted_on.all().len();
+    let all = run.fit_rows.last();
+    let source = format!(
+        "derived: fitted by `shadowattn soc fit` to {n} QNN cost-model estimates (socModel {}, {}) of: {}; fit median |log error| {:.1} %, worst {:+.1} % ({})",
+        args.soc_model,
+        run.library,
+        run.fitted_on
+            .families
+            .iter()
+            .map(|(f, _)| *f)
+            .collect::<Vec<_>>()
+            .join("; "),
+        all.map_or(f64::NAN, |a| a.median_abs_log_error * 100.0),
+        all.map_or(f64::NAN, |a| a.worst_relative_error * 100.0),
+        all.map_or("-", |a| a.worst_graph.as_str()),
+    );
+    let mut numbers: Vec<_> = run
+        .result
         .values
         .iter()
         .map(|&(p, v)| (Key::Fitted(p), round_sig(v), source.clone()))
         .collect();
-    let (cycles, micros) = fitted_on.cycles_and_micros;
+    let (cycles, micros) = run.fitted_on.cycles_and_micros;
     let clock_ghz = round_sig(cycles as f64 / micros.max(1) as f64 / 1e3);
-    fitted.push((
+    numbers.push((
         Key::Other("npu.clock_ghz"),
         clock_ghz,
         format!(
-            "measured: {cycles} estimated cycles over {micros} estimated µs of the fit's {} graphs (QNN socModel {}, {library})",
-            observations.len(),
-            args.soc_model
+            "measured: {cycles} estimated cycles over {micros} estimated µs of the fit's {n} graphs (QNN socModel {}, {})",
+            args.soc_model, run.library
         ),
     ));
-    if let Some(mb) = vtcm {
-        fitted.push((
+    if let Some(mb) = known.and_then(|s| s.vtcm_mb) {
+        numbers.push((
             Key::Other("npu.onchip_bytes"),
             (mb << 20) as f64,
             format!("code/doc: executorch qc_schema.py SoC table: {mb} MB VTCM"),
         ));
     }
-    let dma_gbps = Parameter::DmaBytesPerCycle.get(&result.profile) * clock_ghz;
+    let dma_gbps = Parameter::DmaBytesPerCycle.get(&run.result.profile) * clock_ghz;
     if dma_gbps > real(&base.npu.ddr_gbps) {
-        fitted.push((
+        numbers.push((
             Key::Other("npu.ddr_gbps"),
             round_sig(dma_gbps.ceil()),
             "derived: a lower bound, the fitted DMA rate times the clock (the SoC's DDR peak is not in the estimates)".into(),
         ));
     }
-    let text = fitted_profile_text(
-        &base.name,
-        &base_text(&args.base)?,
-        &Identity {
-            name: name.clone(),
-            soc: if part.is_empty() {
-                format!("QNN socModel {}", args.soc_model)
-            } else {
-                part.to_string()
-            },
-            npu_arch: arch.to_string(),
-            header,
-        },
-        &fitted,
-    )?;
-    std::fs::write(&args.out, &text)
-        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-    if let Some(path) = &args.estimates_out {
-        let mut rows = Vec::new();
-        for (held, c) in [(false, &fitted_on), (true, &held_out)] {
-            for (family, obs) in &c.families {
-                for r in residuals(&result.profile, obs)? {
-                    rows.push(serde_json::json!({
-                        "family": family, "held_out": held, "graph": r.spec.to_string(),
-                        "dtype": r.spec.dtype.to_string(), "softmax": r.spec.tail == Tail::Softmax,
-                        "static": r.spec.second == Second::Static, "transpose_b": r.spec.transpose_b,
-                        "heads": r.spec.heads, "m": r.spec.m, "k": r.spec.k, "n": r.spec.n,
-                        "qnn_cycles": r.reference, "simulator_cycles": r.predicted,
-                    }));
-                }
+    numbers
+}
+
+/// Every estimate with the fitted prediction, as JSON (`--estimates-out`).
+fn write_estimates(path: &Path, run: &FitRun) -> Result<(), Box<dyn Error>> {
+    let mut rows = Vec::new();
+    for (held, c) in [(false, &run.fitted_on), (true, &run.held_out)] {
+        for (family, obs) in &c.families {
+            for r in residuals(&run.result.profile, obs)? {
+                rows.push(serde_json::json!({
+                    "family": family, "held_out": held, "graph": r.spec.to_string(),
+                    "dtype": r.spec.dtype.to_string(), "softmax": r.spec.tail == Tail::Softmax,
+                    "attention": r.spec.tail == Tail::Attention,
+                    "static": r.spec.second == Second::Static, "transpose_b": r.spec.transpose_b,
+                    "heads": r.spec.heads, "m": r.spec.m, "k": r.spec.k, "n": r.spec.n,
+                    "qnn_cycles": r.reference, "simulator_cycles": r.predicted,
+                }));
             }
         }
-        std::fs::write(path, serde_json::to_string_pretty(&rows)?)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    if args.json {
-        let json = serde_json::json!({
-            "soc_model": args.soc_model,
-            "library": library,
-            "profile": args.out.display().to_string(),
-            "fitted": result.values.iter().map(|(p, v)| serde_json::json!({
-                "key": p.key(), "base": p.get(&base), "fitted": v,
-            })).collect::<Vec<_>>(),
-            "fit_families": fit_rows,
-            "fit_families_with_the_base": base_rows,
-            "held_out_families": held_rows,
-            "refused": ([refused_json(&fitted_on), refused_json(&held_out)].concat()),
-        });
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(());
-    }
+    std::fs::write(path, serde_json::to_string_pretty(&rows)?)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+}
+
+fn print_fit_json(args: &FitArgs, base: &SocProfile, run: &FitRun) -> Result<(), Box<dyn Error>> {
+    let json = serde_json::json!({
+        "soc_model": args.soc_model,
+        "library": run.library,
+        "profile": args.out.display().to_string(),
+        "fitted": run.result.values.iter().map(|(p, v)| serde_json::json!({
+            "key": p.key(), "base": p.get(base), "fitted": v,
+        })).collect::<Vec<_>>(),
+        "fit_families": run.fit_rows,
+        "fit_families_with_the_base": run.base_rows,
+        "held_out_families": run.held_rows,
+        "refused": ([refused_json(&run.fitted_on), refused_json(&run.held_out)].concat()),
+    });
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+fn print_fit_tables(args: &FitArgs, known: Option<&EstimatedSoc>, base: &SocProfile, run: &FitRun) {
     println!(
-        "soc fit: socModel {} ({}), {} estimates fitted, {} held out; {library}",
+        "soc fit: socModel {} ({}), {} estimates fitted, {} held out; {}",
         args.soc_model,
-        if part.is_empty() { "?" } else { part },
-        observations.len(),
-        held_out.all().len()
+        known.map_or("?", |s| s.part),
+        run.fitted_on.all().len(),
+        run.held_out.all().len(),
+        run.library
     );
     println!("| parameter | base ({}) | fitted |", base.name);
     println!("|---|---|---|");
-    for (p, v) in &result.values {
-        println!("| {} | {:.4} | {:.4} |", p.key(), p.get(&base), v);
+    for (p, v) in &run.result.values {
+        println!("| {} | {:.4} | {:.4} |", p.key(), p.get(base), v);
     }
     println!("\nthe fit's own graphs:");
-    print!("{}", markdown(&fit_rows));
-    if let Some(b) = base_rows.last() {
+    print!("{}", markdown(&run.fit_rows));
+    if let Some(b) = run.base_rows.last() {
         println!(
             "(the base {} on the same graphs: median |log error| {:.1} %, {:.0} % within ±10 %)",
             base.name,
@@ -416,15 +473,14 @@ pub fn run_fit(args: &FitArgs) -> Result<(), Box<dyn Error>> {
         );
     }
     println!("\nheld out of the fit:");
-    print!("{}", markdown(&held_rows));
-    for l in refused_lines(&fitted_on)
+    print!("{}", markdown(&run.held_rows));
+    for l in refused_lines(&run.fitted_on)
         .into_iter()
-        .chain(refused_lines(&held_out))
+        .chain(refused_lines(&run.held_out))
     {
         println!("{l}");
     }
     println!("wrote: {}", args.out.display());
-    Ok(())
 }
 
 /// Runs `soc check`.
