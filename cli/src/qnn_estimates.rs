@@ -3,8 +3,7 @@
 
 use crate::progress::progress_bar;
 use clap::{Args, ValueEnum};
-use shadowattn_hal::DType;
-use shadowattn_hal::NpuBackend;
+use shadowattn_hal::{DType, Graph, NpuBackend};
 use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions, StdoutToStderr, VendorEstimate};
 use shadowattn_simulator::cost::graph_cost;
 use shadowattn_simulator::grid::{GraphSpec, Grid, Second, Tail};
@@ -179,8 +178,16 @@ impl QnnEstimator {
     /// Compiles `spec`'s graph and reads the estimate; errors other than QNN refusing the
     /// graph are returned.
     pub fn estimate(&self, spec: &GraphSpec) -> Result<Estimate, Box<dyn Error>> {
-        let graph = spec.graph()?;
-        match self.qnn.compile_qnn(&graph) {
+        self.estimate_graph(spec, &spec.graph()?)
+    }
+
+    /// [`Self::estimate`] of `spec`'s graph already built.
+    pub fn estimate_graph(
+        &self,
+        spec: &GraphSpec,
+        graph: &Graph,
+    ) -> Result<Estimate, Box<dyn Error>> {
+        match self.qnn.compile_qnn(graph) {
             Ok(compiled) => Ok(compiled
                 .executable()
                 .estimate()
@@ -222,11 +229,11 @@ pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
         let estimator = QnnEstimator::open(args.library.clone(), soc)?;
         for spec in &specs {
             bar.set_message(format!("socModel {soc}: {spec}"));
-            let qnn = estimator.estimate(spec)?;
+            let graph = spec.graph()?;
+            let qnn = estimator.estimate_graph(spec, &graph)?;
             let sim = profile
                 .as_ref()
-                .map(|p| spec.graph().map(|g| graph_cost(p, &g).accelerator_cycles))
-                .transpose()?;
+                .map(|p| graph_cost(p, &graph).accelerator_cycles);
             rows.push((
                 soc,
                 *spec,

@@ -196,19 +196,20 @@ fn collect(
     Ok(out)
 }
 
+/// The error table of `profile` on `collected`: one row per family, then "all" (each graph
+/// priced once).
 fn errors_by_family(
     profile: &SocProfile,
     collected: &Collected,
 ) -> Result<Vec<FamilyError>, Box<dyn Error>> {
     let mut rows = Vec::new();
+    let mut all = Vec::new();
     for (name, obs) in &collected.families {
-        if let Some(e) = family_error(name, &residuals(profile, obs)?) {
-            rows.push(e);
-        }
+        let family = residuals(profile, obs)?;
+        rows.extend(family_error(name, &family));
+        all.extend(family);
     }
-    if let Some(e) = family_error("all", &residuals(profile, &collected.all())?) {
-        rows.push(e);
-    }
+    rows.extend(family_error("all", &all));
     Ok(rows)
 }
 

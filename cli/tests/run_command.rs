@@ -211,14 +211,7 @@ fn conformance_writes_the_expectations_a_new_backend_starts_from() {
 
 fn qnn_emulator() -> Option<String> {
     let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
-    let path = shadowattn_test_support::qnn_emulator(&target).map(|p| p.display().to_string());
-    if path.is_none() {
-        shadowattn_test_support::missing_dependency(
-            "Qualcomm HTP emulator",
-            "run `bash ci/qnn-emulator.sh`",
-        );
-    }
-    path
+    shadowattn_test_support::qnn_emulator_or_skip(&target)
 }
 
 #[test]

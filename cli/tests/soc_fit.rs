@@ -5,14 +5,7 @@ use std::process::{Command, Output};
 
 fn qnn_emulator() -> Option<String> {
     let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
-    let path = shadowattn_test_support::qnn_emulator(&target).map(|p| p.display().to_string());
-    if path.is_none() {
-        shadowattn_test_support::missing_dependency(
-            "Qualcomm HTP emulator",
-            "run `bash ci/qnn-emulator.sh`",
-        );
-    }
-    path
+    shadowattn_test_support::qnn_emulator_or_skip(&target)
 }
 
 fn shadowattn(lib: &str, args: &[&str]) -> Output {

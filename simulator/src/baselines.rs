@@ -65,7 +65,7 @@
 //!   launch overhead and host I/O (reported apart in [`FlashCost`]).
 
 use crate::cost::{graph_cost, GraphCost};
-use crate::error::{Result, SimError};
+use crate::error::{check_attention_sizes, Result, SimError};
 use crate::profile::{count, real, SocProfile};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 
@@ -101,23 +101,17 @@ pub struct AttentionChunk {
 impl AttentionChunk {
     /// Checks that the numbers describe a chunk the baselines can price.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("q_heads", self.q_heads),
-            ("kv_heads", self.kv_heads),
-            ("q_len", self.q_len),
-            ("kv_len", self.kv_len),
-            ("head_dim", self.head_dim),
-        ] {
-            if v == 0 {
-                return Err(SimError::Shape(format!("{name} must be at least 1")));
-            }
-        }
-        if self.q_heads % self.kv_heads != 0 {
-            return Err(SimError::Shape(format!(
-                "{} query heads cannot be grouped over {} KV heads",
-                self.q_heads, self.kv_heads
-            )));
-        }
+        check_attention_sizes(
+            &[
+                ("q_heads", self.q_heads),
+                ("kv_heads", self.kv_heads),
+                ("q_len", self.q_len),
+                ("kv_len", self.kv_len),
+                ("head_dim", self.head_dim),
+            ],
+            self.q_heads,
+            self.kv_heads,
+        )?;
         if self.causal && self.q_len > self.kv_len {
             return Err(SimError::Shape(format!(
                 "a causal chunk of {} query rows needs at least as many keys, got {}",

@@ -56,3 +56,21 @@ pub enum SimError {
     #[error("cannot price attention: {0}")]
     Shape(String),
 }
+
+/// The checks every attention shape shares: each size at least 1, and query heads that group
+/// evenly over the KV heads.
+pub(crate) fn check_attention_sizes(
+    sizes: &[(&str, usize)],
+    q_heads: usize,
+    kv_heads: usize,
+) -> Result<()> {
+    if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+        return Err(SimError::Shape(format!("{name} must be at least 1")));
+    }
+    if kv_heads == 0 || q_heads % kv_heads != 0 {
+        return Err(SimError::Shape(format!(
+            "{q_heads} query heads cannot be grouped over {kv_heads} KV heads"
+        )));
+    }
+    Ok(())
+}

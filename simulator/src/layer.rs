@@ -4,7 +4,7 @@
 
 use crate::cost::graph_cost;
 use crate::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
-use crate::error::{Result, SimError};
+use crate::error::{check_attention_sizes, Result, SimError};
 use crate::fit::int8_pilot_graph;
 use crate::profile::{CpuCore, SocProfile};
 use shadowattn_hal::{Graph, KeyBudget};
@@ -176,24 +176,18 @@ impl PrefillLayer {
     /// Checks the description before any work.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(SimError::Shape(what));
-        for (name, v) in [
-            ("q_heads", self.q_heads),
-            ("kv_heads", self.kv_heads),
-            ("head_dim", self.head_dim),
-            ("prompt_len", self.prompt_len),
-            ("chunk_len", self.chunk_len),
-            ("cores", self.cores),
-        ] {
-            if v == 0 {
-                return bad(format!("{name} must be at least 1"));
-            }
-        }
-        if self.q_heads % self.kv_heads != 0 {
-            return bad(format!(
-                "{} query heads cannot be grouped over {} KV heads",
-                self.q_heads, self.kv_heads
-            ));
-        }
+        check_attention_sizes(
+            &[
+                ("q_heads", self.q_heads),
+                ("kv_heads", self.kv_heads),
+                ("head_dim", self.head_dim),
+                ("prompt_len", self.prompt_len),
+                ("chunk_len", self.chunk_len),
+                ("cores", self.cores),
+            ],
+            self.q_heads,
+            self.kv_heads,
+        )?;
         if self.ratios.len() != self.q_heads || self.buckets.len() != self.q_heads {
             return bad(format!(
                 "{} ratios and {} buckets for {} query heads",

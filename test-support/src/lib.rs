@@ -72,6 +72,16 @@ pub fn qnn_fake(target: &Path) -> Result<PathBuf, String> {
 /// Environment variable naming the QNN library (read by the QNN loader too).
 const QNN_LIB: &str = "SHADOWATTN_QNN_LIB";
 
+/// [`qnn_emulator`]'s path as text, or `None` after reporting the missing dependency (a
+/// failure under `CI=true`, see [`missing_dependency`]).
+pub fn qnn_emulator_or_skip(target: &Path) -> Option<String> {
+    let path = qnn_emulator(target).map(|p| p.display().to_string());
+    if path.is_none() {
+        missing_dependency("Qualcomm HTP emulator", "run `bash ci/qnn-emulator.sh`");
+    }
+    path
+}
+
 /// Qualcomm's HTP emulator: `SHADOWATTN_QNN_LIB` if set, else the copy `ci/qnn-emulator.sh`
 /// caches under `<target>/qnn-emulator/`, if it is there.
 pub fn qnn_emulator(target: &Path) -> Option<PathBuf> {
