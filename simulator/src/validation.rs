@@ -102,6 +102,10 @@ mod tests {
         let e = family_error("f", &rs[..4]).unwrap();
         assert!((e.median_abs_log_error - (0.96f64.ln().abs() + 1.05f64.ln()) / 2.0).abs() < 1e-12);
         assert!(family_error("f", &[]).is_none());
+        // The bounds are ±5 % and ±10 % exactly: +5.5 % is within 10 % only, −5 % within both.
+        let edge = family_error("f", &[r(105.5), r(95.0)]).unwrap();
+        assert!((edge.within_5_percent - 0.5).abs() < 1e-12, "{edge:?}");
+        assert!((edge.within_10_percent - 1.0).abs() < 1e-12, "{edge:?}");
         let table = markdown(&[family_error("f", &rs).unwrap()]);
         assert!(table.contains("| f | 5 | 4.9 % | 60 % | 80 % |"), "{table}");
     }
