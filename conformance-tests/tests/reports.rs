@@ -27,7 +27,11 @@ fn junit_xml_parses_back_with_the_same_counts() {
     report.judge(&file, "built-in").unwrap();
     let counts = report.counts();
     assert!(
-        counts.failed == 0 && counts.passed >= 55 && counts.unsupported_as_expected == 31,
+        // sim:sa8255 rounds integers as HTP does, so its pilots pass with a quality warning.
+        counts.failed == 0
+            && counts.passed >= 25
+            && counts.passed_with_warning >= 30
+            && counts.unsupported_as_expected == 31,
         "{}",
         report.summary()
     );

@@ -2,15 +2,35 @@
 //! what Qualcomm's HTP (the emulator, socModel 52 = SA8255) refuses; on every graph case both
 //! run, their outputs agree: f32 graphs bit for bit or within the case's acceptable f16 bound
 //! (the simulator computes them in f16 as HTP V73 does, but HTP's f16 kernels round inside
-//! differently from one exact f16 rounding per op), integer outputs within one step (HTP's
-//! requantization does not round as the golden rule does: not yet modelled).
+//! differently from one exact f16 rounding per op), integer outputs bit for bit (the profile's
+//! `integer_rounding = "htp-v73"`, `simulator/src/numerics.rs`) except on the cases of
+//! [`NOT_MODELLED`], which stay within one step and must still differ (so the list stays true).
 
 use shadowattn_conformance::seeded::seeded_inputs;
 use shadowattn_conformance::{all_cases, run_case, CaseKind, Status};
 use shadowattn_cpu::reference::graph::decode;
-use shadowattn_hal::{DType, Graph, HostTensor, NpuBackend};
+use shadowattn_hal::{
+    DType, Graph, GraphBuilder, HostTensor, NpuBackend, OutType, QuantParams, Quantization,
+    TensorDesc,
+};
 use shadowattn_registry::{NpuSpec, OpenOptions, SocRef};
 use shadowattn_test_support::{missing_dependency, qnn_emulator, target_dir};
+
+/// Integer cases whose HTP rounding the simulator does not model, and why.
+const NOT_MODELLED: [(&str, &str); 3] = [
+    (
+        "matmul_u8_u8_17x40x9",
+        "a u8 second input with zero point 120: HTP takes another path for values b - zb >= 128",
+    ),
+    (
+        "quantize_f32_to_u8",
+        "HTP's Quantize computes in its own f16 arithmetic",
+    ),
+    (
+        "quantize_f16_to_i8",
+        "HTP's Quantize computes in its own f16 arithmetic",
+    ),
+];
 
 /// Both backends, or `None` (with the skip reason printed) where the emulator is absent.
 fn backends() -> Option<(Box<dyn NpuBackend>, Box<dyn NpuBackend>)> {
@@ -83,7 +103,7 @@ fn sim_sa8255_supports_what_qnn_htp_52_supports() {
 fn sim_sa8255_computes_what_qnn_htp_52_computes() {
     let Some((qnn, sim)) = backends() else { return };
     let mut problems = Vec::new();
-    let (mut float_cases, mut float_exact) = (0, 0);
+    let (mut float_cases, mut float_exact, mut integer_cases) = (0, 0, 0);
     for case in all_cases() {
         let CaseKind::Graph { graph, seed, tiers } = &case.kind else {
             continue;
@@ -115,18 +135,79 @@ fn sim_sa8255_computes_what_qnn_htp_52_computes() {
                     .zip(s)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f64::max);
-                if worst > 1.0 {
-                    problems.push(format!("{} output {i}: integers {worst} apart", case.name));
+                let modelled = !NOT_MODELLED.iter().any(|(name, _)| *name == case.name);
+                integer_cases += 1;
+                if modelled && differing > 0 {
+                    problems.push(format!(
+                        "{} output {i}: {differing} of {} integers differ (worst by {worst})",
+                        case.name,
+                        q.len()
+                    ));
+                } else if !modelled && (differing == 0 || worst > 1.0) {
+                    problems.push(format!(
+                        "{} output {i} (not modelled): {differing} differ, worst by {worst}; \
+                         update NOT_MODELLED",
+                        case.name
+                    ));
                 }
-                eprintln!(
-                    "{}: {differing} of {} integer outputs differ by one step",
-                    case.name,
-                    q.len()
-                );
             }
         }
     }
     eprintln!("float outputs bit-equal in {float_exact} of {float_cases} cases");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(float_cases >= 10, "the float cases ran");
+    assert!(
+        integer_cases >= 30,
+        "the integer cases ran (the INT8 pilots among them)"
+    );
+}
+
+/// Every accumulator a·b (a ∈ [−128, 127], b ∈ [1, 127]) through an i8 MatMul at output
+/// scales the rule was not derived from: the simulator's requantization is HTP's, bit for bit.
+#[test]
+fn sim_sa8255_requantizes_every_accumulator_as_qnn_htp_52() {
+    let Some((qnn, sim)) = backends() else { return };
+    let q = |shape: [usize; 4], scale| {
+        TensorDesc::new(DType::I8, shape).with_quant(Quantization::per_tensor(scale, 0))
+    };
+    let (a_desc, b_desc) = (q([1, 1, 256, 1], 0.05), q([1, 1, 1, 127], 0.04));
+    let a: Vec<i8> = (-128..=127).collect();
+    let b: Vec<i8> = (1..=127).collect();
+    let a = HostTensor::from_slice(a_desc.clone(), &a).unwrap();
+    let b = HostTensor::from_slice(b_desc.clone(), &b).unwrap();
+    let mut golden_differs = 0;
+    for out_scale in [0.0077, 0.29, 2.3, 13.1] {
+        let mut g = GraphBuilder::new("requantize_sweep");
+        let (x, y) = (
+            g.input("a", a_desc.clone()).unwrap(),
+            g.input("b", b_desc.clone()).unwrap(),
+        );
+        let out = OutType::quantized(DType::I8, QuantParams::symmetric(out_scale));
+        let mm = g.matmul("mm", x, y, false, false, out).unwrap();
+        g.output(mm).unwrap();
+        let graph = g.build().unwrap();
+        let run = |npu: &dyn NpuBackend| {
+            let mut o = HostTensor::zeros(graph.output_descs().next().unwrap().clone()).unwrap();
+            npu.compile(&graph)
+                .unwrap()
+                .execute(&[a.view(), b.view()], &mut [o.view_mut()])
+                .unwrap();
+            o.as_slice::<i8>().unwrap().to_vec()
+        };
+        let (from_qnn, from_sim) = (run(qnn.as_ref()), run(sim.as_ref()));
+        let golden = shadowattn_cpu::reference::graph::run(&graph, &[a.view(), b.view()]).unwrap();
+        let golden = golden[0].as_slice::<i8>().unwrap();
+        let differing = from_qnn
+            .iter()
+            .zip(&from_sim)
+            .filter(|(x, y)| x != y)
+            .count();
+        assert_eq!(
+            differing, 0,
+            "scale {out_scale}: {differing} of 32512 differ"
+        );
+        golden_differs += from_qnn.iter().zip(golden).filter(|(x, y)| x != y).count();
+    }
+    // The sweep can tell the rules apart: the golden rule misses hundreds per scale.
+    assert!(golden_differs > 400, "golden differs on {golden_differs}");
 }

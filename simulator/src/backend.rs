@@ -194,7 +194,7 @@ impl NpuBackend for SimBackend {
             SimProgram {
                 cost,
                 launches: 0,
-                model: crate::functional::Model::of(graph, self.profile.numerics.f32_as_f16),
+                model: crate::functional::Model::of(graph, &self.profile.numerics),
                 backend: self.clone(),
             },
         )))

@@ -1,15 +1,19 @@
 //! The simulator's functional model: the golden interpreter, except for the integer MatMul the
 //! pilot is (one INT8 × INT8 MatMul to INT32 accumulators or requantized 8-bit scores), which
 //! runs on the fast kernels' exact SIMD INT8 dot product (AVX2 / NEON / portable). Its
-//! accumulators are exact i32 sums and its requantization is the golden rule itself, so it
-//! equals the interpreter bit for bit.
+//! accumulators are exact i32 sums and it requantizes with the same rules the interpreter is
+//! given, so it equals the interpreter bit for bit. Every path rounds integers as the profile's
+//! `[numerics] integer_rounding` says ([`crate::numerics`]).
 //!
 //! An NPU that computes f32 graphs in f16 (HTP V73 does: `[numerics] f32_as_f16` of its
 //! profile) runs the graph's f16 twin: every f32 tensor an f16 one, f32 inputs rounded to f16
 //! on the way in and f16 results widened on the way out, as the casts HTP inserts do.
 
+use crate::numerics::IntegerRounding;
+use crate::profile::NpuNumerics;
 use shadowattn_cpu::fast::simd::dot_i8;
-use shadowattn_cpu::reference::{arith, graph as interpreter};
+use shadowattn_cpu::reference::arith::IntegerRules;
+use shadowattn_cpu::reference::graph as interpreter;
 use shadowattn_hal::{
     check_io, DType, Graph, GraphBuilder, HostTensor, Op, OutType, QuantParams, Quantization,
     Result, TensorDesc, TensorView, TensorViewMut, ValueId,
@@ -17,7 +21,14 @@ use shadowattn_hal::{
 
 /// How a compiled graph computes its results; chosen once, when the graph is compiled.
 #[derive(Clone, Debug)]
-pub enum Model {
+pub struct Model {
+    path: Path,
+    /// The NPU's integer rounding, applied on every path.
+    rounding: IntegerRounding,
+}
+
+#[derive(Clone, Debug)]
+enum Path {
     /// The golden interpreter.
     Interpreted,
     /// The fast exact integer MatMul (the graph is one i8 × i8 MatMul).
@@ -27,13 +38,20 @@ pub enum Model {
 }
 
 impl Model {
-    /// The model of `graph` on an NPU that does (`f32_as_f16`) or does not compute f32 as f16.
-    pub fn of(graph: &Graph, f32_as_f16: bool) -> Model {
+    /// The model of `graph` on an NPU computing as `numerics` says.
+    pub fn of(graph: &Graph, numerics: &NpuNumerics) -> Model {
         let has_f32 = graph.values().iter().any(|v| v.desc.dtype == DType::F32);
-        if let Some(twin) = (f32_as_f16 && has_f32).then(|| f16_twin(graph)).flatten() {
-            return Model::F16(twin);
+        let twin = (numerics.f32_as_f16 && has_f32)
+            .then(|| f16_twin(graph))
+            .flatten();
+        let path = match twin {
+            Some(twin) => Path::F16(twin),
+            None => IntMatMul::of(graph).map_or(Path::Interpreted, Path::IntMatMul),
+        };
+        Model {
+            path,
+            rounding: numerics.integer_rounding,
         }
-        IntMatMul::of(graph).map_or(Model::Interpreted, Model::IntMatMul)
     }
 
     /// Runs `graph` (the graph this model was made for) on `inputs`, writing `outputs`.
@@ -43,14 +61,20 @@ impl Model {
         inputs: &[TensorView<'_>],
         outputs: &mut [TensorViewMut<'_>],
     ) -> Result<()> {
-        match self {
-            Model::Interpreted => interpreter::execute(graph, inputs, outputs),
-            Model::IntMatMul(mm) => {
+        let rules = self.rounding.rules();
+        match &self.path {
+            Path::Interpreted => interpreter::execute_with(graph, inputs, outputs, rules),
+            Path::IntMatMul(mm) => {
                 check_io(graph, inputs, &*outputs)?;
-                mm.run(inputs[0].bytes(), inputs[1].bytes(), outputs[0].bytes_mut());
+                mm.run(
+                    inputs[0].bytes(),
+                    inputs[1].bytes(),
+                    outputs[0].bytes_mut(),
+                    rules,
+                );
                 Ok(())
             }
-            Model::F16(twin) => {
+            Path::F16(twin) => {
                 check_io(graph, inputs, &*outputs)?;
                 let narrowed = twin
                     .input_descs()
@@ -62,7 +86,7 @@ impl Model {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let views: Vec<_> = narrowed.iter().map(|t| t.view()).collect();
-                let results = interpreter::run(twin, &views)?;
+                let results = interpreter::run_with(twin, &views, rules)?;
                 for (out, r) in outputs.iter_mut().zip(&results) {
                     let to = out.desc().dtype;
                     convert(r.bytes(), r.desc().dtype, to, out.bytes_mut());
@@ -79,7 +103,7 @@ pub fn execute(
     inputs: &[TensorView<'_>],
     outputs: &mut [TensorViewMut<'_>],
 ) -> Result<()> {
-    Model::of(graph, false).execute(graph, inputs, outputs)
+    Model::of(graph, &NpuNumerics::default()).execute(graph, inputs, outputs)
 }
 
 /// Writes `bytes` of type `from` into `dst` as type `to` (f32 ↔ f16 by IEEE rounding; the
@@ -175,7 +199,7 @@ enum Output {
     I32,
     Requantized {
         dtype: DType,
-        acc: QuantParams,
+        acc_scale: f32,
         out: QuantParams,
     },
 }
@@ -230,7 +254,7 @@ impl IntMatMul {
             (DType::I32, Quantization::None) => Output::I32,
             (DType::I8 | DType::U8, Quantization::PerTensor(p)) => Output::Requantized {
                 dtype: out.dtype,
-                acc: QuantParams::symmetric(pa.scale * pb.scale),
+                acc_scale: pa.scale * pb.scale,
                 out: *p,
             },
             _ => return None,
@@ -247,7 +271,7 @@ impl IntMatMul {
     }
 
     /// Computes the output bytes from the input bytes (sizes checked by `check_io`).
-    fn run(&self, a: &[u8], b: &[u8], out: &mut [u8]) {
+    fn run(&self, a: &[u8], b: &[u8], out: &mut [u8], rules: &dyn IntegerRules) {
         let (m, k, n) = (self.m, self.k, self.n);
         // Rows of A (m × k) and of Bᵀ (n × k), so every output is one contiguous dot product.
         let mut rows_a = vec![0i8; m * k];
@@ -264,7 +288,7 @@ impl IntMatMul {
                     *slot = dot_i8(x, &rows_b[j * k..(j + 1) * k]);
                 }
             }
-            self.store(&acc, &mut out[batch * m * n * self.output_bytes()..]);
+            self.store(&acc, &mut out[batch * m * n * self.output_bytes()..], rules);
         }
     }
 
@@ -275,8 +299,8 @@ impl IntMatMul {
         }
     }
 
-    /// Writes accumulators as the output type, requantized by the golden rule.
-    fn store(&self, acc: &[i32], out: &mut [u8]) {
+    /// Writes accumulators as the output type, requantized by `rules`.
+    fn store(&self, acc: &[i32], out: &mut [u8], rules: &dyn IntegerRules) {
         match self.output {
             Output::I32 => {
                 for (dst, v) in out.chunks_exact_mut(4).zip(acc) {
@@ -285,11 +309,11 @@ impl IntMatMul {
             }
             Output::Requantized {
                 dtype,
-                acc: from,
+                acc_scale,
                 out: to,
             } => {
                 for (dst, &v) in out.iter_mut().zip(acc) {
-                    let q = arith::requantize(f64::from(v), from, to, dtype);
+                    let q = rules.requantize_accumulator(v, acc_scale, to, dtype);
                     *dst = if dtype == DType::I8 {
                         (q as i8) as u8
                     } else {

@@ -22,6 +22,7 @@ pub mod fit;
 pub mod functional;
 pub mod grid;
 pub mod layer;
+pub mod numerics;
 pub mod profile;
 pub mod profile_edit;
 pub mod timeline;

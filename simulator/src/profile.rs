@@ -6,6 +6,7 @@
 //! combinations are errors naming the file, the key and the line.
 
 use crate::error::{Result, SimError};
+use crate::numerics::IntegerRounding;
 use serde::Deserialize;
 use shadowattn_hal::OpKind;
 use std::ops::Range;
@@ -116,6 +117,9 @@ pub struct NpuNumerics {
     /// f32 graphs compute in f16: inputs rounded to f16, every op in f16, outputs widened.
     #[serde(default)]
     pub f32_as_f16: bool,
+    /// How integer results are rounded: `golden` (default) or `htp-v73`.
+    #[serde(default)]
+    pub integer_rounding: IntegerRounding,
     /// Where this comes from.
     #[serde(default = "exact")]
     pub source: String,
@@ -129,6 +133,7 @@ impl Default for NpuNumerics {
     fn default() -> Self {
         NpuNumerics {
             f32_as_f16: false,
+            integer_rounding: IntegerRounding::Golden,
             source: exact(),
         }
     }

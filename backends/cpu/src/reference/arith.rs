@@ -79,6 +79,47 @@ pub fn cast(x: f64, to: DType, what: &str) -> Result<f64> {
     Ok(store(x, to))
 }
 
+/// The integer rounding steps in which NPUs differ from the golden rule; the interpreter takes
+/// one ([`super::graph::execute_with`]) so a simulated NPU can compute with its own.
+pub trait IntegerRules: std::fmt::Debug + Send + Sync {
+    /// A MatMul's INT32 accumulator `acc` (scale `acc_scale`) as output type `dtype` with `out`.
+    fn requantize_accumulator(
+        &self,
+        acc: i32,
+        acc_scale: f32,
+        out: QuantParams,
+        dtype: DType,
+    ) -> f64;
+
+    /// A float cast to integer type `dtype` (Cast); `what` names the tensor if `x` is NaN.
+    fn cast_to_int(&self, x: f64, dtype: DType, what: &str) -> Result<f64>;
+}
+
+/// The golden rule: [`requantize`] and [`cast`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Golden;
+
+impl IntegerRules for Golden {
+    fn requantize_accumulator(
+        &self,
+        acc: i32,
+        acc_scale: f32,
+        out: QuantParams,
+        dtype: DType,
+    ) -> f64 {
+        requantize(
+            f64::from(acc),
+            QuantParams::symmetric(acc_scale),
+            out,
+            dtype,
+        )
+    }
+
+    fn cast_to_int(&self, x: f64, dtype: DType, what: &str) -> Result<f64> {
+        cast(x, dtype, what)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,16 @@ pub fn execute(
     inputs: &[TensorView<'_>],
     outputs: &mut [TensorViewMut<'_>],
 ) -> Result<()> {
+    execute_with(graph, inputs, outputs, &arith::Golden)
+}
+
+/// [`execute`] with `rules` for the integer rounding steps instead of the golden ones.
+pub fn execute_with(
+    graph: &Graph,
+    inputs: &[TensorView<'_>],
+    outputs: &mut [TensorViewMut<'_>],
+    rules: &dyn arith::IntegerRules,
+) -> Result<()> {
     check_io(graph, inputs, outputs)?;
     let mut values: Vec<Option<Vec<f64>>> = vec![None; graph.values().len()];
     for (&id, view) in graph.inputs().iter().zip(inputs) {
@@ -35,7 +45,7 @@ pub fn execute(
             })
             .collect();
         let outs: Vec<&TensorDesc> = node.outputs.iter().map(|&v| &graph.value(v).desc).collect();
-        let results = eval(node, &ins, &outs)?;
+        let results = eval(node, &ins, &outs, rules)?;
         for (&id, data) in node.outputs.iter().zip(results) {
             values[id.index()] = Some(data);
         }
@@ -50,13 +60,22 @@ pub fn execute(
 
 /// Runs `graph` on `inputs` and returns freshly allocated outputs.
 pub fn run(graph: &Graph, inputs: &[TensorView<'_>]) -> Result<Vec<HostTensor>> {
+    run_with(graph, inputs, &arith::Golden)
+}
+
+/// [`run`] with `rules` for the integer rounding steps.
+pub fn run_with(
+    graph: &Graph,
+    inputs: &[TensorView<'_>],
+    rules: &dyn arith::IntegerRules,
+) -> Result<Vec<HostTensor>> {
     let mut outputs = graph
         .output_descs()
         .map(|d| HostTensor::zeros(d.clone()))
         .collect::<Result<Vec<_>>>()?;
     {
         let mut views: Vec<TensorViewMut<'_>> = outputs.iter_mut().map(|t| t.view_mut()).collect();
-        execute(graph, inputs, &mut views)?;
+        execute_with(graph, inputs, &mut views, rules)?;
     }
     Ok(outputs)
 }
@@ -159,7 +178,12 @@ fn broadcast_strides(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn eval(node: &Node, ins: &[(&TensorDesc, &[f64])], outs: &[&TensorDesc]) -> Result<Vec<Vec<f64>>> {
+fn eval(
+    node: &Node,
+    ins: &[(&TensorDesc, &[f64])],
+    outs: &[&TensorDesc],
+    rules: &dyn arith::IntegerRules,
+) -> Result<Vec<Vec<f64>>> {
     let out = outs[0];
     let name = node.name.as_str();
     let (xd, x) = ins[0];
@@ -167,7 +191,7 @@ fn eval(node: &Node, ins: &[(&TensorDesc, &[f64])], outs: &[&TensorDesc]) -> Res
         Op::MatMul {
             transpose_a,
             transpose_b,
-        } => matmul(ins[0], ins[1], out, *transpose_a, *transpose_b),
+        } => matmul(ins[0], ins[1], out, (*transpose_a, *transpose_b), rules),
         Op::Requantize => {
             let (from, to) = (params(xd), params(out));
             x.iter()
@@ -230,7 +254,13 @@ fn eval(node: &Node, ins: &[(&TensorDesc, &[f64])], outs: &[&TensorDesc]) -> Res
         }
         Op::Cast { dtype } => x
             .iter()
-            .map(|&v| arith::cast(v, *dtype, name))
+            .map(|&v| {
+                if dtype.is_integer() {
+                    rules.cast_to_int(v, *dtype, name)
+                } else {
+                    arith::cast(v, *dtype, name)
+                }
+            })
             .collect::<Result<_>>()?,
     };
     Ok(vec![result])
@@ -240,8 +270,8 @@ fn matmul(
     (ad, a): (&TensorDesc, &[f64]),
     (bd, b): (&TensorDesc, &[f64]),
     out: &TensorDesc,
-    ta: bool,
-    tb: bool,
+    (ta, tb): (bool, bool),
+    rules: &dyn arith::IntegerRules,
 ) -> Vec<f64> {
     let r = ad.rank();
     let (m, n) = (out.shape[r - 2], out.shape[r - 1]);
@@ -276,9 +306,8 @@ fn matmul(
                     if out.dtype == DType::I32 {
                         acc
                     } else {
-                        let acc_params =
-                            QuantParams::symmetric(params(ad).scale * params(bd).scale);
-                        arith::requantize(acc, acc_params, params(out), out.dtype)
+                        let acc_scale = params(ad).scale * params(bd).scale;
+                        rules.requantize_accumulator(acc as i32, acc_scale, params(out), out.dtype)
                     }
                 });
             }
