@@ -8,7 +8,10 @@ use crate::selection::SelectionArg;
 use clap::Args;
 use shadowattn_hal::{DType, OpKind};
 use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
-use shadowattn_models::eval::{ablate, calibrate, perplexity, windows, Ablation, ImportanceRule};
+use shadowattn_models::eval::{
+    ablate, calibrate, mass_curves, perplexity, ratios_from_curves, windows, Ablation,
+    ImportanceRule,
+};
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
@@ -47,13 +50,28 @@ pub struct EvalArgs {
     /// Mean fractions of keys kept, comma-separated.
     #[arg(long, default_value = "0.05,0.1,0.2,0.3", value_delimiter = ',')]
     ratios: Vec<f32>,
+    /// Allocation rules of the sparse runs, comma-separated: `uniform`, `ppl-product` and
+    /// `loss-increase` (per-head importance by ablation: ~15 min for a 135M model; the ablation
+    /// runs only if one of them is asked for) and `mass` (each selecting unit's ratio from the
+    /// attention mass it keeps on the calibration text: one dense pass).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "uniform,ppl-product,loss-increase,mass"
+    )]
+    allocations: Vec<AllocationArg>,
     /// Calibration text for importance and scales (not the evaluation text).
     #[arg(long, default_value = "/usr/share/common-licenses/Apache-2.0")]
     calibration_text: PathBuf,
     /// Tokens per calibration window.
     #[arg(long, default_value_t = 256)]
     calibration_window: usize,
-    /// Calibration windows used for ablation.
+    /// Tokens per calibration window of the `mass` allocation (one dense pass, so it can afford
+    /// the evaluation's length; default `--calibration-window`).
+    #[arg(long)]
+    mass_window: Option<usize>,
+    /// Calibration windows used for ablation and for the `mass` allocation.
     #[arg(long, default_value_t = 2)]
     calibration_windows: usize,
     /// Read the ablation losses (JSON written by `--ablation-out`) instead of ablating again.
@@ -62,8 +80,9 @@ pub struct EvalArgs {
     /// Write the ablation losses (JSON) here.
     #[arg(long)]
     ablation_out: Option<PathBuf>,
-    /// Write the calibration file (bucket grid, per-head ratios at 20 % from the ablated
-    /// perplexity product) here.
+    /// Write the calibration file (bucket grid, per-head ratios at 20 %: from the `mass` rule
+    /// when it is in `--allocations`, else from the ablated perplexity product, else uniform)
+    /// here.
     #[arg(long)]
     calibration_out: Option<PathBuf>,
     /// Smallest per-head ratio, as a fraction of each mean ratio.
@@ -81,6 +100,39 @@ pub struct EvalArgs {
     /// simulated and vendor NPUs have none and are refused).
     #[arg(long)]
     npu: Option<NpuSpec>,
+}
+
+/// How mean ratios are split among heads in the sparse runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AllocationArg {
+    /// Every head the mean ratio.
+    Uniform,
+    /// Per head from the ablated-perplexity product (the authors' artifact).
+    PplProduct,
+    /// Per head from the loss increase (the paper's Eq. 1–3).
+    LossIncrease,
+    /// Per head or per GQA group (as `--selection`) from the attention mass kept.
+    Mass,
+}
+
+impl AllocationArg {
+    /// The label in the table.
+    fn label(self, selection: SelectionArg) -> &'static str {
+        match (self, selection) {
+            (AllocationArg::Uniform, _) => "uniform",
+            (AllocationArg::PplProduct, _) => "per-head:ppl-product",
+            (AllocationArg::LossIncrease, _) => "per-head:loss-increase",
+            (AllocationArg::Mass, SelectionArg::Group) => "per-group:mass",
+            (AllocationArg::Mass, SelectionArg::Row) => "per-head:mass",
+        }
+    }
+
+    fn needs_ablation(self) -> bool {
+        matches!(
+            self,
+            AllocationArg::PplProduct | AllocationArg::LossIncrease
+        )
+    }
 }
 
 fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
@@ -158,52 +210,49 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         tokenizer.bos,
         args.calibration_windows,
     )?;
-    let ablation: Ablation = match &args.ablation {
-        Some(path) => {
-            let a: Ablation = serde_json::from_str(&read(path)?)
-                .map_err(|e| format!("{}: not an ablation file: {e}", path.display()))?;
-            if a.layers.len() != c.layers
-                || a.heads.iter().any(|h| h.len() != c.q_heads)
-                || a.heads.len() != c.layers
-            {
-                return Err(format!("{}: ablation of another model shape", path.display()).into());
-            }
-            a
-        }
-        None => {
-            let t = Instant::now();
-            let a = ablate(&model, compute, &calib, |done, total| {
-                if done % 30 == 0 {
-                    eprintln!("ablation {done}/{total}");
-                }
-            })?;
-            println!(
-                "ablation: {} heads + {} layers on {} ({} windows of {}) in {:.0} s",
-                c.layers * c.q_heads,
-                c.layers,
-                args.calibration_text.display(),
-                calib.len(),
-                args.calibration_window,
-                t.elapsed().as_secs_f64()
-            );
-            a
-        }
+    let ablated = args.allocations.iter().any(|a| a.needs_ablation());
+    let ablation: Option<Ablation> = if ablated {
+        Some(ablation(args, &model, compute, &calib)?)
+    } else {
+        None
     };
-    if let Some(path) = &args.ablation_out {
-        std::fs::write(path, serde_json::to_string(&ablation)?)
+    if let (Some(path), Some(a)) = (&args.ablation_out, &ablation) {
+        std::fs::write(path, serde_json::to_string(a)?)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let layer_ppl: Vec<String> = ablation
-        .layers
-        .iter()
-        .map(|l| format!("{:.1}", l.exp()))
-        .collect();
-    println!(
-        "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
-        ablation.base.exp(),
-        c.layers - 1,
-        layer_ppl.join(" ")
-    );
+    if let Some(a) = &ablation {
+        let layer_ppl: Vec<String> = a.layers.iter().map(|l| format!("{:.1}", l.exp())).collect();
+        println!(
+            "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
+            a.base.exp(),
+            c.layers - 1,
+            layer_ppl.join(" ")
+        );
+    }
+    let sharing = args.selection.sharing();
+    let curves = if args.allocations.contains(&AllocationArg::Mass) {
+        let t = Instant::now();
+        let mass_window = args.mass_window.unwrap_or(args.calibration_window);
+        let mass_calib = windows(
+            &calib_ids,
+            mass_window,
+            tokenizer.bos,
+            args.calibration_windows,
+        )?;
+        let curves = mass_curves(&model, compute, &mass_calib, sharing, args.min_keys)?;
+        println!(
+            "mass_curves: {} units on {} ({} windows of {}) in {:.1} s",
+            curves.iter().map(Vec::len).sum::<usize>(),
+            args.calibration_text.display(),
+            mass_calib.len(),
+            mass_window,
+            t.elapsed().as_secs_f64()
+        );
+        Some(curves)
+    } else {
+        None
+    };
+    let uniform_importance = vec![vec![1.0; c.q_heads]; c.layers];
     let calibration_at =
         |ratio: f32, rule: ImportanceRule| -> Result<Calibration, Box<dyn Error>> {
             let cfg = RatioConfig {
@@ -216,7 +265,9 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                 &name,
                 compute,
                 &calib[0],
-                &ablation.importance(rule),
+                &ablation
+                    .as_ref()
+                    .map_or_else(|| uniform_importance.clone(), |a| a.importance(rule)),
                 cfg,
             )?)
         };
@@ -228,8 +279,35 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         base.grid.len()
     );
     if let Some(path) = &args.calibration_out {
-        base.save(path)?;
-        println!("calibration_file: {}", path.display());
+        // The best rule of the measured table (the README's): mass where it ran.
+        let (rule, file) = match &curves {
+            Some(curves) => {
+                let ratios = ratios_from_curves(
+                    &model,
+                    curves,
+                    sharing,
+                    (0.2, 0.2 * args.min_ratio_fraction),
+                )?;
+                let rule = AllocationArg::Mass.label(args.selection);
+                (
+                    rule,
+                    Calibration {
+                        ratios,
+                        ..base.clone()
+                    },
+                )
+            }
+            None if ablated => (
+                AllocationArg::PplProduct.label(args.selection),
+                base.clone(),
+            ),
+            None => (AllocationArg::Uniform.label(args.selection), base.clone()),
+        };
+        file.save(path)?;
+        println!(
+            "calibration_file: {} (ratios: {rule} at 20 %)",
+            path.display()
+        );
     }
     let mut probe = RecallProbe {
         compute,
@@ -253,17 +331,23 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     );
     println!("ratio\tallocation\tranking\tppl\tvs_dense");
     for &ratio in &args.ratios {
-        for (allocation, ratios) in [
-            ("uniform", Sparse::uniform(c.layers, c.q_heads, ratio)),
-            (
-                "per-head:ppl-product",
-                calibration_at(ratio, ImportanceRule::PerplexityProduct)?.ratios,
-            ),
-            (
-                "per-head:loss-increase",
-                calibration_at(ratio, ImportanceRule::LossIncrease)?.ratios,
-            ),
-        ] {
+        for &allocation in &args.allocations {
+            let ratios = match allocation {
+                AllocationArg::Uniform => Sparse::uniform(c.layers, c.q_heads, ratio),
+                AllocationArg::PplProduct => {
+                    calibration_at(ratio, ImportanceRule::PerplexityProduct)?.ratios
+                }
+                AllocationArg::LossIncrease => {
+                    calibration_at(ratio, ImportanceRule::LossIncrease)?.ratios
+                }
+                AllocationArg::Mass => ratios_from_curves(
+                    &model,
+                    curves.as_ref().expect("computed when asked for"),
+                    sharing,
+                    (ratio, ratio * args.min_ratio_fraction),
+                )?,
+            };
+            let allocation = allocation.label(args.selection);
             for (label, ranking) in [
                 ("int8-pilot", Ranking::Int8Pilot(base.grid.clone())),
                 ("exact-topk", Ranking::Exact),
@@ -316,4 +400,41 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     }
     println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The ablation losses: read from `--ablation`, or measured on `calib`.
+fn ablation(
+    args: &EvalArgs,
+    model: &Llama,
+    compute: &dyn shadowattn_hal::ComputeBackend,
+    calib: &[Vec<u32>],
+) -> Result<Ablation, Box<dyn Error>> {
+    let c = &model.config;
+    if let Some(path) = &args.ablation {
+        let a: Ablation = serde_json::from_str(&read(path)?)
+            .map_err(|e| format!("{}: not an ablation file: {e}", path.display()))?;
+        if a.layers.len() != c.layers
+            || a.heads.iter().any(|h| h.len() != c.q_heads)
+            || a.heads.len() != c.layers
+        {
+            return Err(format!("{}: ablation of another model shape", path.display()).into());
+        }
+        return Ok(a);
+    }
+    let t = Instant::now();
+    let a = ablate(model, compute, calib, |done, total| {
+        if done % 30 == 0 {
+            eprintln!("ablation {done}/{total}");
+        }
+    })?;
+    println!(
+        "ablation: {} heads + {} layers on {} ({} windows of {}) in {:.0} s",
+        c.layers * c.q_heads,
+        c.layers,
+        args.calibration_text.display(),
+        calib.len(),
+        args.calibration_window,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(a)
 }

@@ -114,6 +114,8 @@ fn every_readme_command_succeeds() {
                     "24",
                     "--calibration-windows",
                     "1",
+                    "--mass-window",
+                    "24",
                     "--ratios",
                     "0.3",
                 ]

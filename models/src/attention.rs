@@ -344,6 +344,126 @@ impl Attention for RecallProbe<'_> {
     }
 }
 
+/// Dense attention that, on the way, measures the attention mass each selecting unit (a query
+/// head, or a GQA group with [`Sharing::PerGroup`]) keeps at every ratio of the allocation grid
+/// (`shadowattn_sparse_attn::allocation`): per query row, the largest probabilities (exact
+/// scores; a group's are its heads' mean) summed up to the count the selection keeps at that
+/// ratio, averaged over rows.
+#[derive(Debug)]
+pub struct MassProbe<'a> {
+    /// The kernels.
+    pub compute: &'a dyn ComputeBackend,
+    /// Whether each head or each GQA group selects.
+    pub sharing: Sharing,
+    /// Fewest keys any row keeps.
+    pub min_keys: usize,
+    /// Sums of kept mass `[layer][unit][grid point]` over the rows seen so far.
+    pub sums: Vec<Vec<Vec<f64>>>,
+    /// Rows seen per layer.
+    pub rows: Vec<usize>,
+}
+
+impl MassProbe<'_> {
+    /// The mean kept-mass curves `[layer][unit]`.
+    pub fn curves(&self) -> Vec<Vec<shadowattn_sparse_attn::allocation::MassCurve>> {
+        self.sums
+            .iter()
+            .zip(&self.rows)
+            .map(|(units, &n)| {
+                units
+                    .iter()
+                    .map(|c| c.iter().map(|m| m / n.max(1) as f64).collect())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Row-wise softmax probabilities of `scores` `[rows, keys]` times `scale` over each row's
+/// causal prefix of `valid(i)` keys (the rest 0).
+fn probabilities(
+    scores: &[f32],
+    keys: usize,
+    scale: f32,
+    valid: impl Fn(usize) -> usize,
+) -> Vec<f64> {
+    let mut p = vec![0.0; scores.len()];
+    for (i, (row, out)) in scores
+        .chunks_exact(keys)
+        .zip(p.chunks_exact_mut(keys))
+        .enumerate()
+    {
+        let n = valid(i);
+        let logits: Vec<f64> = row[..n].iter().map(|&x| f64::from(x * scale)).collect();
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+        for (o, l) in out.iter_mut().zip(&logits) {
+            *o = (l - max).exp() / sum;
+        }
+    }
+    p
+}
+
+impl Attention for MassProbe<'_> {
+    fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
+        use shadowattn_sparse_attn::allocation::{grid_ratio, STEPS};
+        let s = inputs.shape();
+        let valid = |i: usize| {
+            if s.causal {
+                (s.q_offset + i + 1).min(s.kv_len)
+            } else {
+                s.kv_len
+            }
+        };
+        let probs: Vec<Vec<f64>> = (0..s.q_heads)
+            .map(|h| probabilities(&head_scores(&inputs, h), s.kv_len, s.scale, valid))
+            .collect();
+        let units: Vec<Vec<f64>> = match self.sharing {
+            Sharing::PerHead => probs,
+            Sharing::PerGroup => {
+                let group = s.q_heads / s.kv_heads;
+                probs
+                    .chunks(group)
+                    .map(|heads| {
+                        (0..heads[0].len())
+                            .map(|j| heads.iter().map(|p| p[j]).sum::<f64>() / group as f64)
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        if self.sums.len() <= layer {
+            self.sums.resize(layer + 1, Vec::new());
+            self.rows.resize(layer + 1, 0);
+        }
+        let sums = &mut self.sums[layer];
+        sums.resize(units.len(), vec![0.0; STEPS]);
+        for (unit, p) in units.iter().enumerate() {
+            for i in 0..s.q_len {
+                let n = valid(i);
+                let mut row = p[i * s.kv_len..i * s.kv_len + n].to_vec();
+                row.sort_by(|a, b| b.total_cmp(a));
+                let mut cum = Vec::with_capacity(n);
+                let mut acc = 0.0;
+                for v in &row {
+                    acc += v;
+                    cum.push(acc);
+                }
+                for (g, slot) in sums[unit].iter_mut().enumerate() {
+                    let budget = KeyBudget::Ratio {
+                        ratio: grid_ratio(g + 1),
+                        min_keys: self.min_keys,
+                    };
+                    let k = budget.keys_for(i, n)?;
+                    *slot += if k == 0 { 0.0 } else { cum[k - 1] };
+                }
+            }
+        }
+        self.rows[layer] += s.q_len;
+        Ok(self.compute.dense_attention(inputs, out)?)
+    }
+}
+
 /// The sparse-attention core itself (`ShadowAttention`: graph bank on an NPU backend, planner,
 /// threaded executor) as the model's attention. A chunk that falls back to dense attention is an
 /// error here: a perplexity labelled sparse must not be dense.

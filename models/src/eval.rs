@@ -1,10 +1,11 @@
 //! Perplexity over windows of a text, per-head importance by ablation, and the Q/K samples
 //! that calibrate the bucket grid.
 
-use crate::attention::{Ablated, Dense};
+use crate::attention::{Ablated, Dense, MassProbe, Sharing};
 use crate::error::{ModelError, Result};
 use crate::llama::{Attention, Llama};
 use shadowattn_hal::{AttentionInputs, ComputeBackend};
+use shadowattn_sparse_attn::allocation::{allocate_by_mass, MassCurve};
 
 /// Perplexity of a text under one attention implementation.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,6 +163,68 @@ pub fn ablate(
         heads,
         layers,
     })
+}
+
+/// Per-head ratios `[layer][query head]` from attention mass on `windows` (one dense pass, exact
+/// scores): each selecting unit (head, or GQA group with [`Sharing::PerGroup`], whose heads all
+/// get the group's ratio) gets the ratio that maximizes the mass kept by all units together at
+/// mean `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]).
+pub fn ratios_by_mass(
+    model: &Llama,
+    compute: &dyn ComputeBackend,
+    windows: &[Vec<u32>],
+    sharing: Sharing,
+    min_keys: usize,
+    (global_ratio, min_ratio): (f32, f32),
+) -> Result<Vec<Vec<f32>>> {
+    let curves = mass_curves(model, compute, windows, sharing, min_keys)?;
+    ratios_from_curves(model, &curves, sharing, (global_ratio, min_ratio))
+}
+
+/// The kept-mass curves `[layer][unit]` of every selecting unit on `windows` ([`MassProbe`]).
+pub fn mass_curves(
+    model: &Llama,
+    compute: &dyn ComputeBackend,
+    windows: &[Vec<u32>],
+    sharing: Sharing,
+    min_keys: usize,
+) -> Result<Vec<Vec<MassCurve>>> {
+    let mut probe = MassProbe {
+        compute,
+        sharing,
+        min_keys,
+        sums: Vec::new(),
+        rows: Vec::new(),
+    };
+    for w in windows {
+        model.forward(w, &mut probe)?;
+    }
+    Ok(probe.curves())
+}
+
+/// Per-head ratios `[layer][query head]` from kept-mass curves (see [`ratios_by_mass`]).
+pub fn ratios_from_curves(
+    model: &Llama,
+    curves: &[Vec<MassCurve>],
+    sharing: Sharing,
+    (global_ratio, min_ratio): (f32, f32),
+) -> Result<Vec<Vec<f32>>> {
+    let c = &model.config;
+    let flat: Vec<MassCurve> = curves.iter().flatten().cloned().collect();
+    let per_unit = allocate_by_mass(&flat, global_ratio, min_ratio)?;
+    let heads_per_unit = match sharing {
+        Sharing::PerHead => 1,
+        Sharing::PerGroup => c.q_heads / c.kv_heads,
+    };
+    Ok(per_unit
+        .chunks(c.q_heads / heads_per_unit)
+        .map(|layer| {
+            layer
+                .iter()
+                .flat_map(|&r| std::iter::repeat_n(r, heads_per_unit))
+                .collect()
+        })
+        .collect())
 }
 
 /// Copies of every layer's Q and K (`[heads, rows, dim]`) on one window, for the bucket grid.

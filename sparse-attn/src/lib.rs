@@ -5,6 +5,7 @@
 //! [`shadow::ShadowAttention`]; accuracy metrics and synthetic workloads. It never names a
 //! particular backend; the schedule model is `shadowattn-pipeline`'s.
 
+pub mod allocation;
 pub mod bank;
 pub mod calibration;
 pub mod costs;
