@@ -165,22 +165,6 @@ pub fn ablate(
     })
 }
 
-/// Per-head ratios `[layer][query head]` from attention mass on `windows` (one dense pass, exact
-/// scores): each selecting unit (head, or GQA group with [`Sharing::PerGroup`], whose heads all
-/// get the group's ratio) gets the ratio that maximizes the mass kept by all units together at
-/// mean `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]).
-pub fn ratios_by_mass(
-    model: &Llama,
-    compute: &dyn ComputeBackend,
-    windows: &[Vec<u32>],
-    sharing: Sharing,
-    min_keys: usize,
-    (global_ratio, min_ratio): (f32, f32),
-) -> Result<Vec<Vec<f32>>> {
-    let curves = mass_curves(model, compute, windows, sharing, min_keys)?;
-    ratios_from_curves(model, &curves, sharing, (global_ratio, min_ratio))
-}
-
 /// The kept-mass curves `[layer][unit]` of every selecting unit on `windows` ([`MassProbe`]).
 pub fn mass_curves(
     model: &Llama,
@@ -202,7 +186,10 @@ pub fn mass_curves(
     Ok(probe.curves())
 }
 
-/// Per-head ratios `[layer][query head]` from kept-mass curves (see [`ratios_by_mass`]).
+/// Per-head ratios `[layer][query head]` from kept-mass curves ([`mass_curves`]): each
+/// selecting unit (head, or GQA group with [`Sharing::PerGroup`], whose heads all get the
+/// group's ratio) gets the ratio that maximizes the mass kept by all units together at mean
+/// `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]).
 pub fn ratios_from_curves(
     model: &Llama,
     curves: &[Vec<MassCurve>],

@@ -312,8 +312,8 @@ impl IntMatMul {
                 acc_scale,
                 out: to,
             } => {
-                for (dst, &v) in out.iter_mut().zip(acc) {
-                    let q = rules.requantize_accumulator(v, acc_scale, to, dtype);
+                let q = rules.requantize_accumulators(acc, acc_scale, to, dtype);
+                for (dst, &q) in out.iter_mut().zip(&q) {
                     *dst = if dtype == DType::I8 {
                         (q as i8) as u8
                     } else {

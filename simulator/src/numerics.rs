@@ -20,7 +20,7 @@
 
 use serde::Deserialize;
 use shadowattn_cpu::reference::arith::{self, Golden, IntegerRules};
-use shadowattn_hal::{DType, HalError, QuantParams, Result};
+use shadowattn_hal::{DType, QuantParams, Result};
 
 /// Which integer rounding an NPU applies (`[numerics] integer_rounding` of a SoC profile).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -67,11 +67,16 @@ pub fn htp_v73_requantize(acc: i32, m: f64) -> i64 {
         // Scales are positive finite f32s, so this is unreachable from a valid graph.
         return arith::round_half_away(f64::from(acc) * m) as i64;
     }
+    let (s, multiplier) = shift_and_multiplier(m);
+    shift_and_multiply(acc, s, multiplier)
+}
+
+/// Steps 1–3 with the pre-shift `s` and multiplier of [`shift_and_multiplier`].
+fn shift_and_multiply(acc: i32, s: i32, multiplier: i64) -> i64 {
     if acc == 0 {
         // (2·0 + 1)·M / 2^16 ≤ 1/16: always 0, whatever the shift.
         return 0;
     }
-    let (s, multiplier) = shift_and_multiplier(m);
     let shifted = if s >= 0 {
         // An arithmetic shift floors; shifts of 31 or more leave the sign only.
         i128::from(acc) >> s.min(127)
@@ -87,26 +92,31 @@ pub fn htp_v73_requantize(acc: i32, m: f64) -> i64 {
 }
 
 impl IntegerRules for HtpV73 {
-    fn requantize_accumulator(
+    fn requantize_accumulators(
         &self,
-        acc: i32,
+        acc: &[i32],
         acc_scale: f32,
         out: QuantParams,
         dtype: DType,
-    ) -> f64 {
+    ) -> Vec<f64> {
         let m = f64::from(acc_scale) / f64::from(out.scale);
-        let q = htp_v73_requantize(acc, m) as f64 + f64::from(out.zero_point);
-        arith::saturate(q, dtype)
+        let zero_point = f64::from(out.zero_point);
+        let store = |q: i64| arith::saturate(q as f64 + zero_point, dtype);
+        if !(m.is_normal() && m > 0.0) {
+            return acc
+                .iter()
+                .map(|&a| store(htp_v73_requantize(a, m)))
+                .collect();
+        }
+        // One pre-shift and multiplier for the whole tensor.
+        let (s, multiplier) = shift_and_multiplier(m);
+        acc.iter()
+            .map(|&a| store(shift_and_multiply(a, s, multiplier)))
+            .collect()
     }
 
     fn cast_to_int(&self, x: f64, dtype: DType, what: &str) -> Result<f64> {
-        if x.is_nan() {
-            return Err(HalError::invalid_value(
-                what,
-                "NaN cannot be cast to an integer",
-            ));
-        }
-        Ok(arith::saturate(x.trunc(), dtype))
+        arith::cast_rounded(x, dtype, what, f64::trunc)
     }
 }
 
@@ -114,9 +124,14 @@ impl IntegerRules for HtpV73 {
 mod tests {
     use super::*;
 
+    /// The rule on one accumulator.
+    fn one(acc: i32, acc_scale: f32, out: QuantParams, dtype: DType) -> f64 {
+        HtpV73.requantize_accumulators(&[acc], acc_scale, out, dtype)[0]
+    }
+
     fn i8_out(acc: i32, m: f64) -> f64 {
         // acc_scale / out scale = m with an output scale of 1 (exact for these m).
-        HtpV73.requantize_accumulator(acc, m as f32, QuantParams::symmetric(1.0), DType::I8)
+        one(acc, m as f32, QuantParams::symmetric(1.0), DType::I8)
     }
 
     /// Outputs read from the emulator (socModel 52) by the probe the module documents.
@@ -124,25 +139,19 @@ mod tests {
     fn equals_the_emulator_where_the_golden_rule_does_not() {
         // m = 0.02 (sa 0.05, sb 0.04, so 0.1): 24·m = 0.48 → 1, 75·m = 1.5 → 1, −75·m → −1.
         let m = f64::from(0.05f32 * 0.04f32) / f64::from(0.1f32);
-        let rule = |acc| {
-            HtpV73.requantize_accumulator(acc, 0.05 * 0.04, QuantParams::symmetric(0.1), DType::I8)
-        };
+        let rule = |acc| one(acc, 0.05 * 0.04, QuantParams::symmetric(0.1), DType::I8);
         assert_eq!((rule(23), rule(24)), (0.0, 1.0));
         assert_eq!((rule(75), rule(76)), (1.0, 2.0));
         assert_eq!((rule(-25), rule(-24), rule(-75)), (-1.0, 0.0, -1.0));
         assert_eq!(shift_and_multiplier(m), (2, 2621));
         // m = 0.002 (so 1): the 0 → 1 step between 255 and 256, 1 → 2 between 735 and 736.
-        let rule = |acc| {
-            HtpV73.requantize_accumulator(acc, 0.05 * 0.04, QuantParams::symmetric(1.0), DType::I8)
-        };
+        let rule = |acc| one(acc, 0.05 * 0.04, QuantParams::symmetric(1.0), DType::I8);
         assert_eq!(
             (rule(255), rule(256), rule(735), rule(736)),
             (0.0, 1.0, 1.0, 2.0)
         );
         // m = 0.04: 3162·m = 126.48 → 126 (the 12-bit multiplier), saturation past ±127.
-        let rule = |acc| {
-            HtpV73.requantize_accumulator(acc, 0.05 * 0.04, QuantParams::symmetric(0.05), DType::I8)
-        };
+        let rule = |acc| one(acc, 0.05 * 0.04, QuantParams::symmetric(0.05), DType::I8);
         assert_eq!(
             (rule(3162), rule(-3164), rule(9000), rule(-9000)),
             (126.0, -126.0, 127.0, -128.0)
@@ -154,7 +163,7 @@ mod tests {
     #[test]
     fn a_zero_point_is_added_after_rounding_and_saturates() {
         let p = QuantParams::new(0.05 * 0.04 * 800.0, 128);
-        let rule = |acc| HtpV73.requantize_accumulator(acc, 0.05 * 0.04, p, DType::U8);
+        let rule = |acc| one(acc, 0.05 * 0.04, p, DType::U8);
         assert_eq!(rule(0), 128.0);
         assert_eq!(rule(1 << 30), 255.0);
         assert_eq!(rule(-(1 << 30)), 0.0);

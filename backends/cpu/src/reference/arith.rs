@@ -67,6 +67,11 @@ pub fn requantize(q: f64, from: QuantParams, to: QuantParams, dtype: DType) -> f
 /// Converts a stored value to another type without quantization: floats round and saturate into
 /// integers, integers saturate, floats round to the narrower float.
 pub fn cast(x: f64, to: DType, what: &str) -> Result<f64> {
+    cast_rounded(x, to, what, round_half_away)
+}
+
+/// [`cast`] with `round` turning floats into integers (the golden rule: [`round_half_away`]).
+pub fn cast_rounded(x: f64, to: DType, what: &str, round: fn(f64) -> f64) -> Result<f64> {
     if to.is_integer() {
         if x.is_nan() {
             return Err(HalError::invalid_value(
@@ -74,7 +79,7 @@ pub fn cast(x: f64, to: DType, what: &str) -> Result<f64> {
                 "NaN cannot be cast to an integer",
             ));
         }
-        return Ok(saturate(round_half_away(x), to));
+        return Ok(saturate(round(x), to));
     }
     Ok(store(x, to))
 }
@@ -82,14 +87,14 @@ pub fn cast(x: f64, to: DType, what: &str) -> Result<f64> {
 /// The integer rounding steps in which NPUs differ from the golden rule; the interpreter takes
 /// one ([`super::graph::execute_with`]) so a simulated NPU can compute with its own.
 pub trait IntegerRules: std::fmt::Debug + Send + Sync {
-    /// A MatMul's INT32 accumulator `acc` (scale `acc_scale`) as output type `dtype` with `out`.
-    fn requantize_accumulator(
+    /// A MatMul's INT32 accumulators `acc` (scale `acc_scale`) as output type `dtype` with `out`.
+    fn requantize_accumulators(
         &self,
-        acc: i32,
+        acc: &[i32],
         acc_scale: f32,
         out: QuantParams,
         dtype: DType,
-    ) -> f64;
+    ) -> Vec<f64>;
 
     /// A float cast to integer type `dtype` (Cast); `what` names the tensor if `x` is NaN.
     fn cast_to_int(&self, x: f64, dtype: DType, what: &str) -> Result<f64>;
@@ -100,19 +105,17 @@ pub trait IntegerRules: std::fmt::Debug + Send + Sync {
 pub struct Golden;
 
 impl IntegerRules for Golden {
-    fn requantize_accumulator(
+    fn requantize_accumulators(
         &self,
-        acc: i32,
+        acc: &[i32],
         acc_scale: f32,
         out: QuantParams,
         dtype: DType,
-    ) -> f64 {
-        requantize(
-            f64::from(acc),
-            QuantParams::symmetric(acc_scale),
-            out,
-            dtype,
-        )
+    ) -> Vec<f64> {
+        let from = QuantParams::symmetric(acc_scale);
+        acc.iter()
+            .map(|&a| requantize(f64::from(a), from, out, dtype))
+            .collect()
     }
 
     fn cast_to_int(&self, x: f64, dtype: DType, what: &str) -> Result<f64> {

@@ -299,19 +299,18 @@ fn matmul(
                         (av - za) * (bv - zb)
                     })
                     .sum();
-                result.push(if !quantized {
-                    arith::store(acc, out.dtype)
+                result.push(if quantized {
+                    arith::saturate(acc, DType::I32)
                 } else {
-                    let acc = arith::saturate(acc, DType::I32);
-                    if out.dtype == DType::I32 {
-                        acc
-                    } else {
-                        let acc_scale = params(ad).scale * params(bd).scale;
-                        rules.requantize_accumulator(acc as i32, acc_scale, params(out), out.dtype)
-                    }
+                    arith::store(acc, out.dtype)
                 });
             }
         }
+    }
+    if quantized && out.dtype != DType::I32 {
+        let acc: Vec<i32> = result.iter().map(|&v| v as i32).collect();
+        let acc_scale = params(ad).scale * params(bd).scale;
+        return rules.requantize_accumulators(&acc, acc_scale, params(out), out.dtype);
     }
     result
 }
