@@ -342,6 +342,8 @@ pub extern "C" fn shadowattn_context_create_from_ratios(
             },
             ratios: flat.chunks(model.q_heads).map(<[f32]>::to_vec).collect(),
             model,
+            pilot_acc_range: None,
+            center_keys: false,
         };
         calib.validate()?;
         create(npu, compute, calib, options, out)

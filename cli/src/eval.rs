@@ -4,13 +4,13 @@
 //! INT8 pilot's top-k recall on real heads.
 
 use crate::backends::open_options;
+use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
-use shadowattn_hal::{DType, OpKind};
 use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{
-    ablate, calibrate, mass_curves, perplexity, ratios_from_curves, windows, Ablation,
-    ImportanceRule,
+    ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
+    windows, Ablation, ImportanceRule,
 };
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
@@ -94,12 +94,56 @@ pub struct EvalArgs {
     /// Print the dense perplexity only (no calibration, no sparse runs).
     #[arg(long)]
     dense_only: bool,
-    /// Also run the INT8 pilot through the sparse-attention core on this NPU backend: the graph
-    /// bank, planner and threaded executor of `shadowattn run`, on the real model. The pilot
-    /// keeps exact INT32 scores, so the backend needs an INT32 MatMul output (`cpu`; the
-    /// simulated and vendor NPUs have none and are refused).
+    /// Rankings of the sparse runs, comma-separated: the INT8 pilot ranking on its exact INT32
+    /// accumulators (`pilot-i32`) or on scores requantized to INT8 as an NPU outputs them
+    /// (`pilot-i8`, accumulator range from the calibration text), and the exact top-k (`exact`).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "pilot-i32,pilot-i8,exact"
+    )]
+    rankings: Vec<RankingArg>,
+    /// The pilot subtracts each KV head's mean key before quantizing K (the ranking is
+    /// unchanged, K's range shrinks; calibrated so).
+    #[arg(long)]
+    center_keys: bool,
+    /// Also run the INT8 pilot through the sparse-attention core on this NPU backend (`cpu`,
+    /// `sim:<soc>`, `qnn:htp`, …): the graph bank, planner and threaded executor of `shadowattn
+    /// run`, on the real model, with the pilot's INT8 output.
     #[arg(long)]
     npu: Option<NpuSpec>,
+}
+
+/// How keys are ranked in the sparse runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RankingArg {
+    /// The INT8 pilot's exact INT32 accumulators.
+    PilotI32,
+    /// The INT8 pilot's scores requantized to INT8 (the NPU's output form).
+    PilotI8,
+    /// Exact f32 scores (the oracle).
+    Exact,
+}
+
+impl RankingArg {
+    /// The label in the table.
+    fn label(self) -> &'static str {
+        match self {
+            RankingArg::PilotI32 => "pilot:i32",
+            RankingArg::PilotI8 => "pilot:i8",
+            RankingArg::Exact => "exact-topk",
+        }
+    }
+
+    /// The ranking on `calibration`'s grid.
+    fn ranking(self, calibration: &Calibration) -> Result<Ranking, Box<dyn Error>> {
+        Ok(match self {
+            RankingArg::PilotI32 => Ranking::pilot(calibration, PilotOutput::Int32),
+            RankingArg::PilotI8 => Ranking::pilot(calibration, calibration.int8_pilot_output()?),
+            RankingArg::Exact => Ranking::Exact,
+        })
+    }
 }
 
 /// How mean ratios are split among heads in the sparse runs.
@@ -152,22 +196,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     let compute_box = args.compute.open(&open_options())?;
     let compute = compute_box.as_ref();
     let npu = match &args.npu {
-        Some(spec) => {
-            let opened = spec.open(&open_options())?;
-            let backend = opened.backend.as_ref();
-            if !backend
-                .capabilities()
-                .supports(OpKind::MatMul, DType::I8, DType::I32)
-            {
-                return Err(format!(
-                    "--npu {spec}: eval's pilot keeps exact INT32 scores and {} has no INT32 \
-                     MatMul output (its capabilities); use --npu cpu",
-                    backend.name()
-                )
-                .into());
-            }
-            Some(opened)
-        }
+        Some(spec) => Some(spec.open(&open_options())?),
         None => None,
     };
     let started = Instant::now();
@@ -269,14 +298,29 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                     .as_ref()
                     .map_or_else(|| uniform_importance.clone(), |a| a.importance(rule)),
                 cfg,
+                args.center_keys,
             )?)
         };
-    let base = calibration_at(0.2, ImportanceRule::PerplexityProduct)?;
+    let mut base = calibration_at(0.2, ImportanceRule::PerplexityProduct)?;
+    let t = Instant::now();
+    let (acc_range, tried) = tune_accumulator_range(&model, compute, &calib[0], &base, 0.2)?;
+    base.pilot_acc_range = Some(acc_range);
+    let tried: Vec<String> = tried
+        .iter()
+        .map(|(r, recall)| format!("{r:.0}: {recall:.4}"))
+        .collect();
     println!(
-        "calibration: mean scales q {:.5} k {:.5}, {} buckets",
+        "accumulator_range: {acc_range:.0} (INT8-output pilot recall at 20 % on the first calibration window per range: {}; {:.1} s)",
+        tried.join(", "),
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
         base.mean_q_scale,
         base.mean_k_scale,
-        base.grid.len()
+        base.grid.len(),
+        base.pilot_acc_range.unwrap_or(f32::NAN),
+        base.center_keys
     );
     if let Some(path) = &args.calibration_out {
         // The best rule of the measured table (the README's): mass where it ran.
@@ -309,20 +353,28 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
             path.display()
         );
     }
-    let mut probe = RecallProbe {
-        compute,
-        grid: base.grid.clone(),
-        ratio: 0.2,
-        recalls: Vec::new(),
-    };
-    model.forward(&eval[0], &mut probe)?;
-    let recalls: Vec<f64> = probe.recalls.iter().map(|r| r.2).collect();
-    println!(
-        "pilot_recall_20pct: mean {:.4}, p5 {:.4} over {} heads (first window; INT8 pilot top-k vs exact top-k of the same size)",
-        recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
-        percentile(&recalls, 5.0),
-        recalls.len()
-    );
+    for output in [PilotOutput::Int32, base.int8_pilot_output()?] {
+        let mut probe = RecallProbe {
+            compute,
+            grid: base.grid.clone(),
+            output,
+            center_keys: base.center_keys,
+            ratio: 0.2,
+            recalls: Vec::new(),
+        };
+        model.forward(&eval[0], &mut probe)?;
+        let recalls: Vec<f64> = probe.recalls.iter().map(|r| r.2).collect();
+        println!(
+            "pilot_recall_20pct ({}): mean {:.4}, p5 {:.4} over {} heads (first window; pilot top-k per head vs exact top-k of the same size)",
+            match output {
+                PilotOutput::Int32 => RankingArg::PilotI32.label(),
+                PilotOutput::Int8 { .. } => RankingArg::PilotI8.label(),
+            },
+            recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
+            percentile(&recalls, 5.0),
+            recalls.len()
+        );
+    }
 
     println!(
         "selection: {} (min_keys {})",
@@ -330,6 +382,10 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         args.min_keys
     );
     println!("ratio\tallocation\tranking\tppl\tvs_dense");
+    let runs = args.ratios.len()
+        * args.allocations.len()
+        * (args.rankings.len() + usize::from(npu.is_some()));
+    let bar = progress_bar(runs);
     for &ratio in &args.ratios {
         for &allocation in &args.allocations {
             let ratios = match allocation {
@@ -348,19 +404,21 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                 )?,
             };
             let allocation = allocation.label(args.selection);
-            for (label, ranking) in [
-                ("int8-pilot", Ranking::Int8Pilot(base.grid.clone())),
-                ("exact-topk", Ranking::Exact),
-            ] {
-                let mut sparse = Sparse::new(compute, ratios.clone(), ranking)
+            for &ranking in &args.rankings {
+                bar.set_message(format!("{ratio} {allocation} {}", ranking.label()));
+                let mut sparse = Sparse::new(compute, ratios.clone(), ranking.ranking(&base)?)
                     .with_sharing(args.selection.sharing());
                 sparse.min_keys = args.min_keys;
                 let p = perplexity(&model, &eval, &mut sparse)?;
-                println!(
-                    "{ratio}\t{allocation}\t{label}\t{:.4}\t{:+.2}%",
-                    p.ppl,
-                    (p.ppl / dense.ppl - 1.0) * 100.0
-                );
+                bar.suspend(|| {
+                    println!(
+                        "{ratio}\t{allocation}\t{}\t{:.4}\t{:+.2}%",
+                        ranking.label(),
+                        p.ppl,
+                        (p.ppl / dense.ppl - 1.0) * 100.0
+                    )
+                });
+                bar.inc(1);
             }
             if let Some(choice) = &npu {
                 let spec = BankSpec {
@@ -368,7 +426,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                     kv_len: args.window,
                     head_dim: c.head_dim,
                     fused: vec![1, 2, 4],
-                    output: PilotOutput::Int32,
+                    output: base.int8_pilot_output()?,
                 };
                 let bank = GraphBank::build(choice.backend.as_ref(), &base.grid, spec)?;
                 let calibration = Calibration {
@@ -388,16 +446,22 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                     CostTable::uniform(&[1, 2, 4]),
                     config,
                 )?;
+                bar.set_message(format!("{ratio} {allocation} @{}", choice.backend.name()));
                 let p = perplexity(&model, &eval, &mut Core { shadow })?;
-                println!(
-                    "{ratio}\t{allocation}\tint8-pilot@{}\t{:.4}\t{:+.2}%",
-                    choice.backend.name(),
-                    p.ppl,
-                    (p.ppl / dense.ppl - 1.0) * 100.0
-                );
+                bar.suspend(|| {
+                    println!(
+                        "{ratio}\t{allocation}\t{}@{}\t{:.4}\t{:+.2}%",
+                        RankingArg::PilotI8.label(),
+                        choice.backend.name(),
+                        p.ppl,
+                        (p.ppl / dense.ppl - 1.0) * 100.0
+                    )
+                });
+                bar.inc(1);
             }
         }
     }
+    bar.finish_and_clear();
     println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -4,11 +4,15 @@
 
 use crate::error::{ModelError, Result};
 use crate::llama::{matmul_t, Attention};
+use shadowattn_cpu::reference::arith::{Golden, IntegerRules};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, GroupScores, KeyBudget, ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, ComputeBackend, DType, GroupScores, KeyBudget, QuantParams, ScoreData,
+    ScoreMatrix, Selection,
 };
 use shadowattn_sparse_attn::calibration::BucketGrid;
-use shadowattn_sparse_attn::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales};
+use shadowattn_sparse_attn::pilot::{
+    head_scales, quantize_keys, quantize_queries, HeadScales, PilotOutput,
+};
 use shadowattn_sparse_attn::select::{select, Granularity, SelectionRule};
 
 /// Full softmax attention on a compute backend.
@@ -30,8 +34,64 @@ pub enum Ranking {
     /// Exact f32 scores q·k (the oracle).
     Exact,
     /// shadowAttn's pilot: Q and K of each head quantized to INT8 with the static scales of the
-    /// grid bucket nearest to the head's own scales, INT32 accumulation.
-    Int8Pilot(BucketGrid),
+    /// grid bucket nearest to the head's own scales, INT32 accumulation, ranked on `output`: the
+    /// accumulators themselves, or requantized to INT8 by the golden rule (the NPU's real
+    /// output form; `shadowattn_cpu::reference::arith`).
+    Pilot {
+        /// The bucket grid.
+        grid: BucketGrid,
+        /// What the pilot outputs.
+        output: PilotOutput,
+        /// Whether each KV head's mean key is subtracted before K is quantized
+        /// ([`shadowattn_sparse_attn::calibration::center_keys`]; the grid must be calibrated
+        /// so).
+        center_keys: bool,
+    },
+}
+
+impl Ranking {
+    /// The pilot on `grid` ranking on its exact INT32 accumulators.
+    pub fn int32_pilot(grid: BucketGrid) -> Self {
+        Ranking::Pilot {
+            grid,
+            output: PilotOutput::Int32,
+            center_keys: false,
+        }
+    }
+
+    /// The pilot of `calibration` (its grid and key centering) with `output`.
+    pub fn pilot(
+        calibration: &shadowattn_sparse_attn::calibration::Calibration,
+        output: PilotOutput,
+    ) -> Self {
+        Ranking::Pilot {
+            grid: calibration.grid.clone(),
+            output,
+            center_keys: calibration.center_keys,
+        }
+    }
+
+    /// The inputs the ranking's pilot sees: `inputs`, or with centered keys (in `keys`).
+    fn pilot_view<'a>(
+        &self,
+        inputs: &AttentionInputs<'a>,
+        keys: &'a mut Vec<f32>,
+    ) -> Result<AttentionInputs<'a>> {
+        match self {
+            Ranking::Pilot {
+                center_keys: true, ..
+            } => {
+                let s = inputs.shape();
+                *keys = shadowattn_sparse_attn::calibration::center_keys(
+                    inputs.k(),
+                    s.kv_len,
+                    s.head_dim,
+                );
+                Ok(AttentionInputs::new(inputs.q(), keys, inputs.v(), s)?)
+            }
+            _ => Ok(*inputs),
+        }
+    }
 }
 
 /// Which query heads share one key set per query row.
@@ -100,17 +160,38 @@ pub fn head_scores(inputs: &AttentionInputs<'_>, h: usize) -> Vec<f32> {
     matmul_t(inputs.q_head(h), k, s.q_len, s.head_dim, s.kv_len)
 }
 
-/// INT32 pilot scores of head `h`: the core's bucket (`scales`) and INT8 quantization of Q and
-/// K, with the pilot's Q·Kᵀ computed on the host in place of the NPU. The INT8 products are
-/// summed exactly: each partial sum of at most head_dim products of |q|,|k| ≤ 128 is an integer
-/// below 2^24, so the f32 SGEMM equals the INT32 accumulator.
+/// One head's pilot scores in the pilot's output form.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PilotScores {
+    /// The INT32 accumulators.
+    I32(Vec<i32>),
+    /// Requantized INT8 scores.
+    I8(Vec<i8>),
+}
+
+impl PilotScores {
+    /// The scores as the HAL takes them.
+    pub fn data(&self) -> ScoreData<'_> {
+        match self {
+            PilotScores::I32(v) => ScoreData::I32(v),
+            PilotScores::I8(v) => ScoreData::I8(v),
+        }
+    }
+}
+
+/// Pilot scores of head `h` in the form of `output`: the core's bucket (`scales`) and INT8
+/// quantization of Q and K, with the pilot's Q·Kᵀ computed on the host in place of the NPU. The
+/// INT8 products are summed exactly: each partial sum of at most head_dim products of
+/// |q|,|k| ≤ 128 is an integer below 2^24, so the f32 SGEMM equals the INT32 accumulator. An
+/// INT8 output requantizes those by the golden rule, as the CPU backend's pilot graph does.
 pub fn pilot_scores(
     compute: &dyn ComputeBackend,
     grid: &BucketGrid,
+    output: PilotOutput,
     inputs: &AttentionInputs<'_>,
     h: usize,
     scales: &HeadScales,
-) -> Result<Vec<i32>> {
+) -> Result<PilotScores> {
     let s = inputs.shape();
     let d = s.head_dim;
     if d > 1024 {
@@ -122,17 +203,30 @@ pub fn pilot_scores(
     let widen = |x: Vec<i8>| x.into_iter().map(f32::from).collect::<Vec<f32>>();
     let q = widen(quantize_queries(compute, inputs, h, q_scale)?);
     let k = widen(quantize_keys(compute, inputs, s.kv_head_of(h), k_scale)?);
-    Ok(matmul_t(&q, &k, s.q_len, d, s.kv_len)
+    let acc: Vec<i32> = matmul_t(&q, &k, s.q_len, d, s.kv_len)
         .into_iter()
         .map(|v| v as i32)
-        .collect())
+        .collect();
+    Ok(match output {
+        PilotOutput::Int32 => PilotScores::I32(acc),
+        PilotOutput::Int8 { .. } => {
+            let out = QuantParams::symmetric(output.score_scale(q_scale, k_scale));
+            PilotScores::I8(
+                Golden
+                    .requantize_accumulators(&acc, q_scale * k_scale, out, DType::I8)
+                    .into_iter()
+                    .map(|v| v as i8)
+                    .collect(),
+            )
+        }
+    })
 }
 
-/// Row top-k of one head's INT32 pilot scores under the core's selection rule.
+/// Row top-k of one head's pilot scores under the core's selection rule.
 fn select_pilot(
     compute: &dyn ComputeBackend,
     shape: &shadowattn_hal::AttentionShape,
-    scores: &[i32],
+    scores: &PilotScores,
     ratio: f32,
     min_keys: usize,
 ) -> Result<Selection> {
@@ -141,7 +235,7 @@ fn select_pilot(
         min_keys,
         granularity: Granularity::Row,
     };
-    let m = ScoreMatrix::for_chunk(ScoreData::I32(scores), shape)?;
+    let m = ScoreMatrix::for_chunk(scores.data(), shape)?;
     Ok(select(compute, m, rule)?)
 }
 
@@ -154,8 +248,10 @@ impl Sparse<'_> {
     ) -> Result<Vec<Selection>> {
         let s = inputs.shape();
         let mut selections = Vec::with_capacity(s.q_heads);
+        let mut keys = Vec::new();
+        let pilot_in = self.ranking.pilot_view(inputs, &mut keys)?;
         let scales = match &self.ranking {
-            Ranking::Int8Pilot(grid) => head_scales(grid, inputs),
+            Ranking::Pilot { grid, .. } => head_scales(grid, &pilot_in),
             Ranking::Exact => Vec::new(),
         };
         for (h, &ratio) in ratios.iter().enumerate() {
@@ -174,8 +270,9 @@ impl Sparse<'_> {
                     )?;
                     self.compute.topk(m, budget)?
                 }
-                Ranking::Int8Pilot(grid) => {
-                    let scores = pilot_scores(self.compute, grid, inputs, h, &scales[h])?;
+                Ranking::Pilot { grid, output, .. } => {
+                    let scores =
+                        pilot_scores(self.compute, grid, *output, &pilot_in, h, &scales[h])?;
                     select_pilot(self.compute, &s, &scores, ratio, self.min_keys)?
                 }
             };
@@ -186,8 +283,8 @@ impl Sparse<'_> {
 
     /// One selection per KV head, shared by the query heads of its group: the top keys by the
     /// sum of the heads' softmax probabilities, each head's scores turned into logits by its
-    /// logit scale (the attention scale for exact scores; the bucket's `q_scale · k_scale`
-    /// times it for the pilot's INT32 accumulators).
+    /// logit scale (the attention scale for exact scores; the bucket's score scale
+    /// ([`PilotOutput::score_scale`]) times it for the pilot's).
     fn select_per_group(
         &self,
         inputs: &AttentionInputs<'_>,
@@ -195,8 +292,10 @@ impl Sparse<'_> {
     ) -> Result<Vec<Selection>> {
         let s = inputs.shape();
         let group = s.q_heads / s.kv_heads;
+        let mut keys = Vec::new();
+        let pilot_in = self.ranking.pilot_view(inputs, &mut keys)?;
         let scales = match &self.ranking {
-            Ranking::Int8Pilot(grid) => head_scales(grid, inputs),
+            Ranking::Pilot { grid, .. } => head_scales(grid, &pilot_in),
             Ranking::Exact => Vec::new(),
         };
         let mut shared = Vec::with_capacity(s.kv_heads);
@@ -219,20 +318,27 @@ impl Sparse<'_> {
                     self.compute
                         .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
                 }
-                Ranking::Int8Pilot(grid) => {
+                Ranking::Pilot { grid, output, .. } => {
                     let mut scores = Vec::with_capacity(group);
                     let mut logit_scales = Vec::with_capacity(group);
                     for h in heads {
-                        scores.push(pilot_scores(self.compute, grid, inputs, h, &scales[h])?);
+                        scores.push(pilot_scores(
+                            self.compute,
+                            grid,
+                            *output,
+                            &pilot_in,
+                            h,
+                            &scales[h],
+                        )?);
                         let (q_scale, k_scale) = grid.bucket(scales[h].bucket);
                         logit_scales.push(shadowattn_hal::group::logit_scale(
-                            q_scale * k_scale,
+                            output.score_scale(q_scale, k_scale),
                             s.scale,
                         ));
                     }
                     let matrices = scores
                         .iter()
-                        .map(|d| ScoreMatrix::for_chunk(ScoreData::I32(d), &s))
+                        .map(|d| ScoreMatrix::for_chunk(d.data(), &s))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
                     self.compute
                         .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
@@ -315,6 +421,10 @@ pub struct RecallProbe<'a> {
     pub compute: &'a dyn ComputeBackend,
     /// The bucket grid of the pilot.
     pub grid: BucketGrid,
+    /// What the pilot outputs.
+    pub output: PilotOutput,
+    /// Whether the pilot centers keys (as [`Ranking::Pilot`]).
+    pub center_keys: bool,
     /// Fraction of keys kept.
     pub ratio: f32,
     /// Mean row recall of every head seen, `(layer, head, recall)`.
@@ -328,11 +438,18 @@ impl Attention for RecallProbe<'_> {
             ratio: self.ratio,
             min_keys: 1,
         };
-        for (h, scales) in head_scales(&self.grid, &inputs).iter().enumerate() {
+        let ranking = Ranking::Pilot {
+            grid: self.grid.clone(),
+            output: self.output,
+            center_keys: self.center_keys,
+        };
+        let mut keys = Vec::new();
+        let pilot_in = ranking.pilot_view(&inputs, &mut keys)?;
+        for (h, scales) in head_scales(&self.grid, &pilot_in).iter().enumerate() {
             let exact = head_scores(&inputs, h);
             let m = ScoreMatrix::for_chunk(ScoreData::F32(&exact), &s)?;
             let want = self.compute.topk(m, budget)?;
-            let pilot = pilot_scores(self.compute, &self.grid, &inputs, h, scales)?;
+            let pilot = pilot_scores(self.compute, &self.grid, self.output, &pilot_in, h, scales)?;
             let got = select_pilot(self.compute, &s, &pilot, self.ratio, 1)?;
             let recall: f64 = (0..s.q_len)
                 .map(|i| shadowattn_sparse_attn::metrics::topk_recall(got.row(i), want.row(i)))

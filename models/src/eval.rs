@@ -214,6 +214,51 @@ pub fn ratios_from_curves(
         .collect())
 }
 
+/// Candidate accumulator ranges of [`tune_accumulator_range`]: the calibration's largest
+/// accumulator times 2^(-j/2) for j in 0..=RANGE_STEPS (down to 1/64).
+pub const RANGE_STEPS: u32 = 12;
+
+/// The INT8-output pilot's accumulator range that ranks best on calibration text: of the
+/// calibration's range (the largest accumulator, which never clips) and its reductions by
+/// steps of √2 (finer steps, the largest scores saturating), the one whose pilot top-k at `ratio` recalls most of
+/// the exact top-k over every head of `window`, ties to the larger. Returns it with every
+/// candidate's mean recall.
+pub fn tune_accumulator_range(
+    model: &Llama,
+    compute: &dyn ComputeBackend,
+    window: &[u32],
+    calibration: &shadowattn_sparse_attn::calibration::Calibration,
+    ratio: f32,
+) -> Result<(f32, Vec<(f32, f64)>)> {
+    use shadowattn_sparse_attn::pilot::PilotOutput;
+    let max = match calibration.int8_pilot_output()? {
+        PilotOutput::Int8 { acc_range } => acc_range,
+        PilotOutput::Int32 => unreachable!("int8_pilot_output is INT8"),
+    };
+    let mut tried = Vec::new();
+    for j in 0..=RANGE_STEPS {
+        let acc_range = max / 2f32.powf(j as f32 / 2.0);
+        let mut probe = crate::attention::RecallProbe {
+            compute,
+            grid: calibration.grid.clone(),
+            output: PilotOutput::Int8 { acc_range },
+            center_keys: calibration.center_keys,
+            ratio,
+            recalls: Vec::new(),
+        };
+        model.forward(window, &mut probe)?;
+        let n = probe.recalls.len().max(1) as f64;
+        tried.push((
+            acc_range,
+            probe.recalls.iter().map(|r| r.2).sum::<f64>() / n,
+        ));
+    }
+    let best = tried
+        .iter()
+        .fold(tried[0], |b, &t| if t.1 > b.1 { t } else { b });
+    Ok((best.0, tried))
+}
+
 /// Copies of every layer's Q and K (`[heads, rows, dim]`) on one window, for the bucket grid.
 pub fn qk_samples(
     model: &Llama,
@@ -240,7 +285,8 @@ pub fn model_shape(model: &Llama, name: &str) -> shadowattn_sparse_attn::calibra
 }
 
 /// A calibration from real Q/K (every layer on `window`) and per-head `importance`, at the mean
-/// ratio `ratio_config.global_ratio`, with the paper's 3×3 bucket grid (σ = 0.5).
+/// ratio `ratio_config.global_ratio`, with the paper's 3×3 bucket grid (σ = 0.5), for a pilot
+/// that centers keys when `center_keys`.
 pub fn calibrate(
     model: &Llama,
     name: &str,
@@ -248,6 +294,7 @@ pub fn calibrate(
     window: &[u32],
     importance: &[Vec<f64>],
     ratio_config: shadowattn_sparse_attn::calibration::RatioConfig,
+    center_keys: bool,
 ) -> Result<shadowattn_sparse_attn::calibration::Calibration> {
     let samples = qk_samples(model, compute, window)?;
     let layers: Vec<shadowattn_sparse_attn::calibration::LayerSample<'_>> = samples
@@ -262,7 +309,12 @@ pub fn calibrate(
             },
         )
         .collect();
-    Ok(shadowattn_sparse_attn::calibration::Calibration::calibrate(
+    let calibrate = if center_keys {
+        shadowattn_sparse_attn::calibration::Calibration::calibrate_centered
+    } else {
+        shadowattn_sparse_attn::calibration::Calibration::calibrate
+    };
+    Ok(calibrate(
         model_shape(model, name),
         &layers,
         importance,

@@ -9,14 +9,16 @@
 use shadowattn_cpu::fast::FastCpuBackend;
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{AttentionInputs, AttentionShape, ComputeBackend, KeyBudget, Selection};
-use shadowattn_models::attention::{head_scores, pilot_scores, Ranking, Sharing, Sparse};
+use shadowattn_models::attention::{
+    head_scores, pilot_scores, PilotScores, Ranking, Sharing, Sparse,
+};
 use shadowattn_models::eval::{calibrate, windows};
 use shadowattn_models::llama::Attention;
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
-use shadowattn_sparse_attn::pilot::{head_scales, PilotOutput};
+use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_test_support::missing_dependency;
@@ -52,6 +54,20 @@ fn grid_for(inputs: &AttentionInputs<'_>) -> BucketGrid {
     BucketGrid::new(absmax_scale(inputs.q()), absmax_scale(inputs.k()), 1, 0.5).unwrap()
 }
 
+/// Exact scores, the INT32 pilot and the INT8-output pilot (range from the chunk itself).
+fn rankings(inputs: &AttentionInputs<'_>) -> [Ranking; 3] {
+    let acc_range = int8_accumulator_range(*inputs).unwrap();
+    [
+        Ranking::Exact,
+        Ranking::int32_pilot(grid_for(inputs)),
+        Ranking::Pilot {
+            grid: grid_for(inputs),
+            output: PilotOutput::Int8 { acc_range },
+            center_keys: false,
+        },
+    ]
+}
+
 /// Each query head's scores as f64 `[rows, keys]` and its logit scale, under `ranking`.
 fn scored_heads(
     compute: &dyn ComputeBackend,
@@ -66,16 +82,16 @@ fn scored_heads(
                 (d, f64::from(s.scale))
             })
             .collect(),
-        Ranking::Int8Pilot(grid) => head_scales(grid, inputs)
+        Ranking::Pilot { grid, output, .. } => head_scales(grid, inputs)
             .iter()
             .enumerate()
             .map(|(h, hs)| {
-                let d = pilot_scores(compute, grid, inputs, h, hs).unwrap();
+                let d = match pilot_scores(compute, grid, *output, inputs, h, hs).unwrap() {
+                    PilotScores::I32(v) => v.into_iter().map(f64::from).collect(),
+                    PilotScores::I8(v) => v.into_iter().map(f64::from).collect(),
+                };
                 let (q, k) = grid.bucket(hs.bucket);
-                (
-                    d.into_iter().map(f64::from).collect(),
-                    f64::from(q) * f64::from(k) * f64::from(s.scale),
-                )
+                (d, f64::from(output.score_scale(q, k)) * f64::from(s.scale))
             })
             .collect(),
     }
@@ -166,7 +182,11 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 fn label(ranking: &Ranking) -> &'static str {
     match ranking {
         Ranking::Exact => "exact",
-        Ranking::Int8Pilot(_) => "int8-pilot",
+        Ranking::Pilot {
+            output: PilotOutput::Int32,
+            ..
+        } => "int8-pilot",
+        Ranking::Pilot { .. } => "int8-out-pilot",
     }
 }
 
@@ -195,7 +215,7 @@ fn a_group_shares_the_top_of_its_summed_probabilities() {
     let fast = FastCpuBackend::new(2).unwrap();
     let backends: [&dyn ComputeBackend; 2] = [&CpuBackend::new(), &fast];
     for compute in backends {
-        for ranking in [Ranking::Exact, Ranking::Int8Pilot(grid_for(&inputs))] {
+        for ranking in rankings(&inputs) {
             let (sel, out) = attend(
                 compute,
                 inputs,
@@ -224,7 +244,7 @@ fn a_group_of_one_head_selects_and_attends_like_a_head() {
     let fast = FastCpuBackend::new(2).unwrap();
     let backends: [&dyn ComputeBackend; 2] = [&CpuBackend::new(), &fast];
     for compute in backends {
-        for ranking in [Ranking::Exact, Ranking::Int8Pilot(grid_for(&inputs))] {
+        for ranking in rankings(&inputs) {
             for min_keys in [1, 4] {
                 let head = attend(
                     compute,
@@ -345,6 +365,7 @@ fn smollm2_groups_share_the_top_of_their_summed_probabilities() {
         &ids(APACHE)[..128],
         &imp,
         RatioConfig::default(),
+        false,
     )
     .unwrap();
     // Per-head ratios that differ inside every group: the group keeps their mean.
@@ -355,7 +376,7 @@ fn smollm2_groups_share_the_top_of_their_summed_probabilities() {
                 .collect()
         })
         .collect();
-    for ranking in [Ranking::Exact, Ranking::Int8Pilot(calib.grid.clone())] {
+    for ranking in [Ranking::Exact, Ranking::int32_pilot(calib.grid.clone())] {
         let mut sparse =
             Sparse::new(&cpu, ratios.clone(), ranking.clone()).with_sharing(Sharing::PerGroup);
         sparse.min_keys = 4;
@@ -422,6 +443,7 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
         tokens,
         &imp,
         RatioConfig::default(),
+        false,
     )
     .unwrap();
     for layer in [0, 7, 29] {
@@ -433,38 +455,40 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
         model.forward(tokens, &mut cap).unwrap();
         let [q, k, v] = &cap.qkv;
         let inputs = AttentionInputs::new(q, k, v, cap.shape.unwrap()).unwrap();
-        let spec = BankSpec {
-            q_len: 96,
-            kv_len: 96,
-            head_dim: c.head_dim,
-            fused: vec![1, 2, 4],
-            output: PilotOutput::Int32,
-        };
-        let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
-        let config = ShadowConfig {
-            granularity: Granularity::Group,
-            ..ShadowConfig::default()
-        };
-        let mut core = ShadowAttention::new(
-            bank,
-            calib.clone(),
-            &cpu,
-            CostTable::uniform(&[1, 2, 4]),
-            config,
-        )
-        .unwrap();
-        let r = core.run_chunk(layer, inputs).unwrap();
-        let mut sparse = Sparse::new(
-            &cpu,
-            calib.ratios.clone(),
-            Ranking::Int8Pilot(calib.grid.clone()),
-        )
-        .with_sharing(Sharing::PerGroup);
-        sparse.recorded = Some(Vec::new());
-        let mut out = vec![0f32; inputs.output_len()];
-        sparse.attend(layer, inputs, &mut out).unwrap();
-        let harness = &sparse.recorded.as_ref().unwrap()[layer];
-        assert!(&r.selections == harness, "layer {layer}: selections differ");
-        assert!(r.output == out, "layer {layer}: outputs differ");
+        for output in [PilotOutput::Int32, calib.int8_pilot_output().unwrap()] {
+            let spec = BankSpec {
+                q_len: 96,
+                kv_len: 96,
+                head_dim: c.head_dim,
+                fused: vec![1, 2, 4],
+                output,
+            };
+            let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
+            let config = ShadowConfig {
+                granularity: Granularity::Group,
+                ..ShadowConfig::default()
+            };
+            let mut core = ShadowAttention::new(
+                bank,
+                calib.clone(),
+                &cpu,
+                CostTable::uniform(&[1, 2, 4]),
+                config,
+            )
+            .unwrap();
+            let r = core.run_chunk(layer, inputs).unwrap();
+            let ranking = Ranking::pilot(&calib, output);
+            let mut sparse =
+                Sparse::new(&cpu, calib.ratios.clone(), ranking).with_sharing(Sharing::PerGroup);
+            sparse.recorded = Some(Vec::new());
+            let mut out = vec![0f32; inputs.output_len()];
+            sparse.attend(layer, inputs, &mut out).unwrap();
+            let harness = &sparse.recorded.as_ref().unwrap()[layer];
+            assert!(
+                &r.selections == harness,
+                "layer {layer} {output:?}: selections differ"
+            );
+            assert!(r.output == out, "layer {layer} {output:?}: outputs differ");
+        }
     }
 }

@@ -112,12 +112,13 @@ fn dense_and_sparse_perplexity_on_the_first_window() {
         &calib_ids[..256],
         &imp,
         RatioConfig::default(),
+        false,
     )
     .unwrap();
     let pilot = perplexity(
         &l.model,
         &w,
-        &mut Sparse::new(&cpu, uniform, Ranking::Int8Pilot(calib.grid.clone())),
+        &mut Sparse::new(&cpu, uniform, Ranking::int32_pilot(calib.grid.clone())),
     )
     .unwrap();
     // Guards of the values measured with this configuration (issue 8): 20 % of keys kept in
@@ -136,6 +137,8 @@ fn dense_and_sparse_perplexity_on_the_first_window() {
     let mut probe = RecallProbe {
         compute: &cpu,
         grid: calib.grid,
+        output: PilotOutput::Int32,
+        center_keys: false,
         ratio: 0.2,
         recalls: Vec::new(),
     };
@@ -185,16 +188,24 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
     let imp: Vec<Vec<f64>> = (0..c.layers)
         .map(|l| (0..c.q_heads).map(|h| 1.0 + (l * h) as f64).collect())
         .collect();
-    let calib = calibrate(
-        &l.model,
-        "smollm2",
-        &cpu,
-        tokens,
-        &imp,
-        RatioConfig::default(),
-    )
-    .unwrap();
-    for layer in [0, 7, 29] {
+    let calibrations = [false, true].map(|center_keys| {
+        calibrate(
+            &l.model,
+            "smollm2",
+            &cpu,
+            tokens,
+            &imp,
+            RatioConfig::default(),
+            center_keys,
+        )
+        .unwrap()
+    });
+    // Centered keys have a smaller range: the calibration saw it.
+    assert!(calibrations[1].mean_k_scale < calibrations[0].mean_k_scale);
+    for (layer, calib) in [0, 7, 29]
+        .into_iter()
+        .flat_map(|l| calibrations.iter().map(move |c| (l, c)))
+    {
         let mut cap = Capture {
             layer,
             q: vec![],
@@ -204,38 +215,39 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
         };
         l.model.forward(tokens, &mut cap).unwrap();
         let inputs = AttentionInputs::new(&cap.q, &cap.k, &cap.v, cap.shape.unwrap()).unwrap();
-        // The core: bank of INT32-output pilot graphs on the golden CPU "NPU", per-head ratios.
-        let spec = BankSpec {
-            q_len: 96,
-            kv_len: 96,
-            head_dim: c.head_dim,
-            fused: vec![1, 2, 4],
-            output: PilotOutput::Int32,
-        };
-        let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
-        let mut core = ShadowAttention::new(
-            bank,
-            calib.clone(),
-            &cpu,
-            CostTable::uniform(&[1, 2, 4]),
-            ShadowConfig {
-                granularity: Granularity::Row,
-                ..ShadowConfig::default()
-            },
-        )
-        .unwrap();
-        let r = core.run_chunk(layer, inputs).unwrap();
-        // The harness's pilot with the same grid and ratios.
-        let mut sparse = Sparse::new(
-            &cpu,
-            calib.ratios.clone(),
-            Ranking::Int8Pilot(calib.grid.clone()),
-        );
-        sparse.recorded = Some(Vec::new());
-        let mut out = vec![0f32; inputs.output_len()];
-        sparse.attend(layer, inputs, &mut out).unwrap();
-        let harness = &sparse.recorded.as_ref().unwrap()[layer];
-        assert_eq!(&r.selections, harness, "layer {layer}");
-        assert_eq!(r.output, out, "layer {layer}");
+        // The core: bank of pilot graphs (INT32 and INT8 output) on the golden CPU "NPU",
+        // per-head ratios, keys centered or not; the harness's pilot with the same grid,
+        // output, centering and ratios.
+        for output in [PilotOutput::Int32, calib.int8_pilot_output().unwrap()] {
+            let spec = BankSpec {
+                q_len: 96,
+                kv_len: 96,
+                head_dim: c.head_dim,
+                fused: vec![1, 2, 4],
+                output,
+            };
+            let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
+            let mut core = ShadowAttention::new(
+                bank,
+                calib.clone(),
+                &cpu,
+                CostTable::uniform(&[1, 2, 4]),
+                ShadowConfig {
+                    granularity: Granularity::Row,
+                    ..ShadowConfig::default()
+                },
+            )
+            .unwrap();
+            let r = core.run_chunk(layer, inputs).unwrap();
+            let ranking = Ranking::pilot(calib, output);
+            let mut sparse = Sparse::new(&cpu, calib.ratios.clone(), ranking);
+            sparse.recorded = Some(Vec::new());
+            let mut out = vec![0f32; inputs.output_len()];
+            sparse.attend(layer, inputs, &mut out).unwrap();
+            let harness = &sparse.recorded.as_ref().unwrap()[layer];
+            let what = format!("layer {layer} {output:?} centered {}", calib.center_keys);
+            assert_eq!(&r.selections, harness, "{what}");
+            assert_eq!(r.output, out, "{what}");
+        }
     }
 }

@@ -312,10 +312,75 @@ pub fn mean_scales(model: &ModelShape, samples: &[LayerSample<'_>]) -> Result<(f
     Ok(((sq / nq as f64) as f32, (sk / nk as f64) as f32))
 }
 
+/// Keys `[heads, rows, d]` with each head's mean key (over its rows) subtracted. Every score
+/// of a query row then moves by the same q·k̄, so each row's ranking, and each head's softmax,
+/// is unchanged, while the keys' range (and so their quantization step) shrinks: SageAttention's
+/// smoothing of K for INT8 Q·Kᵀ.
+pub fn center_keys(k: &[f32], rows: usize, d: usize) -> Vec<f32> {
+    let mut out = k.to_vec();
+    if rows == 0 || d == 0 {
+        return out;
+    }
+    for head in out.chunks_exact_mut(rows * d) {
+        let mut mean = vec![0.0f64; d];
+        for key in head.chunks_exact(d) {
+            for (m, &x) in mean.iter_mut().zip(key) {
+                *m += f64::from(x);
+            }
+        }
+        let mean: Vec<f32> = mean.iter().map(|m| (m / rows as f64) as f32).collect();
+        for key in head.chunks_exact_mut(d) {
+            for (x, m) in key.iter_mut().zip(&mean) {
+                *x -= m;
+            }
+        }
+    }
+    out
+}
+
+/// The largest causal |q·k| / (λQ·λK) of any query head in `samples`, each head's Q and its KV
+/// head's K scaled by their own absmax scales ([`absmax_scale`]): the accumulator magnitude of
+/// an INT8 pilot on data like the samples (row `i` scores keys `0..=i`).
+pub fn accumulator_range(model: &ModelShape, samples: &[LayerSample<'_>]) -> Result<f32> {
+    mean_scales(model, samples)?;
+    let d = model.head_dim;
+    let group = model.q_heads / model.kv_heads;
+    let mut max = 0.0f32;
+    for s in samples {
+        let per_head = s.rows * d;
+        for (h, q) in s.q.chunks_exact(per_head).enumerate() {
+            let k = &s.k[h / group * per_head..][..per_head];
+            let scale = absmax_scale(q) * absmax_scale(k);
+            max = max.max(causal_score_absmax(q, k, d) / scale);
+        }
+    }
+    if !(max.is_finite() && max > 0.0) {
+        return Err(SparseAttnError::config(
+            "samples",
+            format!("their largest scaled score is {max}"),
+        ));
+    }
+    Ok(max)
+}
+
+/// The largest |q_i·k_j| over `j ≤ i` of one head's `[rows, d]` queries and keys.
+fn causal_score_absmax(q: &[f32], k: &[f32], d: usize) -> f32 {
+    q.chunks_exact(d)
+        .enumerate()
+        .flat_map(|(i, qi)| {
+            k.chunks_exact(d)
+                .take(i + 1)
+                .map(move |kj| qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>().abs())
+        })
+        .fold(0.0, f32::max)
+}
+
 /// Format name written into calibration files.
 pub const FORMAT: &str = "shadowattn-calibration";
-/// The calibration file version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The calibration file version this build writes. Version 2 added
+/// [`Calibration::pilot_acc_range`] and [`Calibration::center_keys`]; version-1 files are read
+/// with the range absent and keys not centered.
+pub const VERSION: u32 = 2;
 
 /// A model's calibration: bucket grid and per-head ratios.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,6 +401,16 @@ pub struct Calibration {
     pub ratio_config: RatioConfig,
     /// Fraction of keys kept, `[layer][query head]`.
     pub ratios: Vec<Vec<f32>>,
+    /// The INT8-output pilot's accumulator range (integer units mapped to ±127,
+    /// [`crate::pilot::PilotOutput::Int8`]): [`Calibration::calibrate`] takes the largest causal
+    /// |q·k| of any head of the samples ([`accumulator_range`]); a caller may tune it on
+    /// calibration text (`shadowattn eval` does). Absent in version-1 files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pilot_acc_range: Option<f32>,
+    /// Whether the pilot subtracts each KV head's mean key from its keys before quantizing
+    /// them ([`center_keys`]), the grid and range measured so. Absent (false) in version-1 files.
+    #[serde(default)]
+    pub center_keys: bool,
 }
 
 impl Calibration {
@@ -351,7 +426,9 @@ impl Calibration {
         let (mean_q, mean_k) = mean_scales(&model, samples)?;
         let grid = BucketGrid::new(mean_q, mean_k, grid_steps, sigma)?;
         let ratios = allocate_ratios(importance, &ratio_config)?;
+        let pilot_acc_range = Some(accumulator_range(&model, samples)?);
         let c = Calibration {
+            center_keys: false,
             format: FORMAT.into(),
             version: VERSION,
             model,
@@ -360,15 +437,68 @@ impl Calibration {
             grid,
             ratio_config,
             ratios,
+            pilot_acc_range,
         };
         c.validate()?;
         Ok(c)
+    }
+
+    /// [`Calibration::calibrate`] for a pilot that centers keys ([`center_keys`]): the samples'
+    /// keys are centered before the scales and the accumulator range are measured.
+    pub fn calibrate_centered(
+        model: ModelShape,
+        samples: &[LayerSample<'_>],
+        importance: &[Vec<f64>],
+        ratio_config: RatioConfig,
+        grid_steps: usize,
+        sigma: f32,
+    ) -> Result<Self> {
+        model.validate()?;
+        let d = model.head_dim;
+        let keys: Vec<Vec<f32>> = samples
+            .iter()
+            .map(|s| center_keys(s.k, s.rows, d))
+            .collect();
+        let centered: Vec<LayerSample<'_>> = samples
+            .iter()
+            .zip(&keys)
+            .map(|(s, k)| LayerSample { k, ..*s })
+            .collect();
+        let mut c = Self::calibrate(
+            model,
+            &centered,
+            importance,
+            ratio_config,
+            grid_steps,
+            sigma,
+        )?;
+        c.center_keys = true;
+        Ok(c)
+    }
+
+    /// The INT8-output pilot of this calibration: [`crate::pilot::PilotOutput::Int8`] with
+    /// [`Calibration::pilot_acc_range`], an error naming the fix when the file has none.
+    pub fn int8_pilot_output(&self) -> Result<crate::pilot::PilotOutput> {
+        match self.pilot_acc_range {
+            Some(acc_range) => Ok(crate::pilot::PilotOutput::Int8 { acc_range }),
+            None => Err(SparseAttnError::calibration(
+                "calibration.pilot_acc_range",
+                format!(
+                    "the file (version {}) has no accumulator range for an INT8-output pilot; \
+                     calibrate again with this build",
+                    self.version
+                ),
+            )),
+        }
     }
 
     /// Checks internal consistency (ratios shape and range, grid, model).
     pub fn validate(&self) -> Result<()> {
         self.model.validate()?;
         self.grid.validate()?;
+        if let Some(r) = self.pilot_acc_range {
+            positive("pilot_acc_range", r)?;
+        }
         if self.ratios.len() != self.model.layers {
             return Err(SparseAttnError::calibration(
                 "ratios",
@@ -423,11 +553,14 @@ impl Calibration {
             ));
         }
         match head.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(VERSION) => {}
+            // Version 1 lacks only the optional accumulator range: read as it is.
+            Some(v) if v == 1 || v == u64::from(VERSION) => {}
             other => {
                 return Err(SparseAttnError::calibration(
                     "calibration.version",
-                    format!("this build reads version {VERSION}, the file is version {other:?}"),
+                    format!(
+                        "this build reads versions 1 to {VERSION}, the file is version {other:?}"
+                    ),
                 ))
             }
         }
@@ -581,9 +714,31 @@ mod tests {
         };
         let e = Calibration::from_json(&text, Some(&other)).unwrap_err();
         assert!(e.to_string().contains("calibration.model"), "{e}");
-        let e = Calibration::from_json(&text.replace("\"version\": 1", "\"version\": 7"), None)
+        let e = Calibration::from_json(&text.replace("\"version\": 2", "\"version\": 7"), None)
             .unwrap_err();
         assert!(e.to_string().contains("version"), "{e}");
+        // q·k = 4 · (0.5 · −1) = −2 on every pair; scales 0.5/127 and 1/127.
+        let range = c.pilot_acc_range.unwrap();
+        assert!((range - 2.0 * 127.0 * 127.0 / 0.5).abs() < 1e-2, "{range}");
+        assert_eq!(
+            c.int8_pilot_output().unwrap(),
+            crate::pilot::PilotOutput::Int8 { acc_range: range }
+        );
+        // A version-1 file (no range) is read, and asking it for an INT8 pilot names the fix.
+        let old = Calibration {
+            version: 1,
+            pilot_acc_range: None,
+            ..c.clone()
+        };
+        let migrated = Calibration::from_json(&old.to_json(), Some(&model)).unwrap();
+        assert_eq!(migrated, old);
+        let e = migrated.int8_pilot_output().unwrap_err();
+        assert!(e.to_string().contains("pilot_acc_range"), "{e}");
+        let bad_range = Calibration {
+            pilot_acc_range: Some(f32::NAN),
+            ..c.clone()
+        };
+        assert!(bad_range.validate().is_err());
         let e =
             Calibration::from_json(&text.replace("shadowattn-calibration", "x"), None).unwrap_err();
         assert!(e.to_string().contains("format"), "{e}");

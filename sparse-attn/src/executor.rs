@@ -247,10 +247,7 @@ fn launch_all(
                 None => Scores::Failed,
             };
             let (q_scale, k_scale) = bank.grid().bucket(launch.bucket);
-            let dequant = match spec.output {
-                PilotOutput::Int32 => q_scale * k_scale,
-                PilotOutput::Int8 { acc_range } => q_scale * k_scale * acc_range / 127.0,
-            };
+            let dequant = spec.output.score_scale(q_scale, k_scale);
             let group = s.kv_head_of(h);
             waiting[group].push(HeadJob {
                 head: h,

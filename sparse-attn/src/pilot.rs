@@ -78,6 +78,17 @@ pub enum PilotOutput {
     },
 }
 
+impl PilotOutput {
+    /// The real value of one output step of a bucket with scales `q_scale`, `k_scale`: the
+    /// accumulator's scale for INT32, the requantized scale for INT8.
+    pub fn score_scale(self, q_scale: f32, k_scale: f32) -> f32 {
+        match self {
+            PilotOutput::Int32 => q_scale * k_scale,
+            PilotOutput::Int8 { acc_range } => q_scale * k_scale * acc_range / 127.0,
+        }
+    }
+}
+
 /// Shape and static quantization of one pilot graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PilotSpec {
@@ -121,10 +132,10 @@ impl PilotSpec {
         let k = b.input("k", desc(self.kv_len, self.k_scale))?;
         let out = match self.output {
             PilotOutput::Int32 => OutType::plain(DType::I32),
-            PilotOutput::Int8 { acc_range } => {
-                let scale = self.q_scale * self.k_scale * acc_range / 127.0;
-                OutType::quantized(DType::I8, QuantParams::symmetric(scale))
-            }
+            PilotOutput::Int8 { .. } => OutType::quantized(
+                DType::I8,
+                QuantParams::symmetric(self.output.score_scale(self.q_scale, self.k_scale)),
+            ),
         };
         let scores = b.matmul("scores", q, k, false, true, out)?;
         b.output(scores)?;

@@ -422,6 +422,14 @@ impl<'c> ShadowAttention<'c> {
         };
         let ratios = self.calibration.ratios[layer].as_slice();
         let pipeline = self.config.pipeline()?;
+        let centered = self.calibration.center_keys.then(|| {
+            let s = inputs.shape();
+            crate::calibration::center_keys(inputs.k(), s.kv_len, s.head_dim)
+        });
+        let pilot_view = match &centered {
+            Some(k) => AttentionInputs::new(inputs.q(), k, inputs.v(), inputs.shape())?,
+            None => inputs,
+        };
         let prepared = Preparation {
             bank,
             compute: &*self.compute,
@@ -431,7 +439,7 @@ impl<'c> ShadowAttention<'c> {
             ratios,
             min_keys: self.config.min_keys,
         }
-        .prepare(&inputs)?;
+        .prepare(&pilot_view)?;
         let work = Work {
             compute: &*self.compute,
             inputs,

@@ -1,0 +1,114 @@
+//! `shadowattn eval --npu` on a slice of real text small enough for CI: SmolLM2-135M's pilot of
+//! every layer through the sparse-attention core on the golden CPU backend, the simulated
+//! SA8255P and Qualcomm's HTP emulator (`libQnnHtp.so`, SoC model 52 = SA8255P), each with the
+//! pilot's INT8 output. The model comes from `bash ci/model.sh` and the emulator from
+//! `bash ci/qnn-emulator.sh`; both skip locally with a reason when absent and fail in CI.
+
+use shadowattn_test_support::{missing_dependency, qnn_emulator_or_skip, target_dir};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn model() -> Option<PathBuf> {
+    let path = std::env::var_os("SHADOWATTN_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/model/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    if path.exists() {
+        Some(path)
+    } else {
+        missing_dependency("the SmolLM2 model", "run `bash ci/model.sh`");
+        None
+    }
+}
+
+/// The table rows of `eval` on 1 window of 48 tokens at 30 % kept, uniform and mass
+/// allocations, the host's INT8-output pilot and the core's on `npu`: `(allocation, ranking,
+/// ppl)` as printed, and the dense perplexity.
+fn eval(model: &PathBuf, qnn: &str, npu: &str) -> (Vec<(String, String, String)>, f64) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .env("SHADOWATTN_QNN_LIB", qnn)
+        .args(["eval", "--model"])
+        .arg(model)
+        .args([
+            "--window",
+            "48",
+            "--max-windows",
+            "1",
+            "--calibration-window",
+            "24",
+            "--calibration-windows",
+            "1",
+            "--ratios",
+            "0.3",
+            "--allocations",
+            "uniform,mass",
+            "--rankings",
+            "pilot-i8",
+            "--npu",
+            npu,
+        ])
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "eval --npu {npu}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dense = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ppl_dense: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no ppl_dense in:\n{stdout}"));
+    let rows = stdout
+        .lines()
+        .filter(|l| l.starts_with("0.3\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[1].to_string(), f[2].to_string(), f[3].to_string())
+        })
+        .collect();
+    (rows, dense)
+}
+
+/// The perplexity of `ranking` under `allocation`.
+fn ppl<'a>(rows: &'a [(String, String, String)], allocation: &str, ranking: &str) -> &'a str {
+    &rows
+        .iter()
+        .find(|r| r.0 == allocation && r.1 == ranking)
+        .unwrap_or_else(|| panic!("no {allocation} {ranking} row in {rows:?}"))
+        .2
+}
+
+#[test]
+fn the_emulator_the_simulator_and_the_host_give_their_pilots_perplexity_exactly() {
+    let (Some(model), Some(qnn)) = (
+        model(),
+        qnn_emulator_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR"))),
+    ) else {
+        return;
+    };
+    let (cpu, dense) = eval(&model, &qnn, "cpu");
+    let (sim, _) = eval(&model, &qnn, "sim:sa8255");
+    let (htp, _) = eval(&model, &qnn, "qnn:htp:52");
+    for allocation in ["uniform", "per-group:mass"] {
+        let host = ppl(&cpu, allocation, "pilot:i8");
+        // The golden CPU backend's pilot graphs round as the host's model of them does.
+        assert_eq!(ppl(&cpu, allocation, "pilot:i8@cpu"), host, "{allocation}");
+        // The simulator rounds as HTP V73 does: the same scores, so the same perplexity to the
+        // last printed digit (the conformance suite's bit-equality, on the real model).
+        assert_eq!(
+            ppl(&sim, allocation, "pilot:i8@sim:sa8255"),
+            ppl(&htp, allocation, "pilot:i8@qnn:htp"),
+            "{allocation}"
+        );
+        // A sparse run is not the dense one: 30 % of at most 48 keys changes the perplexity.
+        let p: f64 = ppl(&htp, allocation, "pilot:i8@qnn:htp").parse().unwrap();
+        assert!(
+            p.is_finite() && (p / dense - 1.0).abs() > 1e-3,
+            "{allocation}: {p} against dense {dense}"
+        );
+    }
+}
