@@ -140,7 +140,7 @@ impl RankingArg {
     fn ranking(self, calibration: &Calibration) -> Result<Ranking, Box<dyn Error>> {
         Ok(match self {
             RankingArg::PilotI32 => Ranking::pilot(calibration, PilotOutput::Int32),
-            RankingArg::PilotI8 => Ranking::pilot(calibration, calibration.int8_pilot_output()?),
+            RankingArg::PilotI8 => Ranking::pilot(calibration, PilotOutput::int8_of(calibration)?),
             RankingArg::Exact => Ranking::Exact,
         })
     }
@@ -353,7 +353,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
             path.display()
         );
     }
-    for output in [PilotOutput::Int32, base.int8_pilot_output()?] {
+    for output in [PilotOutput::Int32, PilotOutput::int8_of(&base)?] {
         let mut probe = RecallProbe {
             compute,
             grid: base.grid.clone(),
@@ -426,7 +426,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                     kv_len: args.window,
                     head_dim: c.head_dim,
                     fused: vec![1, 2, 4],
-                    output: base.int8_pilot_output()?,
+                    output: PilotOutput::int8_of(&base)?,
                 };
                 let bank = GraphBank::build(choice.backend.as_ref(), &base.grid, spec)?;
                 let calibration = Calibration {

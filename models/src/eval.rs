@@ -231,7 +231,7 @@ pub fn tune_accumulator_range(
     ratio: f32,
 ) -> Result<(f32, Vec<(f32, f64)>)> {
     use shadowattn_sparse_attn::pilot::PilotOutput;
-    let max = match calibration.int8_pilot_output()? {
+    let max = match PilotOutput::int8_of(calibration)? {
         PilotOutput::Int8 { acc_range } => acc_range,
         PilotOutput::Int32 => unreachable!("int8_pilot_output is INT8"),
     };

@@ -455,7 +455,7 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
         model.forward(tokens, &mut cap).unwrap();
         let [q, k, v] = &cap.qkv;
         let inputs = AttentionInputs::new(q, k, v, cap.shape.unwrap()).unwrap();
-        for output in [PilotOutput::Int32, calib.int8_pilot_output().unwrap()] {
+        for output in [PilotOutput::Int32, PilotOutput::int8_of(&calib).unwrap()] {
             let spec = BankSpec {
                 q_len: 96,
                 kv_len: 96,

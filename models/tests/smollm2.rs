@@ -218,7 +218,7 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
         // The core: bank of pilot graphs (INT32 and INT8 output) on the golden CPU "NPU",
         // per-head ratios, keys centered or not; the harness's pilot with the same grid,
         // output, centering and ratios.
-        for output in [PilotOutput::Int32, calib.int8_pilot_output().unwrap()] {
+        for output in [PilotOutput::Int32, PilotOutput::int8_of(calib).unwrap()] {
             let spec = BankSpec {
                 q_len: 96,
                 kv_len: 96,

@@ -401,8 +401,8 @@ pub struct Calibration {
     pub ratio_config: RatioConfig,
     /// Fraction of keys kept, `[layer][query head]`.
     pub ratios: Vec<Vec<f32>>,
-    /// The INT8-output pilot's accumulator range (integer units mapped to ±127,
-    /// [`crate::pilot::PilotOutput::Int8`]): [`Calibration::calibrate`] takes the largest causal
+    /// The INT8-output pilot's accumulator range (integer units mapped to ±127, the pilot
+    /// module's `PilotOutput::Int8`): [`Calibration::calibrate`] takes the largest causal
     /// |q·k| of any head of the samples ([`accumulator_range`]); a caller may tune it on
     /// calibration text (`shadowattn eval` does). Absent in version-1 files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,22 +474,6 @@ impl Calibration {
         )?;
         c.center_keys = true;
         Ok(c)
-    }
-
-    /// The INT8-output pilot of this calibration: [`crate::pilot::PilotOutput::Int8`] with
-    /// [`Calibration::pilot_acc_range`], an error naming the fix when the file has none.
-    pub fn int8_pilot_output(&self) -> Result<crate::pilot::PilotOutput> {
-        match self.pilot_acc_range {
-            Some(acc_range) => Ok(crate::pilot::PilotOutput::Int8 { acc_range }),
-            None => Err(SparseAttnError::calibration(
-                "calibration.pilot_acc_range",
-                format!(
-                    "the file (version {}) has no accumulator range for an INT8-output pilot; \
-                     calibrate again with this build",
-                    self.version
-                ),
-            )),
-        }
     }
 
     /// Checks internal consistency (ratios shape and range, grid, model).
@@ -720,10 +704,6 @@ mod tests {
         // q·k = 4 · (0.5 · −1) = −2 on every pair; scales 0.5/127 and 1/127.
         let range = c.pilot_acc_range.unwrap();
         assert!((range - 2.0 * 127.0 * 127.0 / 0.5).abs() < 1e-2, "{range}");
-        assert_eq!(
-            c.int8_pilot_output().unwrap(),
-            crate::pilot::PilotOutput::Int8 { acc_range: range }
-        );
         // A version-1 file (no range) is read, and asking it for an INT8 pilot names the fix.
         let old = Calibration {
             version: 1,
@@ -732,8 +712,6 @@ mod tests {
         };
         let migrated = Calibration::from_json(&old.to_json(), Some(&model)).unwrap();
         assert_eq!(migrated, old);
-        let e = migrated.int8_pilot_output().unwrap_err();
-        assert!(e.to_string().contains("pilot_acc_range"), "{e}");
         let bad_range = Calibration {
             pilot_acc_range: Some(f32::NAN),
             ..c.clone()

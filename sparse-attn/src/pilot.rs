@@ -1,6 +1,6 @@
 //! The INT8 pilot graph: Q·Kᵀ of one or more fused heads with static quantization scales.
 
-use crate::calibration::{absmax_scale, BucketGrid};
+use crate::calibration::{absmax_scale, BucketGrid, Calibration};
 use crate::error::{Result, SparseAttnError};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, DType, Graph, GraphBuilder, HeadsView, HostTensor, KeyBudget,
@@ -79,6 +79,22 @@ pub enum PilotOutput {
 }
 
 impl PilotOutput {
+    /// The INT8 output of `calibration`'s pilot: [`PilotOutput::Int8`] with its
+    /// [`Calibration::pilot_acc_range`], an error naming the fix when the file has none.
+    pub fn int8_of(calibration: &Calibration) -> Result<Self> {
+        match calibration.pilot_acc_range {
+            Some(acc_range) => Ok(PilotOutput::Int8 { acc_range }),
+            None => Err(SparseAttnError::calibration(
+                "calibration.pilot_acc_range",
+                format!(
+                    "the file (version {}) has no accumulator range for an INT8-output pilot; \
+                     calibrate again with this build",
+                    calibration.version
+                ),
+            )),
+        }
+    }
+
     /// The real value of one output step of a bucket with scales `q_scale`, `k_scale`: the
     /// accumulator's scale for INT32, the requantized scale for INT8.
     pub fn score_scale(self, q_scale: f32, k_scale: f32) -> f32 {
@@ -232,6 +248,42 @@ pub fn select_with_per_head_scales(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calibration::{LayerSample, ModelShape, RatioConfig};
+
+    #[test]
+    fn a_calibration_gives_its_int8_output_or_names_the_fix() {
+        let model = ModelShape {
+            name: "m".into(),
+            layers: 1,
+            q_heads: 1,
+            kv_heads: 1,
+            head_dim: 2,
+        };
+        let (q, k) = (vec![1.0f32, 0.5, 0.25, 1.0], vec![0.5f32, -1.0, 1.0, 0.0]);
+        let sample = LayerSample {
+            layer: 0,
+            q: &q,
+            k: &k,
+            rows: 2,
+        };
+        let mut c = Calibration::calibrate(
+            model,
+            &[sample],
+            &[vec![1.0]],
+            RatioConfig::default(),
+            1,
+            0.5,
+        )
+        .unwrap();
+        let range = c.pilot_acc_range.unwrap();
+        assert_eq!(
+            PilotOutput::int8_of(&c).unwrap(),
+            PilotOutput::Int8 { acc_range: range }
+        );
+        c.pilot_acc_range = None;
+        let e = PilotOutput::int8_of(&c).unwrap_err();
+        assert!(e.to_string().contains("pilot_acc_range"), "{e}");
+    }
 
     #[test]
     fn builds_both_output_forms_and_rejects_bad_scales() {
