@@ -1,7 +1,8 @@
 //! `shadowattn eval`: perplexity of a real model (GGUF) with dense attention and with
-//! shadowAttn's sparse attention (uniform or calibrated per-head ratios; INT8 pilot or exact
-//! top-k; a key set per query head or per GQA group), per-head importance by ablation, and the
-//! INT8 pilot's top-k recall on real heads.
+//! shadowAttn's sparse attention (uniform or calibrated per-head ratios; the INT8 pilot with
+//! INT32 or INT8 output, keys centered or not, or the exact top-k; a key set per query head or
+//! per GQA group; optionally the core itself on an NPU backend), per-head importance by
+//! ablation, and the pilot's top-k recall on real heads.
 
 use crate::backends::open_options;
 use crate::progress::progress_bar;

@@ -11,7 +11,7 @@ use shadowattn_hal::{
 };
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::{
-    head_scales, quantize_keys, quantize_queries, HeadScales, PilotOutput,
+    head_scales, quantize_keys, quantize_queries, with_centered_keys, HeadScales, PilotOutput,
 };
 use shadowattn_sparse_attn::select::{select, Granularity, SelectionRule};
 
@@ -80,15 +80,7 @@ impl Ranking {
         match self {
             Ranking::Pilot {
                 center_keys: true, ..
-            } => {
-                let s = inputs.shape();
-                *keys = shadowattn_sparse_attn::calibration::center_keys(
-                    inputs.k(),
-                    s.kv_len,
-                    s.head_dim,
-                );
-                Ok(AttentionInputs::new(inputs.q(), keys, inputs.v(), s)?)
-            }
+            } => Ok(with_centered_keys(inputs, keys)?),
             _ => Ok(*inputs),
         }
     }

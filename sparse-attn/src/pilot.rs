@@ -38,6 +38,17 @@ pub fn head_scales(grid: &BucketGrid, inputs: &AttentionInputs<'_>) -> Vec<HeadS
         .collect()
 }
 
+/// `inputs` with each KV head's mean key subtracted (the keys stored in `keys`): what a pilot
+/// that centers keys quantizes ([`crate::calibration::center_keys`]).
+pub fn with_centered_keys<'a>(
+    inputs: &AttentionInputs<'a>,
+    keys: &'a mut Vec<f32>,
+) -> Result<AttentionInputs<'a>> {
+    let s = inputs.shape();
+    *keys = crate::calibration::center_keys(inputs.k(), s.kv_len, s.head_dim);
+    Ok(AttentionInputs::new(inputs.q(), keys, inputs.v(), s)?)
+}
+
 /// The INT8 queries of query head `h` with the static scale `scale`, `[q_len, head_dim]`.
 pub fn quantize_queries(
     compute: &dyn ComputeBackend,

@@ -422,13 +422,11 @@ impl<'c> ShadowAttention<'c> {
         };
         let ratios = self.calibration.ratios[layer].as_slice();
         let pipeline = self.config.pipeline()?;
-        let centered = self.calibration.center_keys.then(|| {
-            let s = inputs.shape();
-            crate::calibration::center_keys(inputs.k(), s.kv_len, s.head_dim)
-        });
-        let pilot_view = match &centered {
-            Some(k) => AttentionInputs::new(inputs.q(), k, inputs.v(), inputs.shape())?,
-            None => inputs,
+        let mut keys = Vec::new();
+        let pilot_view = if self.calibration.center_keys {
+            crate::pilot::with_centered_keys(&inputs, &mut keys)?
+        } else {
+            inputs
         };
         let prepared = Preparation {
             bank,
