@@ -304,14 +304,20 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         };
     let mut base = calibration_at(0.2, ImportanceRule::PerplexityProduct)?;
     let t = Instant::now();
-    let (acc_range, tried) = tune_accumulator_range(&model, compute, &calib[0], &base, 0.2)?;
+    let (acc_range, tried) = tune_accumulator_range(
+        &model,
+        compute,
+        &calib,
+        &base,
+        (0.2, sharing, args.min_keys),
+    )?;
     base.pilot_acc_range = Some(acc_range);
     let tried: Vec<String> = tried
         .iter()
-        .map(|(r, recall)| format!("{r:.0}: {recall:.4}"))
+        .map(|(r, ppl)| format!("{r:.0}: {ppl:.3}"))
         .collect();
     println!(
-        "accumulator_range: {acc_range:.0} (INT8-output pilot recall at 20 % on the first calibration window per range: {}; {:.1} s)",
+        "accumulator_range: {acc_range:.0} (calibration-text perplexity with the INT8-output pilot, uniform 20 %, per range: {}; {:.1} s)",
         tried.join(", "),
         t.elapsed().as_secs_f64()
     );

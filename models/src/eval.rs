@@ -218,44 +218,37 @@ pub fn ratios_from_curves(
 /// accumulator times 2^(-j/2) for j in 0..=RANGE_STEPS (down to 1/64).
 pub const RANGE_STEPS: u32 = 12;
 
-/// The INT8-output pilot's accumulator range that ranks best on calibration text: of the
-/// calibration's range (the largest accumulator, which never clips) and its reductions by
-/// steps of √2 (finer steps, the largest scores saturating), the one whose pilot top-k at `ratio` recalls most of
-/// the exact top-k over every head of `window`, ties to the larger. Returns it with every
-/// candidate's mean recall.
+/// The INT8-output pilot's accumulator range that serves the model best on calibration text:
+/// of the calibration's range (the largest accumulator, which never clips) and its reductions by
+/// steps of √2 (finer steps, the largest scores saturating), the one with the lowest perplexity
+/// of sparse attention on `windows` with uniform `ratio` and `sharing` (ties to the larger).
+/// Returns it with every candidate's perplexity.
 pub fn tune_accumulator_range(
     model: &Llama,
     compute: &dyn ComputeBackend,
-    window: &[u32],
+    windows: &[Vec<u32>],
     calibration: &shadowattn_sparse_attn::calibration::Calibration,
-    ratio: f32,
+    (ratio, sharing, min_keys): (f32, Sharing, usize),
 ) -> Result<(f32, Vec<(f32, f64)>)> {
+    use crate::attention::{Ranking, Sparse};
     use shadowattn_sparse_attn::pilot::PilotOutput;
     let max = match PilotOutput::int8_of(calibration)? {
         PilotOutput::Int8 { acc_range } => acc_range,
-        PilotOutput::Int32 => unreachable!("int8_pilot_output is INT8"),
+        PilotOutput::Int32 => unreachable!("int8_of is INT8"),
     };
+    let c = &model.config;
     let mut tried = Vec::new();
     for j in 0..=RANGE_STEPS {
         let acc_range = max / 2f32.powf(j as f32 / 2.0);
-        let mut probe = crate::attention::RecallProbe {
-            compute,
-            grid: calibration.grid.clone(),
-            output: PilotOutput::Int8 { acc_range },
-            center_keys: calibration.center_keys,
-            ratio,
-            recalls: Vec::new(),
-        };
-        model.forward(window, &mut probe)?;
-        let n = probe.recalls.len().max(1) as f64;
-        tried.push((
-            acc_range,
-            probe.recalls.iter().map(|r| r.2).sum::<f64>() / n,
-        ));
+        let ranking = Ranking::pilot(calibration, PilotOutput::Int8 { acc_range });
+        let ratios = Sparse::uniform(c.layers, c.q_heads, ratio);
+        let mut sparse = Sparse::new(compute, ratios, ranking).with_sharing(sharing);
+        sparse.min_keys = min_keys;
+        tried.push((acc_range, perplexity(model, windows, &mut sparse)?.ppl));
     }
     let best = tried
         .iter()
-        .fold(tried[0], |b, &t| if t.1 > b.1 { t } else { b });
+        .fold(tried[0], |b, &t| if t.1 < b.1 { t } else { b });
     Ok((best.0, tried))
 }
 
