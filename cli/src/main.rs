@@ -10,6 +10,7 @@ mod calibrate;
 mod conformance;
 mod devices;
 mod eval;
+mod prefill;
 mod progress;
 mod qnn_estimates;
 mod run;
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Run one prefill attention chunk (synthetic data) with shadowAttn and dense; print accuracy and times.
     Run(run::RunArgs),
+    /// Time to first token of a whole model's prefill on a simulated SoC, per attention strategy.
+    Prefill(prefill::PrefillArgs),
     /// Perplexity of a real model (GGUF) with dense and shadowAttn sparse attention.
     Eval(eval::EvalArgs),
     /// List the backends that load here, with versions, or every path tried and why.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Prefill(args) => prefill::run(args),
         Command::Devices => {
             devices::run();
             Ok(())

@@ -1,6 +1,7 @@
 //! `shadowattn run`: one synthetic prefill chunk through the whole shadowAttn flow.
 
 use crate::backends::{open_options, DEFAULT_NPU};
+use crate::prefill::pick_core;
 use crate::selection::SelectionArg;
 use clap::{Args, ValueEnum};
 use shadowattn_hal::{
@@ -12,7 +13,6 @@ use shadowattn_pipeline::{
 use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_simulator::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_simulator::layer::SocCosts;
-use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
 use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
@@ -117,28 +117,6 @@ pub struct RunArgs {
     /// for `--npu cpu`).
     #[arg(long, value_enum)]
     pilot_output: Option<PilotOutputArg>,
-}
-
-/// The core cluster `--core` names, checked against `--cores`.
-fn pick_core<'a>(soc: &'a SocProfile, args: &RunArgs) -> Res<&'a CpuCore> {
-    let core = soc.core(&args.core).ok_or_else(|| {
-        let names: Vec<&str> = soc.cpu.cores.iter().map(|c| c.name.as_str()).collect();
-        format!(
-            "SoC `{}` has no core cluster `{}`; it has: {}",
-            soc.name,
-            args.core,
-            names.join(", ")
-        )
-    })?;
-    let available = count(&core.count) as usize;
-    if args.cores == 0 || args.cores > available {
-        return Err(format!(
-            "--cores {} is outside 1..={available} ({available} `{}` cores on {})",
-            args.cores, core.name, soc.name
-        )
-        .into());
-    }
-    Ok(core)
 }
 
 const FUSED: [usize; 3] = [4, 2, 1];
@@ -273,7 +251,7 @@ fn cpu_stage_ms(events: &[ProfileEvent]) -> f64 {
 pub fn run(args: &RunArgs) -> Res<()> {
     let npu_choice = args.npu.open(&open_options())?;
     let core = match &npu_choice.soc {
-        Some(soc) => Some(pick_core(soc, args)?),
+        Some(soc) => Some(pick_core(soc, &args.core, args.cores)?),
         None if args.trace.is_some() => {
             return Err(
                 "--trace needs a simulator NPU backend (sim:<soc>): the timeline is simulated"

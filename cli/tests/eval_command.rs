@@ -4,23 +4,12 @@
 //! pilot's INT8 output. The model comes from `bash ci/model.sh` and the emulator from
 //! `bash ci/qnn-emulator.sh`; both skip locally with a reason when absent and fail in CI.
 
-use shadowattn_test_support::{missing_dependency, qnn_emulator_or_skip, target_dir};
+use shadowattn_test_support::{qnn_emulator_or_skip, smollm2_or_skip, target_dir};
 use std::path::PathBuf;
 use std::process::Command;
 
 fn model() -> Option<PathBuf> {
-    let path = std::env::var_os("SHADOWATTN_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/model/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if path.exists() {
-        Some(path)
-    } else {
-        missing_dependency("the SmolLM2 model", "run `bash ci/model.sh`");
-        None
-    }
+    smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// The table rows of `eval` on 1 window of 48 tokens at 30 % kept, uniform and mass

@@ -175,8 +175,8 @@ fn meta_f32(g: &Gguf, key: &str, default: Option<f32>) -> Result<f32> {
     }
 }
 
-impl Llama {
-    /// Loads a Llama-architecture model from a GGUF file.
+impl LlamaConfig {
+    /// The configuration of a Llama-architecture GGUF file, from its metadata alone.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.get("general.architecture").and_then(|v| v.as_str());
         if arch != Some("llama") {
@@ -202,7 +202,7 @@ impl Llama {
             });
         }
         let embed_info = g.tensor("token_embd.weight")?;
-        let config = LlamaConfig {
+        Ok(LlamaConfig {
             layers: meta_usize(g, "llama.block_count")?,
             hidden,
             ffn: meta_usize(g, "llama.feed_forward_length")?,
@@ -213,8 +213,16 @@ impl Llama {
             rope_base: meta_f32(g, "llama.rope.freq_base", Some(10_000.0))?,
             norm_eps: meta_f32(g, "llama.attention.layer_norm_rms_epsilon", None)?,
             context: meta_usize(g, "llama.context_length")?,
-        };
+        })
+    }
+}
+
+impl Llama {
+    /// Loads a Llama-architecture model from a GGUF file.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let config = LlamaConfig::from_gguf(g)?;
         let c = &config;
+        let (hidden, kv_heads, head_dim) = (c.hidden, c.kv_heads, c.head_dim);
         let kv_dim = kv_heads * head_dim;
         let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
             let info = g.tensor(name)?;

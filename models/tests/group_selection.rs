@@ -21,7 +21,7 @@ use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
-use shadowattn_test_support::missing_dependency;
+use shadowattn_test_support::{smollm2_or_skip, target_dir};
 use std::path::PathBuf;
 
 const GPL: &str = "/usr/share/common-licenses/GPL-3";
@@ -295,21 +295,7 @@ fn a_group_of_one_head_selects_and_attends_like_a_head() {
 }
 
 fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("SHADOWATTN_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/model/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if path.exists() {
-        Some(path)
-    } else {
-        missing_dependency(
-            "the SmolLM2 model",
-            "run `bash ci/model.sh` or set SHADOWATTN_MODEL",
-        );
-        None
-    }
+    smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// Group-shared sparse attention that checks every layer's selection as it goes.

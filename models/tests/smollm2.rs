@@ -16,7 +16,7 @@ use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
-use shadowattn_test_support::missing_dependency;
+use shadowattn_test_support::{smollm2_or_skip, target_dir};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -24,21 +24,7 @@ const GPL: &str = "/usr/share/common-licenses/GPL-3";
 const APACHE: &str = "/usr/share/common-licenses/Apache-2.0";
 
 fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("SHADOWATTN_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/model/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    if path.exists() {
-        Some(path)
-    } else {
-        missing_dependency(
-            "the SmolLM2 model",
-            "run `bash ci/model.sh` or set SHADOWATTN_MODEL",
-        );
-        None
-    }
+    smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR")))
 }
 
 struct Loaded {

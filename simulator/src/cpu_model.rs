@@ -13,6 +13,10 @@
 //!   of a chunk, so DRAM traffic is the head's K and V once (`2 · kv_len · d` elements).
 //!   Time = max(FLOP / (peak · efficiency), K/V bytes / bandwidth).
 //!
+//! - **Streaming passes** (the prefill's normalization, RoPE, (de)quantization and activation
+//!   between NPU graphs) move their bytes at the core's bandwidth and spend their FLOP at the
+//!   dense kernel's fraction of the FP32 peak, whichever takes longer.
+//!
 //! FP32 compute uses `fp32_gflops`; FP16 storage halves the gathered bytes and uses `fp16_gflops`.
 
 use crate::profile::{real, CpuCore};
@@ -87,6 +91,20 @@ pub fn attention_ns(
         real(&core.fp32_gflops)
     } * efficiency;
     (flop / peak).max(bytes / real(&core.mem_gbps))
+}
+
+/// Time of a streaming pass over `elements` elements (normalization, RoPE, quantization,
+/// activation) that moves `bytes_per_element` bytes and spends `flop_per_element` FLOP on each,
+/// on one core, ns: max(bytes / bandwidth, FLOP / (FP32 peak · `dense_efficiency`)).
+pub fn streaming_ns(
+    core: &CpuCore,
+    elements: u64,
+    bytes_per_element: f64,
+    flop_per_element: f64,
+) -> f64 {
+    let mem = elements as f64 * bytes_per_element / real(&core.mem_gbps);
+    let peak = real(&core.fp32_gflops) * real(&core.dense_efficiency);
+    mem.max(elements as f64 * flop_per_element / peak)
 }
 
 #[cfg(test)]

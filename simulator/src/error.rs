@@ -39,6 +39,14 @@ pub enum SimError {
         /// The built-in names.
         known: String,
     },
+    /// A model name that is not a built-in shape.
+    #[error("unknown model shape `{name}`; built in: {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The built-in names.
+        known: String,
+    },
     /// A fit of a profile to vendor estimates that cannot be made.
     #[error("cannot fit the profile: {0}")]
     Fit(String),

@@ -9,7 +9,8 @@ use crate::fit::int8_pilot_graph;
 use crate::profile::{CpuCore, SocProfile};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
-    plan, CostModel, Launch, LayerCosts, Pipeline, PipelineError, Step, UnitWork,
+    plan, simulate, CostModel, Launch, LayerCosts, Pipeline, PipelineError, Step, Timeline,
+    UnitWork,
 };
 use std::collections::BTreeMap;
 
@@ -170,6 +171,12 @@ pub struct ChunkPrediction {
     pub launches: usize,
     /// The planned layer time of the chunk, ns.
     pub layer_ns: f64,
+    /// Time the NPU is busy with the chunk's pilot launches, ns.
+    pub npu_busy_ns: f64,
+    /// Time the CPU workers are busy with top-k and sparse attention, summed over workers, ns.
+    pub cpu_busy_ns: f64,
+    /// The part of `cpu_busy_ns` spent in top-k, ns.
+    pub topk_busy_ns: f64,
 }
 
 impl PrefillLayer {
@@ -231,6 +238,32 @@ impl PrefillLayer {
     /// Predicts every chunk on `cores` cores of `core` of `soc`: the pilot graphs of each
     /// fused count priced by the cost model, the launches planned (`shadowattn_pipeline::plan`).
     pub fn predict(&self, soc: &SocProfile, core: &CpuCore) -> Result<Vec<ChunkPrediction>> {
+        self.schedule(soc, core, false)
+            .map(|chunks| chunks.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// [`PrefillLayer::predict`] with each chunk's planned timeline (every launch on the `npu`
+    /// track, every head's steps on its worker's `cpuN` track, from the chunk's start).
+    pub fn predict_timelines(
+        &self,
+        soc: &SocProfile,
+        core: &CpuCore,
+    ) -> Result<Vec<(ChunkPrediction, Timeline)>> {
+        self.schedule(soc, core, true).map(|chunks| {
+            chunks
+                .into_iter()
+                .map(|(p, t)| (p, t.expect("timelines were asked for")))
+                .collect()
+        })
+    }
+
+    /// Every chunk's prediction, and its timeline when `timelines`.
+    fn schedule(
+        &self,
+        soc: &SocProfile,
+        core: &CpuCore,
+        timelines: bool,
+    ) -> Result<Vec<(ChunkPrediction, Option<Timeline>)>> {
         self.validate()?;
         let schedule = |e: PipelineError| SimError::Schedule(e.to_string());
         let pipeline = Pipeline::executor(self.cores).map_err(schedule)?;
@@ -259,12 +292,25 @@ impl PrefillLayer {
                 .collect();
             let priced = LayerCosts::priced(&costs, &launches, &work).map_err(schedule)?;
             let planned = plan(&pipeline, &launches, &priced).map_err(schedule)?;
-            out.push(ChunkPrediction {
+            let timeline = if timelines {
+                Some(simulate(&pipeline, &launches, &priced, &planned).map_err(schedule)?)
+            } else {
+                None
+            };
+            let prediction = ChunkPrediction {
                 q_len,
                 kv_len,
                 launches: launches.len(),
                 layer_ns: planned.projected_ns,
-            });
+                npu_busy_ns: priced.launches.iter().sum(),
+                cpu_busy_ns: priced
+                    .units
+                    .iter()
+                    .map(|u| u.topk_ns + u.attention_ns)
+                    .sum(),
+                topk_busy_ns: priced.units.iter().map(|u| u.topk_ns).sum(),
+            };
+            out.push((prediction, timeline));
         }
         Ok(out)
     }

@@ -9,6 +9,8 @@
 //!   for the pipeline model of `shadowattn-pipeline`.
 //! - [`baselines`]: what a user would otherwise run on the NPU: NPU-Full INT8 attention as one
 //!   static graph, and FP16 flash attention on the matrix and vector units.
+//! - [`prefill`]: a whole model's prefill (linear layers as NPU graphs, attention by any
+//!   strategy, the CPU glue between them) and its dense decode.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
 //! - [`fit`]: the fit of the cost model to published figures (not the ratio calibration of the
 //!   core).
@@ -23,6 +25,7 @@ pub mod functional;
 pub mod grid;
 pub mod layer;
 pub mod numerics;
+pub mod prefill;
 pub mod profile;
 pub mod profile_edit;
 pub mod timeline;

@@ -91,3 +91,20 @@ pub fn qnn_emulator(target: &Path) -> Option<PathBuf> {
     let cached = target.join("qnn-emulator/onnxruntime_qnn/libQnnHtp.so");
     cached.exists().then_some(cached)
 }
+
+/// SmolLM2-135M-Instruct (Q4_1 GGUF): `SHADOWATTN_MODEL` if set, else the copy `ci/model.sh`
+/// caches under `<target>/model/`; reports it missing (a failure in CI) when it is not there.
+pub fn smollm2_or_skip(target: &Path) -> Option<PathBuf> {
+    let path = std::env::var_os("SHADOWATTN_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target.join("model/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    if path.exists() {
+        Some(path)
+    } else {
+        missing_dependency(
+            "the SmolLM2 model",
+            "run `bash ci/model.sh` or set SHADOWATTN_MODEL",
+        );
+        None
+    }
+}

@@ -1,0 +1,296 @@
+//! `shadowattn prefill`: the time to first token of a whole model's prefill on a simulated SoC,
+//! per attention strategy, with where the time goes.
+
+use crate::backends::{open_options, DEFAULT_NPU};
+use crate::selection::SelectionArg;
+use clap::{ArgGroup, Args, ValueEnum};
+use shadowattn_models::gguf::Gguf;
+use shadowattn_models::llama::LlamaConfig;
+use shadowattn_registry::NpuSpec;
+use shadowattn_simulator::cpu_model::SelectionSharing;
+use shadowattn_simulator::prefill::{
+    predict_prefill, Activation, AttentionStrategy, PrefillPrediction, PrefillSpec,
+    TransformerShape,
+};
+use shadowattn_simulator::profile::{count, CpuCore};
+use shadowattn_simulator::timeline::write_chrome_trace;
+use shadowattn_simulator::SocProfile;
+use shadowattn_sparse_attn::calibration::{Calibration, ModelShape};
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// An attention strategy on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttentionArg {
+    /// shadowAttn: INT8 pilot on the NPU, top-k and sparse FP32 attention on the CPU.
+    Shadow,
+    /// Dense FP32 attention on the CPU cores (the paper's C/G-Full).
+    DenseCpu,
+    /// INT8 attention as one static NPU graph (the paper's NPU-Full).
+    NpuInt8,
+    /// FP16 flash attention on the NPU's matrix and vector units.
+    NpuFp16Fa,
+}
+
+impl AttentionArg {
+    fn strategy(self) -> AttentionStrategy {
+        match self {
+            AttentionArg::Shadow => AttentionStrategy::Shadow,
+            AttentionArg::DenseCpu => AttentionStrategy::DenseCpu,
+            AttentionArg::NpuInt8 => AttentionStrategy::NpuInt8,
+            AttentionArg::NpuFp16Fa => AttentionStrategy::NpuFp16Flash,
+        }
+    }
+}
+
+/// Options of `shadowattn prefill`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("which").required(true).args(["model", "shape"])))]
+pub struct PrefillArgs {
+    /// A Llama-architecture GGUF model (its shape is read from the metadata).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// One of the paper's models by shape alone: phonelm-0.5b, phonelm-1.5b, qwen2-0.5b,
+    /// qwen2-1.5b.
+    #[arg(long)]
+    shape: Option<String>,
+    /// Tokens of the prompt.
+    #[arg(long, default_value_t = 1024)]
+    len: usize,
+    /// Query rows per prefill chunk (llm.npu's is 256).
+    #[arg(long, default_value_t = 256)]
+    chunk: usize,
+    /// The simulated SoC (`sim:<soc>` or `sim:<profile.toml>`): the times are the simulator's.
+    #[arg(long, default_value = DEFAULT_NPU)]
+    npu: NpuSpec,
+    /// Attention strategies to compare, comma-separated; the first is the one `--trace` draws.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "shadow,dense-cpu,npu-int8,npu-fp16-fa"
+    )]
+    attention: Vec<AttentionArg>,
+    /// shadowAttn's fraction of each row's valid keys kept, in (0, 1] (ignored with
+    /// --calibration).
+    #[arg(long, default_value_t = 0.2)]
+    ratio: f32,
+    /// A calibration file (`shadowattn-calibration` JSON) whose per-layer, per-head ratios
+    /// shadowAttn keeps; its model shape must be the model's.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Which query rows and heads share a key set: `group` or `row`.
+    #[arg(long, value_enum, default_value_t = SelectionArg::Group)]
+    selection: SelectionArg,
+    /// Which core cluster of the SoC runs attention and the CPU glue (`mid`, `prime`).
+    #[arg(long, default_value = "mid")]
+    core: String,
+    /// How many of its cores (the paper's default budget is one mid core).
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Dense decode steps after the prefill, timed per output token.
+    #[arg(long, default_value_t = 0)]
+    decode: usize,
+    /// Write a Perfetto / chrome://tracing timeline of the first strategy's prefill here.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// The model's shape, from the GGUF's metadata or the preset.
+fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
+    if let Some(name) = &args.shape {
+        return Ok(TransformerShape::preset(name)?);
+    }
+    let path = args
+        .model
+        .as_ref()
+        .expect("clap requires --model or --shape");
+    let c = LlamaConfig::from_gguf(&Gguf::open(path)?)?;
+    let name = path
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    Ok(TransformerShape {
+        name,
+        layers: c.layers,
+        hidden: c.hidden,
+        ffn: c.ffn,
+        q_heads: c.q_heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        vocab: c.vocab,
+        // The Llama architecture's gated MLP is SwiGLU.
+        activation: Activation::Silu,
+    })
+}
+
+/// shadowAttn's ratios per layer and head: the calibration's, or `--ratio` everywhere.
+fn ratios(args: &PrefillArgs, s: &TransformerShape) -> Res<Vec<Vec<f32>>> {
+    let Some(path) = &args.calibration else {
+        if !(args.ratio > 0.0 && args.ratio <= 1.0) {
+            return Err(format!("--ratio {} is outside (0, 1]", args.ratio).into());
+        }
+        return Ok(vec![vec![args.ratio; s.q_heads]; s.layers]);
+    };
+    let expected = ModelShape {
+        name: s.name.clone(),
+        layers: s.layers,
+        q_heads: s.q_heads,
+        kv_heads: s.kv_heads,
+        head_dim: s.head_dim,
+    };
+    Ok(Calibration::load(path, Some(&expected))?.ratios)
+}
+
+/// The core cluster `name` of `soc`, with `cores` of its cores available.
+pub fn pick_core<'a>(soc: &'a SocProfile, name: &str, cores: usize) -> Res<&'a CpuCore> {
+    let core = soc.core(name).ok_or_else(|| {
+        let names: Vec<&str> = soc.cpu.cores.iter().map(|c| c.name.as_str()).collect();
+        format!(
+            "SoC `{}` has no core cluster `{name}`; it has: {}",
+            soc.name,
+            names.join(", ")
+        )
+    })?;
+    let available = count(&core.count) as usize;
+    if cores == 0 || cores > available {
+        return Err(format!(
+            "--cores {cores} is outside 1..={available} ({available} `{}` cores on {})",
+            core.name, soc.name
+        )
+        .into());
+    }
+    Ok(core)
+}
+
+fn ms(ns: f64) -> f64 {
+    ns / 1e6
+}
+
+fn print_prediction(p: &PrefillPrediction, decode: bool) {
+    let st = &p.stages;
+    let name = p.strategy.name().replace('-', "_");
+    println!(
+        "{name}_ttft_ms: {:.1} (linear {:.1} + transfers {:.1} + attention {:.1} + glue {:.1} + output head {:.1}; attention NPU busy {:.1}, CPU busy {:.1} per core of which top-k {:.1}; {} NPU launches)",
+        ms(p.ttft_ns()),
+        ms(st.linear_ns),
+        ms(st.transfers_ns),
+        ms(st.attention_ns),
+        ms(st.glue_ns),
+        ms(st.lm_head_ns),
+        ms(st.attention_npu_ns),
+        ms(st.attention_cpu_ns),
+        ms(st.attention_topk_ns),
+        p.launches
+    );
+    if decode {
+        println!(
+            "{name}_decode_ms_per_token: {:.2} (dense attention on the CPU, linear layers on the NPU)",
+            ms(p.decode_ns_per_token)
+        );
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &PrefillArgs) -> Res<()> {
+    let started = Instant::now();
+    let opened = args.npu.open(&open_options())?;
+    let soc = opened.soc.as_ref().ok_or_else(|| {
+        format!(
+            "prefill predicts the time on a simulated SoC: --npu sim:<soc> (`{}` has no SoC profile)",
+            args.npu
+        )
+    })?;
+    let core = pick_core(soc, &args.core, args.cores)?;
+    let shape = transformer_shape(args)?;
+    // A group of one query head is a key set per head.
+    let sharing = match args.selection {
+        SelectionArg::Group if shape.q_heads > shape.kv_heads => SelectionSharing::PerGroup,
+        _ => SelectionSharing::PerHead,
+    };
+    let spec = PrefillSpec {
+        ratios: ratios(args, &shape)?,
+        shape,
+        prompt_len: args.len,
+        chunk_len: args.chunk,
+        cores: args.cores,
+        sharing,
+        decode_steps: args.decode,
+    };
+    spec.validate()?;
+    let s = &spec.shape;
+    println!(
+        "model: {} ({} layers, hidden {}, MLP {}, {} query / {} KV heads of {}, vocabulary {})",
+        s.name, s.layers, s.hidden, s.ffn, s.q_heads, s.kv_heads, s.head_dim, s.vocab
+    );
+    println!(
+        "soc: {} (attention and CPU glue on {} `{}` core(s), {})",
+        soc.name, args.cores, core.name, core.model
+    );
+    println!(
+        "prompt: {} tokens in {} chunk(s) of {} rows",
+        spec.prompt_len,
+        spec.prompt_len.div_ceil(spec.chunk_len),
+        spec.chunk_len
+    );
+    println!(
+        "linear: W8A8 static NPU graphs (INT8 weights as STATIC tensors, INT8 activations, one scale per tensor, as llm.npu): {:.1} MB of weights per layer",
+        spec.shape.layer_weight_bytes() as f64 / 1e6
+    );
+    let mut strategies: Vec<AttentionStrategy> = Vec::new();
+    for a in &args.attention {
+        if !strategies.contains(&a.strategy()) {
+            strategies.push(a.strategy());
+        }
+    }
+    let mut results: Vec<(AttentionStrategy, Option<f64>)> = Vec::new();
+    for (i, &strategy) in strategies.iter().enumerate() {
+        let traced = i == 0 && args.trace.is_some();
+        match predict_prefill(soc, core, &spec, strategy, traced) {
+            Ok(p) => {
+                print_prediction(&p, args.decode > 0);
+                if let (true, Some(path)) = (traced, &args.trace) {
+                    write_chrome_trace(path, &p.events)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    println!(
+                        "trace: {} ({} events of the {strategy} prefill)",
+                        path.display(),
+                        p.events.len()
+                    );
+                }
+                results.push((strategy, Some(p.ttft_ns())));
+            }
+            // A baseline whose graph cannot run on this SoC is reported, not fatal.
+            Err(e) if strategy != AttentionStrategy::Shadow => {
+                println!(
+                    "{}_ttft_ms: unavailable ({e})",
+                    strategy.name().replace('-', "_")
+                );
+                results.push((strategy, None));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some((_, Some(shadow))) = results
+        .iter()
+        .find(|(s, _)| *s == AttentionStrategy::Shadow)
+    {
+        for (other, ttft) in &results {
+            if let (AttentionStrategy::Shadow, _) | (_, None) = (other, ttft) {
+                continue;
+            }
+            println!(
+                "speedup_over_{}: {:.2} (TTFT of {other} / TTFT of shadowAttn)",
+                other.name().replace('-', "_"),
+                ttft.unwrap_or(f64::NAN) / shadow
+            );
+        }
+    }
+    println!(
+        "prediction_ms: {:.0} (wall time of this prediction on this machine)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}

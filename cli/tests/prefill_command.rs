@@ -1,0 +1,143 @@
+//! `shadowattn prefill`: a whole model's time to first token per attention strategy on the
+//! simulated SoC, its breakdown, the speedups, the timeline, and clear errors.
+
+use shadowattn_test_support::{smollm2_or_skip, target_dir};
+use std::process::{Command, Output};
+
+fn prefill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .arg("prefill")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The milliseconds of `key: <ms> (…)`.
+fn ms(text: &str, key: &str) -> f64 {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}` in\n{text}"));
+    line.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn every_strategy_gets_its_time_to_first_token_and_the_speedups() {
+    let dir = target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let trace = dir.join("tmp/prefill_trace.json");
+    let out = prefill(&[
+        "--shape",
+        "Qwen2-0.5B",
+        "--len",
+        "600",
+        "--decode",
+        "2",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "model: qwen2-0.5b (24 layers, hidden 896, MLP 4864, 14 query / 2 KV heads of 64"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("prompt: 600 tokens in 3 chunk(s) of 256 rows"),
+        "{text}"
+    );
+    let shadow = ms(&text, "shadow_ttft_ms");
+    let dense = ms(&text, "dense_cpu_ttft_ms");
+    for key in [
+        "npu_int8_ttft_ms",
+        "npu_fp16_fa_ttft_ms",
+        "shadow_decode_ms_per_token",
+    ] {
+        assert!(ms(&text, key) > 0.0, "{key}");
+    }
+    // The speedup is the ratio of the two printed times (to their printed precision).
+    let speedup = ms(&text, "speedup_over_dense_cpu");
+    assert!(
+        (speedup - dense / shadow).abs() < 0.01,
+        "{speedup} vs {dense} / {shadow}"
+    );
+    assert!(text.contains("speedup_over_npu_int8: "), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["name"] == "layer 23"));
+    assert!(events.iter().any(|e| e["name"] == "qkv"));
+}
+
+#[test]
+fn a_gguf_model_is_priced_by_its_own_shape() {
+    let Some(model) = smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR"))) else {
+        return;
+    };
+    let out = prefill(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--len",
+        "256",
+        "--attention",
+        "shadow,dense-cpu",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "(30 layers, hidden 576, MLP 1536, 9 query / 3 KV heads of 64, vocabulary 49152)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("npu_int8"), "{text}");
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let err = |args: &[&str], code: i32, want: &str| {
+        let out = prefill(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    };
+    err(&[], 2, "--model <MODEL>");
+    err(
+        &["--shape", "gpt-5"],
+        1,
+        "unknown model shape `gpt-5`; built in: phonelm-0.5b",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--npu", "cpu"],
+        1,
+        "simulated SoC",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--ratio", "0"],
+        1,
+        "--ratio 0 is outside (0, 1]",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--len", "0"],
+        1,
+        "prompt length 0",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--cores", "9"],
+        1,
+        "--cores 9 is outside",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--attention", "magic"],
+        2,
+        "magic",
+    );
+}

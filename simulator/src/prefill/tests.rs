@@ -1,0 +1,251 @@
+//! Tests of the whole-model prediction: it is the sum of its layers and chunks, each strategy's
+//! attention is what its own model prices, and the timeline nests.
+
+use super::*;
+use crate::cpu_model::attention_ns;
+use crate::layer::PrefillLayer;
+
+fn soc() -> SocProfile {
+    SocProfile::builtin("snapdragon-8-gen-3").unwrap()
+}
+
+fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
+    let shape = TransformerShape::preset(shape).unwrap();
+    PrefillSpec {
+        ratios: vec![vec![ratio; shape.q_heads]; shape.layers],
+        shape,
+        prompt_len,
+        chunk_len: 256,
+        cores: 1,
+        sharing: SelectionSharing::PerGroup,
+        decode_steps: 0,
+    }
+}
+
+fn predict(spec: &PrefillSpec, strategy: AttentionStrategy) -> PrefillPrediction {
+    let soc = soc();
+    predict_prefill(&soc, soc.core("mid").unwrap(), spec, strategy, false).unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+#[test]
+fn the_presets_are_the_papers_models() {
+    let names = TransformerShape::preset_names();
+    assert_eq!(names.len(), 4);
+    // Table 5 of the paper: query heads, KV heads, head dim, layers.
+    for (name, table) in [
+        ("PhoneLM-0.5B", [16, 16, 64, 24]),
+        ("PhoneLM-1.5B", [16, 16, 160, 19]),
+        ("Qwen2-0.5B", [14, 2, 64, 24]),
+        ("Qwen2-1.5B", [12, 2, 128, 28]),
+    ] {
+        let s = TransformerShape::preset(name).unwrap();
+        assert_eq!(
+            [s.q_heads, s.kv_heads, s.head_dim, s.layers],
+            table,
+            "{name}"
+        );
+        s.validate().unwrap();
+    }
+    let e = TransformerShape::preset("llama-70b")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("llama-70b") && e.contains("qwen2-1.5b"), "{e}");
+}
+
+#[test]
+fn the_time_to_first_token_is_the_sum_of_its_stages() {
+    let s = spec("qwen2-0.5b", 512, 0.2);
+    for strategy in AttentionStrategy::ALL {
+        let p = predict(&s, strategy);
+        let st = p.stages;
+        let sum = st.linear_ns + st.transfers_ns + st.attention_ns + st.glue_ns + st.lm_head_ns;
+        assert!(close(p.ttft_ns(), sum), "{strategy}");
+        assert!(st.linear_ns > 0.0 && st.transfers_ns > 0.0 && st.glue_ns > 0.0);
+        assert!(st.attention_ns > 0.0 && st.lm_head_ns > 0.0, "{strategy}");
+        assert_eq!(p.chunks, 2);
+    }
+}
+
+#[test]
+fn linear_layers_scale_with_layers_and_chunks() {
+    // Chunks of equal rows cost the same linear time, and every layer the same.
+    let one = predict(&spec("qwen2-0.5b", 256, 0.2), AttentionStrategy::DenseCpu);
+    let two = predict(&spec("qwen2-0.5b", 512, 0.2), AttentionStrategy::DenseCpu);
+    assert!(close(two.stages.linear_ns, 2.0 * one.stages.linear_ns));
+    assert!(close(
+        two.stages.transfers_ns,
+        2.0 * one.stages.transfers_ns
+    ));
+    let mut half = spec("qwen2-0.5b", 256, 0.2);
+    half.shape.layers = 12;
+    half.ratios.truncate(12);
+    let half = predict(&half, AttentionStrategy::DenseCpu);
+    assert!(close(one.stages.linear_ns, 2.0 * half.stages.linear_ns));
+    // Four graphs per layer and chunk, the output head once.
+    assert_eq!(two.launches, 24 * 2 * 4 + 1);
+    // Beyond the four warm launches, a layer's NPU time grows with its weights: PhoneLM-1.5B's
+    // are 5.3 times Qwen2-0.5B's.
+    let big = predict(&spec("phonelm-1.5b", 256, 0.2), AttentionStrategy::DenseCpu);
+    let warm = crate::profile::real(&soc().npu.launch_warm_us) * 1e3;
+    let compute = |p: &PrefillPrediction, layers: f64| p.stages.linear_ns / layers - 4.0 * warm;
+    let ratio = compute(&big, 19.0) / compute(&one, 24.0);
+    assert!((3.0..6.0).contains(&ratio), "{ratio}");
+}
+
+#[test]
+fn dense_attention_prices_every_causal_pair_of_every_head_and_layer() {
+    let s = spec("qwen2-0.5b", 600, 0.2);
+    let soc = soc();
+    let core = soc.core("mid").unwrap();
+    let p = predict(&s, AttentionStrategy::DenseCpu);
+    // Chunks of 256, 256 and 88 rows; row i of the prompt sees i + 1 keys.
+    let mut want = 0.0;
+    for (start, rows) in [(0usize, 256usize), (256, 256), (512, 88)] {
+        let pairs: u64 = (start..start + rows).map(|i| i as u64 + 1).sum();
+        want += attention_ns(core, AttentionKernel::Dense, pairs, start + rows, 64, false) * 14.0;
+    }
+    assert!(close(p.stages.attention_ns, want * 24.0));
+    assert!(close(p.stages.attention_cpu_ns, p.stages.attention_ns));
+    assert_eq!(p.stages.attention_npu_ns, 0.0);
+    // Two cores halve it.
+    let mut two = s.clone();
+    two.cores = 2;
+    assert!(close(
+        predict(&two, AttentionStrategy::DenseCpu)
+            .stages
+            .attention_ns,
+        want * 12.0
+    ));
+}
+
+#[test]
+fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
+    let mut s = spec("qwen2-1.5b", 1024, 0.2);
+    // Layers with other ratios cost otherwise: the calibration's ratios reach the plan.
+    for (l, r) in s.ratios.iter_mut().enumerate() {
+        r.fill(if l % 2 == 0 { 0.1 } else { 0.4 });
+    }
+    let soc = soc();
+    let core = soc.core("mid").unwrap();
+    let p = predict(&s, AttentionStrategy::Shadow);
+    let layer = |ratio: f32| {
+        PrefillLayer {
+            q_heads: 12,
+            kv_heads: 2,
+            head_dim: 128,
+            prompt_len: 1024,
+            chunk_len: 256,
+            ratios: vec![ratio; 12],
+            buckets: vec![0; 12],
+            fused: vec![4, 2, 1],
+            cores: 1,
+            sharing: SelectionSharing::PerGroup,
+        }
+        .predict(&soc, core)
+        .unwrap()
+        .iter()
+        .map(|c| c.layer_ns)
+        .sum::<f64>()
+    };
+    assert!(layer(0.4) > layer(0.1));
+    assert!(close(
+        p.stages.attention_ns,
+        14.0 * (layer(0.1) + layer(0.4))
+    ));
+    // The NPU runs the pilot while the CPU runs top-k and attention: the path is at most
+    // their sum and at least the larger.
+    let st = p.stages;
+    assert!(st.attention_ns <= st.attention_npu_ns + st.attention_cpu_ns + 1.0);
+    assert!(st.attention_ns >= st.attention_npu_ns.max(st.attention_cpu_ns) - 1.0);
+    // Keeping fewer keys is cheaper than dense attention on the same core.
+    let dense = predict(&spec("qwen2-1.5b", 1024, 0.2), AttentionStrategy::DenseCpu);
+    let sparse = predict(&spec("qwen2-1.5b", 1024, 0.2), AttentionStrategy::Shadow);
+    assert!(sparse.stages.attention_ns < dense.stages.attention_ns);
+    assert!(close(sparse.stages.linear_ns, dense.stages.linear_ns));
+}
+
+#[test]
+fn the_timeline_nests_and_ends_at_the_time_to_first_token() {
+    let s = spec("qwen2-0.5b", 300, 0.2);
+    let soc = soc();
+    let core = soc.core("mid").unwrap();
+    for strategy in AttentionStrategy::ALL {
+        let p = predict_prefill(&soc, core, &s, strategy, true).unwrap();
+        assert!(!p.events.is_empty());
+        let end = p.events.iter().map(|e| e.end_ns()).max().unwrap();
+        // The clock rounds each of a few hundred steps to whole nanoseconds.
+        assert!(
+            (end as f64 - p.ttft_ns()).abs() < 1e3,
+            "{strategy}: {end} vs {}",
+            p.ttft_ns()
+        );
+        let mut tracks: Vec<&str> = p.events.iter().map(|e| e.track.as_str()).collect();
+        tracks.sort_unstable();
+        tracks.dedup();
+        assert_eq!(tracks, ["cpu0", "npu"], "{strategy}");
+        for track in tracks {
+            let on: Vec<&ProfileEvent> = p.events.iter().filter(|e| e.track == track).collect();
+            let layers = on.iter().filter(|e| e.name.starts_with("layer ")).count();
+            assert_eq!(layers, 24 * 2, "{strategy} {track}");
+            // Any two slices of a track are disjoint or one holds the other.
+            for (i, a) in on.iter().enumerate() {
+                for b in &on[i + 1..] {
+                    let disjoint = a.end_ns() <= b.start_ns || b.end_ns() <= a.start_ns;
+                    let nested = (a.start_ns <= b.start_ns && b.end_ns() <= a.end_ns())
+                        || (b.start_ns <= a.start_ns && a.end_ns() <= b.end_ns());
+                    assert!(disjoint || nested, "{strategy} {track}: {a:?} {b:?}");
+                }
+            }
+        }
+    }
+    // Without a trace, no events.
+    assert!(predict(&s, AttentionStrategy::Shadow).events.is_empty());
+}
+
+#[test]
+fn decode_is_dense_and_grows_with_the_prefix() {
+    let mut s = spec("qwen2-0.5b", 256, 0.2);
+    assert_eq!(
+        predict(&s, AttentionStrategy::Shadow).decode_ns_per_token,
+        0.0
+    );
+    s.decode_steps = 4;
+    let short = predict(&s, AttentionStrategy::Shadow).decode_ns_per_token;
+    // Decode is dense whatever the prefill's attention.
+    assert_eq!(
+        predict(&s, AttentionStrategy::DenseCpu).decode_ns_per_token,
+        short
+    );
+    s.prompt_len = 4096;
+    let long = predict(&s, AttentionStrategy::Shadow).decode_ns_per_token;
+    assert!(long > short && short > 0.0);
+}
+
+#[test]
+fn bad_descriptions_are_named() {
+    let soc = soc();
+    let core = soc.core("mid").unwrap();
+    let err = |s: PrefillSpec| {
+        predict_prefill(&soc, core, &s, AttentionStrategy::Shadow, false)
+            .unwrap_err()
+            .to_string()
+    };
+    let mut s = spec("qwen2-0.5b", 0, 0.2);
+    assert!(err(s.clone()).contains("prompt length 0"));
+    s.prompt_len = 64;
+    s.ratios.pop();
+    assert!(err(s.clone()).contains("ratios for 23 layers, the model has 24"));
+    s = spec("qwen2-0.5b", 64, 0.2);
+    s.ratios[3].push(0.2);
+    assert!(err(s.clone()).contains("layer 3 has 15 ratios for 14 query heads"));
+    s = spec("qwen2-0.5b", 64, 0.2);
+    s.ratios[1][2] = 1.5;
+    assert!(err(s.clone()).contains("outside (0, 1]"));
+    s = spec("qwen2-0.5b", 64, 0.2);
+    s.shape.kv_heads = 3;
+    assert!(err(s).contains("14 query heads cannot be grouped over 3 KV heads"));
+}
