@@ -180,7 +180,7 @@ impl AllocationArg {
     }
 }
 
-fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
+pub(crate) fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 

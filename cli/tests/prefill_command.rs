@@ -1,7 +1,7 @@
 //! `shadowattn prefill`: a whole model's time to first token per attention strategy on the
 //! simulated SoC, its breakdown, the speedups, the timeline, and clear errors.
 
-use shadowattn_test_support::{smollm2_or_skip, target_dir};
+use shadowattn_test_support::{qnn_emulator_or_skip, smollm2_or_skip, target_dir};
 use std::process::{Command, Output};
 
 fn prefill(args: &[&str]) -> Output {
@@ -52,7 +52,7 @@ fn every_strategy_gets_its_time_to_first_token_and_the_speedups() {
         "{text}"
     );
     assert!(
-        text.contains("prompt: 600 tokens in 3 chunk(s) of 256 rows"),
+        text.contains("prompt: 600 tokens in 3 chunk(s) of up to 256 rows"),
         "{text}"
     );
     let shadow = ms(&text, "shadow_ttft_ms");
@@ -99,6 +99,81 @@ fn a_gguf_model_is_priced_by_its_own_shape() {
         "{text}"
     );
     assert!(!text.contains("npu_int8"), "{text}");
+}
+
+/// The value after `key: ` up to the first space.
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}` in\n{text}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+/// Every linear layer of SmolLM2 as FP16 graphs on Qualcomm's emulator (`libQnnHtp.so`) and on
+/// the golden CPU backend, 48 tokens: the logits and the slice's perplexity match the host's
+/// f32 forward pass. Bounds: the 1 % on perplexity; logits within 5 % of their RMS
+/// (FP16 rounds each activation and weight by at most 2⁻¹¹ ≈ 5e-4 relative, about 120 rounded
+/// projections feed the residual stream, √120 · 5e-4 ≈ 0.5 % typical, a few times that at
+/// the maximum over 2.4 M logits); the same most likely token at ≥ 90 % of the positions. A
+/// zero, constant or one-layer-off output moves logits by their RMS and fails all three.
+#[test]
+fn the_functional_prefill_on_the_npu_matches_the_host() {
+    let target = target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let Some(model) = smollm2_or_skip(&target) else {
+        return;
+    };
+    let Some(qnn) = qnn_emulator_or_skip(&target) else {
+        return;
+    };
+    for npu in ["qnn:htp:52", "cpu"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+            .env("SHADOWATTN_QNN_LIB", &qnn)
+            .args([
+                "prefill",
+                "--functional",
+                "--len",
+                "48",
+                "--npu",
+                npu,
+                "--model",
+            ])
+            .arg(&model)
+            .output()
+            .expect("the binary runs");
+        let text = stdout(&out);
+        assert!(
+            text.contains("as 120 static FP16 graphs of 48 rows"),
+            "{npu}: {text}"
+        );
+        assert!(text.contains("120 graph executions"), "{npu}: {text}");
+        let diff: f64 = field(&text, "logits_max_abs_diff").parse().unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("logits_max_abs_diff"))
+            .unwrap();
+        let relative: f64 = line
+            .split('(')
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // FP16 graphs differ from f32 (the graphs ran), by little.
+        assert!(diff > 0.0 && relative < 0.05, "{npu}: {line}");
+        let (agree, of) = field(&text, "logits_top1_agreement")
+            .split_once('/')
+            .unwrap();
+        let (agree, of): (f64, f64) = (agree.parse().unwrap(), of.parse().unwrap());
+        assert!(of == 48.0 && agree >= 0.9 * of, "{npu}: {agree}/{of}");
+        let ppl_diff: f64 = field(&text, "ppl_diff_pct").parse().unwrap();
+        assert!(ppl_diff.abs() < 1.0, "{npu}: {ppl_diff} %");
+        let ppl: f64 = field(&text, "ppl_host").parse().unwrap();
+        assert!(ppl > 1.0 && ppl < 100.0, "{npu}: host perplexity {ppl}");
+    }
 }
 
 #[test]

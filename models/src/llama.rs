@@ -68,6 +68,85 @@ pub trait Attention {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()>;
 }
 
+/// A group of a layer's linear layers that read the same input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinearGroup {
+    /// The query, key and value projections of the normalized input.
+    Qkv,
+    /// The attention output projection.
+    O,
+    /// The MLP's gate and up projections of the normalized input.
+    GateUp,
+    /// The MLP's down projection.
+    Down,
+}
+
+impl LinearGroup {
+    /// Every group, in the order a layer runs them.
+    pub const ALL: [LinearGroup; 4] = [
+        LinearGroup::Qkv,
+        LinearGroup::O,
+        LinearGroup::GateUp,
+        LinearGroup::Down,
+    ];
+
+    /// The group's name (`qkv`, `o`, `gate_up`, `down`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LinearGroup::Qkv => "qkv",
+            LinearGroup::O => "o",
+            LinearGroup::GateUp => "gate_up",
+            LinearGroup::Down => "down",
+        }
+    }
+}
+
+/// What the forward pass asks of the linear layers.
+pub trait Linears {
+    /// `x` (`[rows, inputs]`) times each weight of `group` in `layer`: one `[rows, outputs]`
+    /// result per weight, in the order of [`Llama::linear_weights`].
+    fn apply(
+        &mut self,
+        layer: usize,
+        group: LinearGroup,
+        x: &[f32],
+        rows: usize,
+    ) -> Result<Vec<Vec<f32>>>;
+}
+
+/// One weight of a linear layer: `[outputs, inputs]`, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearWeight<'a> {
+    /// The projection's name (`q`, `k`, `v`, `o`, `gate`, `up`, `down`).
+    pub name: &'static str,
+    /// The weights.
+    pub data: &'a [f32],
+    /// Inputs (columns).
+    pub inputs: usize,
+    /// Outputs (rows).
+    pub outputs: usize,
+}
+
+/// The linear layers on the host (f32, this crate's SGEMM).
+struct HostLinears<'a>(&'a Llama);
+
+impl Linears for HostLinears<'_> {
+    fn apply(
+        &mut self,
+        layer: usize,
+        group: LinearGroup,
+        x: &[f32],
+        rows: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .0
+            .linear_weights(layer, group)
+            .iter()
+            .map(|w| matmul_t(x, w.data, rows, w.inputs, w.outputs))
+            .collect())
+    }
+}
+
 /// `y[t, o] = Σ_i x[t, i] · w[o, i]` for `t < rows`.
 pub fn matmul_t(x: &[f32], w: &[f32], rows: usize, inner: usize, outs: usize) -> Vec<f32> {
     // Column blocks in parallel: each weight row is packed by one SGEMM only (splitting rows
@@ -274,6 +353,60 @@ impl Llama {
         self.forward_from(tokens, attention, &mut |_, _| {})
     }
 
+    /// [`Llama::forward`] with the linear layers computed by `linears` (on an NPU, for example).
+    pub fn forward_with(
+        &self,
+        tokens: &[u32],
+        linears: &mut dyn Linears,
+        attention: &mut dyn Attention,
+    ) -> Result<Vec<f32>> {
+        let mut x = self.embed_tokens(tokens)?;
+        for l in 0..self.config.layers {
+            self.run_layer(l, &mut x, tokens.len(), linears, attention, &mut |_, _| {})?;
+        }
+        Ok(self.final_norm(&x))
+    }
+
+    /// The weights of `group` in `layer`, in the order [`Linears::apply`] returns its results.
+    pub fn linear_weights(&self, layer: usize, group: LinearGroup) -> Vec<LinearWeight<'_>> {
+        let c = &self.config;
+        let w = &self.layers[layer];
+        let (h, kv) = (c.hidden, c.kv_heads * c.head_dim);
+        fn weight<'a>(
+            name: &'static str,
+            data: &'a [f32],
+            inputs: usize,
+            outputs: usize,
+        ) -> LinearWeight<'a> {
+            LinearWeight {
+                name,
+                data,
+                inputs,
+                outputs,
+            }
+        }
+        match group {
+            LinearGroup::Qkv => vec![
+                weight("q", &w.wq, h, h),
+                weight("k", &w.wk, h, kv),
+                weight("v", &w.wv, h, kv),
+            ],
+            LinearGroup::O => vec![weight("o", &w.wo, h, h)],
+            LinearGroup::GateUp => vec![
+                weight("gate", &w.w_gate, h, c.ffn),
+                weight("up", &w.w_up, h, c.ffn),
+            ],
+            LinearGroup::Down => vec![weight("down", &w.w_down, c.ffn, h)],
+        }
+    }
+
+    /// The output head's logits (`[rows, vocab]`) of final hidden states `[rows, hidden]`.
+    pub fn logits(&self, hidden: &[f32], rows: usize) -> Vec<f32> {
+        let c = &self.config;
+        let head = self.output.as_deref().unwrap_or(&self.embed);
+        matmul_t(hidden, head, rows, c.hidden, c.vocab)
+    }
+
     /// [`Llama::forward`] that shows `inspect(layer, inputs)` each layer's attention inputs.
     pub fn forward_from(
         &self,
@@ -297,7 +430,14 @@ impl Llama {
         let mut states = Vec::with_capacity(self.config.layers);
         for l in 0..self.config.layers {
             states.push(x.clone());
-            self.run_layer(l, &mut x, tokens.len(), attention, &mut |_, _| {})?;
+            self.run_layer(
+                l,
+                &mut x,
+                tokens.len(),
+                &mut HostLinears(self),
+                attention,
+                &mut |_, _| {},
+            )?;
         }
         Ok(states)
     }
@@ -357,53 +497,60 @@ impl Llama {
         inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
     ) -> Result<()> {
         for l in from..self.config.layers {
-            self.run_layer(l, x, n, attention, inspect)?;
+            self.run_layer(l, x, n, &mut HostLinears(self), attention, inspect)?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_layer(
         &self,
         l: usize,
         x: &mut [f32],
         n: usize,
+        linears: &mut dyn Linears,
         attention: &mut dyn Attention,
         inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
     ) -> Result<()> {
         let c = &self.config;
         let layer = &self.layers[l];
         let (h, d) = (c.hidden, c.head_dim);
-        let kv_dim = c.kv_heads * d;
         let mut normed = vec![0f32; n * h];
         let shape = AttentionShape::causal(c.q_heads, c.kv_heads, n, n, d);
-        {
-            rms_norm(x, &layer.attn_norm, c.norm_eps, &mut normed);
-            let mut q = matmul_t(&normed, &layer.wq, n, h, h);
-            let mut k = matmul_t(&normed, &layer.wk, n, h, kv_dim);
-            let v = matmul_t(&normed, &layer.wv, n, h, kv_dim);
-            rope(&mut q, n, c.q_heads, d, c.rope_base);
-            rope(&mut k, n, c.kv_heads, d, c.rope_base);
-            let (qh, kh, vh) = (
-                to_heads(&q, n, c.q_heads, d),
-                to_heads(&k, n, c.kv_heads, d),
-                to_heads(&v, n, c.kv_heads, d),
-            );
-            let inputs = AttentionInputs::new(&qh, &kh, &vh, shape)?;
-            inspect(l, inputs);
-            let mut att = vec![0f32; n * h];
-            attention.attend(l, inputs, &mut att)?;
-            let att = from_heads(&att, n, c.q_heads, d);
-            let o = matmul_t(&att, &layer.wo, n, h, h);
-            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-            rms_norm(x, &layer.ffn_norm, c.norm_eps, &mut normed);
-            let gate = matmul_t(&normed, &layer.w_gate, n, h, c.ffn);
-            let mut up = matmul_t(&normed, &layer.w_up, n, h, c.ffn);
-            up.iter_mut()
-                .zip(&gate)
-                .for_each(|(u, g)| *u *= g / (1.0 + (-g).exp()));
-            let down = matmul_t(&up, &layer.w_down, n, c.ffn, h);
-            x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
-        }
+        let one = |mut outs: Vec<Vec<f32>>| outs.pop().expect("a group has a weight");
+        rms_norm(x, &layer.attn_norm, c.norm_eps, &mut normed);
+        let [mut q, mut k, v]: [Vec<f32>; 3] = linears
+            .apply(l, LinearGroup::Qkv, &normed, n)?
+            .try_into()
+            .map_err(|_| ModelError::Unsupported {
+                detail: "the qkv group gives three results".into(),
+            })?;
+        rope(&mut q, n, c.q_heads, d, c.rope_base);
+        rope(&mut k, n, c.kv_heads, d, c.rope_base);
+        let (qh, kh, vh) = (
+            to_heads(&q, n, c.q_heads, d),
+            to_heads(&k, n, c.kv_heads, d),
+            to_heads(&v, n, c.kv_heads, d),
+        );
+        let inputs = AttentionInputs::new(&qh, &kh, &vh, shape)?;
+        inspect(l, inputs);
+        let mut att = vec![0f32; n * h];
+        attention.attend(l, inputs, &mut att)?;
+        let att = from_heads(&att, n, c.q_heads, d);
+        let o = one(linears.apply(l, LinearGroup::O, &att, n)?);
+        x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+        rms_norm(x, &layer.ffn_norm, c.norm_eps, &mut normed);
+        let [gate, mut up]: [Vec<f32>; 2] = linears
+            .apply(l, LinearGroup::GateUp, &normed, n)?
+            .try_into()
+            .map_err(|_| ModelError::Unsupported {
+                detail: "the gate_up group gives two results".into(),
+            })?;
+        up.iter_mut()
+            .zip(&gate)
+            .for_each(|(u, g)| *u *= g / (1.0 + (-g).exp()));
+        let down = one(linears.apply(l, LinearGroup::Down, &up, n)?);
+        x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! strategies, the CPU-side steps between graphs by the CPU model.
 //!
 //! - **Linear layers** run on the NPU as static graphs with the weights as STATIC (constant)
-//!   INT8 tensors and INT8 activations, one scale per tensor (W8A8, llm.npu's scheme, which
-//!   shadowAttn is built into): per layer and chunk, four graphs: `qkv` (three MatMuls of the
+//!   tensors: INT8 weights and activations with one scale per tensor (W8A8, llm.npu's scheme,
+//!   which shadowAttn is built into) or FP16 ([`LinearPrecision`]); per layer and chunk, four
+//!   graphs: `qkv` (three MatMuls of the
 //!   normalized input), `o`, `gate_up` (two MatMuls) and `down`. Graph boundaries sit where the
 //!   graph IR has no op: RMSNorm, RoPE, SiLU·mul and the residual adds run on the CPU (the
 //!   *glue*), and attention runs between `qkv` and `o` anyway. The output head runs for the
@@ -214,6 +215,8 @@ pub struct PrefillSpec {
     pub ratios: Vec<Vec<f32>>,
     /// Dense decode steps after the prefill.
     pub decode_steps: usize,
+    /// The precision of the linear layers' graphs.
+    pub linear: LinearPrecision,
 }
 
 impl PrefillSpec {
@@ -315,41 +318,101 @@ impl PrefillPrediction {
     }
 }
 
-/// Bytes and FLOP per element of the glue passes (f32 activations, INT8 graph I/O, weights of
-/// normalization cached): (name, bytes, FLOP).
-const NORM: (f64, f64) = (5.0, 5.0); // read f32, write i8; square-sum, scale, weight, quantize
-const ROPE: (f64, f64) = (5.0, 4.0); // read i8, write f32; dequantize, rotate pairs
-const QUANT: (f64, f64) = (5.0, 2.0); // read f32, write i8
-const RESIDUAL: (f64, f64) = (9.0, 2.0); // read i8 and f32, write f32; dequantize, add
-const GATE_BYTES: f64 = 3.0; // two i8 in, one out: act(g)·u, quantized
-const EMBED: (f64, f64) = (8.0, 0.0); // copy an f32 row
+/// One glue pass per element: f32 bytes moved, graph-I/O elements moved (1 or 2 bytes each by
+/// the graphs' precision), FLOP (normalization weights stay cached).
+struct Pass {
+    f32_bytes: f64,
+    graph_elements: f64,
+    flop: f64,
+}
+
+/// Read f32, write the graph's input: square-sum, scale, weight, quantize.
+const NORM: Pass = Pass {
+    f32_bytes: 4.0,
+    graph_elements: 1.0,
+    flop: 5.0,
+};
+/// Read the graph's output, write f32: dequantize, rotate pairs.
+const ROPE: Pass = Pass {
+    f32_bytes: 4.0,
+    graph_elements: 1.0,
+    flop: 4.0,
+};
+/// Read f32, write the graph's input.
+const QUANT: Pass = Pass {
+    f32_bytes: 4.0,
+    graph_elements: 1.0,
+    flop: 2.0,
+};
+/// Read the graph's output and the f32 stream, write f32: dequantize, add.
+const RESIDUAL: Pass = Pass {
+    f32_bytes: 8.0,
+    graph_elements: 1.0,
+    flop: 2.0,
+};
+/// Copy an f32 row.
+const EMBED: Pass = Pass {
+    f32_bytes: 8.0,
+    graph_elements: 0.0,
+    flop: 0.0,
+};
+
+/// The precision of the linear layers' NPU graphs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearPrecision {
+    /// INT8 weights and activations, one scale per tensor (llm.npu's W8A8).
+    W8A8,
+    /// FP16 weights and activations (what `prefill --functional` runs).
+    Fp16,
+}
+
+impl LinearPrecision {
+    fn dtype(self) -> DType {
+        match self {
+            LinearPrecision::W8A8 => DType::I8,
+            LinearPrecision::Fp16 => DType::F16,
+        }
+    }
+
+    /// Time of `pass` over `elements` on one core, ns.
+    fn glue_ns(self, core: &CpuCore, elements: usize, pass: &Pass) -> f64 {
+        let bytes = pass.f32_bytes + pass.graph_elements * self.dtype().size_bytes() as f64;
+        streaming_ns(core, elements as u64, bytes, pass.flop)
+    }
+}
 
 /// Nominal per-tensor scale of the linear graphs' INT8 tensors (scales do not change cost).
 const LINEAR_SCALE: f32 = 0.05;
 
-/// A static graph of `rows` INT8 rows of `inner` against one STATIC INT8 weight per output
-/// `(name, columns)`; outputs INT8 (or the INT32 accumulators when `accumulators`).
+/// A static graph of `rows` rows of `inner` against one STATIC weight per output
+/// `(name, columns)` in `precision`; W8A8 outputs INT8 (or the INT32 accumulators when
+/// `accumulators`).
 fn linear_graph(
     name: &str,
     rows: usize,
     inner: usize,
     outs: &[(&str, usize)],
+    precision: LinearPrecision,
     accumulators: bool,
 ) -> Result<Graph> {
-    let q = Quantization::per_tensor(LINEAR_SCALE, 0);
+    let dtype = precision.dtype();
+    let quant = |d: TensorDesc| match precision {
+        LinearPrecision::W8A8 => d.with_quant(Quantization::per_tensor(LINEAR_SCALE, 0)),
+        LinearPrecision::Fp16 => d,
+    };
     let mut b = GraphBuilder::new(format!("{name}_r{rows}"));
-    let x = b.input(
-        "x",
-        TensorDesc::new(DType::I8, [1, 1, rows, inner]).with_quant(q.clone()),
-    )?;
-    let out_type = if accumulators {
-        OutType::plain(DType::I32)
-    } else {
-        OutType::quantized(DType::I8, QuantParams::symmetric(LINEAR_SCALE))
+    let x = b.input("x", quant(TensorDesc::new(dtype, [1, 1, rows, inner])))?;
+    let out_type = match precision {
+        LinearPrecision::W8A8 if accumulators => OutType::plain(DType::I32),
+        LinearPrecision::W8A8 => {
+            OutType::quantized(DType::I8, QuantParams::symmetric(LINEAR_SCALE))
+        }
+        LinearPrecision::Fp16 => OutType::plain(DType::F16),
     };
     for (out, cols) in outs {
-        let desc = TensorDesc::new(DType::I8, [1, 1, inner, *cols]).with_quant(q.clone());
-        let w = b.constant(&format!("w_{out}"), desc, vec![0; inner * cols])?;
+        let desc = quant(TensorDesc::new(dtype, [1, 1, inner, *cols]));
+        let bytes = vec![0; desc.size_bytes()];
+        let w = b.constant(&format!("w_{out}"), desc, bytes)?;
         let y = b.matmul(out, x, w, false, false, out_type.clone())?;
         b.output(y)?;
     }
@@ -362,12 +425,16 @@ struct LayerGraphs {
 }
 
 impl LayerGraphs {
-    fn new(soc: &SocProfile, s: &TransformerShape, rows: usize) -> Result<Self> {
+    fn new(soc: &SocProfile, spec: &PrefillSpec, rows: usize) -> Result<Self> {
+        let s = &spec.shape;
         let (q, kv) = (s.q_heads * s.head_dim, s.kv_heads * s.head_dim);
         let priced = |name, inner, outs: &[(&str, usize)]| -> Result<(&'static str, GraphCost)> {
             Ok((
                 name,
-                graph_cost(soc, &linear_graph(name, rows, inner, outs, false)?),
+                graph_cost(
+                    soc,
+                    &linear_graph(name, rows, inner, outs, spec.linear, false)?,
+                ),
             ))
         };
         Ok(LayerGraphs {
@@ -398,18 +465,25 @@ const GLUE_NAMES: [&str; 6] = [
 ];
 
 /// Glue of one layer over `rows` rows on `cores` cores, ns, by pass ([`GLUE_NAMES`]).
-fn layer_glue(s: &TransformerShape, core: &CpuCore, rows: usize, cores: usize) -> [f64; 6] {
-    let pass = |elements: usize, (bytes, flop): (f64, f64)| {
-        streaming_ns(core, (rows * elements) as u64, bytes, flop) / cores as f64
+fn layer_glue(spec: &PrefillSpec, core: &CpuCore, rows: usize) -> [f64; 6] {
+    let s = &spec.shape;
+    let pass = |elements: usize, pass: &Pass| {
+        spec.linear.glue_ns(core, rows * elements, pass) / spec.cores as f64
+    };
+    // act(g)·u: two graph outputs in, one graph input out.
+    let gate = Pass {
+        f32_bytes: 0.0,
+        graph_elements: 3.0,
+        flop: s.activation.flop(),
     };
     let (q, kv) = (s.q_heads * s.head_dim, s.kv_heads * s.head_dim);
     [
-        pass(s.hidden, NORM),
-        pass(q, QUANT),
-        pass(s.hidden, RESIDUAL) + pass(s.hidden, NORM),
-        pass(s.ffn, (GATE_BYTES, s.activation.flop())),
-        pass(q + 2 * kv, ROPE),
-        pass(s.hidden, RESIDUAL),
+        pass(s.hidden, &NORM),
+        pass(q, &QUANT),
+        pass(s.hidden, &RESIDUAL) + pass(s.hidden, &NORM),
+        pass(s.ffn, &gate),
+        pass(q + 2 * kv, &ROPE),
+        pass(s.hidden, &RESIDUAL),
     ]
 }
 
@@ -526,8 +600,8 @@ pub fn predict_prefill(
     let s = &spec.shape;
     let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
     let rows_of = |c: usize| spec.chunk_len.min(spec.prompt_len - c * spec.chunk_len);
-    let full = LayerGraphs::new(soc, s, rows_of(0))?;
-    let last = LayerGraphs::new(soc, s, rows_of(chunks - 1))?;
+    let full = LayerGraphs::new(soc, spec, rows_of(0))?;
+    let last = LayerGraphs::new(soc, spec, rows_of(chunks - 1))?;
     let attention = chunk_attention(soc, core, spec, strategy, trace)?;
     let cores = spec.cores as f64;
     let mut t = Trace::new(trace, spec.cores);
@@ -537,8 +611,8 @@ pub fn predict_prefill(
         let chunk_start = t.now;
         let rows = rows_of(c);
         let graphs = if rows == rows_of(0) { &full } else { &last };
-        let glue = layer_glue(s, core, rows, spec.cores);
-        let embed = streaming_ns(core, (rows * s.hidden) as u64, EMBED.0, EMBED.1) / cores;
+        let glue = layer_glue(spec, core, rows);
+        let embed = spec.linear.glue_ns(core, rows * s.hidden, &EMBED) / cores;
         t.step("embedding lookup", false, embed);
         stages.glue_ns += embed;
         for (l, layer_attention) in attention.iter().enumerate() {
@@ -569,7 +643,7 @@ pub fn predict_prefill(
         }
         t.span(&format!("chunk {c} ({rows} rows)"), chunk_start);
     }
-    let head = lm_head(soc, core, s, spec.cores)?;
+    let head = lm_head(soc, core, spec)?;
     t.step("final norm", false, head.glue_ns);
     t.step("output head (last row)", true, head.lm_head_ns);
     stages.add(&head);
@@ -586,17 +660,18 @@ pub fn predict_prefill(
 }
 
 /// The output head over the last row (after the final norm), on the NPU.
-fn lm_head(
-    soc: &SocProfile,
-    core: &CpuCore,
-    s: &TransformerShape,
-    cores: usize,
-) -> Result<StageTimes> {
-    let cost = graph_cost(
-        soc,
-        &linear_graph("lm_head", 1, s.hidden, &[("logits", s.vocab)], true)?,
-    );
-    let norm = streaming_ns(core, s.hidden as u64, NORM.0, NORM.1) / cores as f64;
+fn lm_head(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<StageTimes> {
+    let s = &spec.shape;
+    let head = linear_graph(
+        "lm_head",
+        1,
+        s.hidden,
+        &[("logits", s.vocab)],
+        spec.linear,
+        true,
+    )?;
+    let cost = graph_cost(soc, &head);
+    let norm = spec.linear.glue_ns(core, s.hidden, &NORM) / spec.cores as f64;
     Ok(StageTimes {
         lm_head_ns: cost.launch_ns(false),
         glue_ns: norm,
@@ -739,10 +814,10 @@ fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<f64
         return Ok(0.0);
     }
     let s = &spec.shape;
-    let graphs = LayerGraphs::new(soc, s, 1)?;
+    let graphs = LayerGraphs::new(soc, spec, 1)?;
     let linear: f64 = graphs.graphs.iter().map(|(_, c)| c.launch_ns(false)).sum();
-    let glue: f64 = layer_glue(s, core, 1, spec.cores).iter().sum();
-    let head = lm_head(soc, core, s, spec.cores)?.total_ns();
+    let glue: f64 = layer_glue(spec, core, 1).iter().sum();
+    let head = lm_head(soc, core, spec)?.total_ns();
     let mut total = 0.0;
     for step in 0..spec.decode_steps {
         let kv_len = spec.prompt_len + step + 1;

@@ -19,6 +19,7 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
         cores: 1,
         sharing: SelectionSharing::PerGroup,
         decode_steps: 0,
+        linear: LinearPrecision::W8A8,
     }
 }
 
@@ -94,6 +95,23 @@ fn linear_layers_scale_with_layers_and_chunks() {
     let compute = |p: &PrefillPrediction, layers: f64| p.stages.linear_ns / layers - 4.0 * warm;
     let ratio = compute(&big, 19.0) / compute(&one, 24.0);
     assert!((3.0..6.0).contains(&ratio), "{ratio}");
+}
+
+#[test]
+fn fp16_graphs_move_twice_the_bytes_of_w8a8_ones() {
+    // The fitted profile's FP16 and INT8 tile paths have about the same MAC rate (QNN's
+    // estimates), so the difference is the bytes: activations through host memory and the glue.
+    let w8 = predict(&spec("qwen2-1.5b", 512, 0.2), AttentionStrategy::DenseCpu);
+    let mut fp16 = spec("qwen2-1.5b", 512, 0.2);
+    fp16.linear = LinearPrecision::Fp16;
+    let fp16 = predict(&fp16, AttentionStrategy::DenseCpu);
+    assert!(fp16.ttft_ns() > w8.ttft_ns());
+    assert!(close(
+        fp16.stages.transfers_ns,
+        2.0 * w8.stages.transfers_ns
+    ));
+    assert!(fp16.stages.glue_ns > w8.stages.glue_ns);
+    assert_eq!(fp16.stages.attention_ns, w8.stages.attention_ns);
 }
 
 #[test]

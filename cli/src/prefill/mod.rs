@@ -1,16 +1,19 @@
 //! `shadowattn prefill`: the time to first token of a whole model's prefill on a simulated SoC,
-//! per attention strategy, with where the time goes.
+//! per attention strategy, with where the time goes; with `--functional`, the prefill's real
+//! logits with the linear layers on the NPU backend.
+
+mod functional;
 
 use crate::backends::{open_options, DEFAULT_NPU};
 use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
 use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
-use shadowattn_registry::NpuSpec;
+use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_simulator::cpu_model::SelectionSharing;
 use shadowattn_simulator::prefill::{
-    predict_prefill, Activation, AttentionStrategy, PrefillPrediction, PrefillSpec,
-    TransformerShape,
+    predict_prefill, Activation, AttentionStrategy, LinearPrecision, PrefillPrediction,
+    PrefillSpec, TransformerShape,
 };
 use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
@@ -44,6 +47,15 @@ impl AttentionArg {
             AttentionArg::NpuFp16Fa => AttentionStrategy::NpuFp16Flash,
         }
     }
+}
+
+/// The precision of the linear layers' graphs on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LinearArg {
+    /// INT8 weights and activations, one scale per tensor (llm.npu's W8A8).
+    W8a8,
+    /// FP16 weights and activations (what --functional runs).
+    Fp16,
 }
 
 /// Options of `shadowattn prefill`.
@@ -91,12 +103,26 @@ pub struct PrefillArgs {
     /// How many of its cores (the paper's default budget is one mid core).
     #[arg(long, default_value_t = 1)]
     cores: usize,
+    /// The precision of the priced linear-layer graphs.
+    #[arg(long, value_enum, default_value_t = LinearArg::W8a8)]
+    linear: LinearArg,
     /// Dense decode steps after the prefill, timed per output token.
     #[arg(long, default_value_t = 0)]
     decode: usize,
     /// Write a Perfetto / chrome://tracing timeline of the first strategy's prefill here.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Also run the prefill for real (needs --model): the first --len tokens of --text with
+    /// every linear layer as a static graph on --npu (any functional backend: `cpu`, `sim:*`,
+    /// `qnn:htp`), compared with the host's forward pass.
+    #[arg(long)]
+    functional: bool,
+    /// Text whose first --len tokens the functional prefill runs.
+    #[arg(long, default_value = "/usr/share/common-licenses/GPL-3")]
+    text: PathBuf,
+    /// Compute backend of the functional prefill's dense attention.
+    #[arg(long, default_value = "cpu-fast")]
+    compute: ComputeSpec,
 }
 
 /// The model's shape, from the GGUF's metadata or the preset.
@@ -197,9 +223,27 @@ fn print_prediction(p: &PrefillPrediction, decode: bool) {
 pub fn run(args: &PrefillArgs) -> Res<()> {
     let started = Instant::now();
     let opened = args.npu.open(&open_options())?;
+    if args.functional {
+        let model = args
+            .model
+            .as_ref()
+            .ok_or("--functional needs --model: a shape preset has no weights")?;
+        let compute = args.compute.open(&open_options())?;
+        functional::run(
+            model,
+            &args.text,
+            args.len,
+            args.chunk,
+            opened.backend.as_ref(),
+            compute.as_ref(),
+        )?;
+        if opened.soc.is_none() {
+            return Ok(());
+        }
+    }
     let soc = opened.soc.as_ref().ok_or_else(|| {
         format!(
-            "prefill predicts the time on a simulated SoC: --npu sim:<soc> (`{}` has no SoC profile)",
+            "prefill predicts the time on a simulated SoC: --npu sim:<soc> (`{}` has no SoC profile; --functional runs the prefill on it)",
             args.npu
         )
     })?;
@@ -218,6 +262,10 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
         cores: args.cores,
         sharing,
         decode_steps: args.decode,
+        linear: match args.linear {
+            LinearArg::W8a8 => LinearPrecision::W8A8,
+            LinearArg::Fp16 => LinearPrecision::Fp16,
+        },
     };
     spec.validate()?;
     let s = &spec.shape;
@@ -230,15 +278,21 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
         soc.name, args.cores, core.name, core.model
     );
     println!(
-        "prompt: {} tokens in {} chunk(s) of {} rows",
+        "prompt: {} tokens in {} chunk(s) of up to {} rows",
         spec.prompt_len,
         spec.prompt_len.div_ceil(spec.chunk_len),
-        spec.chunk_len
+        spec.chunk_len.min(spec.prompt_len)
     );
-    println!(
-        "linear: W8A8 static NPU graphs (INT8 weights as STATIC tensors, INT8 activations, one scale per tensor, as llm.npu): {:.1} MB of weights per layer",
-        spec.shape.layer_weight_bytes() as f64 / 1e6
-    );
+    match spec.linear {
+        LinearPrecision::W8A8 => println!(
+            "linear: W8A8 static NPU graphs (INT8 weights as STATIC tensors, INT8 activations, one scale per tensor, as llm.npu): {:.1} MB of weights per layer",
+            spec.shape.layer_weight_bytes() as f64 / 1e6
+        ),
+        LinearPrecision::Fp16 => println!(
+            "linear: FP16 static NPU graphs (FP16 weights as STATIC tensors, FP16 activations): {:.1} MB of weights per layer",
+            2.0 * spec.shape.layer_weight_bytes() as f64 / 1e6
+        ),
+    }
     let mut strategies: Vec<AttentionStrategy> = Vec::new();
     for a in &args.attention {
         if !strategies.contains(&a.strategy()) {
