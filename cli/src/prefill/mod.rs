@@ -18,7 +18,7 @@ use shadowattn_simulator::prefill::{
 use shadowattn_simulator::profile::{count, CpuCore};
 use shadowattn_simulator::timeline::write_chrome_trace;
 use shadowattn_simulator::SocProfile;
-use shadowattn_sparse_attn::calibration::{Calibration, ModelShape};
+use shadowattn_sparse_attn::calibration::Calibration;
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -120,6 +120,10 @@ pub struct PrefillArgs {
     /// Text whose first --len tokens the functional prefill runs.
     #[arg(long, default_value = "/usr/share/common-licenses/GPL-3")]
     text: PathBuf,
+    /// Text whose first 256 tokens calibrate the functional shadowAttn run without
+    /// --calibration (uniform --ratio, keys centered; not the evaluated text).
+    #[arg(long, default_value = "/usr/share/common-licenses/Apache-2.0")]
+    calibration_text: PathBuf,
     /// Compute backend of the functional prefill's dense attention.
     #[arg(long, default_value = "cpu-fast")]
     compute: ComputeSpec,
@@ -160,14 +164,30 @@ fn ratios(args: &PrefillArgs, s: &TransformerShape) -> Res<Vec<Vec<f32>>> {
         }
         return Ok(vec![vec![args.ratio; s.q_heads]; s.layers]);
     };
-    let expected = ModelShape {
-        name: s.name.clone(),
-        layers: s.layers,
-        q_heads: s.q_heads,
-        kv_heads: s.kv_heads,
-        head_dim: s.head_dim,
-    };
-    Ok(Calibration::load(path, Some(&expected))?.ratios)
+    Ok(load_calibration(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?.ratios)
+}
+
+/// A calibration file whose model has `[layers, q_heads, kv_heads, head_dim]` (its free-text
+/// name is not compared: `eval` writes the GGUF's `general.name`).
+pub(crate) fn load_calibration(path: &std::path::Path, dims: [usize; 4]) -> Res<Calibration> {
+    let c = Calibration::load(path, None)?;
+    let m = &c.model;
+    if [m.layers, m.q_heads, m.kv_heads, m.head_dim] != dims {
+        return Err(format!(
+            "{}: calibrates {} layers of {} query / {} KV heads of {}, the model has {} layers of {} / {} heads of {}",
+            path.display(),
+            m.layers,
+            m.q_heads,
+            m.kv_heads,
+            m.head_dim,
+            dims[0],
+            dims[1],
+            dims[2],
+            dims[3]
+        )
+        .into());
+    }
+    Ok(c)
 }
 
 /// The core cluster `name` of `soc`, with `cores` of its cores available.
@@ -229,14 +249,23 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             .as_ref()
             .ok_or("--functional needs --model: a shape preset has no weights")?;
         let compute = args.compute.open(&open_options())?;
-        functional::run(
+        let shadow =
+            args.attention
+                .contains(&AttentionArg::Shadow)
+                .then(|| functional::ShadowRun {
+                    calibration: args.calibration.clone(),
+                    calibration_text: args.calibration_text.clone(),
+                    ratio: args.ratio,
+                    granularity: args.selection.granularity(),
+                });
+        let run = functional::FunctionalRun {
             model,
-            &args.text,
-            args.len,
-            args.chunk,
-            opened.backend.as_ref(),
-            compute.as_ref(),
-        )?;
+            text: &args.text,
+            len: args.len,
+            chunk: args.chunk,
+            shadow,
+        };
+        functional::run(&run, opened.backend.as_ref(), compute.as_ref())?;
         if opened.soc.is_none() {
             return Ok(());
         }

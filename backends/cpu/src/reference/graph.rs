@@ -290,21 +290,25 @@ fn matmul(
     for batch in 0..batches {
         let a = &a[batch * m * k..(batch + 1) * m * k];
         let b = &b[batch * k * n..(batch + 1) * k * n];
+        // Row by row, every output of the row summing its products in order of p (as
+        // `Iterator::sum` would, from -0.0), with B read along its rows.
+        let mut acc = vec![0.0f64; n];
         for i in 0..m {
-            for j in 0..n {
-                let acc: f64 = (0..k)
-                    .map(|p| {
-                        let av = if ta { a[p * m + i] } else { a[i * k + p] };
-                        let bv = if tb { b[j * k + p] } else { b[p * n + j] };
-                        (av - za) * (bv - zb)
-                    })
-                    .sum();
-                result.push(if quantized {
-                    arith::saturate(acc, DType::I32)
-                } else {
-                    arith::store(acc, out.dtype)
-                });
+            acc.fill(-0.0);
+            for p in 0..k {
+                let av = if ta { a[p * m + i] } else { a[i * k + p] } - za;
+                for (j, sum) in acc.iter_mut().enumerate() {
+                    let bv = if tb { b[j * k + p] } else { b[p * n + j] };
+                    *sum += av * (bv - zb);
+                }
             }
+            result.extend(acc.iter().map(|&v| {
+                if quantized {
+                    arith::saturate(v, DType::I32)
+                } else {
+                    arith::store(v, out.dtype)
+                }
+            }));
         }
     }
     if quantized && out.dtype != DType::I32 {
