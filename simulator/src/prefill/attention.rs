@@ -1,0 +1,150 @@
+//! Every layer's attention per chunk under each strategy.
+
+use super::trace::Trace;
+use super::{AttentionStrategy, PrefillSpec};
+use crate::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
+use crate::cpu_model::{attention_ns, AttentionKernel};
+use crate::error::Result;
+use crate::layer::PrefillLayer;
+use crate::profile::{CpuCore, SocProfile};
+use shadowattn_hal::ProfileEvent;
+
+/// One chunk's attention in one layer: critical path, NPU busy, CPU busy per core, launches,
+/// and the timeline from its start.
+pub(super) struct AttentionCost {
+    pub(super) path_ns: f64,
+    pub(super) npu_ns: f64,
+    pub(super) cpu_ns: f64,
+    pub(super) topk_ns: f64,
+    pub(super) launches: usize,
+    pub(super) events: Vec<ProfileEvent>,
+}
+
+/// Every layer's attention cost per chunk under `strategy`.
+pub(super) fn chunk_attention(
+    soc: &SocProfile,
+    core: &CpuCore,
+    spec: &PrefillSpec,
+    strategy: AttentionStrategy,
+    trace: bool,
+) -> Result<Vec<Vec<AttentionCost>>> {
+    let s = &spec.shape;
+    let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
+    let chunk = |c: usize| {
+        let start = c * spec.chunk_len;
+        let kv_len = (start + spec.chunk_len).min(spec.prompt_len);
+        AttentionChunk {
+            q_heads: s.q_heads,
+            kv_heads: s.kv_heads,
+            q_len: kv_len - start,
+            kv_len,
+            head_dim: s.head_dim,
+            causal: true,
+        }
+    };
+    let one = |path_ns: f64, npu_ns: f64, cpu_ns: f64, launches: usize, name: &str, npu: bool| {
+        let mut t = Trace::new(trace, spec.cores);
+        t.step(name, npu, path_ns);
+        AttentionCost {
+            path_ns,
+            npu_ns,
+            cpu_ns,
+            topk_ns: 0.0,
+            launches,
+            events: t.events,
+        }
+    };
+    // Every strategy but shadowAttn's is the same in every layer.
+    let same = |costs: Result<Vec<AttentionCost>>| -> Result<Vec<Vec<AttentionCost>>> {
+        let costs = costs?;
+        Ok((0..s.layers)
+            .map(|_| {
+                costs
+                    .iter()
+                    .map(|a| AttentionCost {
+                        events: a.events.clone(),
+                        ..*a
+                    })
+                    .collect()
+            })
+            .collect())
+    };
+    match strategy {
+        AttentionStrategy::DenseCpu => same(
+            (0..chunks)
+                .map(|c| {
+                    let ch = chunk(c);
+                    let start = (ch.kv_len - ch.q_len) as u64;
+                    let pairs: u64 = (1..=ch.q_len as u64).map(|i| start + i).sum();
+                    let per_head = attention_ns(
+                        core,
+                        AttentionKernel::Dense,
+                        pairs,
+                        ch.kv_len,
+                        ch.head_dim,
+                        false,
+                    );
+                    let ns = per_head * s.q_heads as f64 / spec.cores as f64;
+                    Ok(one(ns, 0.0, ns, 0, "dense attention", false))
+                })
+                .collect(),
+        ),
+        AttentionStrategy::NpuInt8 => same(
+            (0..chunks)
+                .map(|c| {
+                    let ns = npu_full_int8(soc, &chunk(c))?.launch_ns(false);
+                    Ok(one(ns, ns, 0.0, 1, "NPU-Full INT8 attention", true))
+                })
+                .collect(),
+        ),
+        AttentionStrategy::NpuFp16Flash => same(
+            (0..chunks)
+                .map(|c| {
+                    let ns = npu_fp16_flash(soc, &chunk(c))?.launch_ns();
+                    Ok(one(ns, ns, 0.0, 1, "FP16 flash attention", true))
+                })
+                .collect(),
+        ),
+        AttentionStrategy::Shadow => spec
+            .ratios
+            .iter()
+            .map(|ratios| {
+                let layer = PrefillLayer {
+                    q_heads: s.q_heads,
+                    kv_heads: s.kv_heads,
+                    head_dim: s.head_dim,
+                    prompt_len: spec.prompt_len,
+                    chunk_len: spec.chunk_len,
+                    ratios: ratios.clone(),
+                    // Without the prompt's scales every head falls in the central bucket.
+                    buckets: vec![0; s.q_heads],
+                    fused: vec![4, 2, 1],
+                    cores: spec.cores,
+                    sharing: spec.sharing,
+                };
+                let shadow =
+                    |p: &crate::layer::ChunkPrediction, events: Vec<ProfileEvent>| AttentionCost {
+                        path_ns: p.layer_ns,
+                        npu_ns: p.npu_busy_ns,
+                        cpu_ns: p.cpu_busy_ns / spec.cores as f64,
+                        topk_ns: p.topk_busy_ns / spec.cores as f64,
+                        launches: p.launches,
+                        events,
+                    };
+                if trace {
+                    Ok(layer
+                        .predict_timelines(soc, core)?
+                        .into_iter()
+                        .map(|(p, t)| shadow(&p, t.events))
+                        .collect())
+                } else {
+                    Ok(layer
+                        .predict(soc, core)?
+                        .iter()
+                        .map(|p| shadow(p, Vec::new()))
+                        .collect())
+                }
+            })
+            .collect(),
+    }
+}

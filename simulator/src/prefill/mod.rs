@@ -1,0 +1,301 @@
+//! A whole model's prefill on a simulated SoC, and the dense decode after it: every layer's
+//! linear layers as NPU graphs priced by the cost model, its attention by one of four
+//! strategies, the CPU-side steps between graphs by the CPU model.
+//!
+//! - **Linear layers** run on the NPU as static graphs with the weights as STATIC (constant)
+//!   tensors: INT8 weights and activations with one scale per tensor (W8A8, llm.npu's scheme,
+//!   which shadowAttn is built into) or FP16 ([`LinearPrecision`]); per layer and chunk, four
+//!   graphs: `qkv` (three MatMuls of the
+//!   normalized input), `o`, `gate_up` (two MatMuls) and `down`. Graph boundaries sit where the
+//!   graph IR has no op: RMSNorm, RoPE, SiLU·mul and the residual adds run on the CPU (the
+//!   *glue*), and attention runs between `qkv` and `o` anyway. The output head runs for the
+//!   last row only. llm.npu's float outlier channels on the CPU are not modelled.
+//! - **Attention** per layer and chunk: `shadow` is the planned pipeline of
+//!   [`crate::layer::PrefillLayer`] (pilot launches overlapped with top-k and sparse attention);
+//!   `dense-cpu` (the paper's C/G-Full) is dense FP32 attention on the cores; `npu-int8`
+//!   (NPU-Full) and `npu-fp16-fa` (FP16 flash attention) are the [`crate::baselines`].
+//! - **Glue** is priced by [`crate::cpu_model::streaming_ns`] on the same cores: the byte and
+//!   FLOP counts per element of every pass are the constants below.
+//! - The stages run one after the other (the NPU and the CPU hand data back and forth inside a
+//!   layer, and the next chunk needs this chunk's keys), graphs are compiled and loaded before
+//!   the prompt arrives (warm launches), and the prompt is split into chunks of `chunk_len`
+//!   rows as llm.npu does (256 by default).
+//! - **Decode** stays dense, as in the paper: per token the same graphs with one row, dense
+//!   attention of one row over the whole prefix on the cores, the output head.
+
+mod attention;
+mod linear;
+mod shape;
+mod trace;
+
+pub use linear::LinearPrecision;
+pub use shape::{Activation, TransformerShape};
+
+use crate::cpu_model::{attention_ns, AttentionKernel, SelectionSharing};
+use crate::error::{Result, SimError};
+use crate::profile::{CpuCore, SocProfile};
+use attention::chunk_attention;
+use linear::{layer_glue, lm_head, split, LayerGraphs, EMBED, GLUE_NAMES};
+use shadowattn_hal::ProfileEvent;
+use std::fmt;
+use trace::Trace;
+
+/// Where a layer's attention runs during the prefill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionStrategy {
+    /// shadowAttn: the INT8 pilot on the NPU, top-k and sparse FP32 attention on the CPU.
+    Shadow,
+    /// Dense FP32 attention on the CPU (the paper's C/G-Full).
+    DenseCpu,
+    /// INT8 attention as one static NPU graph (the paper's NPU-Full).
+    NpuInt8,
+    /// FP16 flash attention on the NPU's matrix and vector units.
+    NpuFp16Flash,
+}
+
+impl AttentionStrategy {
+    /// Every strategy, shadowAttn first.
+    pub const ALL: [AttentionStrategy; 4] = [
+        AttentionStrategy::Shadow,
+        AttentionStrategy::DenseCpu,
+        AttentionStrategy::NpuInt8,
+        AttentionStrategy::NpuFp16Flash,
+    ];
+
+    /// The strategy's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionStrategy::Shadow => "shadow",
+            AttentionStrategy::DenseCpu => "dense-cpu",
+            AttentionStrategy::NpuInt8 => "npu-int8",
+            AttentionStrategy::NpuFp16Flash => "npu-fp16-fa",
+        }
+    }
+}
+
+impl fmt::Display for AttentionStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A prefill (and the decode after it) to predict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefillSpec {
+    /// The model.
+    pub shape: TransformerShape,
+    /// Tokens of the prompt.
+    pub prompt_len: usize,
+    /// Query rows per chunk (the last chunk may be shorter).
+    pub chunk_len: usize,
+    /// CPU cores for attention and glue.
+    pub cores: usize,
+    /// How shadowAttn's selection is shared.
+    pub sharing: SelectionSharing,
+    /// shadowAttn's kept fraction per layer and query head, in (0, 1].
+    pub ratios: Vec<Vec<f32>>,
+    /// Dense decode steps after the prefill.
+    pub decode_steps: usize,
+    /// The precision of the linear layers' graphs.
+    pub linear: LinearPrecision,
+}
+
+impl PrefillSpec {
+    /// Checks the description before any work.
+    pub fn validate(&self) -> Result<()> {
+        self.shape.validate()?;
+        let bad = |what: String| Err(SimError::Shape(what));
+        if self.prompt_len == 0 || self.chunk_len == 0 || self.cores == 0 {
+            return bad(format!(
+                "prompt length {}, chunk length {} and cores {} must be at least 1",
+                self.prompt_len, self.chunk_len, self.cores
+            ));
+        }
+        if self.ratios.len() != self.shape.layers {
+            return bad(format!(
+                "ratios for {} layers, the model has {}",
+                self.ratios.len(),
+                self.shape.layers
+            ));
+        }
+        if let Some((l, r)) = self
+            .ratios
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.len() != self.shape.q_heads)
+        {
+            return bad(format!(
+                "layer {l} has {} ratios for {} query heads",
+                r.len(),
+                self.shape.q_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where the time of a prefill goes, ns. The first five sum to the time to first token.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// The linear layers' NPU graphs: launch overhead and accelerator time.
+    pub linear_ns: f64,
+    /// The linear layers' inputs and outputs through host-shared memory.
+    pub transfers_ns: f64,
+    /// Attention on its critical path (for shadowAttn the planned pipeline of pilot, top-k and
+    /// sparse attention; its own transfers included).
+    pub attention_ns: f64,
+    /// CPU-side steps between graphs: normalization, RoPE, (de)quantization, activation,
+    /// residual adds, embedding lookup.
+    pub glue_ns: f64,
+    /// The output head of the last row.
+    pub lm_head_ns: f64,
+    /// Within attention: time the NPU is busy (pilot launches, or the NPU attention graph).
+    pub attention_npu_ns: f64,
+    /// Within attention: time the CPU cores are busy (top-k and attention), per core.
+    pub attention_cpu_ns: f64,
+    /// Within the CPU's busy time: top-k, per core.
+    pub attention_topk_ns: f64,
+}
+
+impl StageTimes {
+    /// The time to first token: every stage one after the other.
+    pub fn total_ns(&self) -> f64 {
+        self.linear_ns + self.transfers_ns + self.attention_ns + self.glue_ns + self.lm_head_ns
+    }
+
+    fn add(&mut self, o: &StageTimes) {
+        self.linear_ns += o.linear_ns;
+        self.transfers_ns += o.transfers_ns;
+        self.attention_ns += o.attention_ns;
+        self.glue_ns += o.glue_ns;
+        self.lm_head_ns += o.lm_head_ns;
+        self.attention_npu_ns += o.attention_npu_ns;
+        self.attention_cpu_ns += o.attention_cpu_ns;
+        self.attention_topk_ns += o.attention_topk_ns;
+    }
+}
+
+/// The prediction of one strategy's prefill and decode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrefillPrediction {
+    /// The attention strategy.
+    pub strategy: AttentionStrategy,
+    /// Where the time to first token goes.
+    pub stages: StageTimes,
+    /// Mean time per output token of the dense decode steps, ns (0 without decode steps).
+    pub decode_ns_per_token: f64,
+    /// Chunks of the prefill.
+    pub chunks: usize,
+    /// NPU graph launches of the prefill (linear layers, output head, attention).
+    pub launches: usize,
+    /// The timeline (tracks `npu`, `cpu0`, …; chunks ⊃ layers ⊃ steps), when asked for.
+    pub events: Vec<ProfileEvent>,
+}
+
+impl PrefillPrediction {
+    /// The time to first token, ns.
+    pub fn ttft_ns(&self) -> f64 {
+        self.stages.total_ns()
+    }
+}
+
+/// Predicts `spec` with `strategy` on `cores` of `core` of `soc`; `trace` keeps the timeline.
+pub fn predict_prefill(
+    soc: &SocProfile,
+    core: &CpuCore,
+    spec: &PrefillSpec,
+    strategy: AttentionStrategy,
+    trace: bool,
+) -> Result<PrefillPrediction> {
+    spec.validate()?;
+    let s = &spec.shape;
+    let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
+    let rows_of = |c: usize| spec.chunk_len.min(spec.prompt_len - c * spec.chunk_len);
+    let full = LayerGraphs::new(soc, spec, rows_of(0))?;
+    let last = LayerGraphs::new(soc, spec, rows_of(chunks - 1))?;
+    let attention = chunk_attention(soc, core, spec, strategy, trace)?;
+    let cores = spec.cores as f64;
+    let mut t = Trace::new(trace, spec.cores);
+    let mut stages = StageTimes::default();
+    let mut launches = 0;
+    for c in 0..chunks {
+        let chunk_start = t.now;
+        let rows = rows_of(c);
+        let graphs = if rows == rows_of(0) { &full } else { &last };
+        let glue = layer_glue(spec, core, rows);
+        let embed = spec.linear.glue_ns(core, rows * s.hidden, &EMBED) / cores;
+        t.step("embedding lookup", false, embed);
+        stages.glue_ns += embed;
+        for (l, layer_attention) in attention.iter().enumerate() {
+            let layer_start = t.now;
+            for (g, (name, cost)) in graphs.graphs.iter().enumerate() {
+                t.step(GLUE_NAMES[g], false, glue[g]);
+                stages.glue_ns += glue[g];
+                let (npu, io) = split(cost);
+                t.step(name, true, npu + io);
+                stages.linear_ns += npu;
+                stages.transfers_ns += io;
+                launches += 1;
+                if *name == "qkv" {
+                    t.step(GLUE_NAMES[4], false, glue[4]);
+                    stages.glue_ns += glue[4];
+                    let a = &layer_attention[c];
+                    t.extend(&a.events, a.path_ns);
+                    stages.attention_ns += a.path_ns;
+                    stages.attention_npu_ns += a.npu_ns;
+                    stages.attention_cpu_ns += a.cpu_ns;
+                    stages.attention_topk_ns += a.topk_ns;
+                    launches += a.launches;
+                }
+            }
+            t.step(GLUE_NAMES[5], false, glue[5]);
+            stages.glue_ns += glue[5];
+            t.span(&format!("layer {l}"), layer_start);
+        }
+        t.span(&format!("chunk {c} ({rows} rows)"), chunk_start);
+    }
+    let head = lm_head(soc, core, spec)?;
+    t.step("final norm", false, head.glue_ns);
+    t.step("output head (last row)", true, head.lm_head_ns);
+    stages.add(&head);
+    launches += 1;
+    let decode_ns_per_token = decode_ns(soc, core, spec)?;
+    Ok(PrefillPrediction {
+        strategy,
+        stages,
+        decode_ns_per_token,
+        chunks,
+        launches,
+        events: t.finish(),
+    })
+}
+
+/// Mean time per output token of the dense decode steps, ns.
+fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<f64> {
+    if spec.decode_steps == 0 {
+        return Ok(0.0);
+    }
+    let s = &spec.shape;
+    let graphs = LayerGraphs::new(soc, spec, 1)?;
+    let linear: f64 = graphs.graphs.iter().map(|(_, c)| c.launch_ns(false)).sum();
+    let glue: f64 = layer_glue(spec, core, 1).iter().sum();
+    let head = lm_head(soc, core, spec)?.total_ns();
+    let mut total = 0.0;
+    for step in 0..spec.decode_steps {
+        let kv_len = spec.prompt_len + step + 1;
+        let per_head = attention_ns(
+            core,
+            AttentionKernel::Dense,
+            kv_len as u64,
+            kv_len,
+            s.head_dim,
+            false,
+        );
+        let attention = per_head * s.q_heads as f64 / spec.cores as f64;
+        total += s.layers as f64 * (linear + glue + attention) + head;
+    }
+    Ok(total / spec.decode_steps as f64)
+}
+
+#[cfg(test)]
+mod tests;
