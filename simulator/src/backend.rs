@@ -138,14 +138,14 @@ impl SimBackend {
 }
 
 const FORMAT: &str = "shadowattn-sim-graph";
-const FORMAT_VERSION: u32 = 1;
+/// 2: the graph in its binary form after a JSON header line (1 was all JSON, constants as hex).
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct SerializedGraph {
     format: String,
     version: u32,
     soc: String,
-    graph: Graph,
 }
 
 impl NpuBackend for SimBackend {
@@ -205,7 +205,7 @@ impl NpuBackend for SimBackend {
             backend: self.name.clone(),
             detail,
         };
-        let file: SerializedGraph = serde_json::from_slice(bytes)
+        let (file, graph): (SerializedGraph, _) = shadowattn_hal::ir::binary::header_of(bytes)
             .map_err(|e| bad(format!("not a serialized simulator graph: {e}")))?;
         if file.format != FORMAT || file.version != FORMAT_VERSION {
             return Err(bad(format!(
@@ -219,7 +219,7 @@ impl NpuBackend for SimBackend {
                 file.soc, self.profile.name
             )));
         }
-        self.compile(&file.graph)
+        self.compile(&graph.graph()?)
     }
 }
 
@@ -330,12 +330,11 @@ impl GraphExecutable for SimProgram {
     }
 
     fn serialize(&self, graph: &Graph) -> shadowattn_hal::Result<Vec<u8>> {
-        serde_json::to_vec(&SerializedGraph {
+        let header = SerializedGraph {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
             soc: self.backend.profile.name.clone(),
-            graph: graph.clone(),
-        })
-        .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
+        };
+        Ok(shadowattn_hal::ir::binary::with_header(&header, graph))
     }
 }

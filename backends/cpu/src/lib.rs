@@ -19,7 +19,8 @@ use std::time::Instant;
 pub const NAME: &str = "cpu";
 
 const FORMAT: &str = "shadowattn-cpu-graph";
-const FORMAT_VERSION: u32 = 1;
+/// 2: the graph in its binary form after a JSON header line (1 was all JSON, constants as hex).
+const FORMAT_VERSION: u32 = 2;
 
 /// Everything: every op with every combination of types (built once).
 fn capabilities() -> &'static Capabilities {
@@ -95,7 +96,7 @@ impl NpuBackend for CpuBackend {
             backend: NAME.into(),
             detail,
         };
-        let file: SerializedGraph = serde_json::from_slice(bytes)
+        let (file, graph): (SerializedGraph, _) = shadowattn_hal::ir::binary::header_of(bytes)
             .map_err(|e| bad(format!("not a serialized graph: {e}")))?;
         if file.format != FORMAT {
             return Err(bad(format!(
@@ -109,15 +110,15 @@ impl NpuBackend for CpuBackend {
                 file.version
             )));
         }
-        self.compile(&file.graph)
+        self.compile(&graph.graph()?)
     }
 }
 
+/// The header of a serialized graph.
 #[derive(Serialize, Deserialize)]
 struct SerializedGraph {
     format: String,
     version: u32,
-    graph: Graph,
 }
 
 /// A graph "compiled" for the CPU: the validated IR, interpreted on each execution.
@@ -145,12 +146,11 @@ impl GraphExecutable for Interpreter {
     }
 
     fn serialize(&self, graph: &Graph) -> Result<Vec<u8>> {
-        serde_json::to_vec(&SerializedGraph {
+        let header = SerializedGraph {
             format: FORMAT.into(),
             version: FORMAT_VERSION,
-            graph: graph.clone(),
-        })
-        .map_err(|e| HalError::invalid_argument("graph", format!("cannot serialize: {e}")))
+        };
+        Ok(shadowattn_hal::ir::binary::with_header(&header, graph))
     }
 }
 

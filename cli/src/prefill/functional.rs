@@ -94,6 +94,8 @@ pub struct FunctionalRun<'a> {
     pub chunk: usize,
     /// shadowAttn beside dense attention, when asked for.
     pub shadow: Option<ShadowRun>,
+    /// A folder keeping the compiled linear-layer graphs across runs.
+    pub graph_cache: Option<PathBuf>,
 }
 
 /// Both forward passes of `tokens` with `attention`: linear layers on the NPU, then on the
@@ -185,12 +187,17 @@ pub fn run(
     let rows = chunk.min(n);
     let bar = progress_bar(model.config.layers);
     bar.set_message("compiling the linear layers");
-    let mut linears = NpuLinears::compile(&model, npu, rows, &mut |_| bar.inc(1))?;
+    let mut linears =
+        NpuLinears::compile(&model, npu, rows, run.graph_cache.as_deref(), &mut |_| {
+            bar.inc(1)
+        })?;
     bar.finish_and_clear();
     println!(
-        "functional: every layer's linear layers on {} as {} static FP16 graphs of {rows} rows (weights STATIC), compiled in {:.1} s; attention dense FP32 on {}; output head on the host",
+        "functional: every layer's linear layers on {} as {} static FP16 graphs of {rows} rows (weights STATIC), {} compiled and {} loaded from the cache in {:.1} s; attention dense FP32 on {}; output head on the host",
         npu.name(),
         linears.graph_count(),
+        linears.graph_count() - linears.loaded(),
+        linears.loaded(),
         linears.compile_s(),
         compute.name()
     );

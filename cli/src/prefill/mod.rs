@@ -124,6 +124,11 @@ pub struct PrefillArgs {
     /// --calibration (uniform --ratio, keys centered; not the evaluated text).
     #[arg(long, default_value = "/usr/share/common-licenses/Apache-2.0")]
     calibration_text: PathBuf,
+    /// A folder that keeps the functional prefill's compiled linear-layer graphs (the backend's
+    /// own serialization: QNN context binaries, the IR with raw constant bytes for `cpu` and
+    /// `sim:*`), so that a second run loads instead of compiling.
+    #[arg(long)]
+    graph_cache: Option<PathBuf>,
     /// Compute backend of the functional prefill's dense attention.
     #[arg(long, default_value = "cpu-fast")]
     compute: ComputeSpec,
@@ -264,6 +269,7 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             len: args.len,
             chunk: args.chunk,
             shadow,
+            graph_cache: args.graph_cache.clone(),
         };
         functional::run(&run, opened.backend.as_ref(), compute.as_ref())?;
         if opened.soc.is_none() {

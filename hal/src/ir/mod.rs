@@ -9,6 +9,7 @@
 //! [`Quantization`] (real value = scale · (q − zero point)). Rounding and saturation are defined
 //! once by the golden CPU backend (`shadowattn-cpu`, module `reference::arith`).
 
+pub mod binary;
 mod builder;
 mod infer;
 mod ops;

@@ -667,13 +667,17 @@ impl QnnProgram {
 const CONTAINER_MAGIC: &[u8; 8] = b"SAQNNCTX";
 
 #[derive(Serialize, Deserialize)]
+/// Version 2: the IR graph in its binary form (`graph_bytes` long) between this header and the
+/// context binary (version 1 carried it in the header, constants as hex).
 struct ContainerHeader {
     version: u32,
     soc_model: Option<u32>,
-    graph: Graph,
+    graph_bytes: u64,
     io_ids: Vec<u32>,
     estimate: Option<VendorEstimate>,
 }
+
+const CONTAINER_VERSION: u32 = 2;
 
 impl GraphExecutable for QnnProgram {
     fn run(
@@ -723,10 +727,11 @@ impl GraphExecutable for QnnProgram {
             let _g = shared.lock();
             calls::context_binary(&shared.lib, self.context.handle)?
         };
+        let graph_bytes = graph.to_bytes();
         let header = ContainerHeader {
-            version: 1,
+            version: CONTAINER_VERSION,
             soc_model: shared.options.soc_model,
-            graph: graph.clone(),
+            graph_bytes: graph_bytes.len() as u64,
             io_ids: self.io.iter().map(|d| d.id).collect(),
             estimate: self.estimate,
         };
@@ -735,6 +740,7 @@ impl GraphExecutable for QnnProgram {
         let mut out = CONTAINER_MAGIC.to_vec();
         out.extend((json.len() as u64).to_le_bytes());
         out.extend(json);
+        out.extend(graph_bytes);
         out.extend(binary);
         Ok(out)
     }
@@ -755,24 +761,29 @@ impl QnnBackend {
         if rest.len() < len {
             return Err(bad("truncated header".into()));
         }
-        let (json, binary) = rest.split_at(len);
+        let (json, rest) = rest.split_at(len);
         let header: ContainerHeader =
             serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
-        if header.version != 1 {
+        if header.version != CONTAINER_VERSION {
             return Err(bad(format!(
-                "container version {} is not 1",
+                "container version {} is not {CONTAINER_VERSION}; compile the graph again",
                 header.version
             )));
         }
+        let graph_len = usize::try_from(header.graph_bytes)
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or_else(|| bad("truncated graph".into()))?;
+        let (graph_bytes, binary) = rest.split_at(graph_len);
+        let graph = Graph::from_bytes(graph_bytes)?;
         if header.soc_model != self.shared.options.soc_model {
             return Err(bad(format!(
                 "compiled for SoC model {:?}, this backend targets {:?}; context binaries are SoC specific",
                 header.soc_model, self.shared.options.soc_model
             )));
         }
-        header.graph.validate()?;
-        let defs = value_defs(&header.graph)?;
-        let mut io = io_defs(&header.graph, &defs);
+        let defs = value_defs(&graph)?;
+        let mut io = io_defs(&graph, &defs);
         if io.len() != header.io_ids.len() {
             return Err(bad("tensor ids do not match the graph".into()));
         }
@@ -787,11 +798,11 @@ impl QnnBackend {
             shared: shared.clone(),
             handle: calls::context_from_binary(&shared.lib, shared.backend, shared.device, binary)?,
         };
-        let name = cstring(header.graph.name())?;
+        let name = cstring(graph.name())?;
         let graph_handle = calls::graph_retrieve(&shared.lib, context.handle, &name)?;
         drop(_g);
         Ok(QnnGraph::new(
-            header.graph,
+            graph,
             Vec::new(),
             QnnProgram {
                 context,
