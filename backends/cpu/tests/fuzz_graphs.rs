@@ -152,10 +152,21 @@ fn a_node_naming_a_missing_tensor_is_a_typed_error() {
         .unwrap()
         .serialize()
         .unwrap();
-    let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    json["graph"]["nodes"][0]["inputs"][0] = serde_json::json!(99);
-    let err = cpu
-        .deserialize(&serde_json::to_vec(&json).unwrap())
-        .unwrap_err();
+    // The header line, then the graph: magic, the structure's length, the structure (JSON).
+    let line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let graph = &bytes[line..];
+    let len = u64::from_le_bytes(graph[8..16].try_into().unwrap()) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&graph[16..16 + len]).unwrap();
+    json["nodes"][0]["inputs"][0] = serde_json::json!(99);
+    let json = serde_json::to_vec(&json).unwrap();
+    let tampered = [
+        &bytes[..line],
+        &graph[..8],
+        &(json.len() as u64).to_le_bytes(),
+        &json,
+        &graph[16 + len..],
+    ]
+    .concat();
+    let err = cpu.deserialize(&tampered).unwrap_err();
     assert!(err.to_string().contains("refers to tensor 99"), "{err}");
 }

@@ -196,6 +196,17 @@ impl GraphBuilder {
                     continue;
                 }
                 for &v in &node.inputs {
+                    if v.index() >= graph.values.len() {
+                        return Err(HalError::invalid_argument(
+                            node.name.clone(),
+                            format!(
+                                "node `{}` refers to tensor {} but the graph has {}",
+                                node.name,
+                                v.index(),
+                                graph.values.len()
+                            ),
+                        ));
+                    }
                     if v.index() >= index {
                         return Err(HalError::invalid_argument(
                             node.name.clone(),
