@@ -15,12 +15,9 @@ use shadowattn_models::eval::{
 };
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
-use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::metrics::percentile;
 use shadowattn_sparse_attn::pilot::PilotOutput;
-use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -428,33 +425,20 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
                 bar.inc(1);
             }
             if let Some(choice) = &npu {
-                let spec = BankSpec {
-                    q_len: args.window,
-                    kv_len: args.window,
-                    head_dim: c.head_dim,
-                    fused: vec![1, 2, 4],
-                    output: PilotOutput::int8_of(&base)?,
-                };
-                let bank = GraphBank::build(choice.backend.as_ref(), &base.grid, spec)?;
                 let calibration = Calibration {
                     ratios: ratios.clone(),
                     ..base.clone()
                 };
-                let config = ShadowConfig {
-                    cpu_workers: 2,
-                    min_keys: args.min_keys,
-                    granularity: args.selection.granularity(),
-                    ..ShadowConfig::default()
-                };
-                let shadow = ShadowAttention::new(
-                    bank,
-                    calibration,
+                let mut core = Core::build(
+                    choice.backend.as_ref(),
                     compute,
-                    CostTable::uniform(&[1, 2, 4]),
-                    config,
+                    calibration,
+                    args.window,
+                    args.selection.granularity(),
+                    args.min_keys,
                 )?;
                 bar.set_message(format!("{ratio} {allocation} @{}", choice.backend.name()));
-                let p = perplexity(&model, &eval, &mut Core { shadow })?;
+                let p = perplexity(&model, &eval, &mut core)?;
                 bar.suspend(|| {
                     println!(
                         "{ratio}\t{allocation}\t{}@{}\t{:.4}\t{:+.2}%",

@@ -582,6 +582,46 @@ pub struct Core<'c> {
     pub shadow: shadowattn_sparse_attn::shadow::ShadowAttention<'c>,
 }
 
+impl<'c> Core<'c> {
+    /// The core for prefill chunks of `window` rows: `calibration`'s graph bank (fused counts
+    /// 1, 2, 4, its INT8 output) compiled on `npu`, two CPU workers on `compute`, stage costs
+    /// uniform, selections shared by `granularity`, at least `min_keys` keys per row.
+    pub fn build(
+        npu: &dyn shadowattn_hal::NpuBackend,
+        compute: &'c dyn ComputeBackend,
+        calibration: shadowattn_sparse_attn::calibration::Calibration,
+        window: usize,
+        granularity: Granularity,
+        min_keys: usize,
+    ) -> Result<Self> {
+        use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+        use shadowattn_sparse_attn::costs::CostTable;
+        use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+        let spec = BankSpec {
+            q_len: window,
+            kv_len: window,
+            head_dim: calibration.model.head_dim,
+            fused: vec![1, 2, 4],
+            output: PilotOutput::int8_of(&calibration)?,
+        };
+        let bank = GraphBank::build(npu, &calibration.grid, spec)?;
+        let config = ShadowConfig {
+            cpu_workers: 2,
+            min_keys,
+            granularity,
+            ..ShadowConfig::default()
+        };
+        let shadow = ShadowAttention::new(
+            bank,
+            calibration,
+            compute,
+            CostTable::uniform(&[1, 2, 4]),
+            config,
+        )?;
+        Ok(Core { shadow })
+    }
+}
+
 impl Attention for Core<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
         let r = self.shadow.run_chunk(layer, inputs)?;

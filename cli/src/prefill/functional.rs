@@ -8,12 +8,8 @@ use shadowattn_models::attention::{Core, Dense};
 use shadowattn_models::eval::{calibrate, windows};
 use shadowattn_models::npu_linear::NpuLinears;
 use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
-use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
-use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::select::Granularity;
-use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -209,19 +205,6 @@ pub fn run(
     print_comparison("", &c, npu.name(), "dense attention");
     if let Some(shadow_run) = &run.shadow {
         let calibration = shadow_calibration(&model, &tokenizer, compute, shadow_run)?;
-        let spec = BankSpec {
-            q_len: n,
-            kv_len: n,
-            head_dim: model.config.head_dim,
-            fused: vec![1, 2, 4],
-            output: PilotOutput::int8_of(&calibration)?,
-        };
-        let bank = GraphBank::build(npu, &calibration.grid, spec)?;
-        let config = ShadowConfig {
-            cpu_workers: 2,
-            granularity: shadow_run.granularity,
-            ..ShadowConfig::default()
-        };
         let mean_ratio = calibration.ratios.iter().flatten().sum::<f32>()
             / calibration
                 .ratios
@@ -229,14 +212,7 @@ pub fn run(
                 .map(Vec::len)
                 .sum::<usize>()
                 .max(1) as f32;
-        let shadow = ShadowAttention::new(
-            bank,
-            calibration,
-            compute,
-            CostTable::uniform(&[1, 2, 4]),
-            config,
-        )?;
-        let mut core = Core { shadow };
+        let mut core = Core::build(npu, compute, calibration, n, shadow_run.granularity, 1)?;
         let s = both_ways(&model, &tokens, &mut linears, &mut core)?;
         let label = format!(
             "shadowAttn core, INT8-output pilot on {}, mean ratio {mean_ratio:.3}",

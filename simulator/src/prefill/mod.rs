@@ -212,7 +212,11 @@ pub fn predict_prefill(
     let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
     let rows_of = |c: usize| spec.chunk_len.min(spec.prompt_len - c * spec.chunk_len);
     let full = LayerGraphs::new(soc, spec, rows_of(0))?;
-    let last = LayerGraphs::new(soc, spec, rows_of(chunks - 1))?;
+    // A shorter last chunk has graphs of its own row count.
+    let last = match rows_of(chunks - 1) {
+        rows if rows == rows_of(0) => None,
+        rows => Some(LayerGraphs::new(soc, spec, rows)?),
+    };
     let attention = chunk_attention(soc, core, spec, strategy, trace)?;
     let cores = spec.cores as f64;
     let mut t = Trace::new(trace, spec.cores);
@@ -221,7 +225,10 @@ pub fn predict_prefill(
     for c in 0..chunks {
         let chunk_start = t.now;
         let rows = rows_of(c);
-        let graphs = if rows == rows_of(0) { &full } else { &last };
+        let graphs = last
+            .as_ref()
+            .filter(|_| rows != rows_of(0))
+            .unwrap_or(&full);
         let glue = layer_glue(spec, core, rows);
         let embed = spec.linear.glue_ns(core, rows * s.hidden, &EMBED) / cores;
         t.step("embedding lookup", false, embed);
@@ -259,7 +266,7 @@ pub fn predict_prefill(
     t.step("output head (last row)", true, head.lm_head_ns);
     stages.add(&head);
     launches += 1;
-    let decode_ns_per_token = decode_ns(soc, core, spec)?;
+    let decode_ns_per_token = decode_ns(soc, core, spec, head.total_ns())?;
     Ok(PrefillPrediction {
         strategy,
         stages,
@@ -270,8 +277,8 @@ pub fn predict_prefill(
     })
 }
 
-/// Mean time per output token of the dense decode steps, ns.
-fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<f64> {
+/// Mean time per output token of the dense decode steps, ns; `head_ns` is the output head's.
+fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec, head_ns: f64) -> Result<f64> {
     if spec.decode_steps == 0 {
         return Ok(0.0);
     }
@@ -279,7 +286,6 @@ fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<f64
     let graphs = LayerGraphs::new(soc, spec, 1)?;
     let linear: f64 = graphs.graphs.iter().map(|(_, c)| c.launch_ns(false)).sum();
     let glue: f64 = layer_glue(spec, core, 1).iter().sum();
-    let head = lm_head(soc, core, spec)?.total_ns();
     let mut total = 0.0;
     for step in 0..spec.decode_steps {
         let kv_len = spec.prompt_len + step + 1;
@@ -292,7 +298,7 @@ fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<f64
             false,
         );
         let attention = per_head * s.q_heads as f64 / spec.cores as f64;
-        total += s.layers as f64 * (linear + glue + attention) + head;
+        total += s.layers as f64 * (linear + glue + attention) + head_ns;
     }
     Ok(total / spec.decode_steps as f64)
 }
