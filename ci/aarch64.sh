@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the workspace for aarch64-unknown-linux-gnu and runs the CPU kernel tests (NEON path)
+# Type-checks the workspace for aarch64-unknown-linux-gnu and runs the CPU kernel tests (NEON path)
 # under qemu-user. Installs what it needs (idempotent): the rustup target, Debian's
 # gcc-aarch64-linux-gnu linker and qemu-user.
 set -euo pipefail
@@ -17,8 +17,11 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 
-echo "== aarch64: build the workspace"
-# The ggml baseline is left out: it cross-compiles llama.cpp with CMake, and only times x86 here.
-cargo build --workspace --exclude shadowattn-ggml --target "$target" --quiet
+echo "== aarch64: type-check the workspace"
+# `check` compiles every crate for aarch64 (its cfg(target_arch) paths included) without the
+# code generation a build would spend on crates no test below runs; the kernel crates are built
+# and linked by the tests. The ggml baseline is left out: it cross-compiles llama.cpp with
+# CMake, and only times x86 here.
+cargo check --workspace --exclude shadowattn-ggml --target "$target" --quiet
 echo "== aarch64: CPU kernel tests under qemu"
 cargo test -p shadowattn-hal -p shadowattn-cpu --target "$target"

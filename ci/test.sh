@@ -8,17 +8,22 @@ cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Each section's start, in seconds since this script began, to see where CI's time goes.
+section() { echo "== $* (at ${SECONDS} s)"; }
+SECONDS=0
+section "setup: what a fresh machine lacks"
+
 bash ci/setup.sh
 
-echo "== cargo fmt --check"
+section "cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy"
+section "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # `shadowattn bench --features ggml` times ggml's flash attention beside ours.
 cargo clippy -p shadowattn-cli --features ggml --all-targets -- -D warnings
-echo "== cargo doc"
+section "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
-echo "== test dependencies"
+section "test dependencies"
 # Qualcomm's HTP emulator (PyPI wheel onnxruntime-qnn), cached under target/qnn-emulator.
 SHADOWATTN_QNN_LIB="$(bash ci/qnn-emulator.sh)"
 export SHADOWATTN_QNN_LIB
@@ -31,20 +36,21 @@ export SHADOWATTN_MODEL
 # the C example's test.
 cargo build --quiet -p shadowattn-qnn-fake -p shadowattn-neuron-shim -p shadowattn-capi
 
-echo "== doc tests"
+section "doc tests"
 cargo test --workspace --doc
-echo "== cargo nextest"
+section "cargo nextest"
 cargo nextest run --workspace --no-fail-fast
-echo "== shadowattn bench with ggml beside our kernels (a small shape, one run)"
+section "shadowattn bench with ggml beside our kernels (a small shape, one run)"
 cargo run --quiet -p shadowattn-cli --features ggml -- bench --shapes 4/2/32/64 --threads 1,2 \
   --runs 1 --q-len 16 --kernels ggml-flash-attn,ggml-flash-attn-f16
-echo "== the C API from C (example, error paths, static and shared linking)"
+section "the C API from C (example, error paths, static and shared linking)"
 bash ci/capi.sh
-echo "== dense perplexity against the independent NumPy reference"
+section "dense perplexity against the independent NumPy reference"
 bash ci/model-reference.sh
-echo "== leak checks (valgrind) on the vendor FFI paths"
+section "leak checks (valgrind) on the vendor FFI paths"
 bash ci/leak-check.sh
-echo "== aarch64"
+section "aarch64"
 bash ci/aarch64.sh
-echo "== miri"
+section "miri"
 bash ci/miri.sh
+echo "== all tests passed in ${SECONDS} s"
