@@ -5,22 +5,15 @@ use crate::backends::{shadowattn_compute, shadowattn_npu};
 use crate::error::{guard, last_error_text, shadowattn_status, ApiError};
 use crate::report::shadowattn_report;
 use crate::{check_abi, shadowattn_shape, sys, SHADOWATTN_PILOT_INT32, SHADOWATTN_PILOT_INT8};
-use shadowattn_hal::{AttentionInputs, HalError};
-use shadowattn_pipeline::CostModel;
-use shadowattn_simulator::cpu_model::SelectionSharing;
-use shadowattn_simulator::layer::SocCosts;
-use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
+use shadowattn_hal::AttentionInputs;
+use shadowattn_pipeline::Placement;
 use shadowattn_sparse_attn::calibration::{BucketGrid, Calibration, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::setup::{BankOrigin, CoreSetup, MissingBank};
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowAttention, ShadowConfig};
-use shadowattn_sparse_attn::SparseAttnError;
 use std::ffi::{c_char, CString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Fused-head counts of the graph bank.
-const FUSED: [usize; 3] = [4, 2, 1];
 
 /// How a context is built. Fill it with `shadowattn_context_options_default` and change what
 /// you need.
@@ -142,88 +135,6 @@ fn config(o: &shadowattn_context_options) -> Result<ShadowConfig, ApiError> {
     Ok(c)
 }
 
-/// The stage prices: the simulator's model of its SoC's mid core, or one cost per unit of work
-/// for other backends.
-fn costs(
-    npu: &shadowattn_npu,
-    calib: &Calibration,
-    spec: &BankSpec,
-) -> Result<Box<dyn CostModel>, ApiError> {
-    match &npu.opened.soc {
-        Some(soc) => {
-            let core = soc
-                .core("mid")
-                .or_else(|| soc.cpu.cores.first())
-                .ok_or_else(|| {
-                    ApiError::invalid(format!("SoC profile `{}` has no CPU core", soc.name))
-                })?;
-            let pilots = FUSED
-                .iter()
-                .map(|&f| Ok((f, spec.pilot(&calib.grid, 0, f).graph()?)))
-                .collect::<Result<Vec<_>, SparseAttnError>>()?;
-            // The core's default: a GQA group of several heads shares its key set.
-            let m = &calib.model;
-            let sharing = if m.q_heads > m.kv_heads {
-                SelectionSharing::PerGroup
-            } else {
-                SelectionSharing::PerHead
-            };
-            Ok(Box::new(SocCosts::new(
-                soc,
-                core,
-                pilots,
-                spec.kv_len,
-                spec.head_dim,
-                sharing,
-            )))
-        }
-        None => Ok(Box::new(CostTable::uniform(&FUSED))),
-    }
-}
-
-/// The bank from the cache file when it holds this bank, else compiled (and written to the
-/// cache where the backend can serialize). `Err` is a reason to run dense.
-fn bank(
-    npu: &shadowattn_npu,
-    calib: &Calibration,
-    spec: &BankSpec,
-    cache: Option<&Path>,
-) -> Result<(Result<GraphBank, String>, bool), ApiError> {
-    let backend = npu.opened.backend.as_ref();
-    if let Some(path) = cache {
-        if let Ok(bytes) = std::fs::read(path) {
-            if let Ok(b) = GraphBank::load(backend, &calib.grid, spec.clone(), &bytes) {
-                return Ok((Ok(b), true));
-            }
-        }
-    }
-    let built = match GraphBank::build(backend, &calib.grid, spec.clone()) {
-        Ok(b) => b,
-        Err(e) => {
-            return Ok((
-                Err(format!(
-                    "{} could not compile the graph bank: {e}",
-                    backend.name()
-                )),
-                false,
-            ))
-        }
-    };
-    if let Some(path) = cache {
-        match built.serialize() {
-            Ok(bytes) => std::fs::write(path, bytes).map_err(|e| {
-                ApiError::new(
-                    crate::error::SHADOWATTN_ERROR_IO,
-                    format!("cannot write the bank cache {}: {e}", path.display()),
-                )
-            })?,
-            Err(SparseAttnError::Hal(HalError::NotProvided { .. })) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok((Ok(built), false))
-}
-
 fn create(
     npu: *const shadowattn_npu,
     compute: *const shadowattn_compute,
@@ -237,22 +148,22 @@ fn create(
     if out.is_null() {
         return Err(ApiError::null("out"));
     }
-    let cache = sys::optional_string(o.bank_cache, "options.bank_cache")?.map(Path::new);
-    let spec = BankSpec {
-        q_len: o.max_q_len as usize,
-        kv_len: o.max_kv_len as usize,
-        head_dim: calib.model.head_dim,
-        fused: FUSED.to_vec(),
-        output: pilot_output(o)?,
-    };
-    let config = config(o)?;
-    let costs = costs(npu, &calib, &spec)?;
-    let shared = compute.backend.clone();
-    let (bank, bank_loaded) = bank(npu, &calib, &spec, cache)?;
-    let shadow = match bank {
-        Ok(b) => ShadowAttention::new(b, calib, shared, costs, config)?,
-        Err(reason) => ShadowAttention::without_bank(reason, calib, shared, costs, config)?,
-    };
+    let cache = sys::optional_string(o.bank_cache, "options.bank_cache")?.map(PathBuf::from);
+    // The simulator's SoC prices the layer on its mid cores; other backends get uniform prices.
+    let core = CoreSetup::new(
+        npu.opened.backend.as_ref(),
+        calib,
+        o.max_q_len as usize,
+        o.max_kv_len as usize,
+    )
+    .pilot_output(pilot_output(o)?)
+    .config(config(o)?)
+    .cache(cache)
+    .device(npu.opened.device.as_deref(), Placement::default())
+    .missing_bank(MissingBank::RunDense)
+    .build(compute.backend.clone())?;
+    let shadow = core.shadow;
+    let bank_loaded = core.bank == BankOrigin::Loaded;
     let handle = Box::into_raw(Box::new(shadowattn_context {
         shadow,
         bank_loaded,

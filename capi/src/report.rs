@@ -220,25 +220,11 @@ pub extern "C" fn shadowattn_report_times(
 ) -> shadowattn_status {
     guard(|| {
         let r = sys::get(report, "report")?;
-        let simulated_npu_ns = r
-            .result
-            .events
-            .iter()
-            .filter(|e| {
-                e.kind == EventKind::Launch
-                    && e.source == FigureSource::Simulated
-                    && e.track == "npu"
-            })
-            .map(|e| e.duration_ns)
-            .sum();
+        let t = r.result.times(r.measured_ns);
         let times = shadowattn_times {
-            measured_ns: r.measured_ns,
-            projected_ns: r
-                .result
-                .plan
-                .as_ref()
-                .map_or(0, |p| p.projected_ns.round() as u64),
-            simulated_npu_ns,
+            measured_ns: t.measured_ns,
+            projected_ns: t.projected_ns,
+            simulated_npu_ns: t.simulated_npu_ns,
         };
         sys::put(out, times, "out")
     })

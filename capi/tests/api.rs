@@ -11,6 +11,7 @@ use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::Calibration;
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::ffi::{c_char, CStr, CString};
@@ -164,7 +165,7 @@ fn a_chunk_through_c_equals_the_rust_api_bit_for_bit() {
         q_len: SHAPE.2,
         kv_len: SHAPE.3,
         head_dim: SHAPE.4,
-        fused: vec![4, 2, 1],
+        fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int8 { acc_range },
     };
     let bank = GraphBank::build(&sim, &calib.grid, spec).unwrap();
@@ -172,7 +173,7 @@ fn a_chunk_through_c_equals_the_rust_api_bit_for_bit() {
         bank,
         calib,
         &cpu,
-        CostTable::uniform(&[4, 2, 1]),
+        CostTable::uniform(&FUSED_HEADS),
         ShadowConfig::default(),
     )
     .unwrap();

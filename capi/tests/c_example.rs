@@ -9,6 +9,7 @@ use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use shadowattn_test_support::{cdylib, missing_dependency, target_dir};
@@ -88,7 +89,7 @@ fn the_c_example_gives_the_rust_apis_output_and_selection() {
         q_len: q,
         kv_len: k,
         head_dim: d,
-        fused: vec![4, 2, 1],
+        fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int8 { acc_range },
     };
     let bank = GraphBank::build(&sim, &calib.grid, spec).unwrap();
@@ -97,7 +98,7 @@ fn the_c_example_gives_the_rust_apis_output_and_selection() {
         bank,
         calib,
         &cpu,
-        CostTable::uniform(&[4, 2, 1]),
+        CostTable::uniform(&FUSED_HEADS),
         ShadowConfig::default(),
     )
     .unwrap();

@@ -21,12 +21,12 @@ fn line(name: &str, result: Result<String, String>) {
 fn npu(spec: &NpuSpec) {
     let result = spec.open(&open_options()).map(|opened| {
         let b = opened.backend;
-        match (spec, &opened.soc) {
+        match (spec, &opened.device) {
             (NpuSpec::Cpu, _) => format!(
                 "golden reference {} (the interpreter as NPU, the kernels as compute)",
                 b.version()
             ),
-            (_, Some(p)) => format!("simulator of {} ({})", p.soc, p.npu_arch),
+            (_, Some(device)) => device.describe(),
             _ => b.version(),
         }
     });

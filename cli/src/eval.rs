@@ -8,13 +8,15 @@ use crate::backends::open_options;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
-use shadowattn_models::attention::{Core, Dense, Ranking, RecallProbe, Sparse};
+use shadowattn_hal::{ComputeBackend, NpuBackend};
+use shadowattn_models::attention::{CoreAttention, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{
     ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
     windows, Ablation, ImportanceRule,
 };
-use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
+use shadowattn_sparse_attn::allocation::MassCurve;
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
 use shadowattn_sparse_attn::metrics::percentile;
 use shadowattn_sparse_attn::pilot::PilotOutput;
@@ -181,8 +183,35 @@ pub(crate) fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
-/// Runs the command.
+/// Runs the command: the dense perplexity, then (unless `--dense-only`) the calibration on the
+/// calibration text and the table of sparse runs.
 pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
+    check(args)?;
+    let compute_box = args.compute.open(&open_options())?;
+    let compute = compute_box.as_ref();
+    let npu = match &args.npu {
+        Some(spec) => Some(spec.open(&open_options())?),
+        None => None,
+    };
+    let started = Instant::now();
+    let text = Evaluation::load(args, compute)?;
+    if args.dense_only {
+        return Ok(());
+    }
+    let calibrated = Calibrated::on_calibration_text(&text)?;
+    calibrated.print_pilot_recall()?;
+    println!(
+        "selection: {} (min_keys {})",
+        args.selection.describe(),
+        args.min_keys
+    );
+    calibrated.table(npu.as_ref().map(|o| o.backend.as_ref()))?;
+    println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Refuses ratios outside (0, 1].
+fn check(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     for &r in &args.ratios {
         if !(r > 0.0 && r <= 1.0) {
             return Err(format!("--ratios: {r} is not in (0, 1]").into());
@@ -191,270 +220,351 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     if !(args.min_ratio_fraction > 0.0 && args.min_ratio_fraction <= 1.0) {
         return Err("--min-ratio-fraction must be in (0, 1]".into());
     }
-    let compute_box = args.compute.open(&open_options())?;
-    let compute = compute_box.as_ref();
-    let npu = match &args.npu {
-        Some(spec) => Some(spec.open(&open_options())?),
-        None => None,
-    };
-    let started = Instant::now();
-    let gguf = Gguf::open(&args.model)?;
-    let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    let model = Llama::from_gguf(&gguf)?;
-    let name = gguf
-        .get("general.name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("model")
-        .to_string();
-    drop(gguf);
-    let c = model.config.clone();
-    println!(
-        "model: {name} ({} layers, {} query / {} KV heads, head_dim {})",
-        c.layers, c.q_heads, c.kv_heads, c.head_dim
-    );
-    let text = read(&args.text)?;
-    let ids = tokenizer.encode(&text)?;
-    let eval = windows(&ids, args.window, tokenizer.bos, args.max_windows)?;
-    println!(
-        "text: {} ({} tokens, {} windows of up to {})",
-        args.text.display(),
-        ids.len(),
-        eval.len(),
-        args.window
-    );
-    let dense = perplexity(&model, &eval, &mut Dense { compute })?;
-    println!("ppl_dense: {:.6} ({} predictions)", dense.ppl, dense.scored);
-    if args.dense_only {
-        return Ok(());
+    Ok(())
+}
+
+/// The model, its tokenizer and the evaluation windows, with the dense perplexity.
+struct Evaluation<'a> {
+    args: &'a EvalArgs,
+    compute: &'a dyn ComputeBackend,
+    model: Llama,
+    tokenizer: Tokenizer,
+    name: String,
+    windows: Vec<Vec<u32>>,
+    dense_ppl: f64,
+}
+
+impl<'a> Evaluation<'a> {
+    /// Opens the model, tokenizes the text and measures the dense perplexity (printed).
+    fn load(args: &'a EvalArgs, compute: &'a dyn ComputeBackend) -> Result<Self, Box<dyn Error>> {
+        let gguf = Gguf::open(&args.model)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let model = Llama::from_gguf(&gguf)?;
+        let name = gguf
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("model")
+            .to_string();
+        drop(gguf);
+        let c = &model.config;
+        println!(
+            "model: {name} ({} layers, {} query / {} KV heads, head_dim {})",
+            c.layers, c.q_heads, c.kv_heads, c.head_dim
+        );
+        let text = read(&args.text)?;
+        let ids = tokenizer.encode(&text)?;
+        let eval = windows(&ids, args.window, tokenizer.bos, args.max_windows)?;
+        println!(
+            "text: {} ({} tokens, {} windows of up to {})",
+            args.text.display(),
+            ids.len(),
+            eval.len(),
+            args.window
+        );
+        let dense = perplexity(&model, &eval, &mut Dense { compute })?;
+        println!("ppl_dense: {:.6} ({} predictions)", dense.ppl, dense.scored);
+        Ok(Evaluation {
+            args,
+            compute,
+            model,
+            tokenizer,
+            name,
+            windows: eval,
+            dense_ppl: dense.ppl,
+        })
     }
 
-    // Calibration on another text: real Q/K scales for the bucket grid, importance by ablation.
-    let calib_text = read(&args.calibration_text)?;
-    let calib_ids = tokenizer.encode(&calib_text)?;
-    let calib = windows(
-        &calib_ids,
-        args.calibration_window,
-        tokenizer.bos,
-        args.calibration_windows,
-    )?;
-    let ablated = args.allocations.iter().any(|a| a.needs_ablation());
-    let ablation: Option<Ablation> = if ablated {
-        Some(ablation(args, &model, compute, &calib)?)
-    } else {
-        None
-    };
-    if let (Some(path), Some(a)) = (&args.ablation_out, &ablation) {
-        std::fs::write(path, serde_json::to_string(a)?)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+    /// A table row: the perplexity of `attention` and its change from dense, %.
+    fn row(&self, attention: &mut dyn Attention) -> Result<(f64, f64), Box<dyn Error>> {
+        let p = perplexity(&self.model, &self.windows, attention)?;
+        Ok((p.ppl, (p.ppl / self.dense_ppl - 1.0) * 100.0))
     }
-    if let Some(a) = &ablation {
-        let layer_ppl: Vec<String> = a.layers.iter().map(|l| format!("{:.1}", l.exp())).collect();
-        println!(
-            "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
-            a.base.exp(),
-            c.layers - 1,
-            layer_ppl.join(" ")
-        );
-    }
-    let sharing = args.selection.sharing();
-    let curves = if args.allocations.contains(&AllocationArg::Mass) {
-        let t = Instant::now();
-        let mass_window = args.mass_window.unwrap_or(args.calibration_window);
-        let mass_calib = windows(
+}
+
+/// What the calibration text gives: its windows, the ablation, the mass curves and the base
+/// calibration (scales, bucket grid, the INT8 output's range).
+struct Calibrated<'e> {
+    text: &'e Evaluation<'e>,
+    windows: Vec<Vec<u32>>,
+    ablation: Option<Ablation>,
+    curves: Option<Vec<Vec<MassCurve>>>,
+    base: Calibration,
+}
+
+impl<'e> Calibrated<'e> {
+    /// Ablation (when an allocation needs it), mass curves (for `mass`), the base calibration
+    /// with its tuned accumulator range, and `--calibration-out`; each printed.
+    fn on_calibration_text(text: &'e Evaluation<'e>) -> Result<Self, Box<dyn Error>> {
+        let args = text.args;
+        let calib_text = read(&args.calibration_text)?;
+        let calib_ids = text.tokenizer.encode(&calib_text)?;
+        let windows = windows(
             &calib_ids,
-            mass_window,
-            tokenizer.bos,
+            args.calibration_window,
+            text.tokenizer.bos,
             args.calibration_windows,
         )?;
-        let curves = mass_curves(&model, compute, &mass_calib, sharing, args.min_keys)?;
+        let ablation = if args.allocations.iter().any(|a| a.needs_ablation()) {
+            Some(ablation(args, &text.model, text.compute, &windows)?)
+        } else {
+            None
+        };
+        if let (Some(path), Some(a)) = (&args.ablation_out, &ablation) {
+            std::fs::write(path, serde_json::to_string(a)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(a) = &ablation {
+            let layer_ppl: Vec<String> =
+                a.layers.iter().map(|l| format!("{:.1}", l.exp())).collect();
+            println!(
+                "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
+                a.base.exp(),
+                text.model.config.layers - 1,
+                layer_ppl.join(" ")
+            );
+        }
+        let curves = match args.allocations.contains(&AllocationArg::Mass) {
+            true => Some(curves(text, &calib_ids)?),
+            false => None,
+        };
+        let base = calibration_at(
+            text,
+            &windows,
+            ablation.as_ref(),
+            0.2,
+            ImportanceRule::PerplexityProduct,
+        )?;
+        let mut calibrated = Calibrated {
+            text,
+            windows,
+            ablation,
+            curves,
+            base,
+        };
+        calibrated.tune_range()?;
+        calibrated.write_file()?;
+        Ok(calibrated)
+    }
+
+    /// Tunes the INT8 output's accumulator range on the calibration text (printed).
+    fn tune_range(&mut self) -> Result<(), Box<dyn Error>> {
+        let (text, args) = (self.text, self.text.args);
+        let t = Instant::now();
+        let (acc_range, tried) = tune_accumulator_range(
+            &text.model,
+            text.compute,
+            &self.windows,
+            &self.base,
+            (0.2, args.selection.sharing(), args.min_keys),
+        )?;
+        self.base.pilot_acc_range = Some(acc_range);
+        let tried: Vec<String> = tried
+            .iter()
+            .map(|(r, ppl)| format!("{r:.0}: {ppl:.3}"))
+            .collect();
         println!(
-            "mass_curves: {} units on {} ({} windows of {}) in {:.1} s",
-            curves.iter().map(Vec::len).sum::<usize>(),
-            args.calibration_text.display(),
-            mass_calib.len(),
-            mass_window,
+            "accumulator_range: {acc_range:.0} (calibration-text perplexity with the INT8-output pilot, uniform 20 %, per range: {}; {:.1} s)",
+            tried.join(", "),
             t.elapsed().as_secs_f64()
         );
-        Some(curves)
-    } else {
-        None
-    };
-    let uniform_importance = vec![vec![1.0; c.q_heads]; c.layers];
-    let calibration_at =
-        |ratio: f32, rule: ImportanceRule| -> Result<Calibration, Box<dyn Error>> {
-            let cfg = RatioConfig {
-                global_ratio: ratio,
-                min_ratio: ratio * args.min_ratio_fraction,
-                importance_clamp: (1e-8, 1e8),
-            };
-            Ok(calibrate(
-                &model,
-                &name,
-                compute,
-                &calib[0],
-                &ablation
-                    .as_ref()
-                    .map_or_else(|| uniform_importance.clone(), |a| a.importance(rule)),
-                cfg,
-                args.center_keys,
-            )?)
+        let base = &self.base;
+        println!(
+            "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
+            base.mean_q_scale,
+            base.mean_k_scale,
+            base.grid.len(),
+            base.pilot_acc_range.unwrap_or(f32::NAN),
+            base.center_keys
+        );
+        Ok(())
+    }
+
+    /// Writes `--calibration-out`: the best rule of the measured table (the README's), mass
+    /// where it ran.
+    fn write_file(&self) -> Result<(), Box<dyn Error>> {
+        let args = self.text.args;
+        let Some(path) = &args.calibration_out else {
+            return Ok(());
         };
-    let mut base = calibration_at(0.2, ImportanceRule::PerplexityProduct)?;
-    let t = Instant::now();
-    let (acc_range, tried) = tune_accumulator_range(
-        &model,
-        compute,
-        &calib,
-        &base,
-        (0.2, sharing, args.min_keys),
-    )?;
-    base.pilot_acc_range = Some(acc_range);
-    let tried: Vec<String> = tried
-        .iter()
-        .map(|(r, ppl)| format!("{r:.0}: {ppl:.3}"))
-        .collect();
-    println!(
-        "accumulator_range: {acc_range:.0} (calibration-text perplexity with the INT8-output pilot, uniform 20 %, per range: {}; {:.1} s)",
-        tried.join(", "),
-        t.elapsed().as_secs_f64()
-    );
-    println!(
-        "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
-        base.mean_q_scale,
-        base.mean_k_scale,
-        base.grid.len(),
-        base.pilot_acc_range.unwrap_or(f32::NAN),
-        base.center_keys
-    );
-    if let Some(path) = &args.calibration_out {
-        // The best rule of the measured table (the README's): mass where it ran.
-        let (rule, file) = match &curves {
-            Some(curves) => {
-                let ratios = ratios_from_curves(
-                    &model,
-                    curves,
-                    sharing,
-                    (0.2, 0.2 * args.min_ratio_fraction),
-                )?;
-                let rule = AllocationArg::Mass.label(args.selection);
-                (
-                    rule,
-                    Calibration {
-                        ratios,
-                        ..base.clone()
-                    },
-                )
-            }
-            None if ablated => (
-                AllocationArg::PplProduct.label(args.selection),
-                base.clone(),
-            ),
-            None => (AllocationArg::Uniform.label(args.selection), base.clone()),
+        let rule = match (&self.curves, &self.ablation) {
+            (Some(_), _) => AllocationArg::Mass,
+            (None, Some(_)) => AllocationArg::PplProduct,
+            (None, None) => AllocationArg::Uniform,
+        };
+        let file = match rule {
+            AllocationArg::Mass => Calibration {
+                ratios: self.ratios(AllocationArg::Mass, 0.2)?,
+                ..self.base.clone()
+            },
+            _ => self.base.clone(),
         };
         file.save(path)?;
         println!(
-            "calibration_file: {} (ratios: {rule} at 20 %)",
-            path.display()
+            "calibration_file: {} (ratios: {} at 20 %)",
+            path.display(),
+            rule.label(args.selection)
         );
-    }
-    for output in [PilotOutput::Int32, PilotOutput::int8_of(&base)?] {
-        let mut probe = RecallProbe {
-            compute,
-            grid: base.grid.clone(),
-            output,
-            center_keys: base.center_keys,
-            ratio: 0.2,
-            recalls: Vec::new(),
-        };
-        model.forward(&eval[0], &mut probe)?;
-        let recalls: Vec<f64> = probe.recalls.iter().map(|r| r.2).collect();
-        println!(
-            "pilot_recall_20pct ({}): mean {:.4}, p5 {:.4} over {} heads (first window; pilot top-k per head vs exact top-k of the same size)",
-            match output {
-                PilotOutput::Int32 => RankingArg::PilotI32.label(),
-                PilotOutput::Int8 { .. } => RankingArg::PilotI8.label(),
-            },
-            recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
-            percentile(&recalls, 5.0),
-            recalls.len()
-        );
+        Ok(())
     }
 
-    println!(
-        "selection: {} (min_keys {})",
-        args.selection.describe(),
-        args.min_keys
-    );
-    println!("ratio\tallocation\tranking\tppl\tvs_dense");
-    let runs = args.ratios.len()
-        * args.allocations.len()
-        * (args.rankings.len() + usize::from(npu.is_some()));
-    let bar = progress_bar(runs);
-    for &ratio in &args.ratios {
-        for &allocation in &args.allocations {
-            let ratios = match allocation {
-                AllocationArg::Uniform => Sparse::uniform(c.layers, c.q_heads, ratio),
-                AllocationArg::PplProduct => {
-                    calibration_at(ratio, ImportanceRule::PerplexityProduct)?.ratios
-                }
-                AllocationArg::LossIncrease => {
-                    calibration_at(ratio, ImportanceRule::LossIncrease)?.ratios
-                }
-                AllocationArg::Mass => ratios_from_curves(
-                    &model,
-                    curves.as_ref().expect("computed when asked for"),
-                    sharing,
-                    (ratio, ratio * args.min_ratio_fraction),
-                )?,
+    /// The per-head ratios of `allocation` at mean `ratio`.
+    fn ratios(
+        &self,
+        allocation: AllocationArg,
+        ratio: f32,
+    ) -> Result<Vec<Vec<f32>>, Box<dyn Error>> {
+        let text = self.text;
+        let c = &text.model.config;
+        let at = |rule| calibration_at(text, &self.windows, self.ablation.as_ref(), ratio, rule);
+        Ok(match allocation {
+            AllocationArg::Uniform => Sparse::uniform(c.layers, c.q_heads, ratio),
+            AllocationArg::PplProduct => at(ImportanceRule::PerplexityProduct)?.ratios,
+            AllocationArg::LossIncrease => at(ImportanceRule::LossIncrease)?.ratios,
+            AllocationArg::Mass => ratios_from_curves(
+                &text.model,
+                self.curves
+                    .as_ref()
+                    .ok_or("the mass curves were not measured")?,
+                text.args.selection.sharing(),
+                (ratio, ratio * text.args.min_ratio_fraction),
+            )?,
+        })
+    }
+
+    /// The pilot's top-k recall on the first evaluation window, INT32 and INT8 output (printed).
+    fn print_pilot_recall(&self) -> Result<(), Box<dyn Error>> {
+        let (text, base) = (self.text, &self.base);
+        for output in [PilotOutput::Int32, PilotOutput::int8_of(base)?] {
+            let mut probe = RecallProbe {
+                compute: text.compute,
+                grid: base.grid.clone(),
+                output,
+                center_keys: base.center_keys,
+                ratio: 0.2,
+                recalls: Vec::new(),
             };
-            let allocation = allocation.label(args.selection);
-            for &ranking in &args.rankings {
-                bar.set_message(format!("{ratio} {allocation} {}", ranking.label()));
-                let mut sparse = Sparse::new(compute, ratios.clone(), ranking.ranking(&base)?)
-                    .with_sharing(args.selection.sharing());
-                sparse.min_keys = args.min_keys;
-                let p = perplexity(&model, &eval, &mut sparse)?;
-                bar.suspend(|| {
-                    println!(
-                        "{ratio}\t{allocation}\t{}\t{:.4}\t{:+.2}%",
-                        ranking.label(),
-                        p.ppl,
-                        (p.ppl / dense.ppl - 1.0) * 100.0
-                    )
-                });
-                bar.inc(1);
-            }
-            if let Some(choice) = &npu {
-                let calibration = Calibration {
-                    ratios: ratios.clone(),
-                    ..base.clone()
-                };
-                let mut core = Core::build(
-                    choice.backend.as_ref(),
-                    compute,
-                    calibration,
-                    args.window,
-                    args.selection.granularity(),
-                    args.min_keys,
-                )?;
-                bar.set_message(format!("{ratio} {allocation} @{}", choice.backend.name()));
-                let p = perplexity(&model, &eval, &mut core)?;
-                bar.suspend(|| {
-                    println!(
-                        "{ratio}\t{allocation}\t{}@{}\t{:.4}\t{:+.2}%",
-                        RankingArg::PilotI8.label(),
-                        choice.backend.name(),
-                        p.ppl,
-                        (p.ppl / dense.ppl - 1.0) * 100.0
-                    )
-                });
-                bar.inc(1);
+            text.model.forward(&text.windows[0], &mut probe)?;
+            let recalls: Vec<f64> = probe.recalls.iter().map(|r| r.2).collect();
+            println!(
+                "pilot_recall_20pct ({}): mean {:.4}, p5 {:.4} over {} heads (first window; pilot top-k per head vs exact top-k of the same size)",
+                match output {
+                    PilotOutput::Int32 => RankingArg::PilotI32.label(),
+                    PilotOutput::Int8 { .. } => RankingArg::PilotI8.label(),
+                },
+                recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
+                percentile(&recalls, 5.0),
+                recalls.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The table: every ratio, allocation and ranking (and the core on `npu`), one row each.
+    fn table(&self, npu: Option<&dyn NpuBackend>) -> Result<(), Box<dyn Error>> {
+        let (text, args) = (self.text, self.text.args);
+        println!("ratio\tallocation\tranking\tppl\tvs_dense");
+        let runs = args.ratios.len()
+            * args.allocations.len()
+            * (args.rankings.len() + usize::from(npu.is_some()));
+        let bar = progress_bar(runs);
+        let print = |ratio: f32, allocation: &str, ranking: &str, (ppl, pct): (f64, f64)| {
+            bar.suspend(|| println!("{ratio}\t{allocation}\t{ranking}\t{ppl:.4}\t{pct:+.2}%"));
+            bar.inc(1);
+        };
+        for &ratio in &args.ratios {
+            for &allocation in &args.allocations {
+                let ratios = self.ratios(allocation, ratio)?;
+                let allocation = allocation.label(args.selection);
+                for &ranking in &args.rankings {
+                    bar.set_message(format!("{ratio} {allocation} {}", ranking.label()));
+                    let mut sparse =
+                        Sparse::new(text.compute, ratios.clone(), ranking.ranking(&self.base)?)
+                            .with_sharing(args.selection.sharing());
+                    sparse.min_keys = args.min_keys;
+                    print(ratio, allocation, ranking.label(), text.row(&mut sparse)?);
+                }
+                if let Some(npu) = npu {
+                    let calibration = Calibration {
+                        ratios: ratios.clone(),
+                        ..self.base.clone()
+                    };
+                    let mut core = CoreAttention::build(
+                        npu,
+                        text.compute,
+                        calibration,
+                        args.window,
+                        args.selection.granularity(),
+                        args.min_keys,
+                    )?;
+                    bar.set_message(format!("{ratio} {allocation} @{}", npu.name()));
+                    let ranking = format!("{}@{}", RankingArg::PilotI8.label(), npu.name());
+                    print(ratio, allocation, &ranking, text.row(&mut core)?);
+                }
             }
         }
+        bar.finish_and_clear();
+        Ok(())
     }
-    bar.finish_and_clear();
-    println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
-    Ok(())
+}
+
+/// A calibration of the model on the calibration text at mean `ratio`, heads weighted by the
+/// ablation's `rule` (uniformly without an ablation).
+fn calibration_at(
+    text: &Evaluation<'_>,
+    windows: &[Vec<u32>],
+    ablation: Option<&Ablation>,
+    ratio: f32,
+    rule: ImportanceRule,
+) -> Result<Calibration, Box<dyn Error>> {
+    let args = text.args;
+    let c = &text.model.config;
+    let cfg = RatioConfig {
+        global_ratio: ratio,
+        min_ratio: ratio * args.min_ratio_fraction,
+        importance_clamp: (1e-8, 1e8),
+    };
+    let importance = ablation.map_or_else(
+        || vec![vec![1.0; c.q_heads]; c.layers],
+        |a| a.importance(rule),
+    );
+    Ok(calibrate(
+        &text.model,
+        &text.name,
+        text.compute,
+        &windows[0],
+        &importance,
+        cfg,
+        args.center_keys,
+    )?)
+}
+
+/// The attention-mass curves of every selecting unit on the calibration text (printed).
+fn curves(text: &Evaluation<'_>, calib_ids: &[u32]) -> Result<Vec<Vec<MassCurve>>, Box<dyn Error>> {
+    let args = text.args;
+    let t = Instant::now();
+    let mass_window = args.mass_window.unwrap_or(args.calibration_window);
+    let mass_calib = windows(
+        calib_ids,
+        mass_window,
+        text.tokenizer.bos,
+        args.calibration_windows,
+    )?;
+    let curves = mass_curves(
+        &text.model,
+        text.compute,
+        &mass_calib,
+        args.selection.sharing(),
+        args.min_keys,
+    )?;
+    println!(
+        "mass_curves: {} units on {} ({} windows of {}) in {:.1} s",
+        curves.iter().map(Vec::len).sum::<usize>(),
+        args.calibration_text.display(),
+        mass_calib.len(),
+        mass_window,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(curves)
 }
 
 /// The ablation losses: read from `--ablation`, or measured on `calib`.

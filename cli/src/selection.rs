@@ -1,9 +1,8 @@
 //! `--selection`, the same in every subcommand: who shares a key set per query row.
 
 use clap::ValueEnum;
-use shadowattn_hal::AttentionShape;
 use shadowattn_models::attention::Sharing;
-use shadowattn_simulator::cpu_model::SelectionSharing;
+use shadowattn_pipeline::SelectionSharing;
 use shadowattn_sparse_attn::select::Granularity;
 
 /// Who shares a key set per query row.
@@ -34,12 +33,12 @@ impl SelectionArg {
         }
     }
 
-    /// How the simulator prices the CPU stage of `shape`: a one-head group is a key set per
-    /// head.
-    pub fn simulated(self, shape: &AttentionShape) -> SelectionSharing {
+    /// Who shares a key set in a layer of `q_heads` query and `kv_heads` KV heads: a one-head
+    /// group is a key set per head.
+    pub fn sharing_of(self, q_heads: usize, kv_heads: usize) -> SelectionSharing {
         match self {
-            SelectionArg::Group if shape.q_heads > shape.kv_heads => SelectionSharing::PerGroup,
-            _ => SelectionSharing::PerHead,
+            SelectionArg::Group => SelectionSharing::of_groups(q_heads, kv_heads),
+            SelectionArg::Row => SelectionSharing::PerHead,
         }
     }
 

@@ -5,9 +5,9 @@
 use clap::Args;
 use shadowattn_conformance::seeded::seeded_inputs;
 use shadowattn_hal::{AttentionShape, HostTensor};
-use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::setup::BankSetup;
 use std::error::Error;
 use std::time::Instant;
 
@@ -61,21 +61,24 @@ pub fn run(args: &SoakArgs) -> Result<(), Box<dyn Error>> {
     let npu = choice.backend.as_ref();
     println!("backend: {} {}", npu.name(), npu.version());
     let grid = BucketGrid::new(0.02, 0.03, 1, 0.5)?;
-    let spec = BankSpec {
-        q_len: args.q_len,
-        kv_len: args.kv_len,
-        head_dim: args.head_dim,
-        fused: vec![1, 2],
-        output: PilotOutput::Int8 {
+    // Launches of one and two heads: every bucket twice, a small bank to rebuild many times.
+    let bank = BankSetup::new(
+        npu,
+        grid.clone(),
+        args.q_len,
+        args.kv_len,
+        args.head_dim,
+        PilotOutput::Int8 {
             acc_range: 20_000.0,
         },
-    };
+    )
+    .fused(&[1, 2]);
 
     let start = Instant::now();
     let mut graphs = 0;
     for _ in 0..args.bank_rebuilds {
-        let bank = GraphBank::build(npu, &grid, spec.clone())?;
-        graphs += bank.len();
+        let (built, _) = bank.build()?;
+        graphs += built.len();
     }
     let rebuild_time = start.elapsed();
     println!(
@@ -84,7 +87,7 @@ pub fn run(args: &SoakArgs) -> Result<(), Box<dyn Error>> {
         rebuild_time.as_secs_f64()
     );
 
-    let pilot = spec.pilot(&grid, grid.len() / 2, 2).graph()?;
+    let pilot = bank.spec().pilot(&grid, grid.len() / 2, 2).graph()?;
     let mut compiled = npu.compile(&pilot)?;
     let inputs = seeded_inputs(&pilot, 0x5eed);
     let mut outputs: Vec<HostTensor> = pilot

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::{PilotOutput, PilotSpec};
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 
 /// What part of the stack a case checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -426,15 +427,13 @@ pub fn conformance_grid() -> BucketGrid {
     BucketGrid::new(0.02, 0.03, 1, 0.5).expect("valid grid")
 }
 
-/// Fused-head counts of the graph cases.
-pub const FUSED: [usize; 3] = [1, 2, 4];
-
 fn pilot_cases() -> Vec<Case> {
     let grid = conformance_grid();
     let mut cases = Vec::new();
     for bucket in 0..grid.len() {
         let (q_scale, k_scale) = grid.bucket(bucket);
-        for fused in FUSED {
+        // Every fused count of the core's bank, smallest first.
+        for fused in FUSED_HEADS.into_iter().rev() {
             for (output, label, tol) in [
                 (PilotOutput::Int32, "i32", Tiers::single(Tolerance::Exact)),
                 (

@@ -2,7 +2,7 @@
 //! else that does not match the golden reference within its tolerance, and prove each
 //! tolerance rejects wrong outputs ([`crate::mutation`]).
 
-use crate::cases::{Case, CaseKind, Group, FUSED};
+use crate::cases::{Case, CaseKind, Group};
 use crate::mutation::{self, MutationRecord, Reference};
 pub use crate::outcome::{CaseResult, Status};
 use crate::outcome::{Suite, Verdict};
@@ -14,12 +14,11 @@ use shadowattn_hal::{
     AttentionShape, ComputeBackend, DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend,
     Quantization, TensorDesc,
 };
-use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
+use shadowattn_sparse_attn::setup::CoreSetup;
+use shadowattn_sparse_attn::shadow::ShadowConfig;
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -257,25 +256,27 @@ fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
         Ok(c) => c,
         Err(e) => return Status::Failed(format!("calibration failed: {e}")),
     };
-    let mut spec = BankSpec {
-        q_len: 16,
-        kv_len: 64,
-        head_dim: 32,
-        fused: FUSED.to_vec(),
-        output: PilotOutput::Int32,
-    };
-    let probe = |spec: &BankSpec| {
-        spec.pilot(&calib.grid, 0, 1)
+    let setup = CoreSetup::new(backend, calib, 16, 64)
+        .pilot_output(PilotOutput::Int32)
+        .config(ShadowConfig {
+            cpu_workers: 2,
+            ..ShadowConfig::default()
+        });
+    let probe = |setup: &CoreSetup<'_>| {
+        setup
+            .bank_spec()
+            .pilot(&setup.calibration().grid, 0, 1)
             .graph()
             .map(|g| backend.check_support(&g))
     };
-    if !matches!(probe(&spec), Ok(Ok(()))) {
+    let mut setup = setup;
+    if !matches!(probe(&setup), Ok(Ok(()))) {
         let acc_range = match int8_accumulator_range(samples[0].inputs()) {
             Ok(s) => s,
             Err(e) => return Status::Failed(e.to_string()),
         };
-        spec.output = PilotOutput::Int8 { acc_range };
-        match probe(&spec) {
+        setup = setup.pilot_output(PilotOutput::Int8 { acc_range });
+        match probe(&setup) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 return Status::Unsupported(format!(
@@ -285,22 +286,9 @@ fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
             Err(e) => return Status::Failed(e.to_string()),
         }
     }
-    let bank = match GraphBank::build(backend, &calib.grid, spec) {
-        Ok(b) => b,
-        Err(e) => return Status::Failed(format!("bank build failed: {e}")),
-    };
-    let mut sa = match ShadowAttention::new(
-        bank,
-        calib,
-        &cpu,
-        CostTable::uniform(&FUSED),
-        ShadowConfig {
-            cpu_workers: 2,
-            ..ShadowConfig::default()
-        },
-    ) {
-        Ok(s) => s,
-        Err(e) => return Status::Failed(e.to_string()),
+    let mut sa = match setup.build(&cpu) {
+        Ok(core) => core.shadow,
+        Err(e) => return Status::Failed(format!("core build failed: {e}")),
     };
     let c = chunk(7);
     let r = match sa.run_chunk(0, c.inputs()) {

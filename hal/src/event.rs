@@ -28,6 +28,59 @@ pub enum FigureSource {
     VendorEstimate,
 }
 
+/// The engines events run on: the `track` of a [`ProfileEvent`], one name per engine for every
+/// backend, the executor and the simulator.
+pub mod track {
+    /// Whole NPU launches.
+    pub const NPU: &str = "npu";
+    /// The NPU's matrix unit.
+    pub const MATRIX: &str = "npu:matrix";
+    /// The NPU's vector units.
+    pub const VECTOR: &str = "npu:vector";
+    /// DMA between DDR and the NPU's on-chip memory.
+    pub const DMA: &str = "npu:dma";
+    /// NPU inputs and outputs through host-shared memory.
+    pub const HOST_IO: &str = "npu:host-io";
+    /// Graph compilation on the host.
+    pub const COMPILE: &str = "compile";
+    /// The host thread that issues NPU launches.
+    pub const LAUNCHER: &str = "launcher";
+    /// Prefix of the CPU workers' tracks.
+    const CPU_PREFIX: &str = "cpu";
+
+    /// CPU worker `worker`'s track (`cpu0`, `cpu1`, …).
+    pub fn cpu(worker: usize) -> String {
+        format!("{CPU_PREFIX}{worker}")
+    }
+
+    /// Whether `track` is a CPU worker's.
+    pub fn is_cpu(track: &str) -> bool {
+        track
+            .strip_prefix(CPU_PREFIX)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// Whether `track` is the NPU or one of its units.
+    pub fn is_npu(track: &str) -> bool {
+        track == NPU || track.strip_prefix(NPU).is_some_and(|r| r.starts_with(':'))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn tracks_are_told_apart() {
+            assert!(is_cpu(&cpu(0)) && is_cpu(&cpu(12)));
+            assert!(!is_cpu("cpu") && !is_cpu("cpux") && !is_cpu(NPU) && !is_cpu(LAUNCHER));
+            for t in [NPU, MATRIX, VECTOR, DMA, HOST_IO] {
+                assert!(is_npu(t) && !is_cpu(t), "{t}");
+            }
+            assert!(!is_npu("npux") && !is_npu(COMPILE) && !is_npu(&cpu(1)));
+        }
+    }
+}
+
 /// One timed event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProfileEvent {

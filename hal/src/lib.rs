@@ -50,7 +50,7 @@ pub use compute::{
 };
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};
-pub use event::{EventKind, FigureSource, ProfileEvent};
+pub use event::{track, EventKind, FigureSource, ProfileEvent};
 pub use half::f16;
 pub use ir::{Constant, Graph, GraphBuilder, Node, Op, OpKind, OutType, Value, ValueId};
 pub use npu::{

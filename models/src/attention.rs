@@ -577,15 +577,16 @@ impl Attention for MassProbe<'_> {
 /// threaded executor) as the model's attention. A chunk that falls back to dense attention is an
 /// error here: a perplexity labelled sparse must not be dense.
 #[derive(Debug)]
-pub struct Core<'c> {
+pub struct CoreAttention<'c> {
     /// The executor.
     pub shadow: shadowattn_sparse_attn::shadow::ShadowAttention<'c>,
 }
 
-impl<'c> Core<'c> {
-    /// The core for prefill chunks of `window` rows: `calibration`'s graph bank (fused counts
-    /// 1, 2, 4, its INT8 output) compiled on `npu`, two CPU workers on `compute`, stage costs
-    /// uniform, selections shared by `granularity`, at least `min_keys` keys per row.
+impl<'c> CoreAttention<'c> {
+    /// The core for prefill chunks of `window` rows, assembled by
+    /// [`shadowattn_sparse_attn::setup::CoreSetup`]: `calibration`'s graph bank (its INT8
+    /// output) compiled on `npu`, two CPU workers on `compute`, uniform stage costs, selections
+    /// shared by `granularity`, at least `min_keys` keys per row.
     pub fn build(
         npu: &dyn shadowattn_hal::NpuBackend,
         compute: &'c dyn ComputeBackend,
@@ -594,35 +595,26 @@ impl<'c> Core<'c> {
         granularity: Granularity,
         min_keys: usize,
     ) -> Result<Self> {
-        use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
-        use shadowattn_sparse_attn::costs::CostTable;
-        use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
-        let spec = BankSpec {
-            q_len: window,
-            kv_len: window,
-            head_dim: calibration.model.head_dim,
-            fused: vec![1, 2, 4],
-            output: PilotOutput::int8_of(&calibration)?,
-        };
-        let bank = GraphBank::build(npu, &calibration.grid, spec)?;
+        use shadowattn_sparse_attn::setup::CoreSetup;
+        use shadowattn_sparse_attn::shadow::ShadowConfig;
+        let output = PilotOutput::int8_of(&calibration)?;
         let config = ShadowConfig {
             cpu_workers: 2,
             min_keys,
             granularity,
             ..ShadowConfig::default()
         };
-        let shadow = ShadowAttention::new(
-            bank,
-            calibration,
-            compute,
-            CostTable::uniform(&[1, 2, 4]),
-            config,
-        )?;
-        Ok(Core { shadow })
+        let core = CoreSetup::new(npu, calibration, window, window)
+            .pilot_output(output)
+            .config(config)
+            .build(compute)?;
+        Ok(CoreAttention {
+            shadow: core.shadow,
+        })
     }
 }
 
-impl Attention for Core<'_> {
+impl Attention for CoreAttention<'_> {
     fn attend(&mut self, layer: usize, inputs: AttentionInputs<'_>, out: &mut [f32]) -> Result<()> {
         let r = self.shadow.run_chunk(layer, inputs)?;
         if let Some(why) = r.fallback() {

@@ -20,6 +20,7 @@ use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, RatioConfig}
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::select::Granularity;
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_test_support::{smollm2_or_skip, target_dir};
 use std::path::PathBuf;
@@ -446,7 +447,7 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
                 q_len: 96,
                 kv_len: 96,
                 head_dim: c.head_dim,
-                fused: vec![1, 2, 4],
+                fused: FUSED_HEADS.to_vec(),
                 output,
             };
             let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
@@ -458,7 +459,7 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
                 bank,
                 calib.clone(),
                 &cpu,
-                CostTable::uniform(&[1, 2, 4]),
+                CostTable::uniform(&FUSED_HEADS),
                 config,
             )
             .unwrap();

@@ -15,6 +15,7 @@ use shadowattn_sparse_attn::calibration::RatioConfig;
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::select::Granularity;
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_test_support::{smollm2_or_skip, target_dir};
 use std::path::PathBuf;
@@ -209,7 +210,7 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
                 q_len: 96,
                 kv_len: 96,
                 head_dim: c.head_dim,
-                fused: vec![1, 2, 4],
+                fused: FUSED_HEADS.to_vec(),
                 output,
             };
             let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
@@ -217,7 +218,7 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
                 bank,
                 calib.clone(),
                 &cpu,
-                CostTable::uniform(&[1, 2, 4]),
+                CostTable::uniform(&FUSED_HEADS),
                 ShadowConfig {
                     granularity: Granularity::Row,
                     ..ShadowConfig::default()

@@ -42,6 +42,20 @@ impl<M: CostModel + ?Sized> CostModel for Box<M> {
     }
 }
 
+impl<M: CostModel + ?Sized> CostModel for std::sync::Arc<M> {
+    fn launch_ns(&self, fused: usize) -> Result<f64> {
+        (**self).launch_ns(fused)
+    }
+
+    fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
+        (**self).step_ns(step, work)
+    }
+
+    fn validate(&self) -> Result<()> {
+        (**self).validate()
+    }
+}
+
 /// CPU time of each step of one unit, ns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepCosts {

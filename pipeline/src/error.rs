@@ -23,4 +23,8 @@ pub enum PipelineError {
     /// follow its launch order.
     #[error("invalid plan: {0}")]
     Plan(String),
+    /// A question the device model cannot answer (a core cluster it lacks, a graph it cannot
+    /// price).
+    #[error("{0}")]
+    Device(String),
 }

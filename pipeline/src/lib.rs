@@ -32,13 +32,17 @@
 //! ```
 
 mod costs;
+mod device;
 mod error;
 mod model;
 mod planner;
 mod schedule;
 
 pub use costs::{CostModel, LayerCosts, StepCosts, UnitWork};
+pub use device::{
+    DeviceModel, LayerPrices, NpuStrategies, NpuStrategyPrice, Placement, SelectionSharing,
+};
 pub use error::{PipelineError, Result};
-pub use model::{Launch, Pipeline, Plan, Pool, Stage, Step, Strategy, UnitKind};
+pub use model::{Launch, Pipeline, Plan, Pool, Stage, Step, Strategy, UnitKind, FUSED_HEADS};
 pub use planner::{fifo, greedy, plan};
 pub use schedule::{simulate, Timeline};

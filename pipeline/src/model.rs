@@ -187,6 +187,10 @@ impl Pipeline {
     }
 }
 
+/// Fused-unit counts of shadowAttn's pilot launches: a bank compiles one graph per scale bucket
+/// for launches of 4, 2 and 1 heads (the paper's), and a bucket's heads split into them.
+pub const FUSED_HEADS: [usize; 3] = [4, 2, 1];
+
 /// One NPU launch: the pilot graph of one scale bucket over several fused units.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Launch {

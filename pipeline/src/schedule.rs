@@ -3,6 +3,7 @@
 use crate::costs::{LayerCosts, StepCosts};
 use crate::error::Result;
 use crate::model::{Launch, Pipeline, Plan};
+use shadowattn_hal::track;
 use shadowattn_hal::{EventKind, FigureSource, ProfileEvent};
 
 /// A simulated layer.
@@ -138,7 +139,7 @@ pub fn simulate(
         events.push(event(
             format!("pilot launch {li} ({} {})", unit.plural(), labels.join(",")),
             EventKind::Launch,
-            "npu".into(),
+            track::NPU.into(),
             start,
             ready,
         ));

@@ -6,9 +6,11 @@ use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{ComputeBackend, HalError, NpuBackend};
 use shadowattn_neuron::{NeuronBackend, NeuronError, NeuronOptions};
 use shadowattn_opencl::{OpenClBackend, OpenClError, OpenClOptions, Storage};
+use shadowattn_pipeline::DeviceModel;
 use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions};
-use shadowattn_simulator::{SimBackend, SimError, SocProfile};
+use shadowattn_simulator::{SimBackend, SimError, SimulatedSoc, SocProfile};
 use std::path::PathBuf;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// A backend that could not be opened, with its own error (a program can match on the cause:
@@ -47,13 +49,14 @@ pub struct OpenOptions {
     pub opencl_profiling: bool,
 }
 
-/// An opened NPU backend, with the SoC profile behind it when it is the simulator.
+/// An opened NPU backend, with a model of the device behind it when there is one (the
+/// simulator's SoC): it prices a layer and the NPU-only strategies.
 #[derive(Debug)]
 pub struct OpenedNpu {
     /// The backend.
     pub backend: Box<dyn NpuBackend>,
-    /// The simulator's profile, when the backend is the simulator.
-    pub soc: Option<SocProfile>,
+    /// The model of the device, when the backend is a simulated SoC.
+    pub device: Option<Arc<dyn DeviceModel>>,
 }
 
 impl SocRef {
@@ -69,11 +72,12 @@ impl SocRef {
 impl NpuSpec {
     /// Opens the backend.
     pub fn open(&self, options: &OpenOptions) -> Result<OpenedNpu, BackendError> {
-        let (backend, soc): (Box<dyn NpuBackend>, _) = match self {
+        let (backend, device): (Box<dyn NpuBackend>, Option<Arc<dyn DeviceModel>>) = match self {
             NpuSpec::Cpu => (Box::new(CpuBackend::new()), None),
             NpuSpec::Sim(soc) => {
                 let profile = soc.load()?;
-                (Box::new(SimBackend::new(profile.clone())), Some(profile))
+                let device = Arc::new(SimulatedSoc::new(profile.clone()));
+                (Box::new(SimBackend::new(profile)), Some(device))
             }
             NpuSpec::Qnn { soc_model } => {
                 let qnn = QnnBackend::open(QnnOptions {
@@ -90,7 +94,7 @@ impl NpuSpec {
                 (Box::new(neuron), None)
             }
         };
-        Ok(OpenedNpu { backend, soc })
+        Ok(OpenedNpu { backend, device })
     }
 }
 

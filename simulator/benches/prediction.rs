@@ -30,7 +30,7 @@ fn layer(layer: usize, cores: usize) -> PrefillLayer {
             .map(|h| 0.1 + 0.02 * ((h + layer) % 10) as f32)
             .collect(),
         buckets: (0..Q_HEADS).map(|h| (h * 5 + layer) % 9 % 4).collect(),
-        fused: vec![4, 2, 1],
+        fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
         cores,
         sharing: SelectionSharing::PerGroup,
     }

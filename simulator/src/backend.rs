@@ -5,6 +5,7 @@ use crate::cost::{graph_cost, GraphCost, Unit};
 use crate::error::Result;
 use crate::profile::SocProfile;
 use serde::{Deserialize, Serialize};
+use shadowattn_hal::track;
 use shadowattn_hal::{
     Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
     HalError, NpuBackend, Op, OpKind, ProfileEvent, Signature, TensorView, TensorViewMut,
@@ -19,22 +20,6 @@ pub enum ExecutionMode {
     Functional,
     /// Only time executions; output buffers are left untouched. For fast sweeps.
     TimingOnly,
-}
-
-/// Track names used in simulator events.
-pub mod tracks {
-    /// Whole launches.
-    pub const NPU: &str = "npu";
-    /// Matrix-unit work.
-    pub const MATRIX: &str = "npu:matrix";
-    /// Vector-unit work.
-    pub const VECTOR: &str = "npu:vector";
-    /// DDR↔on-chip DMA.
-    pub const DMA: &str = "npu:dma";
-    /// Inputs and outputs through host-shared memory.
-    pub const HOST_IO: &str = "npu:host-io";
-    /// Graph compilation on the host.
-    pub const COMPILE: &str = "compile";
 }
 
 /// A simulated NPU described by a SoC profile.
@@ -182,7 +167,7 @@ impl NpuBackend for SimBackend {
         let event = ProfileEvent {
             name: format!("compile {}", graph.name()),
             kind: EventKind::Compile,
-            track: tracks::COMPILE.into(),
+            track: track::COMPILE.into(),
             start_ns: self.now_ns(),
             duration_ns: cost.compile_ns.round() as u64,
             cycles: None,
@@ -266,7 +251,7 @@ pub fn launch_events(name: &str, cost: &GraphCost, cold: bool, t0: u64) -> Vec<P
     let mut events = vec![ev(
         name.to_string(),
         EventKind::Launch,
-        tracks::NPU,
+        track::NPU,
         0.0,
         cost.launch_ns(cold),
         Some(cost.accelerator_cycles.round() as u64),
@@ -274,7 +259,7 @@ pub fn launch_events(name: &str, cost: &GraphCost, cold: bool, t0: u64) -> Vec<P
     events.push(ev(
         format!("host io {} B", cost.host_io_bytes),
         EventKind::Transfer,
-        tracks::HOST_IO,
+        track::HOST_IO,
         overhead,
         cost.host_io_ns,
         None,
@@ -286,15 +271,15 @@ pub fn launch_events(name: &str, cost: &GraphCost, cold: bool, t0: u64) -> Vec<P
             events.push(ev(
                 format!("dma {} ({} B)", node.node, node.dma_bytes),
                 EventKind::Transfer,
-                tracks::DMA,
+                track::DMA,
                 t,
                 dur,
                 None,
             ));
         }
         let track = match node.unit {
-            Unit::Matrix => Some(tracks::MATRIX),
-            Unit::Vector => Some(tracks::VECTOR),
+            Unit::Matrix => Some(track::MATRIX),
+            Unit::Vector => Some(track::VECTOR),
             Unit::None => None,
         };
         if let Some(track) = track {

@@ -36,19 +36,12 @@ pub enum AttentionKernel {
     SparseGroup,
 }
 
-/// How the selection is shared, which picks the top-k cost and the sparse kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SelectionSharing {
-    /// A key set per head and row.
-    PerHead,
-    /// A key set per GQA group and row.
-    PerGroup,
-}
+pub use shadowattn_pipeline::SelectionSharing;
 
-impl SelectionSharing {
-    /// The sparse attention kernel of this sharing.
-    pub fn kernel(self) -> AttentionKernel {
-        match self {
+impl AttentionKernel {
+    /// The sparse attention kernel of `sharing`.
+    pub fn sparse(sharing: SelectionSharing) -> Self {
+        match sharing {
             SelectionSharing::PerHead => AttentionKernel::SparseRow,
             SelectionSharing::PerGroup => AttentionKernel::SparseGroup,
         }

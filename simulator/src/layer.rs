@@ -9,8 +9,8 @@ use crate::fit::int8_pilot_graph;
 use crate::profile::{CpuCore, SocProfile};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
-    plan, simulate, CostModel, Launch, LayerCosts, Pipeline, PipelineError, Step, Timeline,
-    UnitWork,
+    plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
+    Timeline, UnitWork,
 };
 use std::collections::BTreeMap;
 
@@ -62,6 +62,12 @@ impl SocCosts {
     }
 }
 
+impl LayerPrices for SocCosts {
+    fn dense_ns(&self, pairs: u64) -> f64 {
+        SocCosts::dense_ns(self, pairs)
+    }
+}
+
 impl CostModel for SocCosts {
     fn launch_ns(&self, fused: usize) -> shadowattn_pipeline::Result<f64> {
         self.launch_ns.get(&fused).copied().ok_or_else(|| {
@@ -75,7 +81,9 @@ impl CostModel for SocCosts {
     fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
         match step {
             Step::TopK => topk_ns(&self.core, work.valid_keys, SCORE_BYTES, self.sharing),
-            Step::Attention => self.attention_ns(self.sharing.kernel(), work.kept_pairs),
+            Step::Attention => {
+                self.attention_ns(AttentionKernel::sparse(self.sharing), work.kept_pairs)
+            }
         }
     }
 }
@@ -371,7 +379,7 @@ mod tests {
             chunk_len: 128,
             ratios: vec![0.2; 12],
             buckets: (0..12).map(|h| h % 3).collect(),
-            fused: vec![4, 2, 1],
+            fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
             cores: 1,
             sharing: SelectionSharing::PerGroup,
         }

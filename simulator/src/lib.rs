@@ -11,6 +11,8 @@
 //!   static graph, and FP16 flash attention on the matrix and vector units.
 //! - [`prefill`]: a whole model's prefill (linear layers as NPU graphs, attention by any
 //!   strategy, the CPU glue between them) and its dense decode.
+//! - [`device`]: the SoC as the pipeline's `DeviceModel` (a layer's prices, the NPU-only
+//!   strategies) for callers that do not name the profile.
 //! - [`timeline`]: Chrome Trace Event (Perfetto) export.
 //! - [`fit`]: the fit of the cost model to published figures (not the ratio calibration of the
 //!   core).
@@ -19,6 +21,7 @@ pub mod backend;
 pub mod baselines;
 pub mod cost;
 pub mod cpu_model;
+pub mod device;
 pub mod error;
 pub mod fit;
 pub mod functional;
@@ -33,5 +36,6 @@ pub mod validation;
 pub mod vendor_fit;
 
 pub use backend::{ExecutionMode, SimBackend};
+pub use device::SimulatedSoc;
 pub use error::{Result, SimError};
 pub use profile::SocProfile;

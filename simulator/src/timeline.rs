@@ -5,6 +5,7 @@
 //! timestamps in microseconds.
 
 use serde_json::{json, Value};
+use shadowattn_hal::track;
 use shadowattn_hal::{EventKind, FigureSource, ProfileEvent};
 use std::path::Path;
 
@@ -26,9 +27,9 @@ fn source_name(s: FigureSource) -> &'static str {
 }
 
 fn track_rank(track: &str) -> (u8, String) {
-    let group = if track.starts_with("npu") {
+    let group = if track::is_npu(track) {
         0
-    } else if track.starts_with("cpu") {
+    } else if track::is_cpu(track) {
         1
     } else {
         2

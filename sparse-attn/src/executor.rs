@@ -9,6 +9,7 @@ use crate::error::{Result, SparseAttnError};
 use crate::pilot::PilotOutput;
 use crate::prepare::PreparedChunk;
 use crate::select::{select, Granularity, SelectionRule};
+use shadowattn_hal::track;
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, EventKind, FigureSource, GroupScores, HalError, HostTensor,
     KeyBudget, ProfileEvent, ScoreData, ScoreMatrix, Selection,
@@ -17,9 +18,6 @@ use shadowattn_pipeline::{Launch, Step};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// Track of the executor's own measured launch events: the host thread that issues launches.
-pub const LAUNCHER_TRACK: &str = "launcher";
 
 /// A launch that failed on the NPU; its heads fell back to dense attention.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,7 +196,7 @@ fn launch_all(
                 launch.bucket, launch.units
             ),
             kind: EventKind::Launch,
-            track: LAUNCHER_TRACK.into(),
+            track: track::LAUNCHER.into(),
             start_ns: start,
             duration_ns: end.saturating_sub(start).max(1),
             cycles: None,
@@ -327,7 +325,7 @@ fn process(
 ) -> Result<Vec<HeadOutcome>> {
     let clock = Clock {
         origin,
-        track: format!("cpu{worker}"),
+        track: track::cpu(worker),
     };
     let shared = job.heads.len() > 1
         && job

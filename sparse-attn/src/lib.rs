@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod pilot;
 pub mod prepare;
 pub mod select;
+pub mod setup;
 pub mod shadow;
 pub mod synthetic;
 

@@ -6,7 +6,7 @@
 //! assembled into a [`ChunkResult`]. Decode steps (one query row) use dense attention, and so
 //! does every chunk when the graph bank could not be built; both say so.
 
-use crate::bank::{BankSpec, GraphBank};
+use crate::bank::GraphBank;
 use crate::calibration::Calibration;
 use crate::error::{Result, SparseAttnError};
 use crate::executor::{execute, Executed, LaunchFailure, Work};
@@ -14,7 +14,9 @@ use crate::pilot::head_scales;
 use crate::prepare::Preparation;
 pub use crate::prepare::Schedule;
 pub use crate::select::Granularity;
-use shadowattn_hal::{AttentionInputs, ComputeBackend, NpuBackend, ProfileEvent, Selection};
+use shadowattn_hal::{
+    track, AttentionInputs, ComputeBackend, EventKind, FigureSource, ProfileEvent, Selection,
+};
 use shadowattn_pipeline::{CostModel, Launch, Pipeline, Plan};
 use std::sync::Arc;
 
@@ -155,7 +157,62 @@ pub struct ChunkResult {
     pub events: Vec<ProfileEvent>,
 }
 
+/// The times of one chunk, ns: what the CLI prints and the C API hands out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkTimes {
+    /// Wall time of the call on this machine.
+    pub measured_ns: u64,
+    /// The plan's projected layer time under the core's cost model (0 for dense chunks).
+    pub projected_ns: u64,
+    /// Simulated NPU time of the launches (the simulator's launch events; 0 elsewhere).
+    pub simulated_npu_ns: u64,
+    /// The CPU workers' busy time: each distinct measured step once (the heads of a group that
+    /// shares its selection report the same steps).
+    pub cpu_stage_ns: u64,
+}
+
 impl ChunkResult {
+    /// The chunk's times, its call having taken `measured_ns` on this machine.
+    pub fn times(&self, measured_ns: u64) -> ChunkTimes {
+        let simulated_npu_ns = self
+            .events
+            .iter()
+            .filter(|e| {
+                e.kind == EventKind::Launch
+                    && e.source == FigureSource::Simulated
+                    && e.track == track::NPU
+            })
+            .map(|e| e.duration_ns)
+            .sum();
+        let mut steps: Vec<(&str, u64, u64)> = self
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::ComputeStage && track::is_cpu(&e.track))
+            .map(|e| (e.track.as_str(), e.start_ns, e.duration_ns))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        ChunkTimes {
+            measured_ns,
+            projected_ns: self
+                .plan
+                .as_ref()
+                .map_or(0, |p| p.projected_ns.round() as u64),
+            simulated_npu_ns,
+            cpu_stage_ns: steps.iter().map(|s| s.2).sum(),
+        }
+    }
+
+    /// The mean of the heads' calibrated ratios.
+    pub fn mean_ratio(&self) -> f64 {
+        self.heads.iter().map(|h| f64::from(h.ratio)).sum::<f64>() / self.heads.len() as f64
+    }
+
+    /// The number of heads in each launch, in launch order.
+    pub fn launch_sizes(&self) -> Vec<usize> {
+        self.launches.iter().map(|l| l.units.len()).collect()
+    }
+
     /// Why heads fell back to dense attention, if any did: the missing bank or the first
     /// failed launch.
     pub fn fallback(&self) -> Option<String> {
@@ -256,28 +313,6 @@ impl<'c> ShadowAttention<'c> {
             costs.launch_ns(f)?;
         }
         Self::with_bank(BankState::Ready(bank), calibration, compute, costs, config)
-    }
-
-    /// Builds the bank on `npu` and returns shadowAttn over it; when the NPU cannot compile the
-    /// bank, every chunk falls back to dense attention on `compute` and reports why.
-    pub fn build(
-        npu: &dyn NpuBackend,
-        spec: BankSpec,
-        calibration: Calibration,
-        compute: impl Into<ComputeRef<'c>>,
-        costs: impl CostModel + 'c,
-        config: ShadowConfig,
-    ) -> Result<Self> {
-        match GraphBank::build(npu, &calibration.grid, spec) {
-            Ok(bank) => Self::new(bank, calibration, compute, costs, config),
-            Err(e) => Self::without_bank(
-                format!("{} could not compile the graph bank: {e}", npu.name()),
-                calibration,
-                compute,
-                costs,
-                config,
-            ),
-        }
     }
 
     /// shadowAttn whose bank could not be built: every chunk runs dense and reports `reason`.

@@ -9,9 +9,9 @@ use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
-use shadowattn_sparse_attn::executor::LAUNCHER_TRACK;
 use shadowattn_sparse_attn::metrics::{evaluate, relative_l2, topk_recall};
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::setup::{CoreSetup, MissingBank, FUSED_HEADS};
 use shadowattn_sparse_attn::shadow::{
     ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
 };
@@ -91,7 +91,7 @@ fn spec() -> BankSpec {
         q_len: Q_LEN,
         kv_len: KV_LEN,
         head_dim: D,
-        fused: vec![1, 2, 4],
+        fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int32,
     }
 }
@@ -124,8 +124,13 @@ fn shadow_with<'c>(
     config: ShadowConfig,
     spec: BankSpec,
 ) -> ShadowAttention<'c> {
-    let bank = GraphBank::build(npu, &calib.grid, spec).unwrap();
-    ShadowAttention::new(bank, calib, compute, CostTable::uniform(&[1, 2, 4]), config).unwrap()
+    assert_eq!(spec.fused, FUSED_HEADS, "the builder's fused counts");
+    CoreSetup::new(npu, calib, spec.q_len, spec.kv_len)
+        .pilot_output(spec.output)
+        .config(config)
+        .build(compute)
+        .unwrap()
+        .shadow
 }
 
 fn dense(compute: &dyn ComputeBackend, c: &SyntheticChunk) -> Vec<f32> {
@@ -388,15 +393,12 @@ fn npu_failures_fall_back_to_dense_and_say_so() {
     );
 
     let no_compile = FailingNpu { fail_compile: true };
-    let mut sa = ShadowAttention::build(
-        &no_compile,
-        spec(),
-        calib,
-        &cpu,
-        CostTable::uniform(&[1, 2, 4]),
-        ShadowConfig::default(),
-    )
-    .unwrap();
+    let mut sa = CoreSetup::new(&no_compile, calib, Q_LEN, KV_LEN)
+        .pilot_output(spec().output)
+        .missing_bank(MissingBank::RunDense)
+        .build(&cpu)
+        .unwrap()
+        .shadow;
     let r = sa.run_chunk(0, c.inputs()).unwrap();
     assert!(
         matches!(r.mode, ChunkMode::DenseNoBank { .. }),
@@ -457,7 +459,7 @@ fn bad_input_gets_typed_errors() {
         bank,
         calib.clone(),
         &cpu,
-        CostTable::uniform(&[1, 2, 4]),
+        CostTable::uniform(&FUSED_HEADS),
         ShadowConfig::default()
     )
     .is_err());
@@ -592,7 +594,7 @@ fn the_executor_follows_the_plan_it_was_given() {
             let launched: Vec<usize> = r
                 .events
                 .iter()
-                .filter(|e| e.track == LAUNCHER_TRACK)
+                .filter(|e| e.track == shadowattn_hal::track::LAUNCHER)
                 .map(|e| launch_index(&e.name))
                 .collect();
             assert_eq!(

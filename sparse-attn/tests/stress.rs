@@ -11,6 +11,7 @@ use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::sync::{mpsc, Arc};
@@ -170,7 +171,7 @@ fn run(workers: usize, schedule: Schedule, seed: u64, calib: &Calibration) -> Ru
         q_len: 8,
         kv_len: kv_lens.iter().copied().max().unwrap_or(8),
         head_dim: D,
-        fused: vec![1, 2, 4],
+        fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int32,
     };
     let bank = GraphBank::build(&npu, &calib.grid, spec).unwrap();
@@ -184,7 +185,7 @@ fn run(workers: usize, schedule: Schedule, seed: u64, calib: &Calibration) -> Ru
         bank,
         calib.clone(),
         &cpu,
-        CostTable::uniform(&[1, 2, 4]),
+        CostTable::uniform(&FUSED_HEADS),
         config,
     )
     .unwrap();

@@ -4,7 +4,7 @@
 use crate::eval::read;
 use crate::progress::progress_bar;
 use shadowattn_hal::{ComputeBackend, NpuBackend};
-use shadowattn_models::attention::{Core, Dense};
+use shadowattn_models::attention::{CoreAttention, Dense};
 use shadowattn_models::eval::{calibrate, windows};
 use shadowattn_models::npu_linear::NpuLinears;
 use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
@@ -212,7 +212,8 @@ pub fn run(
                 .map(Vec::len)
                 .sum::<usize>()
                 .max(1) as f32;
-        let mut core = Core::build(npu, compute, calibration, n, shadow_run.granularity, 1)?;
+        let mut core =
+            CoreAttention::build(npu, compute, calibration, n, shadow_run.granularity, 1)?;
         let s = both_ways(&model, &tokens, &mut linears, &mut core)?;
         let label = format!(
             "shadowAttn core, INT8-output pilot on {}, mean ratio {mean_ratio:.3}",

@@ -9,13 +9,14 @@ use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
 use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
+use shadowattn_pipeline::Placement;
 use shadowattn_registry::{ComputeSpec, NpuSpec};
-use shadowattn_simulator::cpu_model::SelectionSharing;
+use shadowattn_simulator::device::placed_core;
 use shadowattn_simulator::prefill::{
     predict_prefill, Activation, AttentionStrategy, LinearPrecision, PrefillPrediction,
     PrefillSpec, TransformerShape,
 };
-use shadowattn_simulator::profile::{count, CpuCore};
+use shadowattn_simulator::profile::CpuCore;
 use shadowattn_simulator::timeline::write_chrome_trace;
 use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::calibration::Calibration;
@@ -195,27 +196,6 @@ pub(crate) fn load_calibration(path: &std::path::Path, dims: [usize; 4]) -> Res<
     Ok(c)
 }
 
-/// The core cluster `name` of `soc`, with `cores` of its cores available.
-pub fn pick_core<'a>(soc: &'a SocProfile, name: &str, cores: usize) -> Res<&'a CpuCore> {
-    let core = soc.core(name).ok_or_else(|| {
-        let names: Vec<&str> = soc.cpu.cores.iter().map(|c| c.name.as_str()).collect();
-        format!(
-            "SoC `{}` has no core cluster `{name}`; it has: {}",
-            soc.name,
-            names.join(", ")
-        )
-    })?;
-    let available = count(&core.count) as usize;
-    if cores == 0 || cores > available {
-        return Err(format!(
-            "--cores {cores} is outside 1..={available} ({available} `{}` cores on {})",
-            core.name, soc.name
-        )
-        .into());
-    }
-    Ok(core)
-}
-
 fn ms(ns: f64) -> f64 {
     ns / 1e6
 }
@@ -244,51 +224,76 @@ fn print_prediction(p: &PrefillPrediction, decode: bool) {
     }
 }
 
-/// Runs the command.
+/// Runs the command: the functional prefill when asked, then the prediction of every
+/// strategy on the simulated SoC.
 pub fn run(args: &PrefillArgs) -> Res<()> {
     let started = Instant::now();
     let opened = args.npu.open(&open_options())?;
     if args.functional {
-        let model = args
-            .model
-            .as_ref()
-            .ok_or("--functional needs --model: a shape preset has no weights")?;
-        let compute = args.compute.open(&open_options())?;
-        let shadow =
-            args.attention
-                .contains(&AttentionArg::Shadow)
-                .then(|| functional::ShadowRun {
-                    calibration: args.calibration.clone(),
-                    calibration_text: args.calibration_text.clone(),
-                    ratio: args.ratio,
-                    granularity: args.selection.granularity(),
-                });
-        let run = functional::FunctionalRun {
-            model,
-            text: &args.text,
-            len: args.len,
-            chunk: args.chunk,
-            shadow,
-            graph_cache: args.graph_cache.clone(),
-        };
-        functional::run(&run, opened.backend.as_ref(), compute.as_ref())?;
-        if opened.soc.is_none() {
+        run_functional(args, opened.backend.as_ref())?;
+        if opened.device.is_none() {
             return Ok(());
         }
     }
-    let soc = opened.soc.as_ref().ok_or_else(|| {
+    let profile = match &args.npu {
+        NpuSpec::Sim(soc) => Some(soc.load()?),
+        _ => None,
+    };
+    let soc = profile.as_ref().ok_or_else(|| {
         format!(
             "prefill predicts the time on a simulated SoC: --npu sim:<soc> (`{}` has no SoC profile; --functional runs the prefill on it)",
             args.npu
         )
     })?;
-    let core = pick_core(soc, &args.core, args.cores)?;
-    let shape = transformer_shape(args)?;
-    // A group of one query head is a key set per head.
-    let sharing = match args.selection {
-        SelectionArg::Group if shape.q_heads > shape.kv_heads => SelectionSharing::PerGroup,
-        _ => SelectionSharing::PerHead,
+    let placement = Placement {
+        cluster: Some(args.core.clone()),
+        cores: args.cores,
     };
+    let core = placed_core(soc, &placement)
+        .map_err(|e| format!("--core {} --cores {}: {e}", args.core, args.cores))?;
+    let spec = prefill_spec(args)?;
+    print_setup(&spec, soc, core, args.cores);
+    let results = predict_strategies(args, soc, core, &spec)?;
+    print_speedups(&results);
+    println!(
+        "prediction_ms: {:.0} (wall time of this prediction on this machine)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// `--functional`: the model's prefill for real with its linear layers on `npu`.
+fn run_functional(args: &PrefillArgs, npu: &dyn shadowattn_hal::NpuBackend) -> Res<()> {
+    let model = args
+        .model
+        .as_ref()
+        .ok_or("--functional needs --model: a shape preset has no weights")?;
+    let compute = args.compute.open(&open_options())?;
+    let shadow = args
+        .attention
+        .contains(&AttentionArg::Shadow)
+        .then(|| functional::ShadowRun {
+            calibration: args.calibration.clone(),
+            calibration_text: args.calibration_text.clone(),
+            ratio: args.ratio,
+            granularity: args.selection.granularity(),
+        });
+    let run = functional::FunctionalRun {
+        model,
+        text: &args.text,
+        len: args.len,
+        chunk: args.chunk,
+        shadow,
+        graph_cache: args.graph_cache.clone(),
+    };
+    functional::run(&run, npu, compute.as_ref())?;
+    Ok(())
+}
+
+/// The prefill the options describe, checked.
+fn prefill_spec(args: &PrefillArgs) -> Res<PrefillSpec> {
+    let shape = transformer_shape(args)?;
+    let sharing = args.selection.sharing_of(shape.q_heads, shape.kv_heads);
     let spec = PrefillSpec {
         ratios: ratios(args, &shape)?,
         shape,
@@ -303,6 +308,11 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
         },
     };
     spec.validate()?;
+    Ok(spec)
+}
+
+/// The model, the SoC and its cores, the prompt and the linear layers' graphs.
+fn print_setup(spec: &PrefillSpec, soc: &SocProfile, core: &CpuCore, cores: usize) {
     let s = &spec.shape;
     println!(
         "model: {} ({} layers, hidden {}, MLP {}, {} query / {} KV heads of {}, vocabulary {})",
@@ -310,7 +320,7 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
     );
     println!(
         "soc: {} (attention and CPU glue on {} `{}` core(s), {})",
-        soc.name, args.cores, core.name, core.model
+        soc.name, cores, core.name, core.model
     );
     println!(
         "prompt: {} tokens in {} chunk(s) of up to {} rows",
@@ -328,6 +338,16 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             2.0 * spec.shape.layer_weight_bytes() as f64 / 1e6
         ),
     }
+}
+
+/// Every strategy asked for, predicted and printed (and the first traced): its TTFT, `None`
+/// for a baseline the SoC cannot run.
+fn predict_strategies(
+    args: &PrefillArgs,
+    soc: &SocProfile,
+    core: &CpuCore,
+    spec: &PrefillSpec,
+) -> Res<Vec<(AttentionStrategy, Option<f64>)>> {
     let mut strategies: Vec<AttentionStrategy> = Vec::new();
     for a in &args.attention {
         if !strategies.contains(&a.strategy()) {
@@ -337,7 +357,7 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
     let mut results: Vec<(AttentionStrategy, Option<f64>)> = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let traced = i == 0 && args.trace.is_some();
-        match predict_prefill(soc, core, &spec, strategy, traced) {
+        match predict_prefill(soc, core, spec, strategy, traced) {
             Ok(p) => {
                 print_prediction(&p, args.decode > 0);
                 if let (true, Some(path)) = (traced, &args.trace) {
@@ -362,24 +382,25 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if let Some((_, Some(shadow))) = results
+    Ok(results)
+}
+
+/// shadowAttn's speedup over every other strategy that could run.
+fn print_speedups(results: &[(AttentionStrategy, Option<f64>)]) {
+    let Some((_, Some(shadow))) = results
         .iter()
         .find(|(s, _)| *s == AttentionStrategy::Shadow)
-    {
-        for (other, ttft) in &results {
-            if let (AttentionStrategy::Shadow, _) | (_, None) = (other, ttft) {
-                continue;
-            }
-            println!(
-                "speedup_over_{}: {:.2} (TTFT of {other} / TTFT of shadowAttn)",
-                other.name().replace('-', "_"),
-                ttft.unwrap_or(f64::NAN) / shadow
-            );
+    else {
+        return;
+    };
+    for (other, ttft) in results {
+        if let (AttentionStrategy::Shadow, _) | (_, None) = (other, ttft) {
+            continue;
         }
+        println!(
+            "speedup_over_{}: {:.2} (TTFT of {other} / TTFT of shadowAttn)",
+            other.name().replace('-', "_"),
+            ttft.unwrap_or(f64::NAN) / shadow
+        );
     }
-    println!(
-        "prediction_ms: {:.0} (wall time of this prediction on this machine)",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(())
 }

@@ -118,7 +118,7 @@ pub(super) fn chunk_attention(
                     ratios: ratios.clone(),
                     // Without the prompt's scales every head falls in the central bucket.
                     buckets: vec![0; s.q_heads],
-                    fused: vec![4, 2, 1],
+                    fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
                     cores: spec.cores,
                     sharing: spec.sharing,
                 };

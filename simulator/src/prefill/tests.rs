@@ -159,7 +159,7 @@ fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
             chunk_len: 256,
             ratios: vec![ratio; 12],
             buckets: vec![0; 12],
-            fused: vec![4, 2, 1],
+            fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
             cores: 1,
             sharing: SelectionSharing::PerGroup,
         }

@@ -1,5 +1,6 @@
 //! The prefill's timeline under construction.
 
+use shadowattn_hal::track;
 use shadowattn_hal::{EventKind, FigureSource, ProfileEvent};
 
 /// A timeline under construction on a clock of whole nanoseconds (so that nested slices nest
@@ -22,9 +23,11 @@ impl Trace {
     }
 
     pub(super) fn tracks(&self, npu: bool) -> Vec<String> {
-        let cpus = (0..self.cores).map(|c| format!("cpu{c}"));
+        let cpus = (0..self.cores).map(track::cpu);
         if npu {
-            std::iter::once("npu".to_string()).chain(cpus).collect()
+            std::iter::once(track::NPU.to_string())
+                .chain(cpus)
+                .collect()
         } else {
             cpus.collect()
         }
@@ -60,7 +63,7 @@ impl Trace {
             EventKind::ComputeStage
         };
         let tracks = if npu {
-            vec!["npu".to_string()]
+            vec![track::NPU.to_string()]
         } else {
             self.tracks(false)
         };

@@ -8,6 +8,7 @@ use crate::error::{NeuronError, Result, BACKEND_NAME};
 use crate::loader::NeuronLibrary;
 use crate::sys::calls::{self, RawHandle};
 use crate::sys::{OperandCode, OperationCode};
+use shadowattn_hal::track;
 use shadowattn_hal::{
     Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
     NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc, TensorView,
@@ -405,7 +406,7 @@ impl GraphExecutable for NeuronProgram {
         Ok(vec![ProfileEvent {
             name: format!("neuron execute {}", graph.name()),
             kind: EventKind::Launch,
-            track: "npu".into(),
+            track: track::NPU.into(),
             start_ns: 0,
             duration_ns: u64::try_from(started.elapsed().as_nanos())
                 .unwrap_or(u64::MAX)

@@ -10,6 +10,7 @@ use crate::loader::QnnLibrary;
 use crate::sys::calls::{self, Event, GraphOptions, OpDef, ParamDef, RawHandle, TensorDef};
 use crate::sys::{DataType, LogLevel, ProfileEventType, ProfileLevel, ScaleOffset, TensorType};
 use serde::{Deserialize, Serialize};
+use shadowattn_hal::track;
 use shadowattn_hal::{
     Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
     HalError, NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc,
@@ -499,7 +500,7 @@ impl QnnBackend {
                     e.cycles_upper
                 ),
                 kind: EventKind::Launch,
-                track: "npu".into(),
+                track: track::NPU.into(),
                 start_ns: 0,
                 duration_ns: e.micros * 1000,
                 cycles: Some(e.cycles),
@@ -714,7 +715,7 @@ impl GraphExecutable for QnnProgram {
         Ok(vec![timed_event(
             format!("qnn execute {}", graph.name()),
             EventKind::Launch,
-            "npu",
+            track::NPU,
             &events,
             ProfileEventType::EXECUTE,
             wall,
