@@ -10,14 +10,16 @@ use shadowattn_hal::{
     ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_opencl::{
-    OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
+    LibraryError, OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
 };
 use shadowattn_test_support::missing_dependency;
 
 fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     match OpenClBackend::open(options) {
         Ok(b) => Some(b),
-        Err(e @ (OpenClError::Load { .. } | OpenClError::NoPlatform { .. })) => {
+        Err(
+            e @ (OpenClError::Library(LibraryError::Load { .. }) | OpenClError::NoPlatform { .. }),
+        ) => {
             missing_dependency(
                 "an OpenCL platform",
                 &format!(
@@ -555,7 +557,10 @@ fn profiling_events_cover_every_command_in_order() {
 #[test]
 fn the_loader_follows_the_search_order_and_names_what_failed() {
     let err = OpenClLibrary::open("/nonexistent/libOpenCL.so").unwrap_err();
-    assert!(matches!(err, OpenClError::Open { .. }), "{err}");
+    assert!(
+        matches!(err, OpenClError::Library(LibraryError::Open { .. })),
+        "{err}"
+    );
     // A real library without the OpenCL symbols.
     let err = OpenClLibrary::open("libm.so.6").unwrap_err();
     assert!(
