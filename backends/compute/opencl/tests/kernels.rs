@@ -12,7 +12,7 @@ use shadowattn_hal::{
 use shadowattn_opencl::{
     LibraryError, OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
 };
-use shadowattn_test_support::missing_dependency;
+use shadowattn_test_support::{missing_dependency, noise};
 
 fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     match OpenClBackend::open(options) {
@@ -33,34 +33,10 @@ fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     }
 }
 
-fn noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
-
+/// [`shadowattn_test_support::close`] as a property's failure, naming `what` was compared.
 fn close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (a, e)) in got.iter().zip(want).enumerate() {
-        prop_assert!(
-            (a - e).abs() <= atol + rtol * e.abs(),
-            "{}[{}]: {} vs golden {}",
-            what,
-            i,
-            a,
-            e
-        );
-    }
-    Ok(())
+    shadowattn_test_support::close(got, want, atol, rtol)
+        .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))
 }
 
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
