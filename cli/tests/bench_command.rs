@@ -1,19 +1,8 @@
 //! `shadowattn bench`: the table, the JSON records and the profile block on a small shape, and
 //! a clear error for every bad option. (Speed is reported, never asserted.)
 
-use std::process::Command;
-
-fn shadowattn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::shadowattn;
 
 const SMALL: [&str; 9] = [
     "bench",

@@ -1,18 +1,7 @@
 //! The `shadowattn run` command as a user runs it.
 
-use std::process::Command;
-
-fn shadowattn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::{qnn_emulator, shadowattn, shadowattn_with};
 
 fn value(stdout: &str, key: &str) -> f64 {
     let line = stdout
@@ -209,16 +198,12 @@ fn conformance_writes_the_expectations_a_new_backend_starts_from() {
     );
 }
 
-fn qnn_emulator() -> Option<String> {
-    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
-    shadowattn_test_support::qnn_emulator_or_skip(&target)
-}
-
 #[test]
 fn run_on_qualcomms_htp_emulator() {
     let Some(lib) = qnn_emulator() else { return };
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args([
+    let env = [("SHADOWATTN_QNN_LIB", lib.as_str())];
+    let (code, stdout, stderr) = shadowattn_with(
+        &[
             "run",
             "--npu",
             "qnn",
@@ -232,21 +217,15 @@ fn run_on_qualcomms_htp_emulator() {
             "64",
             "--head-dim",
             "32",
-        ])
-        .env("SHADOWATTN_QNN_LIB", &lib)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &env,
     );
+    assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("npu_backend: qnn:htp"), "{stdout}");
     assert!(value(&stdout, "topk_recall_mean") >= 0.85, "{stdout}");
     // HTP's capabilities have no INT32 MatMul output: asking for it is refused before any work.
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args([
+    let (code, stdout, stderr) = shadowattn_with(
+        &[
             "run",
             "--npu",
             "qnn",
@@ -256,14 +235,12 @@ fn run_on_qualcomms_htp_emulator() {
             "16",
             "--kv-len",
             "64",
-        ])
-        .env("SHADOWATTN_QNN_LIB", &lib)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+        ],
+        &env,
+    );
+    assert_eq!(code, 1, "{stderr}");
     // (The emulator library itself prints a line to stdout when it loads.)
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("npu_backend"));
+    assert!(!stdout.contains("npu_backend"));
     assert!(stderr.contains("has no INT32 output"), "{stderr}");
 }
 
@@ -271,8 +248,8 @@ fn run_on_qualcomms_htp_emulator() {
 fn run_through_the_neuron_backend_and_its_simulator_shim() {
     let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
     let shim = shadowattn_test_support::neuron_shim(&target).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args([
+    let (code, stdout, stderr) = shadowattn_with(
+        &[
             "run",
             "--npu",
             "neuron",
@@ -286,16 +263,10 @@ fn run_through_the_neuron_backend_and_its_simulator_shim() {
             "64",
             "--head-dim",
             "32",
-        ])
-        .env("SHADOWATTN_NEURON_LIB", &shim)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[("SHADOWATTN_NEURON_LIB", shim.to_str().unwrap())],
     );
+    assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("npu_backend: neuron Neuron runtime 8.2.0"),
         "{stdout}"

@@ -1,18 +1,7 @@
 //! The `shadowattn soak` command: long runs that check executions reproduce, and its input checks.
 
-use std::process::Command;
-
-fn shadowattn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::shadowattn;
 
 #[test]
 fn soak_on_the_simulator_reports_executions_and_rebuilds() {

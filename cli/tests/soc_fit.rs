@@ -1,23 +1,12 @@
 //! `qnn-estimates`, `soc fit` and `soc check` on Qualcomm's emulator (socModel 52 has a cost
 //! model in it): the emulator's own numbers, a fit on the small grid, typed failures.
 
-use std::process::{Command, Output};
+mod common;
+use common::{qnn_emulator, shadowattn_with};
 
-fn qnn_emulator() -> Option<String> {
-    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
-    shadowattn_test_support::qnn_emulator_or_skip(&target)
-}
-
-fn shadowattn(lib: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shadowattn"))
-        .args(args)
-        .env("SHADOWATTN_QNN_LIB", lib)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// `shadowattn` on Qualcomm's emulator at `lib`.
+fn shadowattn(lib: &str, args: &[&str]) -> (i32, String, String) {
+    shadowattn_with(args, &[("SHADOWATTN_QNN_LIB", lib)])
 }
 
 #[test]
@@ -38,22 +27,21 @@ fn qnn_estimates_reads_qualcomms_cost_model_for_any_grid() {
         "--n",
         "512",
     ];
-    let out = shadowattn(&lib, &grid);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (code, stdout, stderr) = shadowattn(&lib, &grid);
+    assert_eq!(code, 0, "{stderr}");
     let row = stdout
         .lines()
         .find(|l| l.starts_with("| 52 | f16 matmul +softmax h1 m64 k128 n512 |"))
         .unwrap_or_else(|| panic!("the anchor row: {stdout}"));
     assert!(row.contains("48002 [45179, 51201]"), "{row}");
     // JSON is the whole of stdout (the emulator's own stdout notice goes to stderr).
-    let out = shadowattn(
+    let (code, stdout, stderr) = shadowattn(
         &lib,
         &[&grid[..], &["--json", "--second", "static"]].concat(),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
     let row = &json[0];
     assert_eq!(row["graph"], "f16 matmul static +softmax h1 m64 k128 n512");
     let qnn = row["qnn_cycles"].as_f64().unwrap();
@@ -71,7 +59,7 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
     let dir = std::env::temp_dir().join(format!("shadowattn-soc-fit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join("fitted.toml");
-    let out = shadowattn(
+    let (code, stdout, stderr) = shadowattn(
         &lib,
         &[
             "soc",
@@ -89,9 +77,9 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
             "--json",
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)));
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
     let held = json["held_out_families"].as_array().unwrap();
     assert!(held.len() >= 5, "{json}");
     assert_eq!(held.last().unwrap()["family"], "all");
@@ -124,7 +112,7 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
         "fit graphs' median |log error|: fitted {fitted_error} vs base {base_error}"
     );
     // `soc check` of the written profile computes the same held-out table the fit printed.
-    let out = shadowattn(
+    let (code, stdout, stderr) = shadowattn(
         &lib,
         &[
             "soc",
@@ -138,8 +126,8 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
             "--json",
         ],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let (a, b) = (
         median(&check["held_out_families"]),
         median(&json["held_out_families"]),
@@ -147,7 +135,7 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
     // The written profile rounds its numbers to 5 significant digits.
     assert!((a - b).abs() < 1e-3, "soc check {a} vs soc fit {b}");
     // The table form names every held-out family.
-    let out = shadowattn(
+    let (code, stdout, stderr) = shadowattn(
         &lib,
         &[
             "soc",
@@ -160,8 +148,7 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
             "small",
         ],
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(code, 0, "{stderr}");
     for family in [
         "u8 MatMul (asymmetric), STATIC",
         "f32 MatMul (computed in f16), dynamic",
@@ -177,7 +164,7 @@ fn a_soc_without_a_cost_model_or_a_bad_base_is_a_clear_error() {
     let Some(lib) = qnn_emulator() else { return };
     let out_path = std::env::temp_dir().join("shadowattn-never-written.toml");
     // socModel 30 (SM8350) compiles but has no estimates in the emulator.
-    let out = shadowattn(
+    let (code, _, stderr) = shadowattn(
         &lib,
         &[
             "soc",
@@ -190,12 +177,11 @@ fn a_soc_without_a_cost_model_or_a_bad_base_is_a_clear_error() {
             out_path.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("socModel 30 has no cost model"), "{stderr}");
     assert!(stderr.contains("52, 62, 63, 72, 77, 95, 114"), "{stderr}");
     assert!(!out_path.exists());
-    let out = shadowattn(
+    let (code, _, stderr) = shadowattn(
         &lib,
         &[
             "soc",
@@ -208,10 +194,9 @@ fn a_soc_without_a_cost_model_or_a_bad_base_is_a_clear_error() {
             out_path.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(code, 1, "{stderr}");
     assert!(
-        text(&out.stderr).contains("unknown SoC profile `no-such-soc`"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("unknown SoC profile `no-such-soc`"),
+        "{stderr}"
     );
 }

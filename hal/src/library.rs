@@ -2,9 +2,20 @@
 //! path in an environment variable, then backend-specific places, then candidate names for the
 //! dynamic loader. The first place that opens wins; if none does, the failure lists every attempt
 //! and why it failed, so a user can see at once which path to fix.
+//!
+//! [`LibraryError`] is what every vendor backend's error says about its library (wrapped as its
+//! `Library` variant); with the `loader` feature, `DynamicLibrary` opens one library and
+//! resolves its symbols into that error.
 
+use crate::HalError;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[cfg(feature = "loader")]
+mod dynamic;
+#[cfg(feature = "loader")]
+pub use dynamic::DynamicLibrary;
 
 /// One place a loader looked for a library, and why it was not used.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +41,55 @@ impl fmt::Display for Attempts<'_> {
             write!(f, "  {} ({}): {}", a.path, a.origin, a.reason)?;
         }
         Ok(())
+    }
+}
+
+/// Why a vendor library cannot be used: the part of every vendor backend's error about finding,
+/// opening and resolving its library. Each backend's error wraps it as its `Library` variant.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LibraryError {
+    /// No place of the search gave a usable library; every attempt and its reason.
+    #[error("no usable {library}; tried:\n{}", Attempts(attempts))]
+    Load {
+        /// What was searched for, in words (`QNN library`).
+        library: &'static str,
+        /// Every attempt, in search order.
+        attempts: Vec<LoadAttempt>,
+    },
+    /// A library that the dynamic loader cannot open.
+    #[error("{path}: cannot load: {detail}")]
+    Open {
+        /// The library.
+        path: String,
+        /// The loader's message.
+        detail: String,
+    },
+    /// A library without a required exported symbol.
+    #[error("{path}: missing symbol `{symbol}`")]
+    MissingSymbol {
+        /// The library.
+        path: String,
+        /// The symbol.
+        symbol: String,
+    },
+}
+
+impl LibraryError {
+    /// This error at the HAL boundary for `backend`: a failed search keeps its attempts
+    /// ([`HalError::Load`]); a library that opened but cannot be used is
+    /// [`HalError::Unavailable`] with this message.
+    pub fn into_hal(self, backend: &str) -> HalError {
+        match self {
+            LibraryError::Load { attempts, .. } => HalError::Load {
+                backend: backend.into(),
+                attempts,
+            },
+            other => HalError::Unavailable {
+                backend: backend.into(),
+                detail: other.to_string(),
+            },
+        }
     }
 }
 
@@ -92,6 +152,20 @@ impl LibrarySearch {
         }
         Err(attempts)
     }
+
+    /// [`open_first`](Self::open_first) with a failed search as [`LibraryError::Load`] for
+    /// `library` (what is searched for, in words: `QNN library`), in the caller's error type.
+    pub fn find<T, E>(
+        &self,
+        library: &'static str,
+        open: impl FnMut(&str) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: fmt::Display + From<LibraryError>,
+    {
+        self.open_first(open)
+            .map_err(|attempts| LibraryError::Load { library, attempts }.into())
+    }
 }
 
 #[cfg(test)]
@@ -151,5 +225,54 @@ mod tests {
         let text = Attempts(&attempts).to_string();
         assert_eq!(text.lines().count(), 4);
         assert!(text.starts_with("  /env/lib.so ($VENDOR_LIB): cannot open /env/lib.so"));
+    }
+
+    #[test]
+    fn a_failed_search_keeps_its_attempts_through_the_hal() {
+        let attempts = search(None, None)
+            .open_first(|p| Err::<(), _>(format!("cannot open {p}")))
+            .unwrap_err();
+        let e = search(None, None)
+            .find("vendor library", |p| {
+                Err::<(), _>(LibraryError::Open {
+                    path: p.into(),
+                    detail: "not found".into(),
+                })
+            })
+            .unwrap_err();
+        let LibraryError::Load {
+            library,
+            attempts: found,
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(*library, "vendor library");
+        assert_eq!(
+            found[0].reason,
+            "/sdk/lib/libvendor.so: cannot load: not found"
+        );
+        let e = LibraryError::Load {
+            library: "vendor library",
+            attempts: attempts.clone(),
+        };
+        assert!(e.to_string().starts_with(
+            "no usable vendor library; tried:\n  /sdk/lib/libvendor.so ($VENDOR_SDK)"
+        ));
+        assert_eq!(
+            e.into_hal("vendor"),
+            HalError::Load {
+                backend: "vendor".into(),
+                attempts
+            }
+        );
+        let e = LibraryError::MissingSymbol {
+            path: "/lib/libvendor.so".into(),
+            symbol: "vendor_init".into(),
+        };
+        assert_eq!(
+            e.into_hal("vendor").to_string(),
+            "backend `vendor` is unavailable: /lib/libvendor.so: missing symbol `vendor_init`"
+        );
     }
 }

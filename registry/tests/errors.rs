@@ -1,6 +1,7 @@
 //! Opening failures keep their structure: a program can match on the cause, and the message a
 //! user reads is the backend's own.
 
+use shadowattn_hal::library::LibraryError;
 use shadowattn_hal::HalError;
 use shadowattn_neuron::NeuronError;
 use shadowattn_qnn::{QnnError, QnnLibrary};
@@ -13,7 +14,7 @@ fn a_missing_vendor_library_lists_every_place_tried() {
     // The loader's own search (without the environment, which CI points at the emulator).
     let bad = PathBuf::from("/nonexistent/libQnnHtp.so");
     let e = BackendError::from(QnnLibrary::find_in(Some(&bad), None, None).unwrap_err());
-    let BackendError::Qnn(QnnError::Load { attempts }) = &e else {
+    let BackendError::Qnn(QnnError::Library(LibraryError::Load { attempts, .. })) = &e else {
         panic!("not a QNN load error: {e:?}");
     };
     assert_eq!(attempts[0].path, "/nonexistent/libQnnHtp.so");
@@ -35,7 +36,7 @@ fn a_missing_vendor_library_lists_every_place_tried() {
         };
         let e = NpuSpec::Neuron.open(&options).unwrap_err();
         assert!(
-            matches!(&e, BackendError::Neuron(NeuronError::Load { attempts }) if attempts[0].path == "/nonexistent/libneuron.so"),
+            matches!(&e, BackendError::Neuron(NeuronError::Library(LibraryError::Load { attempts, .. })) if attempts[0].path == "/nonexistent/libneuron.so"),
             "{e:?}"
         );
     }

@@ -1,12 +1,16 @@
 //! What shadowattn's tests share, for dev-dependencies only (it runs `cargo build`, which no
-//! library user wants): the policy for optional test dependencies, fuzz case counts, and where
-//! the test libraries and Qualcomm's emulator are.
+//! library user wants): the policy for optional test dependencies, fuzz case counts, where
+//! the test libraries and Qualcomm's emulator are, and the kernel tests' numeric helpers
+//! ([`noise`], [`close`]).
 //!
 //! An optional dependency (Qualcomm's emulator, the model, PoCL) may be absent on a developer's
 //! machine, where its tests skip with one line; in CI (`CI=true`) a missing dependency is a
 //! failure.
 
 use std::path::{Path, PathBuf};
+
+mod numeric;
+pub use numeric::{close, close_f32, noise};
 
 /// Whether this process runs in CI (`CI=true`).
 pub fn in_ci() -> bool {

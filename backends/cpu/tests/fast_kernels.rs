@@ -8,30 +8,7 @@ use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, HalError, HeadsView, KeyBudget, ScoreData,
     ScoreMatrix, Selection,
 };
-
-fn noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
-
-fn close(fast: &[f32], gold: &[f32]) -> Result<(), String> {
-    for (i, (a, e)) in fast.iter().zip(gold).enumerate() {
-        if (a - e).abs() > 2e-5 + 1e-4 * e.abs() {
-            return Err(format!("[{i}] {a} vs {e}"));
-        }
-    }
-    Ok(())
-}
+use shadowattn_test_support::{close_f32, noise};
 
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
     (
@@ -83,7 +60,7 @@ proptest! {
         CpuBackend::new().dense_attention(inputs, &mut gold).unwrap();
         let mut fast = vec![0.0; gold.len()];
         FastCpuBackend::new(threads).unwrap().dense_attention(inputs, &mut fast).unwrap();
-        prop_assert!(close(&fast, &gold).is_ok(), "{:?}", close(&fast, &gold));
+        prop_assert!(close_f32(&fast, &gold).is_ok(), "{:?}", close_f32(&fast, &gold));
     }
 
     #[test]
@@ -107,7 +84,7 @@ proptest! {
         gold_backend.sparse_attention(inputs, &gold_sel, &mut gold).unwrap();
         let mut fast = vec![0.0; gold.len()];
         fast_backend.sparse_attention(inputs, &fast_sel, &mut fast).unwrap();
-        prop_assert!(close(&fast, &gold).is_ok(), "{:?}", close(&fast, &gold));
+        prop_assert!(close_f32(&fast, &gold).is_ok(), "{:?}", close_f32(&fast, &gold));
     }
 
     #[test]
@@ -206,10 +183,10 @@ proptest! {
         let mut got = vec![0.0; inputs.output_len()];
         gold.sparse_attention(rounded, &selections, &mut want).unwrap();
         fast.sparse_attention(inputs, &selections, &mut got).unwrap();
-        prop_assert!(close(&got, &want).is_ok(), "sparse: {:?}", close(&got, &want));
+        prop_assert!(close_f32(&got, &want).is_ok(), "sparse: {:?}", close_f32(&got, &want));
         gold.dense_attention(rounded, &mut want).unwrap();
         fast.dense_attention(inputs, &mut got).unwrap();
-        prop_assert!(close(&got, &want).is_ok(), "dense: {:?}", close(&got, &want));
+        prop_assert!(close_f32(&got, &want).is_ok(), "dense: {:?}", close_f32(&got, &want));
     }
 }
 
@@ -283,9 +260,9 @@ fn dense_attention_reuses_its_packed_kv_across_calls_of_other_shapes() {
         let inputs = AttentionInputs::new(&q, &k, &v, shape).unwrap();
         let (gold, got) = dense_both(&fast, inputs);
         assert!(
-            close(&got, &gold).is_ok(),
+            close_f32(&got, &gold).is_ok(),
             "{shape:?}: {:?}",
-            close(&got, &gold)
+            close_f32(&got, &gold)
         );
     }
 }

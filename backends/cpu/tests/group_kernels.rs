@@ -9,28 +9,7 @@ use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, GroupScores, KeyBudget, ScoreData,
     ScoreMatrix, Selection,
 };
-
-fn noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
-
-/// The bound of the per-head kernels' tests: f32 accumulation against the golden f64.
-fn close(fast: &[f32], gold: &[f32]) -> Result<(), String> {
-    for (i, (a, e)) in fast.iter().zip(gold).enumerate() {
-        if (a - e).abs() > 2e-5 + 1e-4 * e.abs() {
-            return Err(format!("[{i}] {a} vs {e}"));
-        }
-    }
-    Ok(())
-}
+use shadowattn_test_support::{close_f32, noise};
 
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
     (
@@ -134,7 +113,7 @@ proptest! {
             gold.sparse_attention_grouped(inputs, sel, &mut o_gold).unwrap();
             let mut o_fast = vec![0.0; o_gold.len()];
             fast.sparse_attention_grouped(inputs, sel, &mut o_fast).unwrap();
-            prop_assert!(close(&o_fast, &o_gold).is_ok(), "{:?}", close(&o_fast, &o_gold));
+            prop_assert!(close_f32(&o_fast, &o_gold).is_ok(), "{:?}", close_f32(&o_fast, &o_gold));
         }
     }
 }

@@ -7,24 +7,10 @@ use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, HalError, HeadsView, KeyBudget, ScoreData,
     ScoreMatrix, Selection,
 };
+use shadowattn_test_support::noise;
 
 fn cpu() -> Box<dyn ComputeBackend> {
     Box::new(CpuBackend::new())
-}
-
-/// Deterministic pseudo-random values in [-1, 1) (a small LCG; tests need no crate for this).
-fn noise(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 struct Chunk {
@@ -38,15 +24,9 @@ impl Chunk {
     fn new(seed: u64, shape: AttentionShape) -> Self {
         let s = &shape;
         Chunk {
-            q: noise(seed, s.q_heads * s.q_len * s.head_dim)
-                .iter()
-                .map(|x| x * 3.0)
-                .collect(),
-            k: noise(seed + 1, s.kv_heads * s.kv_len * s.head_dim)
-                .iter()
-                .map(|x| x * 3.0)
-                .collect(),
-            v: noise(seed + 2, s.kv_heads * s.kv_len * s.head_dim),
+            q: noise(seed, s.q_heads * s.q_len * s.head_dim, 3.0),
+            k: noise(seed + 1, s.kv_heads * s.kv_len * s.head_dim, 3.0),
+            v: noise(seed + 2, s.kv_heads * s.kv_len * s.head_dim, 1.0),
             shape,
         }
     }
@@ -256,7 +236,7 @@ proptest! {
         let d = shape.head_dim;
         let mut dense = vec![0.0; inputs.output_len()];
         cpu().dense_attention(inputs, &mut dense).unwrap();
-        let mut bits = noise(pick, shape.q_heads * shape.q_len * shape.kv_len).into_iter();
+        let mut bits = noise(pick, shape.q_heads * shape.q_len * shape.kv_len, 1.0).into_iter();
         let mut selections = Vec::new();
         for _ in 0..shape.q_heads {
             let mut s = Selection::new();
@@ -309,7 +289,7 @@ proptest! {
         rows in 1usize..8, prefix in 0usize..20, ratio in 0.01f32..1.0, seed in any::<u64>(),
     ) {
         let cols = rows + prefix;
-        let scores = noise(seed, rows * cols);
+        let scores = noise(seed, rows * cols, 1.0);
         let m = ScoreMatrix::causal(ScoreData::F32(&scores), rows, cols, prefix).unwrap();
         let sel = cpu().topk(m, KeyBudget::Ratio { ratio, min_keys: 2 }).unwrap();
         for i in 0..rows {

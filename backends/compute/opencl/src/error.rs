@@ -1,6 +1,6 @@
 //! The one error type of the OpenCL backend.
 
-use shadowattn_hal::library::{Attempts, LoadAttempt};
+pub use shadowattn_hal::library::{LibraryError, LoadAttempt};
 use shadowattn_hal::HalError;
 use thiserror::Error;
 
@@ -14,28 +14,10 @@ pub const BACKEND_NAME: &str = "opencl";
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum OpenClError {
-    /// No candidate library could be used; every attempt and its reason.
-    #[error("no usable OpenCL library; tried:\n{}", Attempts(attempts))]
-    Load {
-        /// Every attempt, in search order.
-        attempts: Vec<LoadAttempt>,
-    },
-    /// A library that cannot be opened.
-    #[error("{path}: cannot load: {detail}")]
-    Open {
-        /// The library.
-        path: String,
-        /// The loader's message.
-        detail: String,
-    },
-    /// A library without a required symbol.
-    #[error("{path}: missing symbol `{symbol}`")]
-    MissingSymbol {
-        /// The library.
-        path: String,
-        /// The symbol.
-        symbol: String,
-    },
+    /// No candidate library could be used (every attempt and its reason), or one that cannot be
+    /// opened or lacks a required symbol.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
     /// The library loaded but reports no platform (no driver or ICD installed).
     #[error("{library}: no OpenCL platform ({status}); install a driver or an ICD (on Debian: pocl-opencl-icd)")]
     NoPlatform {
@@ -122,10 +104,7 @@ impl From<OpenClError> for HalError {
             e @ OpenClError::BufferTooLarge { .. } => {
                 HalError::invalid_argument("inputs", e.to_string())
             }
-            OpenClError::Load { attempts } => HalError::Load {
-                backend: BACKEND_NAME.into(),
-                attempts,
-            },
+            OpenClError::Library(e) => e.into_hal(BACKEND_NAME),
             e @ OpenClError::NoFp16 { .. } => HalError::NotProvided {
                 backend: BACKEND_NAME.into(),
                 feature: e.to_string(),

@@ -20,7 +20,7 @@ pub(crate) mod sys;
 
 pub use backend::{list_devices, OpenClBackend, OpenClOptions, Storage, KERNEL_SOURCE};
 pub use device::{Device, Selector};
-pub use error::{OpenClError, Result, BACKEND_NAME};
+pub use error::{LibraryError, OpenClError, Result, BACKEND_NAME};
 pub use loader::OpenClLibrary;
 pub use runtime::{GpuEvent, MAX_KEPT_EVENTS};
 pub use sys::DeviceType;

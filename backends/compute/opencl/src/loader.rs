@@ -7,9 +7,9 @@
 
 #![allow(unsafe_code)]
 
-use crate::error::{OpenClError, Result};
+use crate::error::Result;
 use crate::sys::fns;
-use shadowattn_hal::library::LibrarySearch;
+use shadowattn_hal::library::{DynamicLibrary, LibrarySearch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,16 +57,15 @@ pub struct Api {
 
 /// An opened OpenCL library.
 pub struct OpenClLibrary {
-    path: String,
     // Keeps the resolved functions' code mapped for as long as any handle exists.
-    _library: libloading::Library,
+    library: DynamicLibrary,
     api: Api,
 }
 
 impl std::fmt::Debug for OpenClLibrary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenClLibrary")
-            .field("path", &self.path)
+            .field("path", &self.library.path())
             .finish()
     }
 }
@@ -81,66 +80,50 @@ impl OpenClLibrary {
     pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
         LibrarySearch::new(explicit, ENV_LIB, env_lib)
             .candidates(CANDIDATES)
-            .open_first(|path| Self::open(path).map(Arc::new))
-            .map_err(|attempts| OpenClError::Load { attempts })
+            .find("OpenCL library", |path| Self::open(path).map(Arc::new))
     }
 
     /// Opens one library and resolves every symbol; a missing one is an error naming it.
     pub fn open(path: &str) -> Result<Self> {
         // SAFETY: loading runs the library's initializers; OpenCL ICD loaders and drivers are
         // plain shared objects meant to be opened this way.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| OpenClError::Open {
-            path: path.to_string(),
-            detail: e.to_string(),
-        })?;
-        macro_rules! sym {
-            ($name:literal) => {{
-                // SAFETY: the symbol's type is the C signature the OpenCL specification gives it.
-                let s = unsafe { library.get(concat!($name, "\0").as_bytes()) }.map_err(|_| {
-                    OpenClError::MissingSymbol {
-                        path: path.to_string(),
-                        symbol: $name.to_string(),
-                    }
-                })?;
-                *s
-            }};
-        }
-        let api = Api {
-            get_platform_ids: sym!("clGetPlatformIDs"),
-            get_platform_info: sym!("clGetPlatformInfo"),
-            get_device_ids: sym!("clGetDeviceIDs"),
-            get_device_info: sym!("clGetDeviceInfo"),
-            create_context: sym!("clCreateContext"),
-            create_command_queue: sym!("clCreateCommandQueue"),
-            create_program_with_source: sym!("clCreateProgramWithSource"),
-            build_program: sym!("clBuildProgram"),
-            get_program_build_info: sym!("clGetProgramBuildInfo"),
-            create_kernel: sym!("clCreateKernel"),
-            set_kernel_arg: sym!("clSetKernelArg"),
-            get_kernel_work_group_info: sym!("clGetKernelWorkGroupInfo"),
-            create_buffer: sym!("clCreateBuffer"),
-            enqueue_write_buffer: sym!("clEnqueueWriteBuffer"),
-            enqueue_read_buffer: sym!("clEnqueueReadBuffer"),
-            enqueue_nd_range_kernel: sym!("clEnqueueNDRangeKernel"),
-            finish: sym!("clFinish"),
-            get_event_profiling_info: sym!("clGetEventProfilingInfo"),
-            release_event: sym!("clReleaseEvent"),
-            release_mem_object: sym!("clReleaseMemObject"),
-            release_kernel: sym!("clReleaseKernel"),
-            release_program: sym!("clReleaseProgram"),
-            release_command_queue: sym!("clReleaseCommandQueue"),
-            release_context: sym!("clReleaseContext"),
+        let library = unsafe { DynamicLibrary::open(path) }?;
+        // SAFETY: each field's type is the C signature the OpenCL specification gives the
+        // function named; `api` is kept beside `library`, which stays loaded as long as it.
+        let api = unsafe {
+            Api {
+                get_platform_ids: library.symbol("clGetPlatformIDs")?,
+                get_platform_info: library.symbol("clGetPlatformInfo")?,
+                get_device_ids: library.symbol("clGetDeviceIDs")?,
+                get_device_info: library.symbol("clGetDeviceInfo")?,
+                create_context: library.symbol("clCreateContext")?,
+                create_command_queue: library.symbol("clCreateCommandQueue")?,
+                create_program_with_source: library.symbol("clCreateProgramWithSource")?,
+                build_program: library.symbol("clBuildProgram")?,
+                get_program_build_info: library.symbol("clGetProgramBuildInfo")?,
+                create_kernel: library.symbol("clCreateKernel")?,
+                set_kernel_arg: library.symbol("clSetKernelArg")?,
+                get_kernel_work_group_info: library.symbol("clGetKernelWorkGroupInfo")?,
+                create_buffer: library.symbol("clCreateBuffer")?,
+                enqueue_write_buffer: library.symbol("clEnqueueWriteBuffer")?,
+                enqueue_read_buffer: library.symbol("clEnqueueReadBuffer")?,
+                enqueue_nd_range_kernel: library.symbol("clEnqueueNDRangeKernel")?,
+                finish: library.symbol("clFinish")?,
+                get_event_profiling_info: library.symbol("clGetEventProfilingInfo")?,
+                release_event: library.symbol("clReleaseEvent")?,
+                release_mem_object: library.symbol("clReleaseMemObject")?,
+                release_kernel: library.symbol("clReleaseKernel")?,
+                release_program: library.symbol("clReleaseProgram")?,
+                release_command_queue: library.symbol("clReleaseCommandQueue")?,
+                release_context: library.symbol("clReleaseContext")?,
+            }
         };
-        Ok(OpenClLibrary {
-            path: path.to_string(),
-            _library: library,
-            api,
-        })
+        Ok(OpenClLibrary { library, api })
     }
 
     /// Path the library was opened from.
     pub fn path(&self) -> &str {
-        &self.path
+        self.library.path()
     }
 
     /// The resolved functions.

@@ -10,14 +10,16 @@ use shadowattn_hal::{
     ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_opencl::{
-    OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
+    LibraryError, OpenClBackend, OpenClError, OpenClLibrary, OpenClOptions, Selector, Storage,
 };
-use shadowattn_test_support::missing_dependency;
+use shadowattn_test_support::{missing_dependency, noise};
 
 fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     match OpenClBackend::open(options) {
         Ok(b) => Some(b),
-        Err(e @ (OpenClError::Load { .. } | OpenClError::NoPlatform { .. })) => {
+        Err(
+            e @ (OpenClError::Library(LibraryError::Load { .. }) | OpenClError::NoPlatform { .. }),
+        ) => {
             missing_dependency(
                 "an OpenCL platform",
                 &format!(
@@ -31,34 +33,10 @@ fn open(options: OpenClOptions) -> Option<OpenClBackend> {
     }
 }
 
-fn noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * amp
-        })
-        .collect()
-}
-
+/// [`shadowattn_test_support::close`] as a property's failure, naming `what` was compared.
 fn close(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (a, e)) in got.iter().zip(want).enumerate() {
-        prop_assert!(
-            (a - e).abs() <= atol + rtol * e.abs(),
-            "{}[{}]: {} vs golden {}",
-            what,
-            i,
-            a,
-            e
-        );
-    }
-    Ok(())
+    shadowattn_test_support::close(got, want, atol, rtol)
+        .map_err(|e| TestCaseError::fail(format!("{what}: {e}")))
 }
 
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
@@ -555,7 +533,10 @@ fn profiling_events_cover_every_command_in_order() {
 #[test]
 fn the_loader_follows_the_search_order_and_names_what_failed() {
     let err = OpenClLibrary::open("/nonexistent/libOpenCL.so").unwrap_err();
-    assert!(matches!(err, OpenClError::Open { .. }), "{err}");
+    assert!(
+        matches!(err, OpenClError::Library(LibraryError::Open { .. })),
+        "{err}"
+    );
     // A real library without the OpenCL symbols.
     let err = OpenClLibrary::open("libm.so.6").unwrap_err();
     assert!(

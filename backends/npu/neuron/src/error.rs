@@ -1,6 +1,6 @@
 //! The one error type of the Neuron backend.
 
-use shadowattn_hal::library::{Attempts, LoadAttempt};
+pub use shadowattn_hal::library::{LibraryError, LoadAttempt};
 use shadowattn_hal::HalError;
 use thiserror::Error;
 
@@ -14,28 +14,10 @@ pub const BACKEND_NAME: &str = "neuron";
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum NeuronError {
-    /// No candidate library could be used; every attempt and its reason.
-    #[error("no usable Neuron adapter library; tried:\n{}", Attempts(attempts))]
-    Load {
-        /// Every attempt, in search order.
-        attempts: Vec<LoadAttempt>,
-    },
-    /// A library that cannot be opened.
-    #[error("{path}: cannot load: {detail}")]
-    Open {
-        /// The library.
-        path: String,
-        /// The loader's message.
-        detail: String,
-    },
-    /// A library without a required symbol.
-    #[error("{path}: missing symbol `{symbol}`")]
-    MissingSymbol {
-        /// The library.
-        path: String,
-        /// The symbol.
-        symbol: String,
-    },
+    /// No candidate library could be used (every attempt and its reason), or one that cannot be
+    /// opened or lacks a required symbol.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
     /// A runtime older than the oldest whose functions these declarations match.
     #[error("{path}: Neuron runtime {version} is older than {oldest}, the oldest whose functions this backend declares")]
     TooOld {
@@ -87,10 +69,7 @@ impl From<NeuronError> for HalError {
                 op,
                 detail,
             },
-            NeuronError::Load { attempts } => HalError::Load {
-                backend: BACKEND_NAME.into(),
-                attempts,
-            },
+            NeuronError::Library(e) => e.into_hal(BACKEND_NAME),
             other => HalError::Unavailable {
                 backend: BACKEND_NAME.into(),
                 detail: other.to_string(),

@@ -12,5 +12,5 @@ pub mod loader;
 pub mod sys;
 
 pub use backend::{NeuronBackend, NeuronGraph, NeuronOptions};
-pub use error::{NeuronError, Result, BACKEND_NAME};
+pub use error::{LibraryError, NeuronError, Result, BACKEND_NAME};
 pub use loader::NeuronLibrary;

@@ -9,8 +9,8 @@
 #![allow(unsafe_code)]
 
 use crate::error::{NeuronError, Result};
-use crate::sys::{fns, RuntimeVersion};
-use shadowattn_hal::library::LibrarySearch;
+use crate::sys::{calls::check, fns, RuntimeVersion};
+use shadowattn_hal::library::{DynamicLibrary, LibrarySearch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,13 +24,14 @@ pub const CANDIDATES: &[&str] = &[
 ];
 
 /// The names of the library's devices, where it exports the (optional) device functions.
-fn device_names(library: &libloading::Library) -> Vec<String> {
-    // SAFETY: each symbol's type is the documented C signature of that function.
+fn device_names(library: &DynamicLibrary) -> Vec<String> {
+    // SAFETY: each symbol's type is the documented C signature of that function; they are
+    // called only here, while `library` is loaded.
     let resolved = unsafe {
         (
-            library.get::<fns::GetDeviceCount>(b"Neuron_getDeviceCount\0"),
-            library.get::<fns::GetDevice>(b"Neuron_getDevice\0"),
-            library.get::<fns::DeviceGetName>(b"NeuronDevice_getName\0"),
+            library.symbol::<fns::GetDeviceCount>("Neuron_getDeviceCount"),
+            library.symbol::<fns::GetDevice>("Neuron_getDevice"),
+            library.symbol::<fns::DeviceGetName>("NeuronDevice_getName"),
         )
     };
     let (Ok(count), Ok(get), Ok(name)) = resolved else {
@@ -81,9 +82,8 @@ pub struct Api {
 
 /// An opened Neuron adapter library.
 pub struct NeuronLibrary {
-    path: String,
     // Keeps the resolved functions' code mapped for as long as any handle exists.
-    _library: libloading::Library,
+    library: DynamicLibrary,
     api: Api,
     version: RuntimeVersion,
     warnings: Vec<String>,
@@ -93,7 +93,7 @@ pub struct NeuronLibrary {
 impl std::fmt::Debug for NeuronLibrary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NeuronLibrary")
-            .field("path", &self.path)
+            .field("path", &self.library.path())
             .field("version", &self.version)
             .finish()
     }
@@ -109,8 +109,9 @@ impl NeuronLibrary {
     pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
         LibrarySearch::new(explicit, ENV_LIB, env_lib)
             .candidates(CANDIDATES)
-            .open_first(|path| Self::open(path).map(Arc::new))
-            .map_err(|attempts| NeuronError::Load { attempts })
+            .find("Neuron adapter library", |path| {
+                Self::open(path).map(Arc::new)
+            })
     }
 
     /// The names of the library's devices (empty where it does not export device functions).
@@ -121,55 +122,39 @@ impl NeuronLibrary {
     /// Opens one library and resolves every symbol; a missing one is an error naming it.
     pub fn open(path: &str) -> Result<Self> {
         // SAFETY: loading runs the library's initializers; adapter libraries are plain shared objects.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| NeuronError::Open {
-            path: path.to_string(),
-            detail: e.to_string(),
-        })?;
-        macro_rules! sym {
-            ($name:literal) => {{
-                // SAFETY: the symbol's type is the documented C signature of this function.
-                let s = unsafe { library.get(concat!($name, "\0").as_bytes()) }.map_err(|_| {
-                    NeuronError::MissingSymbol {
-                        path: path.to_string(),
-                        symbol: $name.to_string(),
-                    }
-                })?;
-                *s
-            }};
-        }
-        let api = Api {
-            get_version: sym!("Neuron_getVersion"),
-            model_create: sym!("NeuronModel_create"),
-            model_free: sym!("NeuronModel_free"),
-            model_finish: sym!("NeuronModel_finish"),
-            model_add_operand: sym!("NeuronModel_addOperand"),
-            model_set_operand_value: sym!("NeuronModel_setOperandValue"),
-            model_add_operation: sym!("NeuronModel_addOperation"),
-            model_identify_inputs_and_outputs: sym!("NeuronModel_identifyInputsAndOutputs"),
-            compilation_create: sym!("NeuronCompilation_create"),
-            compilation_free: sym!("NeuronCompilation_free"),
-            compilation_finish: sym!("NeuronCompilation_finish"),
-            execution_create: sym!("NeuronExecution_create"),
-            execution_free: sym!("NeuronExecution_free"),
-            execution_set_input: sym!("NeuronExecution_setInput"),
-            execution_set_output: sym!("NeuronExecution_setOutput"),
-            execution_compute: sym!("NeuronExecution_compute"),
+        let library = unsafe { DynamicLibrary::open(path) }?;
+        // SAFETY: each field's type is the documented C signature of the function named; `api`
+        // is kept beside `library`, which stays loaded as long as it.
+        let api = unsafe {
+            Api {
+                get_version: library.symbol("Neuron_getVersion")?,
+                model_create: library.symbol("NeuronModel_create")?,
+                model_free: library.symbol("NeuronModel_free")?,
+                model_finish: library.symbol("NeuronModel_finish")?,
+                model_add_operand: library.symbol("NeuronModel_addOperand")?,
+                model_set_operand_value: library.symbol("NeuronModel_setOperandValue")?,
+                model_add_operation: library.symbol("NeuronModel_addOperation")?,
+                model_identify_inputs_and_outputs: library
+                    .symbol("NeuronModel_identifyInputsAndOutputs")?,
+                compilation_create: library.symbol("NeuronCompilation_create")?,
+                compilation_free: library.symbol("NeuronCompilation_free")?,
+                compilation_finish: library.symbol("NeuronCompilation_finish")?,
+                execution_create: library.symbol("NeuronExecution_create")?,
+                execution_free: library.symbol("NeuronExecution_free")?,
+                execution_set_input: library.symbol("NeuronExecution_setInput")?,
+                execution_set_output: library.symbol("NeuronExecution_setOutput")?,
+                execution_compute: library.symbol("NeuronExecution_compute")?,
+            }
         };
         let mut version = RuntimeVersion::default();
         // SAFETY: `version` is a valid out-pointer of the declared 3-byte layout.
-        let rc = unsafe { (api.get_version)(&mut version) };
-        if rc != 0 {
-            return Err(NeuronError::Call {
-                call: "Neuron_getVersion",
-                code: rc,
-                name: crate::sys::ResultCode(rc).name(),
-            });
-        }
+        check("Neuron_getVersion", unsafe {
+            (api.get_version)(&mut version)
+        })?;
         let warnings = vet_version(path, version)?;
         let devices = device_names(&library);
         Ok(NeuronLibrary {
-            path: path.to_string(),
-            _library: library,
+            library,
             api,
             version,
             warnings,
@@ -179,7 +164,7 @@ impl NeuronLibrary {
 
     /// Path the library was opened from.
     pub fn path(&self) -> &str {
-        &self.path
+        self.library.path()
     }
 
     /// The runtime version.

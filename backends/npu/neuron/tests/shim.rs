@@ -7,7 +7,7 @@ use shadowattn_hal::{
 };
 use shadowattn_neuron::sys::calls;
 use shadowattn_neuron::sys::{OperandCode, ResultCode};
-use shadowattn_neuron::{NeuronBackend, NeuronError, NeuronLibrary, NeuronOptions};
+use shadowattn_neuron::{LibraryError, NeuronBackend, NeuronError, NeuronLibrary, NeuronOptions};
 use std::path::Path;
 
 mod support;
@@ -334,7 +334,7 @@ fn loader_failures_list_every_attempt_and_name_missing_symbols() {
         Some("/nope.so".into()),
     )
     .unwrap_err();
-    let NeuronError::Load { attempts } = &e else {
+    let NeuronError::Library(LibraryError::Load { attempts, .. }) = &e else {
         panic!("{e}")
     };
     let origins: Vec<&str> = attempts.iter().map(|a| a.origin.as_str()).collect();
@@ -351,7 +351,7 @@ fn loader_failures_list_every_attempt_and_name_missing_symbols() {
     assert_eq!(attempts[2].path, "libneuronusdk_adapter.mtk.so");
     let e = NeuronLibrary::open("libm.so.6").unwrap_err();
     assert!(
-        matches!(&e, NeuronError::MissingSymbol { symbol, .. } if symbol == "Neuron_getVersion"),
+        matches!(&e, NeuronError::Library(LibraryError::MissingSymbol { symbol, .. }) if symbol == "Neuron_getVersion"),
         "{e}"
     );
 }

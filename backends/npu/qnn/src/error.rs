@@ -6,27 +6,16 @@ use thiserror::Error;
 /// Result alias for the QNN backend.
 pub type Result<T, E = QnnError> = std::result::Result<T, E>;
 
-use shadowattn_hal::library::Attempts;
-pub use shadowattn_hal::library::LoadAttempt;
+pub use shadowattn_hal::library::{LibraryError, LoadAttempt};
 
 /// Everything that can go wrong in the QNN backend.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum QnnError {
-    /// No candidate library could be used.
-    #[error("no usable QNN library; tried:\n{}", Attempts(attempts))]
-    Load {
-        /// Every attempt, in search order.
-        attempts: Vec<LoadAttempt>,
-    },
-    /// A library without a required exported symbol.
-    #[error("{path}: missing symbol `{symbol}`")]
-    MissingSymbol {
-        /// The library.
-        path: String,
-        /// The symbol.
-        symbol: String,
-    },
+    /// No candidate library could be used (every attempt), or one that does not open or lacks a
+    /// required symbol.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
     /// A library whose providers are unusable (wrong API version, none for this backend).
     #[error("{path}: {detail}")]
     Provider {
@@ -112,10 +101,7 @@ impl From<QnnError> for HalError {
             e @ QnnError::ContextBinaryTooLarge { .. } => {
                 HalError::invalid_value("context binary", e.to_string())
             }
-            QnnError::Load { attempts } => HalError::Load {
-                backend: BACKEND_NAME.into(),
-                attempts,
-            },
+            QnnError::Library(e) => e.into_hal(BACKEND_NAME),
             other => HalError::Unavailable {
                 backend: BACKEND_NAME.into(),
                 detail: other.to_string(),

@@ -11,5 +11,5 @@ pub mod loader;
 pub mod sys;
 
 pub use backend::{Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate};
-pub use error::{QnnError, Result, BACKEND_NAME};
+pub use error::{LibraryError, QnnError, Result, BACKEND_NAME};
 pub use loader::{QnnLibrary, StdoutToStderr};

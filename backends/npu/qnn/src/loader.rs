@@ -9,7 +9,7 @@
 
 use crate::error::{QnnError, Result};
 use crate::sys;
-use shadowattn_hal::library::LibrarySearch;
+use shadowattn_hal::library::{DynamicLibrary, LibrarySearch};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -37,9 +37,8 @@ pub fn sdk_target_dir() -> &'static str {
 
 /// An opened QNN backend library and its vetted provider.
 pub struct QnnLibrary {
-    path: String,
     // Keeps the code of `interface`'s functions mapped; never dropped (see the registry).
-    _library: libloading::Library,
+    library: DynamicLibrary,
     interface: sys::Interface,
     provider_name: String,
     warnings: Vec<String>,
@@ -48,7 +47,7 @@ pub struct QnnLibrary {
 impl std::fmt::Debug for QnnLibrary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QnnLibrary")
-            .field("path", &self.path)
+            .field("path", &self.library.path())
             .field("provider", &self.provider_name)
             .field("api", &self.interface.api_version)
             .finish()
@@ -147,8 +146,7 @@ impl QnnLibrary {
         }
         search
             .candidates(CANDIDATES)
-            .open_first(Self::open)
-            .map_err(|attempts| QnnError::Load { attempts })
+            .find("QNN library", Self::open)
     }
 
     /// Opens one library (or returns the already opened one) and vets its provider.
@@ -168,19 +166,11 @@ impl QnnLibrary {
     fn load(path: &str) -> Result<Self> {
         // SAFETY: loading runs the library's initializers; QNN libraries are plain shared
         // objects meant to be dlopen'ed by applications.
-        let library =
-            unsafe { libloading::Library::new(path) }.map_err(|e| QnnError::Provider {
-                path: path.to_string(),
-                detail: format!("cannot load: {e}"),
-            })?;
-        // SAFETY: the symbol's type is the documented `QnnInterface_getProviders` signature.
-        let get_providers: libloading::Symbol<'_, sys::GetProvidersFn> = unsafe {
-            library.get(sys::GET_PROVIDERS_SYMBOL)
-        }
-        .map_err(|_| QnnError::MissingSymbol {
-            path: path.to_string(),
-            symbol: "QnnInterface_getProviders".into(),
-        })?;
+        let library = unsafe { DynamicLibrary::open(path) }?;
+        // SAFETY: the symbol's type is the documented `QnnInterface_getProviders` signature; it
+        // is called only here, while `library` is loaded.
+        let get_providers =
+            unsafe { library.symbol::<sys::GetProvidersFn>(sys::GET_PROVIDERS_SYMBOL) }?;
         let mut list: *const *const sys::Interface = std::ptr::null();
         let mut count: u32 = 0;
         // SAFETY: both out-pointers are valid for writes; the library owns the returned array.
@@ -254,8 +244,7 @@ impl QnnLibrary {
                 ));
             }
             return Ok(QnnLibrary {
-                path: path.to_string(),
-                _library: library,
+                library,
                 interface,
                 provider_name: name,
                 warnings,
@@ -269,7 +258,7 @@ impl QnnLibrary {
 
     /// Path the library was opened from.
     pub fn path(&self) -> &str {
-        &self.path
+        self.library.path()
     }
 
     /// The provider's name.

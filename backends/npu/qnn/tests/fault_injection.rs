@@ -6,7 +6,7 @@ use shadowattn_hal::{
     DType, GraphBuilder, HalError, HostTensor, NpuBackend, OutType, QuantParams, Quantization,
     TensorDesc,
 };
-use shadowattn_qnn::{QnnError, QnnLibrary};
+use shadowattn_qnn::{LibraryError, QnnError, QnnLibrary};
 use std::path::Path;
 
 mod support;
@@ -41,7 +41,7 @@ fn a_missing_library_lists_every_path_tried() {
         Some("/no/sdk".into()),
     )
     .unwrap_err();
-    let QnnError::Load { attempts } = &e else {
+    let QnnError::Library(LibraryError::Load { attempts, .. }) = &e else {
         panic!("{e}")
     };
     assert_eq!(attempts.len(), 4, "{e}");
@@ -63,7 +63,7 @@ fn a_missing_library_lists_every_path_tried() {
 fn a_library_without_the_entry_point_names_the_symbol() {
     let e = QnnLibrary::open("libm.so.6").unwrap_err();
     assert!(
-        matches!(&e, QnnError::MissingSymbol { symbol, .. } if symbol == "QnnInterface_getProviders"),
+        matches!(&e, QnnError::Library(LibraryError::MissingSymbol { symbol, .. }) if symbol == "QnnInterface_getProviders"),
         "{e}"
     );
 }

@@ -16,7 +16,8 @@ unsafe impl Send for RawHandle {}
 // SAFETY: see `Send`.
 unsafe impl Sync for RawHandle {}
 
-fn check(call: &'static str, rc: i32) -> Result<()> {
+/// A result code as a `Result`: 0 is success, anything else a [`NeuronError::Call`] naming it.
+pub(crate) fn check(call: &'static str, rc: i32) -> Result<()> {
     if rc == 0 {
         Ok(())
     } else {

@@ -609,7 +609,7 @@ pub type GetProvidersFn =
     unsafe extern "C" fn(*mut *const *const Interface, *mut u32) -> ErrorHandle;
 
 /// Exported symbol of every QNN backend library.
-pub const GET_PROVIDERS_SYMBOL: &[u8] = b"QnnInterface_getProviders\0";
+pub const GET_PROVIDERS_SYMBOL: &str = "QnnInterface_getProviders";
 
 /// Backend id of HTP.
 pub const BACKEND_ID_HTP: u32 = 6;
