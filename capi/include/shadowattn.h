@@ -21,7 +21,8 @@
 // Pilot output form: scores requantized to INT8 (what HTP supports).
 #define SHADOWATTN_PILOT_INT8 0
 
-// Pilot output form: exact INT32 accumulators (the golden CPU backend, the simulator).
+// Pilot output form: exact INT32 accumulators (the golden CPU backend; no built-in simulator
+// profile and no NPU driver here accepts an INT32 MatMul output, so they refuse it).
 #define SHADOWATTN_PILOT_INT32 1
 
 // The head ran the pilot, top-k and sparse attention.

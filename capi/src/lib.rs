@@ -47,7 +47,8 @@ pub const SHADOWATTN_ABI_VERSION: u32 = 1;
 
 /// Pilot output form: scores requantized to INT8 (what HTP supports).
 pub const SHADOWATTN_PILOT_INT8: u32 = 0;
-/// Pilot output form: exact INT32 accumulators (the golden CPU backend, the simulator).
+/// Pilot output form: exact INT32 accumulators (the golden CPU backend; no built-in simulator
+/// profile and no NPU driver here accepts an INT32 MatMul output, so they refuse it).
 pub const SHADOWATTN_PILOT_INT32: u32 = 1;
 
 /// Shape and masking of one attention chunk.

@@ -233,7 +233,7 @@ fn bad_requests_are_clear_errors() {
     err(
         &["--shape", "qwen2-0.5b", "--cores", "9"],
         1,
-        "--cores 9 is outside",
+        "--core mid --cores 9: 9 cores is outside 1..=5",
     );
     err(
         &["--shape", "qwen2-0.5b", "--attention", "magic"],
