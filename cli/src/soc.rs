@@ -1,7 +1,7 @@
 //! `shadowattn soc list | show | validate | fit | check`: the SoC profiles of the simulator.
 
 use clap::Subcommand;
-use shadowattn_simulator::profile::{builtin_names, count, real, BUILTIN};
+use shadowattn_simulator::npu::profile::{builtin_names, count, real, BUILTIN};
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
 use std::path::Path;

@@ -4,15 +4,15 @@
 use crate::progress::progress_bar;
 use crate::qnn_estimates::{load_profile, Estimate, QnnEstimator};
 use clap::{Args, ValueEnum};
-use shadowattn_simulator::grid::{Second, Tail};
-use shadowattn_simulator::profile::{real, BUILTIN};
-use shadowattn_simulator::profile_edit::Key;
-use shadowattn_simulator::profile_edit::{fitted_profile_text, Identity};
-use shadowattn_simulator::validation::{family_error, markdown, FamilyError};
-use shadowattn_simulator::vendor_fit::{
+use shadowattn_simulator::fit::grid::{Second, Tail};
+use shadowattn_simulator::fit::profile_edit::Key;
+use shadowattn_simulator::fit::profile_edit::{fitted_profile_text, Identity};
+use shadowattn_simulator::fit::validation::{family_error, markdown, FamilyError};
+use shadowattn_simulator::fit::vendor::{
     fit, fit_families, held_out_families, residuals, FamilySet, Fit, GridSize, Observation,
     Parameter, FREE_PARAMETERS,
 };
+use shadowattn_simulator::npu::profile::{real, BUILTIN};
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
 use std::path::{Path, PathBuf};

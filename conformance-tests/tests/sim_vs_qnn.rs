@@ -3,7 +3,7 @@
 //! run, their outputs agree: f32 graphs bit for bit or within the case's acceptable f16 bound
 //! (the simulator computes them in f16 as HTP V73 does, but HTP's f16 kernels round inside
 //! differently from one exact f16 rounding per op), integer outputs bit for bit (the profile's
-//! `integer_rounding = "htp-v73"`, `simulator/src/numerics.rs`) except on the cases of
+//! `integer_rounding = "htp-v73"`, `simulator/src/npu/numerics.rs`) except on the cases of
 //! [`NOT_MODELLED`], which stay within one step and must still differ (so the list stays true).
 
 use shadowattn_conformance::seeded::seeded_inputs;

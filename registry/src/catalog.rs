@@ -2,7 +2,7 @@
 //! suites run on.
 
 use crate::spec::{ComputeSpec, NpuSpec, SocRef};
-use shadowattn_simulator::profile::builtin_names;
+use shadowattn_simulator::npu::profile::builtin_names;
 
 /// Every NPU backend: the golden interpreter, the simulator of every built-in SoC, QNN's HTP
 /// and Neuron.

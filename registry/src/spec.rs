@@ -3,7 +3,7 @@
 
 use shadowattn_cpu::fast::FastCpuBackend;
 use shadowattn_opencl::Selector;
-use shadowattn_simulator::profile::builtin_names;
+use shadowattn_simulator::npu::profile::builtin_names;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -4,8 +4,8 @@ use divan::counter::ItemsCount;
 use divan::Bencher;
 use shadowattn_cpu::reference::graph as interpreter;
 use shadowattn_hal::HostTensor;
-use shadowattn_simulator::fit::int8_pilot_graph;
-use shadowattn_simulator::functional;
+use shadowattn_simulator::npu::functional;
+use shadowattn_simulator::npu::graphs::int8_pilot_graph;
 
 fn main() {
     divan::main();

@@ -7,8 +7,8 @@
 //! (4, 2, 1), price it with the cost model (`graph_cost`), price every head's top-k and sparse
 //! attention, and plan the chunk's launches (`shadowattn_pipeline::plan`).
 use divan::Bencher;
-use shadowattn_simulator::cpu_model::SelectionSharing;
-use shadowattn_simulator::layer::PrefillLayer;
+use shadowattn_simulator::predict::cpu_model::SelectionSharing;
+use shadowattn_simulator::predict::layer::PrefillLayer;
 use shadowattn_simulator::SocProfile;
 
 fn main() {

@@ -5,7 +5,7 @@ use shadowattn_cpu::reference::graph as interpreter;
 use shadowattn_hal::{
     DType, Graph, GraphBuilder, HostTensor, OutType, QuantParams, Quantization, TensorDesc,
 };
-use shadowattn_simulator::functional;
+use shadowattn_simulator::npu::functional;
 
 /// One i8 MatMul graph: batch, m, k, n, transposes and the output form.
 fn graph(shape: (usize, usize, usize, usize), ta: bool, tb: bool, out: OutType) -> Graph {

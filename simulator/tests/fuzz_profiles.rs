@@ -3,7 +3,7 @@
 //! A longer run: `PROPTEST_CASES=100000 cargo test -p shadowattn-simulator --test fuzz_profiles`.
 
 use proptest::prelude::*;
-use shadowattn_simulator::profile::BUILTIN;
+use shadowattn_simulator::npu::profile::BUILTIN;
 use shadowattn_simulator::SocProfile;
 
 /// Byte edits: (position, byte, kind) with kind 0 = replace, 1 = insert, 2 = delete.
@@ -35,7 +35,7 @@ proptest! {
         if let Ok(p) = SocProfile::parse("fuzz.toml", &text) {
             // A profile that parses is usable: its cost model gives positive, finite times.
             let sim = shadowattn_simulator::SimBackend::new(p);
-            let g = shadowattn_simulator::fit::int8_pilot_graph(1, 8, 16, 8);
+            let g = shadowattn_simulator::npu::graphs::int8_pilot_graph(1, 8, 16, 8);
             let c = sim.cost(&g);
             prop_assert!(c.launch_ns(false).is_finite() && c.launch_ns(false) > 0.0);
         }

@@ -7,9 +7,10 @@ use shadowattn_hal::{
     Quantization, TensorDesc,
 };
 use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
-use shadowattn_simulator::fit::{fit_points, fit_sd8gen3, int8_pilot_graph};
-use shadowattn_simulator::profile::{builtin_names, real, NpuLimits, BUILTIN};
-use shadowattn_simulator::timeline::chrome_trace;
+use shadowattn_simulator::fit::launch::{fit_points, fit_sd8gen3};
+use shadowattn_simulator::npu::graphs::int8_pilot_graph;
+use shadowattn_simulator::npu::profile::{builtin_names, real, NpuLimits, BUILTIN};
+use shadowattn_simulator::predict::timeline::chrome_trace;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
 
 fn inputs_for(graph: &Graph, seed: u64) -> Vec<HostTensor> {
@@ -51,7 +52,24 @@ fn launch_ns(sim: &SimBackend, graph: &Graph) -> f64 {
 
 #[test]
 fn every_builtin_profile_loads() {
-    assert_eq!(builtin_names().len(), 5);
+    // Every profile file of `simulator/socs/` is built in, and nothing else is.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("socs");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut names = builtin_names();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        files,
+        "the profiles in {} and BUILTIN in simulator/src/npu/profile.rs differ: register a new \
+         profile there",
+        dir.display()
+    );
     for name in builtin_names() {
         let p = SocProfile::builtin(name).unwrap();
         assert_eq!(p.name, name);
@@ -429,7 +447,8 @@ proptest! {
     ) {
         let g = random_graph(m, k, n, s, zp, op);
         let ins = inputs_for(&g, seed);
-        let soc = builtin_names()[(seed % 5) as usize];
+        let names = builtin_names();
+        let soc = names[(seed % names.len() as u64) as usize];
         // The graph keeps INT32 accumulators, which the built-in NPUs refuse (their limits);
         // the functional model is checked on the profile with its limits lifted.
         let mut profile = SocProfile::builtin(soc).unwrap();

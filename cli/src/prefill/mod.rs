@@ -11,13 +11,13 @@ use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
 use shadowattn_pipeline::Placement;
 use shadowattn_registry::{ComputeSpec, NpuSpec};
-use shadowattn_simulator::device::placed_core;
-use shadowattn_simulator::prefill::{
+use shadowattn_simulator::npu::profile::CpuCore;
+use shadowattn_simulator::predict::device::placed_core;
+use shadowattn_simulator::predict::prefill::{
     predict_prefill, Activation, AttentionStrategy, LinearPrecision, PrefillPrediction,
     PrefillSpec, TransformerShape,
 };
-use shadowattn_simulator::profile::CpuCore;
-use shadowattn_simulator::timeline::write_chrome_trace;
+use shadowattn_simulator::predict::timeline::write_chrome_trace;
 use shadowattn_simulator::SocProfile;
 use shadowattn_sparse_attn::calibration::Calibration;
 use std::error::Error;

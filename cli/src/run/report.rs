@@ -4,7 +4,7 @@ use super::simulated::SimulatedLayer;
 use super::{Res, RunArgs};
 use shadowattn_hal::{AttentionShape, ProfileEvent};
 use shadowattn_pipeline::Plan;
-use shadowattn_simulator::timeline::write_chrome_trace;
+use shadowattn_simulator::predict::timeline::write_chrome_trace;
 use shadowattn_sparse_attn::metrics::AccuracyReport;
 
 /// The graph bank.

@@ -7,7 +7,7 @@ use shadowattn_hal::{
     QuantParams, Quantization, TensorDesc,
 };
 use shadowattn_qnn::{QnnBackend, QnnOptions};
-use shadowattn_simulator::fit::matmul_softmax_graph;
+use shadowattn_simulator::npu::graphs::matmul_softmax_graph;
 use shadowattn_test_support::missing_dependency;
 use std::path::PathBuf;
 

@@ -19,7 +19,7 @@
 //!
 //! FP32 compute uses `fp32_gflops`; FP16 storage halves the gathered bytes and uses `fp16_gflops`.
 
-use crate::profile::{real, CpuCore};
+use crate::npu::profile::{real, CpuCore};
 
 /// FLOP charged for one exponential.
 pub const EXP_FLOP: f64 = 8.0;
@@ -103,7 +103,7 @@ pub fn streaming_ns(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::SocProfile;
+    use crate::npu::profile::SocProfile;
 
     #[test]
     fn stages_grow_with_work_and_prime_is_faster() {

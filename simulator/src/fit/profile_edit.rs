@@ -2,8 +2,8 @@
 //! replaced, every other number marked as copied from the base, and a new name.
 
 use crate::error::{Result, SimError};
-use crate::profile::SocProfile;
-use crate::vendor_fit::Parameter;
+use crate::fit::vendor::Parameter;
+use crate::npu::profile::SocProfile;
 use toml_edit::{DocumentMut, Item};
 
 /// What the written profile is called and says about itself.
@@ -111,7 +111,7 @@ fn mark_copied(item: &mut Item, base: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{real, BUILTIN};
+    use crate::npu::profile::{real, BUILTIN};
 
     #[test]
     fn fitted_numbers_are_set_and_the_rest_marked_copied() {

@@ -1,7 +1,7 @@
 //! The error of a profile against a vendor's estimates, per graph family: the median
 //! |log(simulated / vendor)|, the shares within ±5 % and ±10 %, and the worst graph.
 
-use crate::vendor_fit::Residual;
+use crate::fit::vendor::Residual;
 use serde::Serialize;
 
 /// A family's error statistics.
@@ -76,7 +76,7 @@ pub fn markdown(rows: &[FamilyError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::GraphSpec;
+    use crate::fit::grid::GraphSpec;
 
     fn r(predicted: f64) -> Residual {
         Residual {

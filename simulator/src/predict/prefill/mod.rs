@@ -11,10 +11,10 @@
 //!   *glue*), and attention runs between `qkv` and `o` anyway. The output head runs for the
 //!   last row only. llm.npu's float outlier channels on the CPU are not modelled.
 //! - **Attention** per layer and chunk: `shadow` is the planned pipeline of
-//!   [`crate::layer::PrefillLayer`] (pilot launches overlapped with top-k and sparse attention);
+//!   [`crate::predict::layer::PrefillLayer`] (pilot launches overlapped with top-k and sparse attention);
 //!   `dense-cpu` (the paper's C/G-Full) is dense FP32 attention on the cores; `npu-int8`
-//!   (NPU-Full) and `npu-fp16-fa` (FP16 flash attention) are the [`crate::baselines`].
-//! - **Glue** is priced by [`crate::cpu_model::streaming_ns`] on the same cores: the byte and
+//!   (NPU-Full) and `npu-fp16-fa` (FP16 flash attention) are the [`crate::predict::baselines`].
+//! - **Glue** is priced by [`crate::predict::cpu_model::streaming_ns`] on the same cores: the byte and
 //!   FLOP counts per element of every pass are the constants below.
 //! - The stages run one after the other (the NPU and the CPU hand data back and forth inside a
 //!   layer, and the next chunk needs this chunk's keys), graphs are compiled and loaded before
@@ -31,9 +31,9 @@ mod trace;
 pub use linear::LinearPrecision;
 pub use shape::{Activation, TransformerShape};
 
-use crate::cpu_model::{attention_ns, AttentionKernel, SelectionSharing};
 use crate::error::{Result, SimError};
-use crate::profile::{CpuCore, SocProfile};
+use crate::npu::profile::{CpuCore, SocProfile};
+use crate::predict::cpu_model::{attention_ns, AttentionKernel, SelectionSharing};
 use attention::chunk_attention;
 use linear::{layer_glue, lm_head, split, LayerGraphs, EMBED, GLUE_NAMES};
 use shadowattn_hal::ProfileEvent;

@@ -1,9 +1,9 @@
 //! The simulated SoC as a device model: what the registry hands callers so they can price a
 //! layer, and the NPU-only strategies, without naming the profile type.
 
-use crate::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
-use crate::layer::SocCosts;
-use crate::profile::{count, CpuCore, SocProfile};
+use crate::npu::profile::{count, CpuCore, SocProfile};
+use crate::predict::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
+use crate::predict::layer::SocCosts;
 use shadowattn_hal::ir::Graph;
 use shadowattn_hal::AttentionShape;
 use shadowattn_pipeline::{

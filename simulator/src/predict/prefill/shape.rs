@@ -1,7 +1,7 @@
 //! The dimensions of the models a prefill prices, and the paper's four as presets.
 
-use crate::cpu_model::EXP_FLOP;
 use crate::error::{check_attention_sizes, Result, SimError};
+use crate::predict::cpu_model::EXP_FLOP;
 
 /// The dimensions of a Llama-architecture transformer that price its prefill.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! The simulator as an NPU graph backend: functional results equal to the golden interpreter's
-//! ([`crate::functional`]), timing from the cost model, on a simulated device clock.
+//! ([`crate::npu::functional`]), timing from the cost model, on a simulated device clock.
 
-use crate::cost::{graph_cost, GraphCost, Unit};
 use crate::error::Result;
-use crate::profile::SocProfile;
+use crate::npu::cost::{graph_cost, GraphCost, Unit};
+use crate::npu::profile::SocProfile;
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::track;
 use shadowattn_hal::{
@@ -179,7 +179,7 @@ impl NpuBackend for SimBackend {
             SimProgram {
                 cost,
                 launches: 0,
-                model: crate::functional::Model::of(graph, &self.profile.numerics),
+                model: crate::npu::functional::Model::of(graph, &self.profile.numerics),
                 backend: self.clone(),
             },
         )))
@@ -216,7 +216,7 @@ pub type SimGraph = Compiled<SimProgram>;
 pub struct SimProgram {
     cost: GraphCost,
     launches: u64,
-    model: crate::functional::Model,
+    model: crate::npu::functional::Model,
     backend: SimBackend,
 }
 

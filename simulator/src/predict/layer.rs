@@ -2,11 +2,11 @@
 //! of the SoC's NPU, top-k and sparse attention from the model of one of its CPU cores. The
 //! schedule itself is `shadowattn-pipeline`'s, the same one the core plans with.
 
-use crate::cost::graph_cost;
-use crate::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
 use crate::error::{check_attention_sizes, Result, SimError};
-use crate::fit::int8_pilot_graph;
-use crate::profile::{CpuCore, SocProfile};
+use crate::npu::cost::graph_cost;
+use crate::npu::graphs::int8_pilot_graph;
+use crate::npu::profile::{CpuCore, SocProfile};
+use crate::predict::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
     plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
@@ -327,7 +327,7 @@ impl PrefillLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fit::int8_pilot_graph;
+    use crate::npu::graphs::int8_pilot_graph;
 
     #[test]
     fn launches_and_steps_are_priced_by_the_soc() {

@@ -1,7 +1,7 @@
-//! The fit of the launch path to published figures, and the graphs the simulator prices.
+//! The fit of the launch path to published figures.
 //!
 //! The NPU's own parameters are fitted to Qualcomm's cost model by `shadowattn soc fit`
-//! ([`crate::vendor_fit`]). What no cost model gives is the host side of a launch: the paper's
+//! ([`crate::fit::vendor`]). What no cost model gives is the host side of a launch: the paper's
 //! **Snapdragon 8 Gen 3 (V75) measurement** — a Q×K graph with Q = `[1,H,128,64]`,
 //! K = `[1,H,2048,64]` takes 2 / 3 / 4 ms for H = 1 / 2 / 4 fused heads — fits
 //! `npu.launch_warm_us` and `npu.host_io_gbps`, the launch time modelled as
@@ -12,44 +12,12 @@
 //!
 //! The fit is a weighted least-squares line (weights 1/measured², i.e. relative error).
 
-use crate::cost::graph_cost;
-use crate::profile::{real, SocProfile};
-use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
+use crate::npu::cost::graph_cost;
+use crate::npu::graphs::int8_pilot_graph;
+use crate::npu::profile::{real, SocProfile};
 
 /// The paper's 8 Gen 3 measurements: (fused heads, ms).
 pub const SD8GEN3_PAPER_MS: [(usize, f64); 3] = [(1, 2.0), (2, 3.0), (4, 4.0)];
-
-/// The SA8255 anchor graph: FP16 MatMul `[1,1,64,K]·[1,1,K,512]` then Softmax on the last axis.
-pub fn matmul_softmax_graph(k: usize) -> Graph {
-    let mut b = GraphBuilder::new(format!("matmul_softmax_k{k}"));
-    let a = b
-        .input("in0", TensorDesc::new(DType::F16, [1, 1, 64, k]))
-        .expect("valid");
-    let w = b
-        .input("in1", TensorDesc::new(DType::F16, [1, 1, k, 512]))
-        .expect("valid");
-    let mm = b
-        .matmul("matmul0", a, w, false, false, OutType::plain(DType::F16))
-        .expect("valid");
-    let sm = b.softmax("softmax0", mm, 3, 1.0).expect("valid");
-    b.output(sm).expect("valid");
-    b.build().expect("valid")
-}
-
-/// The INT8 pilot as HTP builds it: Q×Kᵀ of `heads` fused heads, requantized to INT8.
-pub fn int8_pilot_graph(heads: usize, q_len: usize, kv_len: usize, head_dim: usize) -> Graph {
-    let mut b = GraphBuilder::new(format!("pilot_h{heads}_q{q_len}_k{kv_len}_d{head_dim}"));
-    let desc = |rows: usize| {
-        TensorDesc::new(DType::I8, [1, heads, rows, head_dim])
-            .with_quant(Quantization::per_tensor(0.05, 0))
-    };
-    let q = b.input("q", desc(q_len)).expect("valid");
-    let k = b.input("k", desc(kv_len)).expect("valid");
-    let out = OutType::quantized(DType::I8, QuantParams::symmetric(0.5));
-    let s = b.matmul("scores", q, k, false, true, out).expect("valid");
-    b.output(s).expect("valid");
-    b.build().expect("valid")
-}
 
 /// One calibration point: the figure and the model's prediction.
 #[derive(Clone, Debug, PartialEq)]

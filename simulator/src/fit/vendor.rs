@@ -9,10 +9,10 @@
 //! `max(compute, dma)` branches give it no useful gradient), restarted from its best point
 //! until a restart no longer improves it.
 
-use crate::cost::graph_cost;
 use crate::error::{Result, SimError};
-use crate::grid::{Family, GraphSpec, Grid, Second, Tail};
-use crate::profile::{real, Real, SocProfile};
+use crate::fit::grid::{Family, GraphSpec, Grid, Second, Tail};
+use crate::npu::cost::graph_cost;
+use crate::npu::profile::{real, Real, SocProfile};
 use argmin::core::{CostFunction, Error as ArgminError, Executor, State};
 use argmin::solver::neldermead::NelderMead;
 use shadowattn_hal::{DType, Graph};

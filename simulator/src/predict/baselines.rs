@@ -51,7 +51,7 @@
 //! The model, each term from the profile (`[npu]`, `[npu.matrix.fp16]`, `[npu.vector]`):
 //!
 //! - matrix cycles = tiles · `fp16.cycles_per_tile`, tiles counted per `[tile_m, tile_k]·[tile_k,
-//!   tile_n]` micro-op with padding to whole tiles (as [`crate::cost`]);
+//!   tile_n]` micro-op with padding to whole tiles (as [`crate::npu::cost`]);
 //! - vector cycles of a phase = `elements · ops / (units · lanes)`, lanes = `width_bits/16` (f16),
 //!   ops = `softmax_ops` for the softmax and `D`, `elementwise_ops` for the layout conversions and
 //!   the mask;
@@ -60,13 +60,13 @@
 //! - fixed: [`Q_BLOCK_FIXED_CYCLES`] per query block, [`KV_ITER_FIXED_CYCLES`] per KV block
 //!   (queue push/pop, barriers), `fixed_cycles` per execution;
 //! - launch: one warm launch (`launch_warm_us`) and host I/O of Q, K, V, the mask and O at
-//!   `host_io_gbps`, as every launch in [`crate::cost`]. Both are fitted to QNN graph launches;
+//!   `host_io_gbps`, as every launch in [`crate::npu::cost`]. Both are fitted to QNN graph launches;
 //!   ggml-hexagon queues ops through shared buffers, so this is pessimistic for it by up to the
 //!   launch overhead and host I/O (reported apart in [`FlashCost`]).
 
-use crate::cost::{graph_cost, GraphCost};
 use crate::error::{check_attention_sizes, Result, SimError};
-use crate::profile::{count, real, SocProfile};
+use crate::npu::cost::{graph_cost, GraphCost};
+use crate::npu::profile::{count, real, SocProfile};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 
 /// Fixed cycles per query block of the flash kernel (Q load, epilogue, O store bookkeeping):

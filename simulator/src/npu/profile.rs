@@ -6,7 +6,7 @@
 //! combinations are errors naming the file, the key and the line.
 
 use crate::error::{Result, SimError};
-use crate::numerics::IntegerRounding;
+use crate::npu::numerics::IntegerRounding;
 use serde::Deserialize;
 use shadowattn_hal::OpKind;
 use std::ops::Range;
@@ -281,21 +281,21 @@ impl CpuCore {
 pub const BUILTIN: [(&str, &str); 5] = [
     (
         "snapdragon-8-gen-2",
-        include_str!("../socs/snapdragon-8-gen-2.toml"),
+        include_str!("../../socs/snapdragon-8-gen-2.toml"),
     ),
     (
         "snapdragon-8-gen-3",
-        include_str!("../socs/snapdragon-8-gen-3.toml"),
+        include_str!("../../socs/snapdragon-8-gen-3.toml"),
     ),
     (
         "snapdragon-8-elite",
-        include_str!("../socs/snapdragon-8-elite.toml"),
+        include_str!("../../socs/snapdragon-8-elite.toml"),
     ),
     (
         "dimensity-9300",
-        include_str!("../socs/dimensity-9300.toml"),
+        include_str!("../../socs/dimensity-9300.toml"),
     ),
-    ("sa8255", include_str!("../socs/sa8255.toml")),
+    ("sa8255", include_str!("../../socs/sa8255.toml")),
 ];
 
 /// Names of the built-in profiles.

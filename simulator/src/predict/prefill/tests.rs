@@ -2,8 +2,8 @@
 //! attention is what its own model prices, and the timeline nests.
 
 use super::*;
-use crate::cpu_model::attention_ns;
-use crate::layer::PrefillLayer;
+use crate::predict::cpu_model::attention_ns;
+use crate::predict::layer::PrefillLayer;
 
 fn soc() -> SocProfile {
     SocProfile::builtin("snapdragon-8-gen-3").unwrap()
@@ -91,7 +91,7 @@ fn linear_layers_scale_with_layers_and_chunks() {
     // Beyond the four warm launches, a layer's NPU time grows with its weights: PhoneLM-1.5B's
     // are 5.3 times Qwen2-0.5B's.
     let big = predict(&spec("phonelm-1.5b", 256, 0.2), AttentionStrategy::DenseCpu);
-    let warm = crate::profile::real(&soc().npu.launch_warm_us) * 1e3;
+    let warm = crate::npu::profile::real(&soc().npu.launch_warm_us) * 1e3;
     let compute = |p: &PrefillPrediction, layers: f64| p.stages.linear_ns / layers - 4.0 * warm;
     let ratio = compute(&big, 19.0) / compute(&one, 24.0);
     assert!((3.0..6.0).contains(&ratio), "{ratio}");

@@ -3,14 +3,14 @@
 //! runs on the fast kernels' exact SIMD INT8 dot product (AVX2 / NEON / portable). Its
 //! accumulators are exact i32 sums and it requantizes with the same rules the interpreter is
 //! given, so it equals the interpreter bit for bit. Every path rounds integers as the profile's
-//! `[numerics] integer_rounding` says ([`crate::numerics`]).
+//! `[numerics] integer_rounding` says ([`crate::npu::numerics`]).
 //!
 //! An NPU that computes f32 graphs in f16 (HTP V73 does: `[numerics] f32_as_f16` of its
 //! profile) runs the graph's f16 twin: every f32 tensor an f16 one, f32 inputs rounded to f16
 //! on the way in and f16 results widened on the way out, as the casts HTP inserts do.
 
-use crate::numerics::IntegerRounding;
-use crate::profile::NpuNumerics;
+use crate::npu::numerics::IntegerRounding;
+use crate::npu::profile::NpuNumerics;
 use shadowattn_cpu::fast::simd::dot_i8;
 use shadowattn_cpu::reference::arith::IntegerRules;
 use shadowattn_cpu::reference::graph as interpreter;

@@ -3,10 +3,10 @@
 
 use super::PrefillSpec;
 use super::StageTimes;
-use crate::cost::{graph_cost, GraphCost};
-use crate::cpu_model::streaming_ns;
 use crate::error::Result;
-use crate::profile::{CpuCore, SocProfile};
+use crate::npu::cost::{graph_cost, GraphCost};
+use crate::npu::profile::{CpuCore, SocProfile};
+use crate::predict::cpu_model::streaming_ns;
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 
 /// One glue pass per element: f32 bytes moved, graph-I/O elements moved (1 or 2 bytes each by

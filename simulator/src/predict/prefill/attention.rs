@@ -2,11 +2,11 @@
 
 use super::trace::Trace;
 use super::{AttentionStrategy, PrefillSpec};
-use crate::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
-use crate::cpu_model::{attention_ns, AttentionKernel};
 use crate::error::Result;
-use crate::layer::PrefillLayer;
-use crate::profile::{CpuCore, SocProfile};
+use crate::npu::profile::{CpuCore, SocProfile};
+use crate::predict::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
+use crate::predict::cpu_model::{attention_ns, AttentionKernel};
+use crate::predict::layer::PrefillLayer;
 use shadowattn_hal::ProfileEvent;
 
 /// One chunk's attention in one layer: critical path, NPU busy, CPU busy per core, launches,
@@ -122,15 +122,17 @@ pub(super) fn chunk_attention(
                     cores: spec.cores,
                     sharing: spec.sharing,
                 };
-                let shadow =
-                    |p: &crate::layer::ChunkPrediction, events: Vec<ProfileEvent>| AttentionCost {
+                let shadow = |p: &crate::predict::layer::ChunkPrediction,
+                              events: Vec<ProfileEvent>| {
+                    AttentionCost {
                         path_ns: p.layer_ns,
                         npu_ns: p.npu_busy_ns,
                         cpu_ns: p.cpu_busy_ns / spec.cores as f64,
                         topk_ns: p.topk_busy_ns / spec.cores as f64,
                         launches: p.launches,
                         events,
-                    };
+                    }
+                };
                 if trace {
                     Ok(layer
                         .predict_timelines(soc, core)?

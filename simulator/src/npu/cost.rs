@@ -27,7 +27,7 @@
 //!   through host-shared memory at `host_io_gbps`, and pays the host↔NPU overhead (cold on the
 //!   first launch of a graph). A fused launch (several heads in one graph) pays these once.
 
-use crate::profile::{count, real, SocProfile, TileProfile};
+use crate::npu::profile::{count, real, SocProfile, TileProfile};
 use shadowattn_hal::{DType, Graph, Op, OpKind, TensorDesc, ValueId};
 
 /// The engine a node runs on.
