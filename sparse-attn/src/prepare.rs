@@ -182,57 +182,8 @@ mod tests {
     use crate::calibration::BucketGrid;
     use crate::costs::CostTable;
     use crate::pilot::PilotOutput;
-    use shadowattn_hal::{
-        Capabilities, CompiledGraph, Graph, HalError, NpuBackend, ProfileEvent, QuantizedHeads,
-        ScoreMatrix, Selection, TensorView, TensorViewMut,
-    };
-
-    /// An NPU that compiles anything and never runs: preparation must not execute graphs.
-    #[derive(Debug)]
-    struct NeverRuns;
-
-    #[derive(Debug)]
-    struct Compiled(Graph);
-
-    impl CompiledGraph for Compiled {
-        fn graph(&self) -> &Graph {
-            &self.0
-        }
-        fn compile_events(&self) -> &[ProfileEvent] {
-            &[]
-        }
-        fn execute(
-            &mut self,
-            _: &[TensorView<'_>],
-            _: &mut [TensorViewMut<'_>],
-        ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
-            panic!("preparation executed a graph")
-        }
-        fn serialize(&self) -> shadowattn_hal::Result<Vec<u8>> {
-            Ok(Vec::new())
-        }
-    }
-
-    impl NpuBackend for NeverRuns {
-        fn name(&self) -> &str {
-            "never-runs"
-        }
-        fn version(&self) -> String {
-            "0".into()
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                ops: Default::default(),
-                per_axis_quantization: false,
-                serialization: false,
-                max_rank: 4,
-                relaxed_f32: false,
-            }
-        }
-        fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
-            Ok(Box::new(Compiled(graph.clone())))
-        }
-    }
+    use shadowattn_hal::{HalError, QuantizedHeads, ScoreMatrix, Selection};
+    use shadowattn_test_support::fake_npu::FakeNpu;
 
     /// Quantization by rounding x / scale, saturating (the golden rule for these inputs).
     #[derive(Debug)]
@@ -299,7 +250,9 @@ mod tests {
             fused: vec![2, 1],
             output: PilotOutput::Int32,
         };
-        let bank = GraphBank::build(&NeverRuns, &grid, spec).unwrap();
+        // Compiles anything and never runs: preparation must not execute graphs.
+        let never_runs = FakeNpu::cpu("never-runs").any_graph();
+        let bank = GraphBank::build(&never_runs, &grid, spec).unwrap();
         let pipeline = Pipeline::executor(2).unwrap();
         let prep = Preparation {
             bank: &bank,

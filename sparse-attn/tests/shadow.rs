@@ -2,8 +2,7 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
-    AttentionShape, Capabilities, CompiledGraph, ComputeBackend, Graph, GroupScores, HalError,
-    KeyBudget, NpuBackend, ProfileEvent, ScoreData, ScoreMatrix, TensorView, TensorViewMut,
+    AttentionShape, ComputeBackend, GroupScores, KeyBudget, NpuBackend, ScoreData, ScoreMatrix,
 };
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
@@ -16,6 +15,7 @@ use shadowattn_sparse_attn::shadow::{
     ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
 };
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use shadowattn_test_support::fake_npu::{Execution, FakeNpu};
 
 const Q_HEADS: usize = 6;
 const KV_HEADS: usize = 2;
@@ -307,73 +307,16 @@ fn decode_steps_are_dense() {
     assert_eq!(r.output, dense(&cpu, &c));
 }
 
-/// An NPU backend that compiles like the CPU but fails every execution, or every compile.
-#[derive(Debug)]
-struct FailingNpu {
-    fail_compile: bool,
-}
-
-#[derive(Debug)]
-struct FailingGraph(Graph);
-
-impl CompiledGraph for FailingGraph {
-    fn graph(&self) -> &Graph {
-        &self.0
-    }
-    fn compile_events(&self) -> &[ProfileEvent] {
-        &[]
-    }
-    fn execute(
-        &mut self,
-        _: &[TensorView<'_>],
-        _: &mut [TensorViewMut<'_>],
-    ) -> Result<Vec<ProfileEvent>, HalError> {
-        Err(HalError::Vendor {
-            backend: "failing".into(),
-            call: "graphExecute".into(),
-            code: 1002,
-            message: "injected".into(),
-        })
-    }
-    fn serialize(&self) -> Result<Vec<u8>, HalError> {
-        Err(HalError::NotProvided {
-            backend: "failing".into(),
-            feature: "serialization".into(),
-        })
-    }
-}
-
-impl NpuBackend for FailingNpu {
-    fn name(&self) -> &str {
-        "failing"
-    }
-    fn version(&self) -> String {
-        "0".into()
-    }
-    fn capabilities(&self) -> Capabilities {
-        NpuBackend::capabilities(&CpuBackend::new())
-    }
-    fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>, HalError> {
-        if self.fail_compile {
-            return Err(HalError::Vendor {
-                backend: "failing".into(),
-                call: "graphFinalize".into(),
-                code: 6000,
-                message: "injected".into(),
-            });
-        }
-        Ok(Box::new(FailingGraph(graph.clone())))
-    }
-}
-
 #[test]
 fn npu_failures_fall_back_to_dense_and_say_so() {
     let cpu = CpuBackend::new();
     let calib = calibration(0.2, uniform_importance());
     let c = chunk(7, KV_LEN);
-    let failing = FailingNpu {
-        fail_compile: false,
-    };
+    // Compiles like the CPU, fails every execution.
+    let failing = FakeNpu::cpu("failing").executing(Execution::Fails {
+        call: "graphExecute",
+        code: 1002,
+    });
     let mut sa = shadow(
         &failing,
         &cpu,
@@ -392,7 +335,7 @@ fn npu_failures_fall_back_to_dense_and_say_so() {
         "{why}"
     );
 
-    let no_compile = FailingNpu { fail_compile: true };
+    let no_compile = FakeNpu::cpu("failing").failing_compile("graphFinalize", 6000);
     let mut sa = CoreSetup::new(&no_compile, calib, Q_LEN, KV_LEN)
         .pilot_output(spec().output)
         .missing_bank(MissingBank::RunDense)

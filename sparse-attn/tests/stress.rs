@@ -3,10 +3,7 @@
 //! lost or duplicated head, output and fallbacks identical to the single-worker run.
 
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::{
-    AttentionShape, Capabilities, CompiledGraph, Graph, HalError, NpuBackend, ProfileEvent,
-    TensorView, TensorViewMut,
-};
+use shadowattn_hal::AttentionShape;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::costs::CostTable;
@@ -14,6 +11,7 @@ use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use shadowattn_test_support::fake_npu::{Execution, FakeNpu};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -27,76 +25,6 @@ const LAYERS: usize = if MIRI { 2 } else { 6 };
 const Q_HEADS: usize = if MIRI { 4 } else { 8 };
 const KV_HEADS: usize = 2;
 const D: usize = if MIRI { 8 } else { 16 };
-
-/// The CPU backend as an NPU whose launches fail pseudo-randomly: whether a launch fails is a
-/// hash of the seed and its inputs, so the same launches fail whatever order the plan (made
-/// for each worker count) runs them in.
-#[derive(Debug)]
-struct FlakyNpu {
-    seed: u64,
-    fail_one_in: u64,
-}
-
-#[derive(Debug)]
-struct FlakyGraph {
-    inner: Box<dyn CompiledGraph>,
-    seed: u64,
-    fail_one_in: u64,
-}
-
-impl CompiledGraph for FlakyGraph {
-    fn graph(&self) -> &Graph {
-        self.inner.graph()
-    }
-    fn compile_events(&self) -> &[ProfileEvent] {
-        self.inner.compile_events()
-    }
-    fn execute(
-        &mut self,
-        i: &[TensorView<'_>],
-        o: &mut [TensorViewMut<'_>],
-    ) -> Result<Vec<ProfileEvent>, HalError> {
-        // FNV-1a over the seed and every input byte, then a xorshift round to mix the bits.
-        let mut x = 0xcbf2_9ce4_8422_2325u64 ^ self.seed;
-        for b in i.iter().flat_map(|t| t.bytes()) {
-            x = (x ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        if x % self.fail_one_in == 0 {
-            return Err(HalError::Vendor {
-                backend: "flaky".into(),
-                call: "execute".into(),
-                code: 5,
-                message: "injected".into(),
-            });
-        }
-        self.inner.execute(i, o)
-    }
-    fn serialize(&self) -> Result<Vec<u8>, HalError> {
-        self.inner.serialize()
-    }
-}
-
-impl NpuBackend for FlakyNpu {
-    fn name(&self) -> &str {
-        "flaky"
-    }
-    fn version(&self) -> String {
-        "0".into()
-    }
-    fn capabilities(&self) -> Capabilities {
-        NpuBackend::capabilities(&CpuBackend::new())
-    }
-    fn compile(&self, graph: &Graph) -> Result<Box<dyn CompiledGraph>, HalError> {
-        Ok(Box::new(FlakyGraph {
-            inner: CpuBackend::new().compile(graph)?,
-            seed: self.seed,
-            fail_one_in: self.fail_one_in,
-        }))
-    }
-}
 
 fn shape(kv_len: usize) -> AttentionShape {
     AttentionShape::causal(Q_HEADS, KV_HEADS, 8, kv_len, D)
@@ -157,10 +85,10 @@ fn calibration(seed: u64) -> Calibration {
 type RunResult = Vec<(Vec<f32>, Vec<usize>)>;
 
 fn run(workers: usize, schedule: Schedule, seed: u64, calib: &Calibration) -> RunResult {
-    let npu = FlakyNpu {
-        seed,
-        fail_one_in: 5,
-    };
+    // The golden interpreter whose launches fail pseudo-randomly: whether a launch fails is a
+    // hash of the seed and its inputs, so the same launches fail whatever order the plan (made
+    // for each worker count) runs them in.
+    let npu = FakeNpu::cpu("flaky").executing(Execution::FailsSometimes { seed, one_in: 5 });
     let cpu = CpuBackend::new();
     let (layers, kv_lens): (usize, &[usize]) = if MIRI {
         (LAYERS, &[24])
