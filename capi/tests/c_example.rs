@@ -7,7 +7,7 @@ use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::AttentionShape;
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};

@@ -5,7 +5,7 @@ use crate::progress::progress_bar;
 use clap::{Args, ValueEnum};
 use shadowattn_hal::{DType, Graph, NpuBackend};
 use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions, StdoutToStderr, VendorEstimate};
-use shadowattn_simulator::fit::grid::{GraphSpec, Grid, Second, Tail};
+use shadowattn_simulator::fit::graph_families::{GraphSpec, Grid, Second, Tail};
 use shadowattn_simulator::npu::cost::graph_cost;
 use shadowattn_simulator::SocProfile;
 use std::error::Error;

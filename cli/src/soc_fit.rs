@@ -4,7 +4,7 @@
 use crate::progress::progress_bar;
 use crate::qnn_estimates::{load_profile, Estimate, QnnEstimator};
 use clap::{Args, ValueEnum};
-use shadowattn_simulator::fit::grid::{Second, Tail};
+use shadowattn_simulator::fit::graph_families::{Second, Tail};
 use shadowattn_simulator::fit::profile_edit::Key;
 use shadowattn_simulator::fit::profile_edit::{fitted_profile_text, Identity};
 use shadowattn_simulator::fit::validation::{family_error, markdown, FamilyError};

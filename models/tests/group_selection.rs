@@ -17,7 +17,7 @@ use shadowattn_models::llama::Attention;
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;

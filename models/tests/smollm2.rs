@@ -12,7 +12,7 @@ use shadowattn_models::llama::Attention;
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::RatioConfig;
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;

@@ -2,8 +2,8 @@
 //! layer's launches and CPU steps on chosen cores, and the NPU-only attention strategies a user
 //! could run instead. Callers ask these questions without knowing how the model is made.
 
-use crate::costs::CostModel;
 use crate::error::Result;
+use crate::pricing::CostModel;
 use shadowattn_hal::ir::Graph;
 use shadowattn_hal::AttentionShape;
 

@@ -31,18 +31,18 @@
 //! # Ok::<(), shadowattn_pipeline::PipelineError>(())
 //! ```
 
-mod costs;
 mod device;
 mod error;
-mod model;
 mod planner;
+mod pricing;
 mod schedule;
+mod stages;
 
-pub use costs::{CostModel, LayerCosts, StepCosts, UnitWork};
 pub use device::{
     DeviceModel, LayerPrices, NpuStrategies, NpuStrategyPrice, Placement, SelectionSharing,
 };
 pub use error::{PipelineError, Result};
-pub use model::{Launch, Pipeline, Plan, Pool, Stage, Step, Strategy, UnitKind, FUSED_HEADS};
 pub use planner::{fifo, greedy, plan};
+pub use pricing::{CostModel, LayerCosts, StepCosts, UnitWork};
 pub use schedule::{simulate, Timeline};
+pub use stages::{Launch, Pipeline, Plan, Pool, Stage, Step, Strategy, UnitKind, FUSED_HEADS};

@@ -6,10 +6,10 @@
 //! - **Inner level** (unit order inside a launch): repeatedly append the unit that would finish
 //!   earliest.
 
-use crate::costs::LayerCosts;
 use crate::error::Result;
-use crate::model::{Launch, Pipeline, Plan, Strategy};
+use crate::pricing::LayerCosts;
 use crate::schedule::Clock;
+use crate::stages::{Launch, Pipeline, Plan, Strategy};
 
 fn check_inputs(launches: &[Launch], costs: &LayerCosts) -> Result<()> {
     costs.check(launches)
@@ -108,7 +108,7 @@ pub fn plan(pipeline: &Pipeline, launches: &[Launch], costs: &LayerCosts) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::costs::StepCosts;
+    use crate::pricing::StepCosts;
     use crate::schedule::simulate;
 
     fn costs(npu: &[f64], cpu: &[(f64, f64)]) -> LayerCosts {

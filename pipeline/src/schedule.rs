@@ -1,8 +1,8 @@
 //! The schedule of a plan under in-order dispatch, step by step, as a timeline of events.
 
-use crate::costs::{LayerCosts, StepCosts};
 use crate::error::Result;
-use crate::model::{Launch, Pipeline, Plan};
+use crate::pricing::{LayerCosts, StepCosts};
+use crate::stages::{Launch, Pipeline, Plan};
 use shadowattn_hal::track;
 use shadowattn_hal::{EventKind, FigureSource, ProfileEvent};
 
@@ -173,8 +173,8 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Strategy;
     use crate::planner::fifo;
+    use crate::stages::Strategy;
 
     fn layer(groups: Vec<Vec<usize>>, npu: f64, topk: f64, attn: f64) -> (Vec<Launch>, LayerCosts) {
         let n: usize = groups.iter().map(Vec::len).sum();

@@ -1,6 +1,6 @@
 //! The shadowAttn core over the HAL traits: offline calibration ([`calibration`]), the
 //! scale-bucketed graph bank ([`bank`]), the INT8 pilot ([`pilot`]), key selection
-//! ([`select`]), the stage costs the planner uses ([`costs`]), the preparation of a chunk
+//! ([`select`]), the stage costs the planner uses ([`cost_table`]), the preparation of a chunk
 //! ([`prepare`]) and its threaded pipeline ([`executor`]), tied together by
 //! [`shadow::ShadowAttention`]; accuracy metrics and synthetic workloads. It never names a
 //! particular backend; the schedule model is `shadowattn-pipeline`'s.
@@ -8,7 +8,7 @@
 pub mod allocation;
 pub mod bank;
 pub mod calibration;
-pub mod costs;
+pub mod cost_table;
 pub mod error;
 pub mod executor;
 pub mod metrics;

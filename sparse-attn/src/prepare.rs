@@ -180,7 +180,7 @@ mod tests {
     use super::*;
     use crate::bank::BankSpec;
     use crate::calibration::BucketGrid;
-    use crate::costs::CostTable;
+    use crate::cost_table::CostTable;
     use crate::pilot::PilotOutput;
     use shadowattn_hal::{HalError, QuantizedHeads, ScoreMatrix, Selection};
     use shadowattn_test_support::fake_npu::FakeNpu;

@@ -9,7 +9,7 @@
 
 use crate::bank::{BankSpec, GraphBank};
 use crate::calibration::{BucketGrid, Calibration};
-use crate::costs::CostTable;
+use crate::cost_table::CostTable;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::PilotOutput;
 use crate::select::Granularity;

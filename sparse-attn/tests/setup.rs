@@ -6,7 +6,7 @@ use shadowattn_hal::{AttentionShape, NpuBackend};
 use shadowattn_pipeline::{CostModel, DeviceModel, Placement, Step, UnitWork};
 use shadowattn_simulator::{SimBackend, SimulatedSoc, SocProfile};
 use shadowattn_sparse_attn::calibration::{BucketGrid, Calibration, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::setup::{
     BankOrigin, CoreSetup, MissingBank, PricingSource, TablePricing, FUSED_HEADS,

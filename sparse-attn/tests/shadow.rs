@@ -7,7 +7,7 @@ use shadowattn_hal::{
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::metrics::{evaluate, relative_l2, topk_recall};
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::setup::{CoreSetup, MissingBank, FUSED_HEADS};

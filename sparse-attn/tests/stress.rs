@@ -6,7 +6,7 @@ use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::AttentionShape;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::costs::CostTable;
+use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowAttention, ShadowConfig};

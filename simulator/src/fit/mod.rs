@@ -1,9 +1,9 @@
 //! Fitting and validating profiles: the launch path fitted to the paper's figures
 //! ([`launch`]), the NPU's parameters fitted to a vendor's estimator ([`vendor`]) over graph
-//! grids ([`grid`]), the error per graph family ([`validation`]) and the fitted profile's file
+//! grids ([`graph_families`]), the error per graph family ([`validation`]) and the fitted profile's file
 //! ([`profile_edit`]). Not the ratio calibration of the core.
 
-pub mod grid;
+pub mod graph_families;
 pub mod launch;
 pub mod profile_edit;
 pub mod validation;

@@ -76,7 +76,7 @@ pub fn markdown(rows: &[FamilyError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fit::grid::GraphSpec;
+    use crate::fit::graph_families::GraphSpec;
 
     fn r(predicted: f64) -> Residual {
         Residual {

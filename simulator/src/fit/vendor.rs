@@ -10,7 +10,7 @@
 //! until a restart no longer improves it.
 
 use crate::error::{Result, SimError};
-use crate::fit::grid::{Family, GraphSpec, Grid, Second, Tail};
+use crate::fit::graph_families::{Family, GraphSpec, Grid, Second, Tail};
 use crate::npu::cost::graph_cost;
 use crate::npu::profile::{real, Real, SocProfile};
 use argmin::core::{CostFunction, Error as ArgminError, Executor, State};

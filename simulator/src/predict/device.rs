@@ -2,8 +2,8 @@
 //! layer, and the NPU-only strategies, without naming the profile type.
 
 use crate::npu::profile::{count, CpuCore, SocProfile};
-use crate::predict::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use crate::predict::layer::SocCosts;
+use crate::predict::npu_strategies::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_hal::ir::Graph;
 use shadowattn_hal::AttentionShape;
 use shadowattn_pipeline::{

@@ -4,9 +4,9 @@ use super::trace::Trace;
 use super::{AttentionStrategy, PrefillSpec};
 use crate::error::Result;
 use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::baselines::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use crate::predict::cpu_model::{attention_ns, AttentionKernel};
 use crate::predict::layer::PrefillLayer;
+use crate::predict::npu_strategies::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_hal::ProfileEvent;
 
 /// One chunk's attention in one layer: critical path, NPU busy, CPU busy per core, launches,

@@ -13,7 +13,7 @@
 //! - **Attention** per layer and chunk: `shadow` is the planned pipeline of
 //!   [`crate::predict::layer::PrefillLayer`] (pilot launches overlapped with top-k and sparse attention);
 //!   `dense-cpu` (the paper's C/G-Full) is dense FP32 attention on the cores; `npu-int8`
-//!   (NPU-Full) and `npu-fp16-fa` (FP16 flash attention) are the [`crate::predict::baselines`].
+//!   (NPU-Full) and `npu-fp16-fa` (FP16 flash attention) are the [`crate::predict::npu_strategies`].
 //! - **Glue** is priced by [`crate::predict::cpu_model::streaming_ns`] on the same cores: the byte and
 //!   FLOP counts per element of every pass are the constants below.
 //! - The stages run one after the other (the NPU and the CPU hand data back and forth inside a

@@ -2,7 +2,7 @@
 //! launches and units of one layer.
 
 use crate::error::{PipelineError, Result};
-use crate::model::{Launch, Step};
+use crate::stages::{Launch, Step};
 use serde::{Deserialize, Serialize};
 
 /// The work of one unit that its CPU steps depend on.

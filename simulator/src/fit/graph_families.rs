@@ -8,7 +8,7 @@
 //! (dynamic) or a constant of the graph (STATIC), as weights are.
 
 use crate::error::{Result, SimError};
-use crate::predict::baselines::npu_full_int8_graph;
+use crate::predict::npu_strategies::npu_full_int8_graph;
 use shadowattn_hal::{
     f16, DType, Graph, GraphBuilder, HostTensor, OutType, QuantParams, Quantization, TensorDesc,
 };
@@ -22,7 +22,7 @@ pub enum Tail {
     /// Softmax over the last axis.
     Softmax,
     /// The rest of NPU-Full INT8 attention: the i8 Q·Kᵀ (keys as rows), Softmax, then P·V with
-    /// V shaped as K ([`crate::predict::baselines::npu_full_int8_graph`], not causal).
+    /// V shaped as K ([`crate::predict::npu_strategies::npu_full_int8_graph`], not causal).
     Attention,
 }
 
