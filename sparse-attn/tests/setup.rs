@@ -1,9 +1,11 @@
 //! The one assembly point of the core: the pricing rule, the bank's cache and what happens
-//! when the NPU cannot compile the bank.
+//! when the NPU cannot compile the bank; and the figures a chunk's report derives.
 
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::{AttentionShape, NpuBackend};
-use shadowattn_pipeline::{CostModel, DeviceModel, Placement, Step, UnitWork};
+use shadowattn_hal::{track, AttentionShape, EventKind, FigureSource, NpuBackend, ProfileEvent};
+use shadowattn_pipeline::{
+    CostModel, DeviceModel, Launch, Placement, Plan, Step, Strategy, UnitWork,
+};
 use shadowattn_simulator::{SimBackend, SimulatedSoc, SocProfile};
 use shadowattn_sparse_attn::calibration::{BucketGrid, Calibration, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
@@ -11,7 +13,7 @@ use shadowattn_sparse_attn::pilot::PilotOutput;
 use shadowattn_sparse_attn::setup::{
     BankOrigin, CoreSetup, MissingBank, PricingSource, TablePricing, FUSED_HEADS,
 };
-use shadowattn_sparse_attn::shadow::ChunkMode;
+use shadowattn_sparse_attn::shadow::{ChunkMode, ChunkResult, ChunkTimes, HeadPath, HeadReport};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use shadowattn_sparse_attn::SparseAttnError;
 
@@ -213,4 +215,89 @@ fn a_bank_the_npu_cannot_compile_fails_or_runs_dense_as_asked() {
     let mut sparse = setup(&npu).build(&cpu).unwrap();
     let r = sparse.shadow.run_chunk(0, c.inputs()).unwrap();
     assert_eq!(r.mode, ChunkMode::Sparse);
+}
+
+/// One event of `kind` on `track` from `source`.
+fn event(
+    kind: EventKind,
+    source: FigureSource,
+    track: &str,
+    start_ns: u64,
+    duration_ns: u64,
+) -> ProfileEvent {
+    ProfileEvent {
+        name: "e".into(),
+        kind,
+        track: track.into(),
+        start_ns,
+        duration_ns,
+        cycles: None,
+        source,
+    }
+}
+
+#[test]
+fn a_chunks_times_count_each_figure_once_and_nothing_else() {
+    use EventKind::{Compile, ComputeStage, Launch as LaunchEvent};
+    use FigureSource::{Measured, Simulated};
+    let head = |head: usize, ratio: f32| HeadReport {
+        head,
+        q_scale: 0.02,
+        k_scale: 0.03,
+        ratio,
+        kept: 10,
+        path: HeadPath::Sparse { bucket: 0 },
+    };
+    let result = ChunkResult {
+        output: vec![],
+        selections: vec![],
+        heads: vec![head(0, 0.1), head(1, 0.3), head(2, 0.2)],
+        launches: vec![Launch::new(0, vec![0, 1]), Launch::new(1, vec![2])],
+        plan: Some(Plan {
+            launch_order: vec![0, 1],
+            unit_order: vec![0, 1, 2],
+            projected_ns: 1234.6,
+            strategy: Strategy::Fifo,
+        }),
+        mode: ChunkMode::Sparse,
+        failures: vec![],
+        events: vec![
+            // Simulated launches on the NPU's track count; its units, measured launches and
+            // compiles do not.
+            event(LaunchEvent, Simulated, track::NPU, 0, 100),
+            event(LaunchEvent, Simulated, track::NPU, 100, 40),
+            event(LaunchEvent, Simulated, track::MATRIX, 0, 50),
+            event(LaunchEvent, Measured, track::NPU, 0, 70),
+            event(Compile, Simulated, track::NPU, 0, 30),
+            // The CPU workers' steps count once each (a shared selection reports them per head);
+            // the launcher's and the NPU's do not.
+            event(ComputeStage, Measured, &track::cpu(0), 0, 10),
+            event(ComputeStage, Measured, &track::cpu(0), 0, 10),
+            event(ComputeStage, Measured, &track::cpu(0), 10, 5),
+            event(ComputeStage, Measured, &track::cpu(1), 0, 20),
+            event(ComputeStage, Measured, track::LAUNCHER, 0, 1000),
+            event(ComputeStage, Simulated, track::NPU, 0, 2000),
+            event(LaunchEvent, Measured, &track::cpu(0), 0, 3000),
+        ],
+    };
+    assert_eq!(
+        result.times(77),
+        ChunkTimes {
+            measured_ns: 77,
+            projected_ns: 1235,
+            simulated_npu_ns: 140,
+            cpu_stage_ns: 35,
+        }
+    );
+    assert!(
+        (result.mean_ratio() - 0.2).abs() < 1e-7,
+        "{}",
+        result.mean_ratio()
+    );
+    assert_eq!(result.launch_sizes(), vec![2, 1]);
+    let dense = ChunkResult {
+        plan: None,
+        ..result
+    };
+    assert_eq!(dense.times(0).projected_ns, 0);
 }
