@@ -11,7 +11,7 @@ use crate::sys::{OperandCode, OperationCode};
 use shadowattn_hal::track;
 use shadowattn_hal::{
     Capabilities, Compiled, CompiledGraph, DType, EventKind, FigureSource, Graph, GraphExecutable,
-    NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc, TensorView,
+    Node, NpuBackend, Op, OpKind, ProfileEvent, Quantization, Signature, TensorDesc, TensorView,
     TensorViewMut,
 };
 use std::collections::BTreeSet;
@@ -128,158 +128,27 @@ impl NeuronBackend {
         self.capabilities().check(BACKEND_NAME, graph)?;
         graph.validate()?;
         let lib = &self.lib;
-        let model = Model {
-            lib: lib.clone(),
-            handle: calls::model_create(lib)?,
+        let mut model = ModelBuilder {
+            model: Model {
+                lib: lib.clone(),
+                handle: calls::model_create(lib)?,
+            },
+            constants: Vec::new(),
+            next: graph.values().len() as u32,
         };
-        let mut constants: Vec<Vec<u8>> = Vec::new();
-        let mut next = graph.values().len() as u32;
-        for (i, v) in graph.values().iter().enumerate() {
-            let kind = graph
-                .nodes()
-                .iter()
-                .find(|n| n.inputs.iter().chain(&n.outputs).any(|x| x.index() == i))
-                .map_or(OpKind::Reshape, |n| n.op.kind());
-            let (code, scale, zp) = operand(&v.desc, &v.name, kind)?;
-            let dims: Vec<u32> = v.desc.shape.iter().map(|&d| d as u32).collect();
-            calls::add_operand(lib, model.handle, code, &dims, scale, zp)?;
-        }
-        for c in graph.constants() {
-            let bytes = c.bytes.clone();
-            calls::set_operand_value(lib, model.handle, c.value.index() as u32, &bytes)?;
-            constants.push(bytes);
-        }
-        let mut constant = |code: OperandCode,
-                            dims: &[u32],
-                            bytes: Vec<u8>,
-                            constants: &mut Vec<Vec<u8>>|
-         -> Result<u32> {
-            calls::add_operand(lib, model.handle, code, dims, 0.0, 0)?;
-            let index = next;
-            next += 1;
-            calls::set_operand_value(lib, model.handle, index, &bytes)?;
-            constants.push(bytes);
-            Ok(index)
-        };
+        model.add_values(graph)?;
         for node in graph.nodes() {
-            let ins: Vec<u32> = node.inputs.iter().map(|v| v.index() as u32).collect();
-            let outs: Vec<u32> = node.outputs.iter().map(|v| v.index() as u32).collect();
-            let i32s = |v: &[usize]| {
-                v.iter()
-                    .flat_map(|&x| (x as i32).to_ne_bytes())
-                    .collect::<Vec<u8>>()
-            };
-            let (code, extra): (OperationCode, Vec<u32>) = match &node.op {
-                Op::MatMul {
-                    transpose_a,
-                    transpose_b,
-                } => (
-                    OperationCode::BATCH_MATMUL,
-                    vec![
-                        constant(
-                            OperandCode::BOOL,
-                            &[],
-                            vec![u8::from(*transpose_a)],
-                            &mut constants,
-                        )?,
-                        constant(
-                            OperandCode::BOOL,
-                            &[],
-                            vec![u8::from(*transpose_b)],
-                            &mut constants,
-                        )?,
-                    ],
-                ),
-                Op::Softmax { axis, beta } => (
-                    OperationCode::SOFTMAX,
-                    vec![
-                        // beta has the input's float type (FLOAT16 for an f16 input).
-                        if graph.value(node.inputs[0]).desc.dtype == DType::F16 {
-                            constant(
-                                OperandCode::FLOAT16,
-                                &[],
-                                half::f16::from_f32(*beta).to_ne_bytes().to_vec(),
-                                &mut constants,
-                            )?
-                        } else {
-                            constant(
-                                OperandCode::FLOAT32,
-                                &[],
-                                beta.to_ne_bytes().to_vec(),
-                                &mut constants,
-                            )?
-                        },
-                        constant(
-                            OperandCode::INT32,
-                            &[],
-                            (*axis as i32).to_ne_bytes().to_vec(),
-                            &mut constants,
-                        )?,
-                    ],
-                ),
-                Op::Mul | Op::Add => (
-                    if matches!(node.op, Op::Mul) {
-                        OperationCode::MUL
-                    } else {
-                        OperationCode::ADD
-                    },
-                    vec![constant(
-                        OperandCode::INT32,
-                        &[],
-                        0i32.to_ne_bytes().to_vec(),
-                        &mut constants,
-                    )?],
-                ),
-                Op::Transpose { perm } => (
-                    OperationCode::TRANSPOSE,
-                    vec![constant(
-                        OperandCode::TENSOR_INT32,
-                        &[perm.len() as u32],
-                        i32s(perm),
-                        &mut constants,
-                    )?],
-                ),
-                Op::Reshape { shape } => (
-                    OperationCode::RESHAPE,
-                    vec![constant(
-                        OperandCode::TENSOR_INT32,
-                        &[shape.len() as u32],
-                        i32s(shape),
-                        &mut constants,
-                    )?],
-                ),
-                Op::TopK { k } => (
-                    OperationCode::TOPK_V2,
-                    vec![constant(
-                        OperandCode::INT32,
-                        &[],
-                        (*k as i32).to_ne_bytes().to_vec(),
-                        &mut constants,
-                    )?],
-                ),
-                Op::Quantize => (OperationCode::QUANTIZE, vec![]),
-                Op::Dequantize { .. } => (OperationCode::DEQUANTIZE, vec![]),
-                Op::Cast { .. } => (OperationCode::CAST, vec![]),
-                Op::Requantize => {
-                    return Err(NeuronError::Unsupported {
-                        node: node.name.clone(),
-                        op: "Requantize".into(),
-                        detail: "the Neuron adapter has no requantize operation".into(),
-                    })
-                }
-            };
-            let all_ins: Vec<u32> = ins.into_iter().chain(extra).collect();
-            calls::add_operation(lib, model.handle, code, &all_ins, &outs)?;
+            model.add_operation(graph, node)?;
         }
         let ins: Vec<u32> = graph.inputs().iter().map(|v| v.index() as u32).collect();
         let outs: Vec<u32> = graph.outputs().iter().map(|v| v.index() as u32).collect();
-        calls::identify_io(lib, model.handle, &ins, &outs)?;
-        calls::model_finish(lib, model.handle)?;
+        let handle = model.model.handle;
+        calls::identify_io(lib, handle, &ins, &outs)?;
+        calls::model_finish(lib, handle)?;
         let started = Instant::now();
-        let compilation = calls::compilation_create(lib, model.handle)?;
         let compilation = Compilation {
             lib: lib.clone(),
-            handle: compilation,
+            handle: calls::compilation_create(lib, handle)?,
         };
         calls::compilation_finish(lib, compilation.handle)?;
         let compile_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -288,7 +157,7 @@ impl NeuronBackend {
             vec![ProfileEvent {
                 name: format!("neuron compile {}", graph.name()),
                 kind: EventKind::Compile,
-                track: "compile".into(),
+                track: track::COMPILE.into(),
                 start_ns: 0,
                 duration_ns: compile_ns.max(1),
                 cycles: None,
@@ -296,10 +165,119 @@ impl NeuronBackend {
             }],
             NeuronProgram {
                 compilation,
-                model,
-                _constants: constants,
+                model: model.model,
+                _constants: model.constants,
             },
         ))
+    }
+}
+
+/// A Neuron model under construction: its operands (the graph's values, then the constant
+/// operands its operations need) and the bytes of every constant, which must outlive it.
+struct ModelBuilder {
+    model: Model,
+    constants: Vec<Vec<u8>>,
+    /// Index of the next operand.
+    next: u32,
+}
+
+impl ModelBuilder {
+    /// One operand per graph value, and the values of the graph's constants.
+    fn add_values(&mut self, graph: &Graph) -> Result<()> {
+        let (lib, handle) = (&self.model.lib, self.model.handle);
+        for (i, v) in graph.values().iter().enumerate() {
+            let kind = graph
+                .nodes()
+                .iter()
+                .find(|n| n.inputs.iter().chain(&n.outputs).any(|x| x.index() == i))
+                .map_or(OpKind::Reshape, |n| n.op.kind());
+            let (code, scale, zp) = operand(&v.desc, &v.name, kind)?;
+            let dims: Vec<u32> = v.desc.shape.iter().map(|&d| d as u32).collect();
+            calls::add_operand(lib, handle, code, &dims, scale, zp)?;
+        }
+        for c in graph.constants() {
+            let bytes = c.bytes.clone();
+            calls::set_operand_value(lib, handle, c.value.index() as u32, &bytes)?;
+            self.constants.push(bytes);
+        }
+        Ok(())
+    }
+
+    /// A new constant operand of `code` and `dims` holding `bytes`; its index.
+    fn constant(&mut self, code: OperandCode, dims: &[u32], bytes: Vec<u8>) -> Result<u32> {
+        let (lib, handle) = (&self.model.lib, self.model.handle);
+        calls::add_operand(lib, handle, code, dims, 0.0, 0)?;
+        let index = self.next;
+        self.next += 1;
+        calls::set_operand_value(lib, handle, index, &bytes)?;
+        self.constants.push(bytes);
+        Ok(index)
+    }
+
+    /// A scalar INT32 constant.
+    fn int32(&mut self, value: i32) -> Result<u32> {
+        self.constant(OperandCode::INT32, &[], value.to_ne_bytes().to_vec())
+    }
+
+    /// A 1-D INT32 tensor constant.
+    fn int32s(&mut self, values: &[usize]) -> Result<u32> {
+        let bytes = values
+            .iter()
+            .flat_map(|&x| (x as i32).to_ne_bytes())
+            .collect();
+        self.constant(OperandCode::TENSOR_INT32, &[values.len() as u32], bytes)
+    }
+
+    /// The operation of `node`, its attributes as constant operands after its inputs.
+    fn add_operation(&mut self, graph: &Graph, node: &Node) -> Result<()> {
+        let (code, extra): (OperationCode, Vec<u32>) = match &node.op {
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => (
+                OperationCode::BATCH_MATMUL,
+                vec![
+                    self.constant(OperandCode::BOOL, &[], vec![u8::from(*transpose_a)])?,
+                    self.constant(OperandCode::BOOL, &[], vec![u8::from(*transpose_b)])?,
+                ],
+            ),
+            Op::Softmax { axis, beta } => {
+                // beta has the input's float type (FLOAT16 for an f16 input).
+                let beta = if graph.value(node.inputs[0]).desc.dtype == DType::F16 {
+                    let bytes = half::f16::from_f32(*beta).to_ne_bytes().to_vec();
+                    self.constant(OperandCode::FLOAT16, &[], bytes)?
+                } else {
+                    self.constant(OperandCode::FLOAT32, &[], beta.to_ne_bytes().to_vec())?
+                };
+                (
+                    OperationCode::SOFTMAX,
+                    vec![beta, self.int32(*axis as i32)?],
+                )
+            }
+            Op::Mul => (OperationCode::MUL, vec![self.int32(0)?]),
+            Op::Add => (OperationCode::ADD, vec![self.int32(0)?]),
+            Op::Transpose { perm } => (OperationCode::TRANSPOSE, vec![self.int32s(perm)?]),
+            Op::Reshape { shape } => (OperationCode::RESHAPE, vec![self.int32s(shape)?]),
+            Op::TopK { k } => (OperationCode::TOPK_V2, vec![self.int32(*k as i32)?]),
+            Op::Quantize => (OperationCode::QUANTIZE, vec![]),
+            Op::Dequantize { .. } => (OperationCode::DEQUANTIZE, vec![]),
+            Op::Cast { .. } => (OperationCode::CAST, vec![]),
+            Op::Requantize => {
+                return Err(NeuronError::Unsupported {
+                    node: node.name.clone(),
+                    op: "Requantize".into(),
+                    detail: "the Neuron adapter has no requantize operation".into(),
+                })
+            }
+        };
+        let ins: Vec<u32> = node
+            .inputs
+            .iter()
+            .map(|v| v.index() as u32)
+            .chain(extra)
+            .collect();
+        let outs: Vec<u32> = node.outputs.iter().map(|v| v.index() as u32).collect();
+        calls::add_operation(&self.model.lib, self.model.handle, code, &ins, &outs)
     }
 }
 
