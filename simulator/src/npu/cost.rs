@@ -28,7 +28,7 @@
 //!   first launch of a graph). A fused launch (several heads in one graph) pays these once.
 
 use crate::npu::profile::{count, real, SocProfile, TileProfile};
-use shadowattn_hal::{DType, Graph, Op, OpKind, TensorDesc, ValueId};
+use shadowattn_hal::{DType, Graph, Node, Op, OpKind, TensorDesc, ValueId};
 
 /// The engine a node runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,130 +146,17 @@ fn io_conversion_cycles(profile: &SocProfile, graph: &Graph) -> f64 {
 /// Models one execution of `graph` on `profile`.
 pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
     let npu = &profile.npu;
-    let usable = profile.usable_onchip_bytes();
-    let dma_rate = real(&npu.dma_bytes_per_cycle);
-    let bytes = |d: &TensorDesc| d.size_bytes() as u64;
-    let f32_as_f16 = profile.numerics.f32_as_f16;
-    // Bytes of a value in DDR: constants of an NPU computing f32 as f16 are stored as f16.
-    let stored = |v: ValueId| {
-        let d = &graph.value(v).desc;
-        if f32_as_f16 && d.dtype == DType::F32 && graph.constant(v).is_some() {
-            bytes(d) / 2
-        } else {
-            bytes(d)
-        }
-    };
-    // Whether each value currently has a copy on chip.
-    let mut on_chip = vec![false; graph.values().len()];
-    let mut nodes = Vec::with_capacity(graph.nodes().len());
-    for node in graph.nodes() {
-        let ins: Vec<&TensorDesc> = node.inputs.iter().map(|&v| &graph.value(v).desc).collect();
-        let out = &graph.value(node.outputs[0]).desc;
-        let mut dma: u64 = 0;
-        for &v in &node.inputs {
-            if !on_chip[v.index()] {
-                let b = stored(v);
-                dma += b;
-                on_chip[v.index()] = b <= usable;
-            }
-        }
-        for &v in &node.outputs {
-            let b = bytes(&graph.value(v).desc);
-            let fits = b <= usable;
-            if !fits || graph.outputs().contains(&v) {
-                dma += b;
-            }
-            on_chip[v.index()] = fits;
-        }
-        let elem_bytes = ins
-            .iter()
-            .map(|d| d.dtype.size_bytes())
-            .chain([out.dtype.size_bytes()])
-            .max()
-            .unwrap_or(1);
-        let vec_ops =
-            |ops: f64| vector_cycles(profile, out.numel().max(ins[0].numel()), elem_bytes, ops);
-        let v = &npu.vector;
-        let (unit, tile_count, compute) = match &node.op {
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => {
-                let (a, b) = (ins[0], ins[1]);
-                let r = a.rank();
-                let batches: usize = out.shape[..r - 2].iter().product();
-                let (m, n) = (out.shape[r - 2], out.shape[r - 1]);
-                let k = if *transpose_a {
-                    a.shape[r - 2]
-                } else {
-                    a.shape[r - 1]
-                };
-                let tile = if a.dtype.is_integer() {
-                    &npu.matrix.int8
-                } else {
-                    &npu.matrix.fp16
-                };
-                let t = tiles(tile, batches, m, n, k);
-                let mut cycles =
-                    real(&tile.node_fixed_cycles) + t as f64 * real(&tile.cycles_per_tile);
-                // Operands read transposed are transposed on the vector units, unless constant.
-                for (operand, transposed) in [(0, *transpose_a), (1, *transpose_b)] {
-                    if transposed && graph.constant(node.inputs[operand]).is_none() {
-                        cycles +=
-                            ins[operand].numel() as f64 * real(&v.transpose_cycles_per_element);
-                    }
-                }
-                if out.dtype.is_integer() && out.dtype != DType::I32 {
-                    cycles += out.numel() as f64
-                        * real(&npu.matrix.requantized_output_cycles_per_element);
-                }
-                // Blocking when the working set does not fit: re-read B once per block of A.
-                let (ab, bb, cb) = (bytes(a), bytes(b), bytes(out));
-                if ab + bb + cb > usable && ab > usable / 2 {
-                    let blocks = ab.div_ceil((usable / 2).max(1));
-                    dma += bb * (blocks - 1);
-                }
-                (Unit::Matrix, t, cycles)
-            }
-            Op::Softmax { .. } => (Unit::Vector, 0, vec_ops(real(&v.softmax_ops))),
-            Op::Requantize | Op::Quantize | Op::Dequantize { .. } => {
-                (Unit::Vector, 0, vec_ops(real(&v.requantize_ops)))
-            }
-            Op::Mul | Op::Add | Op::Cast { .. } | Op::Transpose { .. } => {
-                (Unit::Vector, 0, vec_ops(real(&v.elementwise_ops)))
-            }
-            Op::TopK { k } => {
-                let per = real(&v.topk_ops) * (*k as f64).log2().max(1.0);
-                (
-                    Unit::Vector,
-                    0,
-                    vector_cycles(profile, ins[0].numel(), elem_bytes, per),
-                )
-            }
-            Op::Reshape { .. } => (Unit::None, 0, 0.0),
-        };
-        let setup = if unit == Unit::Vector {
-            real(&v.node_fixed_cycles)
-        } else {
-            0.0
-        };
-        let cycles = setup + compute.max(dma as f64 / dma_rate);
-        nodes.push(NodeCost {
-            output_elements: out.numel() as u64,
-            node: node.name.clone(),
-            op: node.op.kind(),
-            unit,
-            tiles: tile_count,
-            compute_cycles: compute,
-            dma_bytes: dma,
-            cycles,
-        });
-    }
+    let mut residency = Residency::new(profile, graph);
+    let nodes: Vec<NodeCost> = graph
+        .nodes()
+        .iter()
+        .map(|node| node_cost(profile, graph, node, &mut residency))
+        .collect();
     let fixed = real(&npu.fixed_cycles);
     let host_io_bytes: u64 = graph
         .input_descs()
         .chain(graph.output_descs())
-        .map(bytes)
+        .map(|d| d.size_bytes() as u64)
         .sum();
     let io_conversion = io_conversion_cycles(profile, graph);
     GraphCost {
@@ -286,4 +173,182 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
             * 1e6,
         clock_hz: profile.npu_hz(),
     }
+}
+
+/// Which values of a graph have a copy on chip as its nodes run in order.
+struct Residency<'g> {
+    graph: &'g Graph,
+    usable: u64,
+    f32_as_f16: bool,
+    on_chip: Vec<bool>,
+}
+
+impl<'g> Residency<'g> {
+    /// Nothing on chip yet.
+    fn new(profile: &SocProfile, graph: &'g Graph) -> Self {
+        Residency {
+            graph,
+            usable: profile.usable_onchip_bytes(),
+            f32_as_f16: profile.numerics.f32_as_f16,
+            on_chip: vec![false; graph.values().len()],
+        }
+    }
+
+    /// Bytes of a value in DDR: constants of an NPU computing f32 as f16 are stored as f16.
+    fn stored(&self, v: ValueId) -> u64 {
+        let d = &self.graph.value(v).desc;
+        let b = d.size_bytes() as u64;
+        if self.f32_as_f16 && d.dtype == DType::F32 && self.graph.constant(v).is_some() {
+            b / 2
+        } else {
+            b
+        }
+    }
+
+    /// The DMA bytes of `node`: inputs not on chip read, outputs that do not fit (or leave the
+    /// graph) written; what fits stays on chip.
+    fn traffic(&mut self, node: &Node) -> u64 {
+        let mut dma: u64 = 0;
+        for &v in &node.inputs {
+            if !self.on_chip[v.index()] {
+                let b = self.stored(v);
+                dma += b;
+                self.on_chip[v.index()] = b <= self.usable;
+            }
+        }
+        for &v in &node.outputs {
+            let b = self.graph.value(v).desc.size_bytes() as u64;
+            let fits = b <= self.usable;
+            if !fits || self.graph.outputs().contains(&v) {
+                dma += b;
+            }
+            self.on_chip[v.index()] = fits;
+        }
+        dma
+    }
+}
+
+/// The cost of one node, its DMA from `residency`.
+fn node_cost(
+    profile: &SocProfile,
+    graph: &Graph,
+    node: &Node,
+    residency: &mut Residency<'_>,
+) -> NodeCost {
+    let npu = &profile.npu;
+    let ins: Vec<&TensorDesc> = node.inputs.iter().map(|&v| &graph.value(v).desc).collect();
+    let out = &graph.value(node.outputs[0]).desc;
+    let mut dma = residency.traffic(node);
+    let elem_bytes = ins
+        .iter()
+        .map(|d| d.dtype.size_bytes())
+        .chain([out.dtype.size_bytes()])
+        .max()
+        .unwrap_or(1);
+    let vec_ops =
+        |ops: f64| vector_cycles(profile, out.numel().max(ins[0].numel()), elem_bytes, ops);
+    let v = &npu.vector;
+    let (unit, tile_count, compute) = match &node.op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => {
+            let (t, cycles, reread) = matmul_cycles(
+                profile,
+                graph,
+                node,
+                (*transpose_a, *transpose_b),
+                residency.usable,
+            );
+            dma += reread;
+            (Unit::Matrix, t, cycles)
+        }
+        Op::Softmax { .. } => (Unit::Vector, 0, vec_ops(real(&v.softmax_ops))),
+        Op::Requantize | Op::Quantize | Op::Dequantize { .. } => {
+            (Unit::Vector, 0, vec_ops(real(&v.requantize_ops)))
+        }
+        Op::Mul | Op::Add | Op::Cast { .. } | Op::Transpose { .. } => {
+            (Unit::Vector, 0, vec_ops(real(&v.elementwise_ops)))
+        }
+        Op::TopK { k } => {
+            let per = real(&v.topk_ops) * (*k as f64).log2().max(1.0);
+            (
+                Unit::Vector,
+                0,
+                vector_cycles(profile, ins[0].numel(), elem_bytes, per),
+            )
+        }
+        Op::Reshape { .. } => (Unit::None, 0, 0.0),
+    };
+    let setup = if unit == Unit::Vector {
+        real(&v.node_fixed_cycles)
+    } else {
+        0.0
+    };
+    let cycles = setup + compute.max(dma as f64 / real(&npu.dma_bytes_per_cycle));
+    NodeCost {
+        output_elements: out.numel() as u64,
+        node: node.name.clone(),
+        op: node.op.kind(),
+        unit,
+        tiles: tile_count,
+        compute_cycles: compute,
+        dma_bytes: dma,
+        cycles,
+    }
+}
+
+/// A MatMul on the matrix unit: its tiles, its cycles (tiles, transposes of non-constant
+/// operands on the vector units, requantized output) and the DMA bytes of re-reading B once
+/// per block of A when the working set does not fit in `usable` bytes.
+fn matmul_cycles(
+    profile: &SocProfile,
+    graph: &Graph,
+    node: &Node,
+    (transpose_a, transpose_b): (bool, bool),
+    usable: u64,
+) -> (u64, f64, u64) {
+    let npu = &profile.npu;
+    let (a, b) = (
+        &graph.value(node.inputs[0]).desc,
+        &graph.value(node.inputs[1]).desc,
+    );
+    let out = &graph.value(node.outputs[0]).desc;
+    let r = a.rank();
+    let batches: usize = out.shape[..r - 2].iter().product();
+    let (m, n) = (out.shape[r - 2], out.shape[r - 1]);
+    let k = if transpose_a {
+        a.shape[r - 2]
+    } else {
+        a.shape[r - 1]
+    };
+    let tile = if a.dtype.is_integer() {
+        &npu.matrix.int8
+    } else {
+        &npu.matrix.fp16
+    };
+    let t = tiles(tile, batches, m, n, k);
+    let mut cycles = real(&tile.node_fixed_cycles) + t as f64 * real(&tile.cycles_per_tile);
+    // Operands read transposed are transposed on the vector units, unless constant.
+    for (operand, transposed) in [(0, transpose_a), (1, transpose_b)] {
+        if transposed && graph.constant(node.inputs[operand]).is_none() {
+            let desc = &graph.value(node.inputs[operand]).desc;
+            cycles += desc.numel() as f64 * real(&npu.vector.transpose_cycles_per_element);
+        }
+    }
+    if out.dtype.is_integer() && out.dtype != DType::I32 {
+        cycles += out.numel() as f64 * real(&npu.matrix.requantized_output_cycles_per_element);
+    }
+    // Blocking when the working set does not fit: re-read B once per block of A.
+    let (ab, bb, cb) = (
+        a.size_bytes() as u64,
+        b.size_bytes() as u64,
+        out.size_bytes() as u64,
+    );
+    let mut reread = 0;
+    if ab + bb + cb > usable && ab > usable / 2 {
+        let blocks = ab.div_ceil((usable / 2).max(1));
+        reread = bb * (blocks - 1);
+    }
+    (t, cycles, reread)
 }
