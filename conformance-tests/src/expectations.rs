@@ -6,6 +6,7 @@
 use crate::outcome::{CaseResult, Status};
 pub use crate::outcome::{Suite, Verdict};
 use serde::{Deserialize, Serialize};
+use shadowattn_registry::{NpuSpec, SocRef};
 use std::collections::BTreeMap;
 
 /// Why a backend does not support a case.
@@ -94,11 +95,6 @@ macro_rules! builtin_files {
 /// text).
 const BUILTIN: &[(Suite, &str, &str)] = builtin_files![
     Npu "npu/cpu.toml",
-    Npu "npu/sim-dimensity-9300.toml",
-    Npu "npu/sim-sa8255.toml",
-    Npu "npu/sim-snapdragon-8-elite.toml",
-    Npu "npu/sim-snapdragon-8-gen-2.toml",
-    Npu "npu/sim-snapdragon-8-gen-3.toml",
     Npu "npu/qnn-htp.toml",
     Npu "npu/qnn-htp-52.toml",
     Npu "npu/neuron.toml",
@@ -110,7 +106,61 @@ const BUILTIN: &[(Suite, &str, &str)] = builtin_files![
     Compute "compute/opencl-f16.toml",
 ];
 
+/// Path (under `conformance-tests/expectations/`) and text of the cases a simulator profile's
+/// `[limits]` refuse, per limit: one list for every `sim:` backend instead of a copied file per
+/// profile.
+const SIMULATOR_LIMITS: (&str, &str) = (
+    "npu/limits/simulator.toml",
+    include_str!("../expectations/npu/limits/simulator.toml"),
+);
+
+/// The cases one `[limits]` key refuses, with the reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    /// The `[limits]` key of a simulator profile.
+    pub limit: String,
+    /// What the NPU lacks when the key is false.
+    pub reason: String,
+    /// The cases it refuses.
+    pub cases: Vec<String>,
+}
+
+/// The file of refusals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Refusals {
+    refusal: Vec<Refusal>,
+}
+
+/// Every refusal of the built-in limits file.
+pub fn simulator_refusals() -> Vec<Refusal> {
+    toml::from_str::<Refusals>(SIMULATOR_LIMITS.1)
+        .expect("the built-in limits file parses")
+        .refusal
+}
+
 impl Expectations {
+    /// The expectations of simulator backend `backend` whose profile refuses the `[limits]`
+    /// keys in `refused`: every case those keys refuse is unsupported, with `source` (the
+    /// profile's `[limits]` and their source).
+    pub fn of_simulator(backend: &str, refused: &[&str], source: &str) -> Self {
+        let mut e = Self::every_case_passes(Suite::Npu, backend);
+        for r in simulator_refusals() {
+            if !refused.contains(&r.limit.as_str()) {
+                continue;
+            }
+            for case in r.cases {
+                let why = Unsupported {
+                    reason: r.reason.clone(),
+                    source: source.to_string(),
+                };
+                e.unsupported.insert(case, why);
+            }
+        }
+        e
+    }
+
     /// No file: every case is expected to pass.
     pub fn every_case_passes(suite: Suite, backend: &str) -> Self {
         Expectations {
@@ -146,17 +196,45 @@ impl Expectations {
         format!("{}/{stem}.toml", suite.name())
     }
 
-    /// The built-in file of `backend` on `suite` and its path, if the project ships one.
-    pub fn builtin(suite: Suite, backend: &str) -> Option<(Self, &'static str)> {
+    /// The built-in expectations of `backend` on `suite` and where they come from (a path
+    /// under `conformance-tests/expectations/`): the project's file for the backend, or for a
+    /// simulator backend without one (any `sim:<soc>` or `sim:<profile.toml>`) the refusals
+    /// of its profile's `[limits]`.
+    pub fn builtin(suite: Suite, backend: &str) -> Option<(Self, String)> {
         let path = Self::path_of(suite, backend);
-        let &(_, file, text) = BUILTIN.iter().find(|(s, f, _)| *s == suite && *f == path)?;
+        let Some(&(_, file, text)) = BUILTIN.iter().find(|(s, f, _)| *s == suite && *f == path)
+        else {
+            return Self::of_simulator_spec(suite, backend);
+        };
         let e = Self::parse(text, file).expect("built-in expectation files parse");
         assert_eq!(
             (e.suite, e.backend.as_str()),
             (suite, backend),
             "built-in {file} is for another backend"
         );
-        Some((e, file))
+        Some((e, file.to_string()))
+    }
+
+    /// The expectations of `backend` from its simulator profile's `[limits]`, when it names a
+    /// simulator whose profile loads.
+    fn of_simulator_spec(suite: Suite, backend: &str) -> Option<(Self, String)> {
+        let Ok(NpuSpec::Sim(soc)) = backend.parse::<NpuSpec>() else {
+            return None;
+        };
+        if suite != Suite::Npu {
+            return None;
+        }
+        let profile = soc.load().ok()?;
+        let origin = match &soc {
+            SocRef::Builtin(name) => format!("simulator/socs/{name}.toml"),
+            SocRef::File(path) => path.display().to_string(),
+        };
+        let source = format!("the [limits] of {origin}: {}", profile.limits.source);
+        let e = Self::of_simulator(backend, &profile.limits.refused(), &source);
+        Some((
+            e,
+            format!("{} (the [limits] of {origin})", SIMULATOR_LIMITS.0),
+        ))
     }
 
     /// Checks the file is about `backend` on `suite` and names only cases in `names`.

@@ -99,6 +99,26 @@ fn unstated() -> String {
     "none stated: every form of a supported op is accepted".into()
 }
 
+impl NpuLimits {
+    /// Every limit by its `[limits]` key, with whether the NPU accepts it.
+    pub fn entries(&self) -> [(&'static str, bool); 3] {
+        [
+            ("int32_matmul_output", self.int32_matmul_output),
+            ("requantize_from_int32", self.requantize_from_int32),
+            ("softmax_any_axis", self.softmax_any_axis),
+        ]
+    }
+
+    /// The keys of the limits the NPU refuses (set to false).
+    pub fn refused(&self) -> Vec<&'static str> {
+        self.entries()
+            .into_iter()
+            .filter(|(_, accepted)| !accepted)
+            .map(|(key, _)| key)
+            .collect()
+    }
+}
+
 impl Default for NpuLimits {
     fn default() -> Self {
         NpuLimits {
