@@ -281,123 +281,12 @@ impl Gguf {
             bytes: &bytes,
             pos: 0,
         };
-        if c.take(4, "magic")? != MAGIC {
-            return Err(ModelError::gguf(0, "not a GGUF file (magic is not `GGUF`)"));
-        }
-        let version = c.u32("version")?;
-        if !(2..=3).contains(&version) {
-            return Err(ModelError::gguf(
-                4,
-                format!("GGUF version {version} is not supported (2 and 3 are)"),
-            ));
-        }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
-        // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
-        c.check_count(n_kv, 13, "metadata")?;
-        let mut metadata = BTreeMap::new();
-        for _ in 0..n_kv {
-            let key = c.string("metadata key")?;
-            let ty = c.u32("metadata type")?;
-            let v = c.value(ty, 0, &key)?;
-            if metadata.insert(key.clone(), v).is_some() {
-                return Err(ModelError::gguf(
-                    c.pos,
-                    format!("metadata key `{key}` appears twice"),
-                ));
-            }
-        }
-        // A tensor entry takes at least 8 (name length) + 4 (dims) + 4 (type) + 8 (offset).
-        c.check_count(n_tensors, 24, "tensor directory")?;
-        let mut infos = Vec::with_capacity(n_tensors as usize);
-        for _ in 0..n_tensors {
-            let name = c.string("tensor name")?;
-            let n_dims = c.u32("tensor dims")? as usize;
-            if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(ModelError::gguf(
-                    c.pos,
-                    format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
-                ));
-            }
-            let mut dims = Vec::with_capacity(n_dims);
-            for _ in 0..n_dims {
-                dims.push(c.u64("tensor dim")?);
-            }
-            let code = c.u32("tensor type")?;
-            let ty = TensorType::from_code(code).ok_or_else(|| {
-                ModelError::gguf(
-                    c.pos,
-                    format!(
-                        "tensor `{name}` has GGML type {code}, which this reader does not support"
-                    ),
-                )
-            })?;
-            let offset = c.u64("tensor offset")?;
-            infos.push((name, dims, ty, offset));
-        }
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(v) => match v.as_u64() {
-                Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a,
-                _ => {
-                    return Err(ModelError::gguf(
-                        0,
-                        format!("general.alignment {v:?} is not a power of two up to 1 MiB"),
-                    ))
-                }
-            },
-        };
+        let (version, n_tensors, n_kv) = header(&mut c)?;
+        let metadata = metadata(&mut c, n_kv)?;
+        let directory = directory(&mut c, n_tensors)?;
+        let alignment = alignment(&metadata)?;
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
-        let file_len = bytes.len() as u64;
-        let mut tensors = Vec::with_capacity(infos.len());
-        let mut names = std::collections::BTreeSet::new();
-        for (name, dims, ty, offset) in infos {
-            if !names.insert(name.clone()) {
-                return Err(ModelError::gguf(
-                    0,
-                    format!("tensor `{name}` appears twice"),
-                ));
-            }
-            let elements = dims
-                .iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    ModelError::gguf(
-                        0,
-                        format!("tensor `{name}` has dims {dims:?}: empty or overflowing"),
-                    )
-                })?;
-            let (per_block, block_bytes) = ty.block();
-            if dims[0] % per_block != 0 {
-                return Err(ModelError::gguf(
-                    0,
-                    format!("tensor `{name}`: {ty:?} needs rows that are multiples of {per_block}, dims are {dims:?}"),
-                ));
-            }
-            let size = (elements / per_block).checked_mul(block_bytes);
-            let start = data_start.checked_add(offset);
-            let end = start.zip(size).and_then(|(s, n)| s.checked_add(n));
-            match (start, size, end) {
-                (Some(start), Some(size), Some(end)) if end <= file_len && offset % alignment == 0 => {
-                    tensors.push(TensorInfo {
-                        name,
-                        dims,
-                        ty,
-                        offset: start,
-                        bytes: size,
-                    })
-                }
-                _ => {
-                    return Err(ModelError::gguf(
-                        0,
-                        format!(
-                            "tensor `{name}` ({ty:?} {dims:?}) at data offset {offset} does not lie aligned ({alignment}) inside the {file_len}-byte file"
-                        ),
-                    ))
-                }
-            }
-        }
+        let tensors = place(directory, data_start, alignment, bytes.len() as u64)?;
         Ok(Gguf {
             version,
             metadata,
@@ -475,4 +364,148 @@ pub fn dequantize(ty: TensorType, raw: &[u8]) -> Vec<f32> {
             out
         }
     }
+}
+
+/// The magic and version; the tensor and metadata counts.
+fn header(c: &mut Cursor<'_>) -> Result<(u32, u64, u64)> {
+    if c.take(4, "magic")? != MAGIC {
+        return Err(ModelError::gguf(0, "not a GGUF file (magic is not `GGUF`)"));
+    }
+    let version = c.u32("version")?;
+    if !(2..=3).contains(&version) {
+        return Err(ModelError::gguf(
+            4,
+            format!("GGUF version {version} is not supported (2 and 3 are)"),
+        ));
+    }
+    let n_tensors = c.u64("tensor count")?;
+    let n_kv = c.u64("metadata count")?;
+    Ok((version, n_tensors, n_kv))
+}
+
+/// `n_kv` metadata pairs, each key once.
+fn metadata(c: &mut Cursor<'_>, n_kv: u64) -> Result<BTreeMap<String, Value>> {
+    // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
+    c.check_count(n_kv, 13, "metadata")?;
+    let mut metadata = BTreeMap::new();
+    for _ in 0..n_kv {
+        let key = c.string("metadata key")?;
+        let ty = c.u32("metadata type")?;
+        let v = c.value(ty, 0, &key)?;
+        if metadata.insert(key.clone(), v).is_some() {
+            return Err(ModelError::gguf(
+                c.pos,
+                format!("metadata key `{key}` appears twice"),
+            ));
+        }
+    }
+    Ok(metadata)
+}
+
+/// One tensor's directory entry: name, dims, type and offset into the data section.
+type DirectoryEntry = (String, Vec<u64>, TensorType, u64);
+
+/// The tensor directory of `n_tensors` entries.
+fn directory(c: &mut Cursor<'_>, n_tensors: u64) -> Result<Vec<DirectoryEntry>> {
+    // A tensor entry takes at least 8 (name length) + 4 (dims) + 4 (type) + 8 (offset).
+    c.check_count(n_tensors, 24, "tensor directory")?;
+    let mut infos = Vec::with_capacity(n_tensors as usize);
+    for _ in 0..n_tensors {
+        let name = c.string("tensor name")?;
+        let n_dims = c.u32("tensor dims")? as usize;
+        if n_dims == 0 || n_dims > MAX_DIMS {
+            return Err(ModelError::gguf(
+                c.pos,
+                format!("tensor `{name}` has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+            ));
+        }
+        let mut dims = Vec::with_capacity(n_dims);
+        for _ in 0..n_dims {
+            dims.push(c.u64("tensor dim")?);
+        }
+        let code = c.u32("tensor type")?;
+        let ty = TensorType::from_code(code).ok_or_else(|| {
+            ModelError::gguf(
+                c.pos,
+                format!("tensor `{name}` has GGML type {code}, which this reader does not support"),
+            )
+        })?;
+        let offset = c.u64("tensor offset")?;
+        infos.push((name, dims, ty, offset));
+    }
+    Ok(infos)
+}
+
+/// The data section's alignment: `general.alignment`, a power of two up to 1 MiB, or the default.
+fn alignment(metadata: &BTreeMap<String, Value>) -> Result<u64> {
+    match metadata.get("general.alignment") {
+        None => Ok(DEFAULT_ALIGNMENT),
+        Some(v) => match v.as_u64() {
+            Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => Ok(a),
+            _ => Err(ModelError::gguf(
+                0,
+                format!("general.alignment {v:?} is not a power of two up to 1 MiB"),
+            )),
+        },
+    }
+}
+
+/// Every directory entry placed in the file: unique names, whole blocks, aligned, inside the
+/// `file_len` bytes.
+fn place(
+    directory: Vec<DirectoryEntry>,
+    data_start: u64,
+    alignment: u64,
+    file_len: u64,
+) -> Result<Vec<TensorInfo>> {
+    let mut tensors = Vec::with_capacity(directory.len());
+    let mut names = std::collections::BTreeSet::new();
+    for (name, dims, ty, offset) in directory {
+        if !names.insert(name.clone()) {
+            return Err(ModelError::gguf(
+                0,
+                format!("tensor `{name}` appears twice"),
+            ));
+        }
+        let elements = dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                ModelError::gguf(
+                    0,
+                    format!("tensor `{name}` has dims {dims:?}: empty or overflowing"),
+                )
+            })?;
+        let (per_block, block_bytes) = ty.block();
+        if dims[0] % per_block != 0 {
+            return Err(ModelError::gguf(
+                0,
+                format!("tensor `{name}`: {ty:?} needs rows that are multiples of {per_block}, dims are {dims:?}"),
+            ));
+        }
+        let size = (elements / per_block).checked_mul(block_bytes);
+        let start = data_start.checked_add(offset);
+        let end = start.zip(size).and_then(|(s, n)| s.checked_add(n));
+        match (start, size, end) {
+            (Some(start), Some(size), Some(end)) if end <= file_len && offset % alignment == 0 => {
+                tensors.push(TensorInfo {
+                    name,
+                    dims,
+                    ty,
+                    offset: start,
+                    bytes: size,
+                })
+            }
+            _ => {
+                return Err(ModelError::gguf(
+                    0,
+                    format!(
+                        "tensor `{name}` ({ty:?} {dims:?}) at data offset {offset} does not lie aligned ({alignment}) inside the {file_len}-byte file"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(tensors)
 }
