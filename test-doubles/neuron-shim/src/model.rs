@@ -328,6 +328,7 @@ impl ShimModel {
         Ok(())
     }
 
+    /// The simulator graph of the finished model; every rule it breaks is `BAD_DATA`.
     fn translate(&self) -> R<Graph> {
         let mut b = GraphBuilder::new("neuron_model");
         let mut ids: HashMap<u32, ValueId> = HashMap::new();
@@ -343,134 +344,164 @@ impl ShimModel {
             );
         }
         for (n, o) in self.operations.iter().enumerate() {
-            let operand = |k: usize| {
-                o.inputs
-                    .get(k)
-                    .map(|&i| &self.operands[i as usize])
-                    .ok_or(ResultCode::BAD_DATA)
-            };
-            // The operand index of data input `k` (a tensor, not a parameter).
-            let data = |k: usize| o.inputs.get(k).copied().ok_or(ResultCode::BAD_DATA);
-            let out_desc = |k: usize| {
-                o.outputs
-                    .get(k)
-                    .map(|&i| self.operands[i as usize].desc())
-                    .ok_or(ResultCode::BAD_DATA)?
-            };
-            let out_type = |k: usize| {
-                out_desc(k).map(|d| OutType {
-                    dtype: d.dtype,
-                    quant: d.quant,
-                })
-            };
-            let name = format!("op{n}");
-            let (op, data_inputs): (Op, Vec<u32>) = match o.code {
-                OperationCode::BATCH_MATMUL if o.inputs.len() == 4 => (
-                    Op::MatMul {
-                        transpose_a: operand(2)?.scalar_bool()?,
-                        transpose_b: operand(3)?.scalar_bool()?,
-                    },
-                    vec![data(0)?, data(1)?],
-                ),
-                OperationCode::SOFTMAX if (2..=3).contains(&o.inputs.len()) => {
-                    let rank = operand(0)?.dims.len();
-                    let axis = if o.inputs.len() == 3 {
-                        operand(2)?.scalar_i32()?
-                    } else {
-                        -1
-                    };
-                    let axis = if axis < 0 { rank as i32 + axis } else { axis };
-                    (
-                        Op::Softmax {
-                            axis: usize::try_from(axis).map_err(|_| ResultCode::BAD_DATA)?,
-                            beta: operand(1)?.scalar_f32()?,
-                        },
-                        vec![data(0)?],
-                    )
-                }
-                OperationCode::ADD | OperationCode::MUL if o.inputs.len() == 3 => {
-                    if operand(2)?.scalar_i32()? != 0 {
-                        return Err(ResultCode::BAD_DATA);
-                    }
-                    (
-                        if o.code == OperationCode::ADD {
-                            Op::Add
-                        } else {
-                            Op::Mul
-                        },
-                        vec![data(0)?, data(1)?],
-                    )
-                }
-                OperationCode::TRANSPOSE if o.inputs.len() == 2 => (
-                    Op::Transpose {
-                        perm: operand(1)?.i32_list()?,
-                    },
-                    vec![data(0)?],
-                ),
-                OperationCode::RESHAPE if o.inputs.len() == 2 => (
-                    Op::Reshape {
-                        shape: operand(1)?.i32_list()?,
-                    },
-                    vec![data(0)?],
-                ),
-                OperationCode::TOPK_V2 if o.inputs.len() == 2 => {
-                    let k = usize::try_from(operand(1)?.scalar_i32()?)
-                        .map_err(|_| ResultCode::BAD_DATA)?;
-                    (Op::TopK { k }, vec![data(0)?])
-                }
-                OperationCode::QUANTIZE if o.inputs.len() == 1 => (Op::Quantize, vec![data(0)?]),
-                OperationCode::DEQUANTIZE if o.inputs.len() == 1 => (
-                    Op::Dequantize {
-                        dtype: out_desc(0)?.dtype,
-                    },
-                    vec![data(0)?],
-                ),
-                OperationCode::CAST if o.inputs.len() == 1 => (
-                    Op::Cast {
-                        dtype: out_desc(0)?.dtype,
-                    },
-                    vec![data(0)?],
-                ),
-                _ => return Err(ResultCode::BAD_DATA),
-            };
-            let mut inputs = Vec::with_capacity(data_inputs.len());
-            for i in data_inputs {
-                inputs.push(match ids.get(&i) {
-                    Some(&v) => v,
-                    None => {
-                        // A tensor operand given a value: a constant of the model.
-                        let op = &self.operands[i as usize];
-                        let bytes = op.value.clone().ok_or(ResultCode::BAD_DATA)?;
-                        if is_scalar(op.code) {
-                            return Err(ResultCode::BAD_DATA);
-                        }
-                        let v = b
-                            .constant(&format!("const{i}"), op.desc()?, bytes)
-                            .map_err(|_| ResultCode::BAD_DATA)?;
-                        ids.insert(i, v);
-                        v
-                    }
-                });
-            }
-            let expected_outputs = if matches!(op, Op::TopK { .. }) { 2 } else { 1 };
-            if o.outputs.len() != expected_outputs {
-                return Err(ResultCode::BAD_DATA);
-            }
-            let outs = b
-                .add_node(&name, op, &inputs, Some(out_type(0)?))
-                .map_err(|_| ResultCode::BAD_DATA)?;
-            for (k, &v) in outs.iter().enumerate() {
-                if b.desc(v).map_err(|_| ResultCode::BAD_DATA)?.shape != out_desc(k)?.shape {
-                    return Err(ResultCode::BAD_DATA);
-                }
-                ids.insert(o.outputs[k], v);
-            }
+            self.translate_operation(&mut b, &mut ids, &format!("op{n}"), o)?;
         }
         for &o in &self.outputs {
             b.output(*ids.get(&o).ok_or(ResultCode::BAD_DATA)?)
                 .map_err(|_| ResultCode::BAD_DATA)?;
         }
         b.build().map_err(|_| ResultCode::BAD_DATA)
+    }
+
+    /// Operation `o` as node `name`: its data inputs (values so far, or constants of the
+    /// model), its outputs checked against the operands the model declared.
+    fn translate_operation(
+        &self,
+        b: &mut GraphBuilder,
+        ids: &mut HashMap<u32, ValueId>,
+        name: &str,
+        o: &Operation,
+    ) -> R<()> {
+        let out_desc = |k: usize| {
+            o.outputs
+                .get(k)
+                .map(|&i| self.operands[i as usize].desc())
+                .ok_or(ResultCode::BAD_DATA)?
+        };
+        let (op, data_inputs) = self.op_of(o)?;
+        let mut inputs = Vec::with_capacity(data_inputs.len());
+        for i in data_inputs {
+            inputs.push(self.value_of(b, ids, i)?);
+        }
+        let expected_outputs = if matches!(op, Op::TopK { .. }) { 2 } else { 1 };
+        if o.outputs.len() != expected_outputs {
+            return Err(ResultCode::BAD_DATA);
+        }
+        let out_type = out_desc(0).map(|d| OutType {
+            dtype: d.dtype,
+            quant: d.quant,
+        })?;
+        let outs = b
+            .add_node(name, op, &inputs, Some(out_type))
+            .map_err(|_| ResultCode::BAD_DATA)?;
+        for (k, &v) in outs.iter().enumerate() {
+            if b.desc(v).map_err(|_| ResultCode::BAD_DATA)?.shape != out_desc(k)?.shape {
+                return Err(ResultCode::BAD_DATA);
+            }
+            ids.insert(o.outputs[k], v);
+        }
+        Ok(())
+    }
+
+    /// The value of operand `i`: made so far, or (a tensor operand given a value) a constant of
+    /// the model, added once.
+    fn value_of(
+        &self,
+        b: &mut GraphBuilder,
+        ids: &mut HashMap<u32, ValueId>,
+        i: u32,
+    ) -> R<ValueId> {
+        if let Some(&v) = ids.get(&i) {
+            return Ok(v);
+        }
+        let op = &self.operands[i as usize];
+        let bytes = op.value.clone().ok_or(ResultCode::BAD_DATA)?;
+        if is_scalar(op.code) {
+            return Err(ResultCode::BAD_DATA);
+        }
+        let v = b
+            .constant(&format!("const{i}"), op.desc()?, bytes)
+            .map_err(|_| ResultCode::BAD_DATA)?;
+        ids.insert(i, v);
+        Ok(v)
+    }
+
+    /// The IR op of operation `o` and the operand indices of its data inputs (its parameters
+    /// read from their scalar or list operands, each with the count of inputs its code takes).
+    fn op_of(&self, o: &Operation) -> R<(Op, Vec<u32>)> {
+        let operand = |k: usize| {
+            o.inputs
+                .get(k)
+                .map(|&i| &self.operands[i as usize])
+                .ok_or(ResultCode::BAD_DATA)
+        };
+        // The operand index of data input `k` (a tensor, not a parameter).
+        let data = |k: usize| o.inputs.get(k).copied().ok_or(ResultCode::BAD_DATA);
+        let out_dtype = || {
+            o.outputs
+                .first()
+                .map(|&i| self.operands[i as usize].desc())
+                .ok_or(ResultCode::BAD_DATA)?
+                .map(|d| d.dtype)
+        };
+        let n = o.inputs.len();
+        Ok(match o.code {
+            OperationCode::BATCH_MATMUL if n == 4 => (
+                Op::MatMul {
+                    transpose_a: operand(2)?.scalar_bool()?,
+                    transpose_b: operand(3)?.scalar_bool()?,
+                },
+                vec![data(0)?, data(1)?],
+            ),
+            OperationCode::SOFTMAX if (2..=3).contains(&n) => {
+                let rank = operand(0)?.dims.len();
+                let axis = if n == 3 {
+                    operand(2)?.scalar_i32()?
+                } else {
+                    -1
+                };
+                let axis = if axis < 0 { rank as i32 + axis } else { axis };
+                (
+                    Op::Softmax {
+                        axis: usize::try_from(axis).map_err(|_| ResultCode::BAD_DATA)?,
+                        beta: operand(1)?.scalar_f32()?,
+                    },
+                    vec![data(0)?],
+                )
+            }
+            OperationCode::ADD | OperationCode::MUL if n == 3 => {
+                if operand(2)?.scalar_i32()? != 0 {
+                    return Err(ResultCode::BAD_DATA);
+                }
+                let op = if o.code == OperationCode::ADD {
+                    Op::Add
+                } else {
+                    Op::Mul
+                };
+                (op, vec![data(0)?, data(1)?])
+            }
+            OperationCode::TRANSPOSE if n == 2 => (
+                Op::Transpose {
+                    perm: operand(1)?.i32_list()?,
+                },
+                vec![data(0)?],
+            ),
+            OperationCode::RESHAPE if n == 2 => (
+                Op::Reshape {
+                    shape: operand(1)?.i32_list()?,
+                },
+                vec![data(0)?],
+            ),
+            OperationCode::TOPK_V2 if n == 2 => {
+                let k =
+                    usize::try_from(operand(1)?.scalar_i32()?).map_err(|_| ResultCode::BAD_DATA)?;
+                (Op::TopK { k }, vec![data(0)?])
+            }
+            OperationCode::QUANTIZE if n == 1 => (Op::Quantize, vec![data(0)?]),
+            OperationCode::DEQUANTIZE if n == 1 => (
+                Op::Dequantize {
+                    dtype: out_dtype()?,
+                },
+                vec![data(0)?],
+            ),
+            OperationCode::CAST if n == 1 => (
+                Op::Cast {
+                    dtype: out_dtype()?,
+                },
+                vec![data(0)?],
+            ),
+            _ => return Err(ResultCode::BAD_DATA),
+        })
     }
 }
 
