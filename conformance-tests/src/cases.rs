@@ -153,7 +153,22 @@ fn quantized() -> Tiers {
     }
 }
 
+/// Every op and dtype, edge shapes and non-default attributes: one case table per op family.
 fn op_cases() -> Vec<Case> {
+    [
+        matmul_cases(),
+        quantization_cases(),
+        softmax_cases(),
+        topk_cases(),
+        elementwise_cases(),
+        layout_cases(),
+        cast_cases(),
+    ]
+    .concat()
+}
+
+/// MatMul: float with transposes and STATIC weights, integer with exact and requantized outputs.
+fn matmul_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     // MatMul: 1-sized, non-multiples of tile sizes, long K; f32, f16, transposes.
     for dtype in [DType::F32, DType::F16] {
@@ -257,6 +272,12 @@ fn op_cases() -> Vec<Case> {
             },
         ));
     }
+    cases
+}
+
+/// Requantize, Quantize and Dequantize.
+fn quantization_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     cases.push(graph_case("requantize_i8_to_u8", Group::Op, |b| {
         let x = b.input("x", q(DType::I8, &[3, 37], 0.1, 0)).unwrap();
         vec![(
@@ -322,6 +343,12 @@ fn op_cases() -> Vec<Case> {
             },
         ));
     }
+    cases
+}
+
+/// Softmax over every axis, long rows.
+fn softmax_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     for (dtype, shape, axis) in [
         (DType::F32, vec![1, 1, 7, 4096], 3),
         (DType::F32, vec![2, 5, 3], 1),
@@ -341,6 +368,12 @@ fn op_cases() -> Vec<Case> {
             vec![(b.softmax("sm", x, axis, 1.0).unwrap(), probabilities(dtype))]
         }));
     }
+    cases
+}
+
+/// TopK: values and indices.
+fn topk_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     for k in [1, 17] {
         cases.push(graph_case(
             &format!("topk_f32_k{k}_of_17"),
@@ -355,6 +388,12 @@ fn op_cases() -> Vec<Case> {
             },
         ));
     }
+    cases
+}
+
+/// Mul and Add with broadcasting, float and quantized.
+fn elementwise_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         cases.push(graph_case(
             &format!("mul_add_{dtype}_broadcast"),
@@ -388,6 +427,12 @@ fn op_cases() -> Vec<Case> {
             quantized(),
         )]
     }));
+    cases
+}
+
+/// Reshape and Transpose.
+fn layout_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     cases.push(graph_case("reshape_transpose_f16", Group::Op, |b| {
         let x = b
             .input("x", TensorDesc::new(DType::F16, [1, 2, 3, 4]))
@@ -405,6 +450,12 @@ fn op_cases() -> Vec<Case> {
             Tiers::single(Tolerance::Exact),
         )]
     }));
+    cases
+}
+
+/// Cast between float and integer types.
+fn cast_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
     for (from, to, tol) in [
         (DType::F32, DType::F16, Tiers::single(Tolerance::Exact)),
         (DType::F16, DType::F32, Tiers::single(Tolerance::Exact)),
