@@ -1,0 +1,199 @@
+//! IR to QNN: HAL values as QNN tensor definitions, HAL nodes as QNN op definitions.
+
+use crate::error::{QnnError, Result};
+use crate::sys::calls::{OpDef, ParamDef, TensorDef};
+use crate::sys::{DataType, ScaleOffset, TensorType};
+use shadowattn_hal::{DType, Graph, Op, OpKind, Quantization, TensorDesc};
+use std::ffi::CString;
+
+/// The QNN type and quantization of a HAL tensor.
+fn qnn_type(desc: &TensorDesc, what: &str, op: OpKind) -> Result<(DataType, Option<ScaleOffset>)> {
+    let unsupported = |detail: String| QnnError::Unsupported {
+        node: what.to_string(),
+        op: op.to_string(),
+        detail,
+    };
+    let so = |scale: f32, zp: i32| Some(ScaleOffset { scale, offset: -zp });
+    Ok(match (&desc.quant, desc.dtype) {
+        (Quantization::PerAxis { .. }, _) => {
+            return Err(unsupported(
+                "per-axis quantization is not mapped by this backend".into(),
+            ))
+        }
+        (_, DType::F32) => (DataType::FLOAT_32, None),
+        (_, DType::F16) => (DataType::FLOAT_16, None),
+        (Quantization::PerTensor(p), DType::I8) => {
+            (DataType::SFIXED_POINT_8, so(p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::U8) => {
+            (DataType::UFIXED_POINT_8, so(p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::I16) => {
+            (DataType::SFIXED_POINT_16, so(p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::U16) => {
+            (DataType::UFIXED_POINT_16, so(p.scale, p.zero_point))
+        }
+        (Quantization::PerTensor(p), DType::I32) => {
+            (DataType::SFIXED_POINT_32, so(p.scale, p.zero_point))
+        }
+        (Quantization::None, DType::I8) => (DataType::INT_8, None),
+        (Quantization::None, DType::U8) => (DataType::UINT_8, None),
+        (Quantization::None, DType::I16) => (DataType::INT_16, None),
+        (Quantization::None, DType::U16) => (DataType::UINT_16, None),
+        (Quantization::None, DType::I32) => (DataType::INT_32, None),
+    })
+}
+
+/// The QNN tensor definition of value `name` of type `desc`, read or written by an `op` node.
+fn tensor_def(
+    name: &str,
+    desc: &TensorDesc,
+    tensor_type: TensorType,
+    op: OpKind,
+) -> Result<TensorDef> {
+    let (data_type, quant) = qnn_type(desc, name, op)?;
+    let dims = desc
+        .shape
+        .iter()
+        .map(|&d| u32::try_from(d))
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| QnnError::Unsupported {
+            node: name.to_string(),
+            op: op.to_string(),
+            detail: format!("dimension of {desc} exceeds 32 bits"),
+        })?;
+    Ok(TensorDef {
+        name: cstring(name)?,
+        tensor_type,
+        data_type,
+        dims,
+        quant,
+        id: 0,
+        static_data: None,
+    })
+}
+
+/// `s` as a C string: QNN names cannot hold NUL bytes.
+pub(super) fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| QnnError::InvalidName {
+        name: s.to_string(),
+    })
+}
+
+/// Test builds only: `SHADOWATTN_QNN_MISENCODE=<QNN op type>` encodes that op with a parameter
+/// HTP does not know — an encoding bug of the kind `backendValidateOpConfig` refuses — so tests
+/// can check that the conformance suite fails on it instead of counting skips.
+#[cfg(feature = "fault-injection")]
+fn misencode(type_name: &std::ffi::CStr, mut params: Vec<ParamDef>) -> Vec<ParamDef> {
+    let wanted = std::env::var("SHADOWATTN_QNN_MISENCODE").unwrap_or_default();
+    if type_name.to_str() == Ok(wanted.as_str()) {
+        params.push(ParamDef::U32(c"misencoded_parameter".into(), 1));
+    }
+    params
+}
+
+/// The QNN op for an IR node; tensors are indices into the graph's value table.
+pub(super) fn op_def(graph: &Graph, node: &shadowattn_hal::Node) -> Result<OpDef> {
+    let name = cstring(&node.name)?;
+    let (type_name, params): (&std::ffi::CStr, Vec<ParamDef>) = match &node.op {
+        Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } => (
+            c"MatMul",
+            vec![
+                ParamDef::Bool(c"transpose_in0".into(), *transpose_a),
+                ParamDef::Bool(c"transpose_in1".into(), *transpose_b),
+            ],
+        ),
+        Op::Requantize => (c"Convert", vec![]),
+        Op::Quantize => (c"Quantize", vec![]),
+        Op::Dequantize { .. } => (c"Dequantize", vec![]),
+        Op::Softmax { axis, beta } => (
+            c"Softmax",
+            vec![
+                ParamDef::U32(c"axis".into(), *axis as u32),
+                ParamDef::F32(c"beta".into(), *beta),
+            ],
+        ),
+        Op::TopK { k } => (c"TopK", vec![ParamDef::U32(c"k".into(), *k as u32)]),
+        Op::Mul => (c"ElementWiseMultiply", vec![]),
+        Op::Add => (c"ElementWiseAdd", vec![]),
+        Op::Reshape { .. } => (c"Reshape", vec![]),
+        Op::Transpose { perm } => {
+            let data: Vec<u8> = perm
+                .iter()
+                .flat_map(|&p| (p as u32).to_ne_bytes())
+                .collect();
+            let perm_tensor = TensorDef {
+                name: cstring(&format!("{}:perm", node.name))?,
+                tensor_type: TensorType::STATIC,
+                data_type: DataType::UINT_32,
+                dims: vec![perm.len() as u32],
+                quant: None,
+                id: 0,
+                static_data: Some(data),
+            };
+            (
+                c"Transpose",
+                vec![ParamDef::TensorU32(c"perm".into(), perm_tensor)],
+            )
+        }
+        Op::Cast { .. } => (c"Cast", vec![]),
+    };
+    let _ = graph;
+    #[cfg(feature = "fault-injection")]
+    let params = misencode(type_name, params);
+    Ok(OpDef {
+        name,
+        type_name: type_name.into(),
+        params,
+        inputs: node.inputs.iter().map(|v| v.index()).collect(),
+        outputs: node.outputs.iter().map(|v| v.index()).collect(),
+    })
+}
+
+/// Tensor definitions for every value of `graph` (inputs APP_WRITE, constants STATIC with their
+/// data, outputs APP_READ, others NATIVE).
+pub(super) fn value_defs(graph: &Graph) -> Result<Vec<TensorDef>> {
+    let producer_op = |i: usize| {
+        graph
+            .nodes()
+            .iter()
+            .find(|n| n.inputs.iter().chain(&n.outputs).any(|v| v.index() == i))
+            .map(|n| n.op.kind())
+            .unwrap_or(OpKind::Reshape)
+    };
+    graph
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let id = shadowattn_hal::ValueId(i as u32);
+            let constant = graph.constant(id);
+            let tt = if graph.inputs().contains(&id) {
+                TensorType::APP_WRITE
+            } else if constant.is_some() {
+                TensorType::STATIC
+            } else if graph.outputs().contains(&id) {
+                TensorType::APP_READ
+            } else {
+                TensorType::NATIVE
+            };
+            let mut def = tensor_def(&v.name, &v.desc, tt, producer_op(i))?;
+            def.static_data = constant.map(<[u8]>::to_vec);
+            Ok(def)
+        })
+        .collect()
+}
+
+/// The definitions of `graph`'s inputs then outputs, taken from its value table `defs`.
+pub(super) fn io_defs(graph: &Graph, defs: &[TensorDef]) -> Vec<TensorDef> {
+    graph
+        .inputs()
+        .iter()
+        .chain(graph.outputs())
+        .map(|v| defs[v.index()].clone())
+        .collect()
+}
