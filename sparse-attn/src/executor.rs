@@ -122,7 +122,7 @@ impl Work<'_> {
 }
 
 /// Runs `prepared` on `bank`'s graphs and `work`'s kernels.
-pub fn execute(
+pub fn run_plan(
     bank: &mut GraphBank,
     prepared: &PreparedChunk,
     work: &Work<'_>,

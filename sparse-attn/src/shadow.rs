@@ -9,7 +9,7 @@
 use crate::bank::GraphBank;
 use crate::calibration::Calibration;
 use crate::error::{Result, SparseAttnError};
-use crate::executor::{execute, Executed, LaunchFailure, Work};
+use crate::executor::{run_plan, Executed, LaunchFailure, Work};
 use crate::pilot::head_scales;
 use crate::prepare::Preparation;
 pub use crate::prepare::Schedule;
@@ -486,7 +486,7 @@ impl<'c> ShadowAttention<'c> {
             heads,
             npu_events,
             failures,
-        } = execute(bank, &prepared, &work)?;
+        } = run_plan(bank, &prepared, &work)?;
         let s = inputs.shape();
         let per_head = s.q_len * s.head_dim;
         let mut output = vec![0.0; inputs.output_len()];

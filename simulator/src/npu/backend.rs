@@ -179,7 +179,7 @@ impl NpuBackend for SimBackend {
             SimProgram {
                 cost,
                 launches: 0,
-                model: crate::npu::functional::Model::of(graph, &self.profile.numerics),
+                computation: crate::npu::functional::Computation::of(graph, &self.profile.numerics),
                 backend: self.clone(),
             },
         )))
@@ -216,7 +216,7 @@ pub type SimGraph = Compiled<SimProgram>;
 pub struct SimProgram {
     cost: GraphCost,
     launches: u64,
-    model: crate::npu::functional::Model,
+    computation: crate::npu::functional::Computation,
     backend: SimBackend,
 }
 
@@ -305,7 +305,7 @@ impl GraphExecutable for SimProgram {
         outputs: &mut [TensorViewMut<'_>],
     ) -> shadowattn_hal::Result<Vec<ProfileEvent>> {
         if self.backend.mode == ExecutionMode::Functional {
-            self.model.execute(graph, inputs, outputs)?;
+            self.computation.execute(graph, inputs, outputs)?;
         }
         let cold = self.launches == 0;
         self.launches += 1;

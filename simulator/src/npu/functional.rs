@@ -21,7 +21,7 @@ use shadowattn_hal::{
 
 /// How a compiled graph computes its results; chosen once, when the graph is compiled.
 #[derive(Clone, Debug)]
-pub struct Model {
+pub struct Computation {
     path: Path,
     /// The NPU's integer rounding, applied on every path.
     rounding: IntegerRounding,
@@ -37,9 +37,9 @@ enum Path {
     F16(Graph),
 }
 
-impl Model {
-    /// The model of `graph` on an NPU computing as `numerics` says.
-    pub fn of(graph: &Graph, numerics: &NpuNumerics) -> Model {
+impl Computation {
+    /// How `graph` computes on an NPU computing as `numerics` says.
+    pub fn of(graph: &Graph, numerics: &NpuNumerics) -> Computation {
         let has_f32 = graph.values().iter().any(|v| v.desc.dtype == DType::F32);
         let twin = (numerics.f32_as_f16 && has_f32)
             .then(|| f16_twin(graph))
@@ -48,13 +48,13 @@ impl Model {
             Some(twin) => Path::F16(twin),
             None => IntMatMul::of(graph).map_or(Path::Interpreted, Path::IntMatMul),
         };
-        Model {
+        Computation {
             path,
             rounding: numerics.integer_rounding,
         }
     }
 
-    /// Runs `graph` (the graph this model was made for) on `inputs`, writing `outputs`.
+    /// Runs `graph` (the graph this computation was made for) on `inputs`, writing `outputs`.
     pub fn execute(
         &self,
         graph: &Graph,
@@ -103,7 +103,7 @@ pub fn execute(
     inputs: &[TensorView<'_>],
     outputs: &mut [TensorViewMut<'_>],
 ) -> Result<()> {
-    Model::of(graph, &NpuNumerics::default()).execute(graph, inputs, outputs)
+    Computation::of(graph, &NpuNumerics::default()).execute(graph, inputs, outputs)
 }
 
 /// Writes `bytes` of type `from` into `dst` as type `to` (f32 ↔ f16 by IEEE rounding; the
