@@ -1,9 +1,9 @@
-//! The shadowAttn core over the HAL traits: offline calibration ([`calibration`]), the
-//! scale-bucketed graph bank ([`bank`]), the INT8 pilot ([`pilot`]), key selection
-//! ([`select`]), the stage costs the planner uses ([`cost_table`]), the preparation of a chunk
-//! ([`prepare`]) and its threaded pipeline ([`executor`]), tied together by
-//! [`shadow::ShadowAttention`]; accuracy metrics and synthetic workloads. It never names a
-//! particular backend; the schedule model is `shadowattn-pipeline`'s.
+//! The shadowAttn core over the HAL traits: offline calibration ([`calibration`]) and its
+//! per-head ratio rules ([`allocation`]), the scale-bucketed graph bank ([`bank`]), the INT8
+//! pilot ([`pilot`]), key selection ([`select`]), the stage costs the planner uses
+//! ([`cost_table`]), the preparation of a chunk ([`prepare`]) and its threaded pipeline
+//! ([`executor`]), tied together by [`shadow::ShadowAttention`]; accuracy metrics and synthetic
+//! workloads. It never names a particular backend; the schedule model is `shadowattn-pipeline`'s.
 
 pub mod allocation;
 pub mod bank;

@@ -28,33 +28,7 @@ pub fn allocate_by_mass(
     global_ratio: f32,
     min_ratio: f32,
 ) -> Result<Vec<f32>> {
-    let bad = |field: &'static str, detail: String| SparseAttnError::InvalidConfig {
-        field: field.into(),
-        detail,
-    };
-    if curves.is_empty() {
-        return Err(bad("curves", "no units to allocate to".into()));
-    }
-    if !(global_ratio > 0.0 && global_ratio <= 1.0) {
-        return Err(bad(
-            "global_ratio",
-            format!("{global_ratio} is not in (0, 1]"),
-        ));
-    }
-    if !(min_ratio > 0.0 && min_ratio <= global_ratio) {
-        return Err(bad(
-            "min_ratio",
-            format!("{min_ratio} is not in (0, global ratio {global_ratio}]"),
-        ));
-    }
-    for (u, c) in curves.iter().enumerate() {
-        if c.len() != STEPS || c.iter().any(|m| !m.is_finite()) {
-            return Err(bad(
-                "curves",
-                format!("unit {u}: {} finite points wanted, got {}", STEPS, c.len()),
-            ));
-        }
-    }
+    check_inputs(curves, global_ratio, min_ratio)?;
     // Budget in grid steps; every unit starts at the floor's grid point (not above the mean).
     let budget = f64::from(global_ratio) * STEPS as f64 * curves.len() as f64;
     let floor = ((f64::from(min_ratio) * STEPS as f64).ceil() as usize)
@@ -89,6 +63,38 @@ pub fn allocate_by_mass(
         }
     }
     Ok(ratios)
+}
+
+/// Checks the curves (at least one, each `STEPS` finite points) and the mean and floor ratios.
+fn check_inputs(curves: &[MassCurve], global_ratio: f32, min_ratio: f32) -> Result<()> {
+    let bad = |field: &'static str, detail: String| SparseAttnError::InvalidConfig {
+        field: field.into(),
+        detail,
+    };
+    if curves.is_empty() {
+        return Err(bad("curves", "no units to allocate to".into()));
+    }
+    if !(global_ratio > 0.0 && global_ratio <= 1.0) {
+        return Err(bad(
+            "global_ratio",
+            format!("{global_ratio} is not in (0, 1]"),
+        ));
+    }
+    if !(min_ratio > 0.0 && min_ratio <= global_ratio) {
+        return Err(bad(
+            "min_ratio",
+            format!("{min_ratio} is not in (0, global ratio {global_ratio}]"),
+        ));
+    }
+    for (u, c) in curves.iter().enumerate() {
+        if c.len() != STEPS || c.iter().any(|m| !m.is_finite()) {
+            return Err(bad(
+                "curves",
+                format!("unit {u}: {} finite points wanted, got {}", STEPS, c.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A unit's next step of keys and the mass it adds; the heap pops the largest gain, and among
