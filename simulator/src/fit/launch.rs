@@ -19,7 +19,7 @@ use crate::npu::profile::{real, SocProfile};
 /// The paper's 8 Gen 3 measurements: (fused heads, ms).
 pub const SD8GEN3_PAPER_MS: [(usize, f64); 3] = [(1, 2.0), (2, 3.0), (4, 4.0)];
 
-/// One calibration point: the figure and the model's prediction.
+/// One fit point: the published figure and the model's prediction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitPoint {
     /// What was measured.
