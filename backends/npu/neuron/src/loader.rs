@@ -9,7 +9,7 @@
 #![allow(unsafe_code)]
 
 use crate::error::{NeuronError, Result};
-use crate::sys::{calls::check, fns, RuntimeVersion};
+use crate::sys::{fns, status::check, RuntimeVersion};
 use shadowattn_hal::library::{DynamicLibrary, LibrarySearch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

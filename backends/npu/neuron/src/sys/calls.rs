@@ -2,8 +2,9 @@
 
 #![allow(unsafe_code)]
 
+use super::status::check;
 use super::types::*;
-use crate::error::{NeuronError, Result};
+use crate::error::Result;
 use crate::loader::NeuronLibrary;
 use std::ffi::c_void;
 
@@ -15,19 +16,6 @@ pub struct RawHandle(pub *mut c_void);
 unsafe impl Send for RawHandle {}
 // SAFETY: see `Send`.
 unsafe impl Sync for RawHandle {}
-
-/// A result code as a `Result`: 0 is success, anything else a [`NeuronError::Call`] naming it.
-pub(crate) fn check(call: &'static str, rc: i32) -> Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(NeuronError::Call {
-            call,
-            code: rc,
-            name: ResultCode(rc).name(),
-        })
-    }
-}
 
 /// `NeuronModel_create`.
 pub fn model_create(lib: &NeuronLibrary) -> Result<RawHandle> {

@@ -2,6 +2,7 @@
 //! `unsafe` code of this crate is here and in the loader.
 
 pub mod calls;
+pub mod status;
 pub mod types;
 
 pub use types::*;
