@@ -11,11 +11,16 @@ use shadowattn_registry::{npu_backends, NpuSpec, OpenOptions};
 use shadowattn_test_support::{in_ci, missing_dependency, neuron_shim, qnn_emulator, target_dir};
 use std::sync::Arc;
 
-/// Every NPU backend that can run here, with the libraries the vendor ones load.
-fn backends() -> Vec<(NpuSpec, OpenOptions)> {
+/// The runnable NPU backends with their options, and those without a test double.
+type Backends = (Vec<(NpuSpec, OpenOptions)>, Vec<NpuSpec>);
+
+/// Every NPU backend that can run here, with the libraries the vendor ones load; and the
+/// registered backends this list gives no test double.
+fn backends() -> Backends {
     let target = target_dir(env!("CARGO_TARGET_TMPDIR"));
     let mut options = OpenOptions::default();
     let mut list = Vec::new();
+    let mut unregistered = Vec::new();
     for spec in npu_backends() {
         match &spec {
             NpuSpec::Qnn { .. } => match qnn_emulator(&target) {
@@ -36,10 +41,17 @@ fn backends() -> Vec<(NpuSpec, OpenOptions)> {
                 }
             },
             NpuSpec::Cpu | NpuSpec::Sim(_) => {}
+            // A backend registered after this list was written: `test_double_registered`
+            // fails until its test double is given above.
+            other => {
+                unregistered.push(other.clone());
+                continue;
+            }
         }
         list.push(spec);
     }
-    list.into_iter().map(|s| (s, options.clone())).collect()
+    let runnable = list.into_iter().map(|s| (s, options.clone())).collect();
+    (runnable, unregistered)
 }
 
 /// The backend's built-in expectations; a trial fails when it has none or names stale cases.
@@ -79,7 +91,8 @@ fn main() {
     let args = Arguments::from_args();
     let cases = Arc::new(all_cases());
     let mut trials = Vec::new();
-    for (spec, options) in backends() {
+    let (runnable, unregistered) = backends();
+    for (spec, options) in runnable {
         let name = spec.to_string();
         let expected = Arc::new(expectations_of(&name, &cases, &mut trials));
         for i in 0..cases.len() {
@@ -95,6 +108,18 @@ fn main() {
                 judged(&r, &expected)
             }));
         }
+    }
+    for spec in unregistered {
+        trials.push(Trial::test(
+            format!("{spec}::test_double_registered"),
+            move || {
+                Err(format!(
+                    "`{spec}` is a registered NPU backend without a test double: give its library \
+                 in backends() of conformance-tests/tests/conformance.rs"
+                )
+                .into())
+            },
+        ));
     }
     if in_ci() && trials.iter().all(|t| !t.name().starts_with("qnn:")) {
         trials.push(Trial::test("qnn:htp::emulator_present", || {

@@ -1,5 +1,6 @@
-//! shadowattn's backends by name, in one place: the grammar of backend specs ([`spec`]), the
-//! list of known backends ([`catalog`]) and opening what a spec names ([`open`]).
+//! shadowattn's backends by name, in one place: each role's backends registered in one file
+//! ([`npu`], [`compute`]: names, the list of known backends, opening them), the one grammar of
+//! names ([`spec`]) and the options and errors of opening ([`open`]).
 //!
 //! ```
 //! use shadowattn_registry::{ComputeSpec, NpuSpec, OpenOptions};
@@ -13,10 +14,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod catalog;
+pub mod compute;
+pub mod npu;
 pub mod open;
 pub mod spec;
 
-pub use catalog::{compute_backends, npu_backends};
-pub use open::{BackendError, OpenOptions, OpenedNpu};
-pub use spec::{BackendSpec, ComputeSpec, NpuSpec, SocRef, SpecError, DEFAULT_SOC, GRAMMAR};
+pub use compute::{compute_backends, ComputeSpec};
+pub use npu::{npu_backends, NpuSpec, OpenedNpu, SocRef, DEFAULT_SOC};
+pub use open::{BackendError, OpenOptions};
+pub use spec::{BackendSpec, SpecError, GRAMMAR};
