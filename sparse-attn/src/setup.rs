@@ -344,9 +344,9 @@ impl<'s> CoreSetup<'s> {
     fn prices(&self, bank: Option<&mut GraphBank>, compute: &ComputeRef<'_>) -> Result<Prices> {
         if let Some(device) = self.device {
             let spec = self.bank.spec();
-            let pilots = FUSED_HEADS
+            let pilots = spec
+                .fused
                 .iter()
-                .filter(|f| spec.fused.contains(f))
                 .map(|&f| Ok((f, spec.pilot(&self.bank.grid, 0, f).graph()?)))
                 .collect::<Result<Vec<_>>>()?;
             let prices: Arc<dyn LayerPrices> = Arc::from(device.layer_prices(

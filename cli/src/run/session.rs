@@ -125,6 +125,10 @@ impl Session {
             )?),
             _ => None,
         };
+        let simulated = match (simulated, &args.trace) {
+            (Some(layer), Some(_)) => Some(layer.with_trace(&result)),
+            (layer, _) => layer,
+        };
         let stage_ms = result.times(0).cpu_stage_ns as f64 / 1e6;
         Ok(RunReport {
             npu: format!("{} {}", npu.name(), npu.version()),

@@ -27,7 +27,8 @@ pub(super) struct SimulatedLayer {
     /// The NPU-only strategies.
     pub npu: NpuStrategies,
     /// The NPU launches of the reported run (on the simulator's clock, from 0) and the
-    /// simulated CPU stages: the trace's events.
+    /// simulated CPU stages: the trace's events, made only when a trace is asked for
+    /// ([`SimulatedLayer::with_trace`]).
     pub trace: Vec<ProfileEvent>,
 }
 
@@ -69,7 +70,6 @@ impl SimulatedLayer {
         let fifo_order = fifo(&pipeline, &result.launches, &costs)?;
         let fifo = simulate(&pipeline, &result.launches, &costs, &fifo_order)?;
         let dense_ns = prices.dense_ns(valid_keys) * shape.q_heads as f64 / cores as f64;
-        let trace = trace(result, &planned);
         Ok(SimulatedLayer {
             who: format!("{cores} {cluster} core(s) of {}", device.name()),
             device: device.name().to_string(),
@@ -78,8 +78,15 @@ impl SimulatedLayer {
             fifo,
             dense_ns,
             npu: device.npu_strategies(shape)?,
-            trace,
+            trace: Vec::new(),
         })
+    }
+
+    /// The layer with the events of its trace: `result`'s NPU launches and the simulated CPU
+    /// stages.
+    pub(super) fn with_trace(mut self, result: &ChunkResult) -> Self {
+        self.trace = trace(result, &self.planned);
+        self
     }
 
     /// The four strategies, fastest first, with their times in ns.
