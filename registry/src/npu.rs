@@ -185,7 +185,7 @@ impl NpuSpec {
         let (backend, device): (Box<dyn NpuBackend>, Option<Arc<dyn DeviceModel>>) = match self {
             NpuSpec::Cpu => (Box::new(CpuBackend::new()), None),
             NpuSpec::Sim(soc) => {
-                let profile = soc.load()?;
+                let profile = soc.load()?.with_launch(options.sim_launch);
                 let device = Arc::new(SimulatedSoc::new(profile.clone()));
                 (Box::new(SimBackend::new(profile)), Some(device))
             }

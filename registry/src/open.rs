@@ -43,4 +43,6 @@ pub struct OpenOptions {
     pub opencl_library: Option<PathBuf>,
     /// Whether OpenCL records every command's timestamps as events.
     pub opencl_profiling: bool,
+    /// The launch paths a simulated SoC prices (`None`s: its profile's default).
+    pub sim_launch: shadowattn_simulator::LaunchChoice,
 }

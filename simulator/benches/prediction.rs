@@ -7,7 +7,7 @@
 //! (4, 2, 1), price it with the cost model (`graph_cost`), price every head's top-k and sparse
 //! attention, and plan the chunk's launches (`shadowattn_pipeline::plan`).
 use divan::Bencher;
-use shadowattn_simulator::predict::cpu_model::SelectionSharing;
+use shadowattn_simulator::predict::cpu_model::{KernelSet, SelectionSharing};
 use shadowattn_simulator::predict::layer::PrefillLayer;
 use shadowattn_simulator::SocProfile;
 
@@ -32,6 +32,8 @@ fn layer(layer: usize, cores: usize) -> PrefillLayer {
         buckets: (0..Q_HEADS).map(|h| (h * 5 + layer) % 9 % 4).collect(),
         fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
         cores,
+        split: None,
+        kernels: KernelSet::OURS,
         sharing: SelectionSharing::PerGroup,
     }
 }

@@ -39,6 +39,14 @@ pub enum SimError {
         /// The built-in names.
         known: String,
     },
+    /// A launch path name that is not one of the simulator's.
+    #[error("unknown launch path `{name}`; known: {known}")]
+    UnknownLaunchPath {
+        /// The name asked for.
+        name: String,
+        /// The known names.
+        known: String,
+    },
     /// A model name that is not a built-in shape.
     #[error("unknown model shape `{name}`; built in: {known}")]
     UnknownModel {

@@ -22,5 +22,6 @@ pub mod predict;
 
 pub use error::{Result, SimError};
 pub use npu::backend::{ExecutionMode, SimBackend};
+pub use npu::launch::{LaunchChoice, LaunchPath};
 pub use npu::profile::SocProfile;
 pub use predict::device::SimulatedSoc;

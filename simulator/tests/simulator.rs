@@ -7,10 +7,11 @@ use shadowattn_hal::{
     Quantization, TensorDesc,
 };
 use shadowattn_pipeline::{fifo, simulate, Launch, LayerCosts, Pipeline, StepCosts};
-use shadowattn_simulator::fit::launch::{fit_points, fit_sd8gen3};
+use shadowattn_simulator::fit::launch::{fit_fastrpc, fit_points, fit_sd8gen3};
 use shadowattn_simulator::npu::graphs::int8_pilot_graph;
 use shadowattn_simulator::npu::profile::{builtin_names, real, NpuLimits, BUILTIN};
 use shadowattn_simulator::predict::timeline::chrome_trace;
+use shadowattn_simulator::LaunchPath;
 use shadowattn_simulator::{ExecutionMode, SimBackend, SimError, SocProfile};
 
 fn inputs_for(graph: &Graph, seed: u64) -> Vec<HostTensor> {
@@ -134,11 +135,15 @@ fn profile_errors_name_file_key_and_line() {
     // Missing field.
     let bad: String = text
         .lines()
-        .filter(|l| !l.starts_with("host_io_gbps"))
+        .filter(|l| !l.starts_with("launch.qnn-shared.host_gbps"))
         .map(|l| format!("{l}\n"))
         .collect();
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
-    assert!(e.to_string().contains("host_io_gbps"), "{e}");
+    assert!(e.to_string().contains("host_gbps"), "{e}");
+    // A launch path that does not exist.
+    let bad = text.replace("value = \"qnn-shared\"", "value = \"usb\"");
+    let e = SocProfile::parse("my.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("usb"), "{e}");
     // A number without a proper source.
     let bad = with("clock_ghz", "1.5", Some("guess"));
     let e = SocProfile::parse("my.toml", &bad).unwrap_err();
@@ -288,17 +293,26 @@ fn the_launch_fit_matches_the_profile_and_the_papers_figures() {
     // The 8 Gen 3 profile's launch numbers are the fit of its own accelerator model to the
     // paper's three figures: refitting reproduces them (0.5 %: the profile rounds to 4 digits).
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+    let close = |fitted: f64, profile: &shadowattn_simulator::npu::profile::Real, what: &str| {
+        assert!(
+            (fitted - real(profile)).abs() / fitted < 0.005,
+            "refit {what} {fitted} vs profile {}",
+            real(profile)
+        )
+    };
     let (warm, host) = fit_sd8gen3(&g3);
-    assert!(
-        (warm - real(&g3.npu.launch_warm_us)).abs() / warm < 0.005,
-        "refit warm launch {warm} µs vs profile {}",
-        real(&g3.npu.launch_warm_us)
-    );
-    assert!(
-        (host - real(&g3.npu.host_io_gbps)).abs() / host < 0.005,
-        "refit host I/O {host} GB/s vs profile {}",
-        real(&g3.npu.host_io_gbps)
-    );
+    let copy = g3.npu.launch.costs(LaunchPath::QnnCopy);
+    close(warm, &copy.fixed_us, "qnn-copy fixed µs");
+    close(host, &copy.host_gbps, "qnn-copy GB/s");
+    // The fastrpc path is the fit to a different measurement (FastRPC round trips), and its
+    // slope is the qnn-shared path's per-byte rate, in every built-in profile.
+    let (fixed, gbps) = fit_fastrpc();
+    for name in shadowattn_simulator::npu::profile::builtin_names() {
+        let p = SocProfile::builtin(name).unwrap();
+        close(fixed, &p.npu.launch.fastrpc.fixed_us, "fastrpc fixed µs");
+        close(gbps, &p.npu.launch.fastrpc.host_gbps, "fastrpc GB/s");
+        close(gbps, &p.npu.launch.qnn_shared.host_gbps, "qnn-shared GB/s");
+    }
     // Two parameters, three figures: the line through them misses none by more than 10 %
     // (the paper's figures are whole milliseconds, ±0.5 ms of rounding is ±12–25 %).
     for p in fit_points() {

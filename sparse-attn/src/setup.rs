@@ -46,7 +46,7 @@ pub enum TablePricing<'s> {
 pub enum PricingSource {
     /// The device model of the NPU backend, on the named core cluster.
     Device {
-        /// The device.
+        /// What the device model is (its description).
         device: String,
         /// The core cluster.
         cluster: String,
@@ -63,7 +63,9 @@ pub enum PricingSource {
 impl fmt::Display for PricingSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PricingSource::Device { .. } => f.write_str("simulator cost model"),
+            PricingSource::Device { device, cluster } => {
+                write!(f, "device model of {device}, on `{cluster}` cores")
+            }
             PricingSource::Measured { runs } => write!(f, "measured here, median of {runs} runs"),
             PricingSource::Uniform => f.write_str("uniform: one unit per launch and step"),
         }
@@ -357,7 +359,7 @@ impl<'s> CoreSetup<'s> {
                 self.sharing(),
             )?);
             let source = PricingSource::Device {
-                device: device.name().to_string(),
+                device: device.describe(),
                 cluster: device.cluster(&self.placement)?,
             };
             return Ok(Prices {

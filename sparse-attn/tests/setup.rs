@@ -86,7 +86,7 @@ fn a_device_model_prices_the_layer_and_the_core_plans_with_its_prices() {
     assert_eq!(
         core.pricing,
         PricingSource::Device {
-            device: SOC.into(),
+            device: device.describe(),
             cluster: "prime".into()
         }
     );

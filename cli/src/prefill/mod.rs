@@ -11,14 +11,16 @@ use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
 use shadowattn_pipeline::Placement;
 use shadowattn_registry::{ComputeSpec, NpuSpec};
-use shadowattn_simulator::npu::profile::CpuCore;
+use shadowattn_simulator::predict::cpu_model::KernelSet;
 use shadowattn_simulator::predict::device::placed_core;
+use shadowattn_simulator::predict::placement::StagePlacement;
 use shadowattn_simulator::predict::prefill::{
     predict_prefill, Activation, AttentionStrategy, LinearPrecision, PrefillPrediction,
     PrefillSpec, TransformerShape,
 };
+use shadowattn_simulator::predict::setups::{at_end, End, Setup, SetupChoices};
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
-use shadowattn_simulator::SocProfile;
+use shadowattn_simulator::{LaunchChoice, LaunchPath, SocProfile};
 use shadowattn_sparse_attn::calibration::Calibration;
 use std::error::Error;
 use std::path::PathBuf;
@@ -66,10 +68,15 @@ pub struct PrefillArgs {
     /// A Llama-architecture GGUF model (its shape is read from the metadata).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// One of the paper's models by shape alone: phonelm-0.5b, phonelm-1.5b, qwen2-0.5b,
-    /// qwen2-1.5b.
+    /// A model by shape alone: the paper's phonelm-0.5b, phonelm-1.5b, qwen2-0.5b, qwen2-1.5b,
+    /// or qwen2.5-1.5b, qwen1.5-1.8b, qwen1.5-0.5b (the public on-device measurements').
     #[arg(long)]
     shape: Option<String>,
+    /// A named configuration a public measurement used (`paper`, `mllm-port`, `llm-npu`): the
+    /// retention, dense layers, selection, launch paths, CPU placement and kernels it sets;
+    /// explicit options take precedence.
+    #[arg(long)]
+    setup: Option<Setup>,
     /// Tokens of the prompt.
     #[arg(long, default_value_t = 1024)]
     len: usize,
@@ -88,22 +95,37 @@ pub struct PrefillArgs {
     )]
     attention: Vec<AttentionArg>,
     /// shadowAttn's fraction of each row's valid keys kept, in (0, 1] (ignored with
-    /// --calibration).
-    #[arg(long, default_value_t = 0.2)]
-    ratio: f32,
+    /// --calibration; default 0.2, or the setup's).
+    #[arg(long)]
+    ratio: Option<f32>,
+    /// Layers whose attention stays dense under shadowAttn, comma-separated (e.g. `0,1`).
+    #[arg(long, value_delimiter = ',')]
+    dense_layers: Option<Vec<usize>>,
     /// A calibration file (`shadowattn-calibration` JSON) whose per-layer, per-head ratios
     /// shadowAttn keeps; its model shape must be the model's.
     #[arg(long)]
     calibration: Option<PathBuf>,
-    /// Which query rows and heads share a key set: `group` or `row`.
-    #[arg(long, value_enum, default_value_t = SelectionArg::Group)]
-    selection: SelectionArg,
-    /// Which core cluster of the SoC runs attention and the CPU glue (`mid`, `prime`).
-    #[arg(long, default_value = "mid")]
-    core: String,
+    /// Which query rows and heads share a key set: `group` (default) or `row`.
+    #[arg(long, value_enum)]
+    selection: Option<SelectionArg>,
+    /// Which core cluster of the SoC runs every CPU stage (`mid`, `prime`; default `mid`).
+    #[arg(long)]
+    core: Option<String>,
     /// How many of its cores (the paper's default budget is one mid core).
-    #[arg(long, default_value_t = 1)]
-    cores: usize,
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Per-stage CPU placement over --core/--cores: `stage=cluster:threads[+cluster:threads]`,
+    /// comma-separated, stages `topk`, `attention`, `dense`, `glue` (e.g.
+    /// `topk=mid:2,attention=prime:1,dense=prime:1+mid:3`).
+    #[arg(long)]
+    placement: Option<String>,
+    /// How the host drives the NPU's graphs: `qnn-copy` (client buffers), `qnn-shared`
+    /// (registered shared buffers) or `fastrpc` (a direct kernel); default the profile's.
+    #[arg(long)]
+    launch_path: Option<LaunchPath>,
+    /// The pilot's launch path where it differs from --launch-path.
+    #[arg(long)]
+    pilot_path: Option<LaunchPath>,
     /// The precision of the priced linear-layer graphs.
     #[arg(long, value_enum, default_value_t = LinearArg::W8a8)]
     linear: LinearArg,
@@ -162,13 +184,13 @@ fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
     })
 }
 
-/// shadowAttn's ratios per layer and head: the calibration's, or `--ratio` everywhere.
-fn ratios(args: &PrefillArgs, s: &TransformerShape) -> Res<Vec<Vec<f32>>> {
+/// shadowAttn's ratios per layer and head: the calibration's, or `ratio` everywhere.
+fn ratios(args: &PrefillArgs, ratio: f32, s: &TransformerShape) -> Res<Vec<Vec<f32>>> {
     let Some(path) = &args.calibration else {
-        if !(args.ratio > 0.0 && args.ratio <= 1.0) {
-            return Err(format!("--ratio {} is outside (0, 1]", args.ratio).into());
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return Err(format!("--ratio {ratio} is outside (0, 1]").into());
         }
-        return Ok(vec![vec![args.ratio; s.q_heads]; s.layers]);
+        return Ok(vec![vec![ratio; s.q_heads]; s.layers]);
     };
     Ok(load_calibration(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?.ratios)
 }
@@ -245,16 +267,25 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             args.npu
         )
     })?;
-    let placement = Placement {
-        cluster: Some(args.core.clone()),
-        cores: args.cores,
+    let shape = transformer_shape(args)?;
+    let setup = args
+        .setup
+        .map(|s| s.choices(soc, shape.q_heads))
+        .transpose()?;
+    let spec = prefill_spec(args, soc, shape, setup.as_ref())?;
+    let launch = LaunchChoice {
+        graphs: args
+            .launch_path
+            .or(setup.as_ref().and_then(|s| s.launch.graphs)),
+        pilot: args
+            .pilot_path
+            .or(setup.as_ref().and_then(|s| s.launch.pilot)),
     };
-    let core = placed_core(soc, &placement)
-        .map_err(|e| format!("--core {} --cores {}: {e}", args.core, args.cores))?;
-    let spec = prefill_spec(args)?;
-    print_setup(&spec, soc, core, args.cores);
-    let results = predict_strategies(args, soc, core, &spec)?;
+    let soc = soc.clone().with_launch(launch);
+    print_setup(&spec, &soc, args.setup);
+    let results = predict_strategies(args, &soc, &spec)?;
     print_speedups(&results);
+    print_ranges(&soc, &spec, &results)?;
     println!(
         "prediction_ms: {:.0} (wall time of this prediction on this machine)",
         started.elapsed().as_secs_f64() * 1e3
@@ -275,8 +306,8 @@ fn run_functional(args: &PrefillArgs, npu: &dyn shadowattn_hal::NpuBackend) -> R
         .then(|| functional::ShadowRun {
             calibration: args.calibration.clone(),
             calibration_text: args.calibration_text.clone(),
-            ratio: args.ratio,
-            granularity: args.selection.granularity(),
+            ratio: args.ratio.unwrap_or(0.2),
+            granularity: args.selection.unwrap_or(SelectionArg::Group).granularity(),
         });
     let run = functional::FunctionalRun {
         model,
@@ -290,37 +321,100 @@ fn run_functional(args: &PrefillArgs, npu: &dyn shadowattn_hal::NpuBackend) -> R
     Ok(())
 }
 
+/// The CPU placement: --core/--cores (or the setup's), then --placement over it.
+fn placement(
+    args: &PrefillArgs,
+    soc: &SocProfile,
+    setup: Option<&SetupChoices>,
+) -> Res<StagePlacement> {
+    let base = match (setup, &args.core, args.cores) {
+        (Some(s), None, None) => s.placement.clone(),
+        (_, core, cores) => {
+            let (core, cores) = (
+                core.clone().unwrap_or_else(|| "mid".into()),
+                cores.unwrap_or(1),
+            );
+            let placed = placed_core(
+                soc,
+                &Placement {
+                    cluster: Some(core.clone()),
+                    cores,
+                },
+            )
+            .map_err(|e| format!("--core {core} --cores {cores}: {e}"))?;
+            StagePlacement::uniform(placed, cores)
+        }
+    };
+    match &args.placement {
+        Some(text) => Ok(base
+            .with(soc, text)
+            .map_err(|e| format!("--placement {text}: {e}"))?),
+        None => Ok(base),
+    }
+}
+
 /// The prefill the options describe, checked.
-fn prefill_spec(args: &PrefillArgs) -> Res<PrefillSpec> {
-    let shape = transformer_shape(args)?;
-    let sharing = args.selection.sharing_of(shape.q_heads, shape.kv_heads);
+fn prefill_spec(
+    args: &PrefillArgs,
+    soc: &SocProfile,
+    shape: TransformerShape,
+    setup: Option<&SetupChoices>,
+) -> Res<PrefillSpec> {
+    let sharing = match (args.selection, setup.and_then(|s| s.sharing)) {
+        (Some(sel), _) => sel.sharing_of(shape.q_heads, shape.kv_heads),
+        (None, Some(sharing)) => sharing,
+        (None, None) => SelectionArg::Group.sharing_of(shape.q_heads, shape.kv_heads),
+    };
+    let ratio = args.ratio.or(setup.map(|s| s.ratio)).unwrap_or(0.2);
     let spec = PrefillSpec {
-        ratios: ratios(args, &shape)?,
-        shape,
+        ratios: ratios(args, ratio, &shape)?,
         prompt_len: args.len,
         chunk_len: args.chunk,
-        cores: args.cores,
+        placement: placement(args, soc, setup)?,
+        kernels: setup.map_or(KernelSet::OURS, |s| s.kernels),
         sharing,
+        dense_layers: args
+            .dense_layers
+            .clone()
+            .or(setup.map(|s| s.dense_layers.clone()))
+            .unwrap_or_default(),
+        pilot_fused: setup.map_or_else(
+            || shadowattn_pipeline::FUSED_HEADS.to_vec(),
+            |s| s.pilot_fused.clone(),
+        ),
         decode_steps: args.decode,
         linear: match args.linear {
             LinearArg::W8a8 => LinearPrecision::W8A8,
             LinearArg::Fp16 => LinearPrecision::Fp16,
         },
+        shape,
     };
     spec.validate()?;
     Ok(spec)
 }
 
 /// The model, the SoC and its cores, the prompt and the linear layers' graphs.
-fn print_setup(spec: &PrefillSpec, soc: &SocProfile, core: &CpuCore, cores: usize) {
+fn print_setup(spec: &PrefillSpec, soc: &SocProfile, setup: Option<Setup>) {
     let s = &spec.shape;
     println!(
         "model: {} ({} layers, hidden {}, MLP {}, {} query / {} KV heads of {}, vocabulary {})",
         s.name, s.layers, s.hidden, s.ffn, s.q_heads, s.kv_heads, s.head_dim, s.vocab
     );
     println!(
-        "soc: {} (attention and CPU glue on {} `{}` core(s), {})",
-        soc.name, cores, core.name, core.model
+        "setup: {}",
+        setup.map_or("none (the options' defaults)", Setup::name)
+    );
+    println!("soc: {} ({})", soc.name, spec.placement.describe());
+    println!(
+        "cpu kernels: {}; dense layers: {:?}; pilot launches of {:?} fused heads",
+        spec.kernels.name, spec.dense_layers, spec.pilot_fused
+    );
+    println!(
+        "launch: graphs {} ({}), pilot {} ({})",
+        soc.graph_path(),
+        soc.graph_path().describe(),
+        soc.pilot_path(),
+        soc.pilot_path().describe()
     );
     println!(
         "prompt: {} tokens in {} chunk(s) of up to {} rows",
@@ -345,7 +439,6 @@ fn print_setup(spec: &PrefillSpec, soc: &SocProfile, core: &CpuCore, cores: usiz
 fn predict_strategies(
     args: &PrefillArgs,
     soc: &SocProfile,
-    core: &CpuCore,
     spec: &PrefillSpec,
 ) -> Res<Vec<(AttentionStrategy, Option<f64>)>> {
     let mut strategies: Vec<AttentionStrategy> = Vec::new();
@@ -357,7 +450,7 @@ fn predict_strategies(
     let mut results: Vec<(AttentionStrategy, Option<f64>)> = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let traced = i == 0 && args.trace.is_some();
-        match predict_prefill(soc, core, spec, strategy, traced) {
+        match predict_prefill(soc, spec, strategy, traced) {
             Ok(p) => {
                 print_prediction(&p, args.decode > 0);
                 if let (true, Some(path)) = (traced, &args.trace) {
@@ -403,4 +496,47 @@ fn print_speedups(results: &[(AttentionStrategy, Option<f64>)]) {
             ttft.unwrap_or(f64::NAN) / shadow
         );
     }
+}
+
+/// Every strategy's TTFT at both ends of the unmeasured numbers
+/// ([`shadowattn_simulator::predict::setups::at_end`]), and the ranking at each end.
+fn print_ranges(
+    soc: &SocProfile,
+    spec: &PrefillSpec,
+    results: &[(AttentionStrategy, Option<f64>)],
+) -> Res<()> {
+    let mut ends: Vec<Vec<(AttentionStrategy, f64)>> = Vec::new();
+    for end in End::BOTH {
+        let at = at_end(soc, end);
+        let spec = PrefillSpec {
+            placement: spec.placement.rebound(&at),
+            ..spec.clone()
+        };
+        let mut times = Vec::new();
+        for (strategy, central) in results {
+            if central.is_some() {
+                times.push((
+                    *strategy,
+                    predict_prefill(&at, &spec, *strategy, false)?.ttft_ns(),
+                ));
+            }
+        }
+        ends.push(times);
+    }
+    for (i, (strategy, _)) in ends[0].iter().enumerate() {
+        let (fast, slow) = (ends[0][i].1, ends[1][i].1);
+        println!(
+            "{}_ttft_range_ms: {:.1} – {:.1} ({:.2}× wide; unmeasured on a phone: ARM kernel efficiencies between the core's lowest and highest x86-measured fractions, launch overheads between a bare FastRPC round trip and the path's figure)",
+            strategy.name().replace('-', "_"),
+            ms(fast),
+            ms(slow),
+            slow / fast
+        );
+    }
+    for (end, times) in End::BOTH.iter().zip(&mut ends) {
+        times.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let order: Vec<&str> = times.iter().map(|(s, _)| s.name()).collect();
+        println!("ranking_at_{}_end: {}", end.name(), order.join(" < "));
+    }
+    Ok(())
 }

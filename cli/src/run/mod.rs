@@ -13,6 +13,7 @@ use crate::backends::DEFAULT_NPU;
 use crate::selection::SelectionArg;
 use clap::{Args, ValueEnum};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
+use shadowattn_simulator::LaunchPath;
 use std::error::Error;
 use std::path::PathBuf;
 
@@ -103,6 +104,13 @@ pub struct RunArgs {
     /// (for `--compute opencl`: queue waits, transfers and kernels) to this file.
     #[arg(long)]
     compute_trace: Option<PathBuf>,
+    /// How the simulated host drives the NPU's graphs (the NPU-only baselines): `qnn-copy`,
+    /// `qnn-shared` or `fastrpc`; default the SoC profile's.
+    #[arg(long)]
+    launch_path: Option<LaunchPath>,
+    /// How it drives the pilot's launches, where that differs from --launch-path.
+    #[arg(long)]
+    pilot_path: Option<LaunchPath>,
     /// Pilot output: `i8` (default: NPUs requantize integer MatMuls to 8 bits), or `i32` (default
     /// for `--npu cpu`).
     #[arg(long, value_enum)]

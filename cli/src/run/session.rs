@@ -7,7 +7,8 @@ use super::{PilotOutputArg, Res, RunArgs, ScheduleArg};
 use crate::backends::open_options;
 use shadowattn_hal::{AttentionShape, ComputeBackend, DType, NpuBackend, OpKind};
 use shadowattn_pipeline::{DeviceModel, Placement};
-use shadowattn_registry::{NpuSpec, OpenedNpu};
+use shadowattn_registry::{NpuSpec, OpenOptions, OpenedNpu};
+use shadowattn_simulator::LaunchChoice;
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
@@ -31,7 +32,23 @@ pub(super) struct Session {
 impl Session {
     /// Opens the backends and makes the chunk and its calibration.
     pub(super) fn open(args: &RunArgs) -> Res<Self> {
-        let npu = args.npu.open(&open_options())?;
+        if !matches!(args.npu, NpuSpec::Sim(_))
+            && (args.launch_path.is_some() || args.pilot_path.is_some())
+        {
+            return Err(format!(
+                "--launch-path and --pilot-path price a simulated SoC (--npu sim:<soc>), not `{}`",
+                args.npu
+            )
+            .into());
+        }
+        let options = OpenOptions {
+            sim_launch: LaunchChoice {
+                graphs: args.launch_path,
+                pilot: args.pilot_path,
+            },
+            ..open_options()
+        };
+        let npu = args.npu.open(&options)?;
         match &npu.device {
             Some(device) => {
                 device

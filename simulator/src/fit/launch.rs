@@ -1,4 +1,4 @@
-//! The fit of the launch path to published figures.
+//! The fits of the launch paths to published figures.
 //!
 //! The NPU's own parameters are fitted to Qualcomm's cost model by `shadowattn soc fit`
 //! ([`crate::fit::vendor`]). What no cost model gives is the host side of a launch: the paper's
@@ -10,14 +10,32 @@
 //! Three figures for two parameters: a plausibility check of the launch model, not a
 //! validation (the same figures made it).
 //!
-//! The fit is a weighted least-squares line (weights 1/measured², i.e. relative error).
+//! This is the `qnn-copy` path (a QNN graph with client buffers). The `fastrpc` path is fitted
+//! the same way to a different measurement: FastRPC no-compute round trips with cached rpcmem
+//! buffers on a V81 device, 141 / 321 / 787 µs at 128 B / 1 MiB / 12.45 MB
+//! ([`FASTRPC_ROUND_TRIPS_US`]); its slope is also the `qnn-shared` path's per-byte rate.
+//!
+//! Each fit is a weighted least-squares line (weights 1/measured², i.e. relative error).
 
-use crate::npu::cost::graph_cost;
+use crate::npu::cost::graph_cost_via;
 use crate::npu::graphs::int8_pilot_graph;
+use crate::npu::launch::LaunchPath;
 use crate::npu::profile::{real, SocProfile};
 
 /// The paper's 8 Gen 3 measurements: (fused heads, ms).
 pub const SD8GEN3_PAPER_MS: [(usize, f64); 3] = [(1, 2.0), (2, 3.0), (4, 4.0)];
+
+/// FastRPC no-compute round trips with cached rpcmem buffers (V81 device, third-party):
+/// (bytes, µs).
+pub const FASTRPC_ROUND_TRIPS_US: [(f64, f64); 3] =
+    [(128.0, 141.0), (1_048_576.0, 321.0), (12_450_000.0, 787.0)];
+
+/// Fits `(fixed_us, host_gbps)` of the `fastrpc` path to [`FASTRPC_ROUND_TRIPS_US`].
+pub fn fit_fastrpc() -> (f64, f64) {
+    let (xs, ys): (Vec<f64>, Vec<f64>) = FASTRPC_ROUND_TRIPS_US.iter().copied().unzip();
+    let (fixed_us, us_per_byte) = fit_line_relative(&xs, &ys);
+    (fixed_us, 1e-3 / us_per_byte)
+}
 
 /// One fit point: the published figure and the model's prediction.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,12 +69,16 @@ pub fn fit_line_relative(xs: &[f64], ys: &[f64]) -> (f64, f64) {
     ((sy - b * sx) / s, b)
 }
 
-/// Fits `(launch_warm_us, host_io_gbps)` to the paper's 8 Gen 3 figures.
+/// Fits the `qnn-copy` path's `(fixed_us, host_gbps)` to the paper's 8 Gen 3 figures.
 pub fn fit_sd8gen3(profile: &SocProfile) -> (f64, f64) {
     let (xs, ys): (Vec<f64>, Vec<f64>) = SD8GEN3_PAPER_MS
         .iter()
         .map(|&(h, ms)| {
-            let c = graph_cost(profile, &int8_pilot_graph(h, 128, 2048, 64));
+            let c = graph_cost_via(
+                profile,
+                &int8_pilot_graph(h, 128, 2048, 64),
+                LaunchPath::QnnCopy,
+            );
             (c.host_io_bytes as f64, ms * 1e6 - c.accelerator_ns())
         })
         .unzip();
@@ -72,7 +94,13 @@ pub fn fit_points() -> Vec<FitPoint> {
         .map(|&(h, ms)| FitPoint {
             label: format!("snapdragon-8-gen-3 INT8 QxK, {h} fused head(s)"),
             reference: ms,
-            predicted: graph_cost(&g3, &int8_pilot_graph(h, 128, 2048, 64)).launch_ns(false) / 1e6,
+            predicted: graph_cost_via(
+                &g3,
+                &int8_pilot_graph(h, 128, 2048, 64),
+                LaunchPath::QnnCopy,
+            )
+            .launch_ns(false)
+                / 1e6,
             unit: "ms",
         })
         .collect()
@@ -82,10 +110,16 @@ pub fn fit_points() -> Vec<FitPoint> {
 pub fn fit_report() -> String {
     let g3 = SocProfile::builtin("snapdragon-8-gen-3").expect("built-in profile");
     let (warm, host) = fit_sd8gen3(&g3);
+    let copy = g3.npu.launch.costs(LaunchPath::QnnCopy);
+    let fast = g3.npu.launch.costs(LaunchPath::Fastrpc);
+    let (fast_us, fast_gbps) = fit_fastrpc();
     let mut s = format!(
-        "fit snapdragon-8-gen-3: launch_warm_us = {warm:.1} (profile {}), host_io_gbps = {host:.4} (profile {})\n",
-        real(&g3.npu.launch_warm_us),
-        real(&g3.npu.host_io_gbps)
+        "fit snapdragon-8-gen-3 qnn-copy: fixed_us = {warm:.1} (profile {}), host_gbps = {host:.4} (profile {})\n\
+         fit fastrpc: fixed_us = {fast_us:.1} (profile {}), host_gbps = {fast_gbps:.2} (profile {})\n",
+        real(&copy.fixed_us),
+        real(&copy.host_gbps),
+        real(&fast.fixed_us),
+        real(&fast.host_gbps)
     );
     s.push_str("| figure | reference | predicted | error |\n|---|---|---|---|\n");
     for p in fit_points() {

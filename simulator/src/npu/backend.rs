@@ -2,7 +2,7 @@
 //! ([`crate::npu::functional`]), timing from the cost model, on a simulated device clock.
 
 use crate::error::Result;
-use crate::npu::cost::{graph_cost, GraphCost, Unit};
+use crate::npu::cost::{graph_cost_via, GraphCost, Unit};
 use crate::npu::profile::SocProfile;
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::track;
@@ -88,9 +88,10 @@ impl SimBackend {
         self.clock_ns.load(Ordering::SeqCst)
     }
 
-    /// The modelled cost of `graph` without compiling it.
+    /// The modelled cost of `graph` without compiling it, launched on the profile's pilot path
+    /// (what the core launches on an NPU is the pilot).
     pub fn cost(&self, graph: &Graph) -> GraphCost {
-        graph_cost(&self.profile, graph)
+        graph_cost_via(&self.profile, graph, self.profile.pilot_path())
     }
 }
 
@@ -163,7 +164,7 @@ impl NpuBackend for SimBackend {
     fn compile(&self, graph: &Graph) -> shadowattn_hal::Result<Box<dyn CompiledGraph>> {
         self.check_support(graph)?;
         graph.validate()?;
-        let cost = graph_cost(&self.profile, graph);
+        let cost = self.cost(graph);
         let event = ProfileEvent {
             name: format!("compile {}", graph.name()),
             kind: EventKind::Compile,

@@ -24,9 +24,11 @@
 //!   graph is compiled: they cost only their DMA, and an NPU computing f32 as f16 stores f32
 //!   constants as f16.
 //! - **Launch**: every execution pays `fixed_cycles` on the NPU, moves its inputs and outputs
-//!   through host-shared memory at `host_io_gbps`, and pays the host↔NPU overhead (cold on the
-//!   first launch of a graph). A fused launch (several heads in one graph) pays these once.
+//!   between host and NPU at its launch path's rate, and pays the path's host↔NPU overhead (cold
+//!   on the first launch of a graph; [`crate::npu::launch`]). A fused launch (several heads in
+//!   one graph) pays these once.
 
+use crate::npu::launch::LaunchPath;
 use crate::npu::profile::{count, real, SocProfile, TileProfile};
 use shadowattn_hal::{DType, Graph, Node, Op, OpKind, TensorDesc, ValueId};
 
@@ -73,7 +75,9 @@ pub struct GraphCost {
     pub io_conversion_cycles: f64,
     /// Accelerator cycles: fixed, I/O conversion and every node.
     pub accelerator_cycles: f64,
-    /// Bytes of graph inputs and outputs moved through host-shared memory.
+    /// How the host drives the launch.
+    pub path: LaunchPath,
+    /// Bytes of graph inputs and outputs moved between host and NPU.
     pub host_io_bytes: u64,
     /// Nanoseconds of that host I/O.
     pub host_io_ns: f64,
@@ -143,8 +147,13 @@ fn io_conversion_cycles(profile: &SocProfile, graph: &Graph) -> f64 {
     inputs + outputs
 }
 
-/// Models one execution of `graph` on `profile`.
+/// Models one execution of `graph` on `profile`, launched on the profile's graph path.
 pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
+    graph_cost_via(profile, graph, profile.graph_path())
+}
+
+/// Models one execution of `graph` on `profile`, launched on `path`.
+pub fn graph_cost_via(profile: &SocProfile, graph: &Graph, path: LaunchPath) -> GraphCost {
     let npu = &profile.npu;
     let mut residency = Residency::new(profile, graph);
     let nodes: Vec<NodeCost> = graph
@@ -164,10 +173,11 @@ pub fn graph_cost(profile: &SocProfile, graph: &Graph) -> GraphCost {
         nodes,
         fixed_cycles: fixed,
         io_conversion_cycles: io_conversion,
+        path,
         host_io_bytes,
-        host_io_ns: host_io_bytes as f64 / real(&npu.host_io_gbps),
-        launch_warm_ns: real(&npu.launch_warm_us) * 1e3,
-        launch_cold_ns: real(&npu.launch_cold_us) * 1e3,
+        host_io_ns: npu.launch.io_ns(path, host_io_bytes),
+        launch_warm_ns: npu.launch.warm_ns(path),
+        launch_cold_ns: npu.launch.cold_ns(path),
         compile_ns: (real(&npu.compile_base_ms)
             + real(&npu.compile_per_node_ms) * graph.nodes().len() as f64)
             * 1e6,

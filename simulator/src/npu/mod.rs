@@ -5,5 +5,6 @@ pub mod backend;
 pub mod cost;
 pub mod functional;
 pub mod graphs;
+pub mod launch;
 pub mod numerics;
 pub mod profile;

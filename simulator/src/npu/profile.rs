@@ -6,6 +6,7 @@
 //! combinations are errors naming the file, the key and the line.
 
 use crate::error::{Result, SimError};
+use crate::npu::launch::{LaunchChoice, LaunchPath, LaunchProfile};
 use crate::npu::numerics::IntegerRounding;
 use serde::Deserialize;
 use shadowattn_hal::OpKind;
@@ -23,7 +24,7 @@ pub const SOURCE_KINDS: [&str; 5] = [
 ];
 
 /// A number and where it comes from.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sourced<T> {
     /// The number.
@@ -70,6 +71,9 @@ pub struct SocProfile {
     pub npu: NpuProfile,
     /// The CPU cores available to the pipeline.
     pub cpu: CpuProfile,
+    /// The launch paths predictions use (the caller's choice, not part of the file).
+    #[serde(skip)]
+    pub launch_choice: LaunchChoice,
 }
 
 /// Forms of an op the NPU's compiler refuses although it runs the op; each default accepts.
@@ -180,12 +184,8 @@ pub struct NpuProfile {
     pub input_cycles_per_element: Real,
     /// Vector-unit cycles per element of converting a graph output back to the flat layout.
     pub output_cycles_per_element: Real,
-    /// Effective rate of moving a launch's inputs and outputs through host-shared memory, GB/s.
-    pub host_io_gbps: Real,
-    /// Host↔NPU overhead of one launch of an already-run graph, µs.
-    pub launch_warm_us: Real,
-    /// Host↔NPU overhead of the first launch of a graph, µs.
-    pub launch_cold_us: Real,
+    /// How the host drives a launch, and what each way costs.
+    pub launch: LaunchProfile,
     /// Fixed cost of compiling (finalizing) one graph, ms.
     pub compile_base_ms: Real,
     /// Additional compile cost per node, ms.
@@ -256,7 +256,7 @@ pub struct CpuProfile {
 }
 
 /// One cluster of identical CPU cores.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuCore {
     /// Role (`mid`, `prime`).
@@ -391,9 +391,6 @@ impl SocProfile {
                 "npu.output_cycles_per_element".into(),
                 &n.output_cycles_per_element,
             ),
-            ("npu.host_io_gbps".into(), &n.host_io_gbps),
-            ("npu.launch_warm_us".into(), &n.launch_warm_us),
-            ("npu.launch_cold_us".into(), &n.launch_cold_us),
             ("npu.compile_base_ms".into(), &n.compile_base_ms),
             ("npu.compile_per_node_ms".into(), &n.compile_per_node_ms),
             (
@@ -432,6 +429,7 @@ impl SocProfile {
                 &n.matrix.requantized_output_cycles_per_element,
             ),
         ];
+        v.extend(n.launch.reals());
         for (i, c) in self.cpu.cores.iter().enumerate() {
             for (k, r) in [
                 ("clock_ghz", &c.clock_ghz),
@@ -529,13 +527,11 @@ impl SocProfile {
                 ),
             ));
         }
-        if real(&n.launch_cold_us) < real(&n.launch_warm_us) {
-            return Err(err(
-                "npu.launch_cold_us",
-                n.launch_cold_us.span(),
-                "a cold launch cannot be cheaper than a warm one".into(),
-            ));
-        }
+        check_source(
+            "npu.launch.default",
+            n.launch.default.span(),
+            &n.launch.default.get_ref().source,
+        )?;
         for (i, c) in self.cpu.cores.iter().enumerate() {
             for (key, e) in c.efficiencies() {
                 if real(e) > 1.0 {
@@ -572,6 +568,27 @@ impl SocProfile {
     /// On-chip bytes one working set may use.
     pub fn usable_onchip_bytes(&self) -> u64 {
         (count(&self.npu.onchip_bytes) as f64 * real(&self.npu.onchip_usable_fraction)) as u64
+    }
+
+    /// The path of every graph launch but the pilot's: the caller's choice, else the profile's
+    /// default.
+    pub fn graph_path(&self) -> LaunchPath {
+        self.launch_choice
+            .graphs
+            .unwrap_or_else(|| self.npu.launch.default_path())
+    }
+
+    /// The path of the pilot's launches: the caller's choice, else the graphs' path.
+    pub fn pilot_path(&self) -> LaunchPath {
+        self.launch_choice
+            .pilot
+            .unwrap_or_else(|| self.graph_path())
+    }
+
+    /// The profile with the caller's choice of launch paths.
+    pub fn with_launch(mut self, choice: LaunchChoice) -> Self {
+        self.launch_choice = choice;
+        self
     }
 
     /// The core cluster called `name`.

@@ -17,7 +17,12 @@
 //!   between NPU graphs) move their bytes at the core's bandwidth and spend their FLOP at the
 //!   dense kernel's fraction of the FP32 peak, whichever takes longer.
 //!
-//! FP32 compute uses `fp32_gflops`; FP16 storage halves the gathered bytes and uses `fp16_gflops`.
+//! Every kernel declares its arithmetic ([`CpuKernel`]): an FP32 kernel is priced at the core's
+//! `fp32_gflops`, an FP16 one (FP16 K/V, FP16 vector FMAs) at `fp16_gflops` with half the bytes.
+//! The efficiencies were measured on x86 (AVX2) for our FP32 kernels; the rule that carries them
+//! to an ARM core is stated in each profile's source: the same fraction of the core's FMA peak
+//! of the kernel's arithmetic (the NEON kernels have the AVX2 ones' register blocking and FMA
+//! count per pair, and an FP16 FMA does twice the lanes of an FP32 one per instruction).
 
 use crate::npu::profile::{real, CpuCore};
 
@@ -37,6 +42,75 @@ pub enum AttentionKernel {
 }
 
 pub use shadowattn_pipeline::SelectionSharing;
+
+/// The arithmetic a kernel's multiply-adds use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// FP32 vectors and FP32 K/V.
+    Fp32,
+    /// FP16 vectors and FP16 K/V (ARMv8.2 FP16 FMLA: 8 lanes per 128-bit instruction).
+    Fp16,
+}
+
+impl Arithmetic {
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::Fp32 => "FP32",
+            Arithmetic::Fp16 => "FP16",
+        }
+    }
+}
+
+/// An attention kernel and the arithmetic it computes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuKernel {
+    /// What the kernel computes.
+    pub kind: AttentionKernel,
+    /// Its arithmetic.
+    pub arithmetic: Arithmetic,
+}
+
+/// The CPU kernels a build runs: dense attention and the two sparse kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSet {
+    /// Who wrote them, for reports.
+    pub name: &'static str,
+    /// Dense causal attention (the baseline and decode).
+    pub dense: Arithmetic,
+    /// Sparse attention with a key set per head and row.
+    pub sparse_row: Arithmetic,
+    /// Sparse attention with a key set per GQA group.
+    pub sparse_group: Arithmetic,
+}
+
+impl KernelSet {
+    /// This project's CPU backend: every kernel FP32.
+    pub const OURS: KernelSet = KernelSet {
+        name: "shadowattn cpu-fast (FP32)",
+        dense: Arithmetic::Fp32,
+        sparse_row: Arithmetic::Fp32,
+        sparse_group: Arithmetic::Fp32,
+    };
+
+    /// The mllm port's: dense FP32 attention, sparse softmax·V with NEON FP16 dot products.
+    pub const MLLM_PORT: KernelSet = KernelSet {
+        name: "mllm port (dense FP32, sparse FP16)",
+        dense: Arithmetic::Fp32,
+        sparse_row: Arithmetic::Fp16,
+        sparse_group: Arithmetic::Fp16,
+    };
+
+    /// The kernel of `kind` in this set.
+    pub fn kernel(&self, kind: AttentionKernel) -> CpuKernel {
+        let arithmetic = match kind {
+            AttentionKernel::Dense => self.dense,
+            AttentionKernel::SparseRow => self.sparse_row,
+            AttentionKernel::SparseGroup => self.sparse_group,
+        };
+        CpuKernel { kind, arithmetic }
+    }
+}
 
 impl AttentionKernel {
     /// The sparse attention kernel of `sharing`.
@@ -64,25 +138,23 @@ pub fn topk_ns(core: &CpuCore, keys: u64, score_bytes: usize, sharing: Selection
 /// `head_dim`, on one core, ns.
 pub fn attention_ns(
     core: &CpuCore,
-    kernel: AttentionKernel,
+    kernel: CpuKernel,
     pairs: u64,
     kv_len: usize,
     head_dim: usize,
-    fp16: bool,
 ) -> f64 {
     let flop = pairs as f64 * (4.0 * head_dim as f64 + EXP_FLOP);
-    let elem = if fp16 { 2.0 } else { 4.0 };
+    let (elem, peak) = match kernel.arithmetic {
+        Arithmetic::Fp32 => (4.0, real(&core.fp32_gflops)),
+        Arithmetic::Fp16 => (2.0, real(&core.fp16_gflops)),
+    };
     let bytes = (2 * kv_len * head_dim) as f64 * elem;
-    let efficiency = match kernel {
+    let efficiency = match kernel.kind {
         AttentionKernel::Dense => real(&core.dense_efficiency),
         AttentionKernel::SparseRow => real(&core.sparse_row_efficiency),
         AttentionKernel::SparseGroup => real(&core.sparse_group_efficiency),
     };
-    let peak = if fp16 {
-        real(&core.fp16_gflops)
-    } else {
-        real(&core.fp32_gflops)
-    } * efficiency;
+    let peak = peak * efficiency;
     (flop / peak).max(bytes / real(&core.mem_gbps))
 }
 
@@ -109,18 +181,27 @@ mod tests {
     fn stages_grow_with_work_and_prime_is_faster() {
         let p = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
         let (mid, prime) = (p.core("mid").unwrap(), p.core("prime").unwrap());
-        let row = SelectionSharing::PerHead;
-        assert!(topk_ns(mid, 2000, 4, row) > topk_ns(mid, 1000, 4, row));
-        let attn = |core, pairs, fp16| {
-            attention_ns(core, AttentionKernel::SparseRow, pairs, 2048, 64, fp16)
+        let per_head = SelectionSharing::PerHead;
+        assert!(topk_ns(mid, 2000, 4, per_head) > topk_ns(mid, 1000, 4, per_head));
+        let row = |arithmetic| CpuKernel {
+            kind: AttentionKernel::SparseRow,
+            arithmetic,
         };
-        assert!(attn(mid, 200_000, false) > attn(mid, 100_000, false));
-        assert!(attn(prime, 100_000, false) < attn(mid, 100_000, false));
-        assert!(attn(mid, 100_000, true) < attn(mid, 100_000, false));
-        assert!(topk_ns(mid, 1, 1, row) > 0.0);
+        let attn = |core, pairs, arithmetic| attention_ns(core, row(arithmetic), pairs, 2048, 64);
+        let (f32, f16) = (Arithmetic::Fp32, Arithmetic::Fp16);
+        assert!(attn(mid, 200_000, f32) > attn(mid, 100_000, f32));
+        assert!(attn(prime, 100_000, f32) < attn(mid, 100_000, f32));
+        // FP16 at the FP16 peak: twice the lanes, the same fraction of peak.
+        let ratio = attn(mid, 100_000, f32) / attn(mid, 100_000, f16);
+        assert!((ratio - 2.0).abs() < 1e-9, "{ratio}");
+        assert_eq!(
+            KernelSet::MLLM_PORT.kernel(AttentionKernel::SparseRow),
+            row(f16)
+        );
+        assert!(topk_ns(mid, 1, 1, per_head) > 0.0);
         // Each kernel at its own measured fraction of peak: the shared-selection kernel keeps
         // the arithmetic dense, so the same pairs cost less than per row.
-        let pairs = |k| attention_ns(mid, k, 1_000_000, 2048, 128, false);
+        let pairs = |k| attention_ns(mid, KernelSet::OURS.kernel(k), 1_000_000, 2048, 128);
         assert!(pairs(AttentionKernel::SparseGroup) < pairs(AttentionKernel::SparseRow));
         assert!(pairs(AttentionKernel::Dense) <= pairs(AttentionKernel::SparseGroup));
     }

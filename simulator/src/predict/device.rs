@@ -67,8 +67,11 @@ impl DeviceModel for SimulatedSoc {
 
     fn describe(&self) -> String {
         format!(
-            "simulator of {} ({})",
-            self.profile.soc, self.profile.npu_arch
+            "simulator of {} ({}; pilot launches priced as {}, other graphs as {})",
+            self.profile.soc,
+            self.profile.npu_arch,
+            self.profile.pilot_path(),
+            self.profile.graph_path()
         )
     }
 

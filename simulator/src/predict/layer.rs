@@ -3,14 +3,16 @@
 //! schedule itself is `shadowattn-pipeline`'s, the same one the core plans with.
 
 use crate::error::{check_attention_sizes, Result, SimError};
-use crate::npu::cost::graph_cost;
+use crate::npu::cost::graph_cost_via;
 use crate::npu::graphs::int8_pilot_graph;
 use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::cpu_model::{attention_ns, topk_ns, AttentionKernel, SelectionSharing};
+use crate::predict::cpu_model::{
+    attention_ns, topk_ns, AttentionKernel, KernelSet, SelectionSharing,
+};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
-    plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
-    Timeline, UnitWork,
+    plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Pool,
+    Stage, Step, Timeline, UnitKind, UnitWork,
 };
 use std::collections::BTreeMap;
 
@@ -22,6 +24,8 @@ const SCORE_BYTES: usize = 4;
 pub struct SocCosts {
     launch_ns: BTreeMap<usize, f64>,
     core: CpuCore,
+    topk_core: CpuCore,
+    kernels: KernelSet,
     kv_len: usize,
     head_dim: usize,
     sharing: SelectionSharing,
@@ -30,7 +34,7 @@ pub struct SocCosts {
 impl SocCosts {
     /// Prices for chunks of `kv_len` keys of `head_dim` on `core` of `soc`, selections shared
     /// as `sharing`; `pilots` are the pilot graphs by fused-head count (a warm launch of each is
-    /// its NPU time).
+    /// its NPU time, on the profile's pilot launch path).
     pub fn new(
         soc: &SocProfile,
         core: &CpuCore,
@@ -42,13 +46,32 @@ impl SocCosts {
         SocCosts {
             launch_ns: pilots
                 .into_iter()
-                .map(|(f, g)| (f, graph_cost(soc, &g).launch_ns(false)))
+                .map(|(f, g)| {
+                    (
+                        f,
+                        graph_cost_via(soc, &g, soc.pilot_path()).launch_ns(false),
+                    )
+                })
                 .collect(),
             core: core.clone(),
+            topk_core: core.clone(),
+            kernels: KernelSet::OURS,
             kv_len,
             head_dim,
             sharing,
         }
+    }
+
+    /// The same prices with top-k on a core of `core`'s cluster.
+    pub fn with_topk_core(mut self, core: &CpuCore) -> Self {
+        self.topk_core = core.clone();
+        self
+    }
+
+    /// The same prices with `kernels` for attention.
+    pub fn with_kernels(mut self, kernels: KernelSet) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     /// Dense attention of one head over `pairs` (row, key) pairs on one core, ns.
@@ -56,9 +79,15 @@ impl SocCosts {
         self.attention_ns(AttentionKernel::Dense, pairs)
     }
 
-    /// `kernel` over `pairs` (row, key) pairs of one head on one core, ns.
+    /// The set's `kernel` over `pairs` (row, key) pairs of one head on one core, ns.
     pub fn attention_ns(&self, kernel: AttentionKernel, pairs: u64) -> f64 {
-        attention_ns(&self.core, kernel, pairs, self.kv_len, self.head_dim, false)
+        attention_ns(
+            &self.core,
+            self.kernels.kernel(kernel),
+            pairs,
+            self.kv_len,
+            self.head_dim,
+        )
     }
 }
 
@@ -80,7 +109,7 @@ impl CostModel for SocCosts {
 
     fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
         match step {
-            Step::TopK => topk_ns(&self.core, work.valid_keys, SCORE_BYTES, self.sharing),
+            Step::TopK => topk_ns(&self.topk_core, work.valid_keys, SCORE_BYTES, self.sharing),
             Step::Attention => {
                 self.attention_ns(AttentionKernel::sparse(self.sharing), work.kept_pairs)
             }
@@ -162,10 +191,50 @@ pub struct PrefillLayer {
     pub buckets: Vec<usize>,
     /// Fused-head counts of the pilot graphs, largest first; must contain 1.
     pub fused: Vec<usize>,
-    /// CPU cores running top-k and sparse attention.
+    /// CPU cores running top-k and sparse attention of a head as one job.
     pub cores: usize,
+    /// Top-k and sparse attention as two stages on teams of their own (instead of `cores`).
+    pub split: Option<SplitStages>,
+    /// The CPU kernels and their arithmetic.
+    pub kernels: KernelSet,
     /// How the selection is shared.
     pub sharing: SelectionSharing,
+}
+
+/// Top-k and sparse attention on separate teams: `(cluster, threads)` each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitStages {
+    /// The top-k team.
+    pub topk: (CpuCore, usize),
+    /// The sparse attention team.
+    pub attention: (CpuCore, usize),
+}
+
+impl SplitStages {
+    /// The two-stage pipeline: pools `topk` and `attention`.
+    fn pipeline(&self) -> std::result::Result<Pipeline, PipelineError> {
+        let pool = |name: &str, workers| Pool {
+            name: name.into(),
+            workers,
+        };
+        Pipeline::new(
+            vec![
+                pool("topk", self.topk.1),
+                pool("attention", self.attention.1),
+            ],
+            vec![
+                Stage {
+                    pool: 0,
+                    steps: vec![Step::TopK],
+                },
+                Stage {
+                    pool: 1,
+                    steps: vec![Step::Attention],
+                },
+            ],
+            UnitKind::Head,
+        )
+    }
 }
 
 /// The prediction of one chunk of a prefill.
@@ -274,7 +343,11 @@ impl PrefillLayer {
     ) -> Result<Vec<(ChunkPrediction, Option<Timeline>)>> {
         self.validate()?;
         let schedule = |e: PipelineError| SimError::Schedule(e.to_string());
-        let pipeline = Pipeline::executor(self.cores).map_err(schedule)?;
+        let pipeline = match &self.split {
+            Some(split) => split.pipeline(),
+            None => Pipeline::executor(self.cores),
+        }
+        .map_err(schedule)?;
         let launches = self.launches();
         let chunks = self.prompt_len.div_ceil(self.chunk_len);
         let mut out = Vec::with_capacity(chunks);
@@ -286,7 +359,19 @@ impl PrefillLayer {
                 .fused
                 .iter()
                 .map(|&f| (f, int8_pilot_graph(f, q_len, kv_len, self.head_dim)));
-            let costs = SocCosts::new(soc, core, pilots, kv_len, self.head_dim, self.sharing);
+            let costs = match &self.split {
+                Some(split) => SocCosts::new(
+                    soc,
+                    &split.attention.0,
+                    pilots,
+                    kv_len,
+                    self.head_dim,
+                    self.sharing,
+                )
+                .with_topk_core(&split.topk.0),
+                None => SocCosts::new(soc, core, pilots, kv_len, self.head_dim, self.sharing),
+            }
+            .with_kernels(self.kernels);
             // Row i of the chunk sees the keys up to its own position.
             let valid = |i: usize| (start + i + 1) as u64;
             let valid_keys: u64 = (0..q_len).map(valid).sum();
@@ -381,6 +466,8 @@ mod tests {
             buckets: (0..12).map(|h| h % 3).collect(),
             fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
             cores: 1,
+            split: None,
+            kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
         }
     }

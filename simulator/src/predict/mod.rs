@@ -5,5 +5,7 @@ pub mod cpu_model;
 pub mod device;
 pub mod layer;
 pub mod npu_strategies;
+pub mod placement;
 pub mod prefill;
+pub mod setups;
 pub mod timeline;

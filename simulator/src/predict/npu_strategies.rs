@@ -59,10 +59,9 @@
 //!   this block's compute (double buffering), so a block costs `max(compute, next block's DMA)`;
 //! - fixed: [`Q_BLOCK_FIXED_CYCLES`] per query block, [`KV_ITER_FIXED_CYCLES`] per KV block
 //!   (queue push/pop, barriers), `fixed_cycles` per execution;
-//! - launch: one warm launch (`launch_warm_us`) and host I/O of Q, K, V, the mask and O at
-//!   `host_io_gbps`, as every launch in [`crate::npu::cost`]. Both are fitted to QNN graph launches;
-//!   ggml-hexagon queues ops through shared buffers, so this is pessimistic for it by up to the
-//!   launch overhead and host I/O (reported apart in [`FlashCost`]).
+//! - launch: one warm launch and host I/O of Q, K, V, the mask and O on the profile's graph
+//!   launch path, as every launch in [`crate::npu::cost`] (reported apart in [`FlashCost`]);
+//!   ggml-hexagon queues ops through shared buffers, the `qnn-shared` path's costs.
 
 use crate::error::{check_attention_sizes, Result, SimError};
 use crate::npu::cost::{graph_cost, GraphCost};
@@ -483,8 +482,8 @@ pub fn npu_fp16_flash(soc: &SocProfile, chunk: &AttentionChunk) -> Result<FlashC
         block_fixed_cycles: totals.fixed * heads as f64,
         accelerator_cycles: fixed + path * heads as f64,
         host_io_bytes,
-        host_io_ns: host_io_bytes as f64 / real(&npu.host_io_gbps),
-        launch_warm_ns: real(&npu.launch_warm_us) * 1e3,
+        host_io_ns: npu.launch.io_ns(soc.graph_path(), host_io_bytes),
+        launch_warm_ns: npu.launch.warm_ns(soc.graph_path()),
         clock_hz: soc.npu_hz(),
     })
 }

@@ -3,9 +3,10 @@
 use super::trace::Trace;
 use super::{AttentionStrategy, PrefillSpec};
 use crate::error::Result;
-use crate::npu::profile::{CpuCore, SocProfile};
+use crate::error::SimError;
+use crate::npu::profile::SocProfile;
 use crate::predict::cpu_model::{attention_ns, AttentionKernel};
-use crate::predict::layer::PrefillLayer;
+use crate::predict::layer::{PrefillLayer, SplitStages};
 use crate::predict::npu_strategies::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_hal::ProfileEvent;
 
@@ -23,7 +24,6 @@ pub(super) struct AttentionCost {
 /// Every layer's attention cost per chunk under `strategy`.
 pub(super) fn chunk_attention(
     soc: &SocProfile,
-    core: &CpuCore,
     spec: &PrefillSpec,
     strategy: AttentionStrategy,
     trace: bool,
@@ -34,12 +34,7 @@ pub(super) fn chunk_attention(
     };
     // Every strategy but shadowAttn's is the same in every layer.
     let costs: Result<Vec<AttentionCost>> = match strategy {
-        AttentionStrategy::DenseCpu => chunks
-            .map(|c| {
-                let ns = dense_cpu_ns(core, spec, &chunk_of(spec, c));
-                Ok(one(ns, 0.0, ns, 0, "dense attention", false))
-            })
-            .collect(),
+        AttentionStrategy::DenseCpu => Ok(dense_chunks(spec, trace)),
         AttentionStrategy::NpuInt8 => chunks
             .map(|c| {
                 let ns = npu_full_int8(soc, &chunk_of(spec, c))?.launch_ns(false);
@@ -52,7 +47,7 @@ pub(super) fn chunk_attention(
                 Ok(one(ns, ns, 0.0, 1, "FP16 flash attention", true))
             })
             .collect(),
-        AttentionStrategy::Shadow => return shadow_layers(soc, core, spec, trace),
+        AttentionStrategy::Shadow => return shadow_layers(soc, spec, trace),
     };
     let costs = costs?;
     Ok((0..spec.shape.layers)
@@ -83,19 +78,24 @@ fn chunk_of(spec: &PrefillSpec, c: usize) -> AttentionChunk {
     }
 }
 
-/// Dense causal attention of every head of `ch` on the spec's cores, ns.
-fn dense_cpu_ns(core: &CpuCore, spec: &PrefillSpec, ch: &AttentionChunk) -> f64 {
+/// Every chunk's dense attention on the dense team.
+fn dense_chunks(spec: &PrefillSpec, trace: bool) -> Vec<AttentionCost> {
+    (0..spec.prompt_len.div_ceil(spec.chunk_len))
+        .map(|c| {
+            let ns = dense_cpu_ns(spec, &chunk_of(spec, c));
+            one_step(spec, trace, (ns, 0.0, ns), 0, "dense attention", false)
+        })
+        .collect()
+}
+
+/// Dense causal attention of every head of `ch` on the spec's dense team, ns.
+fn dense_cpu_ns(spec: &PrefillSpec, ch: &AttentionChunk) -> f64 {
     let start = (ch.kv_len - ch.q_len) as u64;
     let pairs: u64 = (1..=ch.q_len as u64).map(|i| start + i).sum();
-    let per_head = attention_ns(
-        core,
-        AttentionKernel::Dense,
-        pairs,
-        ch.kv_len,
-        ch.head_dim,
-        false,
-    );
-    per_head * spec.shape.q_heads as f64 / spec.cores as f64
+    let dense = spec.kernels.kernel(AttentionKernel::Dense);
+    spec.placement.dense.split_ns(|core| {
+        attention_ns(core, dense, pairs, ch.kv_len, ch.head_dim) * spec.shape.q_heads as f64
+    })
 }
 
 /// A chunk's attention as one step `name` on the NPU or the CPU cores: (path, NPU busy, CPU
@@ -108,7 +108,7 @@ fn one_step(
     name: &str,
     npu: bool,
 ) -> AttentionCost {
-    let mut t = Trace::new(trace, spec.cores);
+    let mut t = Trace::new(trace, spec.placement.glue.threads());
     t.step(name, npu, path_ns);
     AttentionCost {
         path_ns,
@@ -120,26 +120,62 @@ fn one_step(
     }
 }
 
-/// shadowAttn's attention per layer (its own ratios) and chunk, by the layer model.
+/// How the placement runs a head's top-k and sparse attention: one job on a team of one
+/// cluster (its core and threads), or two stages on two such teams.
+fn shadow_workers(
+    spec: &PrefillSpec,
+) -> Result<(crate::npu::profile::CpuCore, usize, Option<SplitStages>)> {
+    let p = &spec.placement;
+    let single = |team: &crate::predict::placement::Team, stage: &str| {
+        team.single().map(|(c, n)| (c.clone(), n)).ok_or_else(|| {
+            SimError::Shape(format!(
+                "the {stage} stage runs on one cluster, not on {}",
+                team.describe()
+            ))
+        })
+    };
+    let attention = single(&p.attention, "sparse attention")?;
+    if p.joint() {
+        return Ok((attention.0, attention.1, None));
+    }
+    let topk = single(&p.topk, "top-k")?;
+    Ok((
+        attention.0.clone(),
+        attention.1,
+        Some(SplitStages { topk, attention }),
+    ))
+}
+
+/// shadowAttn's attention per layer (its own ratios; dense on the dense layers) and chunk, by
+/// the layer model.
 fn shadow_layers(
     soc: &SocProfile,
-    core: &CpuCore,
     spec: &PrefillSpec,
     trace: bool,
 ) -> Result<Vec<Vec<AttentionCost>>> {
     let s = &spec.shape;
+    let (core, cores, split) = shadow_workers(spec)?;
+    let core = &core;
+    let workers = match &split {
+        Some(sp) => (sp.topk.1 + sp.attention.1) as f64,
+        None => cores as f64,
+    };
     let shadow =
         |p: &crate::predict::layer::ChunkPrediction, events: Vec<ProfileEvent>| AttentionCost {
             path_ns: p.layer_ns,
             npu_ns: p.npu_busy_ns,
-            cpu_ns: p.cpu_busy_ns / spec.cores as f64,
-            topk_ns: p.topk_busy_ns / spec.cores as f64,
+            cpu_ns: p.cpu_busy_ns / workers,
+            topk_ns: p.topk_busy_ns / workers,
             launches: p.launches,
             events,
         };
     spec.ratios
         .iter()
-        .map(|ratios| {
+        .enumerate()
+        .map(|(l, ratios)| {
+            if spec.dense_layers.contains(&l) {
+                return Ok(dense_chunks(spec, trace));
+            }
             let layer = PrefillLayer {
                 q_heads: s.q_heads,
                 kv_heads: s.kv_heads,
@@ -149,8 +185,10 @@ fn shadow_layers(
                 ratios: ratios.clone(),
                 // Without the prompt's scales every head falls in the central bucket.
                 buckets: vec![0; s.q_heads],
-                fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
-                cores: spec.cores,
+                fused: spec.pilot_fused.clone(),
+                cores,
+                split: split.clone(),
+                kernels: spec.kernels,
                 sharing: spec.sharing,
             };
             if trace {

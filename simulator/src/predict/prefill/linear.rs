@@ -155,11 +155,13 @@ pub(super) const GLUE_NAMES: [&str; 6] = [
     "dequantize, residual add",
 ];
 
-/// Glue of one layer over `rows` rows on `cores` cores, ns, by pass ([`GLUE_NAMES`]).
-pub(super) fn layer_glue(spec: &PrefillSpec, core: &CpuCore, rows: usize) -> [f64; 6] {
+/// Glue of one layer over `rows` rows on the glue team, ns, by pass ([`GLUE_NAMES`]).
+pub(super) fn layer_glue(spec: &PrefillSpec, rows: usize) -> [f64; 6] {
     let s = &spec.shape;
     let pass = |elements: usize, pass: &Pass| {
-        spec.linear.glue_ns(core, rows * elements, pass) / spec.cores as f64
+        spec.placement
+            .glue
+            .split_ns(|core| spec.linear.glue_ns(core, rows * elements, pass))
     };
     // act(g)·u: two graph outputs in, one graph input out.
     let gate = Pass {
@@ -179,7 +181,7 @@ pub(super) fn layer_glue(spec: &PrefillSpec, core: &CpuCore, rows: usize) -> [f6
 }
 
 /// The output head over the last row (after the final norm), on the NPU.
-pub(super) fn lm_head(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> Result<StageTimes> {
+pub(super) fn lm_head(soc: &SocProfile, spec: &PrefillSpec) -> Result<StageTimes> {
     let s = &spec.shape;
     let head = linear_graph(
         "lm_head",
@@ -190,7 +192,10 @@ pub(super) fn lm_head(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec) -> R
         true,
     )?;
     let cost = graph_cost(soc, &head);
-    let norm = spec.linear.glue_ns(core, s.hidden, &NORM) / spec.cores as f64;
+    let norm = spec
+        .placement
+        .glue
+        .split_ns(|core| spec.linear.glue_ns(core, s.hidden, &NORM));
     Ok(StageTimes {
         lm_head_ns: cost.launch_ns(false),
         glue_ns: norm,

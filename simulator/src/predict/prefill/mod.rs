@@ -32,8 +32,9 @@ pub use linear::LinearPrecision;
 pub use shape::{Activation, TransformerShape};
 
 use crate::error::{Result, SimError};
-use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::cpu_model::{attention_ns, AttentionKernel, SelectionSharing};
+use crate::npu::profile::SocProfile;
+use crate::predict::cpu_model::{attention_ns, AttentionKernel, KernelSet, SelectionSharing};
+use crate::predict::placement::StagePlacement;
 use attention::chunk_attention;
 use linear::{layer_glue, lm_head, split, LayerGraphs, EMBED, GLUE_NAMES};
 use shadowattn_hal::ProfileEvent;
@@ -88,12 +89,18 @@ pub struct PrefillSpec {
     pub prompt_len: usize,
     /// Query rows per chunk (the last chunk may be shorter).
     pub chunk_len: usize,
-    /// CPU cores for attention and glue.
-    pub cores: usize,
+    /// Which cores run each CPU stage.
+    pub placement: StagePlacement,
+    /// The CPU kernels and their arithmetic.
+    pub kernels: KernelSet,
     /// How shadowAttn's selection is shared.
     pub sharing: SelectionSharing,
     /// shadowAttn's kept fraction per layer and query head, in (0, 1].
     pub ratios: Vec<Vec<f32>>,
+    /// Layers whose attention stays dense under shadowAttn (on the dense team).
+    pub dense_layers: Vec<usize>,
+    /// Fused-head counts of shadowAttn's pilot launches, largest first, containing 1.
+    pub pilot_fused: Vec<usize>,
     /// Dense decode steps after the prefill.
     pub decode_steps: usize,
     /// The precision of the linear layers' graphs.
@@ -105,10 +112,16 @@ impl PrefillSpec {
     pub fn validate(&self) -> Result<()> {
         self.shape.validate()?;
         let bad = |what: String| Err(SimError::Shape(what));
-        if self.prompt_len == 0 || self.chunk_len == 0 || self.cores == 0 {
+        if self.prompt_len == 0 || self.chunk_len == 0 {
             return bad(format!(
-                "prompt length {}, chunk length {} and cores {} must be at least 1",
-                self.prompt_len, self.chunk_len, self.cores
+                "prompt length {} and chunk length {} must be at least 1",
+                self.prompt_len, self.chunk_len
+            ));
+        }
+        if let Some(l) = self.dense_layers.iter().find(|&&l| l >= self.shape.layers) {
+            return bad(format!(
+                "dense layer {l} is not a layer of the model's {}",
+                self.shape.layers
             ));
         }
         if self.ratios.len() != self.shape.layers {
@@ -199,10 +212,9 @@ impl PrefillPrediction {
     }
 }
 
-/// Predicts `spec` with `strategy` on `cores` of `core` of `soc`; `trace` keeps the timeline.
+/// Predicts `spec` with `strategy` on `soc`; `trace` keeps the timeline.
 pub fn predict_prefill(
     soc: &SocProfile,
-    core: &CpuCore,
     spec: &PrefillSpec,
     strategy: AttentionStrategy,
     trace: bool,
@@ -217,9 +229,9 @@ pub fn predict_prefill(
         rows if rows == rows_of(0) => None,
         rows => Some(LayerGraphs::new(soc, spec, rows)?),
     };
-    let attention = chunk_attention(soc, core, spec, strategy, trace)?;
-    let cores = spec.cores as f64;
-    let mut t = Trace::new(trace, spec.cores);
+    let attention = chunk_attention(soc, spec, strategy, trace)?;
+    let glue_team = &spec.placement.glue;
+    let mut t = Trace::new(trace, glue_team.threads());
     let mut stages = StageTimes::default();
     let mut launches = 0;
     for c in 0..chunks {
@@ -229,8 +241,8 @@ pub fn predict_prefill(
             .as_ref()
             .filter(|_| rows != rows_of(0))
             .unwrap_or(&full);
-        let glue = layer_glue(spec, core, rows);
-        let embed = spec.linear.glue_ns(core, rows * s.hidden, &EMBED) / cores;
+        let glue = layer_glue(spec, rows);
+        let embed = glue_team.split_ns(|core| spec.linear.glue_ns(core, rows * s.hidden, &EMBED));
         t.step("embedding lookup", false, embed);
         stages.glue_ns += embed;
         for (l, layer_attention) in attention.iter().enumerate() {
@@ -261,12 +273,12 @@ pub fn predict_prefill(
         }
         t.span(&format!("chunk {c} ({rows} rows)"), chunk_start);
     }
-    let head = lm_head(soc, core, spec)?;
+    let head = lm_head(soc, spec)?;
     t.step("final norm", false, head.glue_ns);
     t.step("output head (last row)", true, head.lm_head_ns);
     stages.add(&head);
     launches += 1;
-    let decode_ns_per_token = decode_ns(soc, core, spec, head.total_ns())?;
+    let decode_ns_per_token = decode_ns(soc, spec, head.total_ns())?;
     Ok(PrefillPrediction {
         strategy,
         stages,
@@ -278,26 +290,21 @@ pub fn predict_prefill(
 }
 
 /// Mean time per output token of the dense decode steps, ns; `head_ns` is the output head's.
-fn decode_ns(soc: &SocProfile, core: &CpuCore, spec: &PrefillSpec, head_ns: f64) -> Result<f64> {
+fn decode_ns(soc: &SocProfile, spec: &PrefillSpec, head_ns: f64) -> Result<f64> {
     if spec.decode_steps == 0 {
         return Ok(0.0);
     }
     let s = &spec.shape;
     let graphs = LayerGraphs::new(soc, spec, 1)?;
     let linear: f64 = graphs.graphs.iter().map(|(_, c)| c.launch_ns(false)).sum();
-    let glue: f64 = layer_glue(spec, core, 1).iter().sum();
+    let glue: f64 = layer_glue(spec, 1).iter().sum();
+    let dense = spec.kernels.kernel(AttentionKernel::Dense);
     let mut total = 0.0;
     for step in 0..spec.decode_steps {
         let kv_len = spec.prompt_len + step + 1;
-        let per_head = attention_ns(
-            core,
-            AttentionKernel::Dense,
-            kv_len as u64,
-            kv_len,
-            s.head_dim,
-            false,
-        );
-        let attention = per_head * s.q_heads as f64 / spec.cores as f64;
+        let attention = spec.placement.dense.split_ns(|core| {
+            attention_ns(core, dense, kv_len as u64, kv_len, s.head_dim) * s.q_heads as f64
+        });
         total += s.layers as f64 * (linear + glue + attention) + head_ns;
     }
     Ok(total / spec.decode_steps as f64)

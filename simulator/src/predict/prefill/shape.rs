@@ -50,7 +50,10 @@ impl Activation {
 /// PhoneLM: the `mllmTeam/PhoneLM-{0.5B,1.5B}-Instruct` `config.json` files (ReLU gate); Qwen2:
 /// the Qwen2 technical report (arXiv 2407.10671, Table 1) and its `config.json` (SiLU gate,
 /// the embedding padded to 151,936 rows).
-const PRESETS: [(&str, [usize; 7], Activation); 4] = [
+/// Qwen2.5-1.5B, Qwen1.5-1.8B and Qwen1.5-0.5B (the models of the public on-device
+/// measurements): their published `config.json` files (Qwen1.5's biases on Q/K/V cost nothing
+/// here).
+const PRESETS: [(&str, [usize; 7], Activation); 7] = [
     // layers, hidden, ffn, q_heads, kv_heads, head_dim, vocab
     (
         "phonelm-0.5b",
@@ -70,6 +73,21 @@ const PRESETS: [(&str, [usize; 7], Activation); 4] = [
     (
         "qwen2-1.5b",
         [28, 1536, 8960, 12, 2, 128, 151_936],
+        Activation::Silu,
+    ),
+    (
+        "qwen2.5-1.5b",
+        [28, 1536, 8960, 12, 2, 128, 151_936],
+        Activation::Silu,
+    ),
+    (
+        "qwen1.5-1.8b",
+        [24, 2048, 5504, 16, 16, 128, 151_936],
+        Activation::Silu,
+    ),
+    (
+        "qwen1.5-0.5b",
+        [24, 1024, 2816, 16, 16, 64, 151_936],
         Activation::Silu,
     ),
 ];

@@ -4,6 +4,7 @@
 use super::*;
 use crate::predict::cpu_model::attention_ns;
 use crate::predict::layer::PrefillLayer;
+use crate::predict::placement::StagePlacement;
 
 fn soc() -> SocProfile {
     SocProfile::builtin("snapdragon-8-gen-3").unwrap()
@@ -16,8 +17,11 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
         shape,
         prompt_len,
         chunk_len: 256,
-        cores: 1,
+        placement: StagePlacement::uniform(soc().core("mid").unwrap(), 1),
+        kernels: KernelSet::OURS,
         sharing: SelectionSharing::PerGroup,
+        dense_layers: Vec::new(),
+        pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
         decode_steps: 0,
         linear: LinearPrecision::W8A8,
     }
@@ -25,7 +29,7 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
 
 fn predict(spec: &PrefillSpec, strategy: AttentionStrategy) -> PrefillPrediction {
     let soc = soc();
-    predict_prefill(&soc, soc.core("mid").unwrap(), spec, strategy, false).unwrap()
+    predict_prefill(&soc, spec, strategy, false).unwrap()
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -33,15 +37,19 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
-fn the_presets_are_the_papers_models() {
+fn the_presets_are_the_papers_models_and_the_measured_ones() {
     let names = TransformerShape::preset_names();
-    assert_eq!(names.len(), 4);
+    assert_eq!(names.len(), 7);
     // Table 5 of the paper: query heads, KV heads, head dim, layers.
     for (name, table) in [
         ("PhoneLM-0.5B", [16, 16, 64, 24]),
         ("PhoneLM-1.5B", [16, 16, 160, 19]),
         ("Qwen2-0.5B", [14, 2, 64, 24]),
         ("Qwen2-1.5B", [12, 2, 128, 28]),
+        // The published config.json files (../shared/reference/paper-facts.md §7).
+        ("Qwen2.5-1.5B", [12, 2, 128, 28]),
+        ("Qwen1.5-1.8B", [16, 16, 128, 24]),
+        ("Qwen1.5-0.5B", [16, 16, 64, 24]),
     ] {
         let s = TransformerShape::preset(name).unwrap();
         assert_eq!(
@@ -91,7 +99,8 @@ fn linear_layers_scale_with_layers_and_chunks() {
     // Beyond the four warm launches, a layer's NPU time grows with its weights: PhoneLM-1.5B's
     // are 5.3 times Qwen2-0.5B's.
     let big = predict(&spec("phonelm-1.5b", 256, 0.2), AttentionStrategy::DenseCpu);
-    let warm = crate::npu::profile::real(&soc().npu.launch_warm_us) * 1e3;
+    let soc = soc();
+    let warm = soc.npu.launch.warm_ns(soc.graph_path());
     let compute = |p: &PrefillPrediction, layers: f64| p.stages.linear_ns / layers - 4.0 * warm;
     let ratio = compute(&big, 19.0) / compute(&one, 24.0);
     assert!((3.0..6.0).contains(&ratio), "{ratio}");
@@ -124,14 +133,15 @@ fn dense_attention_prices_every_causal_pair_of_every_head_and_layer() {
     let mut want = 0.0;
     for (start, rows) in [(0usize, 256usize), (256, 256), (512, 88)] {
         let pairs: u64 = (start..start + rows).map(|i| i as u64 + 1).sum();
-        want += attention_ns(core, AttentionKernel::Dense, pairs, start + rows, 64, false) * 14.0;
+        let dense = KernelSet::OURS.kernel(AttentionKernel::Dense);
+        want += attention_ns(core, dense, pairs, start + rows, 64) * 14.0;
     }
     assert!(close(p.stages.attention_ns, want * 24.0));
     assert!(close(p.stages.attention_cpu_ns, p.stages.attention_ns));
     assert_eq!(p.stages.attention_npu_ns, 0.0);
     // Two cores halve it.
     let mut two = s.clone();
-    two.cores = 2;
+    two.placement = StagePlacement::uniform(core, 2);
     assert!(close(
         predict(&two, AttentionStrategy::DenseCpu)
             .stages
@@ -161,6 +171,8 @@ fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
             buckets: vec![0; 12],
             fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
             cores: 1,
+            split: None,
+            kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
         }
         .predict(&soc, core)
@@ -190,9 +202,8 @@ fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
 fn the_timeline_nests_and_ends_at_the_time_to_first_token() {
     let s = spec("qwen2-0.5b", 300, 0.2);
     let soc = soc();
-    let core = soc.core("mid").unwrap();
     for strategy in AttentionStrategy::ALL {
-        let p = predict_prefill(&soc, core, &s, strategy, true).unwrap();
+        let p = predict_prefill(&soc, &s, strategy, true).unwrap();
         assert!(!p.events.is_empty());
         let end = p.events.iter().map(|e| e.end_ns()).max().unwrap();
         // The clock rounds each of a few hundred steps to whole nanoseconds.
@@ -246,9 +257,8 @@ fn decode_is_dense_and_grows_with_the_prefix() {
 #[test]
 fn bad_descriptions_are_named() {
     let soc = soc();
-    let core = soc.core("mid").unwrap();
     let err = |s: PrefillSpec| {
-        predict_prefill(&soc, core, &s, AttentionStrategy::Shadow, false)
+        predict_prefill(&soc, &s, AttentionStrategy::Shadow, false)
             .unwrap_err()
             .to_string()
     };
