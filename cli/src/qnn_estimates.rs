@@ -3,7 +3,7 @@
 
 use crate::progress::progress_bar;
 use clap::{Args, ValueEnum};
-use shadowattn_hal::{DType, Graph, NpuBackend};
+use shadowattn_hal::{DType, Graph};
 use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions, StdoutToStderr, VendorEstimate};
 use shadowattn_simulator::fit::graph_families::{GraphSpec, Grid, Second, Tail};
 use shadowattn_simulator::npu::cost::graph_cost;
@@ -172,7 +172,7 @@ impl QnnEstimator {
 
     /// The library's version line.
     pub fn version(&self) -> String {
-        self.qnn.version().to_string()
+        self.qnn.library_version().to_string()
     }
 
     /// Compiles `spec`'s graph and reads the estimate; errors other than QNN refusing the

@@ -26,7 +26,7 @@ fn generate() {
     let mut builder = bindgen::Builder::default()
         .header(header.display().to_string())
         .clang_arg(format!("-I{}", include.display()))
-        .allowlist_type("Qnn_Tensor_t|Qnn_TensorV1_t|Qnn_QuantizeParams_t|Qnn_Param_t|Qnn_Scalar_t|Qnn_OpConfig_t|Qnn_OpConfigV1_t|Qnn_ClientBuffer_t|QnnInterface_t|QnnProfile_EventData_t|Qnn_Version_t|Qnn_ApiVersion_t")
+        .allowlist_type("Qnn_Tensor_t|Qnn_TensorV1_t|Qnn_QuantizeParams_t|Qnn_Param_t|Qnn_Scalar_t|Qnn_OpConfig_t|Qnn_OpConfigV1_t|Qnn_ClientBuffer_t|Qnn_MemDescriptor_t|QnnInterface_t|QnnProfile_EventData_t|Qnn_Version_t|Qnn_ApiVersion_t")
         .layout_tests(false);
     for extra in ["HTP/QnnHtpDevice.h", "HTP/QnnHtpGraph.h"] {
         let h = include.join(extra);

@@ -65,6 +65,14 @@ pub enum QnnError {
         /// Its size as QNN reported it.
         bytes: u64,
     },
+    /// A shared-memory (rpcmem) call that failed.
+    #[error("{call} failed: {detail}")]
+    SharedMemory {
+        /// The rpcmem function.
+        call: &'static str,
+        /// What happened.
+        detail: String,
+    },
     /// An error from the HAL (graph validation, buffers).
     #[error(transparent)]
     Hal(#[from] HalError),

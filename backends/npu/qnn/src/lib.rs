@@ -10,6 +10,8 @@ pub mod error;
 pub mod loader;
 pub mod sys;
 
-pub use backend::{Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate};
+pub use backend::{
+    ClientReason, IoBuffers, Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate,
+};
 pub use error::{LibraryError, QnnError, Result, BACKEND_NAME};
-pub use loader::{QnnLibrary, StdoutToStderr};
+pub use loader::{QnnLibrary, RpcBuffer, RpcMemLibrary, StdoutToStderr};

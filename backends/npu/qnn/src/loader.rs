@@ -23,6 +23,10 @@ pub const ENV_SDK: &str = "QNN_SDK_ROOT";
 pub const ENV_VERBOSE: &str = "SHADOWATTN_QNN_VERBOSE";
 /// Library names tried last, through the dynamic loader's own search path.
 pub const CANDIDATES: &[&str] = &["libQnnHtp.so"];
+/// Environment variable naming the rpcmem (shared memory) library explicitly.
+pub const ENV_RPCMEM_LIB: &str = "SHADOWATTN_CDSPRPC_LIB";
+/// Names of the rpcmem library tried last, through the dynamic loader's own search path.
+pub const RPCMEM_CANDIDATES: &[&str] = &["libcdsprpc.so"];
 
 /// The SDK's library folder for this target.
 pub fn sdk_target_dir() -> &'static str {
@@ -296,6 +300,185 @@ impl QnnLibrary {
         unsafe { CStr::from_ptr(msg) }
             .to_string_lossy()
             .into_owned()
+    }
+}
+
+/// The rpcmem allocator of Qualcomm devices (`libcdsprpc.so`): buffers the DSP shares with the
+/// process, which `memRegister` turns into QNN memory handles. Optional: without it graph I/O
+/// goes through client buffers. Opened at most once per path and never unloaded.
+pub struct RpcMemLibrary {
+    // Keeps the code behind the three function pointers mapped.
+    library: DynamicLibrary,
+    alloc: sys::RpcMemAllocFn,
+    free: sys::RpcMemFreeFn,
+    to_fd: sys::RpcMemToFdFn,
+}
+
+impl std::fmt::Debug for RpcMemLibrary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcMemLibrary")
+            .field("path", &self.library.path())
+            .finish()
+    }
+}
+
+fn rpcmem_registry() -> &'static Mutex<HashMap<String, Arc<RpcMemLibrary>>> {
+    static LOADED: OnceLock<Mutex<HashMap<String, Arc<RpcMemLibrary>>>> = OnceLock::new();
+    LOADED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl RpcMemLibrary {
+    /// Finds and opens the library: `explicit` first, then `SHADOWATTN_CDSPRPC_LIB`, then
+    /// `libcdsprpc.so` through the dynamic loader.
+    pub fn find(explicit: Option<&Path>) -> Result<Arc<Self>> {
+        Self::find_in(
+            explicit,
+            std::env::var_os(ENV_RPCMEM_LIB).map(PathBuf::from),
+        )
+    }
+
+    /// [`RpcMemLibrary::find`] with the environment given: `env_lib` for
+    /// `SHADOWATTN_CDSPRPC_LIB`.
+    pub fn find_in(explicit: Option<&Path>, env_lib: Option<PathBuf>) -> Result<Arc<Self>> {
+        LibrarySearch::new(explicit, ENV_RPCMEM_LIB, env_lib)
+            .candidates(RPCMEM_CANDIDATES)
+            .find("rpcmem library (libcdsprpc.so)", Self::open)
+    }
+
+    /// Opens one library (or returns the already opened one) and resolves its three functions.
+    pub fn open(path: &str) -> Result<Arc<Self>> {
+        let key = std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| path.to_string());
+        let mut loaded = rpcmem_registry().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lib) = loaded.get(&key) {
+            return Ok(lib.clone());
+        }
+        // SAFETY: loading runs the library's initializers; libcdsprpc.so is the FastRPC client
+        // library that applications dlopen to share memory with the DSP.
+        let library = unsafe { DynamicLibrary::open(path) }?;
+        // SAFETY: the three types are the documented rpcmem signatures (`void *rpcmem_alloc(int,
+        // uint32, int)`, `void rpcmem_free(void *)`, `int rpcmem_to_fd(void *)`); the pointers
+        // are stored beside `library`, which is never dropped while they are used (the registry
+        // keeps it for the life of the process).
+        let (alloc, free, to_fd) = unsafe {
+            (
+                library.symbol::<sys::RpcMemAllocFn>(sys::RPCMEM_ALLOC_SYMBOL)?,
+                library.symbol::<sys::RpcMemFreeFn>(sys::RPCMEM_FREE_SYMBOL)?,
+                library.symbol::<sys::RpcMemToFdFn>(sys::RPCMEM_TO_FD_SYMBOL)?,
+            )
+        };
+        let lib = Arc::new(RpcMemLibrary {
+            library,
+            alloc,
+            free,
+            to_fd,
+        });
+        loaded.insert(key, lib.clone());
+        Ok(lib)
+    }
+
+    /// Path the library was opened from.
+    pub fn path(&self) -> &str {
+        self.library.path()
+    }
+}
+
+/// A buffer from `rpcmem_alloc` (system heap, default flags), freed with `rpcmem_free` when
+/// dropped. Zero-filled at allocation.
+pub struct RpcBuffer {
+    lib: Arc<RpcMemLibrary>,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    fd: i32,
+}
+
+impl std::fmt::Debug for RpcBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcBuffer")
+            .field("len", &self.len)
+            .field("fd", &self.fd)
+            .finish()
+    }
+}
+
+// SAFETY: the buffer is memory this value owns alone (no other Rust value points into it);
+// rpcmem_free may be called from any thread.
+unsafe impl Send for RpcBuffer {}
+// SAFETY: shared access only reads the buffer (`as_slice`); writes need `&mut self`.
+unsafe impl Sync for RpcBuffer {}
+
+impl RpcBuffer {
+    /// Allocates `len` bytes (at least 1) and looks up the buffer's file descriptor.
+    pub fn alloc(lib: &Arc<RpcMemLibrary>, len: usize) -> Result<Self> {
+        let len = len.max(1);
+        let size = std::ffi::c_int::try_from(len).map_err(|_| QnnError::SharedMemory {
+            call: "rpcmem_alloc",
+            detail: format!("{len} bytes exceed the allocator's 32-bit size"),
+        })?;
+        // SAFETY: plain allocation call with the heap and flags QNN's users pass; no pointer
+        // arguments.
+        let raw =
+            unsafe { (lib.alloc)(sys::RPCMEM_HEAP_ID_SYSTEM, sys::RPCMEM_DEFAULT_FLAGS, size) };
+        let Some(ptr) = std::ptr::NonNull::new(raw.cast::<u8>()) else {
+            return Err(QnnError::SharedMemory {
+                call: "rpcmem_alloc",
+                detail: format!("returned NULL for {len} bytes"),
+            });
+        };
+        // SAFETY: `ptr` was just returned by rpcmem_alloc and is owned here.
+        let fd = unsafe { (lib.to_fd)(ptr.as_ptr().cast()) };
+        let buffer = RpcBuffer {
+            lib: lib.clone(),
+            ptr,
+            len,
+            fd,
+        };
+        if fd < 0 {
+            return Err(QnnError::SharedMemory {
+                call: "rpcmem_to_fd",
+                detail: format!("returned {fd} for a fresh {len}-byte buffer"),
+            });
+        }
+        // SAFETY: `ptr` is valid for `len` writable bytes (rpcmem_alloc succeeded for `size`
+        // = `len` bytes), and nothing else refers to it yet.
+        unsafe { std::ptr::write_bytes(buffer.ptr.as_ptr(), 0, len) };
+        Ok(buffer)
+    }
+
+    /// The buffer's file descriptor (what `memRegister` is given).
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty (never: at least one byte is allocated).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` initialized bytes (zeroed at allocation) for as long
+        // as `self` lives; writes need `&mut self`, so none happen during this borrow.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as `as_slice`; `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for RpcBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from this library's rpcmem_alloc and is freed once, here.
+        unsafe { (self.lib.free)(self.ptr.as_ptr().cast()) };
     }
 }
 

@@ -304,3 +304,101 @@ fn a_minimum_architecture_can_be_chosen() {
     let ins = random_inputs(&g, 4);
     run(compiled.as_mut(), &ins);
 }
+
+#[test]
+fn graph_io_falls_back_to_client_buffers_on_the_emulator_and_says_why() {
+    use shadowattn_qnn::{ClientReason, IoBuffers};
+    let Some(path) = emulator_path() else {
+        missing_dependency(
+            "Qualcomm HTP emulator",
+            "run `bash ci/qnn-emulator.sh` or set SHADOWATTN_QNN_LIB",
+        );
+        return;
+    };
+    // The x86-64 emulator has no rpcmem: name a library that is not there, so a libcdsprpc.so
+    // elsewhere on the machine cannot change the outcome.
+    let qnn = QnnBackend::open(QnnOptions {
+        library: Some(path),
+        rpcmem_library: Some("/nonexistent/libcdsprpc.so".into()),
+        ..Default::default()
+    })
+    .expect("the emulator opens");
+    let report = qnn.io_buffers();
+    assert!(
+        matches!(&report, IoBuffers::Client { reason: ClientReason::NoRpcMem(why) }
+            if why.contains("/nonexistent/libcdsprpc.so (explicit path): ")),
+        "{report:?}"
+    );
+    assert!(
+        qnn.version()
+            .contains("; graph I/O: client buffers (copied): libcdsprpc.so not found: "),
+        "{}",
+        qnn.version()
+    );
+    let g = pilot(1, 16, 64, 32, 0.02);
+    let mut compiled = qnn.compile_qnn(&g).unwrap();
+    assert_eq!(compiled.executable().io_buffers(), report);
+    let ins = random_inputs(&g, 9);
+    let got = run(&mut compiled, &ins);
+    let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+    let want = reference::graph::run(&g, &views).unwrap();
+    let worst = got[0]
+        .as_slice::<i8>()
+        .unwrap()
+        .iter()
+        .zip(want[0].as_slice::<i8>().unwrap())
+        .map(|(x, y)| (i16::from(*x) - i16::from(*y)).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "max LSB difference {worst}");
+}
+
+#[test]
+fn the_emulators_own_mem_register_refusal_is_a_named_fallback() {
+    use shadowattn_qnn::{ClientReason, IoBuffers};
+    let Some(path) = emulator_path() else {
+        missing_dependency(
+            "Qualcomm HTP emulator",
+            "run `bash ci/qnn-emulator.sh` or set SHADOWATTN_QNN_LIB",
+        );
+        return;
+    };
+    // The fake QNN library exports a fake rpcmem: with it the backend gets as far as the real
+    // library's memRegister, which the emulator does not support (QNN error 1000).
+    let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
+    let qnn = QnnBackend::open(QnnOptions {
+        library: Some(path),
+        rpcmem_library: Some(shadowattn_test_support::qnn_fake(&target).unwrap()),
+        ..Default::default()
+    })
+    .expect("the emulator opens");
+    let report = qnn.io_buffers();
+    assert!(
+        matches!(
+            &report,
+            IoBuffers::Client {
+                reason: ClientReason::QnnCall {
+                    call: "memRegister",
+                    code: 1000,
+                    ..
+                }
+            }
+        ),
+        "{report:?}"
+    );
+    assert!(
+        qnn.version()
+            .contains("; graph I/O: client buffers (copied): memRegister returned 0x3e8 (1000): "),
+        "{}",
+        qnn.version()
+    );
+    let g = pilot(1, 8, 32, 16, 0.01);
+    let mut compiled = qnn.compile_qnn(&g).unwrap();
+    assert_eq!(compiled.executable().io_buffers(), report);
+    let ins = random_inputs(&g, 12);
+    let mut reference_backend = emulator(None).unwrap().compile(&g).unwrap();
+    assert_eq!(
+        run(&mut compiled, &ins)[0].bytes(),
+        run(reference_backend.as_mut(), &ins)[0].bytes()
+    );
+}

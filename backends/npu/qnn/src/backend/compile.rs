@@ -3,6 +3,7 @@
 
 use super::estimates::VendorEstimate;
 use super::handles::{Context, Profile};
+use super::io::register;
 use super::profiling::timed_event;
 use super::program::{QnnGraph, QnnProgram};
 use super::translate::{cstring, io_defs, op_def, value_defs};
@@ -58,12 +59,14 @@ impl QnnBackend {
         if let Some(e) = estimate {
             compile_events.push(e.launch_event(graph.name()));
         }
+        let mut io = io_defs(graph, &defs);
+        let memory = register(shared, context.handle, graph, &mut io);
         drop(_g);
-        let io = io_defs(graph, &defs);
         Ok(QnnGraph::new(
             graph.clone(),
             compile_events,
             QnnProgram {
+                memory,
                 context,
                 graph_handle: handle,
                 io,

@@ -5,6 +5,7 @@
 
 use super::estimates::VendorEstimate;
 use super::handles::Context;
+use super::io::register;
 use super::program::{QnnGraph, QnnProgram};
 use super::translate::{cstring, io_defs, value_defs};
 use super::QnnBackend;
@@ -135,11 +136,13 @@ impl QnnBackend {
         };
         let name = cstring(graph.name())?;
         let graph_handle = calls::graph_retrieve(&shared.lib, context.handle, &name)?;
+        let memory = register(shared, context.handle, &graph, &mut io);
         drop(_g);
         Ok(QnnGraph::new(
             graph,
             Vec::new(),
             QnnProgram {
+                memory,
                 context,
                 graph_handle,
                 io,

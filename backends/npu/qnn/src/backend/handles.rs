@@ -1,6 +1,7 @@
 //! RAII owners of QNN handles, freed in dependency order: a context keeps the shared backend,
 //! device and log alive; a profile lives inside one locked call sequence.
 
+use super::io::{ClientReason, IoState};
 use super::options::QnnOptions;
 use crate::error::Result;
 use crate::loader::QnnLibrary;
@@ -17,6 +18,8 @@ pub(super) struct Shared {
     pub(super) device: RawHandle,
     lock: Mutex<()>,
     pub(super) options: QnnOptions,
+    /// How graph I/O is exchanged (set by `io::probe` after open).
+    io: Mutex<IoState>,
 }
 
 impl Shared {
@@ -50,7 +53,15 @@ impl Shared {
             device,
             lock: Mutex::new(()),
             options,
+            io: Mutex::new(IoState::client(ClientReason::RpcMem(
+                "not probed yet".into(),
+            ))),
         })
+    }
+
+    /// How graph I/O is exchanged.
+    pub(super) fn io_state(&self) -> MutexGuard<'_, IoState> {
+        self.io.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serializes QNN calls on this backend's handles.

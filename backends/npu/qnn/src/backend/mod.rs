@@ -8,7 +8,8 @@
 //! One job per file: `options` (what a user chooses), `handles` (the RAII owners), `translate`
 //! (IR values and nodes as QNN tensors and ops), `capabilities` (what HTP accepts), `compile`
 //! (IR graph to finalized graph), `program` (a finalized graph and its execution), `container`
-//! (context binaries saved and loaded), `profiling` (QNN's profile events as HAL events) and
+//! (context binaries saved and loaded), `io` (graph I/O in registered shared memory or client
+//! buffers), `profiling` (QNN's profile events as HAL events) and
 //! `estimates` (Qualcomm's cost-model estimate). This file holds the backend itself.
 
 mod capabilities;
@@ -16,12 +17,14 @@ mod compile;
 mod container;
 mod estimates;
 mod handles;
+mod io;
 mod options;
 mod profiling;
 mod program;
 mod translate;
 
 pub use estimates::VendorEstimate;
+pub use io::{ClientReason, IoBuffers};
 pub use options::{Precision, QnnOptions};
 pub use program::{QnnGraph, QnnProgram};
 
@@ -47,6 +50,7 @@ impl QnnBackend {
         let lib = QnnLibrary::find(options.library.as_deref())?;
         let shared = Shared::open(lib, options)?;
         let version = version(&shared.lib);
+        *shared.io_state() = io::probe(&shared);
         Ok(QnnBackend {
             shared: Arc::new(shared),
             capabilities: OnceLock::new(),
@@ -62,6 +66,18 @@ impl QnnBackend {
     /// Options in effect.
     pub fn options(&self) -> &QnnOptions {
         &self.shared.options
+    }
+
+    /// How graphs compiled from now on exchange their inputs and outputs: registered shared
+    /// memory, or client buffers and why.
+    pub fn io_buffers(&self) -> IoBuffers {
+        self.shared.io_state().report.clone()
+    }
+
+    /// The library's API versions and build, without the graph I/O note of
+    /// [`NpuBackend::version`].
+    pub fn library_version(&self) -> &str {
+        &self.version
     }
 }
 
@@ -85,8 +101,10 @@ impl NpuBackend for QnnBackend {
         BACKEND_NAME
     }
 
+    /// The library's versions and how graph I/O is exchanged (`…; graph I/O: registered rpcmem
+    /// (zero copy)` or `…; graph I/O: client buffers (copied): <reason>`).
     fn version(&self) -> String {
-        self.version.clone()
+        format!("{}; graph I/O: {}", self.version, self.io_buffers())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -28,6 +28,12 @@ pub struct QnnOptions {
     pub vtcm_mb: Option<u32>,
     /// Finalize optimization level (1–3); `None` keeps the default.
     pub optimization_level: Option<u32>,
+    /// rpcmem library path; `None` searches (see [`RpcMemLibrary::find`](crate::RpcMemLibrary::find)).
+    #[serde(default)]
+    pub rpcmem_library: Option<PathBuf>,
+    /// Never register shared memory: graph I/O always goes through client buffers.
+    #[serde(default)]
+    pub client_buffers_only: bool,
 }
 
 impl QnnOptions {

@@ -2,20 +2,25 @@
 
 use super::estimates::VendorEstimate;
 use super::handles::{Context, Profile};
+use super::io::{GraphIo, IoBuffers};
 use super::profiling::timed_event;
-use crate::sys::calls::{self, RawHandle, TensorDef};
+use crate::sys::calls::{self, InputData, OutputData, RawHandle, TensorDef};
 use crate::sys::ProfileEventType;
 use shadowattn_hal::{
-    track, Compiled, EventKind, Graph, GraphExecutable, ProfileEvent, TensorView, TensorViewMut,
+    track, Compiled, EventKind, Graph, GraphExecutable, HalError, ProfileEvent, TensorView,
+    TensorViewMut,
 };
 
 /// A graph finalized by QNN.
 pub type QnnGraph = Compiled<QnnProgram>;
 
 /// What QNN keeps of a finalized graph: its own context, its handle, the tensors of its inputs
-/// and outputs, and Qualcomm's estimate.
+/// and outputs, their memory, and Qualcomm's estimate.
 #[derive(Debug)]
 pub struct QnnProgram {
+    /// Declared before `context`: registered memory is deregistered before the context is freed
+    /// (fields drop in declaration order).
+    pub(super) memory: GraphIo,
     pub(super) context: Context,
     pub(super) graph_handle: RawHandle,
     pub(super) io: Vec<TensorDef>,
@@ -27,6 +32,20 @@ impl QnnProgram {
     pub fn estimate(&self) -> Option<VendorEstimate> {
         self.estimate
     }
+
+    /// How this graph exchanges its inputs and outputs.
+    pub fn io_buffers(&self) -> IoBuffers {
+        self.memory.report()
+    }
+}
+
+/// `len` bytes do not fit registered memory of `capacity` bytes (the HAL checked the buffers
+/// against the graph, so this is a bug).
+fn size_mismatch(len: usize, capacity: usize) -> HalError {
+    HalError::invalid_argument(
+        "buffer",
+        format!("{len} bytes do not fit the {capacity}-byte registered buffer"),
+    )
 }
 
 impl GraphExecutable for QnnProgram {
@@ -42,23 +61,64 @@ impl GraphExecutable for QnnProgram {
         let profile = Profile::new(shared)?;
         let n_in = inputs.len();
         let (in_defs, out_defs) = self.io.split_at_mut(n_in);
-        let mut ins: Vec<(&mut TensorDef, &[u8])> = in_defs
-            .iter_mut()
-            .zip(inputs)
-            .map(|(d, v)| (d, v.bytes()))
-            .collect();
-        let mut outs: Vec<(&mut TensorDef, &mut [u8])> = out_defs
-            .iter_mut()
-            .zip(outputs.iter_mut())
-            .map(|(d, v)| (d, v.bytes_mut()))
-            .collect();
-        calls::graph_execute(
-            &shared.lib,
-            self.graph_handle,
-            &mut ins,
-            &mut outs,
-            profile.handle,
-        )?;
+        match &mut self.memory {
+            GraphIo::Client(_) => {
+                let mut ins: Vec<(&mut TensorDef, InputData<'_>)> = in_defs
+                    .iter_mut()
+                    .zip(inputs)
+                    .map(|(d, v)| (d, InputData::Client(v.bytes())))
+                    .collect();
+                let mut outs: Vec<(&mut TensorDef, OutputData<'_>)> = out_defs
+                    .iter_mut()
+                    .zip(outputs.iter_mut())
+                    .map(|(d, v)| (d, OutputData::Client(v.bytes_mut())))
+                    .collect();
+                calls::graph_execute(
+                    &shared.lib,
+                    self.graph_handle,
+                    &mut ins,
+                    &mut outs,
+                    profile.handle,
+                )?;
+            }
+            GraphIo::Registered(registered) => {
+                let (in_mem, out_mem) = registered.buffers.split_at_mut(n_in);
+                for (mem, v) in in_mem.iter_mut().zip(inputs) {
+                    let src = v.bytes();
+                    let capacity = mem.bytes().len();
+                    mem.bytes_mut()
+                        .get_mut(..src.len())
+                        .ok_or_else(|| size_mismatch(src.len(), capacity))?
+                        .copy_from_slice(src);
+                }
+                let mut ins: Vec<(&mut TensorDef, InputData<'_>)> = in_defs
+                    .iter_mut()
+                    .zip(in_mem.iter())
+                    .map(|(d, m)| (d, InputData::Registered(m)))
+                    .collect();
+                let mut outs: Vec<(&mut TensorDef, OutputData<'_>)> = out_defs
+                    .iter_mut()
+                    .zip(out_mem.iter_mut())
+                    .map(|(d, m)| (d, OutputData::Registered(m)))
+                    .collect();
+                calls::graph_execute(
+                    &shared.lib,
+                    self.graph_handle,
+                    &mut ins,
+                    &mut outs,
+                    profile.handle,
+                )?;
+                drop(outs);
+                for (mem, v) in out_mem.iter().zip(outputs.iter_mut()) {
+                    let dst = v.bytes_mut();
+                    let src = mem
+                        .bytes()
+                        .get(..dst.len())
+                        .ok_or_else(|| size_mismatch(dst.len(), mem.bytes().len()))?;
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
         let events = profile.events()?;
         let wall = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         Ok(vec![timed_event(

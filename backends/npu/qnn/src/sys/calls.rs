@@ -6,7 +6,7 @@
 
 use super::types::*;
 use crate::error::{QnnError, Result};
-use crate::loader::{take_last_error_log, QnnLibrary};
+use crate::loader::{take_last_error_log, QnnLibrary, RpcBuffer};
 use std::ffi::{c_void, CStr, CString};
 
 /// An opaque QNN handle that may move between threads.
@@ -347,8 +347,29 @@ pub struct TensorDef {
 }
 
 impl TensorDef {
-    /// The C struct, pointing into `self` and at `data`.
+    /// The C struct, pointing into `self` and at client buffer `data`.
     fn raw(&mut self, data: *mut c_void, size: u32) -> Tensor {
+        self.raw_memory(
+            TensorMemType::RAW,
+            TensorMemory {
+                client_buf: ClientBuffer {
+                    data,
+                    data_size: size,
+                },
+            },
+        )
+    }
+
+    /// The C struct, pointing into `self` and at registered memory `handle`.
+    fn raw_registered(&mut self, handle: MemHandle) -> Tensor {
+        self.raw_memory(
+            TensorMemType::MEMHANDLE,
+            TensorMemory { mem_handle: handle },
+        )
+    }
+
+    /// The C struct, pointing into `self`, with `memory` of type `mem_type`.
+    fn raw_memory(&mut self, mem_type: TensorMemType, memory: TensorMemory) -> Tensor {
         let quantize_params = match self.quant {
             Some(so) => QuantizeParams {
                 encoding_definition: Definition::DEFINED,
@@ -373,13 +394,8 @@ impl TensorDef {
                     quantize_params,
                     rank: self.dims.len() as u32,
                     dimensions: self.dims.as_mut_ptr(),
-                    mem_type: 0,
-                    memory: TensorMemory {
-                        client_buf: ClientBuffer {
-                            data,
-                            data_size: size,
-                        },
-                    },
+                    mem_type,
+                    memory,
                 },
             },
         }
@@ -555,25 +571,122 @@ pub fn graph_finalize(lib: &QnnLibrary, graph: RawHandle, profile: RawHandle) ->
     })
 }
 
-/// `graphExecute` with client buffers: `inputs` are read, `outputs` written.
+/// Shared memory registered with `memRegister` in one context, for one graph input or output.
+/// Deregister it with [`mem_de_register`] before its context is freed; dropping it unregistered
+/// frees the memory under QNN.
+#[derive(Debug)]
+pub struct Registered {
+    handle: RawHandle,
+    buffer: RpcBuffer,
+}
+
+impl Registered {
+    /// The memory handle, as tensors carry it.
+    pub fn handle(&self) -> RawHandle {
+        self.handle
+    }
+
+    /// The shared bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.buffer.as_slice()
+    }
+
+    /// The shared bytes, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut_slice()
+    }
+}
+
+/// `memRegister` of `buffer` (an rpcmem buffer, by its file descriptor) for the tensor `def`
+/// in `context`; `buffer` is freed on failure.
+pub fn mem_register(
+    lib: &QnnLibrary,
+    context: RawHandle,
+    def: &mut TensorDef,
+    buffer: RpcBuffer,
+) -> Result<Registered> {
+    let f = func!(lib, mem_register, "memRegister");
+    let descriptor = MemDescriptor {
+        shape: MemShape {
+            num_dim: def.dims.len() as u32,
+            dim_size: def.dims.as_mut_ptr(),
+            shape_config: std::ptr::null(),
+        },
+        data_type: def.data_type,
+        mem_type: MemType::ION,
+        info: MemInfo {
+            ion: MemIonInfo { fd: buffer.fd() },
+        },
+    };
+    let mut handle: MemHandle = std::ptr::null_mut();
+    // SAFETY: `descriptor` and the dimensions it points into (`def`) live through the call; one
+    // descriptor and one out-handle, as the count says; `handle` is a valid out-pointer.
+    check(lib, "memRegister", unsafe {
+        f(context.0, &descriptor, 1, &mut handle)
+    })?;
+    Ok(Registered {
+        handle: RawHandle(handle),
+        buffer,
+    })
+}
+
+/// `memDeRegister` of `registered`; its memory is freed afterwards, whatever QNN answers.
+pub fn mem_de_register(lib: &QnnLibrary, registered: Registered) -> Result<()> {
+    let f = func!(lib, mem_de_register, "memDeRegister");
+    let handle = registered.handle.0;
+    // SAFETY: one handle from memRegister, deregistered once (`registered` is consumed); the
+    // memory it names is freed only after the call, when `registered` drops.
+    let status = unsafe { f(&handle, 1) };
+    drop(registered);
+    check(lib, "memDeRegister", status)
+}
+
+/// The memory of one graph input during `graphExecute`.
+#[derive(Debug)]
+pub enum InputData<'a> {
+    /// A client buffer, copied in by QNN.
+    Client(&'a [u8]),
+    /// Registered shared memory, already holding the input.
+    Registered(&'a Registered),
+}
+
+/// The memory of one graph output during `graphExecute`.
+#[derive(Debug)]
+pub enum OutputData<'a> {
+    /// A client buffer QNN copies the output into.
+    Client(&'a mut [u8]),
+    /// Registered shared memory QNN writes.
+    Registered(&'a mut Registered),
+}
+
+/// `graphExecute`: `inputs` are read, `outputs` written, each through a client buffer or
+/// registered memory.
 pub fn graph_execute(
     lib: &QnnLibrary,
     graph: RawHandle,
-    inputs: &mut [(&mut TensorDef, &[u8])],
-    outputs: &mut [(&mut TensorDef, &mut [u8])],
+    inputs: &mut [(&mut TensorDef, InputData<'_>)],
+    outputs: &mut [(&mut TensorDef, OutputData<'_>)],
     profile: RawHandle,
 ) -> Result<()> {
     let f = func!(lib, graph_execute, "graphExecute");
     let ins: Vec<Tensor> = inputs
         .iter_mut()
-        .map(|(def, data)| def.raw(data.as_ptr().cast_mut().cast(), data.len() as u32))
+        .map(|(def, data)| match data {
+            InputData::Client(d) => def.raw(d.as_ptr().cast_mut().cast(), d.len() as u32),
+            InputData::Registered(r) => def.raw_registered(r.handle.0),
+        })
         .collect();
     let mut outs: Vec<Tensor> = outputs
         .iter_mut()
-        .map(|(def, data)| def.raw(data.as_mut_ptr().cast(), data.len() as u32))
+        .map(|(def, data)| match data {
+            OutputData::Client(d) => def.raw(d.as_mut_ptr().cast(), d.len() as u32),
+            OutputData::Registered(r) => def.raw_registered(r.handle.0),
+        })
         .collect();
-    // SAFETY: every tensor's buffer is live and sized for its tensor for the whole call; QNN only
-    // reads input buffers (the pointer is mutable in the C struct only) and writes outputs.
+    // SAFETY: every tensor's client buffer or registered memory is live and sized for its
+    // tensor for the whole call (registered memory was sized from the same definition); QNN only
+    // reads inputs (the pointer is mutable in the C struct only) and writes outputs, which are
+    // borrowed mutably here, so nothing else reads them meanwhile.
     check(lib, "graphExecute", unsafe {
         f(
             graph.0,

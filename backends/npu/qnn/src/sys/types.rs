@@ -5,7 +5,7 @@
 //! values this file does not name. Every layout is checked at compile time below; the `bindgen`
 //! feature cross-checks them against a user's own SDK headers at build time.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::mem::{offset_of, size_of};
 
 /// An opaque QNN handle (log, backend, device, context, graph, profile, signal).
@@ -208,6 +208,16 @@ pub struct ClientBuffer {
     pub data_size: u32,
 }
 
+newtype!(
+    /// Which member of a tensor's [`TensorMemory`] is set.
+    TensorMemType(u32) {
+        /// A client buffer (`client_buf`): QNN copies it in and out.
+        RAW = 0,
+        /// A handle from `memRegister` (`mem_handle`): shared memory, no copy.
+        MEMHANDLE = 1,
+    }
+);
+
 /// Where tensor memory lives (16 bytes).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -215,8 +225,98 @@ pub union TensorMemory {
     /// Memory type 0: a client buffer.
     pub client_buf: ClientBuffer,
     /// Memory type 1: a registered memory handle.
-    pub mem_handle: *mut c_void,
+    pub mem_handle: MemHandle,
 }
+
+/// A handle to memory registered with `memRegister`.
+pub type MemHandle = *mut c_void;
+
+newtype!(
+    /// Kind of memory a [`MemDescriptor`] registers.
+    MemType(u32) {
+        /// An ION / rpcmem buffer named by its file descriptor.
+        ION = 0,
+        /// Backend-specific memory described by a pointer.
+        CUSTOM = 1,
+        /// A DMA-BUF named by its file descriptor and mapping.
+        DMA_BUF = 2,
+    }
+);
+
+/// Shape of registered memory (24 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemShape {
+    /// Number of dimensions.
+    pub num_dim: u32,
+    /// The dimensions.
+    pub dim_size: *mut u32,
+    /// Backend-specific shape configuration; NULL for none.
+    pub shape_config: *const c_char,
+}
+
+/// [`MemType::ION`]: the buffer's file descriptor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemIonInfo {
+    /// File descriptor (`rpcmem_to_fd`).
+    pub fd: i32,
+}
+
+/// [`MemType::DMA_BUF`]: the buffer's file descriptor and mapping.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MemDmaBufInfo {
+    /// File descriptor.
+    pub fd: i32,
+    /// The buffer mapped in this process.
+    pub data: *mut c_void,
+}
+
+/// What identifies the memory, by [`MemType`] (16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union MemInfo {
+    /// [`MemType::ION`].
+    pub ion: MemIonInfo,
+    /// [`MemType::CUSTOM`].
+    pub custom: *mut c_void,
+    /// [`MemType::DMA_BUF`].
+    pub dma_buf: MemDmaBufInfo,
+}
+
+/// What `memRegister` registers (48 bytes): layout as QNN's public users fill it
+/// (`{{rank, dims, NULL}, dataType, ION, {{fd}}}` in llama.cpp's ggml-qnn `register_rpcmem`,
+/// executorch's `QnnMemManager::RegisterIonMem`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MemDescriptor {
+    /// Shape of the tensor the memory holds.
+    pub shape: MemShape,
+    /// Element type of that tensor.
+    pub data_type: DataType,
+    /// Kind of memory.
+    pub mem_type: MemType,
+    /// The memory.
+    pub info: MemInfo,
+}
+
+/// `rpcmem_alloc(heapid, flags, size)` of `libcdsprpc.so`: NULL on failure.
+pub type RpcMemAllocFn = unsafe extern "C" fn(c_int, u32, c_int) -> *mut c_void;
+/// `rpcmem_free(buffer)`.
+pub type RpcMemFreeFn = unsafe extern "C" fn(*mut c_void);
+/// `rpcmem_to_fd(buffer)`: the buffer's file descriptor, −1 if it is not an rpcmem buffer.
+pub type RpcMemToFdFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+/// Exported symbol of [`RpcMemAllocFn`].
+pub const RPCMEM_ALLOC_SYMBOL: &str = "rpcmem_alloc";
+/// Exported symbol of [`RpcMemFreeFn`].
+pub const RPCMEM_FREE_SYMBOL: &str = "rpcmem_free";
+/// Exported symbol of [`RpcMemToFdFn`].
+pub const RPCMEM_TO_FD_SYMBOL: &str = "rpcmem_to_fd";
+/// RPCMEM_HEAP_ID_SYSTEM: the heap QNN's users allocate shared graph I/O from.
+pub const RPCMEM_HEAP_ID_SYSTEM: c_int = 25;
+/// RPCMEM_DEFAULT_FLAGS (cached).
+pub const RPCMEM_DEFAULT_FLAGS: u32 = 1;
 
 /// Tensor, version 1 (112 bytes).
 #[repr(C)]
@@ -238,8 +338,8 @@ pub struct TensorV1 {
     pub rank: u32,
     /// Dimensions.
     pub dimensions: *mut u32,
-    /// 0 = raw client buffer.
-    pub mem_type: u32,
+    /// Which member of `memory` is set.
+    pub mem_type: TensorMemType,
     /// The buffer.
     pub memory: TensorMemory,
 }
@@ -557,8 +657,9 @@ pub struct FunctionTable {
         F<unsafe extern "C" fn(EventId, *mut ProfileEventData) -> ErrorHandle>,
     pub profile_get_extended_event_data: F<unsafe extern "C" fn()>,
     pub profile_free: F<unsafe extern "C" fn(Handle) -> ErrorHandle>,
-    pub mem_register: F<unsafe extern "C" fn()>,
-    pub mem_de_register: F<unsafe extern "C" fn()>,
+    pub mem_register:
+        F<unsafe extern "C" fn(Handle, *const MemDescriptor, u32, *mut MemHandle) -> ErrorHandle>,
+    pub mem_de_register: F<unsafe extern "C" fn(*const MemHandle, u32) -> ErrorHandle>,
     pub device_get_platform_info: F<unsafe extern "C" fn()>,
     pub device_free_platform_info: F<unsafe extern "C" fn()>,
     pub device_get_infrastructure: F<unsafe extern "C" fn()>,
@@ -640,6 +741,20 @@ const _: () = {
     assert!(offset_of!(TensorV1, dimensions) == 80);
     assert!(offset_of!(TensorV1, mem_type) == 88);
     assert!(offset_of!(TensorV1, memory) == 96);
+    assert!(size_of::<TensorMemType>() == 4);
+    assert!(size_of::<MemType>() == 4);
+    assert!(size_of::<MemShape>() == 24);
+    assert!(offset_of!(MemShape, dim_size) == 8);
+    assert!(offset_of!(MemShape, shape_config) == 16);
+    assert!(size_of::<MemIonInfo>() == 4);
+    assert!(size_of::<MemDmaBufInfo>() == 16);
+    assert!(offset_of!(MemDmaBufInfo, data) == 8);
+    assert!(size_of::<MemInfo>() == 16);
+    assert!(std::mem::align_of::<MemInfo>() == 8);
+    assert!(size_of::<MemDescriptor>() == 48);
+    assert!(offset_of!(MemDescriptor, data_type) == 24);
+    assert!(offset_of!(MemDescriptor, mem_type) == 28);
+    assert!(offset_of!(MemDescriptor, info) == 32);
     assert!(size_of::<Tensor>() == 144);
     assert!(offset_of!(Tensor, u) == 8);
     assert!(size_of::<Scalar>() == 16);
@@ -674,6 +789,8 @@ const _: () = {
     assert!(offset_of!(FunctionTable, graph_execute) == 208 - 40);
     assert!(offset_of!(FunctionTable, log_create) == 240 - 40);
     assert!(offset_of!(FunctionTable, profile_free) == 312 - 40);
+    assert!(offset_of!(FunctionTable, mem_register) == 320 - 40);
+    assert!(offset_of!(FunctionTable, mem_de_register) == 328 - 40);
     assert!(offset_of!(FunctionTable, device_create) == 360 - 40);
     assert!(offset_of!(FunctionTable, device_free) == 384 - 40);
     assert!(offset_of!(FunctionTable, error_get_message) == 424 - 40);
@@ -724,6 +841,10 @@ pub mod sdk_check {
         assert!(
             size_of::<sdk::Qnn_ClientBuffer_t>() == size_of::<super::ClientBuffer>(),
             "ClientBuffer size differs from the SDK"
+        );
+        assert!(
+            size_of::<sdk::Qnn_MemDescriptor_t>() == size_of::<super::MemDescriptor>(),
+            "MemDescriptor size differs from the SDK"
         );
         assert!(
             size_of::<sdk::QnnProfile_EventData_t>() == size_of::<super::ProfileEventData>(),

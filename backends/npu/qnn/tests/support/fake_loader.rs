@@ -51,10 +51,69 @@ impl Fake {
         }
     }
 
+    #[allow(dead_code)]
     pub fn open(&self) -> Result<QnnBackend, QnnError> {
         QnnBackend::open(QnnOptions {
             library: Some(self.path.clone()),
             ..Default::default()
         })
+    }
+
+    /// Opens a backend on this fake with `options` (the library path is set here).
+    #[allow(dead_code)]
+    pub fn open_with(&self, options: QnnOptions) -> Result<QnnBackend, QnnError> {
+        QnnBackend::open(QnnOptions {
+            library: Some(self.path.clone()),
+            ..options
+        })
+    }
+
+    /// Opens a backend on this fake whose rpcmem library is this fake too.
+    #[allow(dead_code)]
+    pub fn open_shared(&self) -> Result<QnnBackend, QnnError> {
+        self.open_with(QnnOptions {
+            rpcmem_library: Some(self.path.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// Offers or withholds memRegister/memDeRegister in providers read from now on.
+    #[allow(dead_code)]
+    pub fn set_mem_register(&self, offered: bool) {
+        // SAFETY: the symbol has this signature in the fake library.
+        unsafe {
+            let f: libloading::Symbol<'_, unsafe extern "C" fn(bool)> = self
+                .lib
+                .get(b"shadowattn_fake_qnn_set_mem_register\0")
+                .unwrap();
+            f(offered)
+        }
+    }
+
+    fn counter(&self, symbol: &[u8]) -> i64 {
+        // SAFETY: the counters of the fake library have this signature.
+        unsafe {
+            let f: libloading::Symbol<'_, unsafe extern "C" fn() -> i64> =
+                self.lib.get(symbol).unwrap();
+            f()
+        }
+    }
+
+    /// Live fake rpcmem buffers.
+    #[allow(dead_code)]
+    pub fn rpcmem_live(&self) -> i64 {
+        self.counter(b"shadowattn_fake_rpcmem_live\0")
+    }
+
+    /// Live registrations.
+    #[allow(dead_code)]
+    pub fn registered(&self) -> i64 {
+        self.counter(b"shadowattn_fake_qnn_registered\0")
+    }
+
+    /// I/O tensors executed through a registered handle so far.
+    #[allow(dead_code)]
+    pub fn executed_handles(&self) -> i64 {
+        self.counter(b"shadowattn_fake_qnn_executed_handles\0")
     }
 }
