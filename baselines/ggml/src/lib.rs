@@ -1,6 +1,8 @@
 //! Baseline: ggml's CPU flash attention (`ggml_flash_attn_ext`, the kernel llama.cpp runs for
 //! attention), behind a safe API so a benchmark can time it beside our own dense attention
-//! kernel in the same process, with the same shapes and thread count.
+//! kernel in the same process, with the same shapes and thread count; and, as a second
+//! [`Kernel`], llama.cpp's non-flash ("materialized") attention: the score matrix as a matmul,
+//! a softmax pass over it, and a second matmul.
 //!
 //! ggml comes from `llama-cpp-sys-2` (it vendors llama.cpp and builds it with CMake: CPU only,
 //! static, no OpenMP; on x86-64 with SSE4.2/AVX/AVX2/BMI2/FMA/F16C and no AVX-512, the same
@@ -16,7 +18,23 @@
 //! - output: `[head_dim, q_heads, q_len, 1]` F32 (permuted) — [`FlashAttention::output`]
 //!   transposes it back to `[q_heads][q_len][head_dim]`.
 //!
-//! Which CPU code path ggml takes depends on the shape: `q_len >= 64` (F32 or F16 K/V) runs
+//! [`Kernel::Materialized`] is llama.cpp's graph without flash attention (`build_attn_mha`):
+//! `kq = ggml_mul_mat(k, q)` (`ne = [kv_len, q_len, q_heads]`, F32; ggml broadcasts K over
+//! `ne[2]`, so query head `h` reads KV head `h / (q_heads / kv_heads)`), then
+//! `p = ggml_soft_max_ext(kq, mask, 1/sqrt(head_dim), 0)` (the same mask), then
+//! `out = ggml_mul_mat(v, p)` with V stored transposed, `ne = [kv_len, head_dim, kv_heads]`
+//! (as llama.cpp's V cache is without flash attention; [`FlashAttention::set_inputs`] does
+//! the transpose). Its output `[head_dim, q_len, q_heads]` is already our layout (llama.cpp's
+//! later permute-and-copy of it is not part of the graph). With F16 K/V, `mul_mat` converts its
+//! F32 right operand (Q, then P) to F16 and every dot product reads two F16 rows and
+//! accumulates in F32 (on x86; AVX2 `vec_dot_f16` and the llamafile F16 GEMM both widen to F32).
+//! Which GEMM runs: this ggml is built with llamafile on x86 (llama.cpp's default), so
+//! `mul_mat` runs llamafile's register-blocked `tinyBLAS`; [`Kernel::MaterializedVecDot`] runs
+//! the same graph with ggml's reference switch (`cplan.use_ref`), where every output element is
+//! one `ggml_vec_dot_f16` call — what ggml runs where llamafile is off (e.g. llama-cpp-sys-2's
+//! Android builds) and what a port that calls ggml's `vec_dot_f16` per score does.
+//!
+//! Which CPU code path ggml's flash attention takes depends on the shape: `q_len >= 64` (F32 or F16 K/V) runs
 //! the tiled path (K/V converted to F32 per tile, F32 accumulators); smaller chunks run the
 //! per-row path, which with F16 K/V also rounds Q to F16 and accumulates `softmax·V` in F16
 //! (`q_len == 1` with `kv_len >= 512` runs it on each thread's share of the keys).
@@ -69,6 +87,34 @@ pub enum KvType {
     F16,
 }
 
+/// Which ggml attention graph [`FlashAttention`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// `ggml_flash_attn_ext` (what llama.cpp runs with flash attention on).
+    Flash,
+    /// llama.cpp's non-flash path: `mul_mat(k, q)`, `soft_max_ext` (scale, mask),
+    /// `mul_mat(vᵀ, p)`, the whole `[q_heads][q_len][kv_len]` score matrix in memory; ggml
+    /// picks the matmul implementation (llamafile's GEMM on this x86 build).
+    Materialized,
+    /// The same graph with ggml's reference `mul_mat`: every score and every output element
+    /// is one `ggml_vec_dot_f16` (with F16 K/V) over a row of K (resp. Vᵀ).
+    MaterializedVecDot,
+}
+
+impl Kernel {
+    fn op(self) -> sys::Op {
+        match self {
+            Kernel::Flash => sys::Op::Flash,
+            Kernel::Materialized => sys::Op::Materialized {
+                reference_matmul: false,
+            },
+            Kernel::MaterializedVecDot => sys::Op::Materialized {
+                reference_matmul: true,
+            },
+        }
+    }
+}
+
 /// binary16 bits of -inf and +0, the two values of the causal mask.
 const F16_NEG_INF: u16 = 0xFC00;
 const F16_ZERO: u16 = 0x0000;
@@ -76,9 +122,11 @@ const F16_ZERO: u16 = 0x0000;
 /// ggml's `GGML_MAX_N_THREADS`.
 const MAX_THREADS: usize = 512;
 
-/// One attention problem ggml will run repeatedly.
+/// One attention problem ggml will run repeatedly, with one of its [`Kernel`]s (the name is
+/// historical: [`FlashAttention::new`] builds [`Kernel::Flash`]).
 pub struct FlashAttention {
     graph: sys::Graph,
+    kernel: Kernel,
     q_heads: usize,
     kv_heads: usize,
     q_len: usize,
@@ -92,6 +140,7 @@ pub struct FlashAttention {
 impl std::fmt::Debug for FlashAttention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlashAttention")
+            .field("kernel", &self.kernel)
             .field("q_heads", &self.q_heads)
             .field("kv_heads", &self.kv_heads)
             .field("q_len", &self.q_len)
@@ -116,6 +165,33 @@ impl FlashAttention {
     /// Not causal: ggml gets no mask tensor at all. Scale is `1/sqrt(head_dim)`.
     #[allow(clippy::too_many_arguments)] // the benchmark's shape, spelled out as the brief asks
     pub fn new(
+        q_heads: usize,
+        kv_heads: usize,
+        q_len: usize,
+        kv_len: usize,
+        head_dim: usize,
+        causal: bool,
+        kv: KvType,
+        threads: usize,
+    ) -> Result<Self, GgmlError> {
+        Self::with_kernel(
+            Kernel::Flash,
+            q_heads,
+            kv_heads,
+            q_len,
+            kv_len,
+            head_dim,
+            causal,
+            kv,
+            threads,
+        )
+    }
+
+    /// As [`FlashAttention::new`], with the ggml graph `kernel` (same shapes, mask, scale,
+    /// inputs and output layout for every kernel).
+    #[allow(clippy::too_many_arguments)] // `new`'s shape plus the kernel
+    pub fn with_kernel(
+        kernel: Kernel,
         q_heads: usize,
         kv_heads: usize,
         q_len: usize,
@@ -161,6 +237,7 @@ impl FlashAttention {
         }
 
         let spec = sys::GraphSpec {
+            op: kernel.op(),
             q_ne: [head_dim, q_len, q_heads, 1],
             kv_ne: [head_dim, kv_len, kv_heads, 1],
             kv_elem: match kv {
@@ -183,6 +260,7 @@ impl FlashAttention {
         }
         Ok(Self {
             graph,
+            kernel,
             q_heads,
             kv_heads,
             q_len,
@@ -194,7 +272,7 @@ impl FlashAttention {
         })
     }
 
-    /// Copies Q `[q_heads][q_len][head_dim]`, K and V `[kv_heads][kv_len][head_dim]` (row-major f32, the same layout as our AttentionInputs) into the graph's tensors (converting K/V to f16 for KvType::F16).
+    /// Copies Q `[q_heads][q_len][head_dim]`, K and V `[kv_heads][kv_len][head_dim]` (row-major f32, the same layout as our AttentionInputs) into the graph's tensors (converting K/V to f16 for KvType::F16; for the materialized kernels V is stored transposed, per KV head `[head_dim][kv_len]`).
     pub fn set_inputs(&mut self, q: &[f32], k: &[f32], v: &[f32]) -> Result<(), GgmlError> {
         let q_want = self.q_heads * self.q_len * self.head_dim;
         let kv_want = self.kv_heads * self.kv_len * self.head_dim;
@@ -209,6 +287,23 @@ impl FlashAttention {
         }
         // Q's ggml layout [head_dim, q_len, q_heads] is our layout: a straight copy.
         self.graph.q_mut().copy_from_slice(q);
+        // The materialized graph keeps V transposed: [kv_len, head_dim, kv_heads].
+        let v_t;
+        let v = if self.kernel == Kernel::Flash {
+            v
+        } else {
+            let (n, d) = (self.kv_len, self.head_dim);
+            let mut t = vec![0.0f32; v.len()];
+            for (src, dst) in v.chunks_exact(n * d).zip(t.chunks_exact_mut(n * d)) {
+                for (j, row) in src.chunks_exact(d).enumerate() {
+                    for (c, &x) in row.iter().enumerate() {
+                        dst[c * n + j] = x;
+                    }
+                }
+            }
+            v_t = t;
+            &v_t
+        };
         match self.kv {
             KvType::F32 => {
                 if let Some(dst) = self.graph.k_f32_mut() {
@@ -240,6 +335,10 @@ impl FlashAttention {
         let (h_n, l_n, d_n) = (self.q_heads, self.q_len, self.head_dim);
         let src = self.graph.out();
         debug_assert_eq!(src.len(), h_n * l_n * d_n);
+        if self.kernel != Kernel::Flash {
+            // mul_mat's result [head_dim, q_len, q_heads] is our layout.
+            return src.to_vec();
+        }
         let mut out = vec![0.0; h_n * l_n * d_n];
         // ggml: [head_dim, q_heads, q_len] → element (d, h, i) at (i * q_heads + h) * head_dim + d.
         for (row, chunk) in src.chunks_exact(d_n).enumerate() {
@@ -248,6 +347,11 @@ impl FlashAttention {
             out[dst..dst + d_n].copy_from_slice(chunk);
         }
         out
+    }
+
+    /// The ggml graph this runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Worker threads ggml runs on.

@@ -43,11 +43,28 @@ impl Elem {
     }
 }
 
+/// Which ggml graph computes the attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// One `ggml_flash_attn_ext` node.
+    Flash,
+    /// llama.cpp's non-flash path: `kq = ggml_mul_mat(k, q)`,
+    /// `p = ggml_soft_max_ext(kq, mask, scale, 0)`, `out = ggml_mul_mat(vᵀ, p)`.
+    Materialized {
+        /// Run with `cplan.use_ref`: ggml's reference `mul_mat` (one `vec_dot` per output
+        /// element) instead of the llamafile GEMM it picks otherwise.
+        reference_matmul: bool,
+    },
+}
+
 /// What [`Graph::build`] creates: `ne` is ggml's dimension order (`ne[0]` innermost).
 pub(crate) struct GraphSpec {
+    /// The graph.
+    pub op: Op,
     /// Q: `ne = [head_dim, q_len, q_heads, 1]`, F32.
     pub q_ne: [usize; 4],
-    /// K and V: `ne = [head_dim, kv_len, kv_heads, 1]`.
+    /// K (and V for [`Op::Flash`]): `ne = [head_dim, kv_len, kv_heads, 1]`. For
+    /// [`Op::Materialized`] V is created transposed, `ne = [kv_len, head_dim, kv_heads, 1]`.
     pub kv_ne: [usize; 4],
     /// K/V element type.
     pub kv_elem: Elem,
@@ -79,8 +96,8 @@ fn aligned_zeroed(bytes: usize) -> Result<Vec<Line>, GgmlError> {
 /// whatever the benchmark runs next in the same process.
 const POOL_POLL: u32 = 0;
 
-/// One ggml context holding Q, K, V, the optional mask and the output of one
-/// `ggml_flash_attn_ext` node, its graph, a persistent thread pool and the work buffer.
+/// One ggml context holding Q, K, V, the optional mask, the intermediate and output tensors
+/// of the [`Op`], its graph, a persistent thread pool and the work buffer.
 pub(crate) struct Graph {
     ctx: NonNull<ffi::ggml_context>,
     graph: NonNull<ffi::ggml_cgraph>,
@@ -134,18 +151,32 @@ impl Graph {
         // SAFETY: plain getters with no arguments and no preconditions.
         let (tensor_overhead, graph_overhead) =
             unsafe { (ffi::ggml_tensor_overhead(), ffi::ggml_graph_overhead()) };
-        // Output: ne = [head_dim, q_heads, q_len, 1] (the op's result is permuted 0,2,1,3).
-        let out_ne = [spec.q_ne[0], spec.q_ne[2], spec.q_ne[1], 1];
-        let mut data = [
+        let [d, q_len, q_heads, _] = spec.q_ne;
+        let [_, kv_len, kv_heads, _] = spec.kv_ne;
+        // V as created: transposed for the materialized graph (as llama.cpp's V cache is
+        // without flash attention), so that `ggml_mul_mat(v, p)` reduces over the keys.
+        let v_ne = match spec.op {
+            Op::Flash => spec.kv_ne,
+            Op::Materialized { .. } => [kv_len, d, kv_heads, 1],
+        };
+        let mut data = vec![
             nbytes(spec.q_ne, Elem::F32)?,
             nbytes(spec.kv_ne, spec.kv_elem)?,
-            nbytes(spec.kv_ne, spec.kv_elem)?,
+            nbytes(v_ne, spec.kv_elem)?,
             spec.mask_ne.map_or(Ok(0), |ne| nbytes(ne, Elem::F16))?,
-            nbytes(out_ne, Elem::F32)?,
-        ]
-        .into_iter();
+        ];
+        match spec.op {
+            // Output: ne = [head_dim, q_heads, q_len, 1] (the op's result is permuted 0,2,1,3).
+            Op::Flash => data.push(nbytes([d, q_heads, q_len, 1], Elem::F32)?),
+            Op::Materialized { .. } => {
+                let scores = nbytes([kv_len, q_len, q_heads, 1], Elem::F32)?;
+                // kq, softmax(kq) (not in place, as llama.cpp), output [d, q_len, q_heads].
+                data.extend([scores, scores, nbytes(spec.q_ne, Elem::F32)?]);
+            }
+        }
         // Each tensor: its object header + padding to the pool's alignment (≤ 64) + data.
         let mem_size = data
+            .into_iter()
             .try_fold(graph_overhead + 4096, |acc: usize, b| {
                 acc.checked_add(tensor_overhead + 64)?.checked_add(b)
             })
@@ -175,33 +206,56 @@ impl Graph {
         };
         let q = new4(Elem::F32, q_ne)?;
         let k = new4(spec.kv_elem, kv_ne)?;
-        let v = new4(spec.kv_elem, kv_ne)?;
+        let v = new4(spec.kv_elem, to_i64(v_ne)?)?;
         let mask = mask_ne.map(|ne| new4(Elem::F16, ne)).transpose()?;
 
         let mask_ptr = mask.map_or(std::ptr::null_mut(), NonNull::as_ptr);
-        // SAFETY: all tensors belong to `c`; the caller validated what the op asserts: equal
-        // head_dim of Q/K/V, q_heads % kv_heads == 0, an F16 contiguous mask with
-        // ne[0] >= kv_len and ne[1] >= q_len broadcast over heads (ne[2] = ne[3] = 1).
-        // max_bias = 0 (no ALiBi) and logit_softcap = 0 (off).
-        let out = unsafe {
-            ffi::ggml_flash_attn_ext(
-                c,
-                q.as_ptr(),
-                k.as_ptr(),
-                v.as_ptr(),
-                mask_ptr,
-                spec.scale,
-                0.0,
-                0.0,
-            )
+        let out = match spec.op {
+            // SAFETY: all tensors belong to `c`; the caller validated what the op asserts: equal
+            // head_dim of Q/K/V, q_heads % kv_heads == 0, an F16 contiguous mask with
+            // ne[0] >= kv_len and ne[1] >= q_len broadcast over heads (ne[2] = ne[3] = 1).
+            // max_bias = 0 (no ALiBi) and logit_softcap = 0 (off).
+            Op::Flash => unsafe {
+                ffi::ggml_flash_attn_ext(
+                    c,
+                    q.as_ptr(),
+                    k.as_ptr(),
+                    v.as_ptr(),
+                    mask_ptr,
+                    spec.scale,
+                    0.0,
+                    0.0,
+                )
+            },
+            Op::Materialized { .. } => {
+                // SAFETY: `k` and `q` belong to `c`, which has room for the F32 result
+                // [kv_len, q_len, q_heads] (sized above). ggml_mul_mat asserts equal ne[0]
+                // (head_dim), q_heads % kv_heads == 0 (src0 broadcast over ne[2]: query head h
+                // reads K head h / (q_heads / kv_heads)) and a non-transposed `k`.
+                let kq = unsafe { ffi::ggml_mul_mat(c, k.as_ptr(), q.as_ptr()) };
+                let kq = nonnull(kq, "ggml_mul_mat (k, q) returned null")?;
+                // SAFETY: `kq` is a contiguous F32 tensor of `c`; the mask (if any) is F16,
+                // contiguous, ne[0] == kv_len == kq.ne[0], ne[1] == q_len == kq.ne[1], and its
+                // ne[2] = ne[3] = 1 divide kq's. max_bias = 0 (no ALiBi). Room for the result
+                // was reserved above.
+                let p =
+                    unsafe { ffi::ggml_soft_max_ext(c, kq.as_ptr(), mask_ptr, spec.scale, 0.0) };
+                let p = nonnull(p, "ggml_soft_max_ext returned null")?;
+                // SAFETY: `v` ([kv_len, head_dim, kv_heads]) and `p` ([kv_len, q_len, q_heads])
+                // belong to `c` and share ne[0] = kv_len; kv_heads divides q_heads; `v` is
+                // contiguous (not a transposed view). Room for [head_dim, q_len, q_heads] F32
+                // was reserved above.
+                unsafe { ffi::ggml_mul_mat(c, v.as_ptr(), p.as_ptr()) }
+            }
         };
-        let out = nonnull(out, "ggml_flash_attn_ext returned null")?;
+        let out = nonnull(out, "attention op returned null")?;
         // SAFETY: `c` is live and has room for a default-size graph (graph_overhead above).
         let graph = nonnull(
             unsafe { ffi::ggml_new_graph(c) },
             "ggml_new_graph returned null",
         )?;
-        // SAFETY: `graph` and `out` belong to `c`; one node fits a default-size graph.
+        // SAFETY: `graph` and `out` belong to `c`; the op's one to three nodes fit a
+        // default-size graph (GGML_DEFAULT_GRAPH_SIZE nodes).
         unsafe { ffi::ggml_build_forward_expand(graph.as_ptr(), out.as_ptr()) };
 
         // SAFETY: returns a plain struct by value; `threads` is in 1..=GGML_MAX_N_THREADS
@@ -217,6 +271,15 @@ impl Graph {
 
         // SAFETY: `graph` is a complete graph of live tensors; `pool` has `threads` threads.
         let mut cplan = unsafe { ffi::ggml_graph_plan(graph.as_ptr(), threads, pool.as_ptr()) };
+        // The reference implementations only (ggml's own switch): for `mul_mat` this skips
+        // the llamafile GEMM and runs one `vec_dot` per output element. The softmax has no
+        // other implementation.
+        cplan.use_ref = matches!(
+            spec.op,
+            Op::Materialized {
+                reference_matmul: true
+            }
+        );
         let mut work = aligned_zeroed(cplan.work_size)?;
         cplan.work_data = if cplan.work_size == 0 {
             std::ptr::null_mut()
@@ -271,7 +334,7 @@ impl Graph {
         (self.kv_elem == Elem::F32).then(|| unsafe { data_mut(self.k, Elem::F32) })
     }
 
-    /// V's data when K/V are F32.
+    /// V's data when K/V are F32 (`ne` as created: transposed for [`Op::Materialized`]).
     pub(crate) fn v_f32_mut(&mut self) -> Option<&mut [f32]> {
         // SAFETY: as `q_mut`, and the type is checked first.
         (self.kv_elem == Elem::F32).then(|| unsafe { data_mut(self.v, Elem::F32) })
@@ -283,7 +346,7 @@ impl Graph {
         (self.kv_elem == Elem::F16).then(|| unsafe { data_mut(self.k, Elem::F16) })
     }
 
-    /// V's data (binary16 bits) when K/V are F16.
+    /// V's data (binary16 bits) when K/V are F16 (`ne` as created, as `v_f32_mut`).
     pub(crate) fn v_f16_mut(&mut self) -> Option<&mut [u16]> {
         // SAFETY: as `q_mut`, and the type is checked first.
         (self.kv_elem == Elem::F16).then(|| unsafe { data_mut(self.v, Elem::F16) })
@@ -296,7 +359,8 @@ impl Graph {
         Some(unsafe { data_mut(mask, Elem::F16) })
     }
 
-    /// The output (F32), `ne = [head_dim, q_heads, q_len, 1]`, contiguous.
+    /// The output (F32), contiguous: `ne = [head_dim, q_heads, q_len, 1]` for [`Op::Flash`],
+    /// `[head_dim, q_len, q_heads, 1]` for [`Op::Materialized`].
     pub(crate) fn out(&self) -> &[f32] {
         let t = self.out.as_ptr();
         // SAFETY: `out` is a live, contiguous F32 tensor of `self` (allocated in the pool,

@@ -37,6 +37,14 @@ pub enum Kernel {
     /// ggml's flash attention, no mask, F16 K/V.
     #[cfg(feature = "ggml")]
     GgmlF16,
+    /// llama.cpp's non-flash attention through ggml: `mul_mat(k, q)`, causal `soft_max_ext`,
+    /// `mul_mat(vᵀ, p)`, F16 K/V; ggml's own choice of matmul (llamafile's GEMM on x86).
+    #[cfg(feature = "ggml")]
+    GgmlMaterialized,
+    /// The same with ggml's reference matmul: every score and output element one
+    /// `ggml_vec_dot_f16` (the dense baseline of the mllm port of shadowAttn).
+    #[cfg(feature = "ggml")]
+    GgmlMaterializedVecDot,
 }
 
 impl Kernel {
@@ -54,7 +62,12 @@ impl Kernel {
             Kernel::StageGroup,
         ];
         #[cfg(feature = "ggml")]
-        all.extend([Kernel::Ggml, Kernel::GgmlF16]);
+        all.extend([
+            Kernel::Ggml,
+            Kernel::GgmlF16,
+            Kernel::GgmlMaterialized,
+            Kernel::GgmlMaterializedVecDot,
+        ]);
         all
     }
 
@@ -82,7 +95,16 @@ impl Kernel {
             Kernel::Ggml => "ggml-flash-attn",
             #[cfg(feature = "ggml")]
             Kernel::GgmlF16 => "ggml-flash-attn-f16",
+            #[cfg(feature = "ggml")]
+            Kernel::GgmlMaterialized => "ggml-materialized-f16",
+            #[cfg(feature = "ggml")]
+            Kernel::GgmlMaterializedVecDot => "ggml-materialized-vecdot-f16",
         }
+    }
+
+    /// Whether the kernel is one of ggml's materialized (non-flash) attention graphs.
+    pub fn is_ggml_materialized(self) -> bool {
+        self.name().starts_with("ggml-materialized")
     }
 }
 
@@ -185,14 +207,21 @@ impl Case {
             .collect()
     }
 
-    /// Prepares ggml's graphs (F32 and F16 K/V, no mask) for this shape on `threads` threads.
+    /// Prepares ggml's graphs for this shape on `threads` threads: flash attention with F32
+    /// and F16 K/V, no mask; the two materialized graphs, F16 K/V, causal (as our dense kernel).
     #[cfg(feature = "ggml")]
     pub fn with_ggml(&mut self, threads: usize) -> Res<()> {
+        use shadowattn_ggml::{FlashAttention, Kernel as G, KvType};
         let s = self.shape();
         self.ggml.clear();
-        for kv in [shadowattn_ggml::KvType::F32, shadowattn_ggml::KvType::F16] {
-            let mut fa = shadowattn_ggml::FlashAttention::new(
-                s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim, false, kv, threads,
+        for (kernel, kv, causal) in [
+            (G::Flash, KvType::F32, false),
+            (G::Flash, KvType::F16, false),
+            (G::Materialized, KvType::F16, s.causal),
+            (G::MaterializedVecDot, KvType::F16, s.causal),
+        ] {
+            let mut fa = FlashAttention::with_kernel(
+                kernel, s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim, causal, kv, threads,
             )?;
             fa.set_inputs(&self.chunk.q, &self.chunk.k, &self.chunk.v)?;
             self.ggml.push(fa);
@@ -232,8 +261,17 @@ impl Case {
                 compute.sparse_attention_grouped(inputs, &groups, &mut self.out)?;
             }
             #[cfg(feature = "ggml")]
-            Kernel::Ggml | Kernel::GgmlF16 => {
-                let at = usize::from(kernel == Kernel::GgmlF16);
+            Kernel::Ggml
+            | Kernel::GgmlF16
+            | Kernel::GgmlMaterialized
+            | Kernel::GgmlMaterializedVecDot => {
+                // The order of `with_ggml`.
+                let at = match kernel {
+                    Kernel::Ggml => 0,
+                    Kernel::GgmlF16 => 1,
+                    Kernel::GgmlMaterialized => 2,
+                    _ => 3,
+                };
                 match self.ggml.get_mut(at) {
                     Some(fa) => fa.compute()?,
                     None => return Err("ggml was not prepared for this shape".into()),

@@ -170,6 +170,7 @@ pub fn run(args: &BenchArgs) -> Res<()> {
     }
     if args.profile_cpu {
         print_profile_block(&records, args);
+        print_materialized_efficiency(&records);
     }
     Ok(())
 }
@@ -231,6 +232,11 @@ fn measure(
                 #[cfg(feature = "ggml")]
                 Kernel::Ggml | Kernel::GgmlF16 => {
                     (per_pair * (s.q_heads * s.q_len * s.kv_len) as f64, 0)
+                }
+                // Causal, as `Dense`: the valid pairs (the matmuls also compute the masked ones).
+                #[cfg(feature = "ggml")]
+                Kernel::GgmlMaterialized | Kernel::GgmlMaterializedVecDot => {
+                    (per_pair * valid as f64, 0)
                 }
                 Kernel::TopkRow | Kernel::TopkGroup => (0.0, valid),
                 Kernel::AttendRow => (per_pair * row_pairs as f64, 0),
@@ -416,6 +422,73 @@ fn print_profile_block(records: &[Record], args: &BenchArgs) {
             ns_key(Kernel::TopkRow),
             ns_key(Kernel::TopkGroup)
         ),
+    }
+}
+
+/// FLOP per (row, key) pair as the simulator prices attention (`cpu_model::attention_ns`):
+/// `q·k` and `p·v` at `4·d`, plus 8 for the exponential.
+fn simulator_pair_flop(head_dim: usize) -> f64 {
+    4.0 * head_dim as f64 + 8.0
+}
+
+/// Fraction of the FMA peak of `r` at the simulator's FLOP rule: `(4·d + 8)` per valid pair.
+fn simulator_fraction(r: &Record) -> f64 {
+    let per_pair = 4.0 * r.shape.head_dim as f64;
+    let pairs = r.flops / per_pair;
+    pairs * simulator_pair_flop(r.shape.head_dim) / r.median_s / 1e9 / r.peak_gflops
+}
+
+/// After the profile block, as TOML comments: ggml's materialized (llama.cpp non-flash)
+/// attention's fraction of the same FMA peak, per single-thread shape and median/min/max,
+/// beside our dense kernel's, both at the simulator's `(4·d + 8)` FLOP per valid pair (the
+/// table's `peak_fraction` counts `4·d`).
+fn print_materialized_efficiency(records: &[Record]) {
+    let kernels: Vec<Kernel> = Kernel::all()
+        .into_iter()
+        .filter(|k| k.is_ggml_materialized())
+        .filter(|&k| records.iter().any(|r| r.kernel == k && r.threads == 1))
+        .collect();
+    if kernels.is_empty() {
+        return;
+    }
+    println!();
+    println!("# ggml materialized attention (llama.cpp without flash attention: mul_mat(K f16, Q->f16), causal soft_max_ext, mul_mat(V^T f16, P->f16)), 1 thread");
+    println!("# fraction of the fp32_gflops FMA peak above at (4*d + 8) FLOP per valid (row, key) pair, the simulator's rule; dense = our dense kernel in the same run, same rule");
+    println!("# kernel\tshape\tmedian_ms\tpeak_fraction\tdense_peak_fraction");
+    for &kernel in &kernels {
+        for r in records
+            .iter()
+            .filter(|r| r.kernel == kernel && r.threads == 1)
+        {
+            let s = r.shape;
+            let dense = dense_of(records, r).map_or(f64::NAN, simulator_fraction);
+            println!(
+                "# {}\t{}/{}/{}/{}\t{:.3}\t{:.4}\t{dense:.4}",
+                kernel.name(),
+                s.q_heads,
+                s.kv_heads,
+                s.head_dim,
+                s.kv_len,
+                r.median_s * 1e3,
+                simulator_fraction(r),
+            );
+        }
+    }
+    let spread = |kernel: Kernel| {
+        let mut v: Vec<f64> = records
+            .iter()
+            .filter(|r| r.kernel == kernel && r.threads == 1)
+            .map(simulator_fraction)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    for kernel in kernels.iter().copied().chain([Kernel::Dense]) {
+        let (median, min, max) = spread(kernel);
+        println!(
+            "# {}: peak_fraction median {median:.4} min {min:.4} max {max:.4} over the shapes",
+            kernel.name()
+        );
     }
 }
 
