@@ -58,8 +58,15 @@ pub fn run(cmd: &SocCommand) -> Result<(), Box<dyn Error>> {
             }
         }
         SocCommand::Show { profile } => {
-            let (_, text) = load(profile)?;
+            let (p, text) = load(profile)?;
             print!("{text}");
+            let twins = p.compute_twins();
+            if !twins.is_empty() {
+                println!(
+                    "\n# compute: this NPU computes exactly as {}: no public figure distinguishes their accelerators (clocks and unit counts are unpublished); predictions differ only by DDR/DMA rates and CPU cores",
+                    twins.join(", ")
+                );
+            }
         }
         SocCommand::Validate { file } => {
             let p = SocProfile::load(Path::new(file))?;

@@ -240,4 +240,98 @@ fn bad_requests_are_clear_errors() {
         2,
         "magic",
     );
+    err(
+        &["--shape", "qwen2-0.5b", "--setup", "phone"],
+        2,
+        "unknown setup `phone`; known: paper, mllm-port, llm-npu",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--launch-path", "usb"],
+        2,
+        "unknown launch path `usb`; known: qnn-copy, qnn-shared, fastrpc",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--placement", "topk=prime:2"],
+        1,
+        "--placement topk=prime:2: CPU placement: team `prime:2`: 2 threads on `prime`, which has 1 core(s)",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--placement", "pack=mid:1"],
+        1,
+        "placement names stage `pack`; stages: topk, attention, dense, glue",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--dense-layers", "0,24"],
+        1,
+        "dense layer 24 is not a layer of the model's 24",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--linear-tile", "0"],
+        1,
+        "linear tile 0",
+    );
+}
+
+#[test]
+fn a_setup_reproduces_a_measured_configuration_and_prints_its_range() {
+    let text = stdout(&prefill(&[
+        "--shape",
+        "qwen2.5-1.5b",
+        "--len",
+        "1024",
+        "--setup",
+        "mllm-port",
+        "--attention",
+        "shadow,dense-cpu",
+    ]));
+    for want in [
+        "setup: mllm-port",
+        "top-k on 2 mid (Cortex-A720); sparse attention on 1 prime (Cortex-X4); dense attention on 1 prime (Cortex-X4) + 3 mid (Cortex-A720)",
+        "dense layers: [0, 1]; pilot launches of [12, 1] fused heads",
+        "launch: graphs qnn-shared (QNN graph execute, registered shared buffers), pilot fastrpc",
+        "2 chunk(s) of up to 512 rows, linear graphs per layer",
+        "tiles of up to 256 rows",
+        "ranking_at_fast_end: ",
+        "ranking_at_slow_end: ",
+    ] {
+        assert!(text.contains(want), "no `{want}` in\n{text}");
+    }
+    // Each strategy's range holds its own prediction.
+    for key in ["shadow", "dense_cpu"] {
+        let central = ms(&text, &format!("{key}_ttft_ms"));
+        let range = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}_ttft_range_ms: ")))
+            .unwrap();
+        let bounds: Vec<f64> = range
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .take(2)
+            .collect();
+        assert!(
+            bounds[0] <= central && central <= bounds[1],
+            "{key}: {range}"
+        );
+        assert!(
+            bounds[1] > bounds[0] * 1.05,
+            "{key}: a range of nothing: {range}"
+        );
+    }
+    // An explicit option wins over the setup's.
+    let text = stdout(&prefill(&[
+        "--shape",
+        "qwen2.5-1.5b",
+        "--len",
+        "512",
+        "--setup",
+        "mllm-port",
+        "--pilot-path",
+        "qnn-copy",
+        "--dense-layers",
+        "3",
+        "--attention",
+        "shadow",
+    ]));
+    assert!(text.contains("pilot qnn-copy"), "{text}");
+    assert!(text.contains("dense layers: [3]"), "{text}");
 }

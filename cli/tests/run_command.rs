@@ -114,6 +114,35 @@ fn default_run_is_simulated_and_writes_a_perfetto_trace() {
     let best = times.iter().copied().fold(f64::INFINITY, f64::min);
     let i = names.iter().position(|n| *n == winner).expect(fastest);
     assert_eq!(times[i], best, "{stdout}");
+    // Each strategy's range over the unmeasured numbers holds its prediction, and the ranking
+    // at both ends is printed.
+    for (key, name) in [
+        ("sim_dense_cpu_ms", "c_g_full"),
+        ("sim_npu_full_int8_ms", "npu_full_int8"),
+        ("sim_npu_fp16_flash_ms", "npu_fp16_flash"),
+        ("sim_layer_ms", "shadowattn"),
+    ] {
+        let central = value(&stdout, key);
+        let range = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("sim_{name}_range_ms: ")))
+            .unwrap_or_else(|| panic!("no range of {name} in:\n{stdout}"));
+        let b: Vec<f64> = range
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .take(2)
+            .collect();
+        assert!(
+            b[0] <= central + 1e-3 && central <= b[1] + 1e-3,
+            "{name}: {range}"
+        );
+    }
+    assert!(stdout.contains("sim_ranking_at_fast_end: "), "{stdout}");
+    assert!(stdout.contains("sim_ranking_at_slow_end: "), "{stdout}");
+    assert!(
+        stdout.contains("pilot launches priced as qnn-shared"),
+        "{stdout}"
+    );
     let json: String = std::fs::read_to_string(&trace).unwrap();
     assert!(
         json.contains("\"traceEvents\"") && json.contains("cpu1"),
@@ -141,6 +170,16 @@ fn simulator_options_are_checked_before_any_work() {
             &["run", "--npu", "cpu", "--trace", "/tmp/x.json"][..],
             "--trace needs",
             1,
+        ),
+        (
+            &["run", "--npu", "cpu", "--pilot-path", "fastrpc"][..],
+            "--launch-path and --pilot-path price a simulated SoC",
+            1,
+        ),
+        (
+            &["run", "--launch-path", "pcie"][..],
+            "unknown launch path `pcie`",
+            2,
         ),
     ] {
         let (code, stdout, stderr) = shadowattn(args);

@@ -107,4 +107,10 @@ pub trait DeviceModel: std::fmt::Debug + Send + Sync {
 
     /// The NPU-only strategies of a chunk of `shape`.
     fn npu_strategies(&self, shape: &AttentionShape) -> Result<NpuStrategies>;
+
+    /// The same device with the numbers nobody measured on it at each end of their plausible
+    /// range, named (`fast`, `slow`); empty when every number is measured.
+    fn ends(&self) -> Vec<(&'static str, Box<dyn DeviceModel>)> {
+        Vec::new()
+    }
 }

@@ -39,6 +39,9 @@ pub enum SimError {
         /// The built-in names.
         known: String,
     },
+    /// A CPU placement that the SoC's clusters cannot run.
+    #[error("CPU placement: {0}")]
+    Placement(String),
     /// A launch path name that is not one of the simulator's.
     #[error("unknown launch path `{name}`; known: {known}")]
     UnknownLaunchPath {

@@ -72,6 +72,30 @@ impl fmt::Display for PricingSource {
     }
 }
 
+/// `device`'s prices of a bank's pilot launches (`spec` over `grid`) and of the CPU steps on
+/// `placement`'s cores, selections shared as `sharing`: the one rule by which a device model
+/// prices a core.
+pub fn device_prices(
+    device: &dyn DeviceModel,
+    placement: &Placement,
+    spec: &BankSpec,
+    grid: &BucketGrid,
+    sharing: SelectionSharing,
+) -> Result<Arc<dyn LayerPrices>> {
+    let pilots = spec
+        .fused
+        .iter()
+        .map(|&f| Ok((f, spec.pilot(grid, 0, f).graph()?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Arc::from(device.layer_prices(
+        placement,
+        &pilots,
+        spec.kv_len,
+        spec.head_dim,
+        sharing,
+    )?))
+}
+
 /// What to do when the NPU backend cannot compile the bank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingBank {
@@ -345,19 +369,13 @@ impl<'s> CoreSetup<'s> {
     /// table asked for (uniform when there is no bank to measure).
     fn prices(&self, bank: Option<&mut GraphBank>, compute: &ComputeRef<'_>) -> Result<Prices> {
         if let Some(device) = self.device {
-            let spec = self.bank.spec();
-            let pilots = spec
-                .fused
-                .iter()
-                .map(|&f| Ok((f, spec.pilot(&self.bank.grid, 0, f).graph()?)))
-                .collect::<Result<Vec<_>>>()?;
-            let prices: Arc<dyn LayerPrices> = Arc::from(device.layer_prices(
+            let prices = device_prices(
+                device,
                 &self.placement,
-                &pilots,
-                spec.kv_len,
-                spec.head_dim,
+                self.bank.spec(),
+                &self.bank.grid,
                 self.sharing(),
-            )?);
+            )?;
             let source = PricingSource::Device {
                 device: device.describe(),
                 cluster: device.cluster(&self.placement)?,

@@ -15,8 +15,8 @@ use shadowattn_simulator::predict::cpu_model::KernelSet;
 use shadowattn_simulator::predict::device::placed_core;
 use shadowattn_simulator::predict::placement::StagePlacement;
 use shadowattn_simulator::predict::prefill::{
-    predict_prefill, Activation, AttentionStrategy, LinearPrecision, PrefillPrediction,
-    PrefillSpec, TransformerShape,
+    predict_prefill, Activation, AttentionStrategy, LinearGraphs, LinearPrecision,
+    PrefillPrediction, PrefillSpec, TransformerShape,
 };
 use shadowattn_simulator::predict::setups::{at_end, End, Setup, SetupChoices};
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
@@ -61,6 +61,15 @@ pub enum LinearArg {
     Fp16,
 }
 
+/// How the linear layers are cut into graphs, on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LinearGraphsArg {
+    /// Four graphs per layer: qkv, o, gate_up, down.
+    PerMatmul,
+    /// One graph per layer: o, MLP, residual adds, the next RMSNorm and qkv.
+    PerLayer,
+}
+
 /// Options of `shadowattn prefill`.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("which").required(true).args(["model", "shape"])))]
@@ -80,9 +89,17 @@ pub struct PrefillArgs {
     /// Tokens of the prompt.
     #[arg(long, default_value_t = 1024)]
     len: usize,
-    /// Query rows per prefill chunk (llm.npu's is 256).
-    #[arg(long, default_value_t = 256)]
-    chunk: usize,
+    /// Query rows per prefill chunk (default 256, llm.npu's, or the setup's).
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// Rows per execution of the linear layers' graphs: a chunk runs as tiles of at most this
+    /// many (default: the chunk, or the setup's).
+    #[arg(long)]
+    linear_tile: Option<usize>,
+    /// How the linear layers are cut into NPU graphs: `per-matmul` (default: qkv, o, gate_up,
+    /// down) or `per-layer` (one graph per layer, norms and residual adds inside).
+    #[arg(long, value_enum)]
+    linear_graphs: Option<LinearGraphsArg>,
     /// The simulated SoC (`sim:<soc>` or `sim:<profile.toml>`): the times are the simulator's.
     #[arg(long, default_value = DEFAULT_NPU)]
     npu: NpuSpec,
@@ -313,7 +330,7 @@ fn run_functional(args: &PrefillArgs, npu: &dyn shadowattn_hal::NpuBackend) -> R
         model,
         text: &args.text,
         len: args.len,
-        chunk: args.chunk,
+        chunk: args.chunk.unwrap_or(256),
         shadow,
         graph_cache: args.graph_cache.clone(),
     };
@@ -353,41 +370,59 @@ fn placement(
     }
 }
 
-/// The prefill the options describe, checked.
+/// The prefill the options describe, checked: the setup's (or the defaults'), then every
+/// explicit option over it.
 fn prefill_spec(
     args: &PrefillArgs,
     soc: &SocProfile,
     shape: TransformerShape,
     setup: Option<&SetupChoices>,
 ) -> Res<PrefillSpec> {
-    let sharing = match (args.selection, setup.and_then(|s| s.sharing)) {
-        (Some(sel), _) => sel.sharing_of(shape.q_heads, shape.kv_heads),
-        (None, Some(sharing)) => sharing,
-        (None, None) => SelectionArg::Group.sharing_of(shape.q_heads, shape.kv_heads),
-    };
-    let ratio = args.ratio.or(setup.map(|s| s.ratio)).unwrap_or(0.2);
-    let spec = PrefillSpec {
-        ratios: ratios(args, ratio, &shape)?,
-        prompt_len: args.len,
-        chunk_len: args.chunk,
-        placement: placement(args, soc, setup)?,
-        kernels: setup.map_or(KernelSet::OURS, |s| s.kernels),
-        sharing,
-        dense_layers: args
-            .dense_layers
-            .clone()
-            .or(setup.map(|s| s.dense_layers.clone()))
-            .unwrap_or_default(),
-        pilot_fused: setup.map_or_else(
-            || shadowattn_pipeline::FUSED_HEADS.to_vec(),
-            |s| s.pilot_fused.clone(),
-        ),
-        decode_steps: args.decode,
-        linear: match args.linear {
-            LinearArg::W8a8 => LinearPrecision::W8A8,
-            LinearArg::Fp16 => LinearPrecision::Fp16,
+    let mut spec = match setup {
+        Some(choices) => choices.spec(shape, args.len),
+        None => PrefillSpec {
+            ratios: Vec::new(),
+            prompt_len: args.len,
+            chunk_len: 256,
+            placement: placement(args, soc, None)?,
+            kernels: KernelSet::OURS,
+            sharing: SelectionArg::Group.sharing_of(shape.q_heads, shape.kv_heads),
+            dense_layers: Vec::new(),
+            pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+            decode_steps: 0,
+            linear: LinearPrecision::W8A8,
+            linear_graphs: LinearGraphs::PerMatmul,
+            linear_tile: usize::MAX,
+            shape,
         },
-        shape,
+    };
+    let s = &spec.shape;
+    if let Some(selection) = args.selection {
+        spec.sharing = selection.sharing_of(s.q_heads, s.kv_heads);
+    }
+    let ratio = args.ratio.or(setup.map(|c| c.ratio)).unwrap_or(0.2);
+    spec.ratios = ratios(args, ratio, s)?;
+    spec.placement = placement(args, soc, setup)?;
+    if let Some(layers) = &args.dense_layers {
+        spec.dense_layers = layers.clone();
+    }
+    if let Some(chunk) = args.chunk {
+        spec.chunk_len = chunk;
+    }
+    spec.linear_tile = args
+        .linear_tile
+        .unwrap_or(spec.linear_tile)
+        .min(spec.chunk_len);
+    if let Some(graphs) = args.linear_graphs {
+        spec.linear_graphs = match graphs {
+            LinearGraphsArg::PerMatmul => LinearGraphs::PerMatmul,
+            LinearGraphsArg::PerLayer => LinearGraphs::PerLayer,
+        };
+    }
+    spec.decode_steps = args.decode;
+    spec.linear = match args.linear {
+        LinearArg::W8a8 => LinearPrecision::W8A8,
+        LinearArg::Fp16 => LinearPrecision::Fp16,
     };
     spec.validate()?;
     Ok(spec)
@@ -417,10 +452,15 @@ fn print_setup(spec: &PrefillSpec, soc: &SocProfile, setup: Option<Setup>) {
         soc.pilot_path().describe()
     );
     println!(
-        "prompt: {} tokens in {} chunk(s) of up to {} rows",
+        "prompt: {} tokens in {} chunk(s) of up to {} rows, linear graphs {} on tiles of up to {} rows",
         spec.prompt_len,
         spec.prompt_len.div_ceil(spec.chunk_len),
-        spec.chunk_len.min(spec.prompt_len)
+        spec.chunk_len.min(spec.prompt_len),
+        match spec.linear_graphs {
+            LinearGraphs::PerMatmul => "per matmul (qkv, o, gate_up, down)",
+            LinearGraphs::PerLayer => "per layer (o + MLP + next RMSNorm + qkv)",
+        },
+        spec.linear_tile.min(spec.chunk_len).min(spec.prompt_len)
     );
     match spec.linear {
         LinearPrecision::W8A8 => println!(

@@ -84,6 +84,8 @@ pub(super) struct RunReport {
     pub timing: Timing,
     /// The layer on the device model.
     pub simulated: Option<SimulatedLayer>,
+    /// The layer on the device with its unmeasured numbers at each end (`fast`, `slow`).
+    pub simulated_ends: Vec<(&'static str, SimulatedLayer)>,
 }
 
 impl RunReport {
@@ -238,7 +240,37 @@ fn print_simulated(sim: &SimulatedLayer, report: &RunReport, args: &RunArgs) {
         "sim_speedup: {:.2} (simulated dense attention on the CPU / shadowAttn layer)",
         sim.dense_ns / sim.planned.makespan_ns as f64
     );
+    print_ends(sim, &report.simulated_ends);
     if let Some(path) = &args.trace {
         println!("trace: {} ({} events)", path.display(), sim.trace.len());
+    }
+}
+
+/// Every strategy's range over the ends of the device's unmeasured numbers, and the ranking at
+/// each end.
+fn print_ends(sim: &SimulatedLayer, ends: &[(&'static str, SimulatedLayer)]) {
+    if ends.is_empty() {
+        return;
+    }
+    for (name, central) in sim.ranking() {
+        let at: Vec<f64> = ends
+            .iter()
+            .filter_map(|(_, e)| e.ranking().into_iter().find(|(n, _)| *n == name))
+            .map(|(_, ns)| ns)
+            .collect();
+        let (lo, hi) = at
+            .iter()
+            .fold((central, central), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        println!(
+            "sim_{}_range_ms: {:.3} – {:.3} ({:.2}× wide; ends of the numbers no phone measured: ARM kernel efficiencies, launch overheads)",
+            name.replace(['/', '-'], "_"),
+            lo / 1e6,
+            hi / 1e6,
+            hi / lo
+        );
+    }
+    for (end, layer) in ends {
+        let order: Vec<&str> = layer.ranking().iter().map(|(n, _)| *n).collect();
+        println!("sim_ranking_at_{end}_end: {}", order.join(" < "));
     }
 }

@@ -12,7 +12,7 @@ use shadowattn_simulator::LaunchChoice;
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::setup::{BankOrigin, CoreSetup, TablePricing};
+use shadowattn_sparse_attn::setup::{device_prices, BankOrigin, CoreSetup, TablePricing};
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::time::Instant;
@@ -116,6 +116,7 @@ impl Session {
             },
         };
         let sim_compile_ms = SimulatedLayer::compile_ms(bank.compile_events());
+        let (bank_spec, bank_grid) = (bank.spec().clone(), bank.grid().clone());
         let mut shadow = core.shadow;
         shadow.run_chunk(args.layer, inputs)?;
         compute.take_events();
@@ -146,6 +147,32 @@ impl Session {
             (Some(layer), Some(_)) => Some(layer.with_trace(&result)),
             (layer, _) => layer,
         };
+        let mut simulated_ends = Vec::new();
+        if let (Some(device), Some(_)) = (device, &simulated) {
+            let sharing = args
+                .selection
+                .sharing_of(self.shape.q_heads, self.shape.kv_heads);
+            for (name, end) in device.ends() {
+                let prices = device_prices(
+                    end.as_ref(),
+                    &placement(args),
+                    &bank_spec,
+                    &bank_grid,
+                    sharing,
+                )?;
+                let layer = SimulatedLayer::price(
+                    end.as_ref(),
+                    &prices,
+                    &result,
+                    &plan,
+                    &self.shape,
+                    &args.core,
+                    args.cores,
+                    sim_compile_ms,
+                )?;
+                simulated_ends.push((name, layer));
+            }
+        }
         let stage_ms = result.times(0).cpu_stage_ns as f64 / 1e6;
         Ok(RunReport {
             npu: format!("{} {}", npu.name(), npu.version()),
@@ -165,6 +192,7 @@ impl Session {
                 stage_ms,
             },
             simulated,
+            simulated_ends,
         })
     }
 }

@@ -161,6 +161,50 @@ pub struct LaunchChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::npu::profile::SocProfile;
+
+    #[test]
+    fn a_launch_costs_its_paths_figures() {
+        let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let l = &soc.npu.launch;
+        for path in LaunchPath::ALL {
+            let c = l.costs(path);
+            assert_eq!(l.warm_ns(path), real(&c.fixed_us) * 1e3, "{path}");
+            assert_eq!(
+                l.cold_ns(path),
+                (real(&c.fixed_us) + real(&l.cold_extra_us)) * 1e3,
+                "{path}"
+            );
+            // GB/s is bytes per ns.
+            assert_eq!(l.io_ns(path, 1_000_000), 1e6 / real(&c.host_gbps), "{path}");
+            assert!(l
+                .reals()
+                .iter()
+                .any(|(k, _)| k == &format!("npu.launch.{path}.fixed_us")));
+        }
+        assert_eq!(l.reals().len(), 7);
+        assert!(l.warm_ns(LaunchPath::QnnCopy) > l.warm_ns(LaunchPath::QnnShared));
+        assert!(l.warm_ns(LaunchPath::QnnShared) > l.warm_ns(LaunchPath::Fastrpc));
+        assert!(l.cold_ns(LaunchPath::Fastrpc) > l.warm_ns(LaunchPath::Fastrpc));
+    }
+
+    #[test]
+    fn a_launch_figure_is_checked_like_any_other() {
+        let text = crate::npu::profile::BUILTIN
+            .iter()
+            .find(|(n, _)| *n == "snapdragon-8-gen-3")
+            .unwrap()
+            .1;
+        let bad = text.replace(
+            "launch.fastrpc.fixed_us = { value = 159.4",
+            "launch.fastrpc.fixed_us = { value = -1.0",
+        );
+        let e = SocProfile::parse("x.toml", &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("npu.launch.fastrpc.fixed_us") && e.contains("positive"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn paths_parse_by_name_and_unknown_names_list_the_known() {

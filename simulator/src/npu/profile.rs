@@ -284,15 +284,19 @@ pub struct CpuCore {
     pub sparse_row_efficiency: Real,
     /// Fraction of peak FLOP/s sparse attention with a key set per GQA group reaches.
     pub sparse_group_efficiency: Real,
+    /// Fraction of peak FLOP/s dense attention with the score matrix materialized reaches
+    /// (one dot product per score and output element, the softmax a pass of its own).
+    pub materialized_efficiency: Real,
 }
 
 impl CpuCore {
     /// The attention kernels' fractions of peak, by their profile keys.
-    fn efficiencies(&self) -> [(&'static str, &Real); 3] {
+    fn efficiencies(&self) -> [(&'static str, &Real); 4] {
         [
             ("dense_efficiency", &self.dense_efficiency),
             ("sparse_row_efficiency", &self.sparse_row_efficiency),
             ("sparse_group_efficiency", &self.sparse_group_efficiency),
+            ("materialized_efficiency", &self.materialized_efficiency),
         ]
     }
 }
@@ -589,6 +593,43 @@ impl SocProfile {
     pub fn with_launch(mut self, choice: LaunchChoice) -> Self {
         self.launch_choice = choice;
         self
+    }
+
+    /// The numbers that set how fast the NPU computes (its clock, units and per-op cycles, not
+    /// its DDR, DMA or launch path), by key.
+    pub fn npu_compute(&self) -> Vec<(String, f64)> {
+        let n = &self.npu;
+        let mut v: Vec<(String, f64)> = self
+            .reals()
+            .into_iter()
+            .filter(|(k, _)| {
+                !k.starts_with("cpu.")
+                    && !k.starts_with("npu.launch.")
+                    && !matches!(
+                        k.as_str(),
+                        "npu.ddr_gbps"
+                            | "npu.dma_bytes_per_cycle"
+                            | "npu.compile_base_ms"
+                            | "npu.compile_per_node_ms"
+                    )
+            })
+            .map(|(k, r)| (k, real(r)))
+            .collect();
+        v.push(("npu.vector.units".into(), count(&n.vector.units) as f64));
+        v.push(("npu.onchip_bytes".into(), count(&n.onchip_bytes) as f64));
+        v
+    }
+
+    /// The built-in profiles (other than this one) whose NPU computes exactly as this one's.
+    pub fn compute_twins(&self) -> Vec<String> {
+        let mine = self.npu_compute();
+        BUILTIN
+            .iter()
+            .filter(|(name, _)| *name != self.name)
+            .filter_map(|(name, _)| SocProfile::builtin(name).ok())
+            .filter(|other| other.npu_compute() == mine)
+            .map(|other| format!("{} ({})", other.name, other.npu_arch))
+            .collect()
     }
 
     /// The core cluster called `name`.

@@ -18,7 +18,8 @@
 //!   dense kernel's fraction of the FP32 peak, whichever takes longer.
 //!
 //! Every kernel declares its arithmetic ([`CpuKernel`]): an FP32 kernel is priced at the core's
-//! `fp32_gflops`, an FP16 one (FP16 K/V, FP16 vector FMAs) at `fp16_gflops` with half the bytes.
+//! `fp32_gflops`, an FP16 one (FP16 K/V, FP16 vector FMAs) at `fp16_gflops` with half the bytes,
+//! one that multiplies FP16 K/V into FP32 accumulators at `fp32_gflops` with half the bytes.
 //! The efficiencies were measured on x86 (AVX2) for our FP32 kernels; the rule that carries them
 //! to an ARM core is stated in each profile's source: the same fraction of the core's FMA peak
 //! of the kernel's arithmetic (the NEON kernels have the AVX2 ones' register blocking and FMA
@@ -32,8 +33,12 @@ pub const EXP_FLOP: f64 = 8.0;
 /// An attention kernel of the CPU stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionKernel {
-    /// Dense causal attention over every valid key.
+    /// Dense causal attention over every valid key (register-blocked, online softmax).
     Dense,
+    /// Dense attention with the whole score matrix materialized: scores and outputs one dot
+    /// product per element, the softmax a pass of its own (llama.cpp's non-flash path with
+    /// ggml's `vec_dot_f16`; the mllm port's dense baseline).
+    DenseMaterialized,
     /// Sparse attention with a key set per head and row (one gathered row per query row).
     SparseRow,
     /// Sparse attention where a GQA group's heads share each row's set (the group's heads are
@@ -50,6 +55,9 @@ pub enum Arithmetic {
     Fp32,
     /// FP16 vectors and FP16 K/V (ARMv8.2 FP16 FMLA: 8 lanes per 128-bit instruction).
     Fp16,
+    /// FP16 K/V multiplied into FP32 accumulators (FMLAL/FMLAL2, or FP16 loads converted to
+    /// FP32): 4 lanes per instruction, the FP32 rate with half the bytes.
+    Fp16ToFp32,
 }
 
 impl Arithmetic {
@@ -58,6 +66,7 @@ impl Arithmetic {
         match self {
             Arithmetic::Fp32 => "FP32",
             Arithmetic::Fp16 => "FP16",
+            Arithmetic::Fp16ToFp32 => "FP16 into FP32",
         }
     }
 }
@@ -71,53 +80,54 @@ pub struct CpuKernel {
     pub arithmetic: Arithmetic,
 }
 
-/// The CPU kernels a build runs: dense attention and the two sparse kernels.
+/// The CPU kernels a build runs in each role: dense attention and the two sparse kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelSet {
     /// Who wrote them, for reports.
     pub name: &'static str,
-    /// Dense causal attention (the baseline and decode).
-    pub dense: Arithmetic,
+    /// Dense causal attention (the baseline, dense layers and decode).
+    pub dense: CpuKernel,
     /// Sparse attention with a key set per head and row.
-    pub sparse_row: Arithmetic,
+    pub sparse_row: CpuKernel,
     /// Sparse attention with a key set per GQA group.
-    pub sparse_group: Arithmetic,
+    pub sparse_group: CpuKernel,
+}
+
+const fn kernel(kind: AttentionKernel, arithmetic: Arithmetic) -> CpuKernel {
+    CpuKernel { kind, arithmetic }
 }
 
 impl KernelSet {
     /// This project's CPU backend: every kernel FP32.
     pub const OURS: KernelSet = KernelSet {
         name: "shadowattn cpu-fast (FP32)",
-        dense: Arithmetic::Fp32,
-        sparse_row: Arithmetic::Fp32,
-        sparse_group: Arithmetic::Fp32,
+        dense: kernel(AttentionKernel::Dense, Arithmetic::Fp32),
+        sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp32),
+        sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp32),
     };
 
-    /// The mllm port's: dense FP32 attention, sparse softmax·V with NEON FP16 dot products.
-    pub const MLLM_PORT: KernelSet = KernelSet {
-        name: "mllm port (dense FP32, sparse FP16)",
-        dense: Arithmetic::Fp32,
-        sparse_row: Arithmetic::Fp16,
-        sparse_group: Arithmetic::Fp16,
+    /// mllm's, as its shadowAttn port runs them (read from its code at 2cb4dbaa / 7e167018):
+    /// dense attention materializes the scores, each element one ggml `vec_dot_fp16` (FP16
+    /// K/V converted to FP32: the build has no FP16 vector arithmetic); the port's sparse
+    /// attention multiplies FP16 K/V into FP32 accumulators with FMLAL, a key set per head and
+    /// row.
+    pub const MLLM: KernelSet = KernelSet {
+        name: "mllm (dense materialized, sparse per row; FP16 K/V into FP32)",
+        dense: kernel(AttentionKernel::DenseMaterialized, Arithmetic::Fp16ToFp32),
+        sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp16ToFp32),
+        sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp16ToFp32),
     };
 
-    /// The kernel of `kind` in this set.
-    pub fn kernel(&self, kind: AttentionKernel) -> CpuKernel {
-        let arithmetic = match kind {
-            AttentionKernel::Dense => self.dense,
-            AttentionKernel::SparseRow => self.sparse_row,
-            AttentionKernel::SparseGroup => self.sparse_group,
-        };
-        CpuKernel { kind, arithmetic }
+    /// The set's dense kernel.
+    pub fn dense(&self) -> CpuKernel {
+        self.dense
     }
-}
 
-impl AttentionKernel {
-    /// The sparse attention kernel of `sharing`.
-    pub fn sparse(sharing: SelectionSharing) -> Self {
+    /// The set's sparse kernel for selections shared as `sharing`.
+    pub fn sparse(&self, sharing: SelectionSharing) -> CpuKernel {
         match sharing {
-            SelectionSharing::PerHead => AttentionKernel::SparseRow,
-            SelectionSharing::PerGroup => AttentionKernel::SparseGroup,
+            SelectionSharing::PerHead => self.sparse_row,
+            SelectionSharing::PerGroup => self.sparse_group,
         }
     }
 }
@@ -147,10 +157,12 @@ pub fn attention_ns(
     let (elem, peak) = match kernel.arithmetic {
         Arithmetic::Fp32 => (4.0, real(&core.fp32_gflops)),
         Arithmetic::Fp16 => (2.0, real(&core.fp16_gflops)),
+        Arithmetic::Fp16ToFp32 => (2.0, real(&core.fp32_gflops)),
     };
     let bytes = (2 * kv_len * head_dim) as f64 * elem;
     let efficiency = match kernel.kind {
         AttentionKernel::Dense => real(&core.dense_efficiency),
+        AttentionKernel::DenseMaterialized => real(&core.materialized_efficiency),
         AttentionKernel::SparseRow => real(&core.sparse_row_efficiency),
         AttentionKernel::SparseGroup => real(&core.sparse_group_efficiency),
     };
@@ -178,6 +190,30 @@ mod tests {
     use crate::npu::profile::SocProfile;
 
     #[test]
+    fn attention_is_its_flop_at_the_kernels_rate_or_its_bytes_at_the_cores() {
+        let p = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let mid = p.core("mid").unwrap();
+        let k = KernelSet::OURS.dense();
+        let peak = real(&mid.fp32_gflops) * real(&mid.dense_efficiency);
+        // Compute-bound: 10⁶ pairs of d 128.
+        let want = 1e6 * (4.0 * 128.0 + EXP_FLOP) / peak;
+        assert!((attention_ns(mid, k, 1_000_000, 2048, 128) - want).abs() < 1e-6 * want);
+        // Memory-bound: one pair over many keys streams K and V once.
+        let bytes = |elem: f64| (2 * 100_000 * 128) as f64 * elem / real(&mid.mem_gbps);
+        assert_eq!(attention_ns(mid, k, 1, 100_000, 128), bytes(4.0));
+        let half = CpuKernel {
+            arithmetic: Arithmetic::Fp16ToFp32,
+            ..k
+        };
+        assert_eq!(attention_ns(mid, half, 1, 100_000, 128), bytes(2.0));
+        // The materialized kernel at its own fraction.
+        let m = KernelSet::MLLM.dense();
+        let want = 1e6 * (4.0 * 128.0 + EXP_FLOP)
+            / (real(&mid.fp32_gflops) * real(&mid.materialized_efficiency));
+        assert!((attention_ns(mid, m, 1_000_000, 2048, 128) - want).abs() < 1e-6 * want);
+    }
+
+    #[test]
     fn stages_grow_with_work_and_prime_is_faster() {
         let p = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
         let (mid, prime) = (p.core("mid").unwrap(), p.core("prime").unwrap());
@@ -194,15 +230,25 @@ mod tests {
         // FP16 at the FP16 peak: twice the lanes, the same fraction of peak.
         let ratio = attn(mid, 100_000, f32) / attn(mid, 100_000, f16);
         assert!((ratio - 2.0).abs() < 1e-9, "{ratio}");
+        // FP16 K/V into FP32 accumulators: the FP32 rate.
+        let widening = attn(mid, 100_000, Arithmetic::Fp16ToFp32);
+        assert_eq!(widening, attn(mid, 100_000, f32));
         assert_eq!(
-            KernelSet::MLLM_PORT.kernel(AttentionKernel::SparseRow),
-            row(f16)
+            KernelSet::MLLM.sparse(SelectionSharing::PerHead),
+            row(Arithmetic::Fp16ToFp32)
         );
         assert!(topk_ns(mid, 1, 1, per_head) > 0.0);
         // Each kernel at its own measured fraction of peak: the shared-selection kernel keeps
         // the arithmetic dense, so the same pairs cost less than per row.
-        let pairs = |k| attention_ns(mid, KernelSet::OURS.kernel(k), 1_000_000, 2048, 128);
-        assert!(pairs(AttentionKernel::SparseGroup) < pairs(AttentionKernel::SparseRow));
-        assert!(pairs(AttentionKernel::Dense) <= pairs(AttentionKernel::SparseGroup));
+        let pairs = |k| attention_ns(mid, k, 1_000_000, 2048, 128);
+        let ours = KernelSet::OURS;
+        let (group, row) = (
+            ours.sparse(SelectionSharing::PerGroup),
+            ours.sparse(SelectionSharing::PerHead),
+        );
+        assert!(pairs(group) < pairs(row));
+        assert!(pairs(ours.dense()) <= pairs(group));
+        // The materialized kernel at its own, lower fraction of peak.
+        assert!(pairs(ours.dense()) < pairs(KernelSet::MLLM.dense()));
     }
 }

@@ -4,6 +4,7 @@
 use crate::npu::profile::{count, CpuCore, SocProfile};
 use crate::predict::layer::SocCosts;
 use crate::predict::npu_strategies::{npu_fp16_flash, npu_full_int8, AttentionChunk};
+use crate::predict::setups::{at_end, End};
 use shadowattn_hal::ir::Graph;
 use shadowattn_hal::AttentionShape;
 use shadowattn_pipeline::{
@@ -15,12 +16,16 @@ use shadowattn_pipeline::{
 #[derive(Clone, Debug)]
 pub struct SimulatedSoc {
     profile: SocProfile,
+    twins: Vec<String>,
 }
 
 impl SimulatedSoc {
     /// The model of `profile`'s SoC.
     pub fn new(profile: SocProfile) -> Self {
-        SimulatedSoc { profile }
+        SimulatedSoc {
+            twins: profile.compute_twins(),
+            profile,
+        }
     }
 
     /// The core cluster `placement` picks ([`placed_core`]).
@@ -66,13 +71,32 @@ impl DeviceModel for SimulatedSoc {
     }
 
     fn describe(&self) -> String {
+        let alike = if self.twins.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its NPU computes as {}'s, no public figure distinguishes them",
+                self.twins.join(", ")
+            )
+        };
         format!(
-            "simulator of {} ({}; pilot launches priced as {}, other graphs as {})",
+            "simulator of {} ({}; pilot launches priced as {}, other graphs as {}{alike})",
             self.profile.soc,
             self.profile.npu_arch,
             self.profile.pilot_path(),
             self.profile.graph_path()
         )
+    }
+
+    fn ends(&self) -> Vec<(&'static str, Box<dyn DeviceModel>)> {
+        End::BOTH
+            .into_iter()
+            .map(|end| {
+                let device: Box<dyn DeviceModel> =
+                    Box::new(SimulatedSoc::new(at_end(&self.profile, end)));
+                (end.name(), device)
+            })
+            .collect()
     }
 
     fn cluster(&self, placement: &Placement) -> shadowattn_pipeline::Result<String> {

@@ -6,9 +6,7 @@ use crate::error::{check_attention_sizes, Result, SimError};
 use crate::npu::cost::graph_cost_via;
 use crate::npu::graphs::int8_pilot_graph;
 use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::cpu_model::{
-    attention_ns, topk_ns, AttentionKernel, KernelSet, SelectionSharing,
-};
+use crate::predict::cpu_model::{attention_ns, topk_ns, CpuKernel, KernelSet, SelectionSharing};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
     plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Pool,
@@ -76,18 +74,12 @@ impl SocCosts {
 
     /// Dense attention of one head over `pairs` (row, key) pairs on one core, ns.
     pub fn dense_ns(&self, pairs: u64) -> f64 {
-        self.attention_ns(AttentionKernel::Dense, pairs)
+        self.attention_ns(self.kernels.dense(), pairs)
     }
 
-    /// The set's `kernel` over `pairs` (row, key) pairs of one head on one core, ns.
-    pub fn attention_ns(&self, kernel: AttentionKernel, pairs: u64) -> f64 {
-        attention_ns(
-            &self.core,
-            self.kernels.kernel(kernel),
-            pairs,
-            self.kv_len,
-            self.head_dim,
-        )
+    /// `kernel` over `pairs` (row, key) pairs of one head on one core, ns.
+    pub fn attention_ns(&self, kernel: CpuKernel, pairs: u64) -> f64 {
+        attention_ns(&self.core, kernel, pairs, self.kv_len, self.head_dim)
     }
 }
 
@@ -111,7 +103,7 @@ impl CostModel for SocCosts {
         match step {
             Step::TopK => topk_ns(&self.topk_core, work.valid_keys, SCORE_BYTES, self.sharing),
             Step::Attention => {
-                self.attention_ns(AttentionKernel::sparse(self.sharing), work.kept_pairs)
+                self.attention_ns(self.kernels.sparse(self.sharing), work.kept_pairs)
             }
         }
     }

@@ -21,7 +21,7 @@ impl Team {
     /// A team from `cluster:threads` parts joined by `+` (`prime:1+mid:3`), each cluster one of
     /// `soc`'s with at least that many cores.
     pub fn parse(soc: &SocProfile, text: &str) -> Result<Self> {
-        let bad = |detail: String| SimError::Shape(format!("team `{text}`: {detail}"));
+        let bad = |detail: String| SimError::Placement(format!("team `{text}`: {detail}"));
         let mut members: Vec<(CpuCore, usize)> = Vec::new();
         for part in text.split('+') {
             let (name, n) = part
@@ -134,7 +134,7 @@ impl StagePlacement {
     pub fn with(mut self, soc: &SocProfile, text: &str) -> Result<Self> {
         for part in text.split(',').filter(|p| !p.is_empty()) {
             let (stage, team) = part.split_once('=').ok_or_else(|| {
-                SimError::Shape(format!(
+                SimError::Placement(format!(
                     "placement `{part}` is not `stage=cluster:threads[+cluster:threads]` (stages: {})",
                     STAGES.join(", ")
                 ))
@@ -146,7 +146,7 @@ impl StagePlacement {
                 "dense" => self.dense = team,
                 "glue" => self.glue = team,
                 other => {
-                    return Err(SimError::Shape(format!(
+                    return Err(SimError::Placement(format!(
                         "placement names stage `{other}`; stages: {}",
                         STAGES.join(", ")
                     )))

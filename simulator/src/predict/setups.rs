@@ -7,6 +7,7 @@ use crate::npu::launch::{LaunchChoice, LaunchPath};
 use crate::npu::profile::{real, SocProfile};
 use crate::predict::cpu_model::{KernelSet, SelectionSharing};
 use crate::predict::placement::StagePlacement;
+use crate::predict::prefill::{LinearGraphs, LinearPrecision, PrefillSpec, TransformerShape};
 use std::fmt;
 use std::str::FromStr;
 
@@ -17,13 +18,15 @@ pub enum Setup {
     /// client buffers (what its per-op figures measured), this project's kernels.
     Paper,
     /// The mllm port's measurement on a Snapdragon 8 Gen 3 (Xiaomi 14): mean retention 0.139,
-    /// layers 0 and 1 dense, a per-head (row) selection, the pilot a direct HMX kernel over
-    /// FastRPC with all query heads in one call, the linear layers through QNN with shared
-    /// buffers, top-k on two A720s, sparse FP16 attention on the X4, the dense baseline a
-    /// 4-thread team on the X4 and three A720s, the main thread on one A720.
+    /// layers 0 and 1 dense, a per-head (row) selection, 512-row chunks whose linear graphs run
+    /// as two 256-row tiles, one QNN graph per layer with registered shared buffers, the pilot
+    /// a direct HMX kernel over FastRPC with all query heads in one call per chunk, top-k on
+    /// two A720s, sparse attention (FP16 K/V, FMLAL into FP32) on the X4, the dense baseline a
+    /// 4-thread team on the X4 and three A720s, RoPE and quantization on that team.
     MllmPort,
     /// llm.npu's: INT8 linear layers on the NPU with shared buffers, 256-token chunks, dense
-    /// attention on the CPU on one prime and three mid cores.
+    /// attention on the CPU with mllm's kernels on one prime and three mid cores (the paper's
+    /// description of llm.npu's native attention).
     LlmNpu,
 }
 
@@ -61,6 +64,9 @@ impl Setup {
                 placement: uniform,
                 kernels: KernelSet::OURS,
                 pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+                chunk_len: 256,
+                linear_tile: 256,
+                linear_graphs: LinearGraphs::PerMatmul,
             },
             Setup::MllmPort => SetupChoices {
                 ratio: 0.139,
@@ -72,10 +78,13 @@ impl Setup {
                 },
                 placement: uniform.with(
                     soc,
-                    "topk=mid:2,attention=prime:1,dense=prime:1+mid:3,glue=mid:1",
+                    "topk=mid:2,attention=prime:1,dense=prime:1+mid:3,glue=prime:1+mid:3",
                 )?,
-                kernels: KernelSet::MLLM_PORT,
+                kernels: KernelSet::MLLM,
                 pilot_fused: fused_all,
+                chunk_len: 512,
+                linear_tile: 256,
+                linear_graphs: LinearGraphs::PerLayer,
             },
             Setup::LlmNpu => SetupChoices {
                 ratio: 0.2,
@@ -86,8 +95,11 @@ impl Setup {
                     pilot: Some(LaunchPath::QnnShared),
                 },
                 placement: uniform.with(soc, "dense=prime:1+mid:3,glue=prime:1+mid:3")?,
-                kernels: KernelSet::OURS,
+                kernels: KernelSet::MLLM,
                 pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+                chunk_len: 256,
+                linear_tile: 256,
+                linear_graphs: LinearGraphs::PerMatmul,
             },
         })
     }
@@ -132,6 +144,36 @@ pub struct SetupChoices {
     pub kernels: KernelSet,
     /// Fused-head counts of the pilot's launches.
     pub pilot_fused: Vec<usize>,
+    /// Query rows per chunk.
+    pub chunk_len: usize,
+    /// Rows per linear-graph execution.
+    pub linear_tile: usize,
+    /// How the linear layers are cut into graphs.
+    pub linear_graphs: LinearGraphs,
+}
+
+impl SetupChoices {
+    /// The prefill of `shape` over `prompt_len` tokens as the setup runs it (selection shared
+    /// by GQA groups unless the setup says otherwise; no decode; W8A8 linear layers).
+    pub fn spec(&self, shape: TransformerShape, prompt_len: usize) -> PrefillSpec {
+        PrefillSpec {
+            ratios: vec![vec![self.ratio; shape.q_heads]; shape.layers],
+            prompt_len,
+            chunk_len: self.chunk_len,
+            placement: self.placement.clone(),
+            kernels: self.kernels,
+            sharing: self
+                .sharing
+                .unwrap_or(SelectionSharing::of_groups(shape.q_heads, shape.kv_heads)),
+            dense_layers: self.dense_layers.clone(),
+            pilot_fused: self.pilot_fused.clone(),
+            decode_steps: 0,
+            linear: LinearPrecision::W8A8,
+            linear_graphs: self.linear_graphs,
+            linear_tile: self.linear_tile,
+            shape,
+        }
+    }
 }
 
 /// One end of the range of the numbers no phone measured.
@@ -170,6 +212,7 @@ pub fn at_end(soc: &SocProfile, end: End) -> SocProfile {
             real(&core.dense_efficiency),
             real(&core.sparse_row_efficiency),
             real(&core.sparse_group_efficiency),
+            real(&core.materialized_efficiency),
         ];
         let bound = match end {
             End::Fast => measured.into_iter().fold(0.0, f64::max),
@@ -179,6 +222,7 @@ pub fn at_end(soc: &SocProfile, end: End) -> SocProfile {
             &mut core.dense_efficiency,
             &mut core.sparse_row_efficiency,
             &mut core.sparse_group_efficiency,
+            &mut core.materialized_efficiency,
         ] {
             e.get_mut().value = bound;
         }

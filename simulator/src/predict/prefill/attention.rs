@@ -5,7 +5,7 @@ use super::{AttentionStrategy, PrefillSpec};
 use crate::error::Result;
 use crate::error::SimError;
 use crate::npu::profile::SocProfile;
-use crate::predict::cpu_model::{attention_ns, AttentionKernel};
+use crate::predict::cpu_model::attention_ns;
 use crate::predict::layer::{PrefillLayer, SplitStages};
 use crate::predict::npu_strategies::{npu_fp16_flash, npu_full_int8, AttentionChunk};
 use shadowattn_hal::ProfileEvent;
@@ -92,7 +92,7 @@ fn dense_chunks(spec: &PrefillSpec, trace: bool) -> Vec<AttentionCost> {
 fn dense_cpu_ns(spec: &PrefillSpec, ch: &AttentionChunk) -> f64 {
     let start = (ch.kv_len - ch.q_len) as u64;
     let pairs: u64 = (1..=ch.q_len as u64).map(|i| start + i).sum();
-    let dense = spec.kernels.kernel(AttentionKernel::Dense);
+    let dense = spec.kernels.dense();
     spec.placement.dense.split_ns(|core| {
         attention_ns(core, dense, pairs, ch.kv_len, ch.head_dim) * spec.shape.q_heads as f64
     })

@@ -112,6 +112,8 @@ pub(super) fn linear_graph(
 
 /// The priced graphs of one layer's linear layers at one row count.
 pub(super) struct LayerGraphs {
+    /// The row count.
+    pub(super) rows: usize,
     pub(super) graphs: [(&'static str, GraphCost); 4],
 }
 
@@ -129,6 +131,7 @@ impl LayerGraphs {
             ))
         };
         Ok(LayerGraphs {
+            rows,
             graphs: [
                 priced("qkv", s.hidden, &[("q", q), ("k", kv), ("v", kv)])?,
                 priced("o", q, &[("o", s.hidden)])?,
@@ -201,4 +204,141 @@ pub(super) fn lm_head(soc: &SocProfile, spec: &PrefillSpec) -> Result<StageTimes
         glue_ns: norm,
         ..StageTimes::default()
     })
+}
+
+/// How a layer's linear layers are cut into NPU graphs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearGraphs {
+    /// Four graphs per layer (`qkv`, `o`, `gate_up`, `down`), the CPU glue between them.
+    PerMatmul,
+    /// One graph per layer: the previous layer's `o`, MLP, residual adds and this layer's
+    /// RMSNorm and `qkv` in one launch (the mllm port's QNN subgraphs); only RoPE and the
+    /// attention output's quantization stay on the CPU.
+    PerLayer,
+}
+
+/// One step of a layer's linear part: a CPU glue pass or an NPU launch.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum LinearStep {
+    /// A glue pass on the glue team, ns.
+    Glue(&'static str, f64),
+    /// NPU launches: the name, their overhead and accelerator time and their host transfers,
+    /// ns, and how many (one per tile).
+    Launch(&'static str, f64, f64, usize),
+}
+
+/// The linear layers' steps of every layer of a chunk of `rows` rows, the graphs run on tiles of
+/// at most `spec.linear_tile` rows.
+pub(super) struct ChunkLinear {
+    /// Per layer: the steps before attention and after it.
+    pub(super) layers: Vec<(Vec<LinearStep>, Vec<LinearStep>)>,
+    /// Steps after the last layer (the last layer's `o` and MLP with [`LinearGraphs::PerLayer`]).
+    pub(super) trailing: Vec<LinearStep>,
+}
+
+/// Graphs at each tile's row count: `(rows, graphs, tiles of that many rows)`.
+fn tiles(soc: &SocProfile, spec: &PrefillSpec, rows: usize) -> Result<Vec<(LayerGraphs, usize)>> {
+    let tile = spec.linear_tile.min(rows);
+    let (full, rest) = (rows / tile, rows % tile);
+    let mut out = vec![(LayerGraphs::new(soc, spec, tile)?, full)];
+    if rest > 0 {
+        out.push((LayerGraphs::new(soc, spec, rest)?, 1));
+    }
+    Ok(out)
+}
+
+/// One launch per tile of the graphs `which` (indices into [`LayerGraphs::graphs`]) fused into
+/// one graph: the overhead once, the accelerator times summed, `io_bytes(rows)` of boundary
+/// tensors moved; as one step of every tile's time.
+fn fused_launch(
+    soc: &SocProfile,
+    name: &'static str,
+    tiles: &[(LayerGraphs, usize)],
+    which: &[usize],
+    io_bytes: impl Fn(usize) -> u64,
+) -> LinearStep {
+    let launch = &soc.npu.launch;
+    let path = soc.graph_path();
+    let (mut npu, mut io, mut count) = (0.0, 0.0, 0);
+    for (graphs, n) in tiles {
+        let rows = graphs.rows;
+        count += n;
+        let accelerator: f64 = which
+            .iter()
+            .map(|&g| graphs.graphs[g].1.accelerator_ns())
+            .sum();
+        npu += *n as f64 * (launch.warm_ns(path) + accelerator);
+        io += *n as f64 * launch.io_ns(path, io_bytes(rows));
+    }
+    LinearStep::Launch(name, npu, io, count)
+}
+
+impl ChunkLinear {
+    /// The steps of a chunk of `rows` rows.
+    pub(super) fn new(soc: &SocProfile, spec: &PrefillSpec, rows: usize) -> Result<Self> {
+        let tiles = tiles(soc, spec, rows)?;
+        let glue = layer_glue(spec, rows);
+        let g = |i: usize| LinearStep::Glue(GLUE_NAMES[i], glue[i]);
+        let launches = |i: usize| {
+            let (mut npu, mut io, mut count) = (0.0, 0.0, 0);
+            for (graphs, n) in &tiles {
+                let (a, b) = split(&graphs.graphs[i].1);
+                npu += *n as f64 * a;
+                io += *n as f64 * b;
+                count += n;
+            }
+            LinearStep::Launch(tiles[0].0.graphs[i].0, npu, io, count)
+        };
+        let layers = spec.shape.layers;
+        match spec.linear_graphs {
+            LinearGraphs::PerMatmul => {
+                let before = vec![g(0), launches(0), g(4)];
+                let after = vec![
+                    g(1),
+                    launches(1),
+                    g(2),
+                    launches(2),
+                    g(3),
+                    launches(3),
+                    g(5),
+                ];
+                Ok(ChunkLinear {
+                    layers: vec![(before, after); layers],
+                    trailing: Vec::new(),
+                })
+            }
+            LinearGraphs::PerLayer => {
+                let s = &spec.shape;
+                let elem = spec.linear.dtype().size_bytes();
+                let (q, kv) = (s.q_heads * s.head_dim, s.kv_heads * s.head_dim);
+                // In: the attention output and the residual stream; out: Q/K/V and the stream.
+                let stream = move |rows: usize| (rows * s.hidden * elem) as u64;
+                let first = fused_launch(soc, "RMSNorm + qkv", &tiles, &[0], |r| {
+                    stream(r) + (r * (q + 2 * kv) * elem) as u64
+                });
+                let middle = fused_launch(
+                    soc,
+                    "o + MLP + residual adds + RMSNorm + qkv",
+                    &tiles,
+                    &[1, 2, 3, 0],
+                    |r| 2 * stream(r) + (r * (2 * q + 2 * kv) * elem) as u64,
+                );
+                let last = fused_launch(soc, "o + MLP + residual adds", &tiles, &[1, 2, 3], |r| {
+                    2 * stream(r) + (r * q * elem) as u64
+                });
+                let layer = |l: usize| {
+                    let launch = if l == 0 {
+                        first.clone()
+                    } else {
+                        middle.clone()
+                    };
+                    (vec![launch, g(4)], vec![g(1)])
+                };
+                Ok(ChunkLinear {
+                    layers: (0..layers).map(layer).collect(),
+                    trailing: vec![last],
+                })
+            }
+        }
+    }
 }

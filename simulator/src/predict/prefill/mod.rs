@@ -28,15 +28,15 @@ mod linear;
 mod shape;
 mod trace;
 
-pub use linear::LinearPrecision;
+pub use linear::{LinearGraphs, LinearPrecision};
 pub use shape::{Activation, TransformerShape};
 
 use crate::error::{Result, SimError};
 use crate::npu::profile::SocProfile;
-use crate::predict::cpu_model::{attention_ns, AttentionKernel, KernelSet, SelectionSharing};
+use crate::predict::cpu_model::{attention_ns, KernelSet, SelectionSharing};
 use crate::predict::placement::StagePlacement;
 use attention::chunk_attention;
-use linear::{layer_glue, lm_head, split, LayerGraphs, EMBED, GLUE_NAMES};
+use linear::{layer_glue, lm_head, ChunkLinear, LayerGraphs, LinearStep, EMBED};
 use shadowattn_hal::ProfileEvent;
 use std::fmt;
 use trace::Trace;
@@ -105,6 +105,11 @@ pub struct PrefillSpec {
     pub decode_steps: usize,
     /// The precision of the linear layers' graphs.
     pub linear: LinearPrecision,
+    /// How the linear layers are cut into graphs.
+    pub linear_graphs: LinearGraphs,
+    /// Rows per linear-graph execution: a chunk's rows run as tiles of at most this many
+    /// (the mllm port runs 512-row chunks as two 256-row tiles).
+    pub linear_tile: usize,
 }
 
 impl PrefillSpec {
@@ -112,10 +117,10 @@ impl PrefillSpec {
     pub fn validate(&self) -> Result<()> {
         self.shape.validate()?;
         let bad = |what: String| Err(SimError::Shape(what));
-        if self.prompt_len == 0 || self.chunk_len == 0 {
+        if self.prompt_len == 0 || self.chunk_len == 0 || self.linear_tile == 0 {
             return bad(format!(
-                "prompt length {} and chunk length {} must be at least 1",
-                self.prompt_len, self.chunk_len
+                "prompt length {}, chunk length {} and linear tile {} must be at least 1",
+                self.prompt_len, self.chunk_len, self.linear_tile
             ));
         }
         if let Some(l) = self.dense_layers.iter().find(|&&l| l >= self.shape.layers) {
@@ -168,6 +173,8 @@ pub struct StageTimes {
     pub attention_cpu_ns: f64,
     /// Within the CPU's busy time: top-k, per core.
     pub attention_topk_ns: f64,
+    /// NPU launches of attention (the pilot's, or the NPU attention graphs).
+    pub attention_launches: usize,
 }
 
 impl StageTimes {
@@ -185,6 +192,7 @@ impl StageTimes {
         self.attention_npu_ns += o.attention_npu_ns;
         self.attention_cpu_ns += o.attention_cpu_ns;
         self.attention_topk_ns += o.attention_topk_ns;
+        self.attention_launches += o.attention_launches;
     }
 }
 
@@ -223,56 +231,62 @@ pub fn predict_prefill(
     let s = &spec.shape;
     let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
     let rows_of = |c: usize| spec.chunk_len.min(spec.prompt_len - c * spec.chunk_len);
-    let full = LayerGraphs::new(soc, spec, rows_of(0))?;
+    let full = ChunkLinear::new(soc, spec, rows_of(0))?;
     // A shorter last chunk has graphs of its own row count.
     let last = match rows_of(chunks - 1) {
         rows if rows == rows_of(0) => None,
-        rows => Some(LayerGraphs::new(soc, spec, rows)?),
+        rows => Some(ChunkLinear::new(soc, spec, rows)?),
     };
     let attention = chunk_attention(soc, spec, strategy, trace)?;
     let glue_team = &spec.placement.glue;
     let mut t = Trace::new(trace, glue_team.threads());
     let mut stages = StageTimes::default();
     let mut launches = 0;
+    let mut run = |t: &mut Trace, stages: &mut StageTimes, steps: &[LinearStep]| {
+        for step in steps {
+            match step {
+                LinearStep::Glue(name, ns) => {
+                    t.step(name, false, *ns);
+                    stages.glue_ns += ns;
+                }
+                LinearStep::Launch(name, npu, io, count) => {
+                    t.step(name, true, npu + io);
+                    stages.linear_ns += npu;
+                    stages.transfers_ns += io;
+                    launches += count;
+                }
+            }
+        }
+    };
     for c in 0..chunks {
         let chunk_start = t.now;
         let rows = rows_of(c);
-        let graphs = last
+        let linear = last
             .as_ref()
             .filter(|_| rows != rows_of(0))
             .unwrap_or(&full);
-        let glue = layer_glue(spec, rows);
         let embed = glue_team.split_ns(|core| spec.linear.glue_ns(core, rows * s.hidden, &EMBED));
         t.step("embedding lookup", false, embed);
         stages.glue_ns += embed;
-        for (l, layer_attention) in attention.iter().enumerate() {
+        for (l, (layer_attention, (before, after))) in
+            attention.iter().zip(&linear.layers).enumerate()
+        {
             let layer_start = t.now;
-            for (g, (name, cost)) in graphs.graphs.iter().enumerate() {
-                t.step(GLUE_NAMES[g], false, glue[g]);
-                stages.glue_ns += glue[g];
-                let (npu, io) = split(cost);
-                t.step(name, true, npu + io);
-                stages.linear_ns += npu;
-                stages.transfers_ns += io;
-                launches += 1;
-                if *name == "qkv" {
-                    t.step(GLUE_NAMES[4], false, glue[4]);
-                    stages.glue_ns += glue[4];
-                    let a = &layer_attention[c];
-                    t.extend(&a.events, a.path_ns);
-                    stages.attention_ns += a.path_ns;
-                    stages.attention_npu_ns += a.npu_ns;
-                    stages.attention_cpu_ns += a.cpu_ns;
-                    stages.attention_topk_ns += a.topk_ns;
-                    launches += a.launches;
-                }
-            }
-            t.step(GLUE_NAMES[5], false, glue[5]);
-            stages.glue_ns += glue[5];
+            run(&mut t, &mut stages, before);
+            let a = &layer_attention[c];
+            t.extend(&a.events, a.path_ns);
+            stages.attention_ns += a.path_ns;
+            stages.attention_npu_ns += a.npu_ns;
+            stages.attention_cpu_ns += a.cpu_ns;
+            stages.attention_topk_ns += a.topk_ns;
+            stages.attention_launches += a.launches;
+            run(&mut t, &mut stages, after);
             t.span(&format!("layer {l}"), layer_start);
         }
+        run(&mut t, &mut stages, &linear.trailing);
         t.span(&format!("chunk {c} ({rows} rows)"), chunk_start);
     }
+    launches += stages.attention_launches;
     let head = lm_head(soc, spec)?;
     t.step("final norm", false, head.glue_ns);
     t.step("output head (last row)", true, head.lm_head_ns);
@@ -298,7 +312,7 @@ fn decode_ns(soc: &SocProfile, spec: &PrefillSpec, head_ns: f64) -> Result<f64> 
     let graphs = LayerGraphs::new(soc, spec, 1)?;
     let linear: f64 = graphs.graphs.iter().map(|(_, c)| c.launch_ns(false)).sum();
     let glue: f64 = layer_glue(spec, 1).iter().sum();
-    let dense = spec.kernels.kernel(AttentionKernel::Dense);
+    let dense = spec.kernels.dense();
     let mut total = 0.0;
     for step in 0..spec.decode_steps {
         let kv_len = spec.prompt_len + step + 1;

@@ -24,6 +24,8 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
         pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
         decode_steps: 0,
         linear: LinearPrecision::W8A8,
+        linear_graphs: LinearGraphs::PerMatmul,
+        linear_tile: 256,
     }
 }
 
@@ -133,7 +135,7 @@ fn dense_attention_prices_every_causal_pair_of_every_head_and_layer() {
     let mut want = 0.0;
     for (start, rows) in [(0usize, 256usize), (256, 256), (512, 88)] {
         let pairs: u64 = (start..start + rows).map(|i| i as u64 + 1).sum();
-        let dense = KernelSet::OURS.kernel(AttentionKernel::Dense);
+        let dense = KernelSet::OURS.dense();
         want += attention_ns(core, dense, pairs, start + rows, 64) * 14.0;
     }
     assert!(close(p.stages.attention_ns, want * 24.0));
@@ -276,4 +278,136 @@ fn bad_descriptions_are_named() {
     s = spec("qwen2-0.5b", 64, 0.2);
     s.shape.kv_heads = 3;
     assert!(err(s).contains("14 query heads cannot be grouped over 3 KV heads"));
+}
+
+#[test]
+fn a_layer_graph_is_its_four_graphs_in_one_launch_per_tile() {
+    let mut per_matmul = spec("qwen2-1.5b", 1024, 0.2);
+    per_matmul.chunk_len = 512;
+    per_matmul.linear_tile = 256;
+    let mut per_layer = per_matmul.clone();
+    per_layer.linear_graphs = LinearGraphs::PerLayer;
+    let (a, b) = (
+        predict(&per_matmul, AttentionStrategy::DenseCpu),
+        predict(&per_layer, AttentionStrategy::DenseCpu),
+    );
+    // Two chunks of two tiles: four graphs per layer and tile, or one per layer and tile plus
+    // the last layer's o and MLP; the output head once.
+    assert_eq!(a.launches, 2 * 2 * 28 * 4 + 1);
+    assert_eq!(b.launches, 2 * 2 * (28 + 1) + 1);
+    // The same accelerator work; the overhead of 28·4 − 29 fewer launches per tile saved.
+    let soc = soc();
+    let warm = soc.npu.launch.warm_ns(soc.graph_path());
+    let saved = 4.0 * (28.0 * 4.0 - 29.0) * warm;
+    assert!(close(a.stages.linear_ns - b.stages.linear_ns, saved));
+    // Its transfers are the boundary tensors: in, the attention output and the residual
+    // stream; out, the next Q/K/V and the stream (INT8), per tile of 256 rows; the first
+    // layer's graph takes the stream in and gives Q/K/V out, the trailing one gives the stream.
+    let (q, kv, hidden) = (12 * 128, 2 * 128, 1536);
+    let per_tile = 27 * (2 * hidden + 2 * q + 2 * kv) + (hidden + q + 2 * kv) + (2 * hidden + q);
+    let io = soc
+        .npu
+        .launch
+        .io_ns(soc.graph_path(), 4 * 256 * per_tile as u64);
+    assert!(
+        close(b.stages.transfers_ns, io),
+        "{} vs {io}",
+        b.stages.transfers_ns
+    );
+    // Norms and residual adds run inside the graph: less glue on the CPU.
+    assert!(b.stages.glue_ns < a.stages.glue_ns / 2.0);
+    // A tile of the whole chunk runs each graph once per chunk.
+    let mut whole = per_matmul.clone();
+    whole.linear_tile = 512;
+    assert_eq!(
+        predict(&whole, AttentionStrategy::DenseCpu).launches,
+        2 * 28 * 4 + 1
+    );
+}
+
+#[test]
+fn dense_layers_cost_what_dense_attention_costs() {
+    let dense = predict(&spec("qwen2-0.5b", 512, 0.2), AttentionStrategy::DenseCpu);
+    let mut all = spec("qwen2-0.5b", 512, 0.2);
+    all.dense_layers = (0..24).collect();
+    let p = predict(&all, AttentionStrategy::Shadow);
+    assert!(close(p.stages.attention_ns, dense.stages.attention_ns));
+    assert_eq!(p.stages.attention_npu_ns, 0.0);
+    let mut two = spec("qwen2-0.5b", 512, 0.2);
+    let sparse = predict(&two, AttentionStrategy::Shadow);
+    two.dense_layers = vec![0, 1];
+    let p = predict(&two, AttentionStrategy::Shadow);
+    let per_layer = |x: &PrefillPrediction| x.stages.attention_ns / 24.0;
+    assert!(close(
+        p.stages.attention_ns,
+        sparse.stages.attention_ns + 2.0 * (per_layer(&dense) - per_layer(&sparse))
+    ));
+    two.dense_layers = vec![24];
+    let e = predict_prefill(&soc(), &two, AttentionStrategy::Shadow, false).unwrap_err();
+    assert!(e.to_string().contains("dense layer 24"), "{e}");
+}
+
+#[test]
+fn stages_on_their_own_teams_are_priced_on_their_own_cores() {
+    let soc = soc();
+    let base = spec("qwen2-1.5b", 1024, 0.2);
+    let mut split = base.clone();
+    split.placement = StagePlacement::uniform(soc.core("mid").unwrap(), 1)
+        .with(&soc, "topk=mid:1,attention=prime:1")
+        .unwrap();
+    let mut prime = base.clone();
+    prime.placement = split
+        .placement
+        .clone()
+        .with(&soc, "topk=prime:1,attention=mid:1")
+        .unwrap();
+    let (b, s, p) = (
+        predict(&base, AttentionStrategy::Shadow),
+        predict(&split, AttentionStrategy::Shadow),
+        predict(&prime, AttentionStrategy::Shadow),
+    );
+    // Attention on the faster prime core, top-k overlapped on a mid core of its own.
+    assert!(s.stages.attention_ns < b.stages.attention_ns);
+    // The same top-k work costs more on the slower mid core than on the prime core.
+    assert!(s.stages.attention_topk_ns > p.stages.attention_topk_ns);
+    // A team over two clusters cannot run a pipeline stage.
+    let mut bad = base.clone();
+    bad.placement = bad.placement.with(&soc, "attention=prime:1+mid:1").unwrap();
+    let e = predict_prefill(&soc, &bad, AttentionStrategy::Shadow, false).unwrap_err();
+    assert!(e.to_string().contains("one cluster"), "{e}");
+    // The dense team splits heads statically: the slowest member sets the time.
+    let mut team = base.clone();
+    team.placement = team.placement.with(&soc, "dense=prime:1+mid:1").unwrap();
+    let mut mids = base.clone();
+    mids.placement = mids.placement.with(&soc, "dense=mid:2").unwrap();
+    let (t, m) = (
+        predict(&team, AttentionStrategy::DenseCpu),
+        predict(&mids, AttentionStrategy::DenseCpu),
+    );
+    assert!(close(t.stages.attention_ns, m.stages.attention_ns));
+}
+
+#[test]
+fn launch_paths_price_the_same_graphs_by_their_own_costs() {
+    let s = spec("qwen2-0.5b", 512, 0.2);
+    let on = |graphs, pilot| {
+        let soc = soc().with_launch(crate::npu::launch::LaunchChoice {
+            graphs: Some(graphs),
+            pilot: Some(pilot),
+        });
+        predict_prefill(&soc, &s, AttentionStrategy::Shadow, false).unwrap()
+    };
+    use crate::npu::launch::LaunchPath::{Fastrpc, QnnCopy, QnnShared};
+    let (copy, shared, fast) = (
+        on(QnnCopy, QnnCopy),
+        on(QnnShared, QnnShared),
+        on(Fastrpc, Fastrpc),
+    );
+    assert!(copy.stages.transfers_ns > 10.0 * shared.stages.transfers_ns);
+    assert!(copy.stages.linear_ns > shared.stages.linear_ns);
+    assert!(shared.stages.linear_ns > fast.stages.linear_ns);
+    // The pilot's path moves only attention.
+    let pilot_fast = on(QnnCopy, Fastrpc);
+    assert_eq!(pilot_fast.stages.linear_ns, copy.stages.linear_ns);
+    assert!(pilot_fast.stages.attention_npu_ns < copy.stages.attention_npu_ns);
 }
