@@ -363,6 +363,17 @@ pub fn phone_checks() -> Result<Vec<PhoneCheck>> {
     Ok(rows)
 }
 
+/// `v` with about four significant digits, no more than three decimals.
+fn num(v: f64) -> String {
+    let decimals = match v.abs() {
+        x if x >= 1000.0 => 0,
+        x if x >= 100.0 => 1,
+        x if x >= 10.0 => 2,
+        _ => 3,
+    };
+    format!("{v:.decimals$}")
+}
+
 /// The table in Markdown.
 pub fn markdown(rows: &[PhoneCheck]) -> String {
     let mut s = String::from(
@@ -374,17 +385,21 @@ pub fn markdown(rows: &[PhoneCheck]) -> String {
             Bound::Rounded(_) => "≈ ",
             Bound::Equal => "",
         };
+        let unit = if r.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", r.unit)
+        };
         s.push_str(&format!(
-            "| {} | {op}{:.4} {u} | {:.4} {u} | {:+.0} % | {:.4} – {:.4} | {} | {} |\n",
+            "| {} | {op}{}{unit} | {}{unit} | {:+.0} % | {} – {} | {} | {} |\n",
             r.label,
-            r.measured,
-            r.predicted,
+            num(r.measured),
+            num(r.predicted),
             r.relative_error() * 100.0,
-            r.range.0,
-            r.range.1,
+            num(r.range.0),
+            num(r.range.1),
             if r.inside_range() { "yes" } else { "no" },
             r.fitted,
-            u = r.unit
         ));
     }
     s
