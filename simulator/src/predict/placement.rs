@@ -209,6 +209,12 @@ mod tests {
         assert!(!p.joint());
         assert_eq!(p.dense, Team::on(mid, 1));
         assert!(StagePlacement::uniform(mid, 1).joint());
+        assert_eq!(t.describe(), "1 prime (Cortex-X4) + 3 mid (Cortex-A720)");
+        assert_eq!(
+            p.describe(),
+            "top-k on 2 mid (Cortex-A720); sparse attention on 1 prime (Cortex-X4); \
+             dense attention on 1 mid (Cortex-A720); glue on 1 mid (Cortex-A720)"
+        );
         let e = StagePlacement::uniform(mid, 1)
             .with(&soc, "pack=mid:1")
             .unwrap_err()

@@ -411,3 +411,15 @@ fn launch_paths_price_the_same_graphs_by_their_own_costs() {
     assert_eq!(pilot_fast.stages.linear_ns, copy.stages.linear_ns);
     assert!(pilot_fast.stages.attention_npu_ns < copy.stages.attention_npu_ns);
 }
+
+#[test]
+fn the_output_head_normalizes_its_row_on_the_glue_team() {
+    let s = spec("qwen2-0.5b", 64, 0.2);
+    let head = lm_head(&soc(), &s).unwrap();
+    let norm = s
+        .placement
+        .glue
+        .split_ns(|core| s.linear.glue_ns(core, s.shape.hidden, &linear::NORM));
+    assert!(head.glue_ns > 0.0 && close(head.glue_ns, norm));
+    assert!(head.lm_head_ns > 0.0);
+}
