@@ -144,12 +144,18 @@ impl Pipeline {
     /// stages on two resources of one worker each, so the top-k of one head overlaps the
     /// attention of the one before.
     pub fn paper() -> Self {
-        let pool = |name: &str| Pool {
+        Self::two_stage(1, 1).expect("the paper's pipeline is valid")
+    }
+
+    /// Top-k and sparse attention as two stages on pools of their own, `topk` and `attention`
+    /// workers (tracks `topk0…`, `attention0…`).
+    pub fn two_stage(topk: usize, attention: usize) -> Result<Self> {
+        let pool = |name: &str, workers| Pool {
             name: name.into(),
-            workers: 1,
+            workers,
         };
         Self::new(
-            vec![pool("topk"), pool("attention")],
+            vec![pool("topk", topk), pool("attention", attention)],
             vec![
                 Stage {
                     pool: 0,
@@ -162,7 +168,6 @@ impl Pipeline {
             ],
             UnitKind::Head,
         )
-        .expect("the paper's pipeline is valid")
     }
 
     /// The pools.

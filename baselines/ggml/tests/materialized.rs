@@ -1,20 +1,13 @@
 //! ggml's materialized (non-flash) attention — `mul_mat(k, q)`, `soft_max_ext`, `mul_mat(vᵀ, p)`,
-//! llama.cpp's path without flash attention — against a plain f64 attention written here, on
+//! llama.cpp's path without flash attention — against the plain f64 attention of `common`, on
 //! GQA shapes, causal and not, with both of ggml's matmul implementations (llamafile's GEMM and
 //! the reference `vec_dot` one).
 
+mod common;
+
+use common::{check, inputs, reference, reference_with, visible, Inputs, Shape};
 use shadowattn_ggml::Kernel;
 use shadowattn_ggml::{round_trip_f16, FlashAttention, KvType};
-
-/// One problem: our layouts, Q `[q_heads][q_len][head_dim]`, K/V `[kv_heads][kv_len][head_dim]`.
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    q_heads: usize,
-    kv_heads: usize,
-    q_len: usize,
-    kv_len: usize,
-    head_dim: usize,
-}
 
 /// A Qwen2-1.5B-like layer (12 query heads over 2 KV heads, d = 128): a chunk of 64 rows at the
 /// end of 300 keys (rows see 237..=300 keys).
@@ -55,89 +48,6 @@ const ONE_ROW: Shape = Shape {
 
 const KERNELS: [Kernel; 2] = [Kernel::Materialized, Kernel::MaterializedVecDot];
 
-/// Deterministic values in [-1, 1) (a 64-bit LCG).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-struct Inputs {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-}
-
-fn inputs(s: Shape, seed: u64) -> Inputs {
-    // Scale Q up so the softmax is far from uniform (a wrong mask or head mapping shows).
-    let q = values(s.q_heads * s.q_len * s.head_dim, seed)
-        .into_iter()
-        .map(|x| 3.0 * x)
-        .collect();
-    Inputs {
-        q,
-        k: values(s.kv_heads * s.kv_len * s.head_dim, seed + 1),
-        v: values(s.kv_heads * s.kv_len * s.head_dim, seed + 2),
-    }
-}
-
-/// Keys visible to query row `i`: the chunk sits at the end of the keys.
-fn visible(s: Shape, causal: bool, i: usize) -> usize {
-    if causal {
-        s.kv_len - s.q_len + i + 1
-    } else {
-        s.kv_len
-    }
-}
-
-/// Plain f64 attention in our layout `[q_heads][q_len][head_dim]`; query head `h` reads KV
-/// head `kv_of(h)`.
-fn reference_with(s: Shape, causal: bool, x: &Inputs, kv_of: impl Fn(usize) -> usize) -> Vec<f64> {
-    let d = s.head_dim;
-    let scale = 1.0 / (d as f64).sqrt();
-    let mut out = vec![0.0; s.q_heads * s.q_len * d];
-    for h in 0..s.q_heads {
-        let kvh = kv_of(h);
-        for i in 0..s.q_len {
-            let q = &x.q[(h * s.q_len + i) * d..][..d];
-            let n = visible(s, causal, i);
-            let scores: Vec<f64> = (0..n)
-                .map(|j| {
-                    let k = &x.k[(kvh * s.kv_len + j) * d..][..d];
-                    q.iter()
-                        .zip(k)
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                        * scale
-                })
-                .collect();
-            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = scores.iter().map(|&sc| (sc - m).exp()).collect();
-            let sum: f64 = w.iter().sum();
-            let o = &mut out[(h * s.q_len + i) * d..][..d];
-            for (j, &wj) in w.iter().enumerate() {
-                let v = &x.v[(kvh * s.kv_len + j) * d..][..d];
-                for (o, &vv) in o.iter_mut().zip(v) {
-                    *o += wj / sum * vv as f64;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The reference with the GQA mapping of `AttentionShape::kv_head_of`.
-fn reference(s: Shape, causal: bool, x: &Inputs) -> Vec<f64> {
-    let group = s.q_heads / s.kv_heads;
-    reference_with(s, causal, x, |h| h / group)
-}
-
 fn run(kernel: Kernel, s: Shape, causal: bool, kv: KvType, threads: usize, x: &Inputs) -> Vec<f32> {
     let mut fa = FlashAttention::with_kernel(
         kernel, s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim, causal, kv, threads,
@@ -150,22 +60,6 @@ fn run(kernel: Kernel, s: Shape, causal: bool, kv: KvType, threads: usize, x: &I
     fa.compute().expect("compute again");
     assert_eq!(first, fa.output(), "compute() is not repeatable");
     first
-}
-
-/// Largest error; panics at the first element outside `tol(index, reference)`.
-fn check(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize, f64) -> f64) -> f64 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        let t = tol(idx, w);
-        assert!(
-            err <= t,
-            "{what}: element {idx}: ggml {g} vs reference {w} (error {err:e} > {t:e})"
-        );
-        worst = worst.max(err);
-    }
-    worst
 }
 
 /// The test's power, checked on the reference itself: no constant output, and neither the

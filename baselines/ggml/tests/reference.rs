@@ -1,17 +1,10 @@
-//! ggml's flash attention against a plain f64 attention written here:
+//! ggml's flash attention against the plain f64 attention of `common`:
 //! `softmax(q·kᵀ·scale + mask)·v`, in our layouts, for each of ggml's three CPU code paths.
 
-use shadowattn_ggml::{round_trip_f16, FlashAttention, GgmlError, KvType};
+mod common;
 
-/// One problem: our layouts, Q `[q_heads][q_len][head_dim]`, K/V `[kv_heads][kv_len][head_dim]`.
-#[derive(Clone, Copy, Debug)]
-struct Shape {
-    q_heads: usize,
-    kv_heads: usize,
-    q_len: usize,
-    kv_len: usize,
-    head_dim: usize,
-}
+use common::{check, inputs, reference, visible, Inputs, Shape};
+use shadowattn_ggml::{round_trip_f16, FlashAttention, GgmlError, KvType};
 
 /// The test shape of the brief: GQA 6/2, a chunk of 8 rows over 40 keys (ggml's per-row path).
 const GQA: Shape = Shape {
@@ -41,82 +34,6 @@ const DECODE: Shape = Shape {
     head_dim: 64,
 };
 
-/// Deterministic values in [-1, 1) (a 64-bit LCG; no dependency needed).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-struct Inputs {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-}
-
-fn inputs(s: Shape, seed: u64) -> Inputs {
-    // Scale Q up so the softmax is far from uniform (a wrong mask or head mapping shows).
-    let q = values(s.q_heads * s.q_len * s.head_dim, seed)
-        .into_iter()
-        .map(|x| 3.0 * x)
-        .collect();
-    Inputs {
-        q,
-        k: values(s.kv_heads * s.kv_len * s.head_dim, seed + 1),
-        v: values(s.kv_heads * s.kv_len * s.head_dim, seed + 2),
-    }
-}
-
-/// Keys visible to query row `i`: the chunk sits at the end of the keys.
-fn visible(s: Shape, causal: bool, i: usize) -> usize {
-    if causal {
-        s.kv_len - s.q_len + i + 1
-    } else {
-        s.kv_len
-    }
-}
-
-/// Plain f64 attention in our layout `[q_heads][q_len][head_dim]`.
-fn reference(s: Shape, causal: bool, x: &Inputs) -> Vec<f64> {
-    let d = s.head_dim;
-    let scale = 1.0 / (d as f64).sqrt();
-    let group = s.q_heads / s.kv_heads;
-    let mut out = vec![0.0; s.q_heads * s.q_len * d];
-    for h in 0..s.q_heads {
-        let kvh = h / group;
-        for i in 0..s.q_len {
-            let q = &x.q[(h * s.q_len + i) * d..][..d];
-            let scores: Vec<f64> = (0..s.kv_len)
-                .map(|j| {
-                    if j >= visible(s, causal, i) {
-                        return f64::NEG_INFINITY; // mask: -inf added to the score
-                    }
-                    let k = &x.k[(kvh * s.kv_len + j) * d..][..d];
-                    let dot: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
-                    dot * scale
-                })
-                .collect();
-            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let w: Vec<f64> = scores.iter().map(|&sc| (sc - m).exp()).collect();
-            let sum: f64 = w.iter().sum();
-            let o = &mut out[(h * s.q_len + i) * d..][..d];
-            for (j, &wj) in w.iter().enumerate() {
-                let v = &x.v[(kvh * s.kv_len + j) * d..][..d];
-                for (o, &vv) in o.iter_mut().zip(v) {
-                    *o += wj / sum * vv as f64;
-                }
-            }
-        }
-    }
-    out
-}
-
 fn run(s: Shape, causal: bool, kv: KvType, threads: usize, x: &Inputs) -> Vec<f32> {
     let mut fa = FlashAttention::new(
         s.q_heads, s.kv_heads, s.q_len, s.kv_len, s.head_dim, causal, kv, threads,
@@ -129,22 +46,6 @@ fn run(s: Shape, causal: bool, kv: KvType, threads: usize, x: &Inputs) -> Vec<f3
     fa.compute().expect("compute again");
     assert_eq!(first, fa.output(), "compute() is not repeatable");
     first
-}
-
-/// Largest error; panics at the first element outside `tol(index, reference)`.
-fn check(what: &str, got: &[f32], want: &[f64], mut tol: impl FnMut(usize, f64) -> f64) -> f64 {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = 0.0f64;
-    for (idx, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        let t = tol(idx, w);
-        assert!(
-            err <= t,
-            "{what}: element {idx}: ggml {g} vs reference {w} (error {err:e} > {t:e})"
-        );
-        worst = worst.max(err);
-    }
-    worst
 }
 
 fn f32_case(s: Shape, causal: bool, threads: usize) {

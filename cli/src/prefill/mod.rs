@@ -378,13 +378,14 @@ fn prefill_spec(
     shape: TransformerShape,
     setup: Option<&SetupChoices>,
 ) -> Res<PrefillSpec> {
+    let placement = placement(args, soc, setup)?;
     let mut spec = match setup {
         Some(choices) => choices.spec(shape, args.len),
         None => PrefillSpec {
             ratios: Vec::new(),
             prompt_len: args.len,
             chunk_len: 256,
-            placement: placement(args, soc, None)?,
+            placement: placement.clone(),
             kernels: KernelSet::OURS,
             sharing: SelectionArg::Group.sharing_of(shape.q_heads, shape.kv_heads),
             dense_layers: Vec::new(),
@@ -402,7 +403,7 @@ fn prefill_spec(
     }
     let ratio = args.ratio.or(setup.map(|c| c.ratio)).unwrap_or(0.2);
     spec.ratios = ratios(args, ratio, s)?;
-    spec.placement = placement(args, soc, setup)?;
+    spec.placement = placement;
     if let Some(layers) = &args.dense_layers {
         spec.dense_layers = layers.clone();
     }

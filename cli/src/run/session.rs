@@ -6,7 +6,7 @@ use super::simulated::SimulatedLayer;
 use super::{PilotOutputArg, Res, RunArgs, ScheduleArg};
 use crate::backends::open_options;
 use shadowattn_hal::{AttentionShape, ComputeBackend, DType, NpuBackend, OpKind};
-use shadowattn_pipeline::{DeviceModel, Placement};
+use shadowattn_pipeline::{DeviceModel, LayerPrices, Placement};
 use shadowattn_registry::{NpuSpec, OpenOptions, OpenedNpu};
 use shadowattn_simulator::LaunchChoice;
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
@@ -15,6 +15,7 @@ use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
 use shadowattn_sparse_attn::setup::{device_prices, BankOrigin, CoreSetup, TablePricing};
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Runs of each figure when the stage costs are measured here.
@@ -130,8 +131,8 @@ impl Session {
         let dense_ms = t.elapsed().as_secs_f64() * 1e3;
         let accuracy = evaluate(inputs, &result.selections, &result.output, &dense, compute)?;
         let plan = result.plan.clone().ok_or("the chunk ran dense")?;
-        let simulated = match (device, &core.prices) {
-            (Some(device), Some(prices)) => Some(SimulatedLayer::price(
+        let price = |device: &dyn DeviceModel, prices: &Arc<dyn LayerPrices>| {
+            SimulatedLayer::price(
                 device,
                 prices,
                 &result,
@@ -140,7 +141,10 @@ impl Session {
                 &args.core,
                 args.cores,
                 sim_compile_ms,
-            )?),
+            )
+        };
+        let simulated = match (device, &core.prices) {
+            (Some(device), Some(prices)) => Some(price(device, prices)?),
             _ => None,
         };
         let simulated = match (simulated, &args.trace) {
@@ -160,17 +164,7 @@ impl Session {
                     &bank_grid,
                     sharing,
                 )?;
-                let layer = SimulatedLayer::price(
-                    end.as_ref(),
-                    &prices,
-                    &result,
-                    &plan,
-                    &self.shape,
-                    &args.core,
-                    args.cores,
-                    sim_compile_ms,
-                )?;
-                simulated_ends.push((name, layer));
+                simulated_ends.push((name, price(end.as_ref(), &prices)?));
             }
         }
         let stage_ms = result.times(0).cpu_stage_ns as f64 / 1e6;

@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::fit::launch::fit_points;
+use crate::npu::launch::LaunchChoice;
 use crate::npu::profile::SocProfile;
 use crate::predict::cpu_model::{
     attention_ns, topk_ns, Arithmetic, AttentionKernel, CpuKernel, KernelSet, SelectionSharing,
@@ -71,21 +72,25 @@ impl PhoneCheck {
     }
 }
 
-/// The spec a setup gives a preset at `len` tokens.
-fn setup_spec(soc: &SocProfile, setup: Setup, shape: &str, len: usize) -> Result<PrefillSpec> {
+/// The spec a setup gives a preset at `len` tokens, and the setup's launch paths.
+fn setup_spec(
+    soc: &SocProfile,
+    setup: Setup,
+    shape: &str,
+    len: usize,
+) -> Result<(PrefillSpec, LaunchChoice)> {
     let shape = TransformerShape::preset(shape)?;
-    Ok(setup.choices(soc, shape.q_heads)?.spec(shape, len))
+    let choices = setup.choices(soc, shape.q_heads)?;
+    Ok((choices.spec(shape, len), choices.launch))
 }
 
 /// `f` of the prefill at the profile's figures and at both ends, (central, (low, high)).
 fn with_range(
     soc: &SocProfile,
-    setup: Setup,
+    launch: LaunchChoice,
     spec: &PrefillSpec,
     f: impl Fn(&SocProfile, &PrefillSpec) -> Result<f64>,
 ) -> Result<(f64, (f64, f64))> {
-    let q_heads = spec.shape.q_heads;
-    let launch = setup.choices(soc, q_heads)?.launch;
     let central = soc.clone().with_launch(launch);
     let mut ends = Vec::new();
     for end in End::BOTH {
@@ -198,9 +203,7 @@ const PORT_RUNS: [PortRun; 9] = [
 fn mllm_port(soc: &SocProfile) -> Result<Vec<PhoneCheck>> {
     let mut rows = Vec::new();
     for (i, run) in PORT_RUNS.iter().enumerate() {
-        let shape = TransformerShape::preset(run.shape)?;
-        let choices = Setup::MllmPort.choices(soc, shape.q_heads)?;
-        let mut spec = choices.spec(shape, run.len);
+        let (mut spec, launch) = setup_spec(soc, Setup::MllmPort, run.shape, run.len)?;
         spec.chunk_len = run.chunk;
         spec.linear_tile = spec.linear_tile.min(run.chunk);
         for r in &mut spec.ratios {
@@ -225,7 +228,7 @@ fn mllm_port(soc: &SocProfile) -> Result<Vec<PhoneCheck>> {
         let dense = |s: &SocProfile, p: &PrefillSpec| ttft_ms(s, p, AttentionStrategy::DenseCpu);
         let shadow = |s: &SocProfile, p: &PrefillSpec| ttft_ms(s, p, AttentionStrategy::Shadow);
         if let Some(ms) = run.dense_ms {
-            let r = with_range(soc, Setup::MllmPort, &spec, dense)?;
+            let r = with_range(soc, launch, &spec, dense)?;
             rows.push(row(
                 format!("{what}: TTFT, dense CPU attention"),
                 ms,
@@ -233,7 +236,7 @@ fn mllm_port(soc: &SocProfile) -> Result<Vec<PhoneCheck>> {
                 "ms",
             ));
         }
-        let r = with_range(soc, Setup::MllmPort, &spec, shadow)?;
+        let r = with_range(soc, launch, &spec, shadow)?;
         rows.push(row(
             format!("{what}: TTFT, shadowAttn"),
             run.shadow_ms,
@@ -241,9 +244,7 @@ fn mllm_port(soc: &SocProfile) -> Result<Vec<PhoneCheck>> {
             "ms",
         ));
         if let (0, Some(ms)) = (i, run.dense_ms) {
-            let r = with_range(soc, Setup::MllmPort, &spec, |s, p| {
-                Ok(dense(s, p)? / shadow(s, p)?)
-            })?;
+            let r = with_range(soc, launch, &spec, |s, p| Ok(dense(s, p)? / shadow(s, p)?))?;
             rows.push(row(
                 format!("{what}: speedup of shadowAttn"),
                 ms / run.shadow_ms,
@@ -258,8 +259,8 @@ fn mllm_port(soc: &SocProfile) -> Result<Vec<PhoneCheck>> {
 /// llm.npu's prefill rate for Qwen1.5-1.8B at 1024 tokens (> 1000 tokens/s; checked one-sided
 /// at 800).
 fn llm_npu(soc: &SocProfile) -> Result<PhoneCheck> {
-    let spec = setup_spec(soc, Setup::LlmNpu, "qwen1.5-1.8b", 1024)?;
-    let rate = with_range(soc, Setup::LlmNpu, &spec, |s, p| {
+    let (spec, launch) = setup_spec(soc, Setup::LlmNpu, "qwen1.5-1.8b", 1024)?;
+    let rate = with_range(soc, launch, &spec, |s, p| {
         Ok(1024.0 / ttft_ms(s, p, AttentionStrategy::DenseCpu)? * 1e3)
     })?;
     Ok(PhoneCheck {

@@ -16,16 +16,12 @@ use shadowattn_pipeline::{
 #[derive(Clone, Debug)]
 pub struct SimulatedSoc {
     profile: SocProfile,
-    twins: Vec<String>,
 }
 
 impl SimulatedSoc {
     /// The model of `profile`'s SoC.
     pub fn new(profile: SocProfile) -> Self {
-        SimulatedSoc {
-            twins: profile.compute_twins(),
-            profile,
-        }
+        SimulatedSoc { profile }
     }
 
     /// The core cluster `placement` picks ([`placed_core`]).
@@ -71,12 +67,13 @@ impl DeviceModel for SimulatedSoc {
     }
 
     fn describe(&self) -> String {
-        let alike = if self.twins.is_empty() {
+        let twins = self.profile.compute_twins();
+        let alike = if twins.is_empty() {
             String::new()
         } else {
             format!(
                 "; its NPU computes as {}'s, no public figure distinguishes them",
-                self.twins.join(", ")
+                twins.join(", ")
             )
         };
         format!(

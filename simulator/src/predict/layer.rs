@@ -9,8 +9,8 @@ use crate::npu::profile::{CpuCore, SocProfile};
 use crate::predict::cpu_model::{attention_ns, topk_ns, CpuKernel, KernelSet, SelectionSharing};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
-    plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Pool,
-    Stage, Step, Timeline, UnitKind, UnitWork,
+    plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
+    Timeline, UnitWork,
 };
 use std::collections::BTreeMap;
 
@@ -202,33 +202,6 @@ pub struct SplitStages {
     pub attention: (CpuCore, usize),
 }
 
-impl SplitStages {
-    /// The two-stage pipeline: pools `topk` and `attention`.
-    fn pipeline(&self) -> std::result::Result<Pipeline, PipelineError> {
-        let pool = |name: &str, workers| Pool {
-            name: name.into(),
-            workers,
-        };
-        Pipeline::new(
-            vec![
-                pool("topk", self.topk.1),
-                pool("attention", self.attention.1),
-            ],
-            vec![
-                Stage {
-                    pool: 0,
-                    steps: vec![Step::TopK],
-                },
-                Stage {
-                    pool: 1,
-                    steps: vec![Step::Attention],
-                },
-            ],
-            UnitKind::Head,
-        )
-    }
-}
-
 /// The prediction of one chunk of a prefill.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChunkPrediction {
@@ -336,7 +309,7 @@ impl PrefillLayer {
         self.validate()?;
         let schedule = |e: PipelineError| SimError::Schedule(e.to_string());
         let pipeline = match &self.split {
-            Some(split) => split.pipeline(),
+            Some(split) => Pipeline::two_stage(split.topk.1, split.attention.1),
             None => Pipeline::executor(self.cores),
         }
         .map_err(schedule)?;

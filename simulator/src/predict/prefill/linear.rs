@@ -142,11 +142,6 @@ impl LayerGraphs {
     }
 }
 
-/// The NPU part of a launch (overhead and accelerator) and its host transfers, ns.
-pub(super) fn split(cost: &GraphCost) -> (f64, f64) {
-    (cost.launch_ns(false) - cost.host_io_ns, cost.host_io_ns)
-}
-
 /// The glue passes of a layer, in [`layer_glue`]'s order: one before each of the four graphs,
 /// then the one after `qkv` and the one after `down`.
 pub(super) const GLUE_NAMES: [&str; 6] = [
@@ -248,27 +243,26 @@ fn tiles(soc: &SocProfile, spec: &PrefillSpec, rows: usize) -> Result<Vec<(Layer
 }
 
 /// One launch per tile of the graphs `which` (indices into [`LayerGraphs::graphs`]) fused into
-/// one graph: the overhead once, the accelerator times summed, `io_bytes(rows)` of boundary
-/// tensors moved; as one step of every tile's time.
+/// one graph: the overhead once, the accelerator times summed, `io_bytes(tile's graphs)` of
+/// boundary tensors moved; as one step of every tile's time.
 fn fused_launch(
     soc: &SocProfile,
     name: &'static str,
     tiles: &[(LayerGraphs, usize)],
     which: &[usize],
-    io_bytes: impl Fn(usize) -> u64,
+    io_bytes: impl Fn(&LayerGraphs) -> u64,
 ) -> LinearStep {
     let launch = &soc.npu.launch;
     let path = soc.graph_path();
     let (mut npu, mut io, mut count) = (0.0, 0.0, 0);
     for (graphs, n) in tiles {
-        let rows = graphs.rows;
         count += n;
         let accelerator: f64 = which
             .iter()
             .map(|&g| graphs.graphs[g].1.accelerator_ns())
             .sum();
         npu += *n as f64 * (launch.warm_ns(path) + accelerator);
-        io += *n as f64 * launch.io_ns(path, io_bytes(rows));
+        io += *n as f64 * launch.io_ns(path, io_bytes(graphs));
     }
     LinearStep::Launch(name, npu, io, count)
 }
@@ -279,15 +273,10 @@ impl ChunkLinear {
         let tiles = tiles(soc, spec, rows)?;
         let glue = layer_glue(spec, rows);
         let g = |i: usize| LinearStep::Glue(GLUE_NAMES[i], glue[i]);
+        // One graph on its own: its own inputs and outputs cross.
         let launches = |i: usize| {
-            let (mut npu, mut io, mut count) = (0.0, 0.0, 0);
-            for (graphs, n) in &tiles {
-                let (a, b) = split(&graphs.graphs[i].1);
-                npu += *n as f64 * a;
-                io += *n as f64 * b;
-                count += n;
-            }
-            LinearStep::Launch(tiles[0].0.graphs[i].0, npu, io, count)
+            let name = tiles[0].0.graphs[i].0;
+            fused_launch(soc, name, &tiles, &[i], |g| g.graphs[i].1.host_io_bytes)
         };
         let layers = spec.shape.layers;
         match spec.linear_graphs {
@@ -312,19 +301,20 @@ impl ChunkLinear {
                 let elem = spec.linear.dtype().size_bytes();
                 let (q, kv) = (s.q_heads * s.head_dim, s.kv_heads * s.head_dim);
                 // In: the attention output and the residual stream; out: Q/K/V and the stream.
-                let stream = move |rows: usize| (rows * s.hidden * elem) as u64;
-                let first = fused_launch(soc, "RMSNorm + qkv", &tiles, &[0], |r| {
-                    stream(r) + (r * (q + 2 * kv) * elem) as u64
+                // Bytes of `width` values per row of a tile.
+                let io = move |g: &LayerGraphs, width: usize| (g.rows * width * elem) as u64;
+                let first = fused_launch(soc, "RMSNorm + qkv", &tiles, &[0], |g| {
+                    io(g, s.hidden + q + 2 * kv)
                 });
                 let middle = fused_launch(
                     soc,
                     "o + MLP + residual adds + RMSNorm + qkv",
                     &tiles,
                     &[1, 2, 3, 0],
-                    |r| 2 * stream(r) + (r * (2 * q + 2 * kv) * elem) as u64,
+                    |g| io(g, 2 * s.hidden + 2 * q + 2 * kv),
                 );
-                let last = fused_launch(soc, "o + MLP + residual adds", &tiles, &[1, 2, 3], |r| {
-                    2 * stream(r) + (r * q * elem) as u64
+                let last = fused_launch(soc, "o + MLP + residual adds", &tiles, &[1, 2, 3], |g| {
+                    io(g, 2 * s.hidden + q)
                 });
                 let layer = |l: usize| {
                     let launch = if l == 0 {
