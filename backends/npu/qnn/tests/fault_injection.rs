@@ -2,36 +2,13 @@
 //! Every failure must be a typed error carrying the QNN code and message, free every handle,
 //! and never panic or hang.
 
-use shadowattn_hal::{
-    DType, GraphBuilder, HalError, HostTensor, NpuBackend, OutType, QuantParams, Quantization,
-    TensorDesc,
-};
+use shadowattn_hal::{HalError, HostTensor, NpuBackend};
 use shadowattn_qnn::{LibraryError, QnnError, QnnLibrary};
 use std::path::Path;
 
 mod support;
 use support::fake_loader::Fake;
-
-fn pilot() -> shadowattn_hal::Graph {
-    let mut b = GraphBuilder::new("pilot");
-    let d = |rows: usize| {
-        TensorDesc::new(DType::I8, [1, 1, rows, 8]).with_quant(Quantization::per_tensor(0.1, 0))
-    };
-    let q = b.input("q", d(4)).unwrap();
-    let k = b.input("k", d(8)).unwrap();
-    let s = b
-        .matmul(
-            "scores",
-            q,
-            k,
-            false,
-            true,
-            OutType::quantized(DType::I8, QuantParams::symmetric(0.5)),
-        )
-        .unwrap();
-    b.output(s).unwrap();
-    b.build().unwrap()
-}
+use support::pilot;
 
 #[test]
 fn a_missing_library_lists_every_path_tried() {

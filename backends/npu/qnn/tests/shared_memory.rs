@@ -4,35 +4,12 @@
 //! must be the same with registered and client buffers, the backend must report which it uses,
 //! and every fallback must name its reason.
 
-use shadowattn_hal::{
-    CompiledGraph, DType, Graph, GraphBuilder, HostTensor, NpuBackend, OutType, QuantParams,
-    Quantization, TensorDesc,
-};
+use shadowattn_hal::{CompiledGraph, Graph, HostTensor, NpuBackend};
 use shadowattn_qnn::{ClientReason, IoBuffers, QnnBackend, QnnOptions};
 
 mod support;
 use support::fake_loader::Fake;
-
-fn pilot() -> Graph {
-    let mut b = GraphBuilder::new("pilot");
-    let d = |rows: usize| {
-        TensorDesc::new(DType::I8, [1, 1, rows, 8]).with_quant(Quantization::per_tensor(0.1, 0))
-    };
-    let q = b.input("q", d(4)).unwrap();
-    let k = b.input("k", d(8)).unwrap();
-    let s = b
-        .matmul(
-            "scores",
-            q,
-            k,
-            false,
-            true,
-            OutType::quantized(DType::I8, QuantParams::symmetric(0.5)),
-        )
-        .unwrap();
-    b.output(s).unwrap();
-    b.build().unwrap()
-}
+use support::pilot;
 
 fn inputs(graph: &Graph, seed: u8) -> Vec<HostTensor> {
     graph
