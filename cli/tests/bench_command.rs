@@ -32,12 +32,16 @@ fn the_table_and_json_have_every_kernel_shape_and_thread_count() {
         "topk-group",
         "attend-row",
         "attend-group",
+        "attend-row-single",
+        "attend-row-tiled",
+        "attend-group-single",
+        "attend-group-tiled",
         "stage-row",
         "stage-group",
     ];
     // 2/2/16/48 has one query head per KV head: the core selects per head there, so the
     // group kernels are not timed on it.
-    let grouped = |k: &str| k.ends_with("-group");
+    let grouped = |k: &str| k.contains("-group");
     for k in kernels {
         for shape in ["4/2/32/64", "2/2/16/48"] {
             for t in ["1", "2"] {
@@ -47,6 +51,16 @@ fn the_table_and_json_have_every_kernel_shape_and_thread_count() {
                 assert_eq!(present, expected, "`{prefix}` in:\n{stdout}");
             }
         }
+    }
+    // Each shape's tile union: at least one row's set, at most the 8 rows' sets side by side.
+    for shape in ["4/2/32/64", "2/2/16/48"] {
+        let prefix = format!("# {shape}: a lane tile's union of 8 rows' key sets is ");
+        let line = stdout.lines().find(|l| l.starts_with(&prefix));
+        let factor: f64 = line
+            .and_then(|l| l[prefix.len()..].split('x').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no union line for {shape} in:\n{stdout}"));
+        assert!((1.0..=8.0).contains(&factor), "{factor}");
     }
     let records: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();

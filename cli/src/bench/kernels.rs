@@ -1,7 +1,7 @@
 //! What `shadowattn bench` times: one chunk's inputs and INT8 pilot scores per shape, and each
 //! kernel of the CPU stage as one call on the fast CPU backend.
 
-use shadowattn_cpu::fast::{simd, FastCpuBackend};
+use shadowattn_cpu::fast::{simd, FastCpuBackend, KvStorage, SparseKernel};
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, ComputeBackend, GroupScores, KeyBudget, ScoreData,
     ScoreMatrix, Selection,
@@ -27,6 +27,14 @@ pub enum Kernel {
     AttendRow,
     /// Sparse attention alone, a key set per GQA group and row.
     AttendGroup,
+    /// `attend-row` with one query row at a time.
+    AttendRowSingle,
+    /// `attend-row` in lane tiles of up to eight rows.
+    AttendRowTiled,
+    /// `attend-group` with one query row (and its group's heads) at a time.
+    AttendGroupSingle,
+    /// `attend-group` in lane tiles.
+    AttendGroupTiled,
     /// The CPU stage with per-row selection: top-k then sparse attention.
     StageRow,
     /// The CPU stage with the shared selection: group ranking, top-k, sparse attention.
@@ -58,6 +66,10 @@ impl Kernel {
             Kernel::TopkGroup,
             Kernel::AttendRow,
             Kernel::AttendGroup,
+            Kernel::AttendRowSingle,
+            Kernel::AttendRowTiled,
+            Kernel::AttendGroupSingle,
+            Kernel::AttendGroupTiled,
             Kernel::StageRow,
             Kernel::StageGroup,
         ];
@@ -76,7 +88,11 @@ impl Kernel {
     pub fn is_grouped(self) -> bool {
         matches!(
             self,
-            Kernel::TopkGroup | Kernel::AttendGroup | Kernel::StageGroup
+            Kernel::TopkGroup
+                | Kernel::AttendGroup
+                | Kernel::AttendGroupSingle
+                | Kernel::AttendGroupTiled
+                | Kernel::StageGroup
         )
     }
 
@@ -89,6 +105,10 @@ impl Kernel {
             Kernel::TopkGroup => "topk-group",
             Kernel::AttendRow => "attend-row",
             Kernel::AttendGroup => "attend-group",
+            Kernel::AttendRowSingle => "attend-row-single",
+            Kernel::AttendRowTiled => "attend-row-tiled",
+            Kernel::AttendGroupSingle => "attend-group-single",
+            Kernel::AttendGroupTiled => "attend-group-tiled",
             Kernel::StageRow => "stage-row",
             Kernel::StageGroup => "stage-group",
             #[cfg(feature = "ggml")]
@@ -105,6 +125,31 @@ impl Kernel {
     /// Whether the kernel is one of ggml's materialized (non-flash) attention graphs.
     pub fn is_ggml_materialized(self) -> bool {
         self.name().starts_with("ggml-materialized")
+    }
+}
+
+/// The fast CPU backends the kernels run on, all on one thread count.
+pub struct Backends {
+    /// The default backend (f32 K/V, the automatic sparse kernel).
+    pub compute: FastCpuBackend,
+    /// K and V stored as f16.
+    pub f16: FastCpuBackend,
+    /// Sparse attention one query row at a time.
+    pub single: FastCpuBackend,
+    /// Sparse attention in lane tiles.
+    pub tiled: FastCpuBackend,
+}
+
+impl Backends {
+    /// The four backends on `threads` threads.
+    pub fn new(threads: usize) -> Res<Self> {
+        let fast = || FastCpuBackend::new(threads);
+        Ok(Backends {
+            compute: fast()?,
+            f16: fast()?.with_storage(KvStorage::F16),
+            single: fast()?.with_sparse_kernel(SparseKernel::Single),
+            tiled: fast()?.with_sparse_kernel(SparseKernel::Tiled),
+        })
     }
 }
 
@@ -180,6 +225,24 @@ impl Case {
         (rows, groups)
     }
 
+    /// How many times one row's key set the union of a lane tile's rows' sets is, over the
+    /// per-row selections: Σ |union| · rows / Σ kept over every tile of `rows` consecutive
+    /// query rows of a head (the extra keys a tile's lanes compute and mask).
+    pub fn tile_union(&self, rows: usize) -> f64 {
+        let (mut computed, mut kept) = (0usize, 0usize);
+        for sel in &self.rows {
+            for t0 in (0..sel.rows()).step_by(rows) {
+                let tile = t0..(t0 + rows).min(sel.rows());
+                let mut union: Vec<u32> = tile.clone().flat_map(|i| sel.row(i).to_vec()).collect();
+                kept += union.len();
+                union.sort_unstable();
+                union.dedup();
+                computed += union.len() * tile.len();
+            }
+        }
+        computed as f64 / kept.max(1) as f64
+    }
+
     fn score_matrix(&self, h: usize) -> Res<ScoreMatrix<'_>> {
         Ok(ScoreMatrix::for_chunk(
             ScoreData::I8(&self.scores[h]),
@@ -229,14 +292,9 @@ impl Case {
         Ok(())
     }
 
-    /// Runs `kernel` once on `compute` (or `f16`, the same kernels storing K/V as f16);
-    /// returns its wall time in seconds.
-    pub fn time(
-        &mut self,
-        kernel: Kernel,
-        compute: &FastCpuBackend,
-        f16: &FastCpuBackend,
-    ) -> Res<f64> {
+    /// Runs `kernel` once on its backend of `b`; returns its wall time in seconds.
+    pub fn time(&mut self, kernel: Kernel, b: &Backends) -> Res<f64> {
+        let (compute, f16) = (&b.compute, &b.f16);
         let start = Instant::now();
         let inputs = self.chunk.inputs();
         match kernel {
@@ -251,6 +309,22 @@ impl Case {
             Kernel::AttendRow => compute.sparse_attention(inputs, &self.rows, &mut self.out)?,
             Kernel::AttendGroup => {
                 compute.sparse_attention_grouped(inputs, &self.groups, &mut self.out)?
+            }
+            Kernel::AttendRowSingle => {
+                b.single
+                    .sparse_attention(inputs, &self.rows, &mut self.out)?
+            }
+            Kernel::AttendRowTiled => {
+                b.tiled
+                    .sparse_attention(inputs, &self.rows, &mut self.out)?
+            }
+            Kernel::AttendGroupSingle => {
+                b.single
+                    .sparse_attention_grouped(inputs, &self.groups, &mut self.out)?
+            }
+            Kernel::AttendGroupTiled => {
+                b.tiled
+                    .sparse_attention_grouped(inputs, &self.groups, &mut self.out)?
             }
             Kernel::StageRow => {
                 let rows = self.topk_rows(compute)?;

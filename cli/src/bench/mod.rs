@@ -6,9 +6,9 @@ mod kernels;
 
 use crate::progress::progress_bar;
 use clap::Args;
-use kernels::{fma_peak_gflops, Case, Kernel};
+use kernels::{fma_peak_gflops, Backends, Case, Kernel};
 use serde_json::json;
-use shadowattn_cpu::fast::{simd, FastCpuBackend, KvStorage};
+use shadowattn_cpu::fast::{simd, FastCpuBackend};
 use shadowattn_hal::AttentionShape;
 use std::error::Error;
 use std::path::PathBuf;
@@ -143,28 +143,26 @@ pub fn run(args: &BenchArgs) -> Res<()> {
     }
     let bar = progress_bar(args.shapes.len() * args.threads.len());
     let mut records = Vec::new();
+    let mut unions = Vec::new();
     for &threads in &args.threads {
         let peak = fma_peak_gflops(threads);
-        let compute = FastCpuBackend::new(threads)?;
-        let f16 = FastCpuBackend::new(threads)?.with_storage(KvStorage::F16);
+        let backends = Backends::new(threads)?;
         for shape in &args.shapes {
             bar.set_message(format!(
                 "{}/{}/{}/{} on {threads} threads",
                 shape.q_heads, shape.kv_heads, shape.head_dim, shape.kv_len
             ));
-            records.extend(measure(
-                args,
-                shape,
-                threads,
-                peak,
-                (&compute, &f16),
-                &kernels,
-            )?);
+            let (measured, union) = measure(args, shape, threads, peak, &backends, &kernels)?;
+            records.extend(measured);
+            if threads == args.threads[0] {
+                unions.push((*shape, union));
+            }
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
     print_table(&records, args.ratio);
+    print_unions(&unions);
     if let Some(path) = &args.json {
         write_json(path, &records, args.ratio)?;
     }
@@ -181,9 +179,9 @@ fn measure(
     shape: &BenchShape,
     threads: usize,
     peak: f64,
-    (compute, f16): (&FastCpuBackend, &FastCpuBackend),
+    backends: &Backends,
     kernels: &[Kernel],
-) -> Res<Vec<Record>> {
+) -> Res<(Vec<Record>, f64)> {
     if args.q_len > shape.kv_len {
         return Err(format!(
             "--q-len {} exceeds the {} keys of shape {}/{}/{}/{}",
@@ -199,7 +197,7 @@ fn measure(
         shape.head_dim,
     );
     #[allow(unused_mut)]
-    let mut case = Case::new(s, args.ratio, compute)?;
+    let mut case = Case::new(s, args.ratio, &backends.compute)?;
     #[cfg(feature = "ggml")]
     case.with_ggml(threads)?;
     // With one query head per KV head the core selects per head: a group kernel there would
@@ -213,7 +211,7 @@ fn measure(
     // One warm-up round, then the measured ones.
     for round in 0..=args.runs {
         for (k, &kernel) in kernels.iter().enumerate() {
-            let t = case.time(kernel, compute, f16)?;
+            let t = case.time(kernel, backends)?;
             if round > 0 {
                 times[k].push(t);
             }
@@ -222,7 +220,8 @@ fn measure(
     let per_pair = 4.0 * s.head_dim as f64;
     let (row_pairs, group_pairs) = case.kept_pairs();
     let valid = case.dense_pairs();
-    Ok(kernels
+    let union = case.tile_union(simd::lanes::LANES);
+    let records = kernels
         .iter()
         .zip(times)
         .map(|(&kernel, mut t)| {
@@ -239,9 +238,13 @@ fn measure(
                     (per_pair * valid as f64, 0)
                 }
                 Kernel::TopkRow | Kernel::TopkGroup => (0.0, valid),
-                Kernel::AttendRow => (per_pair * row_pairs as f64, 0),
+                Kernel::AttendRow | Kernel::AttendRowSingle | Kernel::AttendRowTiled => {
+                    (per_pair * row_pairs as f64, 0)
+                }
                 Kernel::StageRow => (per_pair * row_pairs as f64, valid),
-                Kernel::AttendGroup => (per_pair * group_pairs as f64, 0),
+                Kernel::AttendGroup | Kernel::AttendGroupSingle | Kernel::AttendGroupTiled => {
+                    (per_pair * group_pairs as f64, 0)
+                }
                 Kernel::StageGroup => (per_pair * group_pairs as f64, valid),
             };
             Record {
@@ -254,7 +257,22 @@ fn measure(
                 peak_gflops: peak,
             }
         })
-        .collect())
+        .collect();
+    Ok((records, union))
+}
+
+/// The lane tiles' union factor of each shape's per-row selections.
+fn print_unions(unions: &[(BenchShape, f64)]) {
+    for (s, union) in unions {
+        println!(
+            "# {}/{}/{}/{}: a lane tile's union of {} rows' key sets is {union:.2}x one row's set (per-row selections)",
+            s.q_heads,
+            s.kv_heads,
+            s.head_dim,
+            s.kv_len,
+            simd::lanes::LANES
+        );
+    }
 }
 
 /// The dense kernel's median on the record's shape and threads.

@@ -404,19 +404,44 @@ impl QuantizedHeads {
 /// K or V (named `name` in errors) converted to f16 storage; a value beyond the f16 range is
 /// refused rather than stored as infinity.
 pub fn kv_to_f16(name: &str, data: &[f32]) -> Result<Vec<half::f16>> {
-    let max = f32::from(half::f16::MAX);
-    if let Some(i) = data.iter().position(|v| v.abs() > max) {
-        return Err(HalError::invalid_value(
-            name,
-            format!(
-                "element {i} is {}, beyond the f16 range (±{max}) of f16 K/V storage; use f32 storage",
-                data[i]
-            ),
-        ));
+    if let Some(i) = first_beyond_f16(data) {
+        return Err(beyond_f16_value(name, i, data[i]));
     }
     let mut halves = vec![half::f16::ZERO; data.len()];
     half::slice::HalfFloatSliceExt::convert_from_f32_slice(&mut halves[..], data);
     Ok(halves)
+}
+
+/// The index of the first value of `data` beyond the f16 range (±65504), NaN excluded.
+/// Blocks are tested without an early exit so the test vectorizes, as `first_non_finite`.
+pub fn first_beyond_f16(data: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 256;
+    let max = f32::from(half::f16::MAX);
+    data.chunks(BLOCK).enumerate().find_map(|(b, block)| {
+        let inside = block
+            .iter()
+            .fold(true, |ok, v| ok & (v.abs() <= max || v.is_nan()));
+        if inside {
+            None
+        } else {
+            block
+                .iter()
+                .position(|v| v.abs() > max)
+                .map(|i| b * BLOCK + i)
+        }
+    })
+}
+
+/// The error for element `index` of K or V (`name`), `value`, beyond the f16 range of f16
+/// K/V storage.
+pub fn beyond_f16_value(name: &str, index: usize, value: f32) -> HalError {
+    HalError::invalid_value(
+        name,
+        format!(
+            "element {index} is {value}, beyond the f16 range (±{}) of f16 K/V storage; use f32 storage",
+            f32::from(half::f16::MAX)
+        ),
+    )
 }
 
 /// Errors on the first per-head scale that is not finite and positive.

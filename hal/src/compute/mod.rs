@@ -21,7 +21,10 @@ pub use checks::{
     check_sparse_call, first_non_finite, non_finite_value,
 };
 pub use group::GroupScores;
-pub use inputs::{kv_to_f16, AttentionInputs, AttentionShape, HeadsView, QuantizedHeads};
+pub use inputs::{
+    beyond_f16_value, first_beyond_f16, kv_to_f16, AttentionInputs, AttentionShape, HeadsView,
+    QuantizedHeads,
+};
 pub use scores::{KeyBudget, ScoreData, ScoreMatrix, Selection};
 
 use crate::error::Result;

@@ -4,7 +4,10 @@
 //! the same gathered K/V rows.
 
 use super::kernels::{select_ranked, Scratch};
+use super::simd::lanes::LANES;
 use super::simd::{self, group as prim};
+use super::tile::{attend_tile, Lane, TileScratch};
+use super::SparseKernel;
 use rayon::prelude::*;
 use shadowattn_hal::group::{exp2_factor, GroupScores};
 use shadowattn_hal::{AttentionInputs, KeyBudget, Result, ScoreData, Selection};
@@ -77,6 +80,7 @@ pub fn sparse_grouped<T: simd::KvElement>(
     k: &[T],
     v: &[T],
     selections: &[Selection],
+    kernel: SparseKernel,
     out: &mut [f32],
 ) {
     let s = inputs.shape();
@@ -89,14 +93,14 @@ pub fn sparse_grouped<T: simd::KvElement>(
         .map(|&(kv, i0)| {
             let rows = i0..(i0 + ROWS_PER_JOB).min(s.q_len);
             let mut part = vec![0.0; rows.len() * g * d];
-            let mut scratch = GroupScratch::default();
             let (k, v) = (
                 &k[kv * s.kv_len * d..(kv + 1) * s.kv_len * d],
                 &v[kv * s.kv_len * d..(kv + 1) * s.kv_len * d],
             );
-            for (r, i) in rows.enumerate() {
-                let o = &mut part[r * g * d..(r + 1) * g * d];
-                attend_group(inputs, kv, i, k, v, selections[kv].row(i), &mut scratch, o);
+            let rows = (kv, rows);
+            match kernel {
+                SparseKernel::Tiled => rows_tiled(inputs, (k, v), selections, rows, &mut part),
+                _ => rows_single(inputs, (k, v), selections, rows, &mut part),
             }
             part
         })
@@ -109,6 +113,49 @@ pub fn sparse_grouped<T: simd::KvElement>(
                 out[at..at + d].copy_from_slice(o);
             }
         }
+    }
+}
+
+/// Sparse attention of KV group `kv`'s heads at `rows`, one row (and the group's heads) at a
+/// time, into `part` (`[rows][g][head_dim]`); `k` and `v` are that KV head's rows.
+fn rows_single<T: simd::KvElement>(
+    inputs: &AttentionInputs<'_>,
+    (k, v): (&[T], &[T]),
+    selections: &[Selection],
+    (kv, rows): (usize, std::ops::Range<usize>),
+    part: &mut [f32],
+) {
+    let per_row = inputs.shape().q_heads / inputs.shape().kv_heads * inputs.shape().head_dim;
+    let mut scratch = GroupScratch::default();
+    for (i, o) in rows.zip(part.chunks_exact_mut(per_row)) {
+        attend_group(inputs, kv, i, k, v, selections[kv].row(i), &mut scratch, o);
+    }
+}
+
+/// [`rows_single`] in lane tiles: the group's (row, head) pairs in the order of `part`,
+/// [`LANES`] to a tile, each tile gathering the union of its rows' key sets once.
+fn rows_tiled<T: simd::KvElement>(
+    inputs: &AttentionInputs<'_>,
+    (k, v): (&[T], &[T]),
+    selections: &[Selection],
+    (kv, rows): (usize, std::ops::Range<usize>),
+    part: &mut [f32],
+) {
+    let s = inputs.shape();
+    let (d, g) = (s.head_dim, s.q_heads / s.kv_heads);
+    let pairs: Vec<(usize, usize)> = rows
+        .flat_map(|i| (0..g).map(move |slot| (i, slot)))
+        .collect();
+    let mut sc = TileScratch::default();
+    for (tile, o) in pairs.chunks(LANES).zip(part.chunks_mut(LANES * d)) {
+        let lanes: Vec<Lane<'_>> = tile
+            .iter()
+            .map(|&(i, slot)| Lane {
+                q: inputs.q_row(kv * g + slot, i),
+                keys: selections[kv].row(i),
+            })
+            .collect();
+        attend_tile(&lanes, (k, v), d, s.scale, &mut sc, o);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The fast kernels themselves, in safe code over the primitives of [`super::simd`].
 
 use super::simd;
+use super::KvStorage;
 use rayon::prelude::*;
-use shadowattn_hal::compute::first_non_finite;
+use shadowattn_hal::compute::{first_beyond_f16, first_non_finite};
 use shadowattn_hal::{
     AttentionInputs, AttentionShape, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
 };
@@ -392,6 +393,9 @@ pub struct PackedKv {
     pub k_panels: LineAligned,
     /// V as `[keys padded to TILE][dim]`, zero-padded.
     pub v: LineAligned,
+    /// One row rounded through f16 (f16 storage), and its halves.
+    rounded: Vec<f32>,
+    halves: Vec<half::f16>,
 }
 
 impl PackedKv {
@@ -402,8 +406,15 @@ impl PackedKv {
     ///
     /// Checks K and V for NaN and infinities as it reads them (a separate pass read 2 × 8 MiB
     /// of a 16/16-head, 2048-key layer from memory once more, a tenth of the call) and returns
-    /// the first of each.
-    pub fn repack(&mut self, s: &AttentionShape, k: &[f32], v: &[f32], kv: usize) -> NonFinite {
+    /// the first of each. With `storage` f16 every value is rounded to f16 as it is packed
+    /// (no converted copy of K and V), and values beyond the f16 range are found too.
+    pub fn repack(
+        &mut self,
+        s: &AttentionShape,
+        (k, v): (&[f32], &[f32]),
+        kv: usize,
+        storage: KvStorage,
+    ) -> PackFindings {
         let (d, nr) = (s.head_dim, simd::NR);
         let dim = d.div_ceil(nr) * nr;
         let keys = s.kv_len.div_ceil(TILE) * TILE;
@@ -418,40 +429,75 @@ impl PackedKv {
             self.k_panels = LineAligned::zeros(keys * dim);
             self.v = LineAligned::zeros(keys * dim);
         }
-        let mut found = NonFinite::default();
-        let first = |row: &[f32], j: usize| first_non_finite(row).map(|c| (j * d + c, row[c]));
+        let mut found = PackFindings::default();
+        let half = storage == KvStorage::F16;
+        self.rounded.resize(d, 0.0);
+        self.halves.resize(d, half::f16::ZERO);
+        let (rounded, halves) = (&mut self.rounded, &mut self.halves);
         for (j, row) in k.chunks_exact(d).enumerate() {
+            found.k.note(row, j * d, half);
+            let row = stored(row, half, rounded, halves);
             let panel = &mut self.k_panels[(j / nr) * dim * nr..][..dim * nr];
             for (c, &x) in row.iter().enumerate() {
                 panel[c * nr + j % nr] = x;
             }
-            if found.k.is_none() {
-                found.k = first(row, j);
-            }
         }
-        for (j, (dst, src)) in self
-            .v
-            .chunks_exact_mut(dim)
-            .zip(v.chunks_exact(d))
-            .enumerate()
-        {
-            dst[..d].copy_from_slice(src);
-            if found.v.is_none() {
-                found.v = first(src, j);
-            }
+        for (j, row) in v.chunks_exact(d).enumerate() {
+            found.v.note(row, j * d, half);
+            let row = stored(row, half, rounded, halves);
+            self.v[j * dim..j * dim + d].copy_from_slice(row);
         }
         found
     }
 }
 
-/// The first NaN or infinity [`PackedKv::repack`] met in its head's K and V: the index within
-/// the head's `[kv_len][head_dim]` and the value.
+/// `row` as the storage holds it: itself, or (`half`) rounded through f16 (`halves`) into
+/// `rounded`.
+fn stored<'r>(
+    row: &'r [f32],
+    half: bool,
+    rounded: &'r mut [f32],
+    halves: &mut [half::f16],
+) -> &'r [f32] {
+    if !half {
+        return row;
+    }
+    use half::slice::HalfFloatSliceExt;
+    halves.convert_from_f32_slice(row);
+    halves.convert_to_f32_slice(rounded);
+    rounded
+}
+
+/// What [`PackedKv::repack`] found in one of K and V: the first NaN or infinity and, for f16
+/// storage, the first value beyond the f16 range (indices within the head's
+/// `[kv_len][head_dim]`, and the values).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct NonFinite {
-    /// The first in K.
-    pub k: Option<(usize, f32)>,
-    /// The first in V.
-    pub v: Option<(usize, f32)>,
+pub struct Refused {
+    /// The first NaN or infinity.
+    pub non_finite: Option<(usize, f32)>,
+    /// The first value beyond the f16 range (f16 storage only).
+    pub beyond_f16: Option<(usize, f32)>,
+}
+
+impl Refused {
+    /// Notes the first refused values of `row`, whose first element is at `at`.
+    fn note(&mut self, row: &[f32], at: usize, half: bool) {
+        if self.non_finite.is_none() {
+            self.non_finite = first_non_finite(row).map(|c| (at + c, row[c]));
+        }
+        if half && self.beyond_f16.is_none() {
+            self.beyond_f16 = first_beyond_f16(row).map(|c| (at + c, row[c]));
+        }
+    }
+}
+
+/// What [`PackedKv::repack`] found refused in its head's K and V.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PackFindings {
+    /// In K.
+    pub k: Refused,
+    /// In V.
+    pub v: Refused,
 }
 
 /// Dense causal attention of query head `h` (FlashAttention-style, f32): blocks of

@@ -6,6 +6,7 @@
 pub(crate) mod group;
 pub(crate) mod kernels;
 pub mod simd;
+pub(crate) mod tile;
 
 use crate::reference;
 use rayon::prelude::*;
@@ -27,12 +28,44 @@ pub enum KvStorage {
     F16,
 }
 
+/// Which kernel computes sparse attention over gathered keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SparseKernel {
+    /// The faster of the two for the call, by the measured rule of [`SparseKernel::resolve`].
+    #[default]
+    Auto,
+    /// One query row at a time (with its group's heads under a shared selection): each row
+    /// gathers its own keys.
+    Single,
+    /// Lane tiles: up to eight query rows gather the union of their keys once.
+    Tiled,
+}
+
+impl SparseKernel {
+    /// The kernel `Auto` stands for on a call of `q_len` query rows, with a key set per row
+    /// of each head (`shared == false`) or per row of each GQA group. Measured with `shadowattn
+    /// bench` (the note of issue 34 has the table): under a shared selection the group's
+    /// heads already share each gathered row, and one row at a time is the faster on every
+    /// shape; per row, tiles win from four rows.
+    pub fn resolve(self, q_len: usize, shared: bool) -> SparseKernel {
+        match self {
+            SparseKernel::Auto if !shared && q_len >= TILE_MIN_ROWS => SparseKernel::Tiled,
+            SparseKernel::Auto => SparseKernel::Single,
+            other => other,
+        }
+    }
+}
+
+/// Query rows from which `Auto` picks tiles for per-row selections.
+const TILE_MIN_ROWS: usize = 4;
+
 /// Fast CPU compute kernels on a thread pool.
 #[derive(Debug)]
 pub struct FastCpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
     storage: KvStorage,
+    sparse: SparseKernel,
     /// The dense kernel's packed K/V of the last call, reused by the next (as large as that
     /// call's K and V, padded to whole tiles).
     packed: std::sync::Mutex<Vec<kernels::PackedKv>>,
@@ -61,6 +94,7 @@ impl FastCpuBackend {
             pool,
             threads,
             storage: KvStorage::F32,
+            sparse: SparseKernel::Auto,
             packed: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -69,6 +103,17 @@ impl FastCpuBackend {
     pub fn with_storage(mut self, storage: KvStorage) -> Self {
         self.storage = storage;
         self
+    }
+
+    /// The same backend computing sparse attention with `kernel`.
+    pub fn with_sparse_kernel(mut self, kernel: SparseKernel) -> Self {
+        self.sparse = kernel;
+        self
+    }
+
+    /// The sparse-attention kernel choice.
+    pub fn sparse_kernel(&self) -> SparseKernel {
+        self.sparse
     }
 
     /// How K and V are stored.
@@ -96,11 +141,15 @@ impl FastCpuBackend {
         out: &mut [f32],
     ) {
         let per_head = inputs.shape().q_len * inputs.shape().head_dim;
+        let kernel = self.sparse.resolve(inputs.shape().q_len, false);
         self.pool.install(|| {
             out.par_chunks_mut(per_head)
                 .zip(selections.par_iter())
                 .enumerate()
-                .for_each(|(h, (o, sel))| kernels::sparse_head(inputs, k, v, h, sel, o));
+                .for_each(|(h, (o, sel))| match kernel {
+                    SparseKernel::Tiled => tile::sparse_head(inputs, (k, v), h, sel, o),
+                    _ => kernels::sparse_head(inputs, k, v, h, sel, o),
+                });
         });
     }
 
@@ -167,14 +216,15 @@ impl ComputeBackend for FastCpuBackend {
         out: &mut [f32],
     ) -> Result<()> {
         shadowattn_hal::group::check_grouped_call(&inputs, selections, out)?;
+        let kernel = self.sparse.resolve(inputs.shape().q_len, true);
         match self.storage {
             KvStorage::F32 => self.pool.install(|| {
-                group::sparse_grouped(&inputs, inputs.k(), inputs.v(), selections, out)
+                group::sparse_grouped(&inputs, inputs.k(), inputs.v(), selections, kernel, out)
             }),
             KvStorage::F16 => {
                 let (k, v) = self.kv_f16(&inputs)?;
                 self.pool
-                    .install(|| group::sparse_grouped(&inputs, &k, &v, selections, out));
+                    .install(|| group::sparse_grouped(&inputs, &k, &v, selections, kernel, out));
             }
         }
         Ok(())
@@ -186,35 +236,22 @@ impl ComputeBackend for FastCpuBackend {
         shadowattn_hal::compute::check_output_len(&inputs, out)?;
         shadowattn_hal::compute::check_finite_tensor("q", inputs.q())?;
         let per_head = s.q_len * s.head_dim;
-        // Dense attention packs K and V into f32 tiles; f16 storage rounds them first, so both
-        // kernels see the same values.
-        let rounded = match self.storage {
-            KvStorage::F32 => None,
-            KvStorage::F16 => {
-                // Non-finite values first, as every backend refuses them (the f16 range check
-                // would name infinities differently).
-                shadowattn_hal::compute::check_finite_tensor("k", inputs.k())?;
-                shadowattn_hal::compute::check_finite_tensor("v", inputs.v())?;
-                let (k, v) = self.kv_f16(&inputs)?;
-                let widen = |x: Vec<half::f16>| x.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
-                Some((widen(k), widen(v)))
-            }
-        };
-        let (k, v) = rounded.as_ref().map_or((inputs.k(), inputs.v()), |(k, v)| {
-            (k.as_slice(), v.as_slice())
-        });
+        // K and V are packed into f32 tiles; f16 storage rounds each value as it is packed, so
+        // both kernels see the same values.
+        let (k, v) = (inputs.k(), inputs.v());
         // A concurrent call finds the buffers taken and packs into new ones.
         let lock = || self.packed.lock().unwrap_or_else(|e| e.into_inner());
         let mut packed = std::mem::take(&mut *lock());
         packed.resize_with(s.kv_heads, kernels::PackedKv::default);
         let result = self.pool.install(|| {
             // K and V are checked for non-finite values while they are packed.
-            let found: Vec<kernels::NonFinite> = packed
+            let storage = self.storage;
+            let found: Vec<kernels::PackFindings> = packed
                 .par_iter_mut()
                 .enumerate()
-                .map(|(kv, p)| p.repack(&s, k, v, kv))
+                .map(|(kv, p)| p.repack(&s, (k, v), kv, storage))
                 .collect();
-            first_non_finite_kv(&s, &found)?;
+            first_refused_kv(&s, &found)?;
             out.par_chunks_mut(per_head)
                 .enumerate()
                 .for_each(|(h, o)| kernels::dense_head(&inputs, h, &packed[s.kv_head_of(h)], o));
@@ -229,24 +266,33 @@ impl ComputeBackend for FastCpuBackend {
     }
 }
 
-/// The error `check_finite` gives for the first non-finite K, then V, value the heads' packing
-/// met (indices across `[kv_heads][kv_len][head_dim]`).
-fn first_non_finite_kv(
+/// The error for the first value the heads' packing refused: NaN or infinity in K, then V (as
+/// `check_finite` names them), then values beyond the f16 range of f16 storage in K, then V
+/// (as `kv_to_f16` names them); indices across `[kv_heads][kv_len][head_dim]`.
+fn first_refused_kv(
     s: &shadowattn_hal::AttentionShape,
-    found: &[kernels::NonFinite],
+    found: &[kernels::PackFindings],
 ) -> Result<()> {
+    use shadowattn_hal::compute::{beyond_f16_value, non_finite_value};
     let per_head = s.kv_len * s.head_dim;
-    let first = |pick: fn(&kernels::NonFinite) -> Option<(usize, f32)>| {
+    let first = |pick: fn(&kernels::PackFindings) -> Option<(usize, f32)>| {
         found
             .iter()
             .enumerate()
             .find_map(|(kv, f)| pick(f).map(|(i, x)| (kv * per_head + i, x)))
     };
-    if let Some((i, x)) = first(|f| f.k) {
-        return Err(shadowattn_hal::compute::non_finite_value("k", i, x));
-    }
-    if let Some((i, x)) = first(|f| f.v) {
-        return Err(shadowattn_hal::compute::non_finite_value("v", i, x));
+    type Pick = fn(&kernels::PackFindings) -> Option<(usize, f32)>;
+    type Refusal = (&'static str, fn(&str, usize, f32) -> HalError, Pick);
+    let refusals: [Refusal; 4] = [
+        ("k", non_finite_value, |f| f.k.non_finite),
+        ("v", non_finite_value, |f| f.v.non_finite),
+        ("k", beyond_f16_value, |f| f.k.beyond_f16),
+        ("v", beyond_f16_value, |f| f.v.beyond_f16),
+    ];
+    for (name, error, pick) in refusals {
+        if let Some((i, x)) = first(pick) {
+            return Err(error(name, i, x));
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod group;
+pub mod lanes;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod portable;
@@ -197,6 +198,28 @@ unsafe fn as_slice_of<T: KvElement, U: KvElement>(rows: &[T]) -> &[U] {
     debug_assert_eq!(<T as private::Sealed>::HALF, <U as private::Sealed>::HALF);
     // SAFETY: same type, hence same size, alignment and validity (the caller's promise).
     unsafe { std::slice::from_raw_parts(rows.as_ptr().cast(), rows.len()) }
+}
+
+/// The rows as f32 when they are stored as f32 (`None` for f16 storage).
+pub fn f32_rows<T: KvElement>(rows: &[T]) -> Option<&[f32]> {
+    if <T as private::Sealed>::HALF {
+        return None;
+    }
+    // SAFETY: T is f32 (checked just above).
+    Some(unsafe { as_slice_of(rows) })
+}
+
+/// The rows `idx` of `rows` (`d` values each) widened to f32, one after another, into `out`.
+pub fn widen_rows<T: KvElement>(rows: &[T], d: usize, idx: &[u32], out: &mut Vec<f32>) {
+    check_rows(rows, d, idx);
+    out.clear();
+    for &j in idx {
+        out.extend(
+            rows[j as usize * d..(j as usize + 1) * d]
+                .iter()
+                .map(|x| x.value()),
+        );
+    }
 }
 
 /// Whether the CPU converts f16 in hardware (F16C; detected once).

@@ -319,3 +319,146 @@ pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     }
     sum
 }
+
+/// # Safety
+/// `qt` is `[d][8]`, `out` is `[idx.len()][8]`; every `rows[idx[t]·d ..][..d]` is in bounds.
+pub unsafe fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
+    // SAFETY (whole body): each block gets `N` keys of `idx` and the `N · 8` outputs from `t`
+    // on, inside `out` (`[idx.len()][8]`); the prefetches only hint addresses of indexed rows.
+    let d = qt.len() / 8;
+    let (pq, pr, po) = (qt.as_ptr(), rows.as_ptr(), out.as_mut_ptr());
+    let mut t = 0;
+    while t + 6 <= idx.len() {
+        qk_lanes_block::<6>(pq, d, pr, &idx[t..t + 6], po.add(t * 8));
+        t += 6;
+    }
+    while t < idx.len() {
+        qk_lanes_block::<1>(pq, d, pr, &idx[t..t + 1], po.add(t * 8));
+        t += 1;
+    }
+}
+
+/// The scores of `N` gathered keys for the eight lanes (two vectors each).
+///
+/// # Safety
+/// As [`qk_lanes`], `keys.len() == N`, `out` starting `N · 8` values.
+#[inline(always)]
+unsafe fn qk_lanes_block<const N: usize>(
+    qt: *const f32,
+    d: usize,
+    rows: *const f32,
+    keys: &[u32],
+    out: *mut f32,
+) {
+    // SAFETY (whole body): every indexed row has `d` values in bounds (the caller's promise),
+    // `qt` has `d` columns of 8 lanes and `out` room for `N` of them.
+    let mut base = [rows; N];
+    for (b, &j) in base.iter_mut().zip(keys) {
+        *b = rows.add(j as usize * d);
+    }
+    let mut acc = [[vdupq_n_f32(0.0); 2]; N];
+    for c in 0..d {
+        let (q0, q1) = (vld1q_f32(qt.add(c * 8)), vld1q_f32(qt.add(c * 8 + 4)));
+        for (a, b) in acc.iter_mut().zip(&base) {
+            let x = vld1q_dup_f32(b.add(c));
+            a[0] = vfmaq_f32(a[0], q0, x);
+            a[1] = vfmaq_f32(a[1], q1, x);
+        }
+    }
+    for (k, a) in acc.iter().enumerate() {
+        vst1q_f32(out.add(k * 8), a[0]);
+        vst1q_f32(out.add(k * 8 + 4), a[1]);
+    }
+}
+
+/// # Safety
+/// `s.len() == 8 · masks.len()`.
+pub unsafe fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; 8] {
+    // SAFETY (whole body): `s` holds 8 values for each of the `masks`, read and written at `t · 8`.
+    let bits: [u32; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+    let (b0, b1) = (vld1q_u32(bits.as_ptr()), vld1q_u32(bits.as_ptr().add(4)));
+    let neg = vdupq_n_f32(f32::NEG_INFINITY);
+    let p = s.as_mut_ptr();
+    let mut max = [neg; 2];
+    for (t, &m) in masks.iter().enumerate() {
+        let m = vdupq_n_u32(u32::from(m));
+        for (half, b) in [b0, b1].into_iter().enumerate() {
+            let at = p.add(t * 8 + half * 4);
+            let x = vmulq_n_f32(vld1q_f32(at), scale);
+            vst1q_f32(at, x);
+            max[half] = vmaxq_f32(max[half], vbslq_f32(vtstq_u32(m, b), x, neg));
+        }
+    }
+    // A lane that keeps no key: any finite maximum, its weights are all masked to 0.
+    for mx in &mut max {
+        *mx = vbslq_f32(vceqq_f32(*mx, neg), vdupq_n_f32(0.0), *mx);
+    }
+    let mut total = [vdupq_n_f32(0.0); 2];
+    for (t, &m) in masks.iter().enumerate() {
+        let m = vdupq_n_u32(u32::from(m));
+        for (half, b) in [b0, b1].into_iter().enumerate() {
+            let at = p.add(t * 8 + half * 4);
+            let e = exp4(vsubq_f32(vld1q_f32(at), max[half]));
+            let e = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(e), vtstq_u32(m, b)));
+            vst1q_f32(at, e);
+            total[half] = vaddq_f32(total[half], e);
+        }
+    }
+    let mut out = [0.0f32; 8];
+    vst1q_f32(out.as_mut_ptr(), total[0]);
+    vst1q_f32(out.as_mut_ptr().add(4), total[1]);
+    out
+}
+
+/// # Safety
+/// `p` is `[idx.len()][8]`, `acc` is `[d][8]`; every `rows[idx[t]·d ..][..d]` is in bounds.
+pub unsafe fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
+    // SAFETY (whole body): blocks cover columns `c..c + N <= d` of `acc` (`[d][8]`) and the
+    // weights of their keys inside `p` (`[idx.len()][8]`); the prefetches only hint addresses.
+    let d = acc.len() / 8;
+    let (pp, pr, pa) = (p.as_ptr(), rows.as_ptr(), acc.as_mut_ptr());
+    let mut c = 0;
+    while c + 6 <= d {
+        pv_lanes_block::<6>(pp, pr, d, idx, c, pa);
+        c += 6;
+    }
+    while c < d {
+        pv_lanes_block::<1>(pp, pr, d, idx, c, pa);
+        c += 1;
+    }
+}
+
+/// Columns `c0..c0 + N` of the eight lanes' weighted sums over every gathered value row.
+///
+/// # Safety
+/// As [`pv_lanes`], `c0 + N <= d`.
+#[inline(always)]
+unsafe fn pv_lanes_block<const N: usize>(
+    p: *const f32,
+    rows: *const f32,
+    d: usize,
+    idx: &[u32],
+    c0: usize,
+    acc: *mut f32,
+) {
+    // SAFETY (whole body): columns `c0..c0 + N` of every indexed row and of `acc` are in
+    // bounds, and `p` holds 8 weights for each of `idx` (the caller's promise).
+    let mut a = [[vdupq_n_f32(0.0); 2]; N];
+    for (k, a) in a.iter_mut().enumerate() {
+        a[0] = vld1q_f32(acc.add((c0 + k) * 8));
+        a[1] = vld1q_f32(acc.add((c0 + k) * 8 + 4));
+    }
+    for (t, &j) in idx.iter().enumerate() {
+        let (w0, w1) = (vld1q_f32(p.add(t * 8)), vld1q_f32(p.add(t * 8 + 4)));
+        let v = rows.add(j as usize * d + c0);
+        for (k, a) in a.iter_mut().enumerate() {
+            let x = vld1q_dup_f32(v.add(k));
+            a[0] = vfmaq_f32(a[0], w0, x);
+            a[1] = vfmaq_f32(a[1], w1, x);
+        }
+    }
+    for (k, a) in a.iter().enumerate() {
+        vst1q_f32(acc.add((c0 + k) * 8), a[0]);
+        vst1q_f32(acc.add((c0 + k) * 8 + 4), a[1]);
+    }
+}

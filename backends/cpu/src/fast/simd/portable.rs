@@ -208,3 +208,55 @@ pub fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
         *a += w as f32 * r;
     }
 }
+
+/// See [`super::lanes::qk_lanes`].
+pub fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
+    const L: usize = super::lanes::LANES;
+    let d = qt.len() / L;
+    for (o, &j) in out.chunks_exact_mut(L).zip(idx) {
+        let k = &rows[j as usize * d..(j as usize + 1) * d];
+        o.fill(0.0);
+        for (c, &x) in k.iter().enumerate() {
+            for (o, &q) in o.iter_mut().zip(&qt[c * L..(c + 1) * L]) {
+                *o = x.mul_add(q, *o);
+            }
+        }
+    }
+}
+
+/// See [`super::lanes::softmax_lanes`].
+pub fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; super::lanes::LANES] {
+    const L: usize = super::lanes::LANES;
+    let kept = |m: u8, l: usize| m >> l & 1 == 1;
+    let mut max = [f32::NEG_INFINITY; L];
+    for (row, &m) in s.chunks_exact_mut(L).zip(masks) {
+        for (l, (x, mx)) in row.iter_mut().zip(&mut max).enumerate() {
+            *x *= scale;
+            if kept(m, l) {
+                *mx = mx.max(*x);
+            }
+        }
+    }
+    let mut total = [0.0f32; L];
+    for (row, &m) in s.chunks_exact_mut(L).zip(masks) {
+        for (l, x) in row.iter_mut().enumerate() {
+            *x = if kept(m, l) { (*x - max[l]).exp() } else { 0.0 };
+            total[l] += *x;
+        }
+    }
+    total
+}
+
+/// See [`super::lanes::pv_lanes`].
+pub fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
+    const L: usize = super::lanes::LANES;
+    let d = acc.len() / L;
+    for (w, &j) in p.chunks_exact(L).zip(idx) {
+        let v = &rows[j as usize * d..(j as usize + 1) * d];
+        for (a, &x) in acc.chunks_exact_mut(L).zip(v) {
+            for (a, &w) in a.iter_mut().zip(w) {
+                *a = x.mul_add(w, *a);
+            }
+        }
+    }
+}

@@ -893,3 +893,177 @@ pub unsafe fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
         j += 1;
     }
 }
+
+/// # Safety
+/// AVX2 and FMA available; `qt` is `[d][8]`, `out` is `[idx.len()][8]`; every
+/// `rows[idx[t]·d ..][..d]` is in bounds.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
+    // SAFETY (whole body): each block gets `N` keys of `idx` and the `N · 8` outputs from `t`
+    // on, inside `out` (`[idx.len()][8]`); the prefetches only hint addresses of indexed rows.
+    let d = qt.len() / 8;
+    let (pq, pr, po) = (qt.as_ptr(), rows.as_ptr(), out.as_mut_ptr());
+    let mut t = 0;
+    while t + 12 <= idx.len() {
+        // Every line of the next block's rows is requested before this block computes.
+        for &j in &idx[t + 12..(t + 24).min(idx.len())] {
+            let row = pr.add(j as usize * d);
+            for c in (0..d).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(row.add(c).cast());
+            }
+        }
+        qk_lanes_block::<12>(pq, d, pr, &idx[t..t + 12], po.add(t * 8));
+        t += 12;
+    }
+    while t + 4 <= idx.len() {
+        qk_lanes_block::<4>(pq, d, pr, &idx[t..t + 4], po.add(t * 8));
+        t += 4;
+    }
+    while t < idx.len() {
+        qk_lanes_block::<1>(pq, d, pr, &idx[t..t + 1], po.add(t * 8));
+        t += 1;
+    }
+}
+
+/// The scores of `N` gathered keys for the eight lanes: `N` FMA chains, each column of `qt`
+/// loaded once and every key value broadcast from its row.
+///
+/// # Safety
+/// As [`qk_lanes`], `keys.len() == N`, `out` starting `N` vectors.
+#[inline(always)]
+unsafe fn qk_lanes_block<const N: usize>(
+    qt: *const f32,
+    d: usize,
+    rows: *const f32,
+    keys: &[u32],
+    out: *mut f32,
+) {
+    // SAFETY (whole body): every indexed row has `d` values in bounds (the caller's promise),
+    // `qt` has `d` columns of 8 lanes and `out` room for `N` of them.
+    let mut base = [rows; N];
+    for (b, &j) in base.iter_mut().zip(keys) {
+        *b = rows.add(j as usize * d);
+    }
+    let mut acc = [_mm256_setzero_ps(); N];
+    for c in 0..d {
+        let q = _mm256_loadu_ps(qt.add(c * 8));
+        for (a, b) in acc.iter_mut().zip(&base) {
+            *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*b.add(c)), q, *a);
+        }
+    }
+    for (k, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.add(k * 8), *a);
+    }
+}
+
+/// All-ones in the lanes whose bit is set in `m`.
+///
+/// # Safety
+/// AVX2 available (registers only, no memory access).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_mask(m: u8, bits: __m256i) -> __m256 {
+    let set = _mm256_and_si256(_mm256_set1_epi32(i32::from(m)), bits);
+    _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, bits))
+}
+
+/// # Safety
+/// AVX2 and FMA available; `s.len() == 8 · masks.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; 8] {
+    // SAFETY (whole body): `s` holds 8 values for each of the `masks`, read and written at `t · 8`.
+    let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    let neg = _mm256_set1_ps(f32::NEG_INFINITY);
+    let sc = _mm256_set1_ps(scale);
+    let p = s.as_mut_ptr();
+    let mut max = neg;
+    for (t, &m) in masks.iter().enumerate() {
+        let x = _mm256_mul_ps(_mm256_loadu_ps(p.add(t * 8)), sc);
+        _mm256_storeu_ps(p.add(t * 8), x);
+        max = _mm256_max_ps(max, _mm256_blendv_ps(neg, x, lane_mask(m, bits)));
+    }
+    // A lane that keeps no key: any finite maximum, its weights are all masked to 0.
+    let none = _mm256_cmp_ps(max, neg, _CMP_EQ_OQ);
+    max = _mm256_blendv_ps(max, _mm256_setzero_ps(), none);
+    let mut total = _mm256_setzero_ps();
+    for (t, &m) in masks.iter().enumerate() {
+        let x = _mm256_loadu_ps(p.add(t * 8));
+        let e = _mm256_and_ps(exp8(_mm256_sub_ps(x, max)), lane_mask(m, bits));
+        _mm256_storeu_ps(p.add(t * 8), e);
+        total = _mm256_add_ps(total, e);
+    }
+    let mut out = [0.0f32; 8];
+    _mm256_storeu_ps(out.as_mut_ptr(), total);
+    out
+}
+
+/// # Safety
+/// AVX2 and FMA available; `p` is `[idx.len()][8]`, `acc` is `[d][8]`; every
+/// `rows[idx[t]·d ..][..d]` is in bounds.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
+    // SAFETY (whole body): blocks cover columns `c..c + N <= d` of `acc` (`[d][8]`) and the
+    // weights of their keys inside `p` (`[idx.len()][8]`); the prefetches only hint addresses.
+    let d = acc.len() / 8;
+    let (pp, pr, pa) = (p.as_ptr(), rows.as_ptr(), acc.as_mut_ptr());
+    // Blocks of keys outermost: a block's value rows stay in L1 while every column block of
+    // the output passes over them.
+    for (b, keys) in idx.chunks(PV_KEYS).enumerate() {
+        // Every line of the next block's rows is requested before this block computes.
+        for &j in idx.iter().skip((b + 1) * PV_KEYS).take(PV_KEYS) {
+            let row = pr.add(j as usize * d);
+            for c in (0..d).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(row.add(c).cast());
+            }
+        }
+        let pb = pp.add(b * PV_KEYS * 8);
+        let mut c = 0;
+        while c + 12 <= d {
+            pv_lanes_block::<12>(pb, pr, d, keys, c, pa);
+            c += 12;
+        }
+        while c + 4 <= d {
+            pv_lanes_block::<4>(pb, pr, d, keys, c, pa);
+            c += 4;
+        }
+        while c < d {
+            pv_lanes_block::<1>(pb, pr, d, keys, c, pa);
+            c += 1;
+        }
+    }
+}
+
+/// Keys per block of [`pv_lanes`].
+const PV_KEYS: usize = 16;
+
+/// Columns `c0..c0 + N` of the eight lanes' weighted sums over every gathered value row: `N`
+/// FMA chains, each key's weights loaded once and its values broadcast.
+///
+/// # Safety
+/// As [`pv_lanes`], `c0 + N <= d`.
+#[inline(always)]
+unsafe fn pv_lanes_block<const N: usize>(
+    p: *const f32,
+    rows: *const f32,
+    d: usize,
+    idx: &[u32],
+    c0: usize,
+    acc: *mut f32,
+) {
+    // SAFETY (whole body): columns `c0..c0 + N` of every indexed row and of `acc` are in
+    // bounds, and `p` holds 8 weights for each of `idx` (the caller's promise).
+    let mut a = [_mm256_setzero_ps(); N];
+    for (k, a) in a.iter_mut().enumerate() {
+        *a = _mm256_loadu_ps(acc.add((c0 + k) * 8));
+    }
+    for (t, &j) in idx.iter().enumerate() {
+        let w = _mm256_loadu_ps(p.add(t * 8));
+        let v = rows.add(j as usize * d + c0);
+        for (k, a) in a.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*v.add(k)), w, *a);
+        }
+    }
+    for (k, a) in a.iter().enumerate() {
+        _mm256_storeu_ps(acc.add((c0 + k) * 8), *a);
+    }
+}
