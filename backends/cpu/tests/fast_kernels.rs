@@ -288,8 +288,15 @@ fn dense_attention_names_the_first_non_finite_value_as_the_golden_kernels_do() {
         &[('q', 2, f32::NAN), ('k', 0, f32::NAN)],
     ];
     let golden = CpuBackend::new();
-    for storage in [KvStorage::F32, KvStorage::F16] {
-        let fast = FastCpuBackend::new(2).unwrap().with_storage(storage);
+    // Two threads pack and compute KV head by KV head; three (more than the two KV heads) pack
+    // every head first.
+    for (storage, threads) in [
+        (KvStorage::F32, 2),
+        (KvStorage::F16, 2),
+        (KvStorage::F32, 3),
+        (KvStorage::F16, 3),
+    ] {
+        let fast = FastCpuBackend::new(threads).unwrap().with_storage(storage);
         for bad in cases {
             let (mut q, mut k, mut v) = data(&shape, 3);
             for &(tensor, i, x) in bad {

@@ -243,9 +243,31 @@ impl ComputeBackend for FastCpuBackend {
         let lock = || self.packed.lock().unwrap_or_else(|e| e.into_inner());
         let mut packed = std::mem::take(&mut *lock());
         packed.resize_with(s.kv_heads, kernels::PackedKv::default);
+        let storage = self.storage;
+        let g = s.q_heads / s.kv_heads;
         let result = self.pool.install(|| {
-            // K and V are checked for non-finite values while they are packed.
-            let storage = self.storage;
+            // K and V are checked for refused values while they are packed.
+            if s.kv_heads >= self.threads {
+                // Enough KV heads to keep every worker busy: each packs its KV head and computes
+                // that head's query heads while the pack is still in cache (packing every head
+                // first streamed the whole pack from memory a second time). A refused value
+                // fails the call after the other heads ran.
+                let found: Vec<kernels::PackFindings> = packed
+                    .par_iter_mut()
+                    .zip(out.par_chunks_mut(g * per_head))
+                    .enumerate()
+                    .map(|(kv, (p, o))| {
+                        let found = p.repack(&s, (k, v), kv, storage);
+                        if found == kernels::PackFindings::default() {
+                            for (slot, o) in o.chunks_mut(per_head).enumerate() {
+                                kernels::dense_head(&inputs, kv * g + slot, p, o);
+                            }
+                        }
+                        found
+                    })
+                    .collect();
+                return first_refused_kv(&s, &found);
+            }
             let found: Vec<kernels::PackFindings> = packed
                 .par_iter_mut()
                 .enumerate()
