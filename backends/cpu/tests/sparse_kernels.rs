@@ -64,7 +64,7 @@ fn pick_strategy() -> impl Strategy<Value = Pick> {
 /// Shapes with a chunk placed anywhere in the keys: `q_offset` from 0 to the tail.
 fn shapes() -> impl Strategy<Value = AttentionShape> {
     (
-        prop::sample::select(vec![1usize, 2, 6, 7, 8]),
+        prop::sample::select(vec![1usize, 2, 3, 6, 7, 8, 9, 12]),
         1usize..3,
         1usize..20,
         0usize..120,

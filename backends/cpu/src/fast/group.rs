@@ -132,8 +132,9 @@ fn rows_single<T: simd::KvElement>(
     }
 }
 
-/// [`rows_single`] in lane tiles: the group's (row, head) pairs in the order of `part`,
-/// [`LANES`] to a tile, each tile gathering the union of its rows' key sets once.
+/// [`rows_single`] in lane tiles of whole rows: `⌊LANES / g⌋` rows of the group's heads
+/// (several rows only when the group is small; their key sets' union is gathered once), or,
+/// when the group has more heads than lanes, one row's heads [`LANES`] at a time.
 fn rows_tiled<T: simd::KvElement>(
     inputs: &AttentionInputs<'_>,
     (k, v): (&[T], &[T]),
@@ -143,11 +144,16 @@ fn rows_tiled<T: simd::KvElement>(
 ) {
     let s = inputs.shape();
     let (d, g) = (s.head_dim, s.q_heads / s.kv_heads);
+    // (row, head) pairs in the order of `part`, cut into tiles that never split a row's heads
+    // across tiles unless the row has more heads than a tile has lanes.
     let pairs: Vec<(usize, usize)> = rows
         .flat_map(|i| (0..g).map(move |slot| (i, slot)))
         .collect();
+    let whole_rows = if g <= LANES { LANES / g * g } else { g };
+    let tiles = pairs.chunks(whole_rows).flat_map(|c| c.chunks(LANES));
     let mut sc = TileScratch::default();
-    for (tile, o) in pairs.chunks(LANES).zip(part.chunks_mut(LANES * d)) {
+    let mut at = 0;
+    for tile in tiles {
         let lanes: Vec<Lane<'_>> = tile
             .iter()
             .map(|&(i, slot)| Lane {
@@ -155,7 +161,9 @@ fn rows_tiled<T: simd::KvElement>(
                 keys: selections[kv].row(i),
             })
             .collect();
+        let o = &mut part[at..at + tile.len() * d];
         attend_tile(&lanes, (k, v), d, s.scale, &mut sc, o);
+        at += tile.len() * d;
     }
 }
 

@@ -38,9 +38,16 @@ pub struct TileScratch {
 /// The sorted union of the lanes' keys and, per key, the bit mask of the lanes keeping it, into
 /// `sc.union` and `sc.masks`; `keys` is how many keys the KV head has.
 fn union_of(lanes: &[Lane<'_>], keys: usize, sc: &mut TileScratch) {
-    sc.marks.resize(keys, 0);
     sc.union.clear();
     sc.masks.clear();
+    if lanes.iter().all(|l| std::ptr::eq(l.keys, lanes[0].keys)) {
+        // One key set (a group's heads at one row): it is the union, every lane keeps each key.
+        sc.union.extend_from_slice(lanes[0].keys);
+        sc.masks
+            .resize(sc.union.len(), (1u16 << lanes.len()).wrapping_sub(1) as u8);
+        return;
+    }
+    sc.marks.resize(keys, 0);
     let (mut lo, mut hi) = (usize::MAX, 0);
     let mut l = 0;
     while l < lanes.len() {
