@@ -8,6 +8,7 @@ use crate::backends::open_options;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
+use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_hal::{ComputeBackend, NpuBackend};
 use shadowattn_models::attention::{CoreAttention, Dense, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{
@@ -15,7 +16,7 @@ use shadowattn_models::eval::{
     windows, Ablation, ImportanceRule,
 };
 use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
-use shadowattn_registry::{ComputeSpec, NpuSpec};
+use shadowattn_registry::{ComputeSpec, NpuSpec, OpenOptions};
 use shadowattn_sparse_attn::allocation::MassCurve;
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
 use shadowattn_sparse_attn::metrics::percentile;
@@ -91,6 +92,10 @@ pub struct EvalArgs {
     /// Compute backend for attention, top-k and quantization.
     #[arg(long, default_value = "cpu-fast")]
     compute: ComputeSpec,
+    /// Arithmetic of the sparse runs' softmax·V on `cpu-fast`: `f32`, or `f16` (weights and V
+    /// rounded to f16, f16 multiply-adds; NEON FP16 on CPUs that have it, emulated elsewhere).
+    #[arg(long, default_value = "f32")]
+    cpu_arith: Arithmetic,
     /// Print the dense perplexity only (no calibration, no sparse runs).
     #[arg(long)]
     dense_only: bool,
@@ -187,7 +192,10 @@ pub(crate) fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
 /// calibration text and the table of sparse runs.
 pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     check(args)?;
-    let compute_box = args.compute.open(&open_options())?;
+    let compute_box = args.compute.open(&OpenOptions {
+        cpu_arithmetic: args.cpu_arith,
+        ..open_options()
+    })?;
     let compute = compute_box.as_ref();
     let npu = match &args.npu {
         Some(spec) => Some(spec.open(&open_options())?),

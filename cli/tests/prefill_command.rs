@@ -335,3 +335,36 @@ fn a_setup_reproduces_a_measured_configuration_and_prints_its_range() {
     assert!(text.contains("pilot qnn-copy"), "{text}");
     assert!(text.contains("dense layers: [3]"), "{text}");
 }
+
+#[test]
+fn fp16_softmax_v_prices_our_sparse_kernels_faster_and_leaves_dense_alone() {
+    let run = |arith: &str| {
+        stdout(&prefill(&[
+            "--shape",
+            "qwen2-1.5b",
+            "--len",
+            "1024",
+            "--attention",
+            "shadow,dense-cpu",
+            "--cpu-arith",
+            arith,
+        ]))
+    };
+    let (f32_run, f16_run) = (run("f32"), run("f16"));
+    assert!(
+        f32_run.contains("cpu kernels: shadowattn cpu-fast (FP32);"),
+        "{f32_run}"
+    );
+    assert!(
+        f16_run.contains("cpu kernels: shadowattn cpu-fast (sparse softmax·V FP16);"),
+        "{f16_run}"
+    );
+    assert!(ms(&f16_run, "shadow_ttft_ms") < ms(&f32_run, "shadow_ttft_ms"));
+    assert_eq!(
+        ms(&f16_run, "dense_cpu_ttft_ms"),
+        ms(&f32_run, "dense_cpu_ttft_ms")
+    );
+    let bad = prefill(&["--cpu-arith", "fp8"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`fp8` is not an arithmetic"));
+}

@@ -172,7 +172,7 @@ fn mutate(m: Mutation, tol: &Tolerance, r: &Reference<'_>) -> Option<Vec<f64>> {
         }
         Mutation::RowsPermuted => {
             let row = r.row_len.max(1);
-            if n % row != 0 {
+            if !n.is_multiple_of(row) {
                 return None;
             }
             let mut out = v.to_vec();

@@ -3,9 +3,9 @@
 
 use crate::open::{BackendError, OpenOptions};
 use crate::spec::{bad, SpecError};
-use shadowattn_cpu::fast::{FastCpuBackend, KvStorage};
+use shadowattn_cpu::fast::{Arithmetic, FastCpuBackend, KvStorage};
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::ComputeBackend;
+use shadowattn_hal::{ComputeBackend, HalError};
 use shadowattn_opencl::{OpenClBackend, OpenClOptions, Selector, Storage};
 use std::fmt;
 use std::str::FromStr;
@@ -173,13 +173,24 @@ pub fn compute_backends() -> Vec<ComputeSpec> {
 impl ComputeSpec {
     /// Opens the backend.
     pub fn open(&self, options: &OpenOptions) -> Result<Box<dyn ComputeBackend>, BackendError> {
+        let fp16 = options.cpu_arithmetic == Arithmetic::F16;
+        if fp16 && !matches!(self, ComputeSpec::CpuFast { .. }) {
+            return Err(BackendError::Hal(HalError::invalid_argument(
+                "arithmetic",
+                format!("f16 arithmetic exists on cpu-fast only, not on `{self}`"),
+            )));
+        }
         Ok(match self {
             ComputeSpec::Cpu => Box::new(CpuBackend::new()),
             ComputeSpec::CpuFast { threads, f16 } => {
                 let threads = threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
                 let storage = if *f16 { KvStorage::F16 } else { KvStorage::F32 };
-                Box::new(FastCpuBackend::new(threads)?.with_storage(storage))
+                Box::new(
+                    FastCpuBackend::new(threads)?
+                        .with_storage(storage)
+                        .with_arithmetic(options.cpu_arithmetic),
+                )
             }
             ComputeSpec::OpenCl {
                 platform,

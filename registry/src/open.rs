@@ -45,4 +45,7 @@ pub struct OpenOptions {
     pub opencl_profiling: bool,
     /// The launch paths a simulated SoC prices (`None`s: its profile's default).
     pub sim_launch: shadowattn_simulator::LaunchChoice,
+    /// The arithmetic of `cpu-fast`'s sparse softmax·V (F16 on another compute backend is an
+    /// error).
+    pub cpu_arithmetic: shadowattn_cpu::fast::Arithmetic,
 }

@@ -64,3 +64,29 @@ fn a_name_c_cannot_carry_is_an_argument_error_not_a_deserialization_error() {
         "{h:?}"
     );
 }
+
+#[test]
+fn fp16_arithmetic_opens_on_cpu_fast_only() {
+    use shadowattn_cpu::fast::Arithmetic;
+    use shadowattn_registry::ComputeSpec;
+    let options = OpenOptions {
+        cpu_arithmetic: Arithmetic::F16,
+        ..OpenOptions::default()
+    };
+    let fast: ComputeSpec = "cpu-fast:1".parse().unwrap();
+    assert!(fast.open(&options).is_ok());
+    for name in ["cpu", "opencl"] {
+        let spec: ComputeSpec = name.parse().unwrap();
+        let e = spec.open(&options).expect_err("refused");
+        assert!(
+            matches!(e, BackendError::Hal(HalError::InvalidArgument { .. })),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "f16 arithmetic exists on cpu-fast only, not on `{name}`"
+            )),
+            "{e}"
+        );
+    }
+}

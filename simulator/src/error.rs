@@ -86,7 +86,7 @@ pub(crate) fn check_attention_sizes(
     if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
         return Err(SimError::Shape(format!("{name} must be at least 1")));
     }
-    if kv_heads == 0 || q_heads % kv_heads != 0 {
+    if kv_heads == 0 || !q_heads.is_multiple_of(kv_heads) {
         return Err(SimError::Shape(format!(
             "{q_heads} query heads cannot be grouped over {kv_heads} KV heads"
         )));

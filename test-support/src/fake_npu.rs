@@ -158,7 +158,7 @@ impl CompiledGraph for FakeGraph {
             Execution::Runs => {}
             Execution::Fails { call, code } => return Err(self.npu.vendor(call, code)),
             Execution::FailsSometimes { seed, one_in } => {
-                if input_hash(seed, inputs) % one_in.max(1) == 0 {
+                if input_hash(seed, inputs).is_multiple_of(one_in.max(1)) {
                     return Err(self.npu.vendor("execute", 5));
                 }
             }

@@ -16,7 +16,7 @@ fn dtype(i: u8) -> DType {
 
 fn out_type(i: u8, scale: f32, zp: i32) -> OutType {
     let d = dtype(i);
-    if d.is_narrow_integer() && i % 2 == 0 {
+    if d.is_narrow_integer() && i.is_multiple_of(2) {
         OutType::quantized(d, QuantParams::new(scale, zp))
     } else {
         OutType::plain(d)

@@ -4,7 +4,7 @@
 //! (not only at the tail), large logits, partial tiles, f16 storage, per-row and shared sets.
 
 use proptest::prelude::*;
-use shadowattn_cpu::fast::{FastCpuBackend, KvStorage, SparseKernel};
+use shadowattn_cpu::fast::{Arithmetic, FastCpuBackend, KvStorage, SparseKernel};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{AttentionInputs, AttentionShape, ComputeBackend, Selection};
 use shadowattn_test_support::{close_f32, noise};
@@ -136,6 +136,88 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// FP16 softmax·V against the golden f32 kernels. Bound: with u = 2^-11 (f16's unit
+    /// roundoff), weights and V rounded once each (2u) and each running sum over at most n
+    /// keys rounded at most n times, a lane's error is at most (n + 3)·u·Σ|w·v| / Σw
+    /// ≤ (n + 3)·u·max|v|; max|v| = 1 here. A lane summing the wrong keys misses by the
+    /// spread of V (about 1); an all-zero output by the mean (checked not small).
+    #[test]
+    fn fp16_arithmetic_stays_within_its_rounding_bound(
+        shape in shapes(),
+        p in pick_strategy(),
+        seed in any::<u64>(),
+        storage in prop::sample::select(vec![KvStorage::F32, KvStorage::F16]),
+    ) {
+        let s = shape;
+        let q = noise(seed, s.q_heads * s.q_len * s.head_dim, 2.0);
+        let k = noise(seed + 1, s.kv_heads * s.kv_len * s.head_dim, 2.0);
+        let v = noise(seed + 2, s.kv_heads * s.kv_len * s.head_dim, 1.0);
+        let (k16, v16) = (rounded_to_f16(&k), rounded_to_f16(&v));
+        let inputs = AttentionInputs::new(&q, &k, &v, s).unwrap();
+        // The golden kernels on the values the storage holds (f16 storage rounds K and V).
+        let reference = if storage == KvStorage::F16 {
+            AttentionInputs::new(&q, &k16, &v16, s).unwrap()
+        } else {
+            inputs
+        };
+        let gold = CpuBackend::new();
+        let fp16 = fast(1, SparseKernel::Auto, storage).with_arithmetic(Arithmetic::F16);
+        let u = 2f32.powi(-11);
+        let per_row = selections(&s, s.q_heads, p, seed);
+        let shared = selections(&s, s.kv_heads, p, seed);
+        for (sets, shared_sets) in [(&per_row, false), (&shared, true)] {
+            let (mut want, mut got) = (vec![0.0; inputs.output_len()], vec![0.0; inputs.output_len()]);
+            if shared_sets {
+                gold.sparse_attention_grouped(reference, sets, &mut want).unwrap();
+                fp16.sparse_attention_grouped(inputs, sets, &mut got).unwrap();
+            } else {
+                gold.sparse_attention(reference, sets, &mut want).unwrap();
+                fp16.sparse_attention(inputs, sets, &mut got).unwrap();
+            }
+            let n = sets.iter().flat_map(|sel| (0..sel.rows()).map(|i| sel.row(i).len())).max().unwrap();
+            let bound = (n as f32 + 3.0) * u + 1e-6;
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            prop_assert!(worst <= bound, "shared {shared_sets}: {worst} > {bound} with {n} keys");
+        }
+    }
+}
+
+#[test]
+fn fp16_arithmetic_rounds_and_is_parsed_by_name() {
+    // Long rows of ones-ish weights: an f16 sum over 2000 keys must differ from the f32 one,
+    // or the F16 setting was ignored.
+    let s = AttentionShape::causal(2, 1, 8, 2000, 16);
+    let q = noise(1, 2 * 8 * 16, 0.1);
+    let k = noise(2, 2000 * 16, 0.1);
+    let v = noise(3, 2000 * 16, 1.0);
+    let inputs = AttentionInputs::new(&q, &k, &v, s).unwrap();
+    let sel = Selection::all_keys(&s);
+    let (mut f32_out, mut f16_out) = (
+        vec![0.0; inputs.output_len()],
+        vec![0.0; inputs.output_len()],
+    );
+    fast(1, SparseKernel::Tiled, KvStorage::F32)
+        .sparse_attention(inputs, &[sel.clone(), sel.clone()], &mut f32_out)
+        .unwrap();
+    let fp16 = fast(1, SparseKernel::Single, KvStorage::F32).with_arithmetic(Arithmetic::F16);
+    assert_eq!(fp16.arithmetic(), Arithmetic::F16);
+    fp16.sparse_attention(inputs, &[sel.clone(), sel], &mut f16_out)
+        .unwrap();
+    let differ = f16_out.iter().zip(&f32_out).filter(|(a, b)| a != b).count();
+    assert!(
+        differ > f16_out.len() / 2,
+        "{differ} of {} differ",
+        f16_out.len()
+    );
+    assert_eq!("f16".parse::<Arithmetic>().unwrap(), Arithmetic::F16);
+    assert_eq!("f32".parse::<Arithmetic>().unwrap(), Arithmetic::F32);
+    let e = "fp8".parse::<Arithmetic>().unwrap_err();
+    assert!(e.to_string().contains("`fp8` is not an arithmetic"), "{e}");
 }
 
 #[test]

@@ -213,7 +213,7 @@ impl FlashAttention {
                 return Err(shape_err(format!("{name} must be positive")));
             }
         }
-        if q_heads % kv_heads != 0 {
+        if !q_heads.is_multiple_of(kv_heads) {
             return Err(shape_err(format!(
                 "kv_heads {kv_heads} does not divide q_heads {q_heads}"
             )));

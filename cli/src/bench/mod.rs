@@ -40,7 +40,7 @@ impl FromStr for BenchShape {
             head_dim: num(d)?,
             kv_len: num(n)?,
         };
-        if shape.q_heads % shape.kv_heads != 0 {
+        if !shape.q_heads.is_multiple_of(shape.kv_heads) {
             return Err(format!(
                 "`{s}`: {} query heads cannot be grouped over {} KV heads",
                 shape.q_heads, shape.kv_heads

@@ -7,6 +7,7 @@ mod functional;
 use crate::backends::{open_options, DEFAULT_NPU};
 use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
+use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
 use shadowattn_pipeline::Placement;
@@ -100,6 +101,10 @@ pub struct PrefillArgs {
     /// down) or `per-layer` (one graph per layer, norms and residual adds inside).
     #[arg(long, value_enum)]
     linear_graphs: Option<LinearGraphsArg>,
+    /// Our CPU kernels with sparse softmax·V in `f32` or `f16` (`cpu-fast`'s arithmetic;
+    /// default: the setup's kernels, else f32).
+    #[arg(long)]
+    cpu_arith: Option<Arithmetic>,
     /// The simulated SoC (`sim:<soc>` or `sim:<profile.toml>`): the times are the simulator's.
     #[arg(long, default_value = DEFAULT_NPU)]
     npu: NpuSpec,
@@ -418,6 +423,12 @@ fn prefill_spec(
         spec.linear_graphs = match graphs {
             LinearGraphsArg::PerMatmul => LinearGraphs::PerMatmul,
             LinearGraphsArg::PerLayer => LinearGraphs::PerLayer,
+        };
+    }
+    if let Some(arithmetic) = args.cpu_arith {
+        spec.kernels = match arithmetic {
+            Arithmetic::F32 => KernelSet::OURS,
+            Arithmetic::F16 => KernelSet::OURS_FP16,
         };
     }
     spec.decode_steps = args.decode;

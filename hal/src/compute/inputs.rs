@@ -72,7 +72,7 @@ impl AttentionShape {
                 ),
             ));
         }
-        if self.q_heads % self.kv_heads != 0 {
+        if !self.q_heads.is_multiple_of(self.kv_heads) {
             return Err(HalError::invalid_argument(
                 "kv_heads",
                 format!(

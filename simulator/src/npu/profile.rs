@@ -547,7 +547,7 @@ impl SocProfile {
                 }
             }
         }
-        if count(&n.vector.width_bits) % 8 != 0 {
+        if !count(&n.vector.width_bits).is_multiple_of(8) {
             return Err(err(
                 "npu.vector.width_bits",
                 n.vector.width_bits.span(),

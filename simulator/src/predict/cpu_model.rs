@@ -58,6 +58,9 @@ pub enum Arithmetic {
     /// FP16 K/V multiplied into FP32 accumulators (FMLAL/FMLAL2, or FP16 loads converted to
     /// FP32): 4 lanes per instruction, the FP32 rate with half the bytes.
     Fp16ToFp32,
+    /// Q·Kᵀ and the exponentials in FP32, softmax·V in FP16 vectors (the fast CPU backend's
+    /// `Arithmetic::F16`): half of each pair's multiply-adds at the FP16 rate, FP32 K/V.
+    Fp16SoftmaxV,
 }
 
 impl Arithmetic {
@@ -67,6 +70,7 @@ impl Arithmetic {
             Arithmetic::Fp32 => "FP32",
             Arithmetic::Fp16 => "FP16",
             Arithmetic::Fp16ToFp32 => "FP16 into FP32",
+            Arithmetic::Fp16SoftmaxV => "FP32 Q·Kᵀ, FP16 softmax·V",
         }
     }
 }
@@ -104,6 +108,15 @@ impl KernelSet {
         dense: kernel(AttentionKernel::Dense, Arithmetic::Fp32),
         sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp32),
         sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp32),
+    };
+
+    /// This project's CPU backend with `Arithmetic::F16`: dense FP32, the sparse kernels'
+    /// softmax·V in FP16.
+    pub const OURS_FP16: KernelSet = KernelSet {
+        name: "shadowattn cpu-fast (sparse softmax·V FP16)",
+        dense: kernel(AttentionKernel::Dense, Arithmetic::Fp32),
+        sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp16SoftmaxV),
+        sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp16SoftmaxV),
     };
 
     /// mllm's, as its shadowAttn port runs them (read from its code at 2cb4dbaa / 7e167018):
@@ -153,11 +166,14 @@ pub fn attention_ns(
     kv_len: usize,
     head_dim: usize,
 ) -> f64 {
-    let flop = pairs as f64 * (4.0 * head_dim as f64 + EXP_FLOP);
-    let (elem, peak) = match kernel.arithmetic {
-        Arithmetic::Fp32 => (4.0, real(&core.fp32_gflops)),
-        Arithmetic::Fp16 => (2.0, real(&core.fp16_gflops)),
-        Arithmetic::Fp16ToFp32 => (2.0, real(&core.fp32_gflops)),
+    let d = head_dim as f64;
+    let (fp32, fp16) = (real(&core.fp32_gflops), real(&core.fp16_gflops));
+    // FLOP per pair at each rate, and bytes per K/V element.
+    let (at_fp32, at_fp16, elem) = match kernel.arithmetic {
+        Arithmetic::Fp32 => (4.0 * d + EXP_FLOP, 0.0, 4.0),
+        Arithmetic::Fp16 => (0.0, 4.0 * d + EXP_FLOP, 2.0),
+        Arithmetic::Fp16ToFp32 => (4.0 * d + EXP_FLOP, 0.0, 2.0),
+        Arithmetic::Fp16SoftmaxV => (2.0 * d + EXP_FLOP, 2.0 * d, 4.0),
     };
     let bytes = (2 * kv_len * head_dim) as f64 * elem;
     let efficiency = match kernel.kind {
@@ -166,8 +182,8 @@ pub fn attention_ns(
         AttentionKernel::SparseRow => real(&core.sparse_row_efficiency),
         AttentionKernel::SparseGroup => real(&core.sparse_group_efficiency),
     };
-    let peak = peak * efficiency;
-    (flop / peak).max(bytes / real(&core.mem_gbps))
+    let compute = pairs as f64 * (at_fp32 / fp32 + at_fp16 / fp16) / efficiency;
+    compute.max(bytes / real(&core.mem_gbps))
 }
 
 /// Time of a streaming pass over `elements` elements (normalization, RoPE, quantization,
@@ -250,5 +266,23 @@ mod tests {
         assert!(pairs(ours.dense()) <= pairs(group));
         // The materialized kernel at its own, lower fraction of peak.
         assert!(pairs(ours.dense()) < pairs(KernelSet::MLLM.dense()));
+    }
+
+    #[test]
+    fn fp16_softmax_v_prices_half_of_each_pair_at_the_fp16_rate() {
+        let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let core = &soc.cpu.cores[0];
+        let (fp32, fp16) = (real(&core.fp32_gflops), real(&core.fp16_gflops));
+        assert!(fp16 > fp32, "the profile's FP16 rate is the faster");
+        // Compute-bound: many pairs over few keys.
+        let (pairs, keys, d) = (1_000_000u64, 64usize, 64usize);
+        let price = |set: KernelSet| {
+            attention_ns(core, set.sparse(SelectionSharing::PerHead), pairs, keys, d)
+        };
+        let df = d as f64;
+        let want = (2.0 * df + EXP_FLOP + 2.0 * df * fp32 / fp16) / (4.0 * df + EXP_FLOP);
+        let got = price(KernelSet::OURS_FP16) / price(KernelSet::OURS);
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        assert_eq!(KernelSet::OURS_FP16.dense(), KernelSet::OURS.dense());
     }
 }

@@ -31,7 +31,7 @@ impl ModelShape {
                 return Err(SparseAttnError::config(f, "must be at least 1"));
             }
         }
-        if self.q_heads % self.kv_heads != 0 {
+        if !self.q_heads.is_multiple_of(self.kv_heads) {
             return Err(SparseAttnError::config(
                 "kv_heads",
                 format!(

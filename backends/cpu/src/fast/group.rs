@@ -7,7 +7,7 @@ use super::kernels::{select_ranked, Scratch};
 use super::simd::lanes::LANES;
 use super::simd::{self, group as prim};
 use super::tile::{attend_tile, Lane, TileScratch};
-use super::SparseKernel;
+use super::{Arithmetic, SparseKernel};
 use rayon::prelude::*;
 use shadowattn_hal::group::{exp2_factor, GroupScores};
 use shadowattn_hal::{AttentionInputs, KeyBudget, Result, ScoreData, Selection};
@@ -77,10 +77,9 @@ fn rank_int8(
 /// to `[q_heads, q_len, head_dim]`. `k` and `v` are the inputs' K and V in their storage type.
 pub fn sparse_grouped<T: simd::KvElement>(
     inputs: &AttentionInputs<'_>,
-    k: &[T],
-    v: &[T],
+    (k, v): (&[T], &[T]),
     selections: &[Selection],
-    kernel: SparseKernel,
+    (kernel, arithmetic): (SparseKernel, Arithmetic),
     out: &mut [f32],
 ) {
     let s = inputs.shape();
@@ -99,7 +98,9 @@ pub fn sparse_grouped<T: simd::KvElement>(
             );
             let rows = (kv, rows);
             match kernel {
-                SparseKernel::Tiled => rows_tiled(inputs, (k, v), selections, rows, &mut part),
+                SparseKernel::Tiled => {
+                    rows_tiled(inputs, (k, v), selections, (rows, arithmetic), &mut part)
+                }
                 _ => rows_single(inputs, (k, v), selections, rows, &mut part),
             }
             part
@@ -139,7 +140,7 @@ fn rows_tiled<T: simd::KvElement>(
     inputs: &AttentionInputs<'_>,
     (k, v): (&[T], &[T]),
     selections: &[Selection],
-    (kv, rows): (usize, std::ops::Range<usize>),
+    ((kv, rows), arithmetic): ((usize, std::ops::Range<usize>), Arithmetic),
     part: &mut [f32],
 ) {
     let s = inputs.shape();
@@ -162,7 +163,7 @@ fn rows_tiled<T: simd::KvElement>(
             })
             .collect();
         let o = &mut part[at..at + tile.len() * d];
-        attend_tile(&lanes, (k, v), d, s.scale, &mut sc, o);
+        attend_tile(&lanes, (k, v), (d, s.scale), arithmetic, &mut sc, o);
         at += tile.len() * d;
     }
 }

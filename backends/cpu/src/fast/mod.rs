@@ -28,6 +28,33 @@ pub enum KvStorage {
     F16,
 }
 
+/// The arithmetic of sparse attention's softmax·V (Q·Kᵀ, the softmax and the normalization
+/// are always f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// f32 multiply-adds.
+    #[default]
+    F32,
+    /// f16 multiply-adds on weights and V rounded to f16, the paper's "non-sensitive
+    /// multiplies in FP16": NEON FEAT_FP16 where the CPU has it, emulated exactly (and slowly)
+    /// elsewhere so its accuracy can be measured on any machine. Runs in lane tiles only.
+    F16,
+}
+
+impl std::str::FromStr for Arithmetic {
+    type Err = HalError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Arithmetic::F32),
+            "f16" => Ok(Arithmetic::F16),
+            _ => Err(HalError::invalid_argument(
+                "arithmetic",
+                format!("`{s}` is not an arithmetic; use f32 or f16"),
+            )),
+        }
+    }
+}
+
 /// Which kernel computes sparse attention over gathered keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SparseKernel {
@@ -66,6 +93,7 @@ pub struct FastCpuBackend {
     threads: usize,
     storage: KvStorage,
     sparse: SparseKernel,
+    arithmetic: Arithmetic,
     /// The dense kernel's packed K/V of the last call, reused by the next (as large as that
     /// call's K and V, padded to whole tiles).
     packed: std::sync::Mutex<Vec<kernels::PackedKv>>,
@@ -95,6 +123,7 @@ impl FastCpuBackend {
             threads,
             storage: KvStorage::F32,
             sparse: SparseKernel::Auto,
+            arithmetic: Arithmetic::F32,
             packed: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -109,6 +138,26 @@ impl FastCpuBackend {
     pub fn with_sparse_kernel(mut self, kernel: SparseKernel) -> Self {
         self.sparse = kernel;
         self
+    }
+
+    /// The same backend computing sparse softmax·V in `arithmetic` (F16 runs every sparse
+    /// call in lane tiles, whatever the kernel choice).
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.arithmetic = arithmetic;
+        self
+    }
+
+    /// The arithmetic of sparse softmax·V.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
+    }
+
+    /// The kernel of a sparse call of `q_len` rows (`shared`: a key set per GQA group).
+    fn sparse_kernel_for(&self, q_len: usize, shared: bool) -> SparseKernel {
+        match self.arithmetic {
+            Arithmetic::F16 => SparseKernel::Tiled,
+            Arithmetic::F32 => self.sparse.resolve(q_len, shared),
+        }
     }
 
     /// The sparse-attention kernel choice.
@@ -141,13 +190,16 @@ impl FastCpuBackend {
         out: &mut [f32],
     ) {
         let per_head = inputs.shape().q_len * inputs.shape().head_dim;
-        let kernel = self.sparse.resolve(inputs.shape().q_len, false);
+        let kernel = self.sparse_kernel_for(inputs.shape().q_len, false);
+        let arithmetic = self.arithmetic;
         self.pool.install(|| {
             out.par_chunks_mut(per_head)
                 .zip(selections.par_iter())
                 .enumerate()
                 .for_each(|(h, (o, sel))| match kernel {
-                    SparseKernel::Tiled => tile::sparse_head(inputs, (k, v), h, sel, o),
+                    SparseKernel::Tiled => {
+                        tile::sparse_head(inputs, (k, v), (h, sel), arithmetic, o)
+                    }
                     _ => kernels::sparse_head(inputs, k, v, h, sel, o),
                 });
         });
@@ -216,15 +268,23 @@ impl ComputeBackend for FastCpuBackend {
         out: &mut [f32],
     ) -> Result<()> {
         shadowattn_hal::group::check_grouped_call(&inputs, selections, out)?;
-        let kernel = self.sparse.resolve(inputs.shape().q_len, true);
+        let kernel = self.sparse_kernel_for(inputs.shape().q_len, true);
+        let arithmetic = self.arithmetic;
         match self.storage {
             KvStorage::F32 => self.pool.install(|| {
-                group::sparse_grouped(&inputs, inputs.k(), inputs.v(), selections, kernel, out)
+                group::sparse_grouped(
+                    &inputs,
+                    (inputs.k(), inputs.v()),
+                    selections,
+                    (kernel, arithmetic),
+                    out,
+                )
             }),
             KvStorage::F16 => {
                 let (k, v) = self.kv_f16(&inputs)?;
-                self.pool
-                    .install(|| group::sparse_grouped(&inputs, &k, &v, selections, kernel, out));
+                self.pool.install(|| {
+                    group::sparse_grouped(&inputs, (&k, &v), selections, (kernel, arithmetic), out)
+                });
             }
         }
         Ok(())

@@ -8,6 +8,8 @@
 
 use super::simd::lanes::{self as prim, LANES};
 use super::simd::{self, KvElement};
+use super::Arithmetic;
+use half::f16;
 use shadowattn_hal::{AttentionInputs, Selection};
 
 /// One query row of a tile: its query and the keys it keeps (ascending, no repeats).
@@ -33,6 +35,10 @@ pub struct TileScratch {
     k: Vec<f32>,
     v: Vec<f32>,
     ident: Vec<u32>,
+    /// FP16 arithmetic: the weights, the union's V rows (f32 storage) and the output in f16.
+    p16: Vec<f16>,
+    v16: Vec<f16>,
+    acc16: Vec<f16>,
 }
 
 /// The sorted union of the lanes' keys and, per key, the bit mask of the lanes keeping it, into
@@ -89,8 +95,8 @@ fn union_of(lanes: &[Lane<'_>], keys: usize, sc: &mut TileScratch) {
 pub fn attend_tile<T: KvElement>(
     lanes: &[Lane<'_>],
     (k, v): (&[T], &[T]),
-    d: usize,
-    scale: f32,
+    (d, scale): (usize, f32),
+    arithmetic: Arithmetic,
     sc: &mut TileScratch,
     out: &mut [f32],
 ) {
@@ -111,25 +117,27 @@ pub fn attend_tile<T: KvElement>(
     sc.s.resize(n * LANES, 0.0);
     sc.acc.clear();
     sc.acc.resize(d * LANES, 0.0);
-    let total = match (simd::f32_rows(k), simd::f32_rows(v)) {
-        (Some(k), Some(v)) => {
-            prim::qk_lanes(&sc.qt, k, &sc.union, &mut sc.s);
-            let total = prim::softmax_lanes(&mut sc.s, &sc.masks, scale);
-            prim::pv_lanes(&sc.s, v, &sc.union, &mut sc.acc);
-            total
-        }
-        _ => {
-            // f16 storage: the union's rows widened once, then read in order.
+    // Q·Kᵀ and the softmax in f32, over K rows read in place or widened once (f16 storage).
+    match simd::f32_rows(k) {
+        Some(k) => prim::qk_lanes(&sc.qt, k, &sc.union, &mut sc.s),
+        None => {
             simd::widen_rows(k, d, &sc.union, &mut sc.k);
-            simd::widen_rows(v, d, &sc.union, &mut sc.v);
-            sc.ident.clear();
-            sc.ident.extend(0..n as u32);
+            ident(&mut sc.ident, n);
             prim::qk_lanes(&sc.qt, &sc.k, &sc.ident, &mut sc.s);
-            let total = prim::softmax_lanes(&mut sc.s, &sc.masks, scale);
-            prim::pv_lanes(&sc.s, &sc.v, &sc.ident, &mut sc.acc);
-            total
         }
-    };
+    }
+    let total = prim::softmax_lanes(&mut sc.s, &sc.masks, scale);
+    match arithmetic {
+        Arithmetic::F32 => match simd::f32_rows(v) {
+            Some(v) => prim::pv_lanes(&sc.s, v, &sc.union, &mut sc.acc),
+            None => {
+                simd::widen_rows(v, d, &sc.union, &mut sc.v);
+                ident(&mut sc.ident, n);
+                prim::pv_lanes(&sc.s, &sc.v, &sc.ident, &mut sc.acc);
+            }
+        },
+        Arithmetic::F16 => pv_f16(v, d, sc),
+    }
     for (l, o) in out.chunks_exact_mut(d).enumerate() {
         let inv = 1.0 / total[l];
         for (c, o) in o.iter_mut().enumerate() {
@@ -138,13 +146,38 @@ pub fn attend_tile<T: KvElement>(
     }
 }
 
+/// `0..n` into `ident`: the indices of rows gathered one after another.
+fn ident(ident: &mut Vec<u32>, n: usize) {
+    ident.clear();
+    ident.extend(0..n as u32);
+}
+
+/// The weights `sc.s` times the union's V rows in FP16 arithmetic into `sc.acc` (f32): the
+/// weights and V rounded to f16 (V as stored when it is f16), f16 multiply-adds.
+fn pv_f16<T: KvElement>(v: &[T], d: usize, sc: &mut TileScratch) {
+    use half::slice::HalfFloatSliceExt;
+    sc.p16.resize(sc.s.len(), f16::ZERO);
+    sc.p16.convert_from_f32_slice(&sc.s);
+    sc.acc16.clear();
+    sc.acc16.resize(d * LANES, f16::ZERO);
+    match simd::f16_rows(v) {
+        Some(v) => prim::pv_lanes_f16(&sc.p16, v, &sc.union, &mut sc.acc16),
+        None => {
+            simd::narrow_rows(v, d, &sc.union, &mut sc.v16);
+            ident(&mut sc.ident, sc.union.len());
+            prim::pv_lanes_f16(&sc.p16, &sc.v16, &sc.ident, &mut sc.acc16);
+        }
+    }
+    sc.acc16.convert_to_f32_slice(&mut sc.acc);
+}
+
 /// Sparse attention of query head `h` over its selection (validated by the caller) in tiles
 /// of [`LANES`] consecutive rows; `k` and `v` are the inputs' K and V in their storage type.
 pub fn sparse_head<T: KvElement>(
     inputs: &AttentionInputs<'_>,
     (k, v): (&[T], &[T]),
-    h: usize,
-    sel: &Selection,
+    (h, sel): (usize, &Selection),
+    arithmetic: Arithmetic,
     out: &mut [f32],
 ) {
     let s = inputs.shape();
@@ -160,6 +193,6 @@ pub fn sparse_head<T: KvElement>(
                 keys: sel.row(i),
             })
             .collect();
-        attend_tile(&lanes, (k, v), d, s.scale, &mut sc, o);
+        attend_tile(&lanes, (k, v), (d, s.scale), arithmetic, &mut sc, o);
     }
 }

@@ -11,7 +11,7 @@ use super::{has_f16c, x86};
 /// `q` is `[g][d]` and `g ≥ 1`: returns `d`.
 fn group_dim(q_or_acc: &[f32], g: usize, what: &str) -> usize {
     assert!(
-        g > 0 && q_or_acc.len() % g == 0,
+        g > 0 && q_or_acc.len().is_multiple_of(g),
         "{what}: {} values are not {g} rows",
         q_or_acc.len()
     );

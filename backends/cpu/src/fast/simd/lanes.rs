@@ -11,6 +11,7 @@ use super::neon;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use super::{check_rows, isa, portable, Isa};
+use half::f16;
 
 /// Query rows one lane tile holds (one AVX2 vector, two NEON vectors of f32).
 pub const LANES: usize = 8;
@@ -18,7 +19,7 @@ pub const LANES: usize = 8;
 /// `out[t][l] = Σ_c qt[c][l] · rows[idx[t]][c]` for the `d = qt.len() / LANES` columns: every
 /// lane's scores against the gathered key rows.
 pub fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
-    assert!(qt.len() % LANES == 0, "qk_lanes: qt must be [d][LANES]");
+    assert!(qt.len().is_multiple_of(LANES), "qk_lanes: qt must be [d][LANES]");
     let d = qt.len() / LANES;
     assert_eq!(
         out.len(),
@@ -63,7 +64,7 @@ pub fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; LANES] {
 /// `acc[c][l] += Σ_t p[t][l] · rows[idx[t]][c]` for the `d = acc.len() / LANES` columns:
 /// every lane's weighted sum of the gathered value rows.
 pub fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
-    assert!(acc.len() % LANES == 0, "pv_lanes: acc must be [d][LANES]");
+    assert!(acc.len().is_multiple_of(LANES), "pv_lanes: acc must be [d][LANES]");
     let d = acc.len() / LANES;
     assert_eq!(p.len(), idx.len() * LANES, "pv_lanes: p must be [n][LANES]");
     check_rows(rows, d, idx);
@@ -78,6 +79,43 @@ pub fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
         Isa::Neon => unsafe { neon::pv_lanes(p, rows, idx, acc) },
         _ => portable::pv_lanes(p, rows, idx, acc),
     }
+}
+
+/// Whether the CPU multiplies and adds FP16 vectors (aarch64 FEAT_FP16, detected once;
+/// never elsewhere, where [`pv_lanes_f16`] emulates it).
+pub fn has_fp16_arithmetic() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        static FP16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *FP16.get_or_init(|| isa() == Isa::Neon && std::arch::is_aarch64_feature_detected!("fp16"))
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    false
+}
+
+/// [`pv_lanes`] in FP16 arithmetic: `acc[c][l] ← fma(p[t][l], rows[idx[t]][c], acc[c][l])`
+/// for the keys in order, every multiply-add fused and rounded to f16 (NEON FEAT_FP16 where
+/// the CPU has it, an exact emulation elsewhere).
+pub fn pv_lanes_f16(p: &[f16], rows: &[f16], idx: &[u32], acc: &mut [f16]) {
+    assert!(
+        acc.len().is_multiple_of(LANES),
+        "pv_lanes_f16: acc must be [d][LANES]"
+    );
+    let d = acc.len() / LANES;
+    assert_eq!(
+        p.len(),
+        idx.len() * LANES,
+        "pv_lanes_f16: p must be [n][LANES]"
+    );
+    check_rows(rows, d, idx);
+    #[cfg(target_arch = "aarch64")]
+    if has_fp16_arithmetic() {
+        // SAFETY: NEON and FP16 arithmetic were detected; every indexed row lies inside
+        // `rows`; the layouts were checked above.
+        unsafe { neon::pv_lanes_f16(p, rows, idx, acc) };
+        return;
+    }
+    portable::pv_lanes_f16(p, rows, idx, acc)
 }
 
 #[cfg(test)]
@@ -137,6 +175,56 @@ mod tests {
                     (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                     "pv d={d} n={n}: {g} vs {w}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn fp16_weighted_sums_round_every_multiply_add_to_f16_in_key_order() {
+        // Under qemu (CI's aarch64 run) the CPU has FEAT_FP16: the NEON path must be the one
+        // tested, not the emulation.
+        #[cfg(target_arch = "aarch64")]
+        if std::env::var_os("CI").is_some() && isa() == Isa::Neon {
+            assert!(
+                has_fp16_arithmetic(),
+                "no FP16 arithmetic detected on this aarch64 CPU"
+            );
+        }
+        let h = |x: f32| f16::from_f32(x);
+        for (d, n) in [(1, 1), (9, 7), (64, 300)] {
+            let rows: Vec<f16> = values(50 * d, 4, 3.0).into_iter().map(h).collect();
+            let p: Vec<f16> = values(n * LANES, 5, 1.0)
+                .into_iter()
+                .map(|x| h(x.abs()))
+                .collect();
+            let idx: Vec<u32> = (0..n as u32).map(|t| (t * 13 + 1) % 50).collect();
+            let mut got = vec![f16::ZERO; d * LANES];
+            pv_lanes_f16(&p, &rows, &idx, &mut got);
+            // One lane and column at a time, keys in order: fused multiply-add, one rounding.
+            for l in 0..LANES {
+                for c in 0..d {
+                    let mut a = f16::ZERO;
+                    for (t, &j) in idx.iter().enumerate() {
+                        let exact = f64::from(p[t * LANES + l])
+                            * f64::from(rows[j as usize * d + c])
+                            + f64::from(a);
+                        a = f16::from_f64(exact);
+                    }
+                    assert_eq!(got[c * LANES + l], a, "d={d} n={n} lane {l} column {c}");
+                }
+            }
+            // Over hundreds of keys f16 sums drift visibly from f32 ones: the rounding is real.
+            if n == 300 {
+                let widened: Vec<f32> = rows.iter().map(|x| x.to_f32()).collect();
+                let w32: Vec<f32> = p.iter().map(|x| x.to_f32()).collect();
+                let mut exact = vec![0.0; d * LANES];
+                portable::pv_lanes(&w32, &widened, &idx, &mut exact);
+                let moved = got
+                    .iter()
+                    .zip(&exact)
+                    .filter(|(g, e)| g.to_f32() != **e)
+                    .count();
+                assert!(moved > d * LANES / 2, "{moved} of {} differ", d * LANES);
             }
         }
     }

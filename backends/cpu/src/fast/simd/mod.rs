@@ -125,7 +125,7 @@ pub fn qk_panel(q: &[f32], panel: &[f32], out: &mut [f32], ld: usize) {
 pub fn pv_tile(p: &[f32], ld: usize, v: &[f32], corr: &[f32; MR], acc: &mut [f32]) {
     let dim = acc.len() / MR;
     assert!(
-        acc.len() == MR * dim && dim % NR == 0,
+        acc.len() == MR * dim && dim.is_multiple_of(NR),
         "pv_tile: acc must be [MR][dim], dim a multiple of NR"
     );
     assert!(
@@ -209,6 +209,28 @@ pub fn f32_rows<T: KvElement>(rows: &[T]) -> Option<&[f32]> {
     Some(unsafe { as_slice_of(rows) })
 }
 
+/// The rows as f16 when they are stored as f16 (`None` for f32 storage).
+pub fn f16_rows<T: KvElement>(rows: &[T]) -> Option<&[half::f16]> {
+    if !<T as private::Sealed>::HALF {
+        return None;
+    }
+    // SAFETY: T is f16 (checked just above).
+    Some(unsafe { as_slice_of(rows) })
+}
+
+/// The rows `idx` of `rows` (`d` values each) rounded to f16, one after another, into `out`.
+pub fn narrow_rows<T: KvElement>(rows: &[T], d: usize, idx: &[u32], out: &mut Vec<half::f16>) {
+    check_rows(rows, d, idx);
+    out.clear();
+    for &j in idx {
+        out.extend(
+            rows[j as usize * d..(j as usize + 1) * d]
+                .iter()
+                .map(|x| half::f16::from_f32(x.value())),
+        );
+    }
+}
+
 /// The rows `idx` of `rows` (`d` values each) widened to f32, one after another, into `out`.
 pub fn widen_rows<T: KvElement>(rows: &[T], d: usize, idx: &[u32], out: &mut Vec<f32>) {
     check_rows(rows, d, idx);
@@ -277,7 +299,7 @@ pub fn online_softmax_row(
     total: &mut f32,
 ) -> f32 {
     assert!(
-        limit > 0 && limit <= row.len() && row.len() % 8 == 0,
+        limit > 0 && limit <= row.len() && row.len().is_multiple_of(8),
         "online_softmax_row: bad limit or length"
     );
     match isa() {

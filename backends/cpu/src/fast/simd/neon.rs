@@ -462,3 +462,65 @@ unsafe fn pv_lanes_block<const N: usize>(
         vst1q_f32(acc.add((c0 + k) * 8 + 4), a[1]);
     }
 }
+
+/// # Safety
+/// NEON and FP16 arithmetic available; `p` is `[idx.len()][8]`, `acc` is `[d][8]`; every
+/// `rows[idx[t]·d ..][..d]` is in bounds.
+#[target_feature(enable = "neon,fp16")]
+pub unsafe fn pv_lanes_f16(
+    p: &[half::f16],
+    rows: &[half::f16],
+    idx: &[u32],
+    acc: &mut [half::f16],
+) {
+    // SAFETY (whole body): f16 values are read and written through their u16 bits (same size
+    // and alignment); blocks cover columns `c..c + N <= d` of `acc` and `p` holds 8 weights
+    // for each of `idx` (the caller's promise).
+    let d = acc.len() / 8;
+    let (pp, pr, pa) = (
+        p.as_ptr().cast::<u16>(),
+        rows.as_ptr().cast::<u16>(),
+        acc.as_mut_ptr().cast::<u16>(),
+    );
+    let mut c = 0;
+    while c + 8 <= d {
+        pv_lanes_f16_block::<8>(pp, pr, d, idx, c, pa);
+        c += 8;
+    }
+    while c < d {
+        pv_lanes_f16_block::<1>(pp, pr, d, idx, c, pa);
+        c += 1;
+    }
+}
+
+/// Columns `c0..c0 + N` of [`pv_lanes_f16`]: `N` FP16 FMA chains of eight lanes.
+///
+/// # Safety
+/// As [`pv_lanes_f16`], `c0 + N <= d`.
+#[inline]
+#[target_feature(enable = "neon,fp16")]
+unsafe fn pv_lanes_f16_block<const N: usize>(
+    p: *const u16,
+    rows: *const u16,
+    d: usize,
+    idx: &[u32],
+    c0: usize,
+    acc: *mut u16,
+) {
+    // SAFETY (whole body): columns `c0..c0 + N` of every indexed row and of `acc` are in
+    // bounds, and `p` holds 8 weights for each of `idx` (the caller's promise).
+    let mut a = [vreinterpretq_f16_u16(vdupq_n_u16(0)); N];
+    for (k, a) in a.iter_mut().enumerate() {
+        *a = vreinterpretq_f16_u16(vld1q_u16(acc.add((c0 + k) * 8)));
+    }
+    for (t, &j) in idx.iter().enumerate() {
+        let w = vreinterpretq_f16_u16(vld1q_u16(p.add(t * 8)));
+        let v = rows.add(j as usize * d + c0);
+        for (k, a) in a.iter_mut().enumerate() {
+            *a = vfmaq_f16(*a, w, vreinterpretq_f16_u16(vld1q_dup_u16(v.add(k))));
+        }
+    }
+    for (k, a) in a.iter().enumerate() {
+        vst1q_u16(acc.add((c0 + k) * 8), vreinterpretq_u16_f16(*a));
+    }
+}

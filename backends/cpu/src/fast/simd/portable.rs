@@ -260,3 +260,24 @@ pub fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
         }
     }
 }
+
+/// See [`super::lanes::pv_lanes_f16`]: each multiply-add in f64 (the product of two f16 values
+/// is exact there), rounded once to f16.
+pub fn pv_lanes_f16(p: &[half::f16], rows: &[half::f16], idx: &[u32], acc: &mut [half::f16]) {
+    const L: usize = super::lanes::LANES;
+    let d = acc.len() / L;
+    for (w, &j) in p.chunks_exact(L).zip(idx) {
+        let v = &rows[j as usize * d..(j as usize + 1) * d];
+        for (a, &x) in acc.chunks_exact_mut(L).zip(v) {
+            for (a, &w) in a.iter_mut().zip(w) {
+                *a = fma_f16(w, x, *a);
+            }
+        }
+    }
+}
+
+/// `a·b + c` rounded once to f16 (`a·b` is exact in f64; the sum's rounding to f64 and then
+/// to f16 differs from one rounding only when the f64 sum lands exactly on an f16 tie).
+pub fn fma_f16(a: half::f16, b: half::f16, c: half::f16) -> half::f16 {
+    half::f16::from_f64(f64::from(a).mul_add(f64::from(b), f64::from(c)))
+}

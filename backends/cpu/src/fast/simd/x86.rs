@@ -730,7 +730,7 @@ unsafe fn pv_group<T: Load8>(
     let mut h0 = 0;
     for b in 0..blocks {
         let r = (g - h0) / (blocks - b);
-        let r = r + usize::from((g - h0) % (blocks - b) != 0);
+        let r = r + usize::from(!(g - h0).is_multiple_of(blocks - b));
         match r {
             1 => pv_rows::<T, 1>(p, ld, g, h0, rows, idx, acc),
             2 => pv_rows::<T, 2>(p, ld, g, h0, rows, idx, acc),
