@@ -370,7 +370,8 @@ fn check_profile_inputs(args: &BenchArgs, kernels: &[Kernel]) -> Res<()> {
         return Err("--profile-cpu needs a single-thread run (--threads 1)".into());
     }
     let needed = [
-        Kernel::AttendRow,
+        Kernel::AttendRowSingle,
+        Kernel::AttendRowTiled,
         Kernel::AttendGroup,
         Kernel::TopkRow,
         Kernel::TopkGroup,
@@ -414,7 +415,8 @@ fn print_profile_block(records: &[Record], args: &BenchArgs) {
     println!("fp32_gflops = {{ value = {peak:.1}, source = \"measured: FMA peak probe of the kernels' instruction set, 1 thread\" }}");
     for (field, kernel) in [
         ("dense_efficiency", Kernel::Dense),
-        ("sparse_row_efficiency", Kernel::AttendRow),
+        ("sparse_row_efficiency", Kernel::AttendRowSingle),
+        ("sparse_tiled_efficiency", Kernel::AttendRowTiled),
         ("sparse_group_efficiency", Kernel::AttendGroup),
     ] {
         println!(

@@ -280,8 +280,12 @@ pub struct CpuCore {
     pub group_topk_cycles_per_key: Real,
     /// Fraction of peak FLOP/s dense attention reaches on this core, in (0, 1].
     pub dense_efficiency: Real,
-    /// Fraction of peak FLOP/s sparse attention with a key set per head and row reaches.
+    /// Fraction of peak FLOP/s sparse attention with a key set per head and row reaches, one
+    /// row at a time (each row gathers its own keys).
     pub sparse_row_efficiency: Real,
+    /// The same in lane tiles (rows side by side gather the union of their keys once; counted
+    /// on the kept pairs, so the union's extra keys are in it).
+    pub sparse_tiled_efficiency: Real,
     /// Fraction of peak FLOP/s sparse attention with a key set per GQA group reaches.
     pub sparse_group_efficiency: Real,
     /// Fraction of peak FLOP/s dense attention with the score matrix materialized reaches
@@ -291,10 +295,11 @@ pub struct CpuCore {
 
 impl CpuCore {
     /// The attention kernels' fractions of peak, by their profile keys.
-    fn efficiencies(&self) -> [(&'static str, &Real); 4] {
+    fn efficiencies(&self) -> [(&'static str, &Real); 5] {
         [
             ("dense_efficiency", &self.dense_efficiency),
             ("sparse_row_efficiency", &self.sparse_row_efficiency),
+            ("sparse_tiled_efficiency", &self.sparse_tiled_efficiency),
             ("sparse_group_efficiency", &self.sparse_group_efficiency),
             ("materialized_efficiency", &self.materialized_efficiency),
         ]

@@ -8,7 +8,8 @@
 //!   keys · cycles / clock).
 //! - **Attention** is compute-bound: per (row, key) pair, `q·k` and `p·v` cost `4·d` FLOP plus
 //!   the exponential (counted as 8 FLOP), at the kernel's own fraction of the FMA peak
-//!   (`dense_efficiency`, `sparse_row_efficiency`, `sparse_group_efficiency`, measured by
+//!   (`dense_efficiency`, `sparse_row_efficiency` one row at a time, `sparse_tiled_efficiency`
+//!   in lane tiles, `sparse_group_efficiency`, measured by
 //!   `shadowattn bench --profile-cpu`). Gathered K and V rows are reused across the query rows
 //!   of a chunk, so DRAM traffic is the head's K and V once (`2 · kv_len · d` elements).
 //!   Time = max(FLOP / (peak · efficiency), K/V bytes / bandwidth).
@@ -41,6 +42,9 @@ pub enum AttentionKernel {
     DenseMaterialized,
     /// Sparse attention with a key set per head and row (one gathered row per query row).
     SparseRow,
+    /// Sparse attention with a key set per head and row in lane tiles: consecutive rows side
+    /// by side gather the union of their keys once, each masked to its own.
+    SparseRowTiled,
     /// Sparse attention where a GQA group's heads share each row's set (the group's heads are
     /// the rows of one register-blocked kernel).
     SparseGroup,
@@ -84,8 +88,23 @@ pub struct CpuKernel {
     pub arithmetic: Arithmetic,
 }
 
-/// The CPU kernels a build runs in each role: dense attention and the two sparse kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a build's top-k costs per key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TopkCost {
+    /// The core's measured `topk_cycles_per_key` / `group_topk_cycles_per_key` (our kernels).
+    Measured,
+    /// Fixed cycles per key, a key set per head and row and per GQA group.
+    CyclesPerKey {
+        /// Per head and row.
+        row: f64,
+        /// Per key of each head when a group shares its set.
+        group: f64,
+    },
+}
+
+/// The CPU kernels a build runs in each role: dense attention, the two sparse kernels and
+/// top-k.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KernelSet {
     /// Who wrote them, for reports.
     pub name: &'static str,
@@ -95,6 +114,8 @@ pub struct KernelSet {
     pub sparse_row: CpuKernel,
     /// Sparse attention with a key set per GQA group.
     pub sparse_group: CpuKernel,
+    /// Top-k.
+    pub topk: TopkCost,
 }
 
 const fn kernel(kind: AttentionKernel, arithmetic: Arithmetic) -> CpuKernel {
@@ -102,12 +123,13 @@ const fn kernel(kind: AttentionKernel, arithmetic: Arithmetic) -> CpuKernel {
 }
 
 impl KernelSet {
-    /// This project's CPU backend: every kernel FP32.
+    /// This project's CPU backend: every kernel FP32, per-row selections in lane tiles.
     pub const OURS: KernelSet = KernelSet {
         name: "shadowattn cpu-fast (FP32)",
         dense: kernel(AttentionKernel::Dense, Arithmetic::Fp32),
-        sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp32),
+        sparse_row: kernel(AttentionKernel::SparseRowTiled, Arithmetic::Fp32),
         sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp32),
+        topk: TopkCost::Measured,
     };
 
     /// This project's CPU backend with `Arithmetic::F16`: dense FP32, the sparse kernels'
@@ -115,20 +137,28 @@ impl KernelSet {
     pub const OURS_FP16: KernelSet = KernelSet {
         name: "shadowattn cpu-fast (sparse softmax·V FP16)",
         dense: kernel(AttentionKernel::Dense, Arithmetic::Fp32),
-        sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp16SoftmaxV),
+        sparse_row: kernel(AttentionKernel::SparseRowTiled, Arithmetic::Fp16SoftmaxV),
         sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp16SoftmaxV),
+        topk: TopkCost::Measured,
     };
 
     /// mllm's, as its shadowAttn port runs them (read from its code at 2cb4dbaa / 7e167018):
     /// dense attention materializes the scores, each element one ggml `vec_dot_fp16` (FP16
     /// K/V converted to FP32: the build has no FP16 vector arithmetic); the port's sparse
     /// attention multiplies FP16 K/V into FP32 accumulators with FMLAL, a key set per head and
-    /// row.
+    /// row. Its top-k was never measured: it is priced as our x86 INT8 top-k was before our
+    /// own got faster (5.49 and 3.52 cycles per key, `shadowattn bench --threads 1 --runs 7
+    /// --profile-cpu` on the paper's nine shapes, 2026-12-02), so our kernels' speed-ups do not
+    /// move the port's predictions.
     pub const MLLM: KernelSet = KernelSet {
         name: "mllm (dense materialized, sparse per row; FP16 K/V into FP32)",
         dense: kernel(AttentionKernel::DenseMaterialized, Arithmetic::Fp16ToFp32),
         sparse_row: kernel(AttentionKernel::SparseRow, Arithmetic::Fp16ToFp32),
         sparse_group: kernel(AttentionKernel::SparseGroup, Arithmetic::Fp16ToFp32),
+        topk: TopkCost::CyclesPerKey {
+            row: 5.49,
+            group: 3.52,
+        },
     };
 
     /// The set's dense kernel.
@@ -148,9 +178,22 @@ impl KernelSet {
 /// Time of top-k over `keys` valid scores (of every head ranked) of `score_bytes` bytes each,
 /// on one core, ns.
 pub fn topk_ns(core: &CpuCore, keys: u64, score_bytes: usize, sharing: SelectionSharing) -> f64 {
-    let cycles = match sharing {
-        SelectionSharing::PerHead => real(&core.topk_cycles_per_key),
-        SelectionSharing::PerGroup => real(&core.group_topk_cycles_per_key),
+    topk_ns_of(TopkCost::Measured, core, keys, score_bytes, sharing)
+}
+
+/// [`topk_ns`] of a build whose top-k costs `cost`.
+pub fn topk_ns_of(
+    cost: TopkCost,
+    core: &CpuCore,
+    keys: u64,
+    score_bytes: usize,
+    sharing: SelectionSharing,
+) -> f64 {
+    let cycles = match (cost, sharing) {
+        (TopkCost::Measured, SelectionSharing::PerHead) => real(&core.topk_cycles_per_key),
+        (TopkCost::Measured, SelectionSharing::PerGroup) => real(&core.group_topk_cycles_per_key),
+        (TopkCost::CyclesPerKey { row, .. }, SelectionSharing::PerHead) => row,
+        (TopkCost::CyclesPerKey { group, .. }, SelectionSharing::PerGroup) => group,
     };
     let mem = (keys * score_bytes as u64) as f64 / real(&core.mem_gbps);
     let compute = keys as f64 * cycles / real(&core.clock_ghz);
@@ -180,6 +223,7 @@ pub fn attention_ns(
         AttentionKernel::Dense => real(&core.dense_efficiency),
         AttentionKernel::DenseMaterialized => real(&core.materialized_efficiency),
         AttentionKernel::SparseRow => real(&core.sparse_row_efficiency),
+        AttentionKernel::SparseRowTiled => real(&core.sparse_tiled_efficiency),
         AttentionKernel::SparseGroup => real(&core.sparse_group_efficiency),
     };
     let compute = pairs as f64 * (at_fp32 / fp32 + at_fp16 / fp16) / efficiency;

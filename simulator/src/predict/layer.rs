@@ -6,7 +6,7 @@ use crate::error::{check_attention_sizes, Result, SimError};
 use crate::npu::cost::graph_cost_via;
 use crate::npu::graphs::int8_pilot_graph;
 use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::cpu_model::{attention_ns, topk_ns, CpuKernel, KernelSet, SelectionSharing};
+use crate::predict::cpu_model::{attention_ns, topk_ns_of, CpuKernel, KernelSet, SelectionSharing};
 use shadowattn_hal::{Graph, KeyBudget};
 use shadowattn_pipeline::{
     plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
@@ -101,7 +101,13 @@ impl CostModel for SocCosts {
 
     fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
         match step {
-            Step::TopK => topk_ns(&self.topk_core, work.valid_keys, SCORE_BYTES, self.sharing),
+            Step::TopK => topk_ns_of(
+                self.kernels.topk,
+                &self.topk_core,
+                work.valid_keys,
+                SCORE_BYTES,
+                self.sharing,
+            ),
             Step::Attention => {
                 self.attention_ns(self.kernels.sparse(self.sharing), work.kept_pairs)
             }
@@ -378,6 +384,7 @@ impl PrefillLayer {
 mod tests {
     use super::*;
     use crate::npu::graphs::int8_pilot_graph;
+    use crate::predict::cpu_model::topk_ns;
 
     #[test]
     fn launches_and_steps_are_priced_by_the_soc() {

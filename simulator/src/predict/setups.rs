@@ -211,6 +211,7 @@ pub fn at_end(soc: &SocProfile, end: End) -> SocProfile {
         let measured = [
             real(&core.dense_efficiency),
             real(&core.sparse_row_efficiency),
+            real(&core.sparse_tiled_efficiency),
             real(&core.sparse_group_efficiency),
             real(&core.materialized_efficiency),
         ];
@@ -221,6 +222,7 @@ pub fn at_end(soc: &SocProfile, end: End) -> SocProfile {
         for e in [
             &mut core.dense_efficiency,
             &mut core.sparse_row_efficiency,
+            &mut core.sparse_tiled_efficiency,
             &mut core.sparse_group_efficiency,
             &mut core.materialized_efficiency,
         ] {

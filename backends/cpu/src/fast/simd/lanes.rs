@@ -19,7 +19,10 @@ pub const LANES: usize = 8;
 /// `out[t][l] = Σ_c qt[c][l] · rows[idx[t]][c]` for the `d = qt.len() / LANES` columns: every
 /// lane's scores against the gathered key rows.
 pub fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
-    assert!(qt.len().is_multiple_of(LANES), "qk_lanes: qt must be [d][LANES]");
+    assert!(
+        qt.len().is_multiple_of(LANES),
+        "qk_lanes: qt must be [d][LANES]"
+    );
     let d = qt.len() / LANES;
     assert_eq!(
         out.len(),
@@ -64,7 +67,10 @@ pub fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; LANES] {
 /// `acc[c][l] += Σ_t p[t][l] · rows[idx[t]][c]` for the `d = acc.len() / LANES` columns:
 /// every lane's weighted sum of the gathered value rows.
 pub fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
-    assert!(acc.len().is_multiple_of(LANES), "pv_lanes: acc must be [d][LANES]");
+    assert!(
+        acc.len().is_multiple_of(LANES),
+        "pv_lanes: acc must be [d][LANES]"
+    );
     let d = acc.len() / LANES;
     assert_eq!(p.len(), idx.len() * LANES, "pv_lanes: p must be [n][LANES]");
     check_rows(rows, d, idx);
@@ -227,6 +233,32 @@ mod tests {
                 assert!(moved > d * LANES / 2, "{moved} of {} differ", d * LANES);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "row index out of range")]
+    fn qk_lanes_refuses_a_row_past_the_keys() {
+        let (d, rows) = (4, vec![0.0f32; 3 * 4]);
+        qk_lanes(&vec![0.0; d * LANES], &rows, &[3], &mut vec![0.0; LANES]);
+    }
+
+    #[test]
+    #[should_panic(expected = "row index out of range")]
+    fn pv_lanes_refuses_a_row_past_the_keys() {
+        let (d, rows) = (4, vec![0.0f32; 3 * 4]);
+        pv_lanes(&vec![0.0; LANES], &rows, &[3], &mut vec![0.0; d * LANES]);
+    }
+
+    #[test]
+    #[should_panic(expected = "row index out of range")]
+    fn pv_lanes_f16_refuses_a_row_past_the_keys() {
+        let (d, rows) = (4, vec![f16::ZERO; 3 * 4]);
+        pv_lanes_f16(
+            &vec![f16::ZERO; LANES],
+            &rows,
+            &[3],
+            &mut vec![f16::ZERO; d * LANES],
+        );
     }
 
     #[test]
