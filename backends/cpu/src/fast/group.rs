@@ -35,8 +35,7 @@ pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selectio
                 }
                 let n = ranks.len();
                 let k = budget.keys_for(i, n)?;
-                select_ranked(ranks, k, scratch);
-                Ok(scratch.picked.clone())
+                Ok(select_ranked(ranks, k, scratch).to_vec())
             },
         )
         .collect::<Result<_>>()?;

@@ -43,7 +43,27 @@ const SAMPLE: usize = 64;
 /// Rows shorter than this skip the sampled bracket (the radix narrowing alone is cheaper).
 const SAMPLED_ROW: usize = 512;
 
-/// Indices of the `k` largest `keys` (ties kept at the lower index), ascending, into `picked`.
+/// Room for `len` values at the front of `buf`, grown (never shrunk, never cleared) as needed:
+/// the compactions store whole vectors past their count, so clearing would write each row's
+/// buffer twice.
+fn room(buf: &mut Vec<u32>, len: usize) -> &mut [u32] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    buf
+}
+
+/// All `n` indices `0..n` into the front of `picked`; returns `n`.
+fn all_indices(n: usize, picked: &mut Vec<u32>) -> usize {
+    room(picked, n)
+        .iter_mut()
+        .zip(0..n as u32)
+        .for_each(|(p, j)| *p = j);
+    n
+}
+
+/// Indices of the `k` largest `keys` (ties kept at the lower index), ascending, into the front
+/// of `picked`; returns how many (`min(k, keys.len())`).
 ///
 /// A strided sample of the row brackets the k-th largest key; one vectorized pass counts the keys
 /// above the bracket and gathers those inside it (about a quarter of the row). Radix narrowing
@@ -51,15 +71,13 @@ const SAMPLED_ROW: usize = 512;
 /// range picks the bin holding it, and so on until one value is left (at most four levels). If
 /// the sample misled the bracket, the narrowing runs on the whole row instead. One last
 /// vectorized scan keeps the keys above that value and the earliest keys equal to it.
-fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) {
-    picked.clear();
+fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) -> usize {
     let n = keys.len();
     if k == 0 {
-        return;
+        return 0;
     }
     if k >= n {
-        picked.extend(0..n as u32);
-        return;
+        return all_indices(n, picked);
     }
     candidates.resize(n + simd::COMPACT_SLACK, 0);
     let mut above = 0;
@@ -102,11 +120,11 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
         equal,
         picked,
         simd::indices_at_least,
-    );
+    )
 }
 
-/// Writes to `picked`, ascending, the indices of the keys of `row` above `threshold` and of the
-/// first `ties` of the `equal` keys equal to it (`next` is the value just above the threshold,
+/// Writes to the front of `picked`, ascending, the indices of the keys of `row` above
+/// `threshold` and of the first `ties` of the `equal` keys equal to it, and returns how many (`next` is the value just above the threshold,
 /// `None` at the top of the type). `at_least(part, first, t, out)` is the vectorized compaction
 /// of the indices `first + j` of `part` whose value is at least `t`.
 fn keep_top<T: Copy + PartialEq>(
@@ -117,9 +135,9 @@ fn keep_top<T: Copy + PartialEq>(
     equal: usize,
     picked: &mut Vec<u32>,
     at_least: fn(&[T], usize, T, &mut [u32]) -> usize,
-) {
-    picked.resize(row.len() + simd::COMPACT_SLACK, 0);
-    let count = if ties == equal {
+) -> usize {
+    let picked = room(picked, row.len() + simd::COMPACT_SLACK);
+    if ties == equal {
         // Every key equal to the threshold is kept: one comparison per key.
         at_least(row, 0, threshold, picked)
     } else {
@@ -136,52 +154,78 @@ fn keep_top<T: Copy + PartialEq>(
             Some(next) => count + at_least(tail, head.len(), next, &mut picked[count..]),
             None => count,
         }
-    };
-    picked.truncate(count);
+    }
 }
 
-/// [`select_keys`] for INT8 scores (the requantized pilot output of NPUs): one histogram pass
-/// of 256 bins finds the k-th largest value, one vectorized scan keeps the keys.
-fn select_i8(scores: &[i8], k: usize, picked: &mut Vec<u32>) {
-    picked.clear();
+/// [`select_keys`] for INT8 scores (the requantized pilot output of NPUs): a search over the
+/// 256 values by vectorized counts (a compare and a subtract per 32 keys and pass), starting
+/// from `hint` (the previous row's threshold: neighbouring rows of a head are alike, so two or
+/// three passes usually settle it), finds the k-th largest value; one vectorized scan keeps
+/// the keys above it and the first ties. Returns how many keys (`min(k, n)`) and updates `hint`.
+///
+/// (A 256-bin histogram, four interleaved to break the runs of equal values, cost about four
+/// cycles per key: its scalar increments, the scan of the bins, and a scalar search for the
+/// last kept tie.)
+fn select_i8(scores: &[i8], k: usize, hint: &mut i8, picked: &mut Vec<u32>) -> usize {
     let n = scores.len();
     if k == 0 {
-        return;
+        return 0;
     }
     if k >= n {
-        picked.extend(0..n as u32);
-        return;
+        return all_indices(n, picked);
     }
-    // Four interleaved histograms: runs of equal values (common in INT8) would otherwise wait
-    // on each other's increments.
-    let mut hist = [[0u32; 256]; 4];
-    let mut quads = scores.chunks_exact(4);
-    for quad in &mut quads {
-        for (h, &x) in hist.iter_mut().zip(quad) {
-            h[usize::from(x as u8 ^ 0x80)] += 1;
+    let (threshold, above) = kth_largest_i8(scores, k, *hint);
+    *hint = threshold;
+    let out = room(picked, n + simd::COMPACT_SLACK);
+    simd::indices_top_i8(scores, 0, threshold, k - above, out)
+}
+
+/// The `k`-th largest of `scores` (`0 < k < scores.len()`) and how many scores exceed it,
+/// searched from `hint` outwards (steps doubling) until bracketed, then by bisection.
+fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
+    // Probes stay in −128..=128; only 128 (nothing is at least it) falls outside i8.
+    let count = |t: i16| i8::try_from(t).map_or(0, |t| simd::count_at_least_i8(scores, t));
+    // Invariant once bracketed: at least k scores are >= lo; `above` (< k) are >= hi + 1.
+    let (mut lo, mut hi, mut above);
+    let start = i16::from(hint);
+    let at_start = count(start);
+    let mut step = 1;
+    if at_start >= k {
+        lo = start;
+        loop {
+            let probe = (lo + step).min(128);
+            let c = count(probe);
+            if c >= k {
+                lo = probe;
+                step *= 2;
+            } else {
+                (hi, above) = (probe - 1, c);
+                break;
+            }
+        }
+    } else {
+        (hi, above) = (start - 1, at_start);
+        loop {
+            let probe = (hi + 1 - step).max(-128);
+            let c = count(probe);
+            if c >= k {
+                lo = probe;
+                break;
+            }
+            (hi, above) = (probe - 1, c);
+            step *= 2;
         }
     }
-    for &x in quads.remainder() {
-        hist[0][usize::from(x as u8 ^ 0x80)] += 1;
+    while lo < hi {
+        let mid = (lo + hi + 1) >> 1;
+        let c = count(mid);
+        if c >= k {
+            lo = mid;
+        } else {
+            (hi, above) = (mid - 1, c);
+        }
     }
-    let count = |bin: usize| hist.iter().map(|h| h[bin] as usize).sum::<usize>();
-    let (mut bin, mut above) = (255usize, 0usize);
-    while above + count(bin) < k {
-        above += count(bin);
-        bin -= 1;
-    }
-    let threshold = (bin as u8 ^ 0x80) as i8;
-    let next = threshold.checked_add(1);
-    let at_least = simd::indices_at_least_i8;
-    keep_top(
-        scores,
-        threshold,
-        next,
-        k - above,
-        count(bin),
-        picked,
-        at_least,
-    );
+    (lo as i8, above)
 }
 
 /// The `need`-th largest of the (non-empty) `candidates` by radix narrowing (the vector is
@@ -221,41 +265,35 @@ fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize
 pub struct Scratch {
     keys: Vec<u32>,
     candidates: Vec<u32>,
-    /// The last row's picked indices, ascending.
-    pub picked: Vec<u32>,
+    picked: Vec<u32>,
 }
 
-/// The indices of the `k` largest (non-NaN) `ranks`, ties at the lower index, ascending, into
-/// `scratch.picked`.
-pub fn select_ranked(ranks: &[f32], k: usize, scratch: &mut Scratch) {
+/// The indices of the `k` largest (non-NaN) `ranks`, ties at the lower index, ascending.
+pub fn select_ranked<'s>(ranks: &[f32], k: usize, scratch: &'s mut Scratch) -> &'s [u32] {
     scratch.keys.clear();
     scratch.keys.extend(ranks.iter().map(|x| x.key()));
-    select_keys(
+    let count = select_keys(
         &scratch.keys,
         k,
         &mut scratch.candidates,
         &mut scratch.picked,
     );
+    &scratch.picked[..count]
 }
 
-/// Top-k of query row `i` of `scores` into `picked` (ascending), `keys` being scratch.
-pub fn topk_row(
+/// The `k` largest keys of query row `i` of `scores` into the front of `scratch.picked`
+/// (ascending); returns how many.
+fn topk_row(
     scores: &ScoreMatrix<'_>,
-    budget: KeyBudget,
+    k: usize,
     i: usize,
-    keys: &mut Vec<u32>,
-    candidates: &mut Vec<u32>,
-    picked: &mut Vec<u32>,
-) -> Result<()> {
-    let n = scores.valid_keys(i);
-    let k = budget.keys_for(i, n)?;
+    scratch: &mut TopkScratch,
+) -> Result<usize> {
+    let keys = &mut scratch.keys;
     keys.clear();
     match scores.row(i) {
         ScoreData::I32(d) => keys.extend(d.iter().map(|x| x.key())),
-        ScoreData::I8(d) => {
-            select_i8(d, k, picked);
-            return Ok(());
-        }
+        ScoreData::I8(d) => return Ok(select_i8(d, k, &mut scratch.hint, &mut scratch.picked)),
         ScoreData::F32(d) => {
             if let Some(j) = d.iter().position(|v| v.is_nan()) {
                 return Err(HalError::invalid_value(
@@ -266,29 +304,79 @@ pub fn topk_row(
             keys.extend(d.iter().map(|x| x.key()));
         }
     }
-    select_keys(keys, k, candidates, picked);
-    Ok(())
+    Ok(select_keys(
+        keys,
+        k,
+        &mut scratch.candidates,
+        &mut scratch.picked,
+    ))
 }
 
 /// Top-k per row over the causal prefix, identical to the golden kernel's selection and order;
 /// rows run in parallel on the current rayon pool.
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
     budget.validate()?;
-    let rows: Vec<Vec<u32>> = (0..scores.rows())
-        .into_par_iter()
-        .with_min_len(4)
-        .map_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(keys, candidates, picked), i| {
-                topk_row(&scores, budget, i, keys, candidates, picked).map(|()| picked.clone())
-            },
-        )
-        .collect::<Result<_>>()?;
-    let mut sel = Selection::new();
-    for row in &rows {
-        sel.push_row(row);
+    let kept = (0..scores.rows())
+        .map(|i| {
+            let n = scores.valid_keys(i);
+            Ok(budget.keys_for(i, n)?.min(n))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fill_rows(&kept, |i, scratch: &mut TopkScratch| {
+        let count = topk_row(&scores, kept[i], i, scratch)?;
+        Ok(&scratch.picked[..count])
+    })
+}
+
+/// The buffers of [`topk_row`] one worker reuses, and the last INT8 row's threshold.
+#[derive(Default)]
+struct TopkScratch {
+    keys: Vec<u32>,
+    candidates: Vec<u32>,
+    picked: Vec<u32>,
+    hint: i8,
+}
+
+/// A selection of rows of `kept[i]` keys each, row `i` written by `row(i, scratch)` (which
+/// returns exactly `kept[i]` indices): rows in parallel on the current rayon pool, straight
+/// into the selection's one index buffer, each worker reusing its own scratch.
+pub fn fill_rows<S: Default>(
+    kept: &[usize],
+    row: impl for<'s> Fn(usize, &'s mut S) -> Result<&'s [u32]> + Sync,
+) -> Result<Selection> {
+    let mut offsets = Vec::with_capacity(kept.len() + 1);
+    offsets.push(0);
+    for &k in kept {
+        offsets.push(offsets[offsets.len() - 1] + k);
     }
-    Ok(sel)
+    let mut indices = vec![0u32; offsets[kept.len()]];
+    let mut slots = Vec::with_capacity(kept.len());
+    let mut rest = &mut indices[..];
+    for &k in kept {
+        let (slot, tail) = rest.split_at_mut(k);
+        slots.push(slot);
+        rest = tail;
+    }
+    slots
+        .into_par_iter()
+        .enumerate()
+        .with_min_len(4)
+        .try_for_each_init(S::default, |scratch, (i, slot)| {
+            let picked = row(i, scratch)?;
+            if picked.len() != slot.len() {
+                return Err(HalError::invalid_value(
+                    "selection",
+                    format!(
+                        "query row {i}: {} keys selected for a budget of {} (a kernel fault)",
+                        picked.len(),
+                        slot.len()
+                    ),
+                ));
+            }
+            slot.copy_from_slice(picked);
+            Ok(())
+        })?;
+    Selection::from_parts(offsets, indices)
 }
 
 /// Softmax·V of query row `q` over `keys` of one KV head into `out`, in f32.
@@ -516,5 +604,69 @@ pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &m
         o.iter_mut()
             .zip(&acc[i * dim..])
             .for_each(|(o, a)| *o = a * inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The k-th largest by sorting, and how many exceed it.
+    fn sorted_kth(scores: &[i8], k: usize) -> (i8, usize) {
+        let mut sorted = scores.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let t = sorted[k - 1];
+        (t, scores.iter().filter(|&&x| x > t).count())
+    }
+
+    #[test]
+    fn the_int8_threshold_search_finds_the_kth_largest_from_any_hint() {
+        let rows: Vec<Vec<i8>> = vec![
+            vec![0; 5],
+            vec![i8::MIN, i8::MAX],
+            vec![i8::MIN; 40],
+            vec![i8::MAX, i8::MAX, i8::MIN, 0, i8::MAX, 5, 5, 5, -7],
+            (0..70).map(|i| ((i * 37) % 256) as u8 as i8).collect(),
+            (0..67).map(|i| [3i8, -1, 3, 3, 127, -128][i % 6]).collect(),
+        ];
+        for row in &rows {
+            for k in 1..row.len() {
+                let want = sorted_kth(row, k);
+                for hint in i8::MIN..=i8::MAX {
+                    assert_eq!(
+                        kth_largest_i8(row, k, hint),
+                        want,
+                        "{row:?} k={k} hint={hint}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_rows_keep_exactly_the_reference_keys_whatever_the_hint() {
+        let row: Vec<i8> = (0..300).map(|i| [9i8, 9, -128, 127, 0, 9][i % 6]).collect();
+        let mut picked = Vec::new();
+        for k in [0, 1, 2, 49, 50, 51, 150, 299, 300, 301] {
+            for start in [i8::MIN, 0, 9, i8::MAX] {
+                let mut hint = start;
+                let count = select_i8(&row, k, &mut hint, &mut picked);
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
+                let mut want: Vec<u32> = order[..k.min(row.len())]
+                    .iter()
+                    .map(|&j| j as u32)
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(&picked[..count], &want[..], "k={k} hint={start}");
+                if k > 0 && k < row.len() {
+                    assert_eq!(
+                        hint,
+                        sorted_kth(&row, k).0,
+                        "the hint follows the threshold"
+                    );
+                }
+            }
+        }
     }
 }

@@ -319,3 +319,25 @@ pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     }
     sum
 }
+
+/// # Safety
+/// NEON available (aarch64 baseline).
+pub unsafe fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
+    let n = scores.len();
+    let ps = scores.as_ptr();
+    let t = vdupq_n_s8(threshold);
+    let mut total = 0;
+    let mut j = 0;
+    // SAFETY (whole body): every load reads 16 bytes at j ≤ n − 16.
+    while j + 16 <= n {
+        // Byte counters (a compare gives all ones, −1, per lane): at most 255 vectors each.
+        let stop = n.min(j + 255 * 16);
+        let mut counts = vdupq_n_u8(0);
+        while j + 16 <= stop {
+            counts = vsubq_u8(counts, vcgeq_s8(vld1q_s8(ps.add(j)), t));
+            j += 16;
+        }
+        total += usize::from(vaddlvq_u8(counts));
+    }
+    total + super::portable::count_at_least_i8(&scores[j..], threshold)
+}

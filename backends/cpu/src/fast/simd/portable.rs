@@ -128,12 +128,25 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
     count
 }
 
-/// See [`super::indices_at_least_i8`].
-pub fn indices_at_least_i8(scores: &[i8], first: usize, threshold: i8, out: &mut [u32]) -> usize {
-    let mut count = 0;
+/// See [`super::count_at_least_i8`].
+pub fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
+    scores.iter().filter(|&&x| x >= threshold).count()
+}
+
+/// See [`super::indices_top_i8`].
+pub fn indices_top_i8(
+    scores: &[i8],
+    first: usize,
+    threshold: i8,
+    ties: usize,
+    out: &mut [u32],
+) -> usize {
+    let (mut count, mut left) = (0, ties);
     for (j, &x) in scores.iter().enumerate() {
         out[count] = (first + j) as u32;
-        count += usize::from(x >= threshold);
+        let tie = x == threshold && left > 0;
+        left -= usize::from(tie);
+        count += usize::from(x > threshold || tie);
     }
     count
 }
