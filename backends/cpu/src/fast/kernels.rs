@@ -7,9 +7,6 @@ use shadowattn_hal::{
     AttentionInputs, AttentionShape, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
 };
 
-/// Bits of the bin index in one narrowing step of [`select_keys`].
-const BIN_BITS: u32 = 10;
-
 /// The order-preserving `u32` image of a score: `a < b` (integers) or `a.total_cmp(b)` (floats)
 /// exactly when `key(a) < key(b)`.
 trait RankKey: Copy {
@@ -66,11 +63,10 @@ fn all_indices(n: usize, picked: &mut Vec<u32>) -> usize {
 /// of `picked`; returns how many (`min(k, keys.len())`).
 ///
 /// A strided sample of the row brackets the k-th largest key; one vectorized pass counts the keys
-/// above the bracket and gathers those inside it (about a quarter of the row). Radix narrowing
-/// then finds the k-th largest among them: a histogram of at most 2^BIN_BITS bins over their
-/// range picks the bin holding it, and so on until one value is left (at most four levels). If
-/// the sample misled the bracket, the narrowing runs on the whole row instead. One last
-/// vectorized scan keeps the keys above that value and the earliest keys equal to it.
+/// above the bracket and gathers those inside it (about a quarter of the row). A bisection of
+/// the bracket on counts ([`kth_by_counts`]) then finds the k-th largest among them. If the
+/// sample misled the bracket, the bisection runs on the whole row instead. One last vectorized
+/// scan keeps the keys above that value and the earliest keys equal to it.
 fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) -> usize {
     let n = keys.len();
     if k == 0 {
@@ -79,9 +75,9 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
     if k >= n {
         return all_indices(n, picked);
     }
-    candidates.resize(n + simd::COMPACT_SLACK, 0);
-    let mut above = 0;
-    let mut bracketed = false;
+    // The candidates' count, the keys above them and their range, when a sample brackets the
+    // k-th largest key.
+    let mut bracket = None;
     if n >= SAMPLED_ROW {
         let mut sample = [0u32; SAMPLE];
         for (i, s) in sample.iter_mut().enumerate() {
@@ -98,24 +94,25 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
             r if r < SAMPLE => *sample.select_nth_unstable_by(r, |a, b| b.cmp(a)).1,
             _ => 0,
         };
-        let (over, inside) = simd::bracket(keys, lo, hi, candidates);
+        let (over, inside) = simd::bracket(keys, lo, hi, room(candidates, n + simd::COMPACT_SLACK));
         if over < k && over + inside >= k {
-            candidates.truncate(inside);
-            above = over;
-            bracketed = true;
+            bracket = Some((inside, over, lo, hi));
         }
     }
-    if !bracketed {
-        candidates.clear();
-        candidates.extend_from_slice(keys);
-    }
-    let (threshold, equal, over) = kth_largest(candidates, k - above);
-    above += over;
-    let next = threshold.checked_add(1);
+    let (threshold, equal, above) = match bracket {
+        Some((inside, over, lo, hi)) => {
+            let (t, equal, above) = kth_by_counts(&candidates[..inside], k - over, lo, hi);
+            (t, equal, over + above)
+        }
+        None => {
+            let (lo, hi) = min_max(keys);
+            kth_by_counts(keys, k, lo, hi)
+        }
+    };
     keep_top(
         keys,
         threshold,
-        next,
+        threshold.checked_add(1),
         k - above,
         equal,
         picked,
@@ -123,10 +120,33 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
     )
 }
 
+/// The `need`-th largest of `keys` (`0 < need <= keys.len()`, every key in `lo..=hi`) by
+/// bisection of the range on vectorized counts of the keys at least a probe (a compare and a
+/// subtract per 8 keys and pass): returns it, how many keys equal it and how many exceed it.
+///
+/// (Radix narrowing by 1024-bin histograms cost about three times as much on the bracketed
+/// candidates: scalar increments, the scan of the bins and a branchy filter per level.)
+fn kth_by_counts(keys: &[u32], need: usize, lo: u32, hi: u32) -> (u32, usize, usize) {
+    // Invariant: `at_lo` (>= need) keys are >= lo; `above` (< need) are >= hi + 1.
+    let (mut lo, mut hi) = (u64::from(lo), u64::from(hi));
+    let (mut at_lo, mut above) = (keys.len(), 0);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let count = simd::count_at_least(keys, mid as u32);
+        if count >= need {
+            (lo, at_lo) = (mid, count);
+        } else {
+            (hi, above) = (mid - 1, count);
+        }
+    }
+    (lo as u32, at_lo - above, above)
+}
+
 /// Writes to the front of `picked`, ascending, the indices of the keys of `row` above
-/// `threshold` and of the first `ties` of the `equal` keys equal to it, and returns how many (`next` is the value just above the threshold,
-/// `None` at the top of the type). `at_least(part, first, t, out)` is the vectorized compaction
-/// of the indices `first + j` of `part` whose value is at least `t`.
+/// `threshold` and of the first `ties` of the `equal` keys equal to it, and returns how many
+/// (`next` is the value just above the threshold, `None` at the top of the type).
+/// `at_least(part, first, t, out)` is the vectorized compaction of the indices `first + j` of
+/// `part` whose value is at least `t`.
 fn keep_top<T: Copy + PartialEq>(
     row: &[T],
     threshold: T,
@@ -226,38 +246,6 @@ fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
         }
     }
     (lo as i8, above)
-}
-
-/// The `need`-th largest of the (non-empty) `candidates` by radix narrowing (the vector is
-/// consumed as scratch): returns it, how many candidates equal it, and how many exceed it.
-fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize) {
-    let (mut lo, mut hi) = min_max(candidates);
-    let mut above = 0;
-    let mut hist = [0u32; 1 << BIN_BITS];
-    loop {
-        if lo == hi {
-            return (lo, candidates.len(), above);
-        }
-        let shift = (32 - (hi - lo).leading_zeros()).saturating_sub(BIN_BITS);
-        let bins = (((hi - lo) >> shift) + 1) as usize;
-        hist[..bins].iter_mut().for_each(|h| *h = 0);
-        for &x in candidates.iter() {
-            hist[((x - lo) >> shift) as usize] += 1;
-        }
-        let mut bin = bins - 1;
-        while (hist[bin] as usize) < need {
-            need -= hist[bin] as usize;
-            above += hist[bin] as usize;
-            bin -= 1;
-        }
-        let bin_lo = lo + ((bin as u32) << shift);
-        if shift == 0 {
-            return (bin_lo, hist[bin] as usize, above);
-        }
-        let width = (hi - bin_lo).min((1u32 << shift) - 1);
-        candidates.retain(|x| x.wrapping_sub(bin_lo) <= width);
-        (lo, hi) = min_max(candidates);
-    }
 }
 
 /// The buffers one top-k row reuses: rank keys, candidates, and the picked indices.
@@ -666,6 +654,77 @@ mod tests {
                         "the hint follows the threshold"
                     );
                 }
+            }
+        }
+    }
+
+    /// The reference rule: the `k` largest, ties at the lower index, ascending.
+    fn reference<T: Ord + Copy>(row: &[T], k: usize) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
+        let mut want: Vec<u32> = order[..k.min(row.len())]
+            .iter()
+            .map(|&j| j as u32)
+            .collect();
+        want.sort_unstable();
+        want
+    }
+
+    #[test]
+    fn rank_keys_are_selected_exactly_whether_or_not_the_sample_brackets_them() {
+        let (mut candidates, mut picked) = (Vec::new(), Vec::new());
+        let n = 1024;
+        // The sample (every 16th key from the 8th) sees only the low value: it brackets the
+        // k-th largest below all k high keys, so that exactly k keys lie above the bracket.
+        let hidden: Vec<u32> = (0..n)
+            .map(|j| if j % 16 != 8 && j % 3 == 0 { 10 } else { 5 })
+            .collect();
+        let high = hidden.iter().filter(|&&x| x == 10).count();
+        // Spread values, runs of ties, the extremes of the type, and rows too short to sample.
+        let spread: Vec<u32> = (0..n as u32)
+            .map(|j| j.wrapping_mul(2_654_435_761))
+            .collect();
+        let runs: Vec<u32> = (0..n as u32).map(|j| (j * 7 % 13) << 28).collect();
+        let extremes: Vec<u32> = (0..600)
+            .map(|j| [0, u32::MAX, 1, u32::MAX - 1][j % 4])
+            .collect();
+        let short: Vec<u32> = (0..70u32).map(|j| j * 37 % 11).collect();
+        for row in [&hidden, &spread, &runs, &extremes, &short] {
+            let ks = [
+                1,
+                2,
+                100,
+                high - 1,
+                high,
+                high + 1,
+                300,
+                row.len() - 1,
+                row.len(),
+            ];
+            for k in ks.into_iter().filter(|&k| k <= row.len()) {
+                let count = select_keys(row, k, &mut candidates, &mut picked);
+                assert_eq!(&picked[..count], &reference(row, k)[..], "k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_bisection_on_counts_finds_the_kth_largest_key() {
+        // The whole range of the type, and a bracket just around the keys.
+        for (keys, lo, hi) in [
+            (vec![7u32, 7, 3, u32::MAX, 0, 9, 7, u32::MAX], 0, u32::MAX),
+            (vec![7, 7, 3, 9, 7, 4, 9], 3, 9),
+        ] {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            for need in 1..=keys.len() {
+                let t = sorted[need - 1];
+                let want = (
+                    t,
+                    keys.iter().filter(|&&x| x == t).count(),
+                    keys.iter().filter(|&&x| x > t).count(),
+                );
+                assert_eq!(kth_by_counts(&keys, need, lo, hi), want, "need {need}");
             }
         }
     }

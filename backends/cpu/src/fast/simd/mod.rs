@@ -341,6 +341,19 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
     }
 }
 
+/// How many of `keys` are at least `threshold`.
+pub fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected.
+        Isa::Avx2Fma => unsafe { x86::count_at_least(keys, threshold) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64.
+        Isa::Neon => unsafe { neon::count_at_least(keys, threshold) },
+        _ => portable::count_at_least(keys, threshold),
+    }
+}
+
 /// How many of the INT8 `scores` are at least `threshold`.
 pub fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
     match isa() {

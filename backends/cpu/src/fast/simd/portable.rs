@@ -128,6 +128,11 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
     count
 }
 
+/// See [`super::count_at_least`].
+pub fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    keys.iter().filter(|&&x| x >= threshold).count()
+}
+
 /// See [`super::count_at_least_i8`].
 pub fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
     scores.iter().filter(|&&x| x >= threshold).count()
@@ -220,4 +225,15 @@ pub fn add_scaled_weights(acc: &mut [f32], weights: &[u32], r: f32) {
     for (a, &w) in acc.iter_mut().zip(weights) {
         *a += w as f32 * r;
     }
+}
+
+/// [`super::group::head_weights_i8`] by scalar table lookups.
+pub fn weights_i8_table(scores: &[i8], table: &[u32; 256], out: &mut [u32]) -> u64 {
+    let max = scores.iter().copied().fold(i8::MIN, i8::max);
+    let mut total = 0u64;
+    for (o, &x) in out.iter_mut().zip(scores) {
+        *o = table[usize::from(max.abs_diff(x))];
+        total += u64::from(*o);
+    }
+    total
 }

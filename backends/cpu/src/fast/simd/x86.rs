@@ -453,6 +453,9 @@ pub unsafe fn indices_at_least(
 }
 
 /// The sum of the 32 byte lanes of `v`.
+///
+/// # Safety
+/// AVX2 available.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn byte_total(v: __m256i) -> usize {
@@ -460,6 +463,30 @@ unsafe fn byte_total(v: __m256i) -> usize {
     let mut lanes = [0u64; 4];
     _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sums);
     lanes.iter().sum::<u64>() as usize
+}
+
+/// # Safety
+/// AVX2 available.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    let n = keys.len();
+    let pk = keys.as_ptr();
+    // Unsigned comparisons as signed ones on keys with the top bit flipped; the lanes count
+    // the keys below the threshold (a compare gives −1), at most n / 8 < 2^31 each.
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let t_f = _mm256_set1_epi32((threshold ^ 0x8000_0000) as i32);
+    let mut below = _mm256_setzero_si256();
+    let mut j = 0;
+    // SAFETY (whole body): every load reads 8 keys at j ≤ n − 8.
+    while j + 8 <= n {
+        let x = _mm256_xor_si256(_mm256_loadu_si256(pk.add(j).cast()), flip);
+        below = _mm256_sub_epi32(below, _mm256_cmpgt_epi32(t_f, x));
+        j += 8;
+    }
+    let mut lanes = [0u32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr().cast(), below);
+    let below: usize = lanes.iter().map(|&c| c as usize).sum();
+    j - below + super::portable::count_at_least(&keys[j..], threshold)
 }
 
 /// # Safety
@@ -475,6 +502,7 @@ pub unsafe fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
     let below = _mm256_set1_epi8(below);
     let mut total = 0;
     let mut j = 0;
+    // SAFETY (whole body): every load reads 32 bytes at j ≤ n − 32.
     while j + 32 <= n {
         // Byte counters (a compare gives −1 per lane): at most 255 vectors before a flush.
         let stop = n.min(j + 255 * 32);
@@ -504,6 +532,8 @@ pub unsafe fn indices_top_i8(
     let t = _mm256_set1_epi8(threshold);
     let eight = _mm256_set1_epi32(8);
     let (mut count, mut left, mut j) = (0usize, ties, 0usize);
+    // SAFETY (whole body): every load reads 32 bytes at j ≤ n − 32; every store writes 8 lanes
+    // at `count` ≤ j + 24 (the indices kept so far), inside `out` (n + 8 long).
     while j + 32 <= n {
         let x = _mm256_loadu_si256(ps.add(j).cast());
         let over = _mm256_movemask_epi8(_mm256_cmpgt_epi8(x, t)) as u32;
