@@ -160,3 +160,40 @@ fn attend_group<T: simd::KvElement>(
         o.iter_mut().for_each(|x| *x *= inv);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowattn_hal::{ComputeBackend, ScoreMatrix};
+
+    #[test]
+    fn int8_groups_select_like_the_reference_ranking() {
+        // Three heads of different logit scales (tiny, moderate, huge) over rows with ties and
+        // both ends of the INT8 range, causal before the tail.
+        let (rows, cols) = (9, 40);
+        let data: Vec<Vec<i8>> = (0..3)
+            .map(|h| {
+                (0..rows * cols)
+                    .map(|i| [127i8, -128, 5, 5, 0, -3, 90][(i * (h + 2) + i / 7) % 7])
+                    .collect()
+            })
+            .collect();
+        let heads = data
+            .iter()
+            .map(|d| ScoreMatrix::causal(ScoreData::I8(d), rows, cols, 12).unwrap())
+            .collect();
+        let group = GroupScores::new(heads, vec![1e-5, 0.05, 40.0]).unwrap();
+        for budget in [
+            KeyBudget::Fixed(1),
+            KeyBudget::Fixed(13),
+            KeyBudget::Ratio {
+                ratio: 0.25,
+                min_keys: 2,
+            },
+        ] {
+            let want = crate::CpuBackend::new().topk_group(&group, budget).unwrap();
+            assert_eq!(topk_group(&group, budget).unwrap(), want, "{budget:?}");
+        }
+        assert!(topk_group(&group, KeyBudget::Fixed(14)).is_err());
+    }
+}

@@ -140,8 +140,9 @@ impl WeightTable {
 
 /// [`weights_i8`] of a head from its [`WeightTable`]: `out[j]` is the weight of `scores[j]`
 /// below the largest of the (non-empty) scores; returns `Σ out`. AVX2 evaluates the cubic on
-/// 8 lanes (gathers from the table measured 40 % slower on Zen 4, scalar lookups 70 %); NEON
-/// looks 16 weights up at a time with byte-table instructions, the portable code one at a time.
+/// 8 lanes (gathers from the table measured 35–65 % slower per ranked key on Zen 4, scalar
+/// lookups about 70 %); NEON looks 16 weights up at a time with byte-table instructions, the
+/// portable code one at a time.
 pub fn head_weights_i8(scores: &[i8], table: &WeightTable, out: &mut [u32]) -> u64 {
     assert_eq!(
         out.len(),
