@@ -548,13 +548,13 @@ pub unsafe fn indices_top_i8(
         }
         left -= equal.count_ones() as usize;
         let mask = (over | equal) as usize;
-        if mask != 0 {
-            let mut index = _mm256_set1_epi32((first + j) as i32);
-            for byte in 0..4 {
-                let m = (mask >> (8 * byte)) & 0xff;
-                count += store_indices(index, m, po.add(count));
-                index = _mm256_add_epi32(index, eight);
-            }
+        // No test for an empty mask: skipping empty vectors measured 7–10 % slower on the
+        // bench's pilot scores (a data-dependent branch per 32 keys).
+        let mut index = _mm256_set1_epi32((first + j) as i32);
+        for byte in 0..4 {
+            let m = (mask >> (8 * byte)) & 0xff;
+            count += store_indices(index, m, po.add(count));
+            index = _mm256_add_epi32(index, eight);
         }
         j += 32;
     }
