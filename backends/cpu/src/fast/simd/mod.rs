@@ -505,7 +505,8 @@ mod tests {
         }
         // Every length up to 70 (whole vectors and remainders), every threshold class (both
         // ends of the range, the row's own values) and tie budgets from none to all.
-        for n in 0..=70usize {
+        // Past 64 too: the portable compaction finds its cut by blocks of 64.
+        for n in (0..=70usize).chain([127, 128, 129, 200]) {
             let scores: Vec<i8> = (0..n).map(|i| ((i * 37) % 256) as u8 as i8).collect();
             let ties: Vec<i8> = (0..n).map(|i| [3i8, -1, 3, 3, 127][i % 5]).collect();
             let mut out = vec![0u32; n + COMPACT_SLACK];
@@ -521,6 +522,13 @@ mod tests {
                     let equal = row.iter().filter(|&&x| x == t).count();
                     for (first, kept) in [(0, 0), (9, 1), (0, equal / 2), (4, equal), (0, n + 1)] {
                         let got = indices_top_i8(row, first, t, kept, &mut out);
+                        let mut by_portable = vec![0u32; n + COMPACT_SLACK];
+                        let count = portable::indices_top_i8(row, first, t, kept, &mut by_portable);
+                        assert_eq!(
+                            &by_portable[..count],
+                            &out[..got],
+                            "n={n} t={t} ties={kept}"
+                        );
                         let mut left = kept;
                         let want: Vec<u32> = (0..n)
                             .filter(|&j| {
