@@ -160,27 +160,11 @@ pub fn indices_top_i8(
     // two branch-free compactions around the cut. The cut is found by counting ties in blocks
     // (a loop the compiler vectorizes), then one by one in its block. (One loop tracking the
     // ties left measured up to a third slower per call.)
-    const BLOCK: usize = 64;
-    let mut cut = scores.len();
-    let mut left = ties;
-    for (b, block) in scores.chunks(BLOCK).enumerate() {
-        let equal = block.iter().filter(|&&x| x == threshold).count();
-        if equal >= left {
-            if let Some((j, _)) = block
-                .iter()
-                .enumerate()
-                .filter(|(_, &x)| x == threshold)
-                .nth(left.wrapping_sub(1))
-            {
-                cut = b * BLOCK + j + 1;
-            } else {
-                // No tie is kept (left = 0): the cut is at the block's start.
-                cut = b * BLOCK;
-            }
-            break;
-        }
-        left -= equal;
-    }
+    let cut = if ties == 0 {
+        0
+    } else {
+        tie_cut(scores, threshold, ties)
+    };
     let (head, tail) = scores.split_at(cut);
     let mut count = 0;
     for (j, &x) in head.iter().enumerate() {
@@ -192,6 +176,26 @@ pub fn indices_top_i8(
         count += usize::from(x > threshold);
     }
     count
+}
+
+/// The position just past the `ties`-th (`ties > 0`) score equal to `threshold`, or the
+/// length when there are fewer.
+fn tie_cut(scores: &[i8], threshold: i8, ties: usize) -> usize {
+    const BLOCK: usize = 64;
+    let mut left = ties;
+    for (b, block) in scores.chunks(BLOCK).enumerate() {
+        let equal = block.iter().filter(|&&x| x == threshold).count();
+        if equal >= left {
+            let last = block
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == threshold)
+                .nth(left - 1);
+            return b * BLOCK + last.map_or(block.len(), |(j, _)| j + 1);
+        }
+        left -= equal;
+    }
+    scores.len()
 }
 
 /// See [`super::fma_peak_probe`].
