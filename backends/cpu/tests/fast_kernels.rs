@@ -153,6 +153,82 @@ proptest! {
     }
 }
 
+/// One INT8 row of `n` scores of a kind that stresses the threshold search: one value repeated
+/// (any, both ends included), a few distinct values (runs of ties), the full range, a cluster
+/// at the top or the bottom with rare outliers at the other end.
+fn int8_row(kind: u8, n: usize, seed: u64) -> Vec<i8> {
+    let r = noise(seed, n, 1.0);
+    let pick = |x: f32, values: &[i8]| {
+        values[((x + 1.0) * 0.5 * values.len() as f32) as usize % values.len()]
+    };
+    r.iter()
+        .map(|&x| match kind % 6 {
+            0 => (seed % 256) as u8 as i8,
+            1 => pick(x, &[-128, 127, 0, 3]),
+            2 => (x * 128.0).clamp(-128.0, 127.0) as i8,
+            3 => pick(x, &[127, 127, 126, 126, 126, 125, 125, 125, 125, -128]),
+            4 => pick(x, &[-128, -128, -128, -127, -127, -126, 127]),
+            _ => pick(x, &[5, 5, 5, 5, 5, 5, 5, 5, 5, 6]),
+        })
+        .collect()
+}
+
+/// INT8 score matrices: every row of its own kind (so the search starting from the previous
+/// row's threshold moves both ways), rows of 1 to 70 keys or of 2000 and more, causal with the
+/// query rows at the tail of the keys or before it.
+fn int8_matrices() -> impl Strategy<Value = (Vec<i8>, usize, usize, usize)> {
+    (
+        1usize..6,
+        prop_oneof![1usize..71, 2000usize..2100],
+        any::<u64>(),
+        prop::collection::vec(any::<u8>(), 6),
+        0.0f64..1.0,
+    )
+        .prop_map(|(rows, cols, seed, kinds, at)| {
+            let rows = rows.min(cols);
+            // The first query row's position: anywhere from the start to the tail.
+            let q_offset = ((cols - rows) as f64 * at) as usize;
+            let data = (0..rows)
+                .flat_map(|i| int8_row(kinds[i], cols, seed.wrapping_add(i as u64)))
+                .collect();
+            (data, rows, cols, q_offset)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn int8_topk_equals_the_reference_on_ties_extremes_and_every_budget(
+        (data, rows, cols, q_offset) in int8_matrices(),
+        ratio in 0.0f32..1.0,
+        threads in 1usize..3,
+    ) {
+        let m = ScoreMatrix::causal(ScoreData::I8(&data), rows, cols, q_offset).unwrap();
+        let (fast, gold) = (FastCpuBackend::new(threads).unwrap(), CpuBackend::new());
+        // The shortest row has q_offset + 1 keys: k = 1, k = n − 1 and k = n of that row (the
+        // others keep fewer than all), a k past it (refused), all keys, and a ratio.
+        let n = q_offset + 1;
+        let mut budgets = vec![
+            KeyBudget::Fixed(1),
+            KeyBudget::Fixed(n),
+            KeyBudget::Fixed(n + 1),
+            KeyBudget::Ratio { ratio: 1.0, min_keys: 1 },
+            KeyBudget::Ratio { ratio, min_keys: 1 },
+            KeyBudget::Ratio { ratio, min_keys: cols + 5 },
+        ];
+        if n > 1 {
+            budgets.push(KeyBudget::Fixed(n - 1));
+        }
+        for budget in budgets {
+            match (fast.topk(m, budget), gold.topk(m, budget)) {
+                (Ok(got), Ok(want)) => prop_assert_eq!(got, want, "{:?}", budget),
+                (got, want) => prop_assert!(got.is_err() && want.is_err(), "{:?}: {:?} vs {:?}", budget, got, want),
+            }
+        }
+    }
+}
+
 /// `x` rounded to f16 and back, as f16 storage sees it.
 fn rounded_to_f16(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect()

@@ -118,6 +118,105 @@ proptest! {
     }
 }
 
+/// One INT8 row of `n` scores of a kind that stresses the ranking and its top-k: one value
+/// repeated (any), a few distinct values (ties in every head, so in the sums), the full range,
+/// a cluster at the top or the bottom with rare outliers at the other end.
+fn int8_row(kind: u8, n: usize, seed: u64) -> Vec<i8> {
+    let r = noise(seed, n, 1.0);
+    let pick = |x: f32, values: &[i8]| {
+        values[((x + 1.0) * 0.5 * values.len() as f32) as usize % values.len()]
+    };
+    r.iter()
+        .map(|&x| match kind % 6 {
+            0 => (seed % 256) as u8 as i8,
+            1 => pick(x, &[-128, 127, 0, 3]),
+            2 => (x * 128.0).clamp(-128.0, 127.0) as i8,
+            3 => pick(x, &[127, 127, 126, 126, 126, 125, 125, 125, 125, -128]),
+            4 => pick(x, &[-128, -128, -128, -127, -127, -126, 127]),
+            _ => pick(x, &[5, 5, 5, 5, 5, 5, 5, 5, 5, 6]),
+        })
+        .collect()
+}
+
+/// A group of `heads` INT8 score matrices (each row of each head of its own kind), rows of 1 to
+/// 70 keys or of 2000 and more, causal with the query rows anywhere up to the tail; and each
+/// head's logit scale, from tiny (every weight near one) to huge (only the maximum counts).
+#[allow(clippy::type_complexity)]
+fn int8_groups() -> impl Strategy<Value = (Vec<Vec<i8>>, Vec<f32>, usize, usize, usize)> {
+    (
+        prop::sample::select(vec![1usize, 2, 6, 7]),
+        1usize..5,
+        prop_oneof![1usize..71, 2000usize..2100],
+        any::<u64>(),
+        0.0f64..1.0,
+    )
+        .prop_flat_map(|(heads, rows, cols, seed, at)| {
+            let scales = prop::collection::vec(
+                prop::sample::select(vec![1e-6f32, 1e-3, 0.02, 0.1, 0.7, 5.0, 1e3]),
+                heads,
+            );
+            let kinds = prop::collection::vec(any::<u8>(), heads * rows);
+            (scales, kinds).prop_map(move |(scales, kinds)| {
+                let rows = rows.min(cols);
+                let q_offset = ((cols - rows) as f64 * at) as usize;
+                let data = (0..heads)
+                    .map(|h| {
+                        (0..rows)
+                            .flat_map(|i| {
+                                let seed = seed.wrapping_add((h * rows + i) as u64);
+                                int8_row(kinds[h * rows + i], cols, seed)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                (data, scales, rows, cols, q_offset)
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn int8_group_topk_equals_the_reference_on_ties_extremes_and_every_budget(
+        (data, scales, rows, cols, q_offset) in int8_groups(),
+        ratio in 0.0f32..1.0,
+        threads in 1usize..3,
+    ) {
+        let heads = data
+            .iter()
+            .map(|d| ScoreMatrix::causal(ScoreData::I8(d), rows, cols, q_offset).unwrap())
+            .collect();
+        let group = GroupScores::new(heads, scales).unwrap();
+        let (fast, gold) = (FastCpuBackend::new(threads).unwrap(), CpuBackend::new());
+        // The shortest row has q_offset + 1 keys: k = 1, n − 1, n of it, one past (refused),
+        // all keys of every row, a ratio.
+        let n = q_offset + 1;
+        let mut budgets = vec![
+            KeyBudget::Fixed(1),
+            KeyBudget::Fixed(n),
+            KeyBudget::Fixed(n + 1),
+            KeyBudget::Ratio { ratio: 1.0, min_keys: 1 },
+            KeyBudget::Ratio { ratio, min_keys: 1 },
+        ];
+        if n > 1 {
+            budgets.push(KeyBudget::Fixed(n - 1));
+        }
+        for budget in budgets {
+            match (fast.topk_group(&group, budget), gold.topk_group(&group, budget)) {
+                (Ok(got), Ok(want)) => prop_assert_eq!(got, want, "{:?}", budget),
+                (got, want) => prop_assert!(
+                    got.is_err() && want.is_err(),
+                    "{:?}: {:?} vs {:?}",
+                    budget,
+                    got,
+                    want
+                ),
+            }
+        }
+    }
+}
+
 #[test]
 fn a_group_ranks_by_the_sum_of_its_heads_probabilities() {
     // Two heads over four keys: head 0 is sure of key 0; head 1 spreads over keys 1 and 2.

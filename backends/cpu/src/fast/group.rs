@@ -3,7 +3,7 @@
 //! sparse attention where the group's heads are the rows of one register-blocked kernel over
 //! the same gathered K/V rows.
 
-use super::kernels::{select_ranked, Scratch};
+use super::kernels::{fill_rows, select_ranked, Scratch};
 use super::simd::lanes::LANES;
 use super::simd::{self, group as prim};
 use super::tile::{attend_tile, Lane, TileScratch};
@@ -20,40 +20,44 @@ const ROWS_PER_JOB: usize = 8;
 pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
     budget.validate()?;
     let int8 = matches!(group.placement().data(), ScoreData::I8(_));
-    let factors: Vec<f32> = group
-        .logit_scales()
-        .iter()
-        .map(|&s| exp2_factor(s))
-        .collect();
-    let rows: Vec<Vec<u32>> = (0..group.rows())
-        .into_par_iter()
-        .with_min_len(4)
-        .map_init(
-            || (Scratch::default(), Vec::new(), Vec::new()),
-            |(scratch, ranks, weights), i| {
-                if int8 {
-                    rank_int8(group, &factors, i, ranks, weights);
-                } else {
-                    group.ranking(i, ranks);
-                }
-                let n = ranks.len();
-                let k = budget.keys_for(i, n)?;
-                select_ranked(ranks, k, scratch);
-                Ok(scratch.picked.clone())
-            },
-        )
-        .collect::<Result<_>>()?;
-    let mut sel = Selection::new();
-    for row in &rows {
-        sel.push_row(row);
-    }
-    Ok(sel)
+    let tables: Vec<prim::WeightTable> = if int8 {
+        group
+            .logit_scales()
+            .iter()
+            .map(|&s| prim::WeightTable::new(exp2_factor(s)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let placement = group.placement();
+    let kept = (0..group.rows())
+        .map(|i| {
+            let n = placement.valid_keys(i);
+            Ok(budget.keys_for(i, n)?.min(n))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fill_rows(&kept, |i, scratch: &mut RankScratch| {
+        if int8 {
+            rank_int8(group, &tables, i, &mut scratch.ranks, &mut scratch.weights);
+        } else {
+            group.ranking(i, &mut scratch.ranks);
+        }
+        Ok(select_ranked(&scratch.ranks, kept[i], &mut scratch.select))
+    })
+}
+
+/// The buffers one worker of [`topk_group`] reuses row after row.
+#[derive(Default)]
+struct RankScratch {
+    select: Scratch,
+    ranks: Vec<f32>,
+    weights: Vec<u32>,
 }
 
 /// Steps 1–4 of the ranking for row `i` of INT8 heads into `ranks`.
 fn rank_int8(
     group: &GroupScores<'_>,
-    factors: &[f32],
+    tables: &[prim::WeightTable],
     i: usize,
     ranks: &mut Vec<f32>,
     weights: &mut Vec<u32>,
@@ -62,11 +66,11 @@ fn rank_int8(
     ranks.clear();
     ranks.resize(n, 0.0);
     weights.resize(n, 0);
-    for (m, &factor) in group.heads().iter().zip(factors) {
+    for (m, table) in group.heads().iter().zip(tables) {
         let ScoreData::I8(row) = m.row(i) else {
             unreachable!("a group's heads share one score type")
         };
-        let total = prim::weights_i8(row, factor, weights);
+        let total = prim::head_weights_i8(row, table, weights);
         let r = (1.0 / total.max(1) as f64) as f32;
         prim::add_scaled_weights(ranks, weights, r);
     }
@@ -210,5 +214,42 @@ fn attend_group<T: simd::KvElement>(
     prim::pv_group(&scratch.p, ld, g, v, keys, out);
     for (o, &inv) in out.chunks_exact_mut(d).zip(&scratch.inv) {
         o.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowattn_hal::{ComputeBackend, ScoreMatrix};
+
+    #[test]
+    fn int8_groups_select_like_the_reference_ranking() {
+        // Three heads of different logit scales (tiny, moderate, huge) over rows with ties and
+        // both ends of the INT8 range, causal before the tail.
+        let (rows, cols) = (9, 40);
+        let data: Vec<Vec<i8>> = (0..3)
+            .map(|h| {
+                (0..rows * cols)
+                    .map(|i| [127i8, -128, 5, 5, 0, -3, 90][(i * (h + 2) + i / 7) % 7])
+                    .collect()
+            })
+            .collect();
+        let heads = data
+            .iter()
+            .map(|d| ScoreMatrix::causal(ScoreData::I8(d), rows, cols, 12).unwrap())
+            .collect();
+        let group = GroupScores::new(heads, vec![1e-5, 0.05, 40.0]).unwrap();
+        for budget in [
+            KeyBudget::Fixed(1),
+            KeyBudget::Fixed(13),
+            KeyBudget::Ratio {
+                ratio: 0.25,
+                min_keys: 2,
+            },
+        ] {
+            let want = crate::CpuBackend::new().topk_group(&group, budget).unwrap();
+            assert_eq!(topk_group(&group, budget).unwrap(), want, "{budget:?}");
+        }
+        assert!(topk_group(&group, KeyBudget::Fixed(14)).is_err());
     }
 }

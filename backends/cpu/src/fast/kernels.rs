@@ -8,9 +8,6 @@ use shadowattn_hal::{
     AttentionInputs, AttentionShape, HalError, KeyBudget, Result, ScoreData, ScoreMatrix, Selection,
 };
 
-/// Bits of the bin index in one narrowing step of [`select_keys`].
-const BIN_BITS: u32 = 10;
-
 /// The order-preserving `u32` image of a score: `a < b` (integers) or `a.total_cmp(b)` (floats)
 /// exactly when `key(a) < key(b)`.
 trait RankKey: Copy {
@@ -44,27 +41,44 @@ const SAMPLE: usize = 64;
 /// Rows shorter than this skip the sampled bracket (the radix narrowing alone is cheaper).
 const SAMPLED_ROW: usize = 512;
 
-/// Indices of the `k` largest `keys` (ties kept at the lower index), ascending, into `picked`.
+/// Room for `len` values at the front of `buf`, grown (never shrunk, never cleared) as needed:
+/// the compactions store whole vectors past their count, so clearing would write each row's
+/// buffer twice.
+fn room(buf: &mut Vec<u32>, len: usize) -> &mut [u32] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    buf
+}
+
+/// All `n` indices `0..n` into the front of `picked`; returns `n`.
+fn all_indices(n: usize, picked: &mut Vec<u32>) -> usize {
+    room(picked, n)
+        .iter_mut()
+        .zip(0..n as u32)
+        .for_each(|(p, j)| *p = j);
+    n
+}
+
+/// Indices of the `k` largest `keys` (ties kept at the lower index), ascending, into the front
+/// of `picked`; returns how many (`min(k, keys.len())`).
 ///
 /// A strided sample of the row brackets the k-th largest key; one vectorized pass counts the keys
-/// above the bracket and gathers those inside it (about a quarter of the row). Radix narrowing
-/// then finds the k-th largest among them: a histogram of at most 2^BIN_BITS bins over their
-/// range picks the bin holding it, and so on until one value is left (at most four levels). If
-/// the sample misled the bracket, the narrowing runs on the whole row instead. One last
-/// vectorized scan keeps the keys above that value and the earliest keys equal to it.
-fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) {
-    picked.clear();
+/// above the bracket and gathers those inside it (about a quarter of the row). A bisection of
+/// the bracket on counts ([`kth_by_counts`]) then finds the k-th largest among them. If the
+/// sample misled the bracket, the bisection runs on the whole row instead. One last vectorized
+/// scan keeps the keys above that value and the earliest keys equal to it.
+fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut Vec<u32>) -> usize {
     let n = keys.len();
     if k == 0 {
-        return;
+        return 0;
     }
     if k >= n {
-        picked.extend(0..n as u32);
-        return;
+        return all_indices(n, picked);
     }
-    candidates.resize(n + simd::COMPACT_SLACK, 0);
-    let mut above = 0;
-    let mut bracketed = false;
+    // The candidates' count, the keys above them and their range, when a sample brackets the
+    // k-th largest key.
+    let mut bracket = None;
     if n >= SAMPLED_ROW {
         let mut sample = [0u32; SAMPLE];
         for (i, s) in sample.iter_mut().enumerate() {
@@ -81,35 +95,60 @@ fn select_keys(keys: &[u32], k: usize, candidates: &mut Vec<u32>, picked: &mut V
             r if r < SAMPLE => *sample.select_nth_unstable_by(r, |a, b| b.cmp(a)).1,
             _ => 0,
         };
-        let (over, inside) = simd::bracket(keys, lo, hi, candidates);
+        let (over, inside) = simd::bracket(keys, lo, hi, room(candidates, n + simd::COMPACT_SLACK));
         if over < k && over + inside >= k {
-            candidates.truncate(inside);
-            above = over;
-            bracketed = true;
+            bracket = Some((inside, over, lo, hi));
         }
     }
-    if !bracketed {
-        candidates.clear();
-        candidates.extend_from_slice(keys);
-    }
-    let (threshold, equal, over) = kth_largest(candidates, k - above);
-    above += over;
-    let next = threshold.checked_add(1);
+    let (threshold, equal, above) = match bracket {
+        Some((inside, over, lo, hi)) => {
+            let (t, equal, above) = kth_by_counts(&candidates[..inside], k - over, lo, hi);
+            (t, equal, over + above)
+        }
+        None => {
+            let (lo, hi) = min_max(keys);
+            kth_by_counts(keys, k, lo, hi)
+        }
+    };
     keep_top(
         keys,
         threshold,
-        next,
+        threshold.checked_add(1),
         k - above,
         equal,
         picked,
         simd::indices_at_least,
-    );
+    )
 }
 
-/// Writes to `picked`, ascending, the indices of the keys of `row` above `threshold` and of the
-/// first `ties` of the `equal` keys equal to it (`next` is the value just above the threshold,
-/// `None` at the top of the type). `at_least(part, first, t, out)` is the vectorized compaction
-/// of the indices `first + j` of `part` whose value is at least `t`.
+/// The `need`-th largest of `keys` (`0 < need <= keys.len()`, every key in `lo..=hi`) by
+/// bisection of the range on vectorized counts of the keys at least a probe (a compare and a
+/// subtract per 8 keys and pass): returns it, how many keys equal it and how many exceed it.
+///
+/// (Radix narrowing by 1024-bin histograms, with its scalar increments, scan of the bins and
+/// branchy filter per level, measured about a quarter slower on the group ranking's bracketed
+/// candidates.)
+fn kth_by_counts(keys: &[u32], need: usize, lo: u32, hi: u32) -> (u32, usize, usize) {
+    // Invariant: `at_lo` (>= need) keys are >= lo; `above` (< need) are >= hi + 1.
+    let (mut lo, mut hi) = (u64::from(lo), u64::from(hi));
+    let (mut at_lo, mut above) = (keys.len(), 0);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let count = simd::count_at_least(keys, mid as u32);
+        if count >= need {
+            (lo, at_lo) = (mid, count);
+        } else {
+            (hi, above) = (mid - 1, count);
+        }
+    }
+    (lo as u32, at_lo - above, above)
+}
+
+/// Writes to the front of `picked`, ascending, the indices of the keys of `row` above
+/// `threshold` and of the first `ties` of the `equal` keys equal to it, and returns how many
+/// (`next` is the value just above the threshold, `None` at the top of the type).
+/// `at_least(part, first, t, out)` is the vectorized compaction of the indices `first + j` of
+/// `part` whose value is at least `t`.
 fn keep_top<T: Copy + PartialEq>(
     row: &[T],
     threshold: T,
@@ -118,9 +157,9 @@ fn keep_top<T: Copy + PartialEq>(
     equal: usize,
     picked: &mut Vec<u32>,
     at_least: fn(&[T], usize, T, &mut [u32]) -> usize,
-) {
-    picked.resize(row.len() + simd::COMPACT_SLACK, 0);
-    let count = if ties == equal {
+) -> usize {
+    let picked = room(picked, row.len() + simd::COMPACT_SLACK);
+    if ties == equal {
         // Every key equal to the threshold is kept: one comparison per key.
         at_least(row, 0, threshold, picked)
     } else {
@@ -137,84 +176,78 @@ fn keep_top<T: Copy + PartialEq>(
             Some(next) => count + at_least(tail, head.len(), next, &mut picked[count..]),
             None => count,
         }
-    };
-    picked.truncate(count);
+    }
 }
 
-/// [`select_keys`] for INT8 scores (the requantized pilot output of NPUs): one histogram pass
-/// of 256 bins finds the k-th largest value, one vectorized scan keeps the keys.
-fn select_i8(scores: &[i8], k: usize, picked: &mut Vec<u32>) {
-    picked.clear();
+/// [`select_keys`] for INT8 scores (the requantized pilot output of NPUs): a search over the
+/// 256 values by vectorized counts (a compare and a subtract per 32 keys and pass), starting
+/// from `hint` (the previous row's threshold: neighbouring rows of a head are alike, so two or
+/// three passes usually settle it), finds the k-th largest value; one vectorized scan keeps
+/// the keys above it and the first ties. Returns how many keys (`min(k, n)`) and updates `hint`.
+///
+/// (A 256-bin histogram, four interleaved to break the runs of equal values, cost about four
+/// cycles per key: its scalar increments, the scan of the bins, and a scalar search for the
+/// last kept tie.)
+fn select_i8(scores: &[i8], k: usize, hint: &mut i8, picked: &mut Vec<u32>) -> usize {
     let n = scores.len();
     if k == 0 {
-        return;
+        return 0;
     }
     if k >= n {
-        picked.extend(0..n as u32);
-        return;
+        return all_indices(n, picked);
     }
-    // Four interleaved histograms: runs of equal values (common in INT8) would otherwise wait
-    // on each other's increments.
-    let mut hist = [[0u32; 256]; 4];
-    let mut quads = scores.chunks_exact(4);
-    for quad in &mut quads {
-        for (h, &x) in hist.iter_mut().zip(quad) {
-            h[usize::from(x as u8 ^ 0x80)] += 1;
-        }
-    }
-    for &x in quads.remainder() {
-        hist[0][usize::from(x as u8 ^ 0x80)] += 1;
-    }
-    let count = |bin: usize| hist.iter().map(|h| h[bin] as usize).sum::<usize>();
-    let (mut bin, mut above) = (255usize, 0usize);
-    while above + count(bin) < k {
-        above += count(bin);
-        bin -= 1;
-    }
-    let threshold = (bin as u8 ^ 0x80) as i8;
-    let next = threshold.checked_add(1);
-    let at_least = simd::indices_at_least_i8;
-    keep_top(
-        scores,
-        threshold,
-        next,
-        k - above,
-        count(bin),
-        picked,
-        at_least,
-    );
+    let (threshold, above) = kth_largest_i8(scores, k, *hint);
+    *hint = threshold;
+    let out = room(picked, n + simd::COMPACT_SLACK);
+    simd::indices_top_i8(scores, 0, threshold, k - above, out)
 }
 
-/// The `need`-th largest of the (non-empty) `candidates` by radix narrowing (the vector is
-/// consumed as scratch): returns it, how many candidates equal it, and how many exceed it.
-fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize) {
-    let (mut lo, mut hi) = min_max(candidates);
-    let mut above = 0;
-    let mut hist = [0u32; 1 << BIN_BITS];
-    loop {
-        if lo == hi {
-            return (lo, candidates.len(), above);
+/// The `k`-th largest of `scores` (`0 < k < scores.len()`) and how many scores exceed it,
+/// searched from `hint` outwards (steps doubling) until bracketed, then by bisection.
+fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
+    // Probes stay in −128..=128; only 128 (nothing is at least it) falls outside i8.
+    let count = |t: i16| i8::try_from(t).map_or(0, |t| simd::count_at_least_i8(scores, t));
+    // Invariant once bracketed: at least k scores are >= lo; `above` (< k) are >= hi + 1.
+    let (mut lo, mut hi, mut above);
+    let start = i16::from(hint);
+    let at_start = count(start);
+    let mut step = 1;
+    if at_start >= k {
+        lo = start;
+        loop {
+            let probe = (lo + step).min(128);
+            let c = count(probe);
+            if c >= k {
+                lo = probe;
+                step *= 2;
+            } else {
+                (hi, above) = (probe - 1, c);
+                break;
+            }
         }
-        let shift = (32 - (hi - lo).leading_zeros()).saturating_sub(BIN_BITS);
-        let bins = (((hi - lo) >> shift) + 1) as usize;
-        hist[..bins].iter_mut().for_each(|h| *h = 0);
-        for &x in candidates.iter() {
-            hist[((x - lo) >> shift) as usize] += 1;
+    } else {
+        (hi, above) = (start - 1, at_start);
+        loop {
+            let probe = (hi + 1 - step).max(-128);
+            let c = count(probe);
+            if c >= k {
+                lo = probe;
+                break;
+            }
+            (hi, above) = (probe - 1, c);
+            step *= 2;
         }
-        let mut bin = bins - 1;
-        while (hist[bin] as usize) < need {
-            need -= hist[bin] as usize;
-            above += hist[bin] as usize;
-            bin -= 1;
-        }
-        let bin_lo = lo + ((bin as u32) << shift);
-        if shift == 0 {
-            return (bin_lo, hist[bin] as usize, above);
-        }
-        let width = (hi - bin_lo).min((1u32 << shift) - 1);
-        candidates.retain(|x| x.wrapping_sub(bin_lo) <= width);
-        (lo, hi) = min_max(candidates);
     }
+    while lo < hi {
+        let mid = (lo + hi + 1) >> 1;
+        let c = count(mid);
+        if c >= k {
+            lo = mid;
+        } else {
+            (hi, above) = (mid - 1, c);
+        }
+    }
+    (lo as i8, above)
 }
 
 /// The buffers one top-k row reuses: rank keys, candidates, and the picked indices.
@@ -222,41 +255,35 @@ fn kth_largest(candidates: &mut Vec<u32>, mut need: usize) -> (u32, usize, usize
 pub struct Scratch {
     keys: Vec<u32>,
     candidates: Vec<u32>,
-    /// The last row's picked indices, ascending.
-    pub picked: Vec<u32>,
+    picked: Vec<u32>,
 }
 
-/// The indices of the `k` largest (non-NaN) `ranks`, ties at the lower index, ascending, into
-/// `scratch.picked`.
-pub fn select_ranked(ranks: &[f32], k: usize, scratch: &mut Scratch) {
+/// The indices of the `k` largest (non-NaN) `ranks`, ties at the lower index, ascending.
+pub fn select_ranked<'s>(ranks: &[f32], k: usize, scratch: &'s mut Scratch) -> &'s [u32] {
     scratch.keys.clear();
     scratch.keys.extend(ranks.iter().map(|x| x.key()));
-    select_keys(
+    let count = select_keys(
         &scratch.keys,
         k,
         &mut scratch.candidates,
         &mut scratch.picked,
     );
+    &scratch.picked[..count]
 }
 
-/// Top-k of query row `i` of `scores` into `picked` (ascending), `keys` being scratch.
-pub fn topk_row(
+/// The `k` largest keys of query row `i` of `scores` into the front of `scratch.picked`
+/// (ascending); returns how many.
+fn topk_row(
     scores: &ScoreMatrix<'_>,
-    budget: KeyBudget,
+    k: usize,
     i: usize,
-    keys: &mut Vec<u32>,
-    candidates: &mut Vec<u32>,
-    picked: &mut Vec<u32>,
-) -> Result<()> {
-    let n = scores.valid_keys(i);
-    let k = budget.keys_for(i, n)?;
+    scratch: &mut TopkScratch,
+) -> Result<usize> {
+    let keys = &mut scratch.keys;
     keys.clear();
     match scores.row(i) {
         ScoreData::I32(d) => keys.extend(d.iter().map(|x| x.key())),
-        ScoreData::I8(d) => {
-            select_i8(d, k, picked);
-            return Ok(());
-        }
+        ScoreData::I8(d) => return Ok(select_i8(d, k, &mut scratch.hint, &mut scratch.picked)),
         ScoreData::F32(d) => {
             if let Some(j) = d.iter().position(|v| v.is_nan()) {
                 return Err(HalError::invalid_value(
@@ -267,29 +294,79 @@ pub fn topk_row(
             keys.extend(d.iter().map(|x| x.key()));
         }
     }
-    select_keys(keys, k, candidates, picked);
-    Ok(())
+    Ok(select_keys(
+        keys,
+        k,
+        &mut scratch.candidates,
+        &mut scratch.picked,
+    ))
 }
 
 /// Top-k per row over the causal prefix, identical to the golden kernel's selection and order;
 /// rows run in parallel on the current rayon pool.
 pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
     budget.validate()?;
-    let rows: Vec<Vec<u32>> = (0..scores.rows())
-        .into_par_iter()
-        .with_min_len(4)
-        .map_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(keys, candidates, picked), i| {
-                topk_row(&scores, budget, i, keys, candidates, picked).map(|()| picked.clone())
-            },
-        )
-        .collect::<Result<_>>()?;
-    let mut sel = Selection::new();
-    for row in &rows {
-        sel.push_row(row);
+    let kept = (0..scores.rows())
+        .map(|i| {
+            let n = scores.valid_keys(i);
+            Ok(budget.keys_for(i, n)?.min(n))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    fill_rows(&kept, |i, scratch: &mut TopkScratch| {
+        let count = topk_row(&scores, kept[i], i, scratch)?;
+        Ok(&scratch.picked[..count])
+    })
+}
+
+/// The buffers of [`topk_row`] one worker reuses, and the last INT8 row's threshold.
+#[derive(Default)]
+struct TopkScratch {
+    keys: Vec<u32>,
+    candidates: Vec<u32>,
+    picked: Vec<u32>,
+    hint: i8,
+}
+
+/// A selection of rows of `kept[i]` keys each, row `i` written by `row(i, scratch)` (which
+/// returns exactly `kept[i]` indices): rows in parallel on the current rayon pool, straight
+/// into the selection's one index buffer, each worker reusing its own scratch.
+pub fn fill_rows<S: Default>(
+    kept: &[usize],
+    row: impl for<'s> Fn(usize, &'s mut S) -> Result<&'s [u32]> + Sync,
+) -> Result<Selection> {
+    let mut offsets = Vec::with_capacity(kept.len() + 1);
+    offsets.push(0);
+    for &k in kept {
+        offsets.push(offsets[offsets.len() - 1] + k);
     }
-    Ok(sel)
+    let mut indices = vec![0u32; offsets[kept.len()]];
+    let mut slots = Vec::with_capacity(kept.len());
+    let mut rest = &mut indices[..];
+    for &k in kept {
+        let (slot, tail) = rest.split_at_mut(k);
+        slots.push(slot);
+        rest = tail;
+    }
+    slots
+        .into_par_iter()
+        .enumerate()
+        .with_min_len(4)
+        .try_for_each_init(S::default, |scratch, (i, slot)| {
+            let picked = row(i, scratch)?;
+            if picked.len() != slot.len() {
+                return Err(HalError::invalid_value(
+                    "selection",
+                    format!(
+                        "query row {i}: {} keys selected for a budget of {} (a kernel fault)",
+                        picked.len(),
+                        slot.len()
+                    ),
+                ));
+            }
+            slot.copy_from_slice(picked);
+            Ok(())
+        })?;
+    Selection::from_parts(offsets, indices)
 }
 
 /// Softmax·V of query row `q` over `keys` of one KV head into `out`, in f32.
@@ -562,5 +639,201 @@ pub fn dense_head(inputs: &AttentionInputs<'_>, h: usize, kv: &PackedKv, out: &m
         o.iter_mut()
             .zip(&acc[i * dim..])
             .for_each(|(o, a)| *o = a * inv);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The k-th largest by sorting, and how many exceed it.
+    fn sorted_kth(scores: &[i8], k: usize) -> (i8, usize) {
+        let mut sorted = scores.to_vec();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let t = sorted[k - 1];
+        (t, scores.iter().filter(|&&x| x > t).count())
+    }
+
+    #[test]
+    fn the_int8_threshold_search_finds_the_kth_largest_from_any_hint() {
+        let rows: Vec<Vec<i8>> = vec![
+            vec![0; 5],
+            vec![i8::MIN, i8::MAX],
+            vec![i8::MIN; 40],
+            vec![i8::MAX, i8::MAX, i8::MIN, 0, i8::MAX, 5, 5, 5, -7],
+            (0..70).map(|i| ((i * 37) % 256) as u8 as i8).collect(),
+            (0..67).map(|i| [3i8, -1, 3, 3, 127, -128][i % 6]).collect(),
+        ];
+        for row in &rows {
+            for k in 1..row.len() {
+                let want = sorted_kth(row, k);
+                for hint in i8::MIN..=i8::MAX {
+                    assert_eq!(
+                        kth_largest_i8(row, k, hint),
+                        want,
+                        "{row:?} k={k} hint={hint}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_rows_keep_exactly_the_reference_keys_whatever_the_hint() {
+        let row: Vec<i8> = (0..300).map(|i| [9i8, 9, -128, 127, 0, 9][i % 6]).collect();
+        let mut picked = Vec::new();
+        for k in [0, 1, 2, 49, 50, 51, 150, 299, 300, 301] {
+            for start in [i8::MIN, 0, 9, i8::MAX] {
+                let mut hint = start;
+                let count = select_i8(&row, k, &mut hint, &mut picked);
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
+                let mut want: Vec<u32> = order[..k.min(row.len())]
+                    .iter()
+                    .map(|&j| j as u32)
+                    .collect();
+                want.sort_unstable();
+                assert_eq!(&picked[..count], &want[..], "k={k} hint={start}");
+                if k > 0 && k < row.len() {
+                    assert_eq!(
+                        hint,
+                        sorted_kth(&row, k).0,
+                        "the hint follows the threshold"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The reference rule: the `k` largest, ties at the lower index, ascending.
+    fn reference<T: Ord + Copy>(row: &[T], k: usize) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
+        let mut want: Vec<u32> = order[..k.min(row.len())]
+            .iter()
+            .map(|&j| j as u32)
+            .collect();
+        want.sort_unstable();
+        want
+    }
+
+    #[test]
+    fn rank_keys_are_selected_exactly_whether_or_not_the_sample_brackets_them() {
+        let (mut candidates, mut picked) = (Vec::new(), Vec::new());
+        let n = 1024;
+        // The sample (every 16th key from the 8th) sees only the low value: it brackets the
+        // k-th largest below all k high keys, so that exactly k keys lie above the bracket.
+        let hidden: Vec<u32> = (0..n)
+            .map(|j| if j % 16 != 8 && j % 3 == 0 { 10 } else { 5 })
+            .collect();
+        let high = hidden.iter().filter(|&&x| x == 10).count();
+        // Spread values, runs of ties, the extremes of the type, and rows too short to sample.
+        let spread: Vec<u32> = (0..n as u32)
+            .map(|j| j.wrapping_mul(2_654_435_761))
+            .collect();
+        let runs: Vec<u32> = (0..n as u32).map(|j| (j * 7 % 13) << 28).collect();
+        let extremes: Vec<u32> = (0..600)
+            .map(|j| [0, u32::MAX, 1, u32::MAX - 1][j % 4])
+            .collect();
+        let short: Vec<u32> = (0..70u32).map(|j| j * 37 % 11).collect();
+        for row in [&hidden, &spread, &runs, &extremes, &short] {
+            let ks = [
+                1,
+                2,
+                100,
+                high - 1,
+                high,
+                high + 1,
+                300,
+                row.len() - 1,
+                row.len(),
+            ];
+            for k in ks.into_iter().filter(|&k| k <= row.len()) {
+                let count = select_keys(row, k, &mut candidates, &mut picked);
+                assert_eq!(&picked[..count], &reference(row, k)[..], "k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_bisection_on_counts_finds_the_kth_largest_key() {
+        // The whole range of the type, and a bracket just around the keys.
+        for (keys, lo, hi) in [
+            (vec![7u32, 7, 3, u32::MAX, 0, 9, 7, u32::MAX], 0, u32::MAX),
+            (vec![7, 7, 3, 9, 7, 4, 9], 3, 9),
+        ] {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            for need in 1..=keys.len() {
+                let t = sorted[need - 1];
+                let want = (
+                    t,
+                    keys.iter().filter(|&&x| x == t).count(),
+                    keys.iter().filter(|&&x| x > t).count(),
+                );
+                assert_eq!(kth_by_counts(&keys, need, lo, hi), want, "need {need}");
+            }
+        }
+    }
+
+    #[test]
+    fn topk_fills_each_row_of_the_selection_like_the_reference() {
+        // INT8 and f32 rows of ties and spread values, causal at the tail and before it: rows
+        // of every length 1..=40 (so every kept count) and a budget kept in full by short rows.
+        let (rows, cols) = (40, 60);
+        let i8s: Vec<i8> = (0..rows * cols)
+            .map(|i| [3i8, -128, 127, 3, 0, 3, -5][i % 7] ^ ((i / 11) % 3) as i8)
+            .collect();
+        let f32s: Vec<f32> = i8s.iter().map(|&x| f32::from(x) * 0.5).collect();
+        for q_offset in [0, 20] {
+            for data in [ScoreData::I8(&i8s), ScoreData::F32(&f32s)] {
+                let m = ScoreMatrix::causal(data, rows, cols, q_offset).unwrap();
+                for budget in [
+                    KeyBudget::Fixed(1),
+                    KeyBudget::Ratio {
+                        ratio: 0.3,
+                        min_keys: 4,
+                    },
+                    KeyBudget::Ratio {
+                        ratio: 1.0,
+                        min_keys: 1,
+                    },
+                ] {
+                    let got = topk(m, budget).unwrap();
+                    let want = crate::reference::kernels::topk(m, budget).unwrap();
+                    assert_eq!(got, want, "offset {q_offset}, {budget:?}");
+                }
+                let over = KeyBudget::Fixed(q_offset + 2);
+                assert!(
+                    topk(m, over).is_err(),
+                    "k past the first row's keys is refused"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fill_rows_places_each_row_and_refuses_a_row_of_the_wrong_length() {
+        let kept = [2, 0, 3, 1, 0, 4];
+        let sel = fill_rows(&kept, |i, buf: &mut Vec<u32>| {
+            buf.clear();
+            buf.extend((0..kept[i] as u32).map(|j| 10 * i as u32 + j));
+            Ok(&buf[..])
+        })
+        .unwrap();
+        assert_eq!(sel.rows(), kept.len());
+        for (i, &k) in kept.iter().enumerate() {
+            let want: Vec<u32> = (0..k as u32).map(|j| 10 * i as u32 + j).collect();
+            assert_eq!(sel.row(i), &want[..], "row {i}");
+        }
+        let e = fill_rows(&kept, |i, buf: &mut Vec<u32>| {
+            buf.clear();
+            buf.extend(0..(kept[i] + usize::from(i == 3)) as u32);
+            Ok(&buf[..])
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("query row 3"), "{e}");
+        let empty = fill_rows(&[], |_, buf: &mut Vec<u32>| Ok(&buf[..])).unwrap();
+        assert_eq!(empty, Selection::new());
     }
 }

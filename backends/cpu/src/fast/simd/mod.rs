@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 /// The instruction set the primitives use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
-    /// AVX2 with FMA (x86-64); f16 conversions also need F16C, detected separately.
+    /// AVX2 with FMA and POPCNT (x86-64); f16 conversions also need F16C, detected separately.
     Avx2Fma,
     /// NEON (aarch64).
     Neon,
@@ -35,7 +35,10 @@ pub fn isa() -> Isa {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("popcnt")
+            {
                 return Isa::Avx2Fma;
             }
         }
@@ -365,7 +368,7 @@ pub fn bracket(keys: &[u32], lo: u32, hi: u32, inside: &mut [u32]) -> (usize, us
     check_compaction(keys.len(), 0, inside.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 was detected; `inside` has room for every key plus a whole vector.
+        // SAFETY: AVX2 and POPCNT were detected (`isa`); `inside` has room for every key plus a whole vector.
         Isa::Avx2Fma => unsafe { x86::bracket(keys, lo, hi, inside) },
         _ => portable::bracket(keys, lo, hi, inside),
     }
@@ -377,20 +380,54 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
     check_compaction(keys.len(), first, out.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 was detected; `out` has room for every index plus a whole vector.
+        // SAFETY: AVX2 and POPCNT were detected (`isa`); `out` has room for every index plus a whole vector.
         Isa::Avx2Fma => unsafe { x86::indices_at_least(keys, first, threshold, out) },
         _ => portable::indices_at_least(keys, first, threshold, out),
     }
 }
 
-/// [`indices_at_least`] over INT8 scores.
-pub fn indices_at_least_i8(scores: &[i8], first: usize, threshold: i8, out: &mut [u32]) -> usize {
+/// How many of `keys` are at least `threshold`.
+pub fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected.
+        Isa::Avx2Fma => unsafe { x86::count_at_least(keys, threshold) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64.
+        Isa::Neon => unsafe { neon::count_at_least(keys, threshold) },
+        _ => portable::count_at_least(keys, threshold),
+    }
+}
+
+/// How many of the INT8 `scores` are at least `threshold`.
+pub fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 was detected.
+        Isa::Avx2Fma => unsafe { x86::count_at_least_i8(scores, threshold) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is baseline on aarch64.
+        Isa::Neon => unsafe { neon::count_at_least_i8(scores, threshold) },
+        _ => portable::count_at_least_i8(scores, threshold),
+    }
+}
+
+/// Writes, in order, `first + j` for the `j` with `scores[j] > threshold` and for the first
+/// `ties` of those with `scores[j] == threshold` to the front of `out`
+/// (`out.len() >= scores.len() + COMPACT_SLACK`) and returns how many there are.
+pub fn indices_top_i8(
+    scores: &[i8],
+    first: usize,
+    threshold: i8,
+    ties: usize,
+    out: &mut [u32],
+) -> usize {
     check_compaction(scores.len(), first, out.len());
     match isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 was detected; `out` has room for every index plus a whole vector.
-        Isa::Avx2Fma => unsafe { x86::indices_at_least_i8(scores, first, threshold, out) },
-        _ => portable::indices_at_least_i8(scores, first, threshold, out),
+        // SAFETY: AVX2 and POPCNT were detected (`isa`); `out` has room for every index plus a whole vector.
+        Isa::Avx2Fma => unsafe { x86::indices_top_i8(scores, first, threshold, ties, out) },
+        _ => portable::indices_top_i8(scores, first, threshold, ties, out),
     }
 }
 
@@ -511,15 +548,56 @@ mod tests {
                 .collect();
             assert_eq!(&out[..count], &want[..], "at least {t}");
         }
-        let scores: Vec<i8> = (0..70).map(|i: i32| (i * 37 % 256 - 128) as i8).collect();
-        let mut out = vec![0u32; scores.len() + COMPACT_SLACK];
-        for (first, t) in [(0, i8::MIN), (3, -1), (0, 0), (9, 100), (0, i8::MAX)] {
-            let count = indices_at_least_i8(&scores, first, t, &mut out);
-            let want: Vec<u32> = (0..scores.len())
-                .filter(|&j| scores[j] >= t)
-                .map(|j| (first + j) as u32)
-                .collect();
-            assert_eq!(&out[..count], &want[..], "at least {t}");
+        // Every length up to 70 (whole vectors and remainders), every threshold class (both
+        // ends of the range, the row's own values) and tie budgets from none to all.
+        // Past 64 too: the portable compaction finds its cut by blocks of 64.
+        for n in (0..=70usize).chain([127, 128, 129, 200]) {
+            let scores: Vec<i8> = (0..n).map(|i| ((i * 37) % 256) as u8 as i8).collect();
+            let ties: Vec<i8> = (0..n).map(|i| [3i8, -1, 3, 3, 127][i % 5]).collect();
+            let mut out = vec![0u32; n + COMPACT_SLACK];
+            for row in [&scores, &ties] {
+                for t in [i8::MIN, -1, 0, 3, 100, i8::MAX] {
+                    let count = count_at_least_i8(row, t);
+                    assert_eq!(count, portable::count_at_least_i8(row, t), "n={n} t={t}");
+                    assert_eq!(
+                        count,
+                        row.iter().filter(|&&x| x >= t).count(),
+                        "n={n} t={t}"
+                    );
+                    let equal = row.iter().filter(|&&x| x == t).count();
+                    for (first, kept) in [(0, 0), (9, 1), (0, equal / 2), (4, equal), (0, n + 1)] {
+                        let got = indices_top_i8(row, first, t, kept, &mut out);
+                        let mut by_portable = vec![0u32; n + COMPACT_SLACK];
+                        let count = portable::indices_top_i8(row, first, t, kept, &mut by_portable);
+                        assert_eq!(
+                            &by_portable[..count],
+                            &out[..got],
+                            "n={n} t={t} ties={kept}"
+                        );
+                        let mut left = kept;
+                        let want: Vec<u32> = (0..n)
+                            .filter(|&j| {
+                                let tie = row[j] == t && left > 0;
+                                left -= usize::from(tie);
+                                row[j] > t || tie
+                            })
+                            .map(|j| (first + j) as u32)
+                            .collect();
+                        assert_eq!(&out[..got], &want[..], "n={n} t={t} ties={kept}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn int8_counts_hold_more_than_255_vectors() {
+        // The byte counters of the vector paths are flushed before they wrap.
+        for n in [255 * 32, 255 * 32 + 1, 256 * 32 + 5, 40_000] {
+            let all = vec![7i8; n];
+            assert_eq!(count_at_least_i8(&all, 7), n);
+            assert_eq!(count_at_least_i8(&all, 8), 0);
+            assert_eq!(count_at_least_i8(&all, i8::MIN), n);
         }
     }
 

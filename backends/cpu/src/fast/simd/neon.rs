@@ -524,3 +524,133 @@ unsafe fn pv_lanes_f16_block<const N: usize>(
         vst1q_u16(acc.add((c0 + k) * 8), vreinterpretq_u16_f16(*a));
     }
 }
+
+/// # Safety
+/// NEON available (aarch64 baseline).
+pub unsafe fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
+    let n = scores.len();
+    let ps = scores.as_ptr();
+    let t = vdupq_n_s8(threshold);
+    let mut total = 0;
+    let mut j = 0;
+    // SAFETY (whole body): every load reads 16 bytes at j ≤ n − 16.
+    while j + 16 <= n {
+        // Byte counters (a compare gives all ones, −1, per lane): at most 255 vectors each.
+        let stop = n.min(j + 255 * 16);
+        let mut counts = vdupq_n_u8(0);
+        while j + 16 <= stop {
+            counts = vsubq_u8(counts, vcgeq_s8(vld1q_s8(ps.add(j)), t));
+            j += 16;
+        }
+        total += usize::from(vaddlvq_u8(counts));
+    }
+    total + super::portable::count_at_least_i8(&scores[j..], threshold)
+}
+
+/// # Safety
+/// NEON available (aarch64 baseline); `out.len() == scores.len()`, not empty.
+pub unsafe fn weights_i8_table(scores: &[i8], planes: &[[u8; 256]; 3], out: &mut [u32]) -> u64 {
+    let n = scores.len();
+    let (ps, po) = (scores.as_ptr(), out.as_mut_ptr());
+    // SAFETY (whole body): every load reads 16 bytes at j ≤ n − 16, every store writes 4 × 4
+    // lanes at j ≤ n − 16 of `out` (as long as `scores`); the tables are 4 × 64 bytes each.
+    let mut m = vdupq_n_s8(i8::MIN);
+    let mut j = 0;
+    while j + 16 <= n {
+        m = vmaxq_s8(m, vld1q_s8(ps.add(j)));
+        j += 16;
+    }
+    let mut max = vmaxvq_s8(m);
+    while j < n {
+        max = max.max(*ps.add(j));
+        j += 1;
+    }
+    let quarter = |b: usize, q: usize| vld1q_u8(planes[b].as_ptr().add(16 * q));
+    let t = |b: usize, q: usize| {
+        uint8x16x4_t(
+            quarter(b, 4 * q),
+            quarter(b, 4 * q + 1),
+            quarter(b, 4 * q + 2),
+            quarter(b, 4 * q + 3),
+        )
+    };
+    let tables: [[uint8x16x4_t; 4]; 3] = [
+        [t(0, 0), t(0, 1), t(0, 2), t(0, 3)],
+        [t(1, 0), t(1, 1), t(1, 2), t(1, 3)],
+        [t(2, 0), t(2, 1), t(2, 2), t(2, 3)],
+    ];
+    let max_v = vdupq_n_u8(max as u8);
+    let (sixty_four, zero) = (vdupq_n_u8(64), vdupq_n_u8(0));
+    let mut total = 0u64;
+    let mut lanes = vdupq_n_u32(0);
+    let mut pending = 0;
+    j = 0;
+    while j + 16 <= n {
+        // max − x in 0..=255, exact in wrapping u8 arithmetic; each byte-table lookup covers
+        // 64 entries and leaves the lanes outside them as they were.
+        let d0 = vsubq_u8(max_v, vreinterpretq_u8_s8(vld1q_s8(ps.add(j))));
+        let d1 = vsubq_u8(d0, sixty_four);
+        let d2 = vsubq_u8(d1, sixty_four);
+        let d3 = vsubq_u8(d2, sixty_four);
+        let byte = |b: usize| {
+            let [t0, t1, t2, t3] = tables[b];
+            let r = vqtbl4q_u8(t0, d0);
+            let r = vqtbx4q_u8(r, t1, d1);
+            let r = vqtbx4q_u8(r, t2, d2);
+            vqtbx4q_u8(r, t3, d3)
+        };
+        let (b0, b1, b2) = (byte(0), byte(1), byte(2));
+        // Bytes 0 and 1 interleaved are the low halves, byte 2 and zeros the high halves.
+        let low = [vzip1q_u8(b0, b1), vzip2q_u8(b0, b1)].map(|v| vreinterpretq_u16_u8(v));
+        let high = [vzip1q_u8(b2, zero), vzip2q_u8(b2, zero)].map(|v| vreinterpretq_u16_u8(v));
+        let w = [
+            vzip1q_u16(low[0], high[0]),
+            vzip2q_u16(low[0], high[0]),
+            vzip1q_u16(low[1], high[1]),
+            vzip2q_u16(low[1], high[1]),
+        ]
+        .map(|v| vreinterpretq_u32_u16(v));
+        for (q, &v) in w.iter().enumerate() {
+            vst1q_u32(po.add(j + 4 * q), v);
+        }
+        lanes = vaddq_u32(
+            lanes,
+            vaddq_u32(vaddq_u32(w[0], w[1]), vaddq_u32(w[2], w[3])),
+        );
+        pending += 1;
+        // Each lane gains at most 4 · 2^20 per step: 1023 steps fit 32 bits.
+        if pending == 1023 {
+            total += vaddlvq_u32(lanes);
+            lanes = vdupq_n_u32(0);
+            pending = 0;
+        }
+        j += 16;
+    }
+    total += vaddlvq_u32(lanes);
+    while j < n {
+        let d = usize::from(max.abs_diff(*ps.add(j)));
+        let w =
+            u32::from(planes[0][d]) | u32::from(planes[1][d]) << 8 | u32::from(planes[2][d]) << 16;
+        *po.add(j) = w;
+        total += u64::from(w);
+        j += 1;
+    }
+    total
+}
+
+/// # Safety
+/// NEON available (aarch64 baseline).
+pub unsafe fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    let n = keys.len();
+    let pk = keys.as_ptr();
+    let t = vdupq_n_u32(threshold);
+    // Each lane counts at most n / 4 < 2^32 keys (a compare gives all ones, −1).
+    let mut counts = vdupq_n_u32(0);
+    let mut j = 0;
+    // SAFETY (whole body): every load reads 4 values at j ≤ n − 4.
+    while j + 4 <= n {
+        counts = vsubq_u32(counts, vcgeq_u32(vld1q_u32(pk.add(j)), t));
+        j += 4;
+    }
+    vaddlvq_u32(counts) as usize + super::portable::count_at_least(&keys[j..], threshold)
+}

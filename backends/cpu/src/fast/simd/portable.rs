@@ -128,14 +128,74 @@ pub fn indices_at_least(keys: &[u32], first: usize, threshold: u32, out: &mut [u
     count
 }
 
-/// See [`super::indices_at_least_i8`].
-pub fn indices_at_least_i8(scores: &[i8], first: usize, threshold: i8, out: &mut [u32]) -> usize {
+/// See [`super::count_at_least`].
+pub fn count_at_least(keys: &[u32], threshold: u32) -> usize {
+    keys.iter().filter(|&&x| x >= threshold).count()
+}
+
+/// See [`super::count_at_least_i8`].
+pub fn count_at_least_i8(scores: &[i8], threshold: i8) -> usize {
+    // Byte counters over blocks of 255 (a loop compilers vectorize on the bytes themselves;
+    // counting into a usize per key widens every lane first).
+    scores
+        .chunks(255)
+        .map(|block| {
+            let count: u8 = block
+                .iter()
+                .fold(0u8, |c, &x| c.wrapping_add(u8::from(x >= threshold)));
+            usize::from(count)
+        })
+        .sum()
+}
+
+/// See [`super::indices_top_i8`].
+pub fn indices_top_i8(
+    scores: &[i8],
+    first: usize,
+    threshold: i8,
+    ties: usize,
+    out: &mut [u32],
+) -> usize {
+    // Up to the `ties`-th score equal to the threshold keep scores >= it, after it scores > it:
+    // two branch-free compactions around the cut. The cut is found by counting ties in blocks
+    // (a loop the compiler vectorizes), then one by one in its block. (One loop tracking the
+    // ties left measured up to a third slower per call.)
+    let cut = if ties == 0 {
+        0
+    } else {
+        tie_cut(scores, threshold, ties)
+    };
+    let (head, tail) = scores.split_at(cut);
     let mut count = 0;
-    for (j, &x) in scores.iter().enumerate() {
+    for (j, &x) in head.iter().enumerate() {
         out[count] = (first + j) as u32;
         count += usize::from(x >= threshold);
     }
+    for (j, &x) in tail.iter().enumerate() {
+        out[count] = (first + cut + j) as u32;
+        count += usize::from(x > threshold);
+    }
     count
+}
+
+/// The position just past the `ties`-th (`ties > 0`) score equal to `threshold`, or the
+/// length when there are fewer.
+fn tie_cut(scores: &[i8], threshold: i8, ties: usize) -> usize {
+    const BLOCK: usize = 64;
+    let mut left = ties;
+    for (b, block) in scores.chunks(BLOCK).enumerate() {
+        let equal = block.iter().filter(|&&x| x == threshold).count();
+        if equal >= left {
+            let last = block
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| x == threshold)
+                .nth(left - 1);
+            return b * BLOCK + last.map_or(block.len(), |(j, _)| j + 1);
+        }
+        left -= equal;
+    }
+    scores.len()
 }
 
 /// See [`super::fma_peak_probe`].
@@ -280,4 +340,15 @@ pub fn pv_lanes_f16(p: &[half::f16], rows: &[half::f16], idx: &[u32], acc: &mut 
 /// to f16 differs from one rounding only when the f64 sum lands exactly on an f16 tie).
 pub fn fma_f16(a: half::f16, b: half::f16, c: half::f16) -> half::f16 {
     half::f16::from_f64(f64::from(a).mul_add(f64::from(b), f64::from(c)))
+}
+
+/// [`super::group::head_weights_i8`] by scalar table lookups.
+pub fn weights_i8_table(scores: &[i8], table: &[u32; 256], out: &mut [u32]) -> u64 {
+    let max = scores.iter().copied().fold(i8::MIN, i8::max);
+    let mut total = 0u64;
+    for (o, &x) in out.iter_mut().zip(scores) {
+        *o = table[usize::from(max.abs_diff(x))];
+        total += u64::from(*o);
+    }
+    total
 }
