@@ -221,16 +221,10 @@ fn fp16_arithmetic_rounds_and_is_parsed_by_name() {
 }
 
 #[test]
-fn auto_tiles_per_row_selections_of_several_rows_and_keeps_shared_ones_row_by_row() {
+fn auto_is_the_row_at_a_time_kernel_and_fp16_runs_in_tiles() {
     use SparseKernel::*;
-    assert_eq!(Auto.resolve(128, false), Tiled);
-    assert_eq!(Auto.resolve(4, false), Tiled);
-    assert_eq!(Auto.resolve(3, false), Single);
-    assert_eq!(Auto.resolve(1, false), Single);
-    assert_eq!(Auto.resolve(128, true), Single);
-    for k in [Single, Tiled] {
-        assert_eq!(k.resolve(1, false), k);
-        assert_eq!(k.resolve(128, true), k);
-    }
+    assert_eq!(Auto.resolve(), Single);
+    assert_eq!(Single.resolve(), Single);
+    assert_eq!(Tiled.resolve(), Tiled);
     assert_eq!(FastCpuBackend::new(1).unwrap().sparse_kernel(), Auto);
 }

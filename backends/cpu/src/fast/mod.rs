@@ -58,7 +58,7 @@ impl std::str::FromStr for Arithmetic {
 /// Which kernel computes sparse attention over gathered keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SparseKernel {
-    /// The faster of the two for the call, by the measured rule of [`SparseKernel::resolve`].
+    /// The faster of the two, by the measured rule of [`SparseKernel::resolve`].
     #[default]
     Auto,
     /// One query row at a time (with its group's heads under a shared selection): each row
@@ -69,22 +69,18 @@ pub enum SparseKernel {
 }
 
 impl SparseKernel {
-    /// The kernel `Auto` stands for on a call of `q_len` query rows, with a key set per row
-    /// of each head (`shared == false`) or per row of each GQA group. Measured with `shadowattn
-    /// bench` (the note of issue 34 has the table): under a shared selection the group's
-    /// heads already share each gathered row, and one row at a time is the faster on every
-    /// shape; per row, tiles win from four rows.
-    pub fn resolve(self, q_len: usize, shared: bool) -> SparseKernel {
+    /// The kernel `Auto` stands for: one row at a time. Measured with `shadowattn bench
+    /// --threads 1,2 --runs 7` on the paper's nine shapes (AVX2, 20 % kept), the row-at-a-time
+    /// kernels were the faster on 16 of the 18 per-row cases and 9 of the 12 shared ones: the
+    /// lane tiles read each gathered row once per tile but compute the union's extra keys
+    /// (2.3× a row's set on the bench's chunks), which costs more than the gathers they save.
+    pub fn resolve(self) -> SparseKernel {
         match self {
-            SparseKernel::Auto if !shared && q_len >= TILE_MIN_ROWS => SparseKernel::Tiled,
             SparseKernel::Auto => SparseKernel::Single,
             other => other,
         }
     }
 }
-
-/// Query rows from which `Auto` picks tiles for per-row selections.
-const TILE_MIN_ROWS: usize = 4;
 
 /// Fast CPU compute kernels on a thread pool.
 #[derive(Debug)]
@@ -152,11 +148,11 @@ impl FastCpuBackend {
         self.arithmetic
     }
 
-    /// The kernel of a sparse call of `q_len` rows (`shared`: a key set per GQA group).
-    fn sparse_kernel_for(&self, q_len: usize, shared: bool) -> SparseKernel {
+    /// The kernel of a sparse call: lane tiles for F16 arithmetic, else the choice.
+    fn sparse_kernel_for(&self) -> SparseKernel {
         match self.arithmetic {
             Arithmetic::F16 => SparseKernel::Tiled,
-            Arithmetic::F32 => self.sparse.resolve(q_len, shared),
+            Arithmetic::F32 => self.sparse.resolve(),
         }
     }
 
@@ -190,7 +186,7 @@ impl FastCpuBackend {
         out: &mut [f32],
     ) {
         let per_head = inputs.shape().q_len * inputs.shape().head_dim;
-        let kernel = self.sparse_kernel_for(inputs.shape().q_len, false);
+        let kernel = self.sparse_kernel_for();
         let arithmetic = self.arithmetic;
         self.pool.install(|| {
             out.par_chunks_mut(per_head)
@@ -268,7 +264,7 @@ impl ComputeBackend for FastCpuBackend {
         out: &mut [f32],
     ) -> Result<()> {
         shadowattn_hal::group::check_grouped_call(&inputs, selections, out)?;
-        let kernel = self.sparse_kernel_for(inputs.shape().q_len, true);
+        let kernel = self.sparse_kernel_for();
         let arithmetic = self.arithmetic;
         match self.storage {
             KvStorage::F32 => self.pool.install(|| {

@@ -239,14 +239,14 @@ mod tests {
     #[should_panic(expected = "row index out of range")]
     fn qk_lanes_refuses_a_row_past_the_keys() {
         let (d, rows) = (4, vec![0.0f32; 3 * 4]);
-        qk_lanes(&vec![0.0; d * LANES], &rows, &[3], &mut vec![0.0; LANES]);
+        qk_lanes(&vec![0.0; d * LANES], &rows, &[3], &mut [0.0; LANES]);
     }
 
     #[test]
     #[should_panic(expected = "row index out of range")]
     fn pv_lanes_refuses_a_row_past_the_keys() {
         let (d, rows) = (4, vec![0.0f32; 3 * 4]);
-        pv_lanes(&vec![0.0; LANES], &rows, &[3], &mut vec![0.0; d * LANES]);
+        pv_lanes(&[0.0; LANES], &rows, &[3], &mut vec![0.0; d * LANES]);
     }
 
     #[test]
@@ -254,7 +254,7 @@ mod tests {
     fn pv_lanes_f16_refuses_a_row_past_the_keys() {
         let (d, rows) = (4, vec![f16::ZERO; 3 * 4]);
         pv_lanes_f16(
-            &vec![f16::ZERO; LANES],
+            &[f16::ZERO; LANES],
             &rows,
             &[3],
             &mut vec![f16::ZERO; d * LANES],
