@@ -324,7 +324,7 @@ pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 /// `qt` is `[d][8]`, `out` is `[idx.len()][8]`; every `rows[idx[t]·d ..][..d]` is in bounds.
 pub unsafe fn qk_lanes(qt: &[f32], rows: &[f32], idx: &[u32], out: &mut [f32]) {
     // SAFETY (whole body): each block gets `N` keys of `idx` and the `N · 8` outputs from `t`
-    // on, inside `out` (`[idx.len()][8]`); the prefetches only hint addresses of indexed rows.
+    // on, inside `out` (`[idx.len()][8]`).
     let d = qt.len() / 8;
     let (pq, pr, po) = (qt.as_ptr(), rows.as_ptr(), out.as_mut_ptr());
     let mut t = 0;
@@ -414,7 +414,7 @@ pub unsafe fn softmax_lanes(s: &mut [f32], masks: &[u8], scale: f32) -> [f32; 8]
 /// `p` is `[idx.len()][8]`, `acc` is `[d][8]`; every `rows[idx[t]·d ..][..d]` is in bounds.
 pub unsafe fn pv_lanes(p: &[f32], rows: &[f32], idx: &[u32], acc: &mut [f32]) {
     // SAFETY (whole body): blocks cover columns `c..c + N <= d` of `acc` (`[d][8]`) and the
-    // weights of their keys inside `p` (`[idx.len()][8]`); the prefetches only hint addresses.
+    // weights of their keys inside `p` (`[idx.len()][8]`).
     let d = acc.len() / 8;
     let (pp, pr, pa) = (p.as_ptr(), rows.as_ptr(), acc.as_mut_ptr());
     let mut c = 0;
