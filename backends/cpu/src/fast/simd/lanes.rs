@@ -138,15 +138,21 @@ mod tests {
     #[test]
     fn lane_primitives_match_the_portable_ones_at_every_width() {
         // Key counts around the vector blocks (12 and 4 keys, 12/4/1 columns) and odd widths.
-        for (d, n) in [
-            (1, 1),
-            (3, 5),
-            (8, 12),
-            (13, 17),
-            (64, 29),
-            (128, 4),
-            (67, 40),
-        ] {
+        // Miri interprets every lane: the widths around the blocks, not the long ones.
+        let cases: &[(usize, usize)] = if cfg!(miri) {
+            &[(1, 1), (3, 5), (13, 17)]
+        } else {
+            &[
+                (1, 1),
+                (3, 5),
+                (8, 12),
+                (13, 17),
+                (64, 29),
+                (128, 4),
+                (67, 40),
+            ]
+        };
+        for &(d, n) in cases {
             let rows = values(50 * d, 1, 2.0);
             let qt = values(d * LANES, 2, 1.5);
             let idx: Vec<u32> = (0..n as u32).map(|t| (t * 7 + 3) % 50).collect();
@@ -197,7 +203,12 @@ mod tests {
             );
         }
         let h = |x: f32| f16::from_f32(x);
-        for (d, n) in [(1, 1), (9, 7), (64, 300)] {
+        let cases: &[(usize, usize)] = if cfg!(miri) {
+            &[(1, 1), (9, 7)]
+        } else {
+            &[(1, 1), (9, 7), (64, 300)]
+        };
+        for &(d, n) in cases {
             let rows: Vec<f16> = values(50 * d, 4, 3.0).into_iter().map(h).collect();
             let p: Vec<f16> = values(n * LANES, 5, 1.0)
                 .into_iter()
