@@ -664,10 +664,12 @@ mod tests {
             (0..70).map(|i| ((i * 37) % 256) as u8 as i8).collect(),
             (0..67).map(|i| [3i8, -1, 3, 3, 127, -128][i % 6]).collect(),
         ];
+        // Miri interprets every count: hints every 17th value there, every value natively.
+        let step = if cfg!(miri) { 17 } else { 1 };
         for row in &rows {
             for k in 1..row.len() {
                 let want = sorted_kth(row, k);
-                for hint in i8::MIN..=i8::MAX {
+                for hint in (i8::MIN..=i8::MAX).step_by(step) {
                     assert_eq!(
                         kth_largest_i8(row, k, hint),
                         want,
