@@ -223,27 +223,33 @@ pub fn f16_rows<T: KvElement>(rows: &[T]) -> Option<&[half::f16]> {
 
 /// The rows `idx` of `rows` (`d` values each) rounded to f16, one after another, into `out`.
 pub fn narrow_rows<T: KvElement>(rows: &[T], d: usize, idx: &[u32], out: &mut Vec<half::f16>) {
+    use half::slice::HalfFloatSliceExt;
     check_rows(rows, d, idx);
     out.clear();
-    for &j in idx {
-        out.extend(
-            rows[j as usize * d..(j as usize + 1) * d]
-                .iter()
-                .map(|x| half::f16::from_f32(x.value())),
-        );
+    out.resize(idx.len() * d, half::f16::ZERO);
+    for (o, &j) in out.chunks_exact_mut(d).zip(idx) {
+        let at = j as usize * d..(j as usize + 1) * d;
+        match (f32_rows(rows), f16_rows(rows)) {
+            (Some(f), _) => o.convert_from_f32_slice(&f[at]),
+            (_, Some(h)) => o.copy_from_slice(&h[at]),
+            _ => unreachable!("K/V are stored as f32 or f16"),
+        }
     }
 }
 
 /// The rows `idx` of `rows` (`d` values each) widened to f32, one after another, into `out`.
 pub fn widen_rows<T: KvElement>(rows: &[T], d: usize, idx: &[u32], out: &mut Vec<f32>) {
+    use half::slice::HalfFloatSliceExt;
     check_rows(rows, d, idx);
     out.clear();
-    for &j in idx {
-        out.extend(
-            rows[j as usize * d..(j as usize + 1) * d]
-                .iter()
-                .map(|x| x.value()),
-        );
+    out.resize(idx.len() * d, 0.0);
+    for (o, &j) in out.chunks_exact_mut(d).zip(idx) {
+        let at = j as usize * d..(j as usize + 1) * d;
+        match (f32_rows(rows), f16_rows(rows)) {
+            (Some(f), _) => o.copy_from_slice(&f[at]),
+            (_, Some(h)) => h[at].convert_to_f32_slice(o),
+            _ => unreachable!("K/V are stored as f32 or f16"),
+        }
     }
 }
 
