@@ -43,6 +43,15 @@
 // The chunk ran dense because the graph bank could not be built.
 #define SHADOWATTN_CHUNK_DENSE_NO_BANK 2
 
+// The pilot's launch unit was one query head.
+#define SHADOWATTN_PILOT_UNIT_HEAD 0
+
+// The pilot's launch unit was one GQA group; the CPU summed its heads' probabilities.
+#define SHADOWATTN_PILOT_UNIT_GROUP_CPU_RANKED 1
+
+// The pilot's launch unit was one GQA group; the NPU summed its heads' probabilities.
+#define SHADOWATTN_PILOT_UNIT_GROUP_NPU_RANKED 2
+
 // A compute-kernel backend (opaque). Thread-safe: it may be shared by contexts and threads.
 typedef struct shadowattn_compute shadowattn_compute;
 
@@ -383,6 +392,15 @@ shadowattn_status shadowattn_report_mode(const struct shadowattn_report *report,
 shadowattn_status shadowattn_report_counts(const struct shadowattn_report *report,
                                            size_t *heads,
                                            size_t *launches);
+
+// Which pilot ran: `SHADOWATTN_PILOT_UNIT_HEAD`, `_GROUP_CPU_RANKED` or `_GROUP_NPU_RANKED`
+// into `*unit`, and the query heads of one launch unit into `*unit_heads` (dense chunks report
+// the per-head unit).
+//
+// Errors: `SHADOWATTN_ERROR_NULL_ARGUMENT`.
+shadowattn_status shadowattn_report_pilot(const struct shadowattn_report *report,
+                                          uint32_t *unit,
+                                          size_t *unit_heads);
 
 // What happened to query head `head`, into `*out`.
 //

@@ -5,6 +5,7 @@
 use crate::error::{c_text, guard, shadowattn_status, ApiError};
 use crate::sys;
 use shadowattn_hal::{EventKind, FigureSource};
+use shadowattn_sparse_attn::pilot::{GroupRanking, PilotUnit};
 use shadowattn_sparse_attn::shadow::{ChunkMode, ChunkResult, HeadPath};
 use std::ffi::{c_char, CString};
 
@@ -21,6 +22,13 @@ pub const SHADOWATTN_CHUNK_SPARSE: u32 = 0;
 pub const SHADOWATTN_CHUNK_DENSE_DECODE: u32 = 1;
 /// The chunk ran dense because the graph bank could not be built.
 pub const SHADOWATTN_CHUNK_DENSE_NO_BANK: u32 = 2;
+
+/// The pilot's launch unit was one query head.
+pub const SHADOWATTN_PILOT_UNIT_HEAD: u32 = 0;
+/// The pilot's launch unit was one GQA group; the CPU summed its heads' probabilities.
+pub const SHADOWATTN_PILOT_UNIT_GROUP_CPU_RANKED: u32 = 1;
+/// The pilot's launch unit was one GQA group; the NPU summed its heads' probabilities.
+pub const SHADOWATTN_PILOT_UNIT_GROUP_NPU_RANKED: u32 = 2;
 
 /// What happened to one head.
 #[repr(C)]
@@ -152,6 +160,35 @@ pub extern "C" fn shadowattn_report_counts(
         let r = sys::get(report, "report")?;
         sys::put(heads, r.result.heads.len(), "heads")?;
         sys::put(launches, r.result.launches.len(), "launches")
+    })
+}
+
+/// Which pilot ran: `SHADOWATTN_PILOT_UNIT_HEAD`, `_GROUP_CPU_RANKED` or `_GROUP_NPU_RANKED`
+/// into `*unit`, and the query heads of one launch unit into `*unit_heads` (dense chunks report
+/// the per-head unit).
+///
+/// Errors: `SHADOWATTN_ERROR_NULL_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn shadowattn_report_pilot(
+    report: *const shadowattn_report,
+    unit: *mut u32,
+    unit_heads: *mut usize,
+) -> shadowattn_status {
+    guard(|| {
+        let r = sys::get(report, "report")?;
+        let kind = match r.result.unit {
+            PilotUnit::Head => SHADOWATTN_PILOT_UNIT_HEAD,
+            PilotUnit::Group {
+                ranking: GroupRanking::Cpu,
+                ..
+            } => SHADOWATTN_PILOT_UNIT_GROUP_CPU_RANKED,
+            PilotUnit::Group {
+                ranking: GroupRanking::Npu { .. },
+                ..
+            } => SHADOWATTN_PILOT_UNIT_GROUP_NPU_RANKED,
+        };
+        sys::put(unit, kind, "unit")?;
+        sys::put(unit_heads, r.result.unit.heads(), "unit_heads")
     })
 }
 

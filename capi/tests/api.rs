@@ -10,7 +10,7 @@ use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::Calibration;
 use shadowattn_sparse_attn::cost_table::CostTable;
-use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
@@ -167,6 +167,7 @@ fn a_chunk_through_c_equals_the_rust_api_bit_for_bit() {
         head_dim: SHAPE.4,
         fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int8 { acc_range },
+        unit: PilotUnit::Head,
     };
     let bank = GraphBank::build(&sim, &calib.grid, spec).unwrap();
     let mut sa = ShadowAttention::new(
@@ -187,6 +188,16 @@ fn a_chunk_through_c_equals_the_rust_api_bit_for_bit() {
         SHADOWATTN_OK
     );
     assert_eq!((heads, launches), (4, want.launches.len()));
+    let (mut unit, mut unit_heads) = (u32::MAX, 0usize);
+    assert_eq!(
+        shadowattn_report_pilot(report, &mut unit, &mut unit_heads),
+        SHADOWATTN_OK
+    );
+    assert_eq!((unit, unit_heads), (SHADOWATTN_PILOT_UNIT_HEAD, 1));
+    assert_eq!(
+        shadowattn_report_pilot(report, std::ptr::null_mut(), &mut unit_heads),
+        SHADOWATTN_ERROR_NULL_ARGUMENT
+    );
     for h in 0..heads {
         for row in 0..SHAPE.2 {
             let (mut keys, mut count) = (null(), 0usize);

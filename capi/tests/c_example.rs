@@ -8,7 +8,7 @@ use shadowattn_hal::AttentionShape;
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::cost_table::CostTable;
-use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
@@ -91,6 +91,7 @@ fn the_c_example_gives_the_rust_apis_output_and_selection() {
         head_dim: d,
         fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int8 { acc_range },
+        unit: PilotUnit::Head,
     };
     let bank = GraphBank::build(&sim, &calib.grid, spec).unwrap();
     let cpu = CpuBackend::new();

@@ -5,6 +5,7 @@
 //! ablation, and the pilot's top-k recall on real heads.
 
 use crate::backends::open_options;
+use crate::pilot::PilotArg;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
@@ -118,6 +119,10 @@ pub struct EvalArgs {
     /// run`, on the real model, with the pilot's INT8 output.
     #[arg(long)]
     npu: Option<NpuSpec>,
+    /// The pilots the `--npu` runs use, comma-separated, a row each: `group` (a launch unit per
+    /// GQA group, the ranking summed on the NPU), `group-cpu`, `head`, `auto`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pilots: Vec<PilotArg>,
 }
 
 /// How keys are ranked in the sparse runs.
@@ -473,7 +478,7 @@ impl<'e> Calibrated<'e> {
         println!("ratio\tallocation\tranking\tppl\tvs_dense");
         let runs = args.ratios.len()
             * args.allocations.len()
-            * (args.rankings.len() + usize::from(npu.is_some()));
+            * (args.rankings.len() + usize::from(npu.is_some()) * args.pilots.len());
         let bar = progress_bar(runs);
         let print = |ratio: f32, allocation: &str, ranking: &str, (ppl, pct): (f64, f64)| {
             bar.suspend(|| println!("{ratio}\t{allocation}\t{ranking}\t{ppl:.4}\t{pct:+.2}%"));
@@ -491,21 +496,25 @@ impl<'e> Calibrated<'e> {
                     sparse.min_keys = args.min_keys;
                     print(ratio, allocation, ranking.label(), text.row(&mut sparse)?);
                 }
-                if let Some(npu) = npu {
+                for (npu, &pilot) in npu
+                    .iter()
+                    .flat_map(|n| args.pilots.iter().map(move |p| (n, p)))
+                {
                     let calibration = Calibration {
                         ratios: ratios.clone(),
                         ..self.base.clone()
                     };
                     let mut core = CoreAttention::build(
-                        npu,
+                        *npu,
                         text.compute,
                         calibration,
                         args.window,
-                        args.selection.granularity(),
+                        (args.selection.granularity(), pilot.kind()),
                         args.min_keys,
                     )?;
-                    bar.set_message(format!("{ratio} {allocation} @{}", npu.name()));
-                    let ranking = format!("{}@{}", RankingArg::PilotI8.label(), npu.name());
+                    let unit = core.pilot_label();
+                    bar.set_message(format!("{ratio} {allocation} @{} {unit}", npu.name()));
+                    let ranking = format!("{}@{}[{unit}]", RankingArg::PilotI8.label(), npu.name());
                     print(ratio, allocation, &ranking, text.row(&mut core)?);
                 }
             }

@@ -10,6 +10,7 @@ mod calibrate;
 mod conformance;
 mod devices;
 mod eval;
+mod pilot;
 mod prefill;
 mod progress;
 mod qnn_estimates;

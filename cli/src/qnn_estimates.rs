@@ -7,6 +7,7 @@ use shadowattn_hal::{DType, Graph};
 use shadowattn_qnn::{QnnBackend, QnnError, QnnOptions, StdoutToStderr, VendorEstimate};
 use shadowattn_simulator::fit::graph_families::{GraphSpec, Grid, Second, Tail};
 use shadowattn_simulator::npu::cost::graph_cost;
+use shadowattn_simulator::npu::graphs::PilotGraph;
 use shadowattn_simulator::SocProfile;
 use std::error::Error;
 use std::path::PathBuf;
@@ -125,6 +126,14 @@ pub struct EstimateArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Estimate the pilot graphs instead of the grid: per-head (`--heads` fused heads), and the
+    /// group pilot of `--group-heads` query heads per group with its ranking summed on the CPU
+    /// and on the NPU (`--heads` fused groups); `--m` query rows, `--n` keys, `--k` head dims.
+    #[arg(long, conflicts_with_all = ["softmax", "attention", "json"])]
+    pilots: bool,
+    /// Query heads per GQA group of the group pilot (with --pilots).
+    #[arg(long, default_value_t = 6)]
+    group_heads: usize,
 }
 
 /// The built-in simulator profile fitted to a QNN SoC model.
@@ -215,8 +224,95 @@ pub fn load_profile(name: &str) -> Result<SocProfile, Box<dyn Error>> {
     })
 }
 
+/// The pilot graphs `--pilots` estimates, labelled.
+fn pilot_graphs(args: &EstimateArgs) -> Vec<(String, Graph)> {
+    let g = &args.grid;
+    let mut graphs = Vec::new();
+    for &units in &g.heads {
+        for &m in &g.m {
+            for &k in &g.k {
+                for &n in &g.n {
+                    let shape = format!("q{m} k{n} d{k}");
+                    for (label, pilot) in [
+                        (format!("head x{units}"), PilotGraph::Head),
+                        (
+                            format!("group-cpu {}h x{units}", args.group_heads),
+                            PilotGraph::Group {
+                                heads: args.group_heads,
+                                ranked_on_npu: false,
+                            },
+                        ),
+                        (
+                            format!("group {}h x{units}", args.group_heads),
+                            PilotGraph::Group {
+                                heads: args.group_heads,
+                                ranked_on_npu: true,
+                            },
+                        ),
+                    ] {
+                        graphs.push((format!("{label} {shape}"), pilot.graph(units, m, n, k)));
+                    }
+                }
+            }
+        }
+    }
+    graphs
+}
+
+/// `--pilots`: QNN's estimate of each pilot graph beside the simulator's, a table.
+fn run_pilots(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
+    let graphs = pilot_graphs(args);
+    let mut rows = Vec::new();
+    for &soc in &args.soc_models {
+        let profile = match (&args.soc, profile_of(soc)) {
+            (Some(name), _) => Some(load_profile(name)?),
+            (None, Some(name)) => Some(SocProfile::builtin(name)?),
+            (None, None) => None,
+        };
+        let estimator = QnnEstimator::open(args.library.clone(), soc)?;
+        for (label, graph) in &graphs {
+            let qnn = match estimator.qnn.compile_qnn(graph) {
+                Ok(compiled) => compiled
+                    .executable()
+                    .estimate()
+                    .map_or(Estimate::NoCostModel, Estimate::Cycles),
+                Err(e @ QnnError::Unsupported { .. }) => Estimate::Refused(e.to_string()),
+                Err(e) => return Err(format!("socModel {soc}: {label}: {e}").into()),
+            };
+            let sim = profile
+                .as_ref()
+                .map(|p| graph_cost(p, graph).accelerator_cycles);
+            rows.push(table_row(soc, label, &qnn, sim));
+        }
+    }
+    // Printed once the estimators are closed: while one is open, stdout goes to stderr.
+    println!("| soc model | pilot graph | QNN cycles [lower, upper] | simulator cycles | error |");
+    println!("|---|---|---|---|---|");
+    rows.iter().for_each(|r| println!("{r}"));
+    Ok(())
+}
+
+/// One row of the tables: the estimate beside the simulator's cycles and the relative error.
+fn table_row(soc: u32, graph: &str, qnn: &Estimate, sim: Option<f64>) -> String {
+    let qnn_text = match qnn {
+        Estimate::Cycles(e) => format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
+        Estimate::NoCostModel => "no estimate for this SoC".into(),
+        Estimate::Refused(why) => format!("refused: {why}"),
+    };
+    let sim_text = sim.map_or("-".into(), |s| format!("{s:.0}"));
+    let err = match (cycles(qnn), sim) {
+        (Some(e), Some(s)) => format!("{:+.1} %", (s / e.cycles as f64 - 1.0) * 100.0),
+        (Some(_), None) => "no profile (--soc)".into(),
+        _ => "-".into(),
+    };
+    format!("| {soc} | {graph} | {qnn_text} | {sim_text} | {err} |")
+}
+
 /// Runs the command.
 pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
+    if args.pilots {
+        return run_pilots(args);
+    }
     let specs = args.grid.grid().specs();
     let mut rows = Vec::new();
     let bar = progress_bar(specs.len() * args.soc_models.len());
@@ -272,20 +368,8 @@ pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
     }
     println!("| soc model | graph | QNN cycles [lower, upper] | simulator cycles | error |");
     println!("|---|---|---|---|---|");
-    for (soc, spec, qnn, sim, profile) in &rows {
-        let qnn_text = match qnn {
-            Estimate::Cycles(e) => format!("{} [{}, {}]", e.cycles, e.cycles_lower, e.cycles_upper),
-            Estimate::NoCostModel => "no estimate for this SoC".into(),
-            Estimate::Refused(why) => format!("refused: {why}"),
-        };
-        let sim_text = sim.map_or("-".into(), |s| format!("{s:.0}"));
-        let err = match (cycles(qnn), sim) {
-            (Some(e), Some(s)) => format!("{:+.1} %", (s / e.cycles as f64 - 1.0) * 100.0),
-            (Some(_), None) => "no profile (--soc)".into(),
-            _ => "-".into(),
-        };
-        let _ = profile;
-        println!("| {soc} | {spec} | {qnn_text} | {sim_text} | {err} |");
+    for (soc, spec, qnn, sim, _) in &rows {
+        println!("{}", table_row(*soc, &spec.to_string(), qnn, *sim));
     }
     Ok(())
 }

@@ -287,7 +287,7 @@ fn a_setup_reproduces_a_measured_configuration_and_prints_its_range() {
     for want in [
         "setup: mllm-port",
         "top-k on 2 mid (Cortex-A720); sparse attention on 1 prime (Cortex-X4); dense attention on 1 prime (Cortex-X4) + 3 mid (Cortex-A720)",
-        "dense layers: [0, 1]; pilot launches of [12, 1] fused heads",
+        "dense layers: [0, 1]; pilot Head, launches of [12, 1] fused units",
         "launch: graphs qnn-shared (QNN graph execute, registered shared buffers), pilot fastrpc",
         "2 chunk(s) of up to 512 rows, linear graphs per layer",
         "tiles of up to 256 rows",

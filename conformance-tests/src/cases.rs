@@ -5,7 +5,7 @@ use crate::tolerance::{Tiers, Tolerance};
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 use shadowattn_sparse_attn::calibration::BucketGrid;
-use shadowattn_sparse_attn::pilot::{PilotOutput, PilotSpec};
+use shadowattn_sparse_attn::pilot::{GroupRanking, PilotOutput, PilotSpec, PilotUnit};
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 
 /// What part of the stack a case checks.
@@ -496,7 +496,8 @@ fn pilot_cases() -> Vec<Case> {
                 ),
             ] {
                 let spec = PilotSpec {
-                    fused_heads: fused,
+                    fused,
+                    unit: PilotUnit::Head,
                     q_len: 16,
                     kv_len: 64,
                     head_dim: 32,
@@ -521,10 +522,65 @@ fn pilot_cases() -> Vec<Case> {
     cases
 }
 
+/// The group pilot's graphs (three query heads per group, both ranking placements) in two
+/// buckets, one and two fused groups. The NPU-reduced ranking's attention scale makes one output
+/// step of the scores 0.01 in logits, so a backend's one-step requantization differences (in a
+/// key's score and across its row's normalizer) move a probability by at most about 2 % (within
+/// the acceptable tier of 32 f16 ulps, 3.1 %; at 0.02 per step `sim:snapdragon-8-gen-2`'s
+/// rounding reached 3.5 %), while the softmax and the sum over heads are judged like
+/// probabilities.
+fn group_pilot_cases() -> Vec<Case> {
+    let grid = conformance_grid();
+    let output = PilotOutput::Int8 {
+        acc_range: 300.0 * 127.0,
+    };
+    let mut cases = Vec::new();
+    for bucket in [0, grid.len() - 1] {
+        let (q_scale, k_scale) = grid.bucket(bucket);
+        let step = output.score_scale(q_scale, k_scale);
+        for fused in [1, 2] {
+            for (ranking, label, tiers) in [
+                (GroupRanking::Cpu, "i8", quantized()),
+                (
+                    GroupRanking::Npu {
+                        attention_scale: 0.01 / step,
+                    },
+                    "ranking_f16",
+                    probabilities(DType::F16),
+                ),
+            ] {
+                let spec = PilotSpec {
+                    fused,
+                    unit: PilotUnit::Group { heads: 3, ranking },
+                    q_len: 16,
+                    kv_len: 64,
+                    head_dim: 32,
+                    q_scale,
+                    k_scale,
+                    output,
+                };
+                let name = format!("pilot_group3_bucket{bucket}_g{fused}_{label}");
+                let graph = spec.graph().expect("valid group pilot");
+                cases.push(Case {
+                    name: name.clone(),
+                    group: Group::Graph,
+                    kind: CaseKind::Graph {
+                        graph,
+                        seed: seed_of(&name),
+                        tiers: vec![tiers],
+                    },
+                });
+            }
+        }
+    }
+    cases
+}
+
 /// Every case, in a stable order.
 pub fn all_cases() -> Vec<Case> {
     let mut cases = op_cases();
     cases.extend(pilot_cases());
+    cases.extend(group_pilot_cases());
     for (name, ratio) in [
         ("shadowattn_layer_ratio_0.2", 0.2),
         ("shadowattn_layer_ratio_1.0", 1.0),
@@ -575,7 +631,11 @@ mod tests {
         let n = names.len();
         names.dedup();
         assert_eq!(n, names.len());
-        assert!(cases.iter().filter(|c| c.group == Group::Graph).count() == 9 * 3 * 2);
+        let pilots = cases
+            .iter()
+            .filter(|c| c.group == Group::Graph && c.name.starts_with("pilot_"))
+            .count();
+        assert_eq!(pilots, 9 * 3 * 2 + 2 * 2 * 2);
         for c in &cases {
             if let CaseKind::Graph { graph, tiers, .. } = &c.kind {
                 graph.validate().unwrap();

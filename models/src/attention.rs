@@ -586,13 +586,13 @@ impl<'c> CoreAttention<'c> {
     /// The core for prefill chunks of `window` rows, assembled by
     /// [`shadowattn_sparse_attn::setup::CoreSetup`]: `calibration`'s graph bank (its INT8
     /// output) compiled on `npu`, two CPU workers on `compute`, uniform stage costs, selections
-    /// shared by `granularity`, at least `min_keys` keys per row.
+    /// shared by `granularity`, at least `min_keys` keys per row, the keys ranked by `pilot`.
     pub fn build(
         npu: &dyn shadowattn_hal::NpuBackend,
         compute: &'c dyn ComputeBackend,
         calibration: shadowattn_sparse_attn::calibration::Calibration,
         window: usize,
-        granularity: Granularity,
+        (granularity, pilot): (Granularity, shadowattn_sparse_attn::setup::PilotKind),
         min_keys: usize,
     ) -> Result<Self> {
         use shadowattn_sparse_attn::setup::CoreSetup;
@@ -607,10 +607,21 @@ impl<'c> CoreAttention<'c> {
         let core = CoreSetup::new(npu, calibration, window, window)
             .pilot_output(output)
             .config(config)
+            .pilot(pilot)
             .build(compute)?;
         Ok(CoreAttention {
             shadow: core.shadow,
         })
+    }
+}
+
+impl CoreAttention<'_> {
+    /// The pilot's launch unit (`h`, `g6`, `g6r`: see
+    /// [`shadowattn_sparse_attn::pilot::PilotUnit::label`]).
+    pub fn pilot_label(&self) -> String {
+        self.shadow
+            .bank()
+            .map_or_else(|| "no bank".into(), |b| b.spec().unit.label())
     }
 }
 

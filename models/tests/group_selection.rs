@@ -18,7 +18,7 @@ use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
-use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
@@ -449,6 +449,7 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
                 head_dim: c.head_dim,
                 fused: FUSED_HEADS.to_vec(),
                 output,
+                unit: PilotUnit::Head,
             };
             let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
             let config = ShadowConfig {

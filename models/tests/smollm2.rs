@@ -13,7 +13,7 @@ use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::RatioConfig;
 use shadowattn_sparse_attn::cost_table::CostTable;
-use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::pilot::{PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{ShadowAttention, ShadowConfig};
@@ -212,6 +212,7 @@ fn the_harness_pilot_selects_what_the_core_executor_selects() {
                 head_dim: c.head_dim,
                 fused: FUSED_HEADS.to_vec(),
                 output,
+                unit: PilotUnit::Head,
             };
             let bank = GraphBank::build(&cpu, &calib.grid, spec).unwrap();
             let mut core = ShadowAttention::new(

@@ -14,6 +14,9 @@ pub enum SelectionSharing {
     PerHead,
     /// A key set per GQA group and row.
     PerGroup,
+    /// A key set per GQA group and row, from a ranking the NPU already reduced over the group's
+    /// heads: top-k of one score per key, no exponentials on the CPU.
+    PerGroupRanked,
 }
 
 impl SelectionSharing {

@@ -35,6 +35,7 @@ fn layer(layer: usize, cores: usize) -> PrefillLayer {
         split: None,
         kernels: KernelSet::OURS,
         sharing: SelectionSharing::PerGroup,
+        pilot: shadowattn_simulator::npu::graphs::PilotGraph::Head,
     }
 }
 

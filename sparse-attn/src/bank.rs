@@ -6,7 +6,7 @@
 
 use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
-use crate::pilot::{PilotOutput, PilotSpec};
+use crate::pilot::{PilotOutput, PilotSpec, PilotUnit};
 use shadowattn_hal::{CompiledGraph, NpuBackend, ProfileEvent};
 use std::collections::BTreeMap;
 
@@ -19,10 +19,12 @@ pub struct BankSpec {
     pub kv_len: usize,
     /// Head dimension.
     pub head_dim: usize,
-    /// Fused-head counts to compile (for example 1, 2, 4).
+    /// Fused-unit counts to compile (for example 1, 2, 4).
     pub fused: Vec<usize>,
     /// Pilot output form.
     pub output: PilotOutput,
+    /// What a unit of a launch is: a query head, or a GQA group.
+    pub unit: PilotUnit,
 }
 
 impl BankSpec {
@@ -59,7 +61,8 @@ impl BankSpec {
     pub fn pilot(&self, grid: &BucketGrid, bucket: usize, fused: usize) -> PilotSpec {
         let (q_scale, k_scale) = grid.bucket(bucket);
         PilotSpec {
-            fused_heads: fused,
+            fused,
+            unit: self.unit,
             q_len: self.q_len,
             kv_len: self.kv_len,
             head_dim: self.head_dim,

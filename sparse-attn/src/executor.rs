@@ -7,7 +7,7 @@
 use crate::bank::GraphBank;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::PilotOutput;
-use crate::prepare::PreparedChunk;
+use crate::prepare::{placement, unit_heads, PreparedChunk};
 use crate::select::{select, Granularity, SelectionRule};
 use shadowattn_hal::track;
 use shadowattn_hal::{
@@ -93,6 +93,8 @@ pub struct Executed {
 enum Scores {
     I32(Vec<i32>),
     I8(Vec<i8>),
+    /// Its group's ranking, reduced on the NPU, stands for its scores.
+    InRanking,
     /// The head's launch failed.
     Failed,
 }
@@ -105,9 +107,11 @@ struct HeadJob {
 }
 
 /// What one worker takes from the queue: one head, or every head of a GQA group when the group
-/// shares its selection (sent once its last head's scores arrive).
+/// shares its selection (sent once its last head's scores arrive), with the group's ranking when
+/// the NPU reduced it.
 struct Job {
     heads: Vec<HeadJob>,
+    ranking: Option<Vec<half::f16>>,
 }
 
 impl Work<'_> {
@@ -169,7 +173,7 @@ pub fn run_plan(
     })
 }
 
-/// The launcher: every launch in plan order, then its heads to the queue in plan order.
+/// The launcher: every launch in plan order, then its units' jobs to the queue in plan order.
 fn launch_all(
     bank: &mut GraphBank,
     prepared: &PreparedChunk,
@@ -184,6 +188,8 @@ fn launch_all(
     let mut failures = Vec::new();
     let mut order = prepared.plan.unit_order.iter().copied();
     let per_job = work.heads_per_job();
+    let per_unit = spec.unit.heads();
+    let (row0, key0) = placement(bank, &s);
     let mut waiting: Vec<Vec<HeadJob>> = (0..s.kv_heads).map(|_| Vec::new()).collect();
     'launches: for &li in &prepared.plan.launch_order {
         let launch: &Launch = &prepared.launches[li];
@@ -192,8 +198,10 @@ fn launch_all(
         let end = origin.elapsed().as_nanos() as u64;
         measured.push(ProfileEvent {
             name: format!(
-                "pilot launch {li} (bucket {}, heads {:?})",
-                launch.bucket, launch.units
+                "pilot launch {li} (bucket {}, {} {:?})",
+                launch.bucket,
+                if per_unit > 1 { "groups" } else { "heads" },
+                launch.units
             ),
             kind: EventKind::Launch,
             track: track::LAUNCHER.into(),
@@ -202,61 +210,84 @@ fn launch_all(
             cycles: None,
             source: FigureSource::Measured,
         });
-        let heads: Vec<usize> = order.by_ref().take(launch.units.len()).collect();
-        let scores = match result {
-            Ok((scores, ev)) => {
+        let units: Vec<usize> = order.by_ref().take(launch.units.len()).collect();
+        let output = match result {
+            Ok((output, ev)) => {
                 events.extend(ev);
-                Some(scores)
+                Some(output)
             }
             Err(error) => {
                 failures.push(LaunchFailure {
                     launch: li,
                     bucket: launch.bucket,
-                    heads: launch.units.clone(),
+                    heads: launch
+                        .units
+                        .iter()
+                        .flat_map(|&u| unit_heads(spec.unit, u))
+                        .collect(),
                     error,
                 });
                 None
             }
         };
-        for h in heads {
-            let scores = match &scores {
-                Some(t) => {
-                    let slot = launch
-                        .units
-                        .iter()
-                        .position(|&u| u == h)
-                        .expect("the plan keeps each launch's heads together");
+        let k_scale = bank.grid().bucket(launch.bucket).1;
+        // Each head's Q was quantized with its own bucket's scale.
+        let logit_scale = |h: usize| {
+            let q_scale = bank.grid().bucket(prepared.scales[h].bucket).0;
+            shadowattn_hal::group::logit_scale(spec.output.score_scale(q_scale, k_scale), s.scale)
+        };
+        for u in units {
+            let slot = launch
+                .units
+                .iter()
+                .position(|&x| x == u)
+                .expect("the plan keeps each launch's units together");
+            let ranking = match (&output, spec.unit.npu_ranking()) {
+                (Some(t), Some(_)) => {
                     let at = slot * spec.q_len * spec.kv_len;
-                    match spec.output {
-                        PilotOutput::Int32 => Scores::I32(unpad(
-                            &t.as_slice::<i32>().expect("i32 scores")[at..],
-                            spec.kv_len,
-                            s.q_len,
-                            s.kv_len,
-                        )),
-                        PilotOutput::Int8 { .. } => Scores::I8(unpad(
-                            &t.as_slice::<i8>().expect("i8 scores")[at..],
-                            spec.kv_len,
-                            s.q_len,
-                            s.kv_len,
-                        )),
-                    }
+                    let data = &t.as_slice::<half::f16>().expect("f16 ranking")[at..];
+                    Some(unpad(data, spec.kv_len, (row0, key0), s.q_len, s.kv_len))
                 }
-                None => Scores::Failed,
+                _ => None,
             };
-            let (q_scale, k_scale) = bank.grid().bucket(launch.bucket);
-            let dequant = spec.output.score_scale(q_scale, k_scale);
-            let group = s.kv_head_of(h);
-            waiting[group].push(HeadJob {
-                head: h,
-                logit_scale: shadowattn_hal::group::logit_scale(dequant, s.scale),
-                scores,
-            });
-            if waiting[group].len() == per_job {
-                let mut heads = std::mem::take(&mut waiting[group]);
-                heads.sort_by_key(|j| j.head);
-                if jobs.send(Job { heads }).is_err() {
-                    break 'launches;
+            for (gh, h) in unit_heads(spec.unit, u).enumerate() {
+                let scores = match (&output, &ranking) {
+                    (None, _) => Scores::Failed,
+                    (Some(_), Some(_)) => Scores::InRanking,
+                    (Some(t), None) => {
+                        let at = (slot * per_unit + gh) * spec.q_len * spec.kv_len;
+                        let corner = (row0, key0);
+                        match spec.output {
+                            PilotOutput::Int32 => Scores::I32(unpad(
+                                &t.as_slice::<i32>().expect("i32 scores")[at..],
+                                spec.kv_len,
+                                corner,
+                                s.q_len,
+                                s.kv_len,
+                            )),
+                            PilotOutput::Int8 { .. } => Scores::I8(unpad(
+                                &t.as_slice::<i8>().expect("i8 scores")[at..],
+                                spec.kv_len,
+                                corner,
+                                s.q_len,
+                                s.kv_len,
+                            )),
+                        }
+                    }
+                };
+                let group = s.kv_head_of(h);
+                waiting[group].push(HeadJob {
+                    head: h,
+                    logit_scale: logit_scale(h),
+                    scores,
+                });
+                if waiting[group].len() == per_job {
+                    let mut heads = std::mem::take(&mut waiting[group]);
+                    heads.sort_by_key(|j| j.head);
+                    let ranking = ranking.clone();
+                    if jobs.send(Job { heads, ranking }).is_err() {
+                        break 'launches;
+                    }
                 }
             }
         }
@@ -281,10 +312,7 @@ fn run_launch(
         .expect("pilot graphs output scores")
         .clone();
     let mut scores = HostTensor::zeros(out_desc)?;
-    let events = graph.execute(
-        &[inputs.q.view(), inputs.k.view()],
-        &mut [scores.view_mut()],
-    )?;
+    let events = graph.execute(&inputs.views(), &mut [scores.view_mut()])?;
     Ok((scores, events))
 }
 
@@ -327,6 +355,9 @@ fn process(
         origin,
         track: track::cpu(worker),
     };
+    if let Some(ranking) = &job.ranking {
+        return process_ranked(work, &clock, start, &job.heads, ranking);
+    }
     let shared = job.heads.len() > 1
         && job
             .heads
@@ -373,7 +404,7 @@ fn score_data(scores: &Scores) -> Option<ScoreData<'_>> {
     match scores {
         Scores::I32(v) => Some(ScoreData::I32(v)),
         Scores::I8(v) => Some(ScoreData::I8(v)),
-        Scores::Failed => None,
+        Scores::InRanking | Scores::Failed => None,
     }
 }
 
@@ -433,7 +464,6 @@ fn process_group(
     heads: &[HeadJob],
 ) -> Result<Vec<HeadOutcome>> {
     let s = work.inputs.shape();
-    let group = s.kv_head_of(heads[0].head);
     let ranked: Vec<&HeadJob> = heads
         .iter()
         .filter(|j| !matches!(j.scores, Scores::Failed))
@@ -454,7 +484,41 @@ fn process_group(
     let selection = work
         .compute
         .topk_group(&GroupScores::new(matrices, scales)?, budget)?;
-    let selected = clock.now();
+    attend_group(work, clock, (start, clock.now()), heads, selection)
+}
+
+/// Selects one key set for a GQA group from the ranking the NPU reduced, at the mean of its
+/// heads' ratios, and attends with it.
+fn process_ranked(
+    work: &Work<'_>,
+    clock: &Clock,
+    start: u64,
+    heads: &[HeadJob],
+    ranking: &[half::f16],
+) -> Result<Vec<HeadOutcome>> {
+    let s = work.inputs.shape();
+    let ratio = heads.iter().map(|j| work.ratios[j.head]).sum::<f32>() / heads.len() as f32;
+    let budget = KeyBudget::Ratio {
+        ratio,
+        min_keys: work.min_keys,
+    };
+    let selection = work
+        .compute
+        .topk(ScoreMatrix::for_chunk(ScoreData::F16(ranking), &s)?, budget)?;
+    attend_group(work, clock, (start, clock.now()), heads, selection)
+}
+
+/// Attends a GQA group's heads with their shared `selection` (selected at `times.1`, the job
+/// having started at `times.0`); heads whose launch failed attend densely.
+fn attend_group(
+    work: &Work<'_>,
+    clock: &Clock,
+    (start, selected): (u64, u64),
+    heads: &[HeadJob],
+    selection: Selection,
+) -> Result<Vec<HeadOutcome>> {
+    let s = work.inputs.shape();
+    let group = s.kv_head_of(heads[0].head);
     let members = work.inputs.group(group);
     let mut output = vec![0.0; members.output_len()];
     work.compute.sparse_attention_grouped(
@@ -498,9 +562,19 @@ fn process_group(
     Ok(outcomes)
 }
 
-/// The first `rows` rows and `cols` columns of a row-major matrix with `stride` columns.
-fn unpad<T: Copy>(padded: &[T], stride: usize, rows: usize, cols: usize) -> Vec<T> {
-    (0..rows)
-        .flat_map(|i| padded[i * stride..i * stride + cols].iter().copied())
+/// The `rows` × `cols` block at `(row0, col0)` of a row-major matrix with `stride` columns.
+fn unpad<T: Copy>(
+    padded: &[T],
+    stride: usize,
+    (row0, col0): (usize, usize),
+    rows: usize,
+    cols: usize,
+) -> Vec<T> {
+    (row0..row0 + rows)
+        .flat_map(|i| {
+            padded[i * stride + col0..i * stride + col0 + cols]
+                .iter()
+                .copied()
+        })
         .collect()
 }

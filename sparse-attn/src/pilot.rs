@@ -5,7 +5,7 @@ use crate::error::{Result, SparseAttnError};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, DType, Graph, GraphBuilder, HeadsView, HostTensor, KeyBudget,
     NpuBackend, OutType, ProfileEvent, QuantParams, Quantization, ScoreData, ScoreMatrix,
-    Selection, TensorDesc,
+    Selection, TensorDesc, ValueId,
 };
 
 /// One query head's actual quantization scales in a chunk, and the bucket nearest to them.
@@ -116,11 +116,75 @@ impl PilotOutput {
     }
 }
 
+/// Where a group pilot sums its heads' softmax probabilities into the group's ranking.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GroupRanking {
+    /// On the CPU: the graph outputs every head's scores, `[heads · q_len, kv_len]` per group.
+    Cpu,
+    /// On the NPU: the graph outputs one f16 ranking `[q_len, kv_len]` per group.
+    Npu {
+        /// The softmax's logit multiplier (the attention scale, `1/√head_dim` by default).
+        attention_scale: f32,
+    },
+}
+
+/// What one unit of a pilot launch is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PilotUnit {
+    /// One query head against its KV head's keys: scores `[q_len, kv_len]`.
+    Head,
+    /// One GQA group: its query heads' rows stacked against the group's keys, sent once.
+    Group {
+        /// Query heads per group.
+        heads: usize,
+        /// Where the group's ranking is reduced.
+        ranking: GroupRanking,
+    },
+}
+
+impl PilotUnit {
+    /// Query heads whose rows one unit stacks.
+    pub fn heads(self) -> usize {
+        match self {
+            PilotUnit::Head => 1,
+            PilotUnit::Group { heads, .. } => heads,
+        }
+    }
+
+    /// The attention scale of an NPU-reduced ranking, `None` when the graph outputs scores.
+    pub fn npu_ranking(self) -> Option<f32> {
+        match self {
+            PilotUnit::Group {
+                ranking: GroupRanking::Npu { attention_scale },
+                ..
+            } => Some(attention_scale),
+            _ => None,
+        }
+    }
+
+    /// Short name in graph names and reports: `h`, `g<heads>` or `g<heads>r` (NPU ranking).
+    pub fn label(self) -> String {
+        match self {
+            PilotUnit::Head => "h".into(),
+            PilotUnit::Group {
+                heads,
+                ranking: GroupRanking::Cpu,
+            } => format!("g{heads}"),
+            PilotUnit::Group {
+                heads,
+                ranking: GroupRanking::Npu { .. },
+            } => format!("g{heads}r"),
+        }
+    }
+}
+
 /// Shape and static quantization of one pilot graph.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PilotSpec {
-    /// Heads computed in one launch.
-    pub fused_heads: usize,
+    /// Units (query heads, or GQA groups) computed in one launch.
+    pub fused: usize,
+    /// What a unit is.
+    pub unit: PilotUnit,
     /// Query rows per head.
     pub q_len: usize,
     /// Keys per head.
@@ -131,31 +195,56 @@ pub struct PilotSpec {
     pub q_scale: f32,
     /// Static scale of the INT8 keys.
     pub k_scale: f32,
-    /// Output form.
+    /// Output form of the Q·Kᵀ scores.
     pub output: PilotOutput,
 }
 
 impl PilotSpec {
     /// Name of the graph: shape and scales, so a bank can tell graphs apart.
     pub fn graph_name(&self) -> String {
+        let attention = match self.unit.npu_ranking() {
+            Some(a) => format!("_a{a:e}"),
+            None => String::new(),
+        };
         format!(
-            "pilot_h{}_q{}_k{}_d{}_sq{:e}_sk{:e}",
-            self.fused_heads, self.q_len, self.kv_len, self.head_dim, self.q_scale, self.k_scale
+            "pilot_{}{}_q{}_k{}_d{}_sq{:e}_sk{:e}{attention}",
+            self.unit.label(),
+            self.fused,
+            self.q_len,
+            self.kv_len,
+            self.head_dim,
+            self.q_scale,
+            self.k_scale
         )
     }
 
-    /// Builds the graph: inputs `q` i8 `[1, H, q_len, d]` and `k` i8 `[1, H, kv_len, d]`,
-    /// output `scores` `[1, H, q_len, kv_len]` (i32 or requantized i8).
+    /// Query rows of one unit in the graph: its heads' rows stacked.
+    pub fn unit_rows(&self) -> usize {
+        self.q_len * self.unit.heads()
+    }
+
+    /// Builds the graph. Inputs `q` i8 `[1, fused, heads · q_len, d]` and `k` i8
+    /// `[1, fused, kv_len, d]`; output `scores` `[1, fused, heads · q_len, kv_len]` (i32 or
+    /// requantized i8), or for an NPU-reduced group ranking the inputs `key_mask` f16
+    /// `[1, 1, 1, kv_len]` and `head_scale` f16 `[fused, heads, 1, 1]` and the output `ranking`
+    /// f16 `[1, fused, q_len, kv_len]` ([`PilotSpec::ranking_nodes`]).
     pub fn graph(&self) -> Result<Graph> {
-        if self.fused_heads == 0 {
-            return Err(SparseAttnError::config("fused_heads", "must be at least 1"));
+        if self.fused == 0 || self.unit.heads() == 0 {
+            return Err(SparseAttnError::config(
+                "pilot",
+                format!(
+                    "a launch needs at least one unit of at least one head, got {} units of {}",
+                    self.fused,
+                    self.unit.heads()
+                ),
+            ));
         }
         let mut b = GraphBuilder::new(self.graph_name());
         let desc = |rows: usize, scale: f32| {
-            TensorDesc::new(DType::I8, [1, self.fused_heads, rows, self.head_dim])
+            TensorDesc::new(DType::I8, [1, self.fused, rows, self.head_dim])
                 .with_quant(Quantization::per_tensor(scale, 0))
         };
-        let q = b.input("q", desc(self.q_len, self.q_scale))?;
+        let q = b.input("q", desc(self.unit_rows(), self.q_scale))?;
         let k = b.input("k", desc(self.kv_len, self.k_scale))?;
         let out = match self.output {
             PilotOutput::Int32 => OutType::plain(DType::I32),
@@ -165,9 +254,126 @@ impl PilotSpec {
             ),
         };
         let scores = b.matmul("scores", q, k, false, true, out)?;
-        b.output(scores)?;
+        match self.unit.npu_ranking() {
+            None => b.output(scores)?,
+            Some(attention_scale) => {
+                let ranking = self.ranking_nodes(&mut b, scores, attention_scale)?;
+                b.output(ranking)?
+            }
+        }
         Ok(b.build()?)
     }
+
+    /// The magnitude subtracted from the logits of keys a row does not see: with the largest
+    /// score `S` the output can hold and the attention scale `a`, `2·S + 32/a`, so a masked
+    /// key's probability is below `e^-32` of the row's best key (0 in f16). Refused when two
+    /// masks (causal and padding) would overflow f16.
+    pub fn mask_value(&self) -> Result<f32> {
+        let Some(attention_scale) = self.unit.npu_ranking() else {
+            return Err(SparseAttnError::config(
+                "pilot.unit",
+                "only a group pilot that ranks on the NPU masks keys",
+            ));
+        };
+        let PilotOutput::Int8 { .. } = self.output else {
+            return Err(SparseAttnError::config(
+                "pilot.output",
+                "the NPU-reduced ranking needs the INT8-output pilot (its scores' range is known)",
+            ));
+        };
+        if !(attention_scale.is_finite() && attention_scale > 0.0) {
+            return Err(SparseAttnError::config(
+                "pilot.attention_scale",
+                format!("must be finite and positive, got {attention_scale}"),
+            ));
+        }
+        let largest = 127.0 * self.output.score_scale(self.q_scale, self.k_scale);
+        let mask = 2.0 * largest + 32.0 / attention_scale;
+        if !(mask.is_finite() && 2.0 * mask < f32::from(half::f16::MAX)) {
+            return Err(SparseAttnError::config(
+                "pilot",
+                format!(
+                    "its scores reach ±{largest} and need a mask of {mask}, beyond f16's range \
+                     for an NPU-reduced ranking; rank on the CPU"
+                ),
+            ));
+        }
+        Ok(mask)
+    }
+
+    /// The NPU-reduced ranking after the scores: dequantized to f16, reshaped by head and
+    /// multiplied by each head's Q-scale factor (the input `head_scale`, at most 1: each head's
+    /// Q is quantized with its own bucket's scale, the graph declares its unit's), the causal
+    /// mask (a constant for the bank's chunk, rows and keys right-aligned) and the padding mask
+    /// (the input `key_mask`) added, softmax per row and head at the attention scale, then
+    /// summed over the group's heads by a MatMul with a constant of ones.
+    fn ranking_nodes(
+        &self,
+        b: &mut GraphBuilder,
+        scores: ValueId,
+        attention_scale: f32,
+    ) -> Result<ValueId> {
+        let mask = self.mask_value()?;
+        let (u, g, q, k) = (self.fused, self.unit.heads(), self.q_len, self.kv_len);
+        let f16_desc = |shape: &[usize]| TensorDesc::new(DType::F16, shape.to_vec());
+        let key_mask = b.input("key_mask", f16_desc(&[1, 1, 1, k]))?;
+        let real = b.dequantize("scores_real", scores, DType::F16)?;
+        let stacked = b.reshape("scores_stacked", real, &[u, g, q, k])?;
+        let head_scale = b.input("head_scale", f16_desc(&[u, g, 1, 1]))?;
+        let by_head = b.mul(
+            "scores_by_head",
+            stacked,
+            head_scale,
+            OutType::plain(DType::F16),
+        )?;
+        let causal = b.constant(
+            "causal_mask",
+            f16_desc(&[1, 1, q, k]),
+            f16_bytes(
+                (0..q).flat_map(|i| (0..k).map(move |j| if j + q <= k + i { 0.0 } else { -mask })),
+            ),
+        )?;
+        let both = b.add("mask", causal, key_mask, OutType::plain(DType::F16))?;
+        let masked = b.add("scores_masked", by_head, both, OutType::plain(DType::F16))?;
+        let probs = b.softmax("probs", masked, 3, attention_scale)?;
+        let flat = b.reshape("probs_flat", probs, &[u, g, q * k])?;
+        let ones = b.constant(
+            "ones",
+            f16_desc(&[u, 1, g]),
+            f16_bytes(std::iter::repeat_n(1.0, u * g)),
+        )?;
+        let summed = b.matmul(
+            "ranking_sum",
+            ones,
+            flat,
+            false,
+            false,
+            OutType::plain(DType::F16),
+        )?;
+        Ok(b.reshape("ranking", summed, &[1, u, q, k])?)
+    }
+
+    /// The `key_mask` input of an NPU-reduced ranking for a chunk of `kv_len` keys (placed at
+    /// the end of the graph's keys): 0 for the chunk's keys, minus the mask before them.
+    pub fn key_mask(&self, kv_len: usize) -> Result<Vec<half::f16>> {
+        let mask = self.mask_value()?;
+        let pad = self.kv_len.checked_sub(kv_len).ok_or_else(|| {
+            SparseAttnError::config(
+                "kv_len",
+                format!("{kv_len} keys exceed the graph's {}", self.kv_len),
+            )
+        })?;
+        Ok((0..self.kv_len)
+            .map(|j| half::f16::from_f32(if j < pad { -mask } else { 0.0 }))
+            .collect())
+    }
+}
+
+/// Little-endian f16 bytes of `values`, as a constant tensor holds them.
+fn f16_bytes(values: impl Iterator<Item = f32>) -> Vec<u8> {
+    values
+        .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
+        .collect()
 }
 
 /// The accumulator range for [`PilotOutput::Int8`]: the largest |q·k| of a sample chunk in
@@ -232,7 +438,8 @@ pub fn select_with_per_head_scales(
     for h in 0..s.q_heads {
         let kv = s.kv_head_of(h);
         let spec = PilotSpec {
-            fused_heads: 1,
+            fused: 1,
+            unit: PilotUnit::Head,
             q_len: s.q_len,
             kv_len: s.kv_len,
             head_dim: s.head_dim,
@@ -299,7 +506,8 @@ mod tests {
     #[test]
     fn builds_both_output_forms_and_rejects_bad_scales() {
         let mut spec = PilotSpec {
-            fused_heads: 2,
+            fused: 2,
+            unit: PilotUnit::Head,
             q_len: 4,
             kv_len: 8,
             head_dim: 16,
@@ -317,7 +525,7 @@ mod tests {
         spec.q_scale = f32::NAN;
         assert!(spec.graph().is_err());
         spec.q_scale = 0.1;
-        spec.fused_heads = 0;
+        spec.fused = 0;
         assert!(spec.graph().is_err());
     }
 }

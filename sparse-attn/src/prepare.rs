@@ -3,8 +3,9 @@
 //! launch. Pure given its inputs, so it is tested on its own.
 
 use crate::bank::GraphBank;
+use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
-use crate::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales};
+use crate::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales, PilotUnit};
 use shadowattn_hal::{AttentionInputs, AttentionShape, ComputeBackend, HostTensor, KeyBudget};
 use shadowattn_pipeline::{CostModel, Launch, LayerCosts, Pipeline, Plan, UnitWork};
 use std::collections::{BTreeMap, HashMap};
@@ -18,21 +19,43 @@ pub enum Schedule {
     Fifo,
 }
 
-/// The padded INT8 inputs of one launch, in the order of its graph's inputs.
+/// The padded inputs of one launch, in the order of its graph's inputs.
 #[derive(Debug)]
 pub struct LaunchInputs {
-    /// Queries, `[1, fused, bank q_len, head_dim]`; rows past the chunk are zero.
+    /// Queries, `[1, fused, heads · bank q_len, head_dim]`; rows past the chunk are zero.
     pub q: HostTensor,
     /// Keys, `[1, fused, bank kv_len, head_dim]`; keys past the chunk are zero.
     pub k: HostTensor,
+    /// The extra inputs of an NPU-reduced ranking.
+    pub ranking: Option<RankingInputs>,
+}
+
+/// The inputs an NPU-reduced ranking adds to Q and K.
+#[derive(Debug)]
+pub struct RankingInputs {
+    /// The padding mask, `[1, 1, 1, bank kv_len]` f16.
+    pub key_mask: HostTensor,
+    /// Each head's [`head_factor`], `[fused, heads, 1, 1]` f16.
+    pub head_scale: HostTensor,
+}
+
+impl LaunchInputs {
+    /// Views of the inputs, in the graph's order.
+    pub fn views(&self) -> Vec<shadowattn_hal::TensorView<'_>> {
+        let mut views = vec![self.q.view(), self.k.view()];
+        if let Some(r) = &self.ranking {
+            views.extend([r.key_mask.view(), r.head_scale.view()]);
+        }
+        views
+    }
 }
 
 /// Everything the threaded pipeline needs to run one chunk.
 #[derive(Debug)]
 pub struct PreparedChunk {
-    /// Each query head's scales and bucket.
+    /// Each query head's scales and own bucket (its Q's static scale).
     pub scales: Vec<HeadScales>,
-    /// The fused launches, grouped by bucket.
+    /// The fused launches of units (heads, or GQA groups), grouped by bucket.
     pub launches: Vec<Launch>,
     /// Their priced work on the pipeline.
     pub costs: LayerCosts,
@@ -42,16 +65,51 @@ pub struct PreparedChunk {
     pub inputs: Vec<LaunchInputs>,
 }
 
-/// Heads grouped by bucket, each group split into launches of the bank's fused counts.
+/// Where a chunk's rows and keys sit in a launch's padded inputs: `(first row, first key)`.
+/// Scores are left-aligned (padding after the chunk); an NPU-reduced ranking right-aligns both,
+/// so the graph's constant causal mask is the chunk's.
+pub fn placement(bank: &GraphBank, shape: &AttentionShape) -> (usize, usize) {
+    let spec = bank.spec();
+    match spec.unit.npu_ranking() {
+        Some(_) => (spec.q_len - shape.q_len, spec.kv_len - shape.kv_len),
+        None => (0, 0),
+    }
+}
+
+/// The bucket of unit `u` (heads `members`): a head's own, or for a GQA group the bucket nearest
+/// to the largest Q scale of its heads and its K scale, whose static Q scale the graph declares.
+/// Each head is quantized with its own bucket's Q scale; the graph corrects its scores by
+/// [`head_factor`] (at most 1, so the group bucket's score range bounds every head's).
+pub fn unit_bucket(grid: &BucketGrid, members: &[HeadScales]) -> usize {
+    match members {
+        [one] => one.bucket,
+        _ => {
+            let q_scale = members.iter().map(|m| m.q_scale).fold(0.0f32, f32::max);
+            grid.nearest(q_scale, members[0].k_scale)
+        }
+    }
+}
+
+/// The factor that turns a score computed with its unit's static Q scale into the head's: the
+/// head's own bucket's Q scale over its unit bucket's.
+pub fn head_factor(grid: &BucketGrid, head: &HeadScales, unit_bucket: usize) -> f32 {
+    grid.bucket(head.bucket).0 / grid.bucket(unit_bucket).0
+}
+
+/// Units grouped by bucket, each group split into launches of the bank's fused counts.
 pub fn launches(bank: &GraphBank, scales: &[HeadScales]) -> Vec<Launch> {
+    let per_unit = bank.spec().unit.heads();
     let mut by_bucket: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (h, s) in scales.iter().enumerate() {
-        by_bucket.entry(s.bucket).or_default().push(h);
+    for (u, members) in scales.chunks(per_unit).enumerate() {
+        by_bucket
+            .entry(unit_bucket(bank.grid(), members))
+            .or_default()
+            .push(u);
     }
     let mut launches = Vec::new();
-    for (bucket, heads) in by_bucket {
-        let mut rest = heads.as_slice();
-        for f in bank.split(heads.len()) {
+    for (bucket, units) in by_bucket {
+        let mut rest = units.as_slice();
+        for f in bank.split(units.len()) {
             let (now, later) = rest.split_at(f);
             launches.push(Launch::new(bucket, now.to_vec()));
             rest = later;
@@ -60,77 +118,148 @@ pub fn launches(bank: &GraphBank, scales: &[HeadScales]) -> Vec<Launch> {
     launches
 }
 
-/// Each head's CPU work at its ratio: the valid keys its top-k ranks and the pairs it keeps.
-pub fn unit_work(shape: &AttentionShape, ratios: &[f32], min_keys: usize) -> Vec<UnitWork> {
+/// Each unit's CPU work at its heads' ratios: the valid keys its top-k ranks and the pairs it
+/// keeps. A group ranks every head's scores, or one ranking when the NPU reduced it; its heads
+/// share the keys of their mean ratio.
+pub fn unit_work(
+    shape: &AttentionShape,
+    unit: PilotUnit,
+    ratios: &[f32],
+    min_keys: usize,
+) -> Vec<UnitWork> {
     let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+    let per_unit = unit.heads();
+    let ranked = match unit.npu_ranking() {
+        Some(_) => 1,
+        None => per_unit as u64,
+    };
     ratios
-        .iter()
-        .map(|&ratio| {
+        .chunks(per_unit)
+        .map(|heads| {
+            let ratio = heads.iter().sum::<f32>() / heads.len() as f32;
             let budget = KeyBudget::Ratio { ratio, min_keys };
-            let kept_pairs = (0..shape.q_len)
+            let kept_pairs: u64 = (0..shape.q_len)
                 .map(|i| {
                     let n = shape.valid_keys(i);
                     budget.keys_for(i, n).unwrap_or(n) as u64
                 })
                 .sum();
             UnitWork {
-                valid_keys,
-                kept_pairs,
+                valid_keys: valid_keys * ranked,
+                kept_pairs: kept_pairs * per_unit as u64,
             }
         })
         .collect()
 }
 
-/// The INT8 inputs of every launch: each head's Q and its KV head's K quantized with the
-/// bucket's static scales (K once per KV head and bucket), zero-padded to the bank's shape.
+/// The query heads of unit `u`.
+pub fn unit_heads(unit: PilotUnit, u: usize) -> std::ops::Range<usize> {
+    let n = unit.heads();
+    u * n..(u + 1) * n
+}
+
+/// The inputs of every launch: each head's Q and its KV head's K quantized with the bucket's
+/// static scales (K once per KV head and bucket, once per unit in the launch), padded to the
+/// bank's shape at [`placement`], and the padding mask of an NPU-reduced ranking.
 pub fn pilot_inputs(
     bank: &GraphBank,
     compute: &dyn ComputeBackend,
     inputs: &AttentionInputs<'_>,
-    launches: &[Launch],
+    (scales, launches): (&[HeadScales], &[Launch]),
 ) -> Result<Vec<LaunchInputs>> {
     let s = inputs.shape();
     let spec = bank.spec();
-    let (q_rows, k_rows) = (s.q_len * s.head_dim, s.kv_len * s.head_dim);
+    let d = s.head_dim;
+    let (row0, key0) = placement(bank, &s);
+    let (q_rows, k_rows) = (s.q_len * d, s.kv_len * d);
+    let per_unit = spec.unit.heads();
     let mut k_cache: HashMap<(usize, u32), Vec<i8>> = HashMap::new();
     let mut out = Vec::with_capacity(launches.len());
     for l in launches {
-        let (q_scale, k_scale) = bank.grid().bucket(l.bucket);
+        let k_scale = bank.grid().bucket(l.bucket).1;
         let graph = bank.graph(l.bucket, l.units.len()).ok_or_else(|| {
             SparseAttnError::Invariant(format!(
-                "the bank has no graph for bucket {} with {} heads",
+                "the bank has no graph for bucket {} with {} units",
                 l.bucket,
                 l.units.len()
             ))
         })?;
-        let mut descs = graph.graph().input_descs();
-        let (q_desc, k_desc) = match (descs.next(), descs.next()) {
-            (Some(q), Some(k)) => (q.clone(), k.clone()),
-            _ => {
-                return Err(SparseAttnError::Invariant(format!(
-                    "pilot graph `{}` does not take Q and K",
-                    graph.graph().name()
-                )))
-            }
+        let descs: Vec<_> = graph.graph().input_descs().cloned().collect();
+        let wanted = if spec.unit.npu_ranking().is_some() {
+            4
+        } else {
+            2
         };
-        let mut q = HostTensor::zeros(q_desc)?;
-        let mut k = HostTensor::zeros(k_desc)?;
+        if descs.len() != wanted {
+            return Err(SparseAttnError::Invariant(format!(
+                "pilot graph `{}` takes {} inputs, expected {wanted}",
+                graph.graph().name(),
+                descs.len()
+            )));
+        }
+        let mut q = HostTensor::zeros(descs[0].clone())?;
+        let mut k = HostTensor::zeros(descs[1].clone())?;
         let (q_dst, k_dst) = (q.as_mut_slice::<i8>()?, k.as_mut_slice::<i8>()?);
-        for (slot, &h) in l.units.iter().enumerate() {
-            let q8 = quantize_queries(compute, inputs, h, q_scale)?;
-            q_dst[slot * spec.q_len * s.head_dim..][..q_rows].copy_from_slice(&q8);
-            let g = s.kv_head_of(h);
+        let mut factors = Vec::with_capacity(l.units.len() * per_unit);
+        for (slot, &u) in l.units.iter().enumerate() {
+            let heads = unit_heads(spec.unit, u);
+            let g = s.kv_head_of(heads.start);
+            for (gh, h) in heads.enumerate() {
+                factors.push(half::f16::from_f32(head_factor(
+                    bank.grid(),
+                    &scales[h],
+                    l.bucket,
+                )));
+                let q_scale = bank.grid().bucket(scales[h].bucket).0;
+                let q8 = quantize_queries(compute, inputs, h, q_scale)?;
+                let at = ((slot * per_unit + gh) * spec.q_len + row0) * d;
+                q_dst[at..at + q_rows].copy_from_slice(&q8);
+            }
             let k8 = match k_cache.entry((g, k_scale.to_bits())) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(quantize_keys(compute, inputs, g, k_scale)?)
                 }
             };
-            k_dst[slot * spec.kv_len * s.head_dim..][..k_rows].copy_from_slice(k8);
+            let at = (slot * spec.kv_len + key0) * d;
+            k_dst[at..at + k_rows].copy_from_slice(k8);
         }
-        out.push(LaunchInputs { q, k });
+        let ranking = match (descs.get(2), descs.get(3)) {
+            (Some(mask_desc), Some(factor_desc)) => {
+                let mask = spec
+                    .pilot(bank.grid(), l.bucket, l.units.len())
+                    .key_mask(s.kv_len)?;
+                Some(RankingInputs {
+                    key_mask: HostTensor::from_slice(mask_desc.clone(), &mask)?,
+                    head_scale: HostTensor::from_slice(factor_desc.clone(), &factors)?,
+                })
+            }
+            _ => None,
+        };
+        out.push(LaunchInputs { q, k, ranking });
     }
     Ok(out)
+}
+
+/// Refuses a chunk an NPU-reduced ranking cannot place: its constant causal mask needs causal
+/// rows that are the chunk's last keys.
+pub fn check_placement(bank: &GraphBank, shape: &AttentionShape) -> Result<()> {
+    if bank.spec().unit.npu_ranking().is_none() {
+        return Ok(());
+    }
+    if shape.causal && shape.q_offset + shape.q_len == shape.kv_len {
+        return Ok(());
+    }
+    Err(SparseAttnError::ChunkMismatch {
+        detail: format!(
+            "the NPU-reduced group ranking masks causally with the chunk's rows as its last keys; \
+             this chunk (causal {}, rows at {}..{} of {} keys) is not: rank on the CPU",
+            shape.causal,
+            shape.q_offset,
+            shape.q_offset + shape.q_len,
+            shape.kv_len
+        ),
+    })
 }
 
 /// What a chunk is prepared with.
@@ -156,15 +285,17 @@ impl Preparation<'_> {
     /// Prepares `inputs` (already checked against the calibration and the bank).
     pub fn prepare(&self, inputs: &AttentionInputs<'_>) -> Result<PreparedChunk> {
         let s = inputs.shape();
+        check_placement(self.bank, &s)?;
+        let unit = self.bank.spec().unit;
         let scales = head_scales(self.bank.grid(), inputs);
         let launches = launches(self.bank, &scales);
-        let work = unit_work(&s, self.ratios, self.min_keys);
+        let work = unit_work(&s, unit, self.ratios, self.min_keys);
         let costs = LayerCosts::priced(self.costs, &launches, &work)?;
         let plan = match self.schedule {
             Schedule::Planned => shadowattn_pipeline::plan(self.pipeline, &launches, &costs)?,
             Schedule::Fifo => shadowattn_pipeline::fifo(self.pipeline, &launches, &costs)?,
         };
-        let inputs = pilot_inputs(self.bank, self.compute, inputs, &launches)?;
+        let inputs = pilot_inputs(self.bank, self.compute, inputs, (&scales, &launches))?;
         Ok(PreparedChunk {
             scales,
             launches,
@@ -179,9 +310,8 @@ impl Preparation<'_> {
 mod tests {
     use super::*;
     use crate::bank::BankSpec;
-    use crate::calibration::BucketGrid;
     use crate::cost_table::CostTable;
-    use crate::pilot::PilotOutput;
+    use crate::pilot::{PilotOutput, PilotUnit};
     use shadowattn_hal::{HalError, QuantizedHeads, ScoreMatrix, Selection};
     use shadowattn_test_support::fake_npu::FakeNpu;
 
@@ -249,6 +379,7 @@ mod tests {
             head_dim: 2,
             fused: vec![2, 1],
             output: PilotOutput::Int32,
+            unit: PilotUnit::Head,
         };
         // Compiles anything and never runs: preparation must not execute graphs.
         let never_runs = FakeNpu::cpu("never-runs").any_graph();

@@ -53,10 +53,10 @@ fn select_blocks(
     min_keys: usize,
     block: usize,
 ) -> Result<Selection> {
-    if let ScoreData::F32(_) = scores.data() {
+    if let ScoreData::F32(_) | ScoreData::F16(_) = scores.data() {
         return Err(SparseAttnError::config(
             "granularity",
-            "block top-k ranks the pilot's integer scores; these scores are f32",
+            "block top-k ranks the pilot's integer scores; these scores are floats",
         ));
     }
     // Each row's own best min(min_keys, valid) keys, for the per-row floor.
@@ -72,7 +72,7 @@ fn select_blocks(
         match scores.data() {
             ScoreData::I32(v) => v[i * cols + j],
             ScoreData::I8(v) => i32::from(v[i * cols + j]),
-            ScoreData::F32(_) => unreachable!("refused above"),
+            ScoreData::F32(_) | ScoreData::F16(_) => unreachable!("refused above"),
         }
     };
     let mut sel = Selection::new();

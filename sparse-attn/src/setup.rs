@@ -11,7 +11,7 @@ use crate::bank::{BankSpec, GraphBank};
 use crate::calibration::{BucketGrid, Calibration};
 use crate::cost_table::CostTable;
 use crate::error::{Result, SparseAttnError};
-use crate::pilot::PilotOutput;
+use crate::pilot::{GroupRanking, PilotOutput, PilotUnit};
 use crate::select::Granularity;
 use crate::shadow::{ComputeRef, ShadowAttention, ShadowConfig};
 use shadowattn_hal::{AttentionInputs, HalError, NpuBackend};
@@ -96,6 +96,23 @@ pub fn device_prices(
     )?))
 }
 
+/// How a layer of `q_heads` query and `kv_heads` KV heads shares its selections with pilot
+/// units `unit` under `granularity`: the one rule a device model prices the CPU steps by.
+pub fn selection_sharing(
+    unit: PilotUnit,
+    granularity: Granularity,
+    q_heads: usize,
+    kv_heads: usize,
+) -> SelectionSharing {
+    if unit.npu_ranking().is_some() {
+        return SelectionSharing::PerGroupRanked;
+    }
+    match granularity {
+        Granularity::Group => SelectionSharing::of_groups(q_heads, kv_heads),
+        Granularity::Row | Granularity::Block(_) => SelectionSharing::PerHead,
+    }
+}
+
 /// What to do when the NPU backend cannot compile the bank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingBank {
@@ -117,6 +134,22 @@ pub enum BankOrigin {
     Loaded,
     /// Not built: the backend could not compile it (the core runs dense).
     Missing,
+}
+
+/// Which pilot a core runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PilotKind {
+    /// The group pilot with the NPU-reduced ranking where the backend supports its graph and
+    /// the layer has GQA groups that share their selection; else the group pilot ranked on the
+    /// CPU for such layers; else the per-head pilot.
+    Auto,
+    /// One unit per query head, each head carrying its group's K.
+    Head,
+    /// One unit per GQA group (K sent once); the CPU sums the heads' probabilities.
+    GroupCpuRanked,
+    /// One unit per GQA group (K sent once); the NPU sums the heads' probabilities at the
+    /// model's attention scale `1/√head_dim` and sends one f16 ranking per group.
+    GroupNpuRanked,
 }
 
 /// The graph bank alone: the pilot graphs of a bucket grid on an NPU backend, with an optional
@@ -150,12 +183,19 @@ impl<'n> BankSetup<'n> {
                 head_dim,
                 fused: FUSED_HEADS.to_vec(),
                 output,
+                unit: PilotUnit::Head,
             },
             cache: None,
         }
     }
 
-    /// Only these fused-head counts (they must include 1).
+    /// Launch units of `unit` (default: one query head).
+    pub fn unit(mut self, unit: PilotUnit) -> Self {
+        self.spec.unit = unit;
+        self
+    }
+
+    /// Only these fused-unit counts (they must include 1).
     pub fn fused(mut self, fused: &[usize]) -> Self {
         self.spec.fused = fused.to_vec();
         self
@@ -277,6 +317,60 @@ impl<'s> CoreSetup<'s> {
     pub fn pilot_output(mut self, output: PilotOutput) -> Self {
         self.bank.spec.output = output;
         self
+    }
+
+    /// Which pilot runs: per query head (the default), or per GQA group with its ranking
+    /// reduced where `kind` says. A group pilot needs the group granularity.
+    pub fn pilot(mut self, kind: PilotKind) -> Self {
+        let m = &self.calibration.model;
+        let heads = m.q_heads / m.kv_heads.max(1);
+        self.bank.spec.unit = match kind {
+            PilotKind::Auto => self.auto_unit(heads, m.head_dim),
+            PilotKind::Head => PilotUnit::Head,
+            PilotKind::GroupCpuRanked => PilotUnit::Group {
+                heads,
+                ranking: GroupRanking::Cpu,
+            },
+            PilotKind::GroupNpuRanked => PilotUnit::Group {
+                heads,
+                ranking: GroupRanking::Npu {
+                    attention_scale: 1.0 / (m.head_dim as f32).sqrt(),
+                },
+            },
+        };
+        self
+    }
+
+    /// The unit [`PilotKind::Auto`] picks for groups of `heads` query heads (under the
+    /// configured granularity: set the config before the pilot).
+    fn auto_unit(&self, heads: usize, head_dim: usize) -> PilotUnit {
+        if heads < 2 || self.config.granularity != Granularity::Group {
+            return PilotUnit::Head;
+        }
+        let ranked = PilotUnit::Group {
+            heads,
+            ranking: GroupRanking::Npu {
+                attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            },
+        };
+        let grid = &self.bank.grid;
+        let supported = (0..grid.len()).all(|bucket| {
+            let spec = BankSpec {
+                unit: ranked,
+                ..self.bank.spec.clone()
+            };
+            spec.pilot(grid, bucket, 1)
+                .graph()
+                .is_ok_and(|g| self.bank.npu.check_support(&g).is_ok())
+        });
+        if supported {
+            ranked
+        } else {
+            PilotUnit::Group {
+                heads,
+                ranking: GroupRanking::Cpu,
+            }
+        }
     }
 
     /// The online settings.
@@ -422,9 +516,11 @@ impl<'s> CoreSetup<'s> {
     /// How the layer's selections are shared under the configured granularity.
     fn sharing(&self) -> SelectionSharing {
         let m = &self.calibration.model;
-        match self.config.granularity {
-            Granularity::Group => SelectionSharing::of_groups(m.q_heads, m.kv_heads),
-            Granularity::Row | Granularity::Block(_) => SelectionSharing::PerHead,
-        }
+        selection_sharing(
+            self.bank.spec.unit,
+            self.config.granularity,
+            m.q_heads,
+            m.kv_heads,
+        )
     }
 }

@@ -10,14 +10,15 @@ use crate::bank::GraphBank;
 use crate::calibration::Calibration;
 use crate::error::{Result, SparseAttnError};
 use crate::executor::{run_plan, Executed, LaunchFailure, Work};
-use crate::pilot::head_scales;
+use crate::pilot::{head_scales, PilotUnit};
 use crate::prepare::Preparation;
 pub use crate::prepare::Schedule;
 pub use crate::select::Granularity;
 use shadowattn_hal::{
-    track, AttentionInputs, ComputeBackend, EventKind, FigureSource, ProfileEvent, Selection,
+    track, AttentionInputs, AttentionShape, ComputeBackend, EventKind, FigureSource, ProfileEvent,
+    Selection,
 };
-use shadowattn_pipeline::{CostModel, Launch, Pipeline, Plan};
+use shadowattn_pipeline::{CostModel, Launch, Pipeline, Plan, UnitWork};
 use std::sync::Arc;
 
 /// Settings of the online stage.
@@ -145,8 +146,10 @@ pub struct ChunkResult {
     pub selections: Vec<Selection>,
     /// Per-head report.
     pub heads: Vec<HeadReport>,
-    /// The fused launches.
+    /// The fused launches of units.
     pub launches: Vec<Launch>,
+    /// What a unit of the launches is.
+    pub unit: PilotUnit,
     /// The plan that ordered them (`None` for dense chunks).
     pub plan: Option<Plan>,
     /// How the chunk was computed.
@@ -208,7 +211,24 @@ impl ChunkResult {
         self.heads.iter().map(|h| f64::from(h.ratio)).sum::<f64>() / self.heads.len() as f64
     }
 
-    /// The number of heads in each launch, in launch order.
+    /// The work each unit did, indexed by unit: the valid keys its top-k ranked (every head's,
+    /// or one group ranking the NPU reduced) and the pairs its heads attended to.
+    pub fn unit_work(&self, shape: &AttentionShape) -> Vec<UnitWork> {
+        let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+        let ranked = match self.unit.npu_ranking() {
+            Some(_) => 1,
+            None => self.unit.heads() as u64,
+        };
+        self.selections
+            .chunks(self.unit.heads())
+            .map(|heads| UnitWork {
+                valid_keys: valid_keys * ranked,
+                kept_pairs: heads.iter().map(|s| s.kept() as u64).sum(),
+            })
+            .collect()
+    }
+
+    /// The number of units in each launch, in launch order.
     pub fn launch_sizes(&self) -> Vec<usize> {
         self.launches.iter().map(|l| l.units.len()).collect()
     }
@@ -221,6 +241,34 @@ impl ChunkResult {
             _ => self.failures.first().map(LaunchFailure::to_string),
         }
     }
+}
+
+/// Refuses a group pilot whose groups are not the model's or whose heads do not share their
+/// selection.
+fn check_unit(unit: PilotUnit, calibration: &Calibration, config: &ShadowConfig) -> Result<()> {
+    let PilotUnit::Group { heads, .. } = unit else {
+        return Ok(());
+    };
+    let m = &calibration.model;
+    if heads * m.kv_heads != m.q_heads {
+        return Err(SparseAttnError::config(
+            "bank.unit",
+            format!(
+                "the group pilot stacks {heads} heads per group; `{}` has {} query heads over {} KV heads",
+                m.name, m.q_heads, m.kv_heads
+            ),
+        ));
+    }
+    if config.granularity != Granularity::Group {
+        return Err(SparseAttnError::config(
+            "granularity",
+            format!(
+                "the group pilot ranks keys per GQA group; {:?} selection needs the per-head pilot",
+                config.granularity
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the graph bank exists.
@@ -312,6 +360,7 @@ impl<'c> ShadowAttention<'c> {
         for &f in bank.fused_counts() {
             costs.launch_ns(f)?;
         }
+        check_unit(bank.spec().unit, &calibration, &config)?;
         Self::with_bank(BankState::Ready(bank), calibration, compute, costs, config)
     }
 
@@ -367,6 +416,9 @@ impl<'c> ShadowAttention<'c> {
     /// Replaces the settings (validated as in construction).
     pub fn set_config(&mut self, config: ShadowConfig) -> Result<()> {
         config.validate()?;
+        if let BankState::Ready(bank) = &self.bank {
+            check_unit(bank.spec().unit, &self.calibration, &config)?;
+        }
         self.config = config;
         Ok(())
     }
@@ -433,6 +485,7 @@ impl<'c> ShadowAttention<'c> {
             selections: vec![selection; s.q_heads],
             heads,
             launches: Vec::new(),
+            unit: PilotUnit::Head,
             plan: None,
             mode,
             failures: Vec::new(),
@@ -515,6 +568,7 @@ impl<'c> ShadowAttention<'c> {
             selections,
             heads: reports,
             launches: prepared.launches,
+            unit: bank.spec().unit,
             plan: Some(prepared.plan),
             mode: ChunkMode::Sparse,
             failures,

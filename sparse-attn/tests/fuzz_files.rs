@@ -8,7 +8,7 @@ use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{
     BucketGrid, Calibration, LayerSample, ModelShape, RatioConfig,
 };
-use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::pilot::{PilotOutput, PilotUnit};
 
 fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     let mut v = seed.to_vec();
@@ -67,6 +67,7 @@ fn bank_seed() -> Vec<u8> {
         head_dim: 4,
         fused: vec![1],
         output: PilotOutput::Int32,
+        unit: PilotUnit::Head,
     };
     GraphBank::build(&CpuBackend::new(), &grid, spec)
         .unwrap()
@@ -90,7 +91,7 @@ proptest! {
     fn mutated_banks_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6)) {
         let bytes = mutate(&bank_seed(), &edits);
         let grid = BucketGrid::new(0.02, 0.03, 0, 0.5).unwrap();
-        let spec = BankSpec { q_len: 2, kv_len: 4, head_dim: 4, fused: vec![1], output: PilotOutput::Int32 };
+        let spec = BankSpec { q_len: 2, kv_len: 4, head_dim: 4, fused: vec![1], output: PilotOutput::Int32, unit: PilotUnit::Head };
         let _ = GraphBank::load(&CpuBackend::new(), &grid, spec, &bytes);
     }
 }

@@ -253,6 +253,7 @@ fn a_chunks_times_count_each_figure_once_and_nothing_else() {
         selections: vec![],
         heads: vec![head(0, 0.1), head(1, 0.3), head(2, 0.2)],
         launches: vec![Launch::new(0, vec![0, 1]), Launch::new(1, vec![2])],
+        unit: shadowattn_sparse_attn::pilot::PilotUnit::Head,
         plan: Some(Plan {
             launch_order: vec![0, 1],
             unit_order: vec![0, 1, 2],

@@ -9,7 +9,7 @@ use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::metrics::{evaluate, relative_l2, topk_recall};
-use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
+use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::setup::{CoreSetup, MissingBank, FUSED_HEADS};
 use shadowattn_sparse_attn::shadow::{
     ChunkMode, Granularity, Schedule, ShadowAttention, ShadowConfig,
@@ -93,6 +93,7 @@ fn spec() -> BankSpec {
         head_dim: D,
         fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int32,
+        unit: PilotUnit::Head,
     }
 }
 

@@ -7,7 +7,7 @@ use shadowattn_hal::AttentionShape;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
-use shadowattn_sparse_attn::pilot::PilotOutput;
+use shadowattn_sparse_attn::pilot::{PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::setup::FUSED_HEADS;
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowAttention, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
@@ -101,6 +101,7 @@ fn run(workers: usize, schedule: Schedule, seed: u64, calib: &Calibration) -> Ru
         head_dim: D,
         fused: FUSED_HEADS.to_vec(),
         output: PilotOutput::Int32,
+        unit: PilotUnit::Head,
     };
     let bank = GraphBank::build(&npu, &calib.grid, spec).unwrap();
     let config = ShadowConfig {

@@ -10,6 +10,7 @@ use shadowattn_models::npu_linear::NpuLinears;
 use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
 use shadowattn_sparse_attn::select::Granularity;
+use shadowattn_sparse_attn::setup::PilotKind;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -212,8 +213,14 @@ pub fn run(
                 .map(Vec::len)
                 .sum::<usize>()
                 .max(1) as f32;
-        let mut core =
-            CoreAttention::build(npu, compute, calibration, n, shadow_run.granularity, 1)?;
+        let mut core = CoreAttention::build(
+            npu,
+            compute,
+            calibration,
+            n,
+            (shadow_run.granularity, PilotKind::Head),
+            1,
+        )?;
         let s = both_ways(&model, &tokens, &mut linears, &mut core)?;
         let label = format!(
             "shadowAttn core, INT8-output pilot on {}, mean ratio {mean_ratio:.3}",

@@ -5,13 +5,15 @@
 mod functional;
 
 use crate::backends::{open_options, DEFAULT_NPU};
+use crate::pilot::PilotArg;
 use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
 use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
-use shadowattn_pipeline::Placement;
+use shadowattn_pipeline::{Placement, SelectionSharing};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
+use shadowattn_simulator::npu::graphs::PilotGraph;
 use shadowattn_simulator::predict::cpu_model::KernelSet;
 use shadowattn_simulator::predict::device::placed_core;
 use shadowattn_simulator::predict::placement::StagePlacement;
@@ -130,6 +132,11 @@ pub struct PrefillArgs {
     /// Which query rows and heads share a key set: `group` (default) or `row`.
     #[arg(long, value_enum)]
     selection: Option<SelectionArg>,
+    /// Which pilot shadowAttn launches: `group` (a unit per GQA group, K sent once, the ranking
+    /// summed on the NPU), `group-cpu` (summed on the CPU), `head`, or `auto` (of those the layer
+    /// can run, the one whose prefill is fastest); default the setup's (`head`), else `auto`.
+    #[arg(long, value_enum)]
+    pilot: Option<PilotArg>,
     /// Which core cluster of the SoC runs every CPU stage (`mid`, `prime`; default `mid`).
     #[arg(long)]
     core: Option<String>,
@@ -304,6 +311,7 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             .or(setup.as_ref().and_then(|s| s.launch.pilot)),
     };
     let soc = soc.clone().with_launch(launch);
+    let spec = choose_pilot(args, &soc, spec, setup.is_some())?;
     print_setup(&spec, &soc, args.setup);
     let results = predict_strategies(args, &soc, &spec)?;
     print_speedups(&results);
@@ -395,6 +403,7 @@ fn prefill_spec(
             sharing: SelectionArg::Group.sharing_of(shape.q_heads, shape.kv_heads),
             dense_layers: Vec::new(),
             pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+            pilot: PilotGraph::Head,
             decode_steps: 0,
             linear: LinearPrecision::W8A8,
             linear_graphs: LinearGraphs::PerMatmul,
@@ -405,6 +414,9 @@ fn prefill_spec(
     let s = &spec.shape;
     if let Some(selection) = args.selection {
         spec.sharing = selection.sharing_of(s.q_heads, s.kv_heads);
+    }
+    if let Some(pilot) = args.pilot.filter(|&p| p != PilotArg::Auto) {
+        (spec.pilot, spec.sharing) = pilot_graph(pilot, s, spec.sharing)?;
     }
     let ratio = args.ratio.or(setup.map(|c| c.ratio)).unwrap_or(0.2);
     spec.ratios = ratios(args, ratio, s)?;
@@ -440,6 +452,76 @@ fn prefill_spec(
     Ok(spec)
 }
 
+/// `spec` with the pilot `--pilot auto` (the default without a setup) picks: of the pilots the
+/// layer can run (the group pilots need GQA groups that share their selection), the one whose
+/// shadowAttn prefill is fastest on `soc`; printed with every candidate's time.
+fn choose_pilot(
+    args: &PrefillArgs,
+    soc: &SocProfile,
+    spec: PrefillSpec,
+    has_setup: bool,
+) -> Res<PrefillSpec> {
+    let auto = match args.pilot {
+        Some(p) => p == PilotArg::Auto,
+        None => !has_setup,
+    };
+    if !auto || !args.attention.contains(&AttentionArg::Shadow) {
+        return Ok(spec);
+    }
+    let mut best: Option<(f64, PrefillSpec)> = None;
+    let mut tried = Vec::new();
+    for pilot in [PilotArg::Head, PilotArg::GroupCpu, PilotArg::Group] {
+        let Ok((graph, sharing)) = pilot_graph(pilot, &spec.shape, spec.sharing) else {
+            continue;
+        };
+        let candidate = PrefillSpec {
+            pilot: graph,
+            sharing,
+            ..spec.clone()
+        };
+        let ttft = predict_prefill(soc, &candidate, AttentionStrategy::Shadow, false)?.ttft_ns();
+        tried.push(format!("{pilot:?} {:.1} ms", ttft / 1e6));
+        if best.as_ref().is_none_or(|(t, _)| ttft < *t) {
+            best = Some((ttft, candidate));
+        }
+    }
+    let (_, chosen) = best.ok_or("no pilot fits the layer")?;
+    println!(
+        "pilot_auto: {:?} (the fastest shadowAttn prefill of {})",
+        chosen.pilot,
+        tried.join(", ")
+    );
+    Ok(chosen)
+}
+
+/// The pilot graph `pilot` names for `shape` with selections shared as `sharing`, and the
+/// sharing it leaves: a group pilot needs shared selections, and its NPU-reduced ranking prices
+/// the CPU's top-k without exponentials.
+fn pilot_graph(
+    pilot: PilotArg,
+    shape: &TransformerShape,
+    sharing: SelectionSharing,
+) -> Res<(PilotGraph, SelectionSharing)> {
+    let heads = shape.q_heads / shape.kv_heads.max(1);
+    let shared = sharing != SelectionSharing::PerHead && heads > 1;
+    let group = |ranked_on_npu| PilotGraph::Group {
+        heads,
+        ranked_on_npu,
+    };
+    Ok(match pilot {
+        PilotArg::Head | PilotArg::Auto => (PilotGraph::Head, sharing),
+        PilotArg::Group if shared => (group(true), SelectionSharing::PerGroupRanked),
+        PilotArg::GroupCpu if shared => (group(false), SelectionSharing::PerGroup),
+        PilotArg::Group | PilotArg::GroupCpu => {
+            return Err(format!(
+                "--pilot {pilot:?}: the group pilot needs GQA groups (here {} query / {} KV heads) that share their selection (--selection group)",
+                shape.q_heads, shape.kv_heads
+            )
+            .into())
+        }
+    })
+}
+
 /// The model, the SoC and its cores, the prompt and the linear layers' graphs.
 fn print_setup(spec: &PrefillSpec, soc: &SocProfile, setup: Option<Setup>) {
     let s = &spec.shape;
@@ -453,8 +535,8 @@ fn print_setup(spec: &PrefillSpec, soc: &SocProfile, setup: Option<Setup>) {
     );
     println!("soc: {} ({})", soc.name, spec.placement.describe());
     println!(
-        "cpu kernels: {}; dense layers: {:?}; pilot launches of {:?} fused heads",
-        spec.kernels.name, spec.dense_layers, spec.pilot_fused
+        "cpu kernels: {}; dense layers: {:?}; pilot {:?}, launches of {:?} fused units",
+        spec.kernels.name, spec.dense_layers, spec.pilot, spec.pilot_fused
     );
     println!(
         "launch: graphs {} ({}), pilot {} ({})",

@@ -10,6 +10,7 @@ mod session;
 mod simulated;
 
 use crate::backends::DEFAULT_NPU;
+use crate::pilot::PilotArg;
 use crate::selection::SelectionArg;
 use clap::{Args, ValueEnum};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
@@ -67,6 +68,12 @@ pub struct RunArgs {
     /// row's set) or `row` (a set per head and row).
     #[arg(long, value_enum, default_value_t = SelectionArg::Group)]
     selection: SelectionArg,
+    /// Which pilot ranks the keys: `group` (a launch unit per GQA group, K sent once, the
+    /// group's ranking summed on the NPU), `group-cpu` (summed on the CPU), `head` (a unit per
+    /// query head), or `auto` (`group` where the NPU supports it and the groups share their
+    /// selection, else `group-cpu`, else `head`).
+    #[arg(long, value_enum, default_value_t = PilotArg::Auto)]
+    pilot: PilotArg,
     /// Fraction of each row's valid keys that is kept, in (0, 1] (ignored with --calibration).
     #[arg(long, default_value_t = 0.2)]
     ratio: f32,

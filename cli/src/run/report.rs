@@ -6,6 +6,7 @@ use shadowattn_hal::{AttentionShape, ProfileEvent};
 use shadowattn_pipeline::Plan;
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
 use shadowattn_sparse_attn::metrics::AccuracyReport;
+use shadowattn_sparse_attn::pilot::{GroupRanking, PilotUnit};
 
 /// The graph bank.
 pub(super) struct BankLine {
@@ -13,8 +14,10 @@ pub(super) struct BankLine {
     pub graphs: usize,
     /// Scale buckets.
     pub buckets: usize,
-    /// Fused-head counts.
+    /// Fused-unit counts.
     pub fused: Vec<usize>,
+    /// What a launch unit is.
+    pub unit: PilotUnit,
     /// Wall time of the compilation here, ms.
     pub ms: f64,
 }
@@ -68,8 +71,10 @@ pub(super) struct RunReport {
     pub shape: AttentionShape,
     /// The graph bank.
     pub bank: BankLine,
-    /// Heads per launch.
+    /// Units per launch.
     pub launch_sizes: Vec<usize>,
+    /// Bytes the launches moved between host and NPU: (inputs, outputs).
+    pub host_io: (u64, u64),
     /// Where the planner's prices came from.
     pub pricing: String,
     /// The plan.
@@ -139,11 +144,17 @@ impl RunReport {
             "bank: {} graphs ({} buckets x fused {:?}), built in {:.1} ms (measured)",
             self.bank.graphs, self.bank.buckets, self.bank.fused, self.bank.ms
         );
+        println!("pilot: {}", describe_unit(self.bank.unit));
         let sizes: Vec<String> = self.launch_sizes.iter().map(usize::to_string).collect();
         println!(
             "launches: {} (fused sizes {})",
             self.launch_sizes.len(),
             sizes.join(",")
+        );
+        let (sent, received) = self.host_io;
+        println!(
+            "pilot_host_bytes: {} (inputs {sent} + outputs {received}, every launch's graph I/O)",
+            sent + received
         );
         println!("costs: {}", self.pricing);
         println!(
@@ -183,6 +194,25 @@ impl RunReport {
             "speedup_cpu_stage_measured: {:.2} (dense attention / the CPU stage, both measured here)",
             t.dense_ms / t.stage_ms
         );
+    }
+}
+
+/// What a launch unit of the pilot is, for the report.
+fn describe_unit(unit: PilotUnit) -> String {
+    match unit {
+        PilotUnit::Head => "head (a launch unit per query head, its KV head's keys in every unit)".into(),
+        PilotUnit::Group {
+            heads,
+            ranking: GroupRanking::Cpu,
+        } => format!(
+            "group-cpu (a launch unit per GQA group: {heads} heads' rows against the group's keys sent once; the CPU sums their softmax probabilities)"
+        ),
+        PilotUnit::Group {
+            heads,
+            ranking: GroupRanking::Npu { attention_scale },
+        } => format!(
+            "group (a launch unit per GQA group: {heads} heads' rows against the group's keys sent once; the NPU sums their softmax probabilities at scale {attention_scale} into one f16 ranking)"
+        ),
     }
 }
 

@@ -9,10 +9,14 @@ use shadowattn_hal::{AttentionShape, ComputeBackend, DType, NpuBackend, OpKind};
 use shadowattn_pipeline::{DeviceModel, LayerPrices, Placement};
 use shadowattn_registry::{NpuSpec, OpenOptions, OpenedNpu};
 use shadowattn_simulator::LaunchChoice;
+use shadowattn_sparse_attn::bank::GraphBank;
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::metrics::evaluate;
 use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::setup::{device_prices, BankOrigin, CoreSetup, TablePricing};
+use shadowattn_sparse_attn::setup::{
+    device_prices, selection_sharing, BankOrigin, CoreSetup, TablePricing,
+};
+use shadowattn_sparse_attn::shadow::ChunkResult;
 use shadowattn_sparse_attn::shadow::{Schedule, ShadowConfig};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::sync::Arc;
@@ -99,6 +103,7 @@ impl Session {
         let core = CoreSetup::new(npu, self.calibration.clone(), args.q_len, args.kv_len)
             .pilot_output(pilot_output(args, npu, &self.shape)?)
             .config(config(args))
+            .pilot(args.pilot.kind())
             .device(device, placement(args))
             .table(TablePricing::Measured {
                 sample: inputs,
@@ -111,6 +116,7 @@ impl Session {
             graphs: bank.len(),
             buckets: grid_len,
             fused: bank.fused_counts().to_vec(),
+            unit: bank.spec().unit,
             ms: match core.bank {
                 BankOrigin::Compiled { ms } => ms,
                 BankOrigin::Loaded | BankOrigin::Missing => 0.0,
@@ -153,9 +159,12 @@ impl Session {
         };
         let mut simulated_ends = Vec::new();
         if let (Some(device), Some(_)) = (device, &simulated) {
-            let sharing = args
-                .selection
-                .sharing_of(self.shape.q_heads, self.shape.kv_heads);
+            let sharing = selection_sharing(
+                bank_spec.unit,
+                args.selection.granularity(),
+                self.shape.q_heads,
+                self.shape.kv_heads,
+            );
             for (name, end) in device.ends() {
                 let prices = device_prices(
                     end.as_ref(),
@@ -168,6 +177,7 @@ impl Session {
             }
         }
         let stage_ms = result.times(0).cpu_stage_ns as f64 / 1e6;
+        let host_io = host_io(shadow.bank().ok_or("the graph bank is missing")?, &result);
         Ok(RunReport {
             npu: format!("{} {}", npu.name(), npu.version()),
             compute: compute.name().to_string(),
@@ -175,6 +185,7 @@ impl Session {
             shape: self.shape,
             bank: bank_line,
             launch_sizes: result.launch_sizes(),
+            host_io,
             pricing: core.pricing.to_string(),
             plan,
             mean_ratio: result.mean_ratio(),
@@ -189,6 +200,25 @@ impl Session {
             simulated_ends,
         })
     }
+}
+
+/// Bytes the chunk's launches moved between host and NPU: (inputs, outputs), from the shapes of
+/// the graphs they ran.
+fn host_io(bank: &GraphBank, result: &ChunkResult) -> (u64, u64) {
+    let bytes = |descs: &mut dyn Iterator<Item = &shadowattn_hal::TensorDesc>| -> u64 {
+        descs.map(|d| d.size_bytes() as u64).sum()
+    };
+    result
+        .launches
+        .iter()
+        .filter_map(|l| bank.graph(l.bucket, l.units.len()))
+        .fold((0, 0), |(i, o), g| {
+            let g = g.graph();
+            (
+                i + bytes(&mut g.input_descs()),
+                o + bytes(&mut g.output_descs()),
+            )
+        })
 }
 
 /// Where the device runs the CPU steps in the simulated timing.

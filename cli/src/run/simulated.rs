@@ -56,14 +56,7 @@ impl SimulatedLayer {
         compile_ms: f64,
     ) -> Res<Self> {
         let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
-        let work: Vec<UnitWork> = result
-            .selections
-            .iter()
-            .map(|s| UnitWork {
-                valid_keys,
-                kept_pairs: s.kept() as u64,
-            })
-            .collect();
+        let work: Vec<UnitWork> = result.unit_work(shape);
         let costs = LayerCosts::priced(prices, &result.launches, &work)?;
         let pipeline = Pipeline::executor(cores)?;
         let planned = simulate(&pipeline, &result.launches, &costs, plan)?;

@@ -166,6 +166,13 @@ impl<'a> GroupScores<'a> {
                     let max = d.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     weights.extend(d.iter().map(|&x| group_weight(factor, x - max)));
                 }
+                ScoreData::F16(d) => {
+                    let max = d
+                        .iter()
+                        .map(|x| x.to_f32())
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    weights.extend(d.iter().map(|&x| group_weight(factor, x.to_f32() - max)));
+                }
             }
             let r = inverse_total(&weights);
             for (c, &u) in out.iter_mut().zip(&weights) {

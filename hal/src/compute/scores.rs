@@ -14,6 +14,8 @@ pub enum ScoreData<'a> {
     I8(&'a [i8]),
     /// Float scores.
     F32(&'a [f32]),
+    /// Half-precision scores (a ranking reduced on the NPU), ranked like [`ScoreData::F32`].
+    F16(&'a [half::f16]),
 }
 
 impl<'a> ScoreData<'a> {
@@ -23,6 +25,7 @@ impl<'a> ScoreData<'a> {
             ScoreData::I32(d) => d.len(),
             ScoreData::I8(d) => d.len(),
             ScoreData::F32(d) => d.len(),
+            ScoreData::F16(d) => d.len(),
         }
     }
 
@@ -37,6 +40,7 @@ impl<'a> ScoreData<'a> {
             ScoreData::I32(d) => ScoreData::I32(&d[range]),
             ScoreData::I8(d) => ScoreData::I8(&d[range]),
             ScoreData::F32(d) => ScoreData::F32(&d[range]),
+            ScoreData::F16(d) => ScoreData::F16(&d[range]),
         }
     }
 }

@@ -172,7 +172,7 @@ impl KernelSet {
     pub fn sparse(&self, sharing: SelectionSharing) -> CpuKernel {
         match sharing {
             SelectionSharing::PerHead => self.sparse_row,
-            SelectionSharing::PerGroup => self.sparse_group,
+            SelectionSharing::PerGroup | SelectionSharing::PerGroupRanked => self.sparse_group,
         }
     }
 }
@@ -192,9 +192,14 @@ pub fn topk_ns_of(
     sharing: SelectionSharing,
 ) -> f64 {
     let cycles = match (cost, sharing) {
-        (TopkCost::Measured, SelectionSharing::PerHead) => real(&core.topk_cycles_per_key),
+        (TopkCost::Measured, SelectionSharing::PerHead | SelectionSharing::PerGroupRanked) => {
+            real(&core.topk_cycles_per_key)
+        }
         (TopkCost::Measured, SelectionSharing::PerGroup) => real(&core.group_topk_cycles_per_key),
-        (TopkCost::CyclesPerKey { row, .. }, SelectionSharing::PerHead) => row,
+        (
+            TopkCost::CyclesPerKey { row, .. },
+            SelectionSharing::PerHead | SelectionSharing::PerGroupRanked,
+        ) => row,
         (TopkCost::CyclesPerKey { group, .. }, SelectionSharing::PerGroup) => group,
     };
     let mem = (keys * score_bytes as u64) as f64 / real(&core.mem_gbps);

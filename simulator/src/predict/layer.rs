@@ -4,7 +4,7 @@
 
 use crate::error::{check_attention_sizes, Result, SimError};
 use crate::npu::cost::graph_cost_via;
-use crate::npu::graphs::int8_pilot_graph;
+use crate::npu::graphs::PilotGraph;
 use crate::npu::profile::{CpuCore, SocProfile};
 use crate::predict::cpu_model::{attention_ns, topk_ns_of, CpuKernel, KernelSet, SelectionSharing};
 use shadowattn_hal::{Graph, KeyBudget};
@@ -197,6 +197,10 @@ pub struct PrefillLayer {
     pub kernels: KernelSet,
     /// How the selection is shared.
     pub sharing: SelectionSharing,
+    /// The pilot graph the launches run; a group pilot's units are the GQA groups (a group's
+    /// bucket is its first head's), and its NPU-reduced ranking needs
+    /// [`SelectionSharing::PerGroupRanked`].
+    pub pilot: PilotGraph,
 }
 
 /// Top-k and sparse attention on separate teams: `(cluster, threads)` each.
@@ -254,6 +258,25 @@ impl PrefillLayer {
         if let Some(r) = self.ratios.iter().find(|r| !(**r > 0.0 && **r <= 1.0)) {
             return bad(format!("ratio {r} is outside (0, 1]"));
         }
+        let ranked = matches!(
+            self.pilot,
+            PilotGraph::Group {
+                ranked_on_npu: true,
+                ..
+            }
+        );
+        let grouped = self.pilot.unit_heads() * self.kv_heads == self.q_heads;
+        let shares = match self.sharing {
+            SelectionSharing::PerHead => self.pilot == PilotGraph::Head,
+            SelectionSharing::PerGroup => !ranked,
+            SelectionSharing::PerGroupRanked => ranked,
+        };
+        if !(self.pilot == PilotGraph::Head || grouped) || !shares {
+            return bad(format!(
+                "the pilot {:?} does not fit {} query heads over {} KV heads with selections shared {:?}",
+                self.pilot, self.q_heads, self.kv_heads, self.sharing
+            ));
+        }
         if !self.fused.contains(&1) || self.fused.windows(2).any(|w| w[0] <= w[1]) {
             return bad(format!(
                 "fused counts {:?} must be strictly decreasing and contain 1",
@@ -263,11 +286,12 @@ impl PrefillLayer {
         Ok(())
     }
 
-    /// Heads grouped by bucket, each group split into launches of the fused counts.
+    /// Units grouped by bucket, each group split into launches of the fused counts.
     fn launches(&self) -> Vec<Launch> {
         let mut by_bucket: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (h, &b) in self.buckets.iter().enumerate() {
-            by_bucket.entry(b).or_default().push(h);
+        let per_unit = self.pilot.unit_heads();
+        for (u, b) in self.buckets.chunks(per_unit).enumerate() {
+            by_bucket.entry(b[0]).or_default().push(u);
         }
         let mut launches = Vec::new();
         for (bucket, heads) in by_bucket {
@@ -329,7 +353,7 @@ impl PrefillLayer {
             let pilots = self
                 .fused
                 .iter()
-                .map(|&f| (f, int8_pilot_graph(f, q_len, kv_len, self.head_dim)));
+                .map(|&f| (f, self.pilot.graph(f, q_len, kv_len, self.head_dim)));
             let costs = match &self.split {
                 Some(split) => SocCosts::new(
                     soc,
@@ -346,14 +370,32 @@ impl PrefillLayer {
             // Row i of the chunk sees the keys up to its own position.
             let valid = |i: usize| (start + i + 1) as u64;
             let valid_keys: u64 = (0..q_len).map(valid).sum();
-            let work: Vec<UnitWork> = self
-                .ratios
-                .iter()
-                .map(|&r| UnitWork {
-                    valid_keys,
-                    kept_pairs: kept_pairs(r, valid(0), q_len as u64),
-                })
-                .collect();
+            let work: Vec<UnitWork> = match self.pilot {
+                PilotGraph::Head => self
+                    .ratios
+                    .iter()
+                    .map(|&r| UnitWork {
+                        valid_keys,
+                        kept_pairs: kept_pairs(r, valid(0), q_len as u64),
+                    })
+                    .collect(),
+                // A group ranks every head's scores (one ranking when the NPU reduced it) and
+                // its heads attend to the keys of their mean ratio.
+                PilotGraph::Group {
+                    heads,
+                    ranked_on_npu,
+                } => self
+                    .ratios
+                    .chunks(heads)
+                    .map(|r| {
+                        let mean = r.iter().sum::<f32>() / heads as f32;
+                        UnitWork {
+                            valid_keys: valid_keys * if ranked_on_npu { 1 } else { heads as u64 },
+                            kept_pairs: kept_pairs(mean, valid(0), q_len as u64) * heads as u64,
+                        }
+                    })
+                    .collect(),
+            };
             let priced = LayerCosts::priced(&costs, &launches, &work).map_err(schedule)?;
             let planned = plan(&pipeline, &launches, &priced).map_err(schedule)?;
             let timeline = if timelines {
@@ -441,6 +483,7 @@ mod tests {
             split: None,
             kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
+            pilot: PilotGraph::Head,
         }
     }
 

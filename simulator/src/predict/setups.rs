@@ -3,6 +3,7 @@
 //! measured on a phone.
 
 use crate::error::Result;
+use crate::npu::graphs::PilotGraph;
 use crate::npu::launch::{LaunchChoice, LaunchPath};
 use crate::npu::profile::{real, SocProfile};
 use crate::predict::cpu_model::{KernelSet, SelectionSharing};
@@ -64,6 +65,7 @@ impl Setup {
                 placement: uniform,
                 kernels: KernelSet::OURS,
                 pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+                pilot: PilotGraph::Head,
                 chunk_len: 256,
                 linear_tile: 256,
                 linear_graphs: LinearGraphs::PerMatmul,
@@ -82,6 +84,7 @@ impl Setup {
                 )?,
                 kernels: KernelSet::MLLM,
                 pilot_fused: fused_all,
+                pilot: PilotGraph::Head,
                 chunk_len: 512,
                 linear_tile: 256,
                 linear_graphs: LinearGraphs::PerLayer,
@@ -97,6 +100,7 @@ impl Setup {
                 placement: uniform.with(soc, "dense=prime:1+mid:3,glue=prime:1+mid:3")?,
                 kernels: KernelSet::MLLM,
                 pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+                pilot: PilotGraph::Head,
                 chunk_len: 256,
                 linear_tile: 256,
                 linear_graphs: LinearGraphs::PerMatmul,
@@ -142,8 +146,10 @@ pub struct SetupChoices {
     pub placement: StagePlacement,
     /// The CPU kernels.
     pub kernels: KernelSet,
-    /// Fused-head counts of the pilot's launches.
+    /// Fused-unit counts of the pilot's launches.
     pub pilot_fused: Vec<usize>,
+    /// The pilot graph (every setup measured so far runs a pilot per query head).
+    pub pilot: PilotGraph,
     /// Query rows per chunk.
     pub chunk_len: usize,
     /// Rows per linear-graph execution.
@@ -167,6 +173,7 @@ impl SetupChoices {
                 .unwrap_or(SelectionSharing::of_groups(shape.q_heads, shape.kv_heads)),
             dense_layers: self.dense_layers.clone(),
             pilot_fused: self.pilot_fused.clone(),
+            pilot: self.pilot,
             decode_steps: 0,
             linear: LinearPrecision::W8A8,
             linear_graphs: self.linear_graphs,

@@ -387,13 +387,16 @@ impl ComputeBackend for OpenClBackend {
         offsets.push(0usize);
         for i in 0..rows {
             let valid = scores.valid_keys(i);
-            if let ScoreData::F32(row) = scores.row(i) {
-                if let Some(j) = row.iter().position(|v| v.is_nan()) {
-                    return Err(HalError::invalid_value(
-                        "scores",
-                        format!("query row {i}, key {j} is NaN; NaN has no order"),
-                    ));
-                }
+            let nan = match scores.row(i) {
+                ScoreData::F32(row) => row.iter().position(|v| v.is_nan()),
+                ScoreData::F16(row) => row.iter().position(|v| v.is_nan()),
+                ScoreData::I32(_) | ScoreData::I8(_) => None,
+            };
+            if let Some(j) = nan {
+                return Err(HalError::invalid_value(
+                    "scores",
+                    format!("query row {i}, key {j} is NaN; NaN has no order"),
+                ));
             }
             let k = budget.keys_for(i, valid)?;
             row_k.push(k as u32);
@@ -406,6 +409,7 @@ impl ComputeBackend for OpenClBackend {
             ScoreData::F32(d) => (0, bytemuck::cast_slice(d)),
             ScoreData::I32(d) => (1, bytemuck::cast_slice(d)),
             ScoreData::I8(d) => (2, bytemuck::cast_slice(d)),
+            ScoreData::F16(d) => (3, bytemuck::cast_slice(d)),
         };
         let wg = self.work_group_size;
         let mut indices = vec![0u32; total];

@@ -80,13 +80,18 @@ __kernel void quantize_heads(__global const float* x, __global const float* scal
     out[i] = (char)quantize_one(x[i], scales[i / per_head]);
 }
 
-// Order-preserving unsigned key of a score: kind 0 = f32 (IEEE total order), 1 = i32, 2 = i8.
+// Order-preserving unsigned key of a score: kind 0 = f32 (IEEE total order), 1 = i32, 2 = i8,
+// 3 = f16 bits (IEEE total order, as for f32).
 inline uint score_key(__global const uchar* raw, uint kind, size_t idx) {
     if (kind == 0) {
         uint u = ((__global const uint*)raw)[idx];
         return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     }
     if (kind == 1) return ((__global const uint*)raw)[idx] ^ 0x80000000u;
+    if (kind == 3) {
+        uint u = (uint)((__global const ushort*)raw)[idx];
+        return (u & 0x8000u) ? (~u & 0xFFFFu) : (u | 0x8000u);
+    }
     return (uint)((int)((__global const char*)raw)[idx] + 128);
 }
 

@@ -29,6 +29,13 @@ impl RankKey for f32 {
     }
 }
 
+impl RankKey for half::f16 {
+    fn key(self) -> u32 {
+        // Exact widening: the f32 order is the f16 order.
+        self.to_f32().key()
+    }
+}
+
 /// Smallest and largest of a non-empty slice.
 fn min_max(keys: &[u32]) -> (u32, u32) {
     keys.iter()
@@ -285,6 +292,15 @@ fn topk_row(
         ScoreData::I32(d) => keys.extend(d.iter().map(|x| x.key())),
         ScoreData::I8(d) => return Ok(select_i8(d, k, &mut scratch.hint, &mut scratch.picked)),
         ScoreData::F32(d) => {
+            if let Some(j) = d.iter().position(|v| v.is_nan()) {
+                return Err(HalError::invalid_value(
+                    "scores",
+                    format!("query row {i}, key {j} is NaN; NaN has no order"),
+                ));
+            }
+            keys.extend(d.iter().map(|x| x.key()));
+        }
+        ScoreData::F16(d) => {
             if let Some(j) = d.iter().position(|v| v.is_nan()) {
                 return Err(HalError::invalid_value(
                     "scores",

@@ -55,6 +55,15 @@ pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
                 }
                 row.extend(d.iter().map(|&v| f64::from(v)));
             }
+            ScoreData::F16(d) => {
+                if let Some(j) = d.iter().position(|v| v.is_nan()) {
+                    return Err(HalError::invalid_value(
+                        "scores",
+                        format!("query row {i}, key {j} is NaN; NaN has no order"),
+                    ));
+                }
+                row.extend(d.iter().map(|&v| f64::from(v)));
+            }
         }
         let mut picked: Vec<u32> = top_indices(&row, k).into_iter().map(|j| j as u32).collect();
         picked.sort_unstable();

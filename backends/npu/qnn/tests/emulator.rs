@@ -258,7 +258,7 @@ fn float_elementwise_and_layout_ops_run() {
 fn the_bucket_bank_round_trips_as_qnn_context_binaries() {
     use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
     use shadowattn_sparse_attn::calibration::BucketGrid;
-    use shadowattn_sparse_attn::pilot::PilotOutput;
+    use shadowattn_sparse_attn::pilot::{PilotOutput, PilotUnit};
     let Some(qnn) = emulator(None) else { return };
     let grid = BucketGrid::new(0.02, 0.03, 1, 0.5).unwrap();
     let spec = BankSpec {
@@ -269,6 +269,7 @@ fn the_bucket_bank_round_trips_as_qnn_context_binaries() {
         output: PilotOutput::Int8 {
             acc_range: 20_000.0,
         },
+        unit: PilotUnit::Head,
     };
     let bank = GraphBank::build(&qnn, &grid, spec.clone()).unwrap();
     assert_eq!(bank.len(), 18);

@@ -190,6 +190,7 @@ fn shadow_layers(
                 split: split.clone(),
                 kernels: spec.kernels,
                 sharing: spec.sharing,
+                pilot: spec.pilot,
             };
             if trace {
                 Ok(layer

@@ -32,6 +32,7 @@ pub use linear::{LinearGraphs, LinearPrecision};
 pub use shape::{Activation, TransformerShape};
 
 use crate::error::{Result, SimError};
+use crate::npu::graphs::PilotGraph;
 use crate::npu::profile::SocProfile;
 use crate::predict::cpu_model::{attention_ns, KernelSet, SelectionSharing};
 use crate::predict::placement::StagePlacement;
@@ -99,8 +100,10 @@ pub struct PrefillSpec {
     pub ratios: Vec<Vec<f32>>,
     /// Layers whose attention stays dense under shadowAttn (on the dense team).
     pub dense_layers: Vec<usize>,
-    /// Fused-head counts of shadowAttn's pilot launches, largest first, containing 1.
+    /// Fused-unit counts of shadowAttn's pilot launches, largest first, containing 1.
     pub pilot_fused: Vec<usize>,
+    /// shadowAttn's pilot graph (its units are query heads or GQA groups).
+    pub pilot: PilotGraph,
     /// Dense decode steps after the prefill.
     pub decode_steps: usize,
     /// The precision of the linear layers' graphs.

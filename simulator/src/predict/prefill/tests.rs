@@ -22,6 +22,7 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
         sharing: SelectionSharing::PerGroup,
         dense_layers: Vec::new(),
         pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
+        pilot: crate::npu::graphs::PilotGraph::Head,
         decode_steps: 0,
         linear: LinearPrecision::W8A8,
         linear_graphs: LinearGraphs::PerMatmul,
@@ -176,6 +177,7 @@ fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
             split: None,
             kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
+            pilot: PilotGraph::Head,
         }
         .predict(&soc, core)
         .unwrap()
