@@ -92,8 +92,9 @@ proptest! {
         let cols = rows + prefix;
         let f = noise(seed, rows * cols, 3.0);
         let i8s: Vec<i8> = f.iter().map(|x| (x * 10.0) as i8).collect();
+        let f16s: Vec<half::f16> = f.iter().map(|&x| half::f16::from_f32(x)).collect();
         let fast = FastCpuBackend::new(1).unwrap();
-        for data in [ScoreData::F32(&f), ScoreData::I8(&i8s)] {
+        for data in [ScoreData::F32(&f), ScoreData::I8(&i8s), ScoreData::F16(&f16s)] {
             let m = ScoreMatrix::causal(data, rows, cols, prefix).unwrap();
             let budget = KeyBudget::Fixed(k.min(prefix + 1));
             prop_assert_eq!(fast.topk(m, budget).unwrap(), CpuBackend::new().topk(m, budget).unwrap());
@@ -144,7 +145,14 @@ proptest! {
         let gold = CpuBackend::new();
         // Truncation to INT8 keeps the ties and reaches both ends of its range.
         let int8s: Vec<i8> = ints.iter().map(|&x| x as i8).collect();
-        for data in [ScoreData::I32(ints), ScoreData::F32(floats), ScoreData::I8(&int8s)] {
+        // Rounding to f16 makes more ties and keeps ±∞ and ±0.
+        let halves: Vec<half::f16> = floats.iter().map(|&x| half::f16::from_f32(x)).collect();
+        for data in [
+            ScoreData::I32(ints),
+            ScoreData::F32(floats),
+            ScoreData::I8(&int8s),
+            ScoreData::F16(&halves),
+        ] {
             let m = ScoreMatrix::causal(data, rows, cols, cols - rows).unwrap();
             for budget in [KeyBudget::Ratio { ratio, min_keys: 1 }, KeyBudget::Fixed(1)] {
                 prop_assert_eq!(fast.topk(m, budget).unwrap(), gold.topk(m, budget).unwrap());

@@ -23,6 +23,9 @@ pub enum Kernel {
     TopkRow,
     /// The group ranking (sum of the heads' softmax probabilities) and top-k, INT8 scores.
     TopkGroup,
+    /// Top-k of each group's ranking as the NPU reduces it (f16 probabilities, `--pilot
+    /// group`): no exponentials on the CPU.
+    TopkRanked,
     /// Sparse attention alone, a key set per head and row.
     AttendRow,
     /// Sparse attention alone, a key set per GQA group and row.
@@ -39,6 +42,9 @@ pub enum Kernel {
     StageRow,
     /// The CPU stage with the shared selection: group ranking, top-k, sparse attention.
     StageGroup,
+    /// The CPU stage of the group pilot ranked on the NPU: top-k of the f16 ranking, sparse
+    /// attention.
+    StageRanked,
     /// ggml's flash attention (`ggml_flash_attn_ext`), no mask, F32 K/V.
     #[cfg(feature = "ggml")]
     Ggml,
@@ -64,6 +70,7 @@ impl Kernel {
             Kernel::DenseF16,
             Kernel::TopkRow,
             Kernel::TopkGroup,
+            Kernel::TopkRanked,
             Kernel::AttendRow,
             Kernel::AttendGroup,
             Kernel::AttendRowSingle,
@@ -72,6 +79,7 @@ impl Kernel {
             Kernel::AttendGroupTiled,
             Kernel::StageRow,
             Kernel::StageGroup,
+            Kernel::StageRanked,
         ];
         #[cfg(feature = "ggml")]
         all.extend([
@@ -89,6 +97,8 @@ impl Kernel {
         matches!(
             self,
             Kernel::TopkGroup
+                | Kernel::TopkRanked
+                | Kernel::StageRanked
                 | Kernel::AttendGroup
                 | Kernel::AttendGroupSingle
                 | Kernel::AttendGroupTiled
@@ -103,6 +113,7 @@ impl Kernel {
             Kernel::DenseF16 => "dense-f16",
             Kernel::TopkRow => "topk-row",
             Kernel::TopkGroup => "topk-group",
+            Kernel::TopkRanked => "topk-ranked",
             Kernel::AttendRow => "attend-row",
             Kernel::AttendGroup => "attend-group",
             Kernel::AttendRowSingle => "attend-row-single",
@@ -111,6 +122,7 @@ impl Kernel {
             Kernel::AttendGroupTiled => "attend-group-tiled",
             Kernel::StageRow => "stage-row",
             Kernel::StageGroup => "stage-group",
+            Kernel::StageRanked => "stage-ranked",
             #[cfg(feature = "ggml")]
             Kernel::Ggml => "ggml-flash-attn",
             #[cfg(feature = "ggml")]
@@ -160,6 +172,8 @@ pub struct Case {
     scores: Vec<Vec<i8>>,
     /// Each head's logit scale for the group ranking.
     sigmas: Vec<f32>,
+    /// Each group's ranking as the NPU outputs it, f16 `[q_len, kv_len]` (0 past a row's keys).
+    rankings: Vec<Vec<half::f16>>,
     budget: KeyBudget,
     rows: Vec<Selection>,
     groups: Vec<Selection>,
@@ -193,6 +207,7 @@ impl Case {
             chunk,
             scores,
             sigmas,
+            rankings: Vec::new(),
             budget,
             rows: Vec::new(),
             groups: Vec::new(),
@@ -200,6 +215,7 @@ impl Case {
             #[cfg(feature = "ggml")]
             ggml: Vec::new(),
         };
+        case.rankings = case.group_rankings()?;
         case.rows = case.topk_rows(compute)?;
         case.groups = case.topk_groups(compute)?;
         Ok(case)
@@ -270,6 +286,41 @@ impl Case {
             .collect()
     }
 
+    /// Each group's ranking (the HAL's exact rule on the INT8 scores) rounded to f16: what the
+    /// NPU-reduced ranking hands the CPU.
+    fn group_rankings(&self) -> Res<Vec<Vec<half::f16>>> {
+        let s = self.shape();
+        let g = s.q_heads / s.kv_heads;
+        let mut row = Vec::new();
+        (0..s.kv_heads)
+            .map(|kv| {
+                let heads = (kv * g..(kv + 1) * g)
+                    .map(|h| self.score_matrix(h))
+                    .collect::<Res<Vec<_>>>()?;
+                let group = GroupScores::new(heads, self.sigmas[kv * g..(kv + 1) * g].to_vec())?;
+                let mut ranking = vec![half::f16::ZERO; s.q_len * s.kv_len];
+                for i in 0..s.q_len {
+                    group.ranking(i, &mut row);
+                    for (r, &x) in ranking[i * s.kv_len..].iter_mut().zip(&row) {
+                        *r = half::f16::from_f32(x);
+                    }
+                }
+                Ok(ranking)
+            })
+            .collect()
+    }
+
+    fn topk_ranked(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
+        let s = self.shape();
+        self.rankings
+            .iter()
+            .map(|r| {
+                let m = ScoreMatrix::for_chunk(ScoreData::F16(r), &s)?;
+                Ok(compute.topk(m, self.budget)?)
+            })
+            .collect()
+    }
+
     /// Prepares ggml's graphs for this shape on `threads` threads: flash attention with F32
     /// and F16 K/V, no mask; the two materialized graphs, F16 K/V, causal (as our dense kernel).
     #[cfg(feature = "ggml")]
@@ -306,6 +357,9 @@ impl Case {
             Kernel::TopkGroup => {
                 self.groups = self.topk_groups(compute)?;
             }
+            Kernel::TopkRanked => {
+                self.groups = self.topk_ranked(compute)?;
+            }
             Kernel::AttendRow => compute.sparse_attention(inputs, &self.rows, &mut self.out)?,
             Kernel::AttendGroup => {
                 compute.sparse_attention_grouped(inputs, &self.groups, &mut self.out)?
@@ -332,6 +386,10 @@ impl Case {
             }
             Kernel::StageGroup => {
                 let groups = self.topk_groups(compute)?;
+                compute.sparse_attention_grouped(inputs, &groups, &mut self.out)?;
+            }
+            Kernel::StageRanked => {
+                let groups = self.topk_ranked(compute)?;
                 compute.sparse_attention_grouped(inputs, &groups, &mut self.out)?;
             }
             #[cfg(feature = "ggml")]

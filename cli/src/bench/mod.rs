@@ -246,6 +246,12 @@ fn measure(
                     (per_pair * group_pairs as f64, 0)
                 }
                 Kernel::StageGroup => (per_pair * group_pairs as f64, valid),
+                // One ranking per group: the keys of its rows once, not once per head.
+                Kernel::TopkRanked => (0.0, valid * s.kv_heads as u64 / s.q_heads as u64),
+                Kernel::StageRanked => (
+                    per_pair * group_pairs as f64,
+                    valid * s.kv_heads as u64 / s.q_heads as u64,
+                ),
             };
             Record {
                 kernel,

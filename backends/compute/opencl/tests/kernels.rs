@@ -160,7 +160,7 @@ fn topk_is_exactly_the_golden_selection() {
         1usize..300,
         0usize..40,
         any::<bool>(),
-        0u8..3,
+        0u8..4,
         any::<u64>(),
         0.01f32..1.0,
     );
@@ -191,9 +191,11 @@ fn topk_is_exactly_the_golden_selection() {
                     .iter()
                     .map(|x| (x * (spread as f32 + 1.0)).clamp(-128.0, 127.0) as i8)
                     .collect();
+                let f16s: Vec<half::f16> = f.iter().map(|&x| half::f16::from_f32(x)).collect();
                 let data = match kind {
                     0 => ScoreData::F32(&f),
                     1 => ScoreData::I32(&i32s),
+                    2 => ScoreData::F16(&f16s),
                     _ => ScoreData::I8(&i8s),
                 };
                 let m = ScoreMatrix::new(data, rows, cols, cols - rows, causal).unwrap();

@@ -29,13 +29,6 @@ impl RankKey for f32 {
     }
 }
 
-impl RankKey for half::f16 {
-    fn key(self) -> u32 {
-        // Exact widening: the f32 order is the f16 order.
-        self.to_f32().key()
-    }
-}
-
 /// Smallest and largest of a non-empty slice.
 fn min_max(keys: &[u32]) -> (u32, u32) {
     keys.iter()
@@ -213,16 +206,29 @@ fn select_i8(scores: &[i8], k: usize, hint: &mut i8, picked: &mut Vec<u32>) -> u
 /// searched from `hint` outwards (steps doubling) until bracketed, then by bisection.
 fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
     // Probes stay in −128..=128; only 128 (nothing is at least it) falls outside i8.
-    let count = |t: i16| i8::try_from(t).map_or(0, |t| simd::count_at_least_i8(scores, t));
-    // Invariant once bracketed: at least k scores are >= lo; `above` (< k) are >= hi + 1.
+    let count = |t: i32| i8::try_from(t).map_or(0, |t| simd::count_at_least_i8(scores, t));
+    let (t, above) = kth_largest_by(count, k, i32::from(hint), (-128, 128));
+    (t as i8, above)
+}
+
+/// The largest probe `t` in `min..bound` with `count(t) >= k` and `count(t + 1)` (the values
+/// above it), for a `count(t)` of values at least `t` that falls as `t` grows, is `n >= k` at
+/// `min` and 0 at `bound`: searched from `start` outwards (steps doubling) until bracketed,
+/// then by bisection.
+fn kth_largest_by(
+    count: impl Fn(i32) -> usize,
+    k: usize,
+    start: i32,
+    (min, bound): (i32, i32),
+) -> (i32, usize) {
+    // Invariant once bracketed: at least k values are >= lo; `above` (< k) are >= hi + 1.
     let (mut lo, mut hi, mut above);
-    let start = i16::from(hint);
     let at_start = count(start);
     let mut step = 1;
     if at_start >= k {
         lo = start;
         loop {
-            let probe = (lo + step).min(128);
+            let probe = (lo + step).min(bound);
             let c = count(probe);
             if c >= k {
                 lo = probe;
@@ -235,7 +241,7 @@ fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
     } else {
         (hi, above) = (start - 1, at_start);
         loop {
-            let probe = (hi + 1 - step).max(-128);
+            let probe = (hi + 1 - step).max(min);
             let c = count(probe);
             if c >= k {
                 lo = probe;
@@ -254,7 +260,62 @@ fn kth_largest_i8(scores: &[i8], k: usize, hint: i8) -> (i8, usize) {
             (hi, above) = (mid - 1, c);
         }
     }
-    (lo as i8, above)
+    (lo, above)
+}
+
+/// The order-preserving `i16` image of an f16's bits: `a.total_cmp(b)` (as the f32 keys order
+/// floats, −0 below +0) exactly when `key(a) < key(b)`. Signed, because baseline x86-64 vector
+/// code compares signed 16-bit lanes only.
+fn key16(bits: u16) -> i16 {
+    let b = bits as i16;
+    // Negative floats: the magnitude bits flipped (larger magnitude → smaller key).
+    b ^ ((b >> 15) & 0x7FFF)
+}
+
+/// How many of `keys` are at least `t`: counted in 16-bit lanes, 4096 keys at a time (the loop
+/// vectorizes to compares and subtractions).
+fn count_at_least_i16(keys: &[i16], t: i16) -> usize {
+    keys.chunks(4096)
+        .map(|c| usize::from(c.iter().fold(0u16, |n, &x| n + u16::from(x >= t))))
+        .sum()
+}
+
+/// The indices of the `k` largest f16 `scores` (non-NaN; ties at the lower index), ascending,
+/// into the front of `picked`: their u16 keys into `keys`, the k-th largest key by counts from
+/// `hint` (the previous row's), then the keys above it and the first ties. Returns how many
+/// (`min(k, n)`) and updates `hint`.
+fn select_f16(
+    scores: &[half::f16],
+    k: usize,
+    hint: &mut i16,
+    keys: &mut Vec<i16>,
+    picked: &mut Vec<u32>,
+) -> usize {
+    let n = scores.len();
+    if k == 0 {
+        return 0;
+    }
+    if k >= n {
+        return all_indices(n, picked);
+    }
+    keys.clear();
+    keys.extend(scores.iter().map(|x| key16(x.to_bits())));
+    // Probes in −32768..=32768; only 32768 (nothing is at least it) falls outside i16.
+    let count = |t: i32| i16::try_from(t).map_or(0, |t| count_at_least_i16(keys, t));
+    let (t, above) = kth_largest_by(count, k, i32::from(*hint), (-32768, 32768));
+    let t = t as i16;
+    *hint = t;
+    let out = room(picked, k);
+    let (mut at, mut ties) = (0, k - above);
+    for (j, &x) in keys.iter().enumerate() {
+        let take = x > t || (x == t && ties > 0);
+        ties -= usize::from(x == t && ties > 0);
+        if take {
+            out[at] = j as u32;
+            at += 1;
+        }
+    }
+    at
 }
 
 /// The buffers one top-k row reuses: rank keys, candidates, and the picked indices.
@@ -307,7 +368,14 @@ fn topk_row(
                     format!("query row {i}, key {j} is NaN; NaN has no order"),
                 ));
             }
-            keys.extend(d.iter().map(|x| x.key()));
+            let hint = &mut scratch.hint16;
+            return Ok(select_f16(
+                d,
+                k,
+                hint,
+                &mut scratch.keys16,
+                &mut scratch.picked,
+            ));
         }
     }
     Ok(select_keys(
@@ -341,6 +409,8 @@ struct TopkScratch {
     candidates: Vec<u32>,
     picked: Vec<u32>,
     hint: i8,
+    keys16: Vec<i16>,
+    hint16: i16,
 }
 
 /// A selection of rows of `kept[i]` keys each, row `i` written by `row(i, scratch)` (which
