@@ -227,7 +227,8 @@ impl PilotSpec {
     /// `[1, fused, kv_len, d]`; output `scores` `[1, fused, heads · q_len, kv_len]` (i32 or
     /// requantized i8), or for an NPU-reduced group ranking the inputs `key_mask` f16
     /// `[1, 1, 1, kv_len]` and `head_scale` f16 `[fused, heads, 1, 1]` and the output `ranking`
-    /// f16 `[1, fused, q_len, kv_len]`: the scores dequantized, scaled per head, masked, softmaxed per head and summed over the group.
+    /// f16 `[1, fused, q_len, kv_len]`: the scores dequantized, scaled per head, masked,
+    /// softmaxed per head and summed over the group.
     pub fn graph(&self) -> Result<Graph> {
         if self.fused == 0 || self.unit.heads() == 0 {
             return Err(SparseAttnError::config(
