@@ -162,6 +162,14 @@ impl PilotUnit {
         }
     }
 
+    /// What a unit is in the pipeline's plans and timelines.
+    pub fn unit_kind(self) -> shadowattn_pipeline::UnitKind {
+        match self {
+            PilotUnit::Head => shadowattn_pipeline::UnitKind::Head,
+            PilotUnit::Group { .. } => shadowattn_pipeline::UnitKind::KvGroup,
+        }
+    }
+
     /// Short name in graph names and reports: `h`, `g<heads>` or `g<heads>r` (NPU ranking).
     pub fn label(self) -> String {
         match self {

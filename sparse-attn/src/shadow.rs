@@ -509,7 +509,10 @@ impl<'c> ShadowAttention<'c> {
             }
         };
         let ratios = self.calibration.ratios[layer].as_slice();
-        let pipeline = self.config.pipeline()?;
+        let pipeline = self
+            .config
+            .pipeline()?
+            .with_unit(bank.spec().unit.unit_kind());
         let mut keys = Vec::new();
         let pilot_view = if self.calibration.center_keys {
             crate::pilot::with_centered_keys(&inputs, &mut keys)?

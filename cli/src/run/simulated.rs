@@ -58,7 +58,7 @@ impl SimulatedLayer {
         let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
         let work: Vec<UnitWork> = result.unit_work(shape);
         let costs = LayerCosts::priced(prices, &result.launches, &work)?;
-        let pipeline = Pipeline::executor(cores)?;
+        let pipeline = Pipeline::executor(cores)?.with_unit(result.unit.unit_kind());
         let planned = simulate(&pipeline, &result.launches, &costs, plan)?;
         let fifo_order = fifo(&pipeline, &result.launches, &costs)?;
         let fifo = simulate(&pipeline, &result.launches, &costs, &fifo_order)?;

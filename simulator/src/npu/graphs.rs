@@ -59,6 +59,14 @@ impl PilotGraph {
         }
     }
 
+    /// What a unit is in the pipeline's plans and timelines.
+    pub fn unit_kind(self) -> shadowattn_pipeline::UnitKind {
+        match self {
+            PilotGraph::Head => shadowattn_pipeline::UnitKind::Head,
+            PilotGraph::Group { .. } => shadowattn_pipeline::UnitKind::KvGroup,
+        }
+    }
+
     /// The graph of `units` fused units for chunks of `q_len` rows over `kv_len` keys.
     pub fn graph(self, units: usize, q_len: usize, kv_len: usize, head_dim: usize) -> Graph {
         match self {

@@ -342,7 +342,8 @@ impl PrefillLayer {
             Some(split) => Pipeline::two_stage(split.topk.1, split.attention.1),
             None => Pipeline::executor(self.cores),
         }
-        .map_err(schedule)?;
+        .map_err(schedule)?
+        .with_unit(self.pilot.unit_kind());
         let launches = self.launches();
         let chunks = self.prompt_len.div_ceil(self.chunk_len);
         let mut out = Vec::with_capacity(chunks);
