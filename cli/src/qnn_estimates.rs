@@ -190,10 +190,10 @@ impl QnnEstimator {
         self.estimate_graph(spec, &spec.graph()?)
     }
 
-    /// [`Self::estimate`] of `spec`'s graph already built.
+    /// [`Self::estimate`] of a graph already built, named `what` in errors.
     pub fn estimate_graph(
         &self,
-        spec: &GraphSpec,
+        what: &dyn std::fmt::Display,
         graph: &Graph,
     ) -> Result<Estimate, Box<dyn Error>> {
         match self.qnn.compile_qnn(graph) {
@@ -202,7 +202,7 @@ impl QnnEstimator {
                 .estimate()
                 .map_or(Estimate::NoCostModel, Estimate::Cycles)),
             Err(e @ QnnError::Unsupported { .. }) => Ok(Estimate::Refused(e.to_string())),
-            Err(e) => Err(format!("socModel {}: {spec}: {e}", self.soc_model).into()),
+            Err(e) => Err(format!("socModel {}: {what}: {e}", self.soc_model).into()),
         }
     }
 }
@@ -259,26 +259,24 @@ fn pilot_graphs(args: &EstimateArgs) -> Vec<(String, Graph)> {
     graphs
 }
 
+/// The simulator profile compared with socModel `soc`: `--soc`, else the one fitted to it.
+fn compared_profile(args: &EstimateArgs, soc: u32) -> Result<Option<SocProfile>, Box<dyn Error>> {
+    Ok(match (&args.soc, profile_of(soc)) {
+        (Some(name), _) => Some(load_profile(name)?),
+        (None, Some(name)) => Some(SocProfile::builtin(name)?),
+        (None, None) => None,
+    })
+}
+
 /// `--pilots`: QNN's estimate of each pilot graph beside the simulator's, a table.
 fn run_pilots(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
     let graphs = pilot_graphs(args);
     let mut rows = Vec::new();
     for &soc in &args.soc_models {
-        let profile = match (&args.soc, profile_of(soc)) {
-            (Some(name), _) => Some(load_profile(name)?),
-            (None, Some(name)) => Some(SocProfile::builtin(name)?),
-            (None, None) => None,
-        };
+        let profile = compared_profile(args, soc)?;
         let estimator = QnnEstimator::open(args.library.clone(), soc)?;
         for (label, graph) in &graphs {
-            let qnn = match estimator.qnn.compile_qnn(graph) {
-                Ok(compiled) => compiled
-                    .executable()
-                    .estimate()
-                    .map_or(Estimate::NoCostModel, Estimate::Cycles),
-                Err(e @ QnnError::Unsupported { .. }) => Estimate::Refused(e.to_string()),
-                Err(e) => return Err(format!("socModel {soc}: {label}: {e}").into()),
-            };
+            let qnn = estimator.estimate_graph(label, graph)?;
             let sim = profile
                 .as_ref()
                 .map(|p| graph_cost(p, graph).accelerator_cycles);
@@ -317,11 +315,7 @@ pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
     let mut rows = Vec::new();
     let bar = progress_bar(specs.len() * args.soc_models.len());
     for &soc in &args.soc_models {
-        let profile = match (&args.soc, profile_of(soc)) {
-            (Some(name), _) => Some(load_profile(name)?),
-            (None, Some(name)) => Some(SocProfile::builtin(name)?),
-            (None, None) => None,
-        };
+        let profile = compared_profile(args, soc)?;
         let estimator = QnnEstimator::open(args.library.clone(), soc)?;
         for spec in &specs {
             bar.set_message(format!("socModel {soc}: {spec}"));

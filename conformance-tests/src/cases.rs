@@ -505,21 +505,29 @@ fn pilot_cases() -> Vec<Case> {
                     k_scale,
                     output,
                 };
-                let name = format!("pilot_bucket{bucket}_h{fused}_{label}");
-                let graph = spec.graph().expect("valid pilot");
-                cases.push(Case {
-                    name: name.clone(),
-                    group: Group::Graph,
-                    kind: CaseKind::Graph {
-                        graph,
-                        seed: seed_of(&name),
-                        tiers: vec![tol],
-                    },
-                });
+                cases.push(pilot_case(
+                    format!("pilot_bucket{bucket}_h{fused}_{label}"),
+                    &spec,
+                    tol,
+                ));
             }
         }
     }
     cases
+}
+
+/// The graph case `name` of the pilot `spec`, its one output judged by `tiers`.
+fn pilot_case(name: String, spec: &PilotSpec, tiers: Tiers) -> Case {
+    let graph = spec.graph().expect("valid pilot");
+    Case {
+        group: Group::Graph,
+        kind: CaseKind::Graph {
+            graph,
+            seed: seed_of(&name),
+            tiers: vec![tiers],
+        },
+        name,
+    }
 }
 
 /// The group pilot's graphs (three query heads per group, both ranking placements) in two
@@ -559,17 +567,11 @@ fn group_pilot_cases() -> Vec<Case> {
                     k_scale,
                     output,
                 };
-                let name = format!("pilot_group3_bucket{bucket}_g{fused}_{label}");
-                let graph = spec.graph().expect("valid group pilot");
-                cases.push(Case {
-                    name: name.clone(),
-                    group: Group::Graph,
-                    kind: CaseKind::Graph {
-                        graph,
-                        seed: seed_of(&name),
-                        tiers: vec![tiers],
-                    },
-                });
+                cases.push(pilot_case(
+                    format!("pilot_group3_bucket{bucket}_g{fused}_{label}"),
+                    &spec,
+                    tiers,
+                ));
             }
         }
     }

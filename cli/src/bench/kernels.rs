@@ -272,17 +272,22 @@ impl Case {
             .collect()
     }
 
-    fn topk_groups(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
+    /// The INT8 scores and logit scales of KV group `kv`'s heads.
+    fn group_scores(&self, kv: usize) -> Res<GroupScores<'_>> {
         let s = self.shape();
         let g = s.q_heads / s.kv_heads;
-        (0..s.kv_heads)
-            .map(|kv| {
-                let heads = (kv * g..(kv + 1) * g)
-                    .map(|h| self.score_matrix(h))
-                    .collect::<Res<Vec<_>>>()?;
-                let group = GroupScores::new(heads, self.sigmas[kv * g..(kv + 1) * g].to_vec())?;
-                Ok(compute.topk_group(&group, self.budget)?)
-            })
+        let heads = (kv * g..(kv + 1) * g)
+            .map(|h| self.score_matrix(h))
+            .collect::<Res<Vec<_>>>()?;
+        Ok(GroupScores::new(
+            heads,
+            self.sigmas[kv * g..(kv + 1) * g].to_vec(),
+        )?)
+    }
+
+    fn topk_groups(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
+        (0..self.shape().kv_heads)
+            .map(|kv| Ok(compute.topk_group(&self.group_scores(kv)?, self.budget)?))
             .collect()
     }
 
@@ -290,14 +295,10 @@ impl Case {
     /// NPU-reduced ranking hands the CPU.
     fn group_rankings(&self) -> Res<Vec<Vec<half::f16>>> {
         let s = self.shape();
-        let g = s.q_heads / s.kv_heads;
         let mut row = Vec::new();
         (0..s.kv_heads)
             .map(|kv| {
-                let heads = (kv * g..(kv + 1) * g)
-                    .map(|h| self.score_matrix(h))
-                    .collect::<Res<Vec<_>>>()?;
-                let group = GroupScores::new(heads, self.sigmas[kv * g..(kv + 1) * g].to_vec())?;
+                let group = self.group_scores(kv)?;
                 let mut ranking = vec![half::f16::ZERO; s.q_len * s.kv_len];
                 for i in 0..s.q_len {
                     group.ranking(i, &mut row);
