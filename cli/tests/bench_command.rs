@@ -113,6 +113,7 @@ fn profile_cpu_prints_every_field_the_simulator_reads() {
         "sparse_group_efficiency",
         "topk_cycles_per_key",
         "group_topk_cycles_per_key",
+        "ranked_topk_cycles_per_key",
     ] {
         let line = block
             .lines()

@@ -436,6 +436,7 @@ fn print_profile_block(records: &[Record], args: &BenchArgs) {
             for (field, kernel) in [
                 ("topk_cycles_per_key", Kernel::TopkRow),
                 ("group_topk_cycles_per_key", Kernel::TopkGroup),
+                ("ranked_topk_cycles_per_key", Kernel::TopkRanked),
             ] {
                 println!(
                     "{field} = {{ value = {:.2}, source = \"{source}; ns per key x clock\" }}",
@@ -444,9 +445,10 @@ fn print_profile_block(records: &[Record], args: &BenchArgs) {
             }
         }
         None => println!(
-            "# no clock in /proc/cpuinfo: top-k costs here are {:.3} (per row) and {:.3} (group) ns per key",
+            "# no clock in /proc/cpuinfo: top-k costs here are {:.3} (per row), {:.3} (group) and {:.3} (NPU-reduced group ranking) ns per key",
             ns_key(Kernel::TopkRow),
-            ns_key(Kernel::TopkGroup)
+            ns_key(Kernel::TopkGroup),
+            ns_key(Kernel::TopkRanked)
         ),
     }
 }

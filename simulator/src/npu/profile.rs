@@ -278,6 +278,9 @@ pub struct CpuCore {
     /// Core cycles per key of each head when a GQA group shares its key set: the group's
     /// softmax-probability ranking, then one top-k.
     pub group_topk_cycles_per_key: Real,
+    /// Core cycles per key of a GQA group's ranking reduced on the NPU (f16 probabilities): its
+    /// top-k alone, each key once per group.
+    pub ranked_topk_cycles_per_key: Real,
     /// Fraction of peak FLOP/s dense attention reaches on this core, in (0, 1].
     pub dense_efficiency: Real,
     /// Fraction of peak FLOP/s sparse attention with a key set per head and row reaches, one
@@ -447,6 +450,7 @@ impl SocProfile {
                 ("mem_gbps", &c.mem_gbps),
                 ("topk_cycles_per_key", &c.topk_cycles_per_key),
                 ("group_topk_cycles_per_key", &c.group_topk_cycles_per_key),
+                ("ranked_topk_cycles_per_key", &c.ranked_topk_cycles_per_key),
             ]
             .into_iter()
             .chain(c.efficiencies())

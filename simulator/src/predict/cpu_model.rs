@@ -91,7 +91,8 @@ pub struct CpuKernel {
 /// What a build's top-k costs per key.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TopkCost {
-    /// The core's measured `topk_cycles_per_key` / `group_topk_cycles_per_key` (our kernels).
+    /// The core's measured `topk_cycles_per_key` / `group_topk_cycles_per_key` /
+    /// `ranked_topk_cycles_per_key` (our kernels).
     Measured,
     /// Fixed cycles per key, a key set per head and row and per GQA group.
     CyclesPerKey {
@@ -192,10 +193,12 @@ pub fn topk_ns_of(
     sharing: SelectionSharing,
 ) -> f64 {
     let cycles = match (cost, sharing) {
-        (TopkCost::Measured, SelectionSharing::PerHead | SelectionSharing::PerGroupRanked) => {
-            real(&core.topk_cycles_per_key)
-        }
+        (TopkCost::Measured, SelectionSharing::PerHead) => real(&core.topk_cycles_per_key),
         (TopkCost::Measured, SelectionSharing::PerGroup) => real(&core.group_topk_cycles_per_key),
+        (TopkCost::Measured, SelectionSharing::PerGroupRanked) => {
+            real(&core.ranked_topk_cycles_per_key)
+        }
+        // A port's top-k of a reduced ranking at its per-row rate (no port ranks on the NPU).
         (
             TopkCost::CyclesPerKey { row, .. },
             SelectionSharing::PerHead | SelectionSharing::PerGroupRanked,
