@@ -750,10 +750,23 @@ mod tests {
             (0..70).map(|i| ((i * 37) % 256) as u8 as i8).collect(),
             (0..67).map(|i| [3i8, -1, 3, 3, 127, -128][i % 6]).collect(),
         ];
-        // Miri interprets every count: hints every 17th value there, every value natively.
-        let step = if cfg!(miri) { 17 } else { 1 };
+        // Miri interprets every count: there, every row (lengths under, at and past the 32-lane
+        // vectors), the ranks at both ends and the middle, and every 51st hint (both ends of
+        // the range among them); natively every rank and every hint.
+        let miri = cfg!(miri);
+        let step = if miri { 51 } else { 1 };
         for row in &rows {
-            for k in 1..row.len() {
+            let n = row.len();
+            let ks: Vec<usize> = if miri {
+                let mut ks = vec![1, 2, n / 2, n - 2, n - 1];
+                ks.retain(|&k| (1..n).contains(&k));
+                ks.sort_unstable();
+                ks.dedup();
+                ks
+            } else {
+                (1..n).collect()
+            };
+            for k in ks {
                 let want = sorted_kth(row, k);
                 for hint in (i8::MIN..=i8::MAX).step_by(step) {
                     assert_eq!(
@@ -768,19 +781,25 @@ mod tests {
 
     #[test]
     fn int8_rows_keep_exactly_the_reference_keys_whatever_the_hint() {
+        // 300 scores: nine 32-lane vectors and a remainder; 50 at 127, then 150 at 9.
         let row: Vec<i8> = (0..300).map(|i| [9i8, 9, -128, 127, 0, 9][i % 6]).collect();
+        let reference = Ranked::new(&row);
         let mut picked = Vec::new();
-        for k in [0, 1, 2, 49, 50, 51, 150, 299, 300, 301] {
-            for start in [i8::MIN, 0, 9, i8::MAX] {
+        // Miri interprets every count and compaction: there, the budgets around the run of
+        // 127s and the ends, from a hint below and above.
+        let (ks, starts): (&[usize], &[i8]) = if cfg!(miri) {
+            (&[0, 1, 50, 51, 299, 300, 301], &[i8::MIN, i8::MAX])
+        } else {
+            (
+                &[0, 1, 2, 49, 50, 51, 150, 299, 300, 301],
+                &[i8::MIN, 0, 9, i8::MAX],
+            )
+        };
+        for &k in ks {
+            let want = reference.top(k);
+            for &start in starts {
                 let mut hint = start;
                 let count = select_i8(&row, k, &mut hint, &mut picked);
-                let mut order: Vec<usize> = (0..row.len()).collect();
-                order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
-                let mut want: Vec<u32> = order[..k.min(row.len())]
-                    .iter()
-                    .map(|&j| j as u32)
-                    .collect();
-                want.sort_unstable();
                 assert_eq!(&picked[..count], &want[..], "k={k} hint={start}");
                 if k > 0 && k < row.len() {
                     assert_eq!(
@@ -793,26 +812,49 @@ mod tests {
         }
     }
 
-    /// The reference rule: the `k` largest, ties at the lower index, ascending.
-    fn reference<T: Ord + Copy>(row: &[T], k: usize) -> Vec<u32> {
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].cmp(&row[a]).then(a.cmp(&b)));
-        let mut want: Vec<u32> = order[..k.min(row.len())]
-            .iter()
-            .map(|&j| j as u32)
-            .collect();
-        want.sort_unstable();
-        want
+    /// A row's indices ranked by the reference rule: larger first, ties at the lower index
+    /// (sorted once per row, not once per budget: Miri interprets every comparison).
+    struct Ranked(Vec<u32>);
+
+    impl Ranked {
+        fn new<T: Ord + Copy>(row: &[T]) -> Self {
+            let mut order: Vec<u32> = (0..row.len() as u32).collect();
+            order.sort_by(|&a, &b| row[b as usize].cmp(&row[a as usize]).then(a.cmp(&b)));
+            Ranked(order)
+        }
+
+        /// The reference selection: the `k` largest, ascending.
+        fn top(&self, k: usize) -> Vec<u32> {
+            let mut want = self.0[..k.min(self.0.len())].to_vec();
+            want.sort_unstable();
+            want
+        }
     }
 
     #[test]
     fn rank_keys_are_selected_exactly_whether_or_not_the_sample_brackets_them() {
         let (mut candidates, mut picked) = (Vec::new(), Vec::new());
-        let n = 1024;
-        // The sample (every 16th key from the 8th) sees only the low value: it brackets the
-        // k-th largest below all k high keys, so that exactly k keys lie above the bracket.
+        // Miri interprets every count of the bisection: there, rows just long enough to be
+        // sampled (and one of them not a whole number of 8-lane vectors), and the budgets at
+        // the ends and around the bracket's edge.
+        let miri = cfg!(miri);
+        let (n, odd) = if miri {
+            (SAMPLED_ROW, SAMPLED_ROW + 5)
+        } else {
+            (1024, 600)
+        };
+        // The sample (every (n / SAMPLE)-th key from the middle of the first stride) sees only
+        // the low value: it brackets the k-th largest below all k high keys, so that exactly k
+        // keys lie above the bracket.
+        let stride = n / SAMPLE;
         let hidden: Vec<u32> = (0..n)
-            .map(|j| if j % 16 != 8 && j % 3 == 0 { 10 } else { 5 })
+            .map(|j| {
+                if j % stride != stride / 2 && j % 3 == 0 {
+                    10
+                } else {
+                    5
+                }
+            })
             .collect();
         let high = hidden.iter().filter(|&&x| x == 10).count();
         // Spread values, runs of ties, the extremes of the type, and rows too short to sample.
@@ -820,25 +862,30 @@ mod tests {
             .map(|j| j.wrapping_mul(2_654_435_761))
             .collect();
         let runs: Vec<u32> = (0..n as u32).map(|j| (j * 7 % 13) << 28).collect();
-        let extremes: Vec<u32> = (0..600)
+        let extremes: Vec<u32> = (0..odd)
             .map(|j| [0, u32::MAX, 1, u32::MAX - 1][j % 4])
             .collect();
         let short: Vec<u32> = (0..70u32).map(|j| j * 37 % 11).collect();
         for row in [&hidden, &spread, &runs, &extremes, &short] {
-            let ks = [
-                1,
-                2,
-                100,
-                high - 1,
-                high,
-                high + 1,
-                300,
-                row.len() - 1,
-                row.len(),
-            ];
+            let reference = Ranked::new(row);
+            let ks: Vec<usize> = if miri {
+                vec![1, high - 1, high, high + 1, row.len() - 1, row.len()]
+            } else {
+                vec![
+                    1,
+                    2,
+                    100,
+                    high - 1,
+                    high,
+                    high + 1,
+                    300,
+                    row.len() - 1,
+                    row.len(),
+                ]
+            };
             for k in ks.into_iter().filter(|&k| k <= row.len()) {
                 let count = select_keys(row, k, &mut candidates, &mut picked);
-                assert_eq!(&picked[..count], &reference(row, k)[..], "k={k}");
+                assert_eq!(&picked[..count], &reference.top(k)[..], "k={k}");
             }
         }
     }

@@ -453,16 +453,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn miri_runs_the_vector_paths_its_target_features_enable() {
+        // Under Miri run-time detection reports exactly the compile-time target features, so
+        // `ci/miri.sh`'s AVX2 run must enable every feature `isa` asks for (POPCNT is not
+        // implied by AVX2) or it silently checks the portable path a second time. (F16C is
+        // left out there: Miri cannot run the `half` crate's F16C conversions.)
+        if cfg!(all(miri, target_arch = "x86_64", target_feature = "avx2")) {
+            assert_eq!(
+                isa(),
+                Isa::Avx2Fma,
+                "AVX2 is enabled but the kernels run the portable path: enable fma and popcnt too"
+            );
+        }
+    }
+
+    #[test]
     fn the_int8_dot_is_exact_at_every_length_and_at_the_extremes() {
-        for n in [0, 1, 15, 16, 17, 31, 32, 33, 100, 4096] {
+        // Miri interprets every byte: a long row of 512 (16 rounds of the 32-byte loop) there.
+        let long = if cfg!(miri) { 512 } else { 4096 };
+        for n in [0, 1, 15, 16, 17, 31, 32, 33, 100, long] {
             let a: Vec<i8> = (0..n).map(|i| (i * 37 % 256) as u8 as i8).collect();
             let b: Vec<i8> = (0..n).map(|i| (i * 91 % 256 + 5) as u8 as i8).collect();
             assert_eq!(dot_i8(&a, &b), portable::dot_i8(&a, &b), "n = {n}");
         }
-        let lows = vec![i8::MIN; 4096];
-        assert_eq!(dot_i8(&lows, &lows), 4096 * 16384);
-        let highs = vec![i8::MAX; 4096];
-        assert_eq!(dot_i8(&lows, &highs), -4096 * 128 * 127);
+        let lows = vec![i8::MIN; long];
+        assert_eq!(dot_i8(&lows, &lows), long as i32 * 16384);
+        let highs = vec![i8::MAX; long];
+        assert_eq!(dot_i8(&lows, &highs), -(long as i32) * 128 * 127);
     }
 
     #[test]
@@ -557,12 +574,27 @@ mod tests {
         // Every length up to 70 (whole vectors and remainders), every threshold class (both
         // ends of the range, the row's own values) and tie budgets from none to all.
         // Past 64 too: the portable compaction finds its cut by blocks of 64.
-        for n in (0..=70usize).chain([127, 128, 129, 200]) {
+        // Miri interprets every byte of every call: there, the lengths around the 32-lane
+        // vectors and the 64-blocks (0, 1, and one short of, at and one past one and two
+        // vectors) and the threshold classes once each (both ends of the range, -1 and 3,
+        // values of both rows and ties in the second).
+        let (lengths, thresholds): (Vec<usize>, &[i8]) = if cfg!(miri) {
+            (
+                vec![0, 1, 31, 32, 33, 63, 64, 65],
+                &[i8::MIN, -1, 3, i8::MAX],
+            )
+        } else {
+            (
+                (0..=70usize).chain([127, 128, 129, 200]).collect(),
+                &[i8::MIN, -1, 0, 3, 100, i8::MAX],
+            )
+        };
+        for n in lengths {
             let scores: Vec<i8> = (0..n).map(|i| ((i * 37) % 256) as u8 as i8).collect();
             let ties: Vec<i8> = (0..n).map(|i| [3i8, -1, 3, 3, 127][i % 5]).collect();
             let mut out = vec![0u32; n + COMPACT_SLACK];
             for row in [&scores, &ties] {
-                for t in [i8::MIN, -1, 0, 3, 100, i8::MAX] {
+                for &t in thresholds {
                     let count = count_at_least_i8(row, t);
                     assert_eq!(count, portable::count_at_least_i8(row, t), "n={n} t={t}");
                     assert_eq!(
@@ -598,8 +630,15 @@ mod tests {
 
     #[test]
     fn int8_counts_hold_more_than_255_vectors() {
-        // The byte counters of the vector paths are flushed before they wrap.
-        for n in [255 * 32, 255 * 32 + 1, 256 * 32 + 5, 40_000] {
+        // The byte counters of the vector paths are flushed before they wrap. Miri interprets
+        // every byte: the lengths around the first flush (255 vectors of 32) there, not the
+        // several flushes of 40 000.
+        let lengths: &[usize] = if cfg!(miri) {
+            &[255 * 32, 255 * 32 + 1, 256 * 32 + 5]
+        } else {
+            &[255 * 32, 255 * 32 + 1, 256 * 32 + 5, 40_000]
+        };
+        for &n in lengths {
             let all = vec![7i8; n];
             assert_eq!(count_at_least_i8(&all, 7), n);
             assert_eq!(count_at_least_i8(&all, 8), 0);
