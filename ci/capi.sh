@@ -28,8 +28,9 @@ cli=target/debug/shadowattn
 echo "== capi: the C example"
 "$out/prefill" "$out/calibration.json" 4 2 16 64 32 1 | tee "$out/prefill.txt"
 "$out/prefill-static" "$out/calibration.json" 4 2 16 64 32 1 > "$out/prefill-static.txt"
+# The C API's context runs the per-head pilot (its options have no pilot choice yet).
 "$cli" run --calibration "$out/calibration.json" --compute cpu --q-heads 4 --kv-heads 2 --q-len 16 --kv-len 64 \
-  --head-dim 32 --seed 1 > "$out/run.txt"
+  --head-dim 32 --seed 1 --pilot head > "$out/run.txt"
 keys='^(topk_recall_mean|topk_recall_p5|attention_mass_mean|oracle_mass_mean|rel_l2_mean|rel_l2_p95|cosine_mean|fallback):'
 for f in prefill prefill-static; do
   if ! diff <(grep -E "$keys" "$out/run.txt" | cut -d" " -f1-2) <(grep -E "$keys" "$out/$f.txt" | cut -d" " -f1-2); then
