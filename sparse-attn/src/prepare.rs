@@ -362,6 +362,36 @@ mod tests {
     }
 
     #[test]
+    fn a_group_units_work_is_its_ranked_keys_and_its_heads_pairs_at_their_mean_ratio() {
+        // Rows see 3, 4, 5, 6 keys (18 valid); two groups of three heads.
+        let shape = AttentionShape::causal(6, 2, 4, 6, 2);
+        let ratios = [0.2, 0.4, 0.6, 1.0, 1.0, 1.0];
+        let group = |ranking| PilotUnit::Group { heads: 3, ranking };
+        let kept = |ratio: f32| -> u64 {
+            (3..=6)
+                .map(|n| KeyBudget::Ratio { ratio, min_keys: 1 }.keys_for(0, n).unwrap() as u64)
+                .sum()
+        };
+        let npu = crate::pilot::GroupRanking::Npu {
+            attention_scale: 1.0,
+        };
+        let w = unit_work(&shape, group(npu), &ratios, 1);
+        assert_eq!(w.len(), 2);
+        // The NPU reduced the ranking: each key ranked once per group.
+        assert_eq!(w[0].valid_keys, 18);
+        // The heads share the keys of their mean ratio, 0.4, and each attends to them.
+        assert_eq!(w[0].kept_pairs, 3 * kept(0.4));
+        assert_eq!(w[1].kept_pairs, 3 * 18);
+        let w = unit_work(&shape, group(crate::pilot::GroupRanking::Cpu), &ratios, 1);
+        // The CPU ranks every head's scores.
+        assert_eq!(w[0].valid_keys, 3 * 18);
+        let heads = unit_work(&shape, PilotUnit::Head, &ratios, 1);
+        assert_eq!(heads.len(), 6);
+        assert_eq!(heads[0].kept_pairs, kept(0.2));
+        assert_eq!(heads[0].valid_keys, 18);
+    }
+
+    #[test]
     fn heads_are_bucketed_fused_planned_and_padded_without_running_anything() {
         // Four query heads over two KV heads; heads 0 and 1 small, 2 and 3 large queries.
         let shape = AttentionShape::causal(4, 2, 2, 3, 2);
