@@ -369,7 +369,11 @@ mod tests {
         let group = |ranking| PilotUnit::Group { heads: 3, ranking };
         let kept = |ratio: f32| -> u64 {
             (3..=6)
-                .map(|n| KeyBudget::Ratio { ratio, min_keys: 1 }.keys_for(0, n).unwrap() as u64)
+                .map(|n| {
+                    KeyBudget::Ratio { ratio, min_keys: 1 }
+                        .keys_for(0, n)
+                        .unwrap() as u64
+                })
                 .sum()
         };
         let npu = crate::pilot::GroupRanking::Npu {
