@@ -151,6 +151,23 @@ impl<'a> ScoreMatrix<'a> {
         let start = i * self.cols;
         self.data.slice(start..start + self.valid_keys(i))
     }
+
+    /// [`ScoreMatrix::row`], or an error naming its first NaN (NaN has no order to rank by).
+    pub fn ordered_row(&self, i: usize) -> Result<ScoreData<'a>> {
+        let row = self.row(i);
+        let nan = match row {
+            ScoreData::F32(d) => d.iter().position(|v| v.is_nan()),
+            ScoreData::F16(d) => d.iter().position(|v| v.is_nan()),
+            ScoreData::I32(_) | ScoreData::I8(_) => None,
+        };
+        match nan {
+            Some(j) => Err(HalError::invalid_value(
+                "scores",
+                format!("query row {i}, key {j} is NaN; NaN has no order"),
+            )),
+            None => Ok(row),
+        }
+    }
 }
 
 /// How many keys each query row keeps.

@@ -387,17 +387,7 @@ impl ComputeBackend for OpenClBackend {
         offsets.push(0usize);
         for i in 0..rows {
             let valid = scores.valid_keys(i);
-            let nan = match scores.row(i) {
-                ScoreData::F32(row) => row.iter().position(|v| v.is_nan()),
-                ScoreData::F16(row) => row.iter().position(|v| v.is_nan()),
-                ScoreData::I32(_) | ScoreData::I8(_) => None,
-            };
-            if let Some(j) = nan {
-                return Err(HalError::invalid_value(
-                    "scores",
-                    format!("query row {i}, key {j} is NaN; NaN has no order"),
-                ));
-            }
+            scores.ordered_row(i)?;
             let k = budget.keys_for(i, valid)?;
             row_k.push(k as u32);
             offsets.push(offsets[i] + k);

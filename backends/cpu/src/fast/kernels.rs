@@ -349,25 +349,11 @@ fn topk_row(
 ) -> Result<usize> {
     let keys = &mut scratch.keys;
     keys.clear();
-    match scores.row(i) {
+    match scores.ordered_row(i)? {
         ScoreData::I32(d) => keys.extend(d.iter().map(|x| x.key())),
         ScoreData::I8(d) => return Ok(select_i8(d, k, &mut scratch.hint, &mut scratch.picked)),
-        ScoreData::F32(d) => {
-            if let Some(j) = d.iter().position(|v| v.is_nan()) {
-                return Err(HalError::invalid_value(
-                    "scores",
-                    format!("query row {i}, key {j} is NaN; NaN has no order"),
-                ));
-            }
-            keys.extend(d.iter().map(|x| x.key()));
-        }
+        ScoreData::F32(d) => keys.extend(d.iter().map(|x| x.key())),
         ScoreData::F16(d) => {
-            if let Some(j) = d.iter().position(|v| v.is_nan()) {
-                return Err(HalError::invalid_value(
-                    "scores",
-                    format!("query row {i}, key {j} is NaN; NaN has no order"),
-                ));
-            }
             let hint = &mut scratch.hint16;
             return Ok(select_f16(
                 d,

@@ -4,8 +4,8 @@ use super::arith;
 use super::graph::top_indices;
 use shadowattn_hal::compute::{check_dense_call, check_quantize_call, check_sparse_call};
 use shadowattn_hal::{
-    AttentionInputs, DType, HalError, HeadsView, KeyBudget, QuantParams, QuantizedHeads, Result,
-    ScoreData, ScoreMatrix, Selection,
+    AttentionInputs, DType, HeadsView, KeyBudget, QuantParams, QuantizedHeads, Result, ScoreData,
+    ScoreMatrix, Selection,
 };
 
 /// Symmetric per-head INT8 quantization (see [`shadowattn_hal::ComputeBackend::quantize_heads`]).
@@ -43,27 +43,11 @@ pub fn topk(scores: ScoreMatrix<'_>, budget: KeyBudget) -> Result<Selection> {
         let valid = scores.valid_keys(i);
         let k = budget.keys_for(i, valid)?;
         row.clear();
-        match scores.row(i) {
+        match scores.ordered_row(i)? {
             ScoreData::I32(d) => row.extend(d.iter().map(|&v| f64::from(v))),
             ScoreData::I8(d) => row.extend(d.iter().map(|&v| f64::from(v))),
-            ScoreData::F32(d) => {
-                if let Some(j) = d.iter().position(|v| v.is_nan()) {
-                    return Err(HalError::invalid_value(
-                        "scores",
-                        format!("query row {i}, key {j} is NaN; NaN has no order"),
-                    ));
-                }
-                row.extend(d.iter().map(|&v| f64::from(v)));
-            }
-            ScoreData::F16(d) => {
-                if let Some(j) = d.iter().position(|v| v.is_nan()) {
-                    return Err(HalError::invalid_value(
-                        "scores",
-                        format!("query row {i}, key {j} is NaN; NaN has no order"),
-                    ));
-                }
-                row.extend(d.iter().map(|&v| f64::from(v)));
-            }
+            ScoreData::F32(d) => row.extend(d.iter().map(|&v| f64::from(v))),
+            ScoreData::F16(d) => row.extend(d.iter().map(|&v| f64::from(v))),
         }
         let mut picked: Vec<u32> = top_indices(&row, k).into_iter().map(|j| j as u32).collect();
         picked.sort_unstable();
