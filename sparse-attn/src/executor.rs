@@ -115,6 +115,15 @@ struct Job {
 }
 
 impl Work<'_> {
+    /// The budget of a key set `heads` share: the mean of their ratios.
+    fn shared_budget(&self, heads: impl ExactSizeIterator<Item = usize>) -> KeyBudget {
+        let n = heads.len() as f32;
+        KeyBudget::Ratio {
+            ratio: heads.map(|h| self.ratios[h]).sum::<f32>() / n,
+            min_keys: self.min_keys,
+        }
+    }
+
     /// Query heads per job: the GQA group's size when the group shares its selection.
     fn heads_per_job(&self) -> usize {
         let s = self.inputs.shape();
@@ -476,11 +485,7 @@ fn process_group(
         })
         .collect::<shadowattn_hal::Result<Vec<_>>>()?;
     let scales = ranked.iter().map(|j| j.logit_scale).collect();
-    let ratio = ranked.iter().map(|j| work.ratios[j.head]).sum::<f32>() / ranked.len() as f32;
-    let budget = KeyBudget::Ratio {
-        ratio,
-        min_keys: work.min_keys,
-    };
+    let budget = work.shared_budget(ranked.iter().map(|j| j.head));
     let selection = work
         .compute
         .topk_group(&GroupScores::new(matrices, scales)?, budget)?;
@@ -497,11 +502,7 @@ fn process_ranked(
     ranking: &[half::f16],
 ) -> Result<Vec<HeadOutcome>> {
     let s = work.inputs.shape();
-    let ratio = heads.iter().map(|j| work.ratios[j.head]).sum::<f32>() / heads.len() as f32;
-    let budget = KeyBudget::Ratio {
-        ratio,
-        min_keys: work.min_keys,
-    };
+    let budget = work.shared_budget(heads.iter().map(|j| j.head));
     let selection = work
         .compute
         .topk(ScoreMatrix::for_chunk(ScoreData::F16(ranking), &s)?, budget)?;
