@@ -145,7 +145,7 @@ pub fn profile_of(soc_model: u32) -> Option<&'static str> {
 }
 
 /// What QNN says of one graph.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Estimate {
     /// Its cost-model estimate.
     Cycles(VendorEstimate),
@@ -159,13 +159,55 @@ pub enum Estimate {
 pub struct QnnEstimator {
     qnn: QnnBackend,
     soc_model: u32,
+    /// Estimates kept on disk between runs (`--estimate-cache`).
+    cache: Option<EstimateCache>,
     /// The library's stdout notices go to stderr while it works (results print after).
     _quiet: Option<StdoutToStderr>,
+}
+
+/// Estimates kept in a JSON file, keyed by QNN build, socModel and graph: QNN's estimates are
+/// deterministic for one build (bit-identical across runs), so a refit reads them back instead
+/// of compiling every graph again.
+struct EstimateCache {
+    path: PathBuf,
+    entries: std::cell::RefCell<std::collections::BTreeMap<String, Estimate>>,
+}
+
+impl EstimateCache {
+    /// The cache in `path` (empty if the file does not exist yet).
+    fn open(path: PathBuf) -> Result<Self, Box<dyn Error>> {
+        let entries = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("estimate cache {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+        };
+        Ok(EstimateCache {
+            path,
+            entries: std::cell::RefCell::new(entries),
+        })
+    }
+
+    /// Writes the cache back.
+    fn save(&self) -> Result<(), Box<dyn Error>> {
+        let text = serde_json::to_string(&*self.entries.borrow())?;
+        std::fs::write(&self.path, text)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()).into())
+    }
 }
 
 impl QnnEstimator {
     /// Opens QNN with `soc_model` configured on its device.
     pub fn open(library: Option<PathBuf>, soc_model: u32) -> Result<Self, Box<dyn Error>> {
+        Self::open_cached(library, soc_model, None)
+    }
+
+    /// [`Self::open`], reading and adding estimates to the JSON file `cache` if given.
+    pub fn open_cached(
+        library: Option<PathBuf>,
+        soc_model: u32,
+        cache: Option<PathBuf>,
+    ) -> Result<Self, Box<dyn Error>> {
         let quiet = StdoutToStderr::new();
         let qnn = QnnBackend::open(QnnOptions {
             library,
@@ -175,8 +217,14 @@ impl QnnEstimator {
         Ok(QnnEstimator {
             qnn,
             soc_model,
+            cache: cache.map(EstimateCache::open).transpose()?,
             _quiet: quiet,
         })
+    }
+
+    /// Writes the estimate cache, if there is one.
+    pub fn save_cache(&self) -> Result<(), Box<dyn Error>> {
+        self.cache.as_ref().map_or(Ok(()), EstimateCache::save)
     }
 
     /// The library's version line.
@@ -187,7 +235,16 @@ impl QnnEstimator {
     /// Compiles `spec`'s graph and reads the estimate; errors other than QNN refusing the
     /// graph are returned.
     pub fn estimate(&self, spec: &GraphSpec) -> Result<Estimate, Box<dyn Error>> {
-        self.estimate_graph(spec, &spec.graph()?)
+        let Some(cache) = &self.cache else {
+            return self.estimate_graph(spec, &spec.graph()?);
+        };
+        let key = format!("{} | socModel {} | {spec}", self.version(), self.soc_model);
+        if let Some(e) = cache.entries.borrow().get(&key) {
+            return Ok(e.clone());
+        }
+        let estimate = self.estimate_graph(spec, &spec.graph()?)?;
+        cache.entries.borrow_mut().insert(key, estimate.clone());
+        Ok(estimate)
     }
 
     /// [`Self::estimate`] of a graph already built, named `what` in errors.
@@ -347,6 +404,8 @@ pub fn run(args: &EstimateArgs) -> Result<(), Box<dyn Error>> {
                     "qnn_cycles": cycles(qnn).map(|e| e.cycles),
                     "qnn_cycles_lower": cycles(qnn).map(|e| e.cycles_lower),
                     "qnn_cycles_upper": cycles(qnn).map(|e| e.cycles_upper),
+                    "qnn_traffic": cycles(qnn).map(|e| e.traffic),
+                    "qnn_missing_ops": cycles(qnn).map(|e| e.missing_ops),
                     "qnn_refused": match qnn { Estimate::Refused(why) => Some(why.as_str()), _ => None },
                     "profile": profile,
                     "simulator_cycles": sim,

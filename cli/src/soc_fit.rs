@@ -110,6 +110,10 @@ pub struct FitArgs {
     /// Also write every estimate (fitted and held out) with the fitted prediction as JSON.
     #[arg(long)]
     estimates_out: Option<PathBuf>,
+    /// Keep QNN's estimates in this JSON file and reuse them (keyed by QNN build, socModel
+    /// and graph; QNN's estimates are deterministic).
+    #[arg(long)]
+    estimate_cache: Option<PathBuf>,
 }
 
 /// Options of `soc check`.
@@ -130,6 +134,9 @@ pub struct CheckArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Keep QNN's estimates in this JSON file and reuse them (as `soc fit`).
+    #[arg(long)]
+    estimate_cache: Option<PathBuf>,
 }
 
 /// The observations of one set of families: what QNN estimated, and what it refused.
@@ -296,10 +303,15 @@ pub fn run_fit(args: &FitArgs) -> Result<(), Box<dyn Error>> {
 
 /// Collects both grids' estimates on QNN and fits `base` to the fit's.
 fn measure_and_fit(args: &FitArgs, base: &SocProfile) -> Result<FitRun, Box<dyn Error>> {
-    let estimator = QnnEstimator::open(args.library.clone(), args.soc_model)?;
+    let estimator = QnnEstimator::open_cached(
+        args.library.clone(),
+        args.soc_model,
+        args.estimate_cache.clone(),
+    )?;
     let size = GridSize::from(args.grid);
     let fitted_on = collect(&estimator, args.soc_model, &fit_families(size))?;
     let held_out = collect(&estimator, args.soc_model, &held_out_families(size))?;
+    estimator.save_cache()?;
     let library = estimator.version();
     drop(estimator);
     let result = fit(base, &FREE_PARAMETERS, &fitted_on.all())?;
@@ -487,12 +499,17 @@ fn print_fit_tables(args: &FitArgs, known: Option<&EstimatedSoc>, base: &SocProf
 /// Runs `soc check`.
 pub fn run_check(args: &CheckArgs) -> Result<(), Box<dyn Error>> {
     let profile = load_profile(&args.soc)?;
-    let estimator = QnnEstimator::open(args.library.clone(), args.soc_model)?;
+    let estimator = QnnEstimator::open_cached(
+        args.library.clone(),
+        args.soc_model,
+        args.estimate_cache.clone(),
+    )?;
     let held_out = collect(
         &estimator,
         args.soc_model,
         &held_out_families(args.grid.into()),
     )?;
+    estimator.save_cache()?;
     let library = estimator.version();
     drop(estimator);
     let rows = errors_by_family(&profile, &held_out)?;

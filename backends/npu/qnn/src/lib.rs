@@ -11,7 +11,8 @@ pub mod loader;
 pub mod sys;
 
 pub use backend::{
-    ClientReason, IoBuffers, Precision, QnnBackend, QnnGraph, QnnOptions, VendorEstimate,
+    ClientReason, DdrTraffic, IoBuffers, Precision, QnnBackend, QnnGraph, QnnOptions,
+    VendorEstimate,
 };
 pub use error::{LibraryError, QnnError, Result, BACKEND_NAME};
 pub use loader::{QnnLibrary, RpcBuffer, RpcMemLibrary, StdoutToStderr};

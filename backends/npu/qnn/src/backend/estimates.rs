@@ -17,6 +17,25 @@ pub struct VendorEstimate {
     pub cycles_upper: u64,
     /// Simulated time, µs.
     pub micros: u64,
+    /// The estimate's DDR traffic (0 where QNN reports none).
+    #[serde(default)]
+    pub traffic: DdrTraffic,
+    /// Ops of the compiled graph the estimate has no cost for (they add nothing to `cycles`).
+    #[serde(default)]
+    pub missing_ops: u64,
+}
+
+/// The DDR traffic of Qualcomm's estimated execution ("Bandwidth Stats"), bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DdrTraffic {
+    /// Graph inputs read.
+    pub input_fill: u64,
+    /// Intermediates read back.
+    pub intermediate_fill: u64,
+    /// Intermediates written out.
+    pub intermediate_spill: u64,
+    /// Graph outputs written.
+    pub output_spill: u64,
 }
 
 impl VendorEstimate {
@@ -28,6 +47,13 @@ impl VendorEstimate {
             cycles_lower: v(ProfileEventType::HTP_SIM_EXEC_LOWER_CYCLES).unwrap_or(0),
             cycles_upper: v(ProfileEventType::HTP_SIM_EXEC_UPPER_CYCLES).unwrap_or(0),
             micros: v(ProfileEventType::HTP_SIM_EXEC_TIME_US).unwrap_or(0),
+            traffic: DdrTraffic {
+                input_fill: v(ProfileEventType::HTP_BW_INPUT_FILL).unwrap_or(0),
+                intermediate_fill: v(ProfileEventType::HTP_BW_INTERMEDIATE_FILL).unwrap_or(0),
+                intermediate_spill: v(ProfileEventType::HTP_BW_INTERMEDIATE_SPILL).unwrap_or(0),
+                output_spill: v(ProfileEventType::HTP_BW_OUTPUT_SPILL).unwrap_or(0),
+            },
+            missing_ops: v(ProfileEventType::HTP_MISSING_OPS).unwrap_or(0),
         })
     }
 

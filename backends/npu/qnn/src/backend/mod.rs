@@ -23,7 +23,7 @@ mod profiling;
 mod program;
 mod translate;
 
-pub use estimates::VendorEstimate;
+pub use estimates::{DdrTraffic, VendorEstimate};
 pub use io::{ClientReason, IoBuffers};
 pub use options::{Precision, QnnOptions};
 pub use program::{QnnGraph, QnnProgram};

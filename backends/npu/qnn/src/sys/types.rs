@@ -149,6 +149,16 @@ newtype!(
         HTP_SIM_EXEC_UPPER_CYCLES = 2008,
         /// HTP: simulated execution time, µs.
         HTP_SIM_EXEC_TIME_US = 2019,
+        /// HTP: bytes the estimated execution reads from DDR for graph inputs.
+        HTP_BW_INPUT_FILL = 2011,
+        /// HTP: bytes of intermediates read back from DDR (filled).
+        HTP_BW_INTERMEDIATE_FILL = 2012,
+        /// HTP: bytes of intermediates written to DDR (spilled).
+        HTP_BW_INTERMEDIATE_SPILL = 2013,
+        /// HTP: bytes the estimated execution writes to DDR for graph outputs.
+        HTP_BW_OUTPUT_SPILL = 2016,
+        /// HTP: how many ops the estimate has no cost for (each named in a sub-event).
+        HTP_MISSING_OPS = 2017,
     }
 );
 
