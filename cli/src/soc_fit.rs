@@ -346,10 +346,11 @@ fn identity(args: &FitArgs, known: Option<&EstimatedSoc>, run: &FitRun) -> Ident
     ];
     if let Some(h) = run.held_rows.last() {
         header.push(format!(
-            "Held-out families ({} graphs): median |log error| {:.1} %, {:.0} % within ±10 %, worst {:+.1} % ({}).",
+            "Held-out families ({} graphs): median |log error| {:.1} %, {:.0} % within ±10 %, {:.0} % within ±25 %, worst {:+.1} % ({}).",
             h.cells,
             h.median_abs_log_error * 100.0,
             h.within_10_percent * 100.0,
+            h.within_25_percent * 100.0,
             h.worst_relative_error * 100.0,
             h.worst_graph
         ));
@@ -479,10 +480,11 @@ fn print_fit_tables(args: &FitArgs, known: Option<&EstimatedSoc>, base: &SocProf
     print!("{}", markdown(&run.fit_rows));
     if let Some(b) = run.base_rows.last() {
         println!(
-            "(the base {} on the same graphs: median |log error| {:.1} %, {:.0} % within ±10 %)",
+            "(the base {} on the same graphs: median |log error| {:.1} %, {:.0} % within ±10 %, {:.0} % within ±25 %)",
             base.name,
             b.median_abs_log_error * 100.0,
-            b.within_10_percent * 100.0
+            b.within_10_percent * 100.0,
+            b.within_25_percent * 100.0
         );
     }
     println!("\nheld out of the fit:");

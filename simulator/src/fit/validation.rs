@@ -1,5 +1,5 @@
 //! The error of a profile against a vendor's estimates, per graph family: the median
-//! |log(simulated / vendor)|, the shares within ±5 % and ±10 %, and the worst graph.
+//! |log(simulated / vendor)|, the shares within ±5 %, ±10 % and ±25 %, and the worst graph.
 
 use crate::fit::vendor::Residual;
 use serde::Serialize;
@@ -17,6 +17,8 @@ pub struct FamilyError {
     pub within_5_percent: f64,
     /// Share of graphs with |simulated / vendor − 1| ≤ 10 %.
     pub within_10_percent: f64,
+    /// Share of graphs with |simulated / vendor − 1| ≤ 25 %.
+    pub within_25_percent: f64,
     /// The graph with the largest |log error|.
     pub worst_graph: String,
     /// Its signed relative error, simulated / vendor − 1.
@@ -48,6 +50,7 @@ pub fn family_error(family: &str, residuals: &[Residual]) -> Option<FamilyError>
         median_abs_log_error: median,
         within_5_percent: share(0.05),
         within_10_percent: share(0.10),
+        within_25_percent: share(0.25),
         worst_graph: worst.spec.to_string(),
         worst_relative_error: worst.relative_error(),
     })
@@ -56,16 +59,17 @@ pub fn family_error(family: &str, residuals: &[Residual]) -> Option<FamilyError>
 /// The table as Markdown, one row per family.
 pub fn markdown(rows: &[FamilyError]) -> String {
     let mut s = String::from(
-        "| family | graphs | median abs log error | within ±5 % | within ±10 % | worst graph | its error |\n|---|---|---|---|---|---|---|\n",
+        "| family | graphs | median abs log error | within ±5 % | within ±10 % | within ±25 % | worst graph | its error |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.1} % | {:.0} % | {:.0} % | {} | {:+.1} % |\n",
+            "| {} | {} | {:.1} % | {:.0} % | {:.0} % | {:.0} % | {} | {:+.1} % |\n",
             r.family,
             r.cells,
             r.median_abs_log_error * 100.0,
             r.within_5_percent * 100.0,
             r.within_10_percent * 100.0,
+            r.within_25_percent * 100.0,
             r.worst_graph,
             r.worst_relative_error * 100.0
         ));
@@ -96,17 +100,20 @@ mod tests {
         assert!((e.median_abs_log_error - 1.05f64.ln()).abs() < 1e-12);
         assert!((e.within_5_percent - 0.6).abs() < 1e-12);
         assert!((e.within_10_percent - 0.8).abs() < 1e-12);
+        assert!((e.within_25_percent - 0.8).abs() < 1e-12);
         assert!((e.worst_relative_error - 0.3).abs() < 1e-12);
         assert_eq!(e.worst_graph, GraphSpec::pilot(1, 128, 130, 64).to_string());
         // An even count takes the mean of the middle two.
         let e = family_error("f", &rs[..4]).unwrap();
         assert!((e.median_abs_log_error - (0.96f64.ln().abs() + 1.05f64.ln()) / 2.0).abs() < 1e-12);
         assert!(family_error("f", &[]).is_none());
-        // The bounds are ±5 % and ±10 % exactly: +5.5 % is within 10 % only, −5 % within both.
-        let edge = family_error("f", &[r(105.5), r(95.0)]).unwrap();
-        assert!((edge.within_5_percent - 0.5).abs() < 1e-12, "{edge:?}");
-        assert!((edge.within_10_percent - 1.0).abs() < 1e-12, "{edge:?}");
+        // The bounds are ±5 %, ±10 % and ±25 % exactly: +5.5 % is within 10 % only, −5 %
+        // within all, +25 % within 25 % only, +25.5 % within none.
+        let edge = family_error("f", &[r(105.5), r(95.0), r(125.0), r(125.5)]).unwrap();
+        assert!((edge.within_5_percent - 0.25).abs() < 1e-12, "{edge:?}");
+        assert!((edge.within_10_percent - 0.5).abs() < 1e-12, "{edge:?}");
+        assert!((edge.within_25_percent - 0.75).abs() < 1e-12, "{edge:?}");
         let table = markdown(&[family_error("f", &rs).unwrap()]);
-        assert!(table.contains("| f | 5 | 4.9 % | 60 % | 80 % |"), "{table}");
+        assert!(table.contains("| f | 5 | 4.9 % | 60 % | 80 % | 80 % |"), "{table}");
     }
 }
