@@ -8,6 +8,7 @@
 //! (dynamic) or a constant of the graph (STATIC), as weights are.
 
 use crate::error::{Result, SimError};
+use crate::npu::graphs::PilotGraph;
 use crate::predict::npu_strategies::npu_full_int8_graph;
 use shadowattn_hal::{
     f16, DType, Graph, GraphBuilder, HostTensor, OutType, QuantParams, Quantization, TensorDesc,
@@ -24,6 +25,10 @@ pub enum Tail {
     /// The rest of NPU-Full INT8 attention: the i8 Q·Kᵀ (keys as rows), Softmax, then P·V with
     /// V shaped as K ([`crate::predict::npu_strategies::npu_full_int8_graph`], not causal).
     Attention,
+    /// The group pilot with its ranking summed on the NPU
+    /// ([`crate::npu::graphs::group_pilot_graph`]): `heads` fused GQA groups of this many query
+    /// heads, `m` query rows per head, `n` keys, `k` head dimensions.
+    GroupPilot(usize),
 }
 
 /// How the MatMul's second input reaches the graph.
@@ -96,6 +101,22 @@ impl GraphSpec {
                 ));
             }
             return npu_full_int8_graph(self.heads, self.m, self.n, self.k, false);
+        }
+        if let Tail::GroupPilot(group) = self.tail {
+            if (self.dtype, self.second, self.transpose_b) != (DType::I8, Second::Dynamic, true)
+                || group == 0
+            {
+                return Err(bad(
+                    "the group pilot is an i8 graph of dynamic Q and K with keys as rows and at \
+                     least one head per group"
+                        .into(),
+                ));
+            }
+            let pilot = PilotGraph::Group {
+                heads: group,
+                ranked_on_npu: true,
+            };
+            return Ok(pilot.graph(self.heads, self.m, self.n, self.k));
         }
         let (a_desc, b_desc, out) = match self.dtype {
             DType::F16 | DType::F32 => (
@@ -182,6 +203,7 @@ impl fmt::Display for Family {
             Tail::None => {}
             Tail::Softmax => write!(f, " +softmax")?,
             Tail::Attention => write!(f, " +softmax +P·V (NPU-Full attention)")?,
+            Tail::GroupPilot(g) => write!(f, " +group ranking (g{g})")?,
         }
         Ok(())
     }

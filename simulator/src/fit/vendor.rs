@@ -57,10 +57,14 @@ pub enum Parameter {
     Int8NodeFixedCycles,
     /// `npu.matrix.fp16.node_fixed_cycles`.
     Fp16NodeFixedCycles,
+    /// `npu.vector.elementwise_ops`.
+    ElementwiseOps,
+    /// `npu.vector.requantize_ops`.
+    RequantizeOps,
 }
 
 /// Every parameter `soc fit` determines, in the order it reports them.
-pub const FREE_PARAMETERS: [Parameter; 12] = [
+pub const FREE_PARAMETERS: [Parameter; 14] = [
     Parameter::FixedCycles,
     Parameter::DmaBytesPerCycle,
     Parameter::InputCyclesPerElement,
@@ -73,6 +77,8 @@ pub const FREE_PARAMETERS: [Parameter; 12] = [
     Parameter::TransposeCyclesPerElement,
     Parameter::Int8NodeFixedCycles,
     Parameter::Fp16NodeFixedCycles,
+    Parameter::ElementwiseOps,
+    Parameter::RequantizeOps,
 ];
 
 impl Parameter {
@@ -93,6 +99,8 @@ impl Parameter {
             Parameter::TransposeCyclesPerElement => "npu.vector.transpose_cycles_per_element",
             Parameter::Int8NodeFixedCycles => "npu.matrix.int8.node_fixed_cycles",
             Parameter::Fp16NodeFixedCycles => "npu.matrix.fp16.node_fixed_cycles",
+            Parameter::ElementwiseOps => "npu.vector.elementwise_ops",
+            Parameter::RequantizeOps => "npu.vector.requantize_ops",
         }
     }
 
@@ -113,6 +121,8 @@ impl Parameter {
             Parameter::TransposeCyclesPerElement => &mut n.vector.transpose_cycles_per_element,
             Parameter::Int8NodeFixedCycles => &mut n.matrix.int8.node_fixed_cycles,
             Parameter::Fp16NodeFixedCycles => &mut n.matrix.fp16.node_fixed_cycles,
+            Parameter::ElementwiseOps => &mut n.vector.elementwise_ops,
+            Parameter::RequantizeOps => &mut n.vector.requantize_ops,
         }
     }
 
@@ -131,6 +141,8 @@ impl Parameter {
             Parameter::NodeFixedCycles => 2000.0,
             Parameter::TransposeCyclesPerElement => 0.3,
             Parameter::Int8NodeFixedCycles | Parameter::Fp16NodeFixedCycles => 1000.0,
+            Parameter::ElementwiseOps => 1.0,
+            Parameter::RequantizeOps => 3.0,
         }
     }
 
@@ -386,26 +398,49 @@ pub enum GridSize {
     Small,
 }
 
-/// The graphs a fit is made on.
+/// The graphs a fit is made on (`Full`: 615 graphs), every regime of each family:
 ///
-/// - f16 and i8 MatMuls with a dynamic second input over M 1 / 64 / 256 (one row, one HMX
-///   tile of rows, several), K 64 / 512 / 4096 (vector-bound to DMA-bound) and N 64 / 512 /
-///   2048 (the last spills the second input out of VTCM): the tile rates, the DMA rate, the
-///   layout conversion of inputs and outputs, and the requantized output path;
-/// - f16 MatMuls with a STATIC second input at the same M and K 512 / 4096, N 512: what a
-///   constant saves (no conversion, no host I/O), which separates conversion from DMA;
-/// - f16 MatMul + Softmax, M 64, K 128 / 1024, N 512 / 2048: Softmax's vector cost and the
-///   per-node setup;
-/// - the INT8 pilot itself (i8, keys as rows) with 1 / 2 / 4 fused heads, 128 rows, d 64,
-///   512 / 2048 keys: the graph shadowAttn launches.
+/// - f16 and i8 MatMuls with a dynamic second input over M 1 / 8 / 32 / 64 / 128 / 256 / 512
+///   (rows laid out unfolded, then folded; one HMX tile of rows to several), K 64 … 4096 and
+///   N 64 … 2048 (vector-bound to DMA-bound, and the second input spilling out of VTCM): the
+///   tile rates, the DMA rate, the layout conversions and the requantized output;
+/// - f16 and i8 MatMuls with a STATIC second input at M 1 / 64 / 256, K 512 / 4096, N 512 /
+///   2048: what a constant saves (no conversion, no host I/O);
+/// - f16 MatMul + Softmax, M 32 / 64 / 128, K 64 / 128 / 1024, N 256 / 512 / 2048: Softmax's
+///   vector cost and the per-node setup;
+/// - the INT8 pilot itself (i8, keys as rows) with 1 / 2 / 4 / 8 fused heads, 32 / 128 / 512
+///   rows, d 64 / 128, 256 … 4096 keys: the graph shadowAttn launches;
+/// - the group pilot with its ranking summed on the NPU, 1 / 2 groups of 2 / 4 heads, 32 / 128
+///   rows, d 64, 512 / 2048 keys: the only graphs with broadcast Mul / Add and Dequantize;
+/// - NPU-Full INT8 attention with 1 / 2 heads, 128 rows, d 64 / 128, 512 / 2048 keys.
+///
+/// Every size is a power of two or a multiple of 8 ≥ 16 rows (the folded layout) but for the
+/// unfolded rows 1 and 8; the held-out families ([`held_out_families`]) are off this grid.
 pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
     use DType::{F16, I8};
     use Second::{Dynamic, Static};
-    let (m, k, n): (&[usize], &[usize], &[usize]) = match size {
-        GridSize::Full => (&[1, 64, 256], &[64, 512, 4096], &[64, 512, 2048]),
-        GridSize::Small => (&[1, 256], &[64, 4096], &[512]),
+    let full = size == GridSize::Full;
+    let pick = |full_values: &'static [usize], small: &'static [usize]| -> &'static [usize] {
+        if full {
+            full_values
+        } else {
+            small
+        }
     };
-    let small = size == GridSize::Small;
+    let (m, k, n) = (
+        pick(&[1, 8, 32, 64, 128, 256, 512], &[1, 256]),
+        pick(&[64, 128, 256, 512, 1024, 4096], &[64, 4096]),
+        pick(&[64, 256, 512, 1024, 2048], &[512]),
+    );
+    let static_grid = |dtype| {
+        grid(
+            family(dtype, Tail::None, Static, false),
+            &[1],
+            pick(&[1, 64, 256], &[64]),
+            pick(&[512, 4096], &[512]),
+            pick(&[512, 2048], &[512]),
+        )
+    };
     vec![
         FamilySet {
             name: "f16 MatMul, dynamic second input",
@@ -417,100 +452,216 @@ pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
         },
         FamilySet {
             name: "f16 MatMul, STATIC second input",
-            specs: grid(
-                family(F16, Tail::None, Static, false),
-                &[1],
-                m,
-                &[512, 4096],
-                &[512],
-            ),
+            specs: static_grid(F16),
+        },
+        FamilySet {
+            name: "i8 MatMul, STATIC second input",
+            specs: static_grid(I8),
         },
         FamilySet {
             name: "f16 MatMul + Softmax",
             specs: grid(
                 family(F16, Tail::Softmax, Dynamic, false),
                 &[1],
-                &[64],
-                if small { &[1024] } else { &[128, 1024] },
-                &[512, 2048],
+                pick(&[32, 64, 128], &[64]),
+                pick(&[64, 128, 1024], &[1024]),
+                pick(&[256, 512, 2048], &[512, 2048]),
             ),
         },
         FamilySet {
             name: "INT8 pilot (i8, keys as rows), fused heads",
             specs: grid(
                 family(I8, Tail::None, Dynamic, true),
-                if small { &[1, 4] } else { &[1, 2, 4] },
-                &[128],
-                &[64],
-                &[512, 2048],
+                pick(&[1, 2, 4, 8], &[1, 4]),
+                pick(&[32, 128, 512], &[128]),
+                pick(&[64, 128], &[64]),
+                pick(&[256, 512, 1024, 2048, 4096], &[512, 2048]),
             ),
         },
-    ]
-}
-
-/// The graph families held out of every fit: other dtypes, STATIC inputs of other dtypes,
-/// shapes off the fit's grid, and the NPU-Full INT8 attention baseline's graph.
-pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
-    use DType::{F16, F32, I8, U8};
-    use Second::{Dynamic, Static};
-    let (m, k, n): (&[usize], &[usize], &[usize]) = match size {
-        GridSize::Full => (&[1, 128], &[128, 1024], &[256, 1024]),
-        GridSize::Small => (&[128], &[1024], &[256]),
-    };
-    let small = size == GridSize::Small;
-    vec![
         FamilySet {
-            name: "u8 MatMul (asymmetric), dynamic",
-            specs: grid(family(U8, Tail::None, Dynamic, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "u8 MatMul (asymmetric), STATIC",
-            specs: grid(family(U8, Tail::None, Static, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "i8 MatMul, STATIC",
-            specs: grid(family(I8, Tail::None, Static, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "f32 MatMul (computed in f16), dynamic",
-            specs: grid(family(F32, Tail::None, Dynamic, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "f32 MatMul (computed in f16), STATIC",
-            specs: grid(family(F32, Tail::None, Static, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "f16 MatMul, dynamic, shapes off the fit grid",
-            specs: grid(family(F16, Tail::None, Dynamic, false), &[1], m, k, n),
-        },
-        FamilySet {
-            name: "f16 MatMul + Softmax, shapes off the fit grid",
-            specs: grid(
-                family(F16, Tail::Softmax, Dynamic, false),
-                &[1],
-                &[32, 128],
-                &[256],
-                n,
-            ),
+            name: "group pilot, ranking summed on the NPU (groups of 2 / 4 heads)",
+            specs: [2, 4]
+                .into_iter()
+                .flat_map(|g| {
+                    grid(
+                        family(I8, Tail::GroupPilot(g), Dynamic, true),
+                        pick(&[1, 2], &[2]),
+                        pick(&[32, 128], &[32]),
+                        &[64],
+                        pick(&[512, 2048], &[512]),
+                    )
+                })
+                .collect(),
         },
         FamilySet {
             name: "NPU-Full INT8 attention (Q·Kᵀ, Softmax, P·V in one graph)",
             specs: grid(
                 family(I8, Tail::Attention, Dynamic, true),
-                if small { &[2] } else { &[1, 2] },
+                pick(&[1, 2], &[2]),
                 &[128],
-                if small { &[64] } else { &[64, 128] },
-                if small { &[512] } else { &[512, 2048] },
+                pick(&[64, 128], &[64]),
+                pick(&[512, 2048], &[512]),
+            ),
+        },
+    ]
+}
+
+/// The graph families held out of every fit: the graphs shadowAttn and its baselines launch
+/// (the INT8 pilot, the group pilot with its ranking on the NPU, NPU-Full INT8 attention, the
+/// W8A8 and FP16 linear layers of the prefill presets) and MatMuls with and without Softmax,
+/// all at sizes off the fit's grid (rows that are not multiples of 8, depths and key counts
+/// that are not powers of two, other head counts); and the dtypes the fit never sees (u8, f32).
+pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
+    use DType::{F16, F32, I8, U8};
+    use Second::{Dynamic, Static};
+    let full = size == GridSize::Full;
+    let pick = |full_values: &'static [usize], small: &'static [usize]| -> &'static [usize] {
+        if full {
+            full_values
+        } else {
+            small
+        }
+    };
+    let pilot = family(I8, Tail::None, Dynamic, true);
+    let mut pilots = grid(
+        pilot,
+        pick(&[1, 3, 4], &[3]),
+        pick(&[48, 200], &[200]),
+        pick(&[80, 128], &[80]),
+        pick(&[300, 1000, 3000, 8192], &[1000]),
+    );
+    if full {
+        pilots.extend(grid(pilot, &[1, 3], &[500], &[64], &[1000, 3000]));
+    }
+    // (hidden, output) pairs of the prefill presets' linear layers: Qwen2-0.5B's Q/O and its
+    // MLP up, Qwen2-1.5B's Q/O, Qwen1.5-0.5B's MLP up.
+    let linear_shapes: &[(usize, usize)] = if full {
+        &[(896, 896), (896, 4864), (1536, 1536), (1024, 2816)]
+    } else {
+        &[(896, 896)]
+    };
+    let linear = |dtype| -> Vec<GraphSpec> {
+        linear_shapes
+            .iter()
+            .flat_map(|&(k, n)| {
+                grid(
+                    family(dtype, Tail::None, Static, false),
+                    &[1],
+                    pick(&[128, 200], &[200]),
+                    &[k],
+                    &[n],
+                )
+            })
+            .collect()
+    };
+    let (m, k, n) = (
+        pick(&[3, 100, 200], &[100]),
+        pick(&[80, 200, 1000], &[200]),
+        pick(&[96, 300, 1500], &[300]),
+    );
+    let (other_m, other_k, other_n) = (
+        pick(&[1, 128], &[128]),
+        pick(&[128, 1024], &[1024]),
+        pick(&[256, 1024], &[256]),
+    );
+    vec![
+        FamilySet {
+            name: "INT8 pilot, off the grid (1 / 3 / 4 heads, odd rows, d 64 / 80 / 128)",
+            specs: pilots,
+        },
+        FamilySet {
+            name: "group pilot, ranking summed on the NPU (2 groups of 6 / 7 heads)",
+            specs: grid(
+                family(I8, Tail::GroupPilot(6), Dynamic, true),
+                &[2],
+                pick(&[32, 100], &[32]),
+                &[64],
+                pick(&[512, 1000], &[512]),
+            )
+            .into_iter()
+            .chain(grid(
+                family(I8, Tail::GroupPilot(7), Dynamic, true),
+                &[2],
+                &[64],
+                &[64],
+                pick(&[1024, 2000], &[1024]),
+            ))
+            .collect(),
+        },
+        FamilySet {
+            name: "NPU-Full INT8 attention, off the grid",
+            specs: grid(
+                family(I8, Tail::Attention, Dynamic, true),
+                pick(&[1, 3], &[3]),
+                pick(&[96, 200], &[200]),
+                pick(&[64, 80], &[80]),
+                pick(&[700, 1500], &[700]),
             ),
         },
         FamilySet {
-            name: "INT8 pilot, other head counts, d 128, other key counts",
+            name: "W8A8 linear layers of the prefill presets (i8, STATIC weights)",
+            specs: linear(I8),
+        },
+        FamilySet {
+            name: "FP16 linear layers of the prefill presets (f16, STATIC weights)",
+            specs: linear(F16),
+        },
+        FamilySet {
+            name: "f16 MatMul, dynamic, off the grid",
+            specs: grid(family(F16, Tail::None, Dynamic, false), &[1], m, k, n),
+        },
+        FamilySet {
+            name: "i8 MatMul, dynamic, off the grid",
+            specs: grid(family(I8, Tail::None, Dynamic, false), &[1], m, k, n),
+        },
+        FamilySet {
+            name: "f16 MatMul + Softmax, off the grid",
             specs: grid(
-                family(I8, Tail::None, Dynamic, true),
-                if small { &[8] } else { &[3, 8] },
-                &[128],
-                &[128],
-                if small { &[1024] } else { &[1024, 4096] },
+                family(F16, Tail::Softmax, Dynamic, false),
+                &[1],
+                pick(&[48, 100], &[100]),
+                pick(&[80, 200], &[200]),
+                pick(&[300, 1500], &[300]),
+            ),
+        },
+        FamilySet {
+            name: "u8 MatMul (asymmetric), dynamic",
+            specs: grid(
+                family(U8, Tail::None, Dynamic, false),
+                &[1],
+                other_m,
+                other_k,
+                other_n,
+            ),
+        },
+        FamilySet {
+            name: "u8 MatMul (asymmetric), STATIC",
+            specs: grid(
+                family(U8, Tail::None, Static, false),
+                &[1],
+                other_m,
+                other_k,
+                other_n,
+            ),
+        },
+        FamilySet {
+            name: "f32 MatMul (computed in f16), dynamic",
+            specs: grid(
+                family(F32, Tail::None, Dynamic, false),
+                &[1],
+                other_m,
+                other_k,
+                other_n,
+            ),
+        },
+        FamilySet {
+            name: "f32 MatMul (computed in f16), STATIC",
+            specs: grid(
+                family(F32, Tail::None, Static, false),
+                &[1],
+                other_m,
+                other_k,
+                other_n,
             ),
         },
     ]

@@ -1,5 +1,9 @@
 //! The tile-level cost model of one NPU graph execution.
 //!
+//! - **Layout**: tensors occupy the elements of the profile's on-chip layout
+//!   ([`crate::npu::layout`]): on HTP, rows fold into crouton blocks (a row count that is not a
+//!   multiple of 8 is padded eightfold) and channels round up to 32. Every per-element cost
+//!   below counts laid-out elements, and MatMul tiles cover the laid-out rows and depths.
 //! - **MatMul** runs on the matrix unit, cut into tiles of the profile's shape per dtype
 //!   (i8/u8 → the INT8 tile, f16/f32 → the FP16 tile; f32 runs at FP16 rate, as on HTP). Padding a
 //!   dimension up to the tile costs a whole tile, as on hardware. A narrow quantized output adds
@@ -11,9 +15,8 @@
 //! - **Data movement**: graph inputs start in DDR and graph outputs end there; an intermediate
 //!   stays on chip when it fits in the usable on-chip memory, else it is spilled and filled. DMA
 //!   is double buffered and overlaps compute, so a node takes `max(compute, dma_bytes / rate)`.
-//!   A MatMul whose working set exceeds the usable on-chip memory is blocked as hardware does:
-//!   B and the output stream through in column blocks while A stays resident; if A itself does
-//!   not fit, A is split in row blocks and B is re-read once per block.
+//!   A MatMul whose laid-out working set (A, B and its output) exceeds the usable on-chip memory
+//!   spills the excess to DDR and fills it back (QNN reports such "intermediate spill/fill").
 //!   Every MatMul node also pays its tile path's `node_fixed_cycles`, and an operand read
 //!   transposed that is not a constant is transposed on the vector units first
 //!   (`transpose_cycles_per_element`).
@@ -113,6 +116,20 @@ impl GraphCost {
     }
 }
 
+/// Bytes of one element of `dtype` as the NPU computes it (f32 as f16 where it does so).
+fn compute_bytes(profile: &SocProfile, dtype: DType) -> usize {
+    if dtype == DType::F32 && profile.numerics.f32_as_f16 {
+        2
+    } else {
+        dtype.size_bytes()
+    }
+}
+
+/// Elements `desc` occupies in the profile's on-chip layout.
+fn laid_out(profile: &SocProfile, desc: &TensorDesc) -> usize {
+    profile.layout().elements(&desc.shape)
+}
+
 fn vector_cycles(profile: &SocProfile, elements: usize, elem_bytes: usize, ops: f64) -> f64 {
     let v = &profile.npu.vector;
     let lanes = (count(&v.width_bits) / 8) as f64 / elem_bytes.max(1) as f64;
@@ -135,14 +152,14 @@ fn io_conversion_cycles(profile: &SocProfile, graph: &Graph) -> f64 {
         .input_descs()
         .map(|d| {
             let b = d.size_bytes() as u64;
-            let convert = d.numel() as f64 * real(&npu.input_cycles_per_element);
+            let convert = laid_out(profile, d) as f64 * real(&npu.input_cycles_per_element);
             let spill = if b > usable { 2 * b } else { 0 };
             convert.max(spill as f64 / dma_rate)
         })
         .sum();
     let outputs: f64 = graph
         .output_descs()
-        .map(|d| d.numel() as f64 * real(&npu.output_cycles_per_element))
+        .map(|d| laid_out(profile, d) as f64 * real(&npu.output_cycles_per_element))
         .sum();
     inputs + outputs
 }
@@ -255,8 +272,8 @@ fn node_cost(
         .chain([out.dtype.size_bytes()])
         .max()
         .unwrap_or(1);
-    let vec_ops =
-        |ops: f64| vector_cycles(profile, out.numel().max(ins[0].numel()), elem_bytes, ops);
+    let elements = laid_out(profile, out).max(laid_out(profile, ins[0]));
+    let vec_ops = |ops: f64| vector_cycles(profile, elements, elem_bytes, ops);
     let v = &npu.vector;
     let (unit, tile_count, compute) = match &node.op {
         Op::MatMul {
@@ -285,7 +302,7 @@ fn node_cost(
             (
                 Unit::Vector,
                 0,
-                vector_cycles(profile, ins[0].numel(), elem_bytes, per),
+                vector_cycles(profile, laid_out(profile, ins[0]), elem_bytes, per),
             )
         }
         Op::Reshape { .. } => (Unit::None, 0, 0.0),
@@ -308,9 +325,9 @@ fn node_cost(
     }
 }
 
-/// A MatMul on the matrix unit: its tiles, its cycles (tiles, transposes of non-constant
-/// operands on the vector units, requantized output) and the DMA bytes of re-reading B once
-/// per block of A when the working set does not fit in `usable` bytes.
+/// A MatMul on the matrix unit: its tiles over the laid-out rows and depths, its cycles (tiles,
+/// transposes of non-constant operands on the vector units, requantized output) and the DMA
+/// bytes of spilling and filling what of its laid-out working set exceeds `usable` bytes.
 fn matmul_cycles(
     profile: &SocProfile,
     graph: &Graph,
@@ -319,10 +336,8 @@ fn matmul_cycles(
     usable: u64,
 ) -> (u64, f64, u64) {
     let npu = &profile.npu;
-    let (a, b) = (
-        &graph.value(node.inputs[0]).desc,
-        &graph.value(node.inputs[1]).desc,
-    );
+    let layout = profile.layout();
+    let a = &graph.value(node.inputs[0]).desc;
     let out = &graph.value(node.outputs[0]).desc;
     let r = a.rank();
     let batches: usize = out.shape[..r - 2].iter().product();
@@ -337,28 +352,39 @@ fn matmul_cycles(
     } else {
         &npu.matrix.fp16
     };
-    let t = tiles(tile, batches, m, n, k);
+    let elem = compute_bytes(profile, a.dtype);
+    let t = tiles(
+        tile,
+        batches,
+        layout.rows(m, elem),
+        layout.channels(n),
+        layout.channels(k),
+    );
     let mut cycles = real(&tile.node_fixed_cycles) + t as f64 * real(&tile.cycles_per_tile);
     // Operands read transposed are transposed on the vector units, unless constant.
     for (operand, transposed) in [(0, transpose_a), (1, transpose_b)] {
         if transposed && graph.constant(node.inputs[operand]).is_none() {
             let desc = &graph.value(node.inputs[operand]).desc;
-            cycles += desc.numel() as f64 * real(&npu.vector.transpose_cycles_per_element);
+            cycles +=
+                laid_out(profile, desc) as f64 * real(&npu.vector.transpose_cycles_per_element);
         }
     }
     if out.dtype.is_integer() && out.dtype != DType::I32 {
-        cycles += out.numel() as f64 * real(&npu.matrix.requantized_output_cycles_per_element);
+        // Read out per laid-out output row: unfolded rows pay their padding here.
+        let rows = layout.rows(m, out.dtype.size_bytes());
+        let elements = batches * rows * layout.channels(n);
+        cycles += elements as f64 * real(&npu.matrix.requantized_output_cycles_per_element);
     }
-    // Blocking when the working set does not fit: re-read B once per block of A.
-    let (ab, bb, cb) = (
-        a.size_bytes() as u64,
-        b.size_bytes() as u64,
-        out.size_bytes() as u64,
-    );
-    let mut reread = 0;
-    if ab + bb + cb > usable && ab > usable / 2 {
-        let blocks = ab.div_ceil((usable / 2).max(1));
-        reread = bb * (blocks - 1);
-    }
-    (t, cycles, reread)
+    // The working set as laid out on chip; what exceeds the usable memory is spilled and
+    // filled back. Constants stream from DDR once (their read is the node's DMA) and do not
+    // count.
+    let working: u64 = [node.inputs[0], node.inputs[1], node.outputs[0]]
+        .into_iter()
+        .filter(|&v| graph.constant(v).is_none())
+        .map(|v| {
+            let d = &graph.value(v).desc;
+            (laid_out(profile, d) * compute_bytes(profile, d.dtype)) as u64
+        })
+        .sum();
+    (t, cycles, 2 * working.saturating_sub(usable))
 }

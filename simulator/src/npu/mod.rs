@@ -6,5 +6,6 @@ pub mod cost;
 pub mod functional;
 pub mod graphs;
 pub mod launch;
+pub mod layout;
 pub mod numerics;
 pub mod profile;

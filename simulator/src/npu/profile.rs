@@ -7,6 +7,7 @@
 
 use crate::error::{Result, SimError};
 use crate::npu::launch::{LaunchChoice, LaunchPath, LaunchProfile};
+use crate::npu::layout::Layout;
 use crate::npu::numerics::IntegerRounding;
 use serde::Deserialize;
 use shadowattn_hal::OpKind;
@@ -184,6 +185,9 @@ pub struct NpuProfile {
     pub input_cycles_per_element: Real,
     /// Vector-unit cycles per element of converting a graph output back to the flat layout.
     pub output_cycles_per_element: Real,
+    /// How tensors are laid out on chip (absent: flat, no padding beyond the tiles).
+    #[serde(default)]
+    pub layout: Option<Spanned<Sourced<Layout>>>,
     /// How the host drives a launch, and what each way costs.
     pub launch: LaunchProfile,
     /// Fixed cost of compiling (finalizing) one graph, ms.
@@ -545,6 +549,9 @@ impl SocProfile {
             n.launch.default.span(),
             &n.launch.default.get_ref().source,
         )?;
+        if let Some(layout) = &n.layout {
+            check_source("npu.layout", layout.span(), &layout.get_ref().source)?;
+        }
         for (i, c) in self.cpu.cores.iter().enumerate() {
             for (key, e) in c.efficiencies() {
                 if real(e) > 1.0 {
@@ -576,6 +583,14 @@ impl SocProfile {
     /// NPU clock in Hz.
     pub fn npu_hz(&self) -> f64 {
         real(&self.npu.clock_ghz) * 1e9
+    }
+
+    /// How the NPU lays tensors out on chip.
+    pub fn layout(&self) -> Layout {
+        self.npu
+            .layout
+            .as_ref()
+            .map_or(Layout::Flat, |l| l.get_ref().value)
     }
 
     /// On-chip bytes one working set may use.
