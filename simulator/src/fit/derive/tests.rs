@@ -3,17 +3,38 @@
 
 use super::*;
 
+/// The fitted number of `key` in a synthetic profile: `base` + the parameter's index.
+fn fitted_number(key: &str, base: f64, source: &str) -> String {
+    let i = FREE_PARAMETERS.iter().position(|p| p.key() == key).unwrap();
+    format!("{{ value = {:?}, source = \"{source}\" }}", base + i as f64)
+}
+
 /// A small complete profile. Every fitted parameter is `{ value = base + its index, source =
-/// fitted_source }`; `ddr` is the DDR peak; comments, a blank-line layout, an odd spacing and a
-/// float written `2.5e1` are there for an edit to keep.
+/// fitted_source }` (a parameter the template does not know yet is added to its table, so
+/// parameters added to the fit are tested too); `ddr` is the DDR peak; comments, a blank-line
+/// layout, an odd spacing and a float written `2.5e1` are there for an edit to keep.
 fn profile(soc: &str, arch: &str, ddr: f64, base: f64, fitted_source: &str) -> String {
-    let fit = |key: &str| {
-        let i = FREE_PARAMETERS.iter().position(|p| p.key() == key).unwrap();
-        format!(
-            "{{ value = {:?}, source = \"{fitted_source}\" }}",
-            base + i as f64
-        )
-    };
+    let mut doc: toml_edit::DocumentMut = template(soc, arch, ddr, base, fitted_source)
+        .parse()
+        .unwrap();
+    for p in FREE_PARAMETERS {
+        let (path, last) = p.key().rsplit_once('.').unwrap();
+        let mut table = doc.as_item_mut();
+        for part in path.split('.') {
+            table = &mut table[part];
+        }
+        let table = table.as_table_like_mut().unwrap();
+        if !table.contains_key(last) {
+            let number = fitted_number(p.key(), base, fitted_source);
+            table.insert(last, toml_edit::Item::Value(number.parse().unwrap()));
+        }
+    }
+    doc.to_string()
+}
+
+/// The synthetic profile's text with the fitted parameters known when it was written.
+fn template(soc: &str, arch: &str, ddr: f64, base: f64, fitted_source: &str) -> String {
+    let fit = |key: &str| fitted_number(key, base, fitted_source);
     let n = |v: &str| format!("{{ value = {v}, source = \"assumption: a test\" }}");
     format!(
         r#"# A synthetic profile.
