@@ -366,17 +366,7 @@ impl FitSource {
             file: file.to_string(),
             soc: parsed.soc.clone(),
         })?;
-        let doc = toml_table(file, &profile.text)?;
-        for p in FREE_PARAMETERS {
-            let source = sourced(file, &doc, p.key())?.1;
-            if !source.starts_with("derived: fitted") {
-                return Err(DeriveError::NotFitted {
-                    file: file.to_string(),
-                    key: p.key().to_string(),
-                    found: source,
-                });
-            }
-        }
+        every_parameter_fitted(file, &profile.text)?;
         Ok(FitSource {
             file: file.to_string(),
             part,
@@ -393,6 +383,22 @@ impl FitSource {
             self.soc_model, self.part, self.arch, self.file
         )
     }
+}
+
+/// An error unless every fitted parameter's source in `text` says `soc fit` determined it.
+fn every_parameter_fitted(file: &str, text: &str) -> Result<()> {
+    let doc = toml_table(file, text)?;
+    for p in FREE_PARAMETERS {
+        let source = sourced(file, &doc, p.key())?.1;
+        if !source.starts_with("derived: fitted") {
+            return Err(DeriveError::NotFitted {
+                file: file.to_string(),
+                key: p.key().to_string(),
+                found: source,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `PART (socModel N)` split into the part and N.
@@ -413,10 +419,15 @@ fn htp(file: &str, profile: &SocProfile) -> Result<()> {
     }
 }
 
-/// `text` as a TOML table (errors as the profile parser words them).
+/// `text` as a TOML table.
 fn toml_table(file: &str, text: &str) -> Result<toml::Table> {
     toml::from_str(text).map_err(|e| {
-        DeriveError::Profile(SimError::ProfileEdit(format!("{file}: {}", e.message())))
+        DeriveError::Profile(SimError::Profile {
+            file: file.to_string(),
+            line: 0,
+            key: "<document>".to_string(),
+            detail: e.message().to_string(),
+        })
     })
 }
 
