@@ -2,7 +2,7 @@
 //! ([`launch`]), the NPU's parameters fitted to a vendor's estimator ([`vendor`]) over graph
 //! grids ([`graph_families`]), the error per graph family ([`validation`]) and the fitted profile's file
 //! ([`profile_edit`]), and the profiles derived from a fit for SoCs the vendor does not estimate
-//! ([`derive`]). Not the ratio calibration of the core.
+//! ([`mod@derive`]). Not the ratio calibration of the core.
 
 pub mod derive;
 pub mod graph_families;
