@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Refits the simulator's profile of every socModel Qualcomm's emulator estimates and writes
 # their validation tables: simulator/socs/sa8255.toml (socModel 52, built in), the others
-# under simulator/socs/qnn/, and simulator/socs/qnn/VALIDATION.md. Takes about two minutes.
+# under simulator/socs/qnn/, and simulator/socs/qnn/VALIDATION.md; then rewrites the fitted
+# numbers of the phone profiles the emulator does not estimate from their fit
+# (simulator/derived-profiles.toml). Takes about two minutes.
 # Run it after changing the cost model; review the diff before committing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +41,6 @@ for entry in 52:sa8255 62:sa8540 63:aic100 72:sa8797 77:qcs9100 95:sar2230p 114:
 done
 sed -i 's#^wrote: .*\.new$##' "$table"
 echo "wrote $table" >&2
+# The phones (8 Gen 2, 8 Gen 3, 8 Elite) take every fitted number from the socModel 52 fit just
+# written, with the generation differences of the recipe applied on top.
+"$bin" soc derive --recipe simulator/derived-profiles.toml >&2

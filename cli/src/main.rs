@@ -18,6 +18,7 @@ mod run;
 mod selection;
 mod soak;
 mod soc;
+mod soc_derive;
 mod soc_fit;
 
 use clap::{Parser, Subcommand};

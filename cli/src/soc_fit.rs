@@ -6,7 +6,7 @@ use crate::qnn_estimates::{load_profile, Estimate, QnnEstimator};
 use clap::{Args, ValueEnum};
 use shadowattn_simulator::fit::graph_families::{Second, Tail};
 use shadowattn_simulator::fit::profile_edit::Key;
-use shadowattn_simulator::fit::profile_edit::{fitted_profile_text, Identity};
+use shadowattn_simulator::fit::profile_edit::{fitted_profile_text, round_sig, Identity};
 use shadowattn_simulator::fit::validation::{family_error, markdown, FamilyError};
 use shadowattn_simulator::fit::vendor::{
     fit, fit_families, held_out_families, residuals, FamilySet, Fit, GridSize, Observation,
@@ -535,13 +535,4 @@ pub fn run_check(args: &CheckArgs) -> Result<(), Box<dyn Error>> {
         println!("{l}");
     }
     Ok(())
-}
-
-/// `x` to 5 significant digits, so written profiles stay readable.
-fn round_sig(x: f64) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    let scale = 10f64.powi(4 - x.abs().log10().floor() as i32);
-    (x * scale).round() / scale
 }

@@ -64,6 +64,14 @@ pub enum SimError {
     /// A profile that cannot be written.
     #[error("cannot write the profile: {0}")]
     ProfileEdit(String),
+    /// A profile without a number an edit of it sets (or reads).
+    #[error("{file}: no `{key}` (a `{{ value, source }}` number)")]
+    MissingKey {
+        /// The profile file (or built-in name).
+        file: String,
+        /// The dotted key.
+        key: String,
+    },
     /// A HAL error (graph validation, buffers, …).
     #[error(transparent)]
     Hal(#[from] HalError),

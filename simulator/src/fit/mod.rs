@@ -1,8 +1,10 @@
 //! Fitting and validating profiles: the launch path fitted to the paper's figures
 //! ([`launch`]), the NPU's parameters fitted to a vendor's estimator ([`vendor`]) over graph
 //! grids ([`graph_families`]), the error per graph family ([`validation`]) and the fitted profile's file
-//! ([`profile_edit`]). Not the ratio calibration of the core.
+//! ([`profile_edit`]), and the profiles derived from a fit for SoCs the vendor does not estimate
+//! ([`mod@derive`]). Not the ratio calibration of the core.
 
+pub mod derive;
 pub mod graph_families;
 pub mod launch;
 pub mod phones;

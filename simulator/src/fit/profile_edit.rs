@@ -1,5 +1,7 @@
-//! Writing a fitted profile: the base profile's TOML with the fitted numbers and their sources
-//! replaced, every other number marked as copied from the base, and a new name.
+//! Writing profiles by editing their TOML text: a fitted profile (the base profile's TOML with
+//! the fitted numbers and their sources replaced, every other number marked as copied from the
+//! base, and a new name), and numbers set in place in an existing profile with every other byte
+//! kept (what `soc derive` writes).
 
 use crate::error::{Result, SimError};
 use crate::fit::vendor::Parameter;
@@ -47,7 +49,6 @@ pub fn fitted_profile_text(
     identity: &Identity,
     fitted: &[(Key, f64, String)],
 ) -> Result<String> {
-    let err = |detail: String| SimError::ProfileEdit(detail);
     // The base's leading comment describes the base: drop it.
     let body: String = base_text
         .lines()
@@ -56,7 +57,7 @@ pub fn fitted_profile_text(
         .collect();
     let mut doc: DocumentMut = body
         .parse()
-        .map_err(|e| err(format!("base profile {base_name}: {e}")))?;
+        .map_err(|e| SimError::ProfileEdit(format!("base profile {base_name}: {e}")))?;
     doc["name"] = toml_edit::value(identity.name.as_str());
     doc["soc"] = toml_edit::value(identity.soc.as_str());
     doc["npu_arch"] = toml_edit::value(identity.npu_arch.as_str());
@@ -64,24 +65,71 @@ pub fn fitted_profile_text(
         mark_copied(doc.as_item_mut(), base_name);
     }
     for (key, value, source) in fitted {
-        let mut item = doc.as_item_mut();
-        for part in key.path().split('.') {
-            item = item
-                .get_mut(part)
-                .ok_or_else(|| err(format!("the base has no `{}`", key.path())))?;
-        }
-        // A count stays an integer (a real that happens to be whole may be written as one too).
-        item["value"] = if item["value"].as_integer().is_some() && value.fract() == 0.0 {
-            toml_edit::value(*value as i64)
-        } else {
-            toml_edit::value(*value)
-        };
-        item["source"] = toml_edit::value(source.as_str());
+        set_number(number_mut(&mut doc, base_name, key.path())?, *value, source);
     }
     let mut text: String = identity.header.iter().map(|l| format!("# {l}\n")).collect();
     text.push_str(&doc.to_string());
     SocProfile::parse(&identity.name, &text)?;
     Ok(text)
+}
+
+/// `text` (the profile `file`) with `numbers` set, values and sources, and every other byte
+/// kept: comments, order, layout, and the text of a value or source that does not change. The
+/// result is checked by parsing it as a profile.
+pub fn set_numbers(file: &str, text: &str, numbers: &[(Key, f64, String)]) -> Result<String> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| SimError::ProfileEdit(format!("{file}: {e}")))?;
+    for (key, value, source) in numbers {
+        set_number(number_mut(&mut doc, file, key.path())?, *value, source);
+    }
+    let out = doc.to_string();
+    SocProfile::parse(file, &out)?;
+    Ok(out)
+}
+
+/// The `{ value, source }` number at the dotted `key` of `doc` (the profile `file`).
+fn number_mut<'a>(doc: &'a mut DocumentMut, file: &str, key: &str) -> Result<&'a mut Item> {
+    let missing = || SimError::MissingKey {
+        file: file.to_string(),
+        key: key.to_string(),
+    };
+    let mut item = doc.as_item_mut();
+    for part in key.split('.') {
+        item = item.get_mut(part).ok_or_else(missing)?;
+    }
+    if item.get("value").is_none() || item.get("source").is_none() {
+        return Err(missing());
+    }
+    Ok(item)
+}
+
+/// Sets a number's value and source; a value equal to the written one keeps its text, and a
+/// count stays an integer (a real that happens to be whole may be written as one too).
+fn set_number(item: &mut Item, value: f64, source: &str) {
+    let old = &item["value"];
+    let written = old
+        .as_float()
+        .or_else(|| old.as_integer().map(|i| i as f64));
+    if written != Some(value) {
+        item["value"] = if old.as_integer().is_some() && value.fract() == 0.0 {
+            toml_edit::value(value as i64)
+        } else {
+            toml_edit::value(value)
+        };
+    }
+    if item["source"].as_str() != Some(source) {
+        item["source"] = toml_edit::value(source);
+    }
+}
+
+/// `x` to 5 significant digits, the precision fitted and derived numbers are written with.
+pub fn round_sig(x: f64) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(4 - x.abs().log10().floor() as i32);
+    (x * scale).round() / scale
 }
 
 /// Prefixes the source of every `{ value, source }` number under `item` with the copy note.
