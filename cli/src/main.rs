@@ -19,6 +19,7 @@ mod selection;
 mod soak;
 mod soc;
 mod soc_fit;
+mod soc_numerics;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

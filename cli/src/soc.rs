@@ -1,4 +1,4 @@
-//! `shadowattn soc list | show | validate | fit | check`: the SoC profiles of the simulator.
+//! `shadowattn soc list | show | validate | fit | check | numerics`: the SoC profiles of the simulator.
 
 use clap::Subcommand;
 use shadowattn_simulator::npu::profile::{builtin_names, count, real, BUILTIN};
@@ -25,6 +25,9 @@ pub enum SocCommand {
     Fit(crate::soc_fit::FitArgs),
     /// A profile's error against Qualcomm's cost model on graph families no fit sees.
     Check(crate::soc_fit::CheckArgs),
+    /// Probe a socModel's numerics and refusals on the QNN library (what `fit` writes into
+    /// `[numerics]` and `[limits]`).
+    Numerics(crate::soc_numerics::NumericsArgs),
 }
 
 fn load(profile: &str) -> Result<(SocProfile, String), Box<dyn Error>> {
@@ -74,6 +77,7 @@ pub fn run(cmd: &SocCommand) -> Result<(), Box<dyn Error>> {
         }
         SocCommand::Fit(args) => crate::soc_fit::run_fit(args)?,
         SocCommand::Check(args) => crate::soc_fit::run_check(args)?,
+        SocCommand::Numerics(args) => crate::soc_numerics::run(args)?,
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod graph_families;
 pub mod launch;
+pub mod numerics_probe;
 pub mod phones;
 pub mod profile_edit;
 pub mod validation;

@@ -13,6 +13,9 @@ use shadowattn_hal::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The ops `[limits] float_arithmetic = false` refuses on float tensors.
+const FLOAT_ARITHMETIC: [OpKind; 4] = [OpKind::MatMul, OpKind::Softmax, OpKind::Mul, OpKind::Add];
+
 /// Whether executions compute results or only time them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutionMode {
@@ -42,7 +45,9 @@ impl SimBackend {
             OpKind::MatMul => !limits.int32_matmul_output && s.output == DType::I32,
             OpKind::Requantize => !limits.requantize_from_int32 && s.input == DType::I32,
             _ => false,
-        };
+        } || (!limits.float_arithmetic
+            && FLOAT_ARITHMETIC.contains(&op)
+            && (s.input.is_float() || s.output.is_float()));
         let capabilities = Capabilities {
             ops: OpKind::ALL
                 .into_iter()
@@ -101,6 +106,14 @@ impl SimBackend {
         let limits = &self.profile.limits;
         let input = |i: usize| &graph.value(node.inputs[i]).desc;
         let output = &graph.value(node.outputs[0]).desc;
+        let float = node
+            .inputs
+            .iter()
+            .chain(&node.outputs)
+            .any(|&v| graph.value(v).desc.dtype.is_float());
+        if !limits.float_arithmetic && float && FLOAT_ARITHMETIC.contains(&node.op.kind()) {
+            return Some("this NPU runs no float arithmetic (it has no FP16 unit)".into());
+        }
         match node.op {
             Op::MatMul { .. }
                 if !limits.int32_matmul_output

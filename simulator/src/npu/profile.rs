@@ -90,6 +90,10 @@ pub struct NpuLimits {
     /// Softmax may run over any axis (HTP: the last one only).
     #[serde(default = "accepted")]
     pub softmax_any_axis: bool,
+    /// Float arithmetic (MatMul, Softmax, Mul, Add on f16 or f32 tensors) runs (QNN socModel
+    /// 95, SAR2230P: no, "The SocModel doesn't support FP16", and HTP computes f32 as f16).
+    #[serde(default = "accepted")]
+    pub float_arithmetic: bool,
     /// Where these come from.
     #[serde(default = "unstated")]
     pub source: String,
@@ -105,11 +109,12 @@ fn unstated() -> String {
 
 impl NpuLimits {
     /// Every limit by its `[limits]` key, with whether the NPU accepts it.
-    pub fn entries(&self) -> [(&'static str, bool); 3] {
+    pub fn entries(&self) -> [(&'static str, bool); 4] {
         [
             ("int32_matmul_output", self.int32_matmul_output),
             ("requantize_from_int32", self.requantize_from_int32),
             ("softmax_any_axis", self.softmax_any_axis),
+            ("float_arithmetic", self.float_arithmetic),
         ]
     }
 
@@ -129,6 +134,7 @@ impl Default for NpuLimits {
             int32_matmul_output: true,
             requantize_from_int32: true,
             softmax_any_axis: true,
+            float_arithmetic: true,
             source: unstated(),
         }
     }
