@@ -24,9 +24,11 @@
 //!   approximates (on socModel 52 its outputs are several percent from both references at
 //!   logits from 0 to 600), so it would blur the decision without informing it.
 //! - **Refusals** ([`LimitProbe`]): `check_support` on graphs in the form each `[limits]` key
-//!   names (for `float_arithmetic`: f16 and f32 MatMul, Softmax, Mul and Add). A key is set to
-//!   false when the NPU refuses every graph of it; each graph has a control (the same op in an
-//!   accepted form) whose refusal the source notes, as it means the whole op is refused.
+//!   names (for `float_ops`: f16 MatMul, Softmax, Mul, Add, Transpose and Reshape, f32
+//!   MatMul, Softmax, Mul and Add, and a Cast from f32 to f16; f32 Transpose and Reshape, which
+//!   it leaves alone, are probed to show where it stops). A key is set to false when the NPU
+//!   refuses every graph of it; each graph has a control (the same op in an accepted form)
+//!   whose refusal the source notes, as it means the whole op is refused.
 
 use crate::error::Result;
 use crate::fit::profile_edit::{Plain, Section};
@@ -398,6 +400,9 @@ pub struct LimitProbe {
     pub probe: Probe,
     /// The same op in a form the NPUs the simulator models accept.
     pub control: Probe,
+    /// Whether `key = false` refuses this graph; false for a graph the limit leaves alone,
+    /// probed to show where it stops (f32 Transpose and Reshape for `float_ops`).
+    pub in_limit: bool,
 }
 
 fn single(label: &str, graph: Graph) -> Probe {
@@ -460,6 +465,27 @@ fn elementwise_graph(dtype: DType, mul: bool) -> Result<Graph> {
     Ok(g.build()?)
 }
 
+/// A Transpose, or with `reshape` a Reshape, of a [1, 1, 4, 8] tensor.
+fn transpose_graph(dtype: DType, reshape: bool) -> Result<Graph> {
+    let mut g = GraphBuilder::new("limit_transpose");
+    let x = g.input("x", TensorDesc::new(dtype, [1, 1, 4, 8]))?;
+    let y = if reshape {
+        g.reshape("r", x, &[1, 4, 8])?
+    } else {
+        g.transpose("t", x, &[0, 1, 3, 2])?
+    };
+    g.output(y)?;
+    Ok(g.build()?)
+}
+
+fn cast_graph(from: DType, to: DType) -> Result<Graph> {
+    let mut g = GraphBuilder::new("limit_cast");
+    let x = g.input("x", TensorDesc::new(from, [1, 1, 4, 8]))?;
+    let y = g.cast("c", x, to)?;
+    g.output(y)?;
+    Ok(g.build()?)
+}
+
 /// The probes of every `[limits]` key.
 pub fn limit_probes() -> Result<Vec<LimitProbe>> {
     let i8_out = || OutType::quantized(DType::I8, QuantParams::symmetric(0.5));
@@ -477,11 +503,13 @@ pub fn limit_probes() -> Result<Vec<LimitProbe>> {
                 matmul_graph(DType::I8, OutType::plain(DType::I32))?,
             ),
             control: i8_matmul()?,
+            in_limit: true,
         },
         LimitProbe {
             key: "requantize_from_int32",
             probe: single("Requantize i32 to i8", requantize_graph(DType::I32)?),
             control: single("Requantize i16 to i8", requantize_graph(DType::I16)?),
+            in_limit: true,
         },
         LimitProbe {
             key: "softmax_any_axis",
@@ -493,21 +521,35 @@ pub fn limit_probes() -> Result<Vec<LimitProbe>> {
                 "f32 Softmax over the last axis",
                 softmax_graph(DType::F32, 2)?,
             ),
+            in_limit: true,
         },
     ];
+    let mut float_ops = Vec::new();
     for dtype in [DType::F16, DType::F32] {
         for (label, graph) in [
             ("MatMul", matmul_graph(dtype, OutType::plain(dtype))?),
             ("Softmax", softmax_graph(dtype, 2)?),
             ("Mul", elementwise_graph(dtype, true)?),
             ("Add", elementwise_graph(dtype, false)?),
+            ("Transpose", transpose_graph(dtype, false)?),
+            ("Reshape", transpose_graph(dtype, true)?),
         ] {
-            probes.push(LimitProbe {
-                key: "float_arithmetic",
-                probe: single(&format!("{dtype} {label}"), graph),
-                control: i8_matmul()?,
-            });
+            let moves_f32 = dtype == DType::F32 && matches!(label, "Transpose" | "Reshape");
+            float_ops.push((format!("{dtype} {label}"), graph, !moves_f32));
         }
+    }
+    float_ops.push((
+        "Cast f32 to f16".into(),
+        cast_graph(DType::F32, DType::F16)?,
+        true,
+    ));
+    for (label, graph, in_limit) in float_ops {
+        probes.push(LimitProbe {
+            key: "float_ops",
+            probe: single(&label, graph),
+            control: i8_matmul()?,
+            in_limit,
+        });
     }
     Ok(probes)
 }
@@ -526,6 +568,8 @@ pub struct LimitFinding {
     pub control_refused: Option<String>,
     /// The control graph's label.
     pub control_label: String,
+    /// Whether `key = false` refuses this graph ([`LimitProbe::in_limit`]).
+    pub in_limit: bool,
 }
 
 /// Everything a probe of an NPU measured.
@@ -579,6 +623,7 @@ pub fn probe(npu: &dyn NpuBackend) -> Result<NumericsProbe> {
             refused: refusal(&l.probe),
             control_refused: refusal(&l.control),
             control_label: l.control.label.clone(),
+            in_limit: l.in_limit,
         });
     }
     Ok(NumericsProbe {
@@ -733,8 +778,11 @@ impl NumericsProbe {
             if limits.iter().any(|(k, _)| *k == l.key) {
                 continue;
             }
-            let graphs: Vec<&LimitFinding> =
-                self.limits.iter().filter(|f| f.key == l.key).collect();
+            let (graphs, outside): (Vec<&LimitFinding>, Vec<&LimitFinding>) = self
+                .limits
+                .iter()
+                .filter(|f| f.key == l.key)
+                .partition(|f| f.in_limit);
             let refused: Vec<String> = graphs
                 .iter()
                 .filter_map(|f| {
@@ -753,7 +801,7 @@ impl NumericsProbe {
                 .collect();
             let all_refused = accepted.is_empty();
             limits.push((l.key, !all_refused));
-            findings.push(if all_refused {
+            let mut finding = if all_refused {
                 format!("{} = false: refuses {}", l.key, refused.join("; "))
             } else if refused.is_empty() {
                 format!("{} = true: accepts {}", l.key, accepted.join(", "))
@@ -764,7 +812,32 @@ impl NumericsProbe {
                     accepted.join(", "),
                     refused.join("; ")
                 )
-            });
+            };
+            if all_refused && !outside.is_empty() {
+                let (refused, accepted): (Vec<&LimitFinding>, Vec<&LimitFinding>) =
+                    outside.iter().partition(|f| f.refused.is_some());
+                let labels = |v: &[&LimitFinding]| {
+                    v.iter()
+                        .map(|f| f.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if !accepted.is_empty() {
+                    finding.push_str(&format!(
+                        "; accepts {}, which {} = false leaves alone",
+                        labels(&accepted),
+                        l.key
+                    ));
+                }
+                if !refused.is_empty() {
+                    finding.push_str(&format!(
+                        "; also refuses {}, which {} = false leaves alone (the simulator accepts them)",
+                        labels(&refused),
+                        l.key
+                    ));
+                }
+            }
+            findings.push(finding);
         }
         let limits_source = format!("measured: check_support on {what}: {}", findings.join("; "));
         Decision {
@@ -981,7 +1054,7 @@ mod tests {
         // The same SoC computing as the golden reference, without float arithmetic.
         let mut other = sa8255;
         other.numerics = NpuNumerics::default();
-        other.limits.float_arithmetic = false;
+        other.limits.float_ops = false;
         other.limits.softmax_any_axis = true;
         let d = decided_on(other.clone());
         assert_eq!(d.integer_rounding, IntegerRounding::Golden);
@@ -991,7 +1064,7 @@ mod tests {
             "{}",
             d.numerics_source
         );
-        // Softmax over axis 1 is refused too: it is float arithmetic.
+        // Softmax over axis 1 is refused too: it is a float op.
         other.limits.softmax_any_axis = false;
         assert_eq!(
             d.limits,
@@ -1006,7 +1079,7 @@ mod tests {
             d.limits_source
         );
         // With float arithmetic, f32 computed exactly: f32_as_f16 = false, measured.
-        other.limits.float_arithmetic = true;
+        other.limits.float_ops = true;
         let d = decided_on(other);
         assert!(!d.f32_as_f16);
         assert!(

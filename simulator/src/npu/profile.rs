@@ -90,10 +90,12 @@ pub struct NpuLimits {
     /// Softmax may run over any axis (HTP: the last one only).
     #[serde(default = "accepted")]
     pub softmax_any_axis: bool,
-    /// Float arithmetic (MatMul, Softmax, Mul, Add on f16 or f32 tensors) runs (QNN socModel
-    /// 95, SAR2230P: no, "The SocModel doesn't support FP16", and HTP computes f32 as f16).
+    /// Ops from float to float tensors (f16, or f32 that HTP computes as f16) run; false
+    /// refuses every node with a float input and a float output but an f32 Transpose or
+    /// Reshape, leaving Quantize, Dequantize and float-to-integer Casts (QNN socModel 95,
+    /// SAR2230P: false, "The SocModel doesn't support FP16").
     #[serde(default = "accepted")]
-    pub float_arithmetic: bool,
+    pub float_ops: bool,
     /// Where these come from.
     #[serde(default = "unstated")]
     pub source: String,
@@ -114,7 +116,7 @@ impl NpuLimits {
             ("int32_matmul_output", self.int32_matmul_output),
             ("requantize_from_int32", self.requantize_from_int32),
             ("softmax_any_axis", self.softmax_any_axis),
-            ("float_arithmetic", self.float_arithmetic),
+            ("float_ops", self.float_ops),
         ]
     }
 
@@ -134,7 +136,7 @@ impl Default for NpuLimits {
             int32_matmul_output: true,
             requantize_from_int32: true,
             softmax_any_axis: true,
-            float_arithmetic: true,
+            float_ops: true,
             source: unstated(),
         }
     }
