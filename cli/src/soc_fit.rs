@@ -3,7 +3,7 @@
 
 use crate::progress::progress_bar;
 use crate::qnn_estimates::{load_profile, Estimate, QnnEstimator};
-use crate::soc_numerics::{json as numerics_json, probe_on, summary_lines, Probed};
+use crate::soc_numerics::{compact_line, json as numerics_json, probe_on, Probed};
 use clap::{Args, ValueEnum};
 use shadowattn_simulator::fit::graph_families::{Second, Tail};
 use shadowattn_simulator::fit::profile_edit::Key;
@@ -489,10 +489,7 @@ fn print_fit_tables(args: &FitArgs, known: Option<&EstimatedSoc>, base: &SocProf
     {
         println!("{l}");
     }
-    println!();
-    summary_lines(&run.probed)
-        .iter()
-        .for_each(|l| println!("{l}"));
+    println!("{}", compact_line(&run.probed));
     println!("wrote: {}", args.out.display());
 }
 

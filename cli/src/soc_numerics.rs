@@ -174,6 +174,31 @@ pub fn summary_lines(p: &Probed) -> Vec<String> {
     lines
 }
 
+/// One line of what the probe decided and the counts it decided on (`soc fit`'s tables).
+pub fn compact_line(p: &Probed) -> String {
+    let d = &p.decision;
+    let r = p.probe.rounding_counts();
+    let f = p.probe.float_counts();
+    let refused: Vec<&str> = d
+        .limits
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(k, _)| *k)
+        .collect();
+    format!(
+        "numerics probe (`shadowattn soc numerics` prints it whole): integer_rounding = \"{}\" (golden differs on {}, htp-v73 on {} of {} outputs); f32_as_f16 = {} ({} of {} informative f32 outputs like f16, {} like f32); refused limits: {}",
+        rule_name(d.integer_rounding),
+        r.golden_differs,
+        r.htp_v73_differs,
+        r.outputs,
+        d.f32_as_f16,
+        f.like_f16,
+        f.informative,
+        f.like_f32,
+        if refused.is_empty() { "none".into() } else { refused.join(", ") }
+    )
+}
+
 /// The probe's results as JSON.
 pub fn json(p: &Probed) -> serde_json::Value {
     let d = &p.decision;

@@ -1,6 +1,7 @@
 //! Fitting and validating profiles: the launch path fitted to the paper's figures
 //! ([`launch`]), the NPU's parameters fitted to a vendor's estimator ([`vendor`]) over graph
-//! grids ([`graph_families`]), the error per graph family ([`validation`]) and the fitted profile's file
+//! grids ([`graph_families`]), the error per graph family ([`validation`]), the numerics and
+//! refusals probed on the NPU itself ([`numerics_probe`]) and the fitted profile's file
 //! ([`profile_edit`]). Not the ratio calibration of the core.
 
 pub mod graph_families;
