@@ -200,8 +200,8 @@ pub fn rounding_probes() -> Result<Vec<Probe>> {
     Ok(probes)
 }
 
-/// A value of `int + δ` with δ ∈ [8·2⁻¹⁶, 15·2⁻¹⁶], below half an f16 step (2⁻¹¹) for
-/// 1 ≤ |int| < 4: f16 rounds it to `int`.
+/// A value of `int + δ` with δ ∈ [8·2⁻¹⁶, 15·2⁻¹⁶], below half the f16 step around any such
+/// value for 1 ≤ |int| ≤ 3 (at least 2⁻¹², just above −1): f16 rounds it to `int`.
 fn off_f16(int: i32, i: usize) -> f32 {
     int as f32 + (8 + (i * 7) % 8) as f32 / 65536.0
 }
