@@ -213,6 +213,26 @@ mod tests {
             .get_ref()
             .source
             .starts_with("assumption: copied"));
+        // A section replaces the base's table, or is added where the base has none.
+        let numerics = Section {
+            table: "numerics",
+            comment: vec!["probed".into()],
+            keys: vec![
+                ("f32_as_f16", Plain::Bool(false)),
+                ("integer_rounding", Plain::Text("golden".into())),
+                ("source", Plain::Text("measured: a probe".into())),
+            ],
+        };
+        for base in ["sa8255", "dimensity-9300"] {
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == base).unwrap();
+            let with =
+                fitted_profile_text(base, text, &id, &[], std::slice::from_ref(&numerics)).unwrap();
+            let p = SocProfile::parse("x", &with).unwrap();
+            assert!(!p.numerics.f32_as_f16, "{base}");
+            assert_eq!(p.numerics.source, "measured: a probe", "{base}");
+            assert_eq!(with.matches("[numerics]").count(), 1, "{base}: {with}");
+            assert!(with.contains("# probed\n[numerics]"), "{base}: {with}");
+        }
         // Copying twice does not stack the note.
         let again = fitted_profile_text("my-soc", &out, &id, &[], &[]).unwrap();
         let p2 = SocProfile::parse("x", &again).unwrap();
