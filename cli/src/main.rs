@@ -20,6 +20,7 @@ mod soak;
 mod soc;
 mod soc_derive;
 mod soc_fit;
+mod soc_numerics;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -232,6 +232,24 @@ impl QnnEstimator {
         self.qnn.library_version().to_string()
     }
 
+    /// The library's file name (`libQnnHtp.so`).
+    pub fn library_file(&self) -> String {
+        let path = self.qnn.library().path();
+        std::path::Path::new(path)
+            .file_name()
+            .map_or(path.to_string(), |f| f.to_string_lossy().into_owned())
+    }
+
+    /// The socModel configured.
+    pub fn soc_model(&self) -> u32 {
+        self.soc_model
+    }
+
+    /// The QNN backend, its socModel configured (to run graphs on).
+    pub fn backend(&self) -> &QnnBackend {
+        &self.qnn
+    }
+
     /// Compiles `spec`'s graph and reads the estimate; errors other than QNN refusing the
     /// graph are returned.
     pub fn estimate(&self, spec: &GraphSpec) -> Result<Estimate, Box<dyn Error>> {

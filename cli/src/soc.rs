@@ -1,4 +1,4 @@
-//! `shadowattn soc list | show | validate | fit | check | derive`: the SoC profiles of the simulator.
+//! `shadowattn soc list | show | validate | fit | check | derive | numerics`: the SoC profiles of the simulator.
 
 use clap::Subcommand;
 use shadowattn_simulator::npu::profile::{builtin_names, count, real, BUILTIN};
@@ -28,6 +28,9 @@ pub enum SocCommand {
     /// Rewrite the profiles a recipe derives from a fit (every fitted number copied, then the
     /// generation differences), keeping every other byte of them.
     Derive(crate::soc_derive::DeriveArgs),
+    /// Probe a socModel's numerics and refusals on the QNN library (what `fit` writes into
+    /// `[numerics]` and `[limits]`).
+    Numerics(crate::soc_numerics::NumericsArgs),
 }
 
 fn load(profile: &str) -> Result<(SocProfile, String), Box<dyn Error>> {
@@ -78,6 +81,7 @@ pub fn run(cmd: &SocCommand) -> Result<(), Box<dyn Error>> {
         SocCommand::Fit(args) => crate::soc_fit::run_fit(args)?,
         SocCommand::Check(args) => crate::soc_fit::run_check(args)?,
         SocCommand::Derive(args) => crate::soc_derive::run_derive(args)?,
+        SocCommand::Numerics(args) => crate::soc_numerics::run(args)?,
     }
     Ok(())
 }

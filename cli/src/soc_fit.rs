@@ -3,6 +3,7 @@
 
 use crate::progress::progress_bar;
 use crate::qnn_estimates::{load_profile, Estimate, QnnEstimator};
+use crate::soc_numerics::{compact_line, json as numerics_json, probe_on, Probed};
 use clap::{Args, ValueEnum};
 use shadowattn_simulator::fit::graph_families::{Second, Tail};
 use shadowattn_simulator::fit::profile_edit::Key;
@@ -270,6 +271,9 @@ struct FitRun {
     fit_rows: Vec<FamilyError>,
     base_rows: Vec<FamilyError>,
     held_rows: Vec<FamilyError>,
+    /// The numerics and refusals probed on the socModel (written into `[numerics]` and
+    /// `[limits]`).
+    probed: Probed,
 }
 
 /// Runs `soc fit`.
@@ -287,6 +291,7 @@ pub fn run_fit(args: &FitArgs) -> Result<(), Box<dyn Error>> {
         &base_text(&args.base)?,
         &identity(args, known, &run),
         &fitted_numbers(args, known, &base, &run),
+        &run.probed.decision.sections(),
     )?;
     std::fs::write(&args.out, &text)
         .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
@@ -312,6 +317,7 @@ fn measure_and_fit(args: &FitArgs, base: &SocProfile) -> Result<FitRun, Box<dyn 
     let fitted_on = collect(&estimator, args.soc_model, &fit_families(size))?;
     let held_out = collect(&estimator, args.soc_model, &held_out_families(size))?;
     estimator.save_cache()?;
+    let probed = probe_on(&estimator)?;
     let library = estimator.version();
     drop(estimator);
     let result = fit(base, &FREE_PARAMETERS, &fitted_on.all())?;
@@ -323,6 +329,7 @@ fn measure_and_fit(args: &FitArgs, base: &SocProfile) -> Result<FitRun, Box<dyn 
         fitted_on,
         held_out,
         result,
+        probed,
     })
 }
 
@@ -342,7 +349,7 @@ fn identity(args: &FitArgs, known: Option<&EstimatedSoc>, run: &FitRun) -> Ident
             args.soc_model, args.soc_model, args.base
         ),
         format!("QNN: {}.", run.library),
-        "Fitted numbers say what they were fitted to; every other number is copied from the base.".into(),
+        "Fitted numbers say what they were fitted to; [limits] and [numerics] what the probe measured; every other number is copied from the base.".into(),
     ];
     if let Some(h) = run.held_rows.last() {
         header.push(format!(
@@ -457,6 +464,7 @@ fn print_fit_json(args: &FitArgs, base: &SocProfile, run: &FitRun) -> Result<(),
         "fit_families_with_the_base": run.base_rows,
         "held_out_families": run.held_rows,
         "refused": ([refused_json(&run.fitted_on), refused_json(&run.held_out)].concat()),
+        "numerics_probe": numerics_json(&run.probed),
     });
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
@@ -495,6 +503,7 @@ fn print_fit_tables(args: &FitArgs, known: Option<&EstimatedSoc>, base: &SocProf
     {
         println!("{l}");
     }
+    println!("{}", compact_line(&run.probed));
     println!("wrote: {}", args.out.display());
 }
 

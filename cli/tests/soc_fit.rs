@@ -99,6 +99,33 @@ fn soc_fit_writes_a_profile_that_beats_its_base_and_validates_it() {
         fitted.contains("clock_ghz = { value = 1.5"),
         "QNN's cycles per µs: {fitted}"
     );
+    // [numerics] and [limits] are what the probe measured on socModel 52, not the base's.
+    let profile = shadowattn_simulator::SocProfile::load(&out_path).unwrap();
+    assert_eq!(
+        profile.numerics.integer_rounding,
+        shadowattn_simulator::npu::numerics::IntegerRounding::HtpV73
+    );
+    assert!(profile.numerics.f32_as_f16);
+    assert!(
+        profile
+            .numerics
+            .source
+            .contains("with socModel 52: integer rounding htp-v73: equals every output"),
+        "{}",
+        profile.numerics.source
+    );
+    assert_eq!(
+        profile.limits.refused(),
+        [
+            "int32_matmul_output",
+            "requantize_from_int32",
+            "softmax_any_axis"
+        ]
+    );
+    assert_eq!(
+        json["numerics_probe"]["decision"]["integer_rounding"],
+        "htp-v73"
+    );
     // The fit improves on its base over the fit's own graphs.
     let median = |rows: &serde_json::Value| {
         let all = rows.as_array().unwrap().last().unwrap();
@@ -198,5 +225,49 @@ fn a_soc_without_a_cost_model_or_a_bad_base_is_a_clear_error() {
     assert!(
         stderr.contains("unknown SoC profile `no-such-soc`"),
         "{stderr}"
+    );
+}
+
+/// `soc numerics` runs the probe `soc fit` writes into `[numerics]` and `[limits]`, on three
+/// socModels that differ: 52 (V73), 62 (V68: neither rounding rule) and 95 (no FP16).
+#[test]
+fn soc_numerics_probes_what_each_soc_model_computes_and_refuses() {
+    let Some(lib) = qnn_emulator() else { return };
+    let probe = |model: &str| {
+        let (code, stdout, stderr) =
+            shadowattn(&lib, &["soc", "numerics", "--soc-model", model, "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"));
+        json["decision"].clone()
+    };
+    let d = probe("52");
+    assert_eq!(d["integer_rounding"], "htp-v73", "{d}");
+    assert_eq!(d["f32_as_f16"], true, "{d}");
+    assert_eq!(d["limits"]["float_ops"], true, "{d}");
+    let d = probe("62");
+    assert_eq!(d["integer_rounding"], "golden", "{d}");
+    let source = d["numerics_source"].as_str().unwrap();
+    assert!(
+        source.contains("golden (nearest; neither rule equals every output)"),
+        "{source}"
+    );
+    assert_eq!(d["f32_as_f16"], true, "{d}");
+    let d = probe("95");
+    assert_eq!(d["limits"]["float_ops"], false, "{d}");
+    let limits = d["limits_source"].as_str().unwrap();
+    assert!(
+        limits.contains("The SocModel doesn't support FP16"),
+        "{limits}"
+    );
+    assert!(
+        limits.contains("accepts f32 Transpose, f32 Reshape"),
+        "{limits}"
+    );
+    assert_eq!(d["f32_as_f16"], false, "{d}");
+    let source = d["numerics_source"].as_str().unwrap();
+    assert!(
+        source.contains("not measured: no f32 probe ran"),
+        "{source}"
     );
 }

@@ -9,11 +9,10 @@
 use shadowattn_conformance::seeded::seeded_inputs;
 use shadowattn_conformance::{all_cases, run_case, CaseKind, Status};
 use shadowattn_cpu::reference::graph::decode;
-use shadowattn_hal::{
-    DType, Graph, GraphBuilder, HostTensor, NpuBackend, OutType, QuantParams, Quantization,
-    TensorDesc,
-};
+use shadowattn_hal::{DType, Graph, HostTensor, NpuBackend};
 use shadowattn_registry::{NpuSpec, OpenOptions, SocRef};
+use shadowattn_simulator::fit::numerics_probe::{requantize_probe, Ran, RuleCounts};
+use shadowattn_simulator::npu::numerics::IntegerRounding;
 use shadowattn_test_support::{missing_dependency, qnn_emulator, target_dir};
 
 /// Integer cases whose HTP rounding the simulator does not model, and why.
@@ -163,50 +162,28 @@ fn sim_sa8255_computes_what_qnn_htp_52_computes() {
 }
 
 /// Every accumulator a·b (a ∈ [−128, 127], b ∈ [1, 127]) through an i8 MatMul at output
-/// scales the rule was not derived from: the simulator's requantization is HTP's, bit for bit.
+/// scales the rule was not derived from (the probe `soc fit` runs, `numerics_probe`): the
+/// simulator's requantization is HTP's, bit for bit.
 #[test]
 fn sim_sa8255_requantizes_every_accumulator_as_qnn_htp_52() {
     let Some((qnn, sim)) = backends() else { return };
-    let q = |shape: [usize; 4], scale| {
-        TensorDesc::new(DType::I8, shape).with_quant(Quantization::per_tensor(scale, 0))
-    };
-    let (a_desc, b_desc) = (q([1, 1, 256, 1], 0.05), q([1, 1, 1, 127], 0.04));
-    let a: Vec<i8> = (-128..=127).collect();
-    let b: Vec<i8> = (1..=127).collect();
-    let a = HostTensor::from_slice(a_desc.clone(), &a).unwrap();
-    let b = HostTensor::from_slice(b_desc.clone(), &b).unwrap();
     let mut golden_differs = 0;
     for out_scale in [0.0077, 0.29, 2.3, 13.1] {
-        let mut g = GraphBuilder::new("requantize_sweep");
-        let (x, y) = (
-            g.input("a", a_desc.clone()).unwrap(),
-            g.input("b", b_desc.clone()).unwrap(),
-        );
-        let out = OutType::quantized(DType::I8, QuantParams::symmetric(out_scale));
-        let mm = g.matmul("mm", x, y, false, false, out).unwrap();
-        g.output(mm).unwrap();
-        let graph = g.build().unwrap();
-        let run = |npu: &dyn NpuBackend| {
-            let mut o = HostTensor::zeros(graph.output_descs().next().unwrap().clone()).unwrap();
-            npu.compile(&graph)
-                .unwrap()
-                .execute(&[a.view(), b.view()], &mut [o.view_mut()])
-                .unwrap();
-            o.as_slice::<i8>().unwrap().to_vec()
+        let probe = requantize_probe(out_scale).unwrap();
+        let run = |npu: &dyn NpuBackend| match probe.run_on(npu).unwrap() {
+            Ran::Output(y) => y,
+            Ran::Refused(why) => panic!("{}: {why}", npu.name()),
         };
         let (from_qnn, from_sim) = (run(qnn.as_ref()), run(sim.as_ref()));
-        let golden = shadowattn_cpu::reference::graph::run(&graph, &[a.view(), b.view()]).unwrap();
-        let golden = golden[0].as_slice::<i8>().unwrap();
-        let differing = from_qnn
-            .iter()
-            .zip(&from_sim)
-            .filter(|(x, y)| x != y)
-            .count();
+        let golden = probe.reference(IntegerRounding::Golden).unwrap();
+        let counts = RuleCounts::of(&from_qnn, &golden, &from_sim);
+        assert_eq!(counts.outputs, 32512);
         assert_eq!(
-            differing, 0,
-            "scale {out_scale}: {differing} of 32512 differ"
+            counts.htp_v73_differs, 0,
+            "scale {out_scale}: {} of 32512 differ",
+            counts.htp_v73_differs
         );
-        golden_differs += from_qnn.iter().zip(golden).filter(|(x, y)| x != y).count();
+        golden_differs += counts.golden_differs;
     }
     // The sweep can tell the rules apart: the golden rule misses hundreds per scale.
     assert!(golden_differs > 400, "golden differs on {golden_differs}");

@@ -452,6 +452,64 @@ fn the_built_in_npus_refuse_what_their_compilers_refuse() {
     assert!(SimBackend::new(open).check_support(&g).is_ok());
 }
 
+/// `[limits] float_ops = false` (socModel 95) refuses float-to-float nodes but an f32
+/// Transpose or Reshape, and leaves the integer/float boundary (Dequantize) alone.
+#[test]
+fn an_npu_without_float_ops_refuses_float_to_float_nodes() {
+    let mut profile = SocProfile::builtin("sa8255").unwrap();
+    profile.limits.float_ops = false;
+    let sim = SimBackend::new(profile);
+    let one = |dtype: DType,
+               op: &dyn Fn(
+        &mut GraphBuilder,
+        shadowattn_hal::ValueId,
+    ) -> shadowattn_hal::ValueId| {
+        let mut b = GraphBuilder::new("g");
+        let x = b
+            .input(
+                "x",
+                TensorDesc::new(dtype, [1, 1, 4, 8]).with_quant(match dtype {
+                    DType::I8 => Quantization::per_tensor(0.1, 0),
+                    _ => Quantization::None,
+                }),
+            )
+            .unwrap();
+        let y = op(&mut b, x);
+        b.output(y).unwrap();
+        b.build().unwrap()
+    };
+    let add = |b: &mut GraphBuilder, x| {
+        b.add("op", x, x, OutType::plain(b.desc(x).unwrap().dtype))
+            .unwrap()
+    };
+    let transpose = |b: &mut GraphBuilder, x| b.transpose("op", x, &[0, 1, 3, 2]).unwrap();
+    let dequantize = |b: &mut GraphBuilder, x| b.dequantize("op", x, DType::F16).unwrap();
+    for (what, graph, refused) in [
+        ("f16 Add", one(DType::F16, &add), true),
+        ("f32 Add", one(DType::F32, &add), true),
+        ("f16 Transpose", one(DType::F16, &transpose), true),
+        ("f32 Transpose", one(DType::F32, &transpose), false),
+        ("Dequantize i8 to f16", one(DType::I8, &dequantize), false),
+    ] {
+        let r = sim.check_support(&graph);
+        assert_eq!(r.is_err(), refused, "{what}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                e.to_string().contains("no op from float to float"),
+                "{what}: {e}"
+            );
+        }
+    }
+    let caps = sim.capabilities();
+    let sigs = &caps.ops[&shadowattn_hal::OpKind::Add];
+    assert!(!sigs
+        .iter()
+        .any(|s| s.input == DType::F16 && s.output == DType::F16));
+    assert!(sigs
+        .iter()
+        .any(|s| s.input == DType::I8 && s.output == DType::I8));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]

@@ -21,6 +21,26 @@ pub struct Identity {
     pub header: Vec<String>,
 }
 
+/// A plain (unsourced) value of a profile table: `[numerics]` and `[limits]` hold these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plain {
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Text(String),
+}
+
+/// A table of plain values that replaces the base's table of that name, with its comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// The table's name (`numerics`).
+    pub table: &'static str,
+    /// Comment lines above it (without `#`).
+    pub comment: Vec<String>,
+    /// Its keys in order.
+    pub keys: Vec<(&'static str, Plain)>,
+}
+
 /// A number of a profile to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -41,13 +61,15 @@ impl Key {
 }
 
 /// `base_text` (the base profile's TOML, named `base_name`) with `fitted` values and sources
-/// set, every other sourced number's source prefixed "assumption: copied from <base>", and
-/// `identity`; the result is checked by parsing it as a profile.
+/// set, every other sourced number's source prefixed "assumption: copied from <base>", the
+/// base's tables named in `sections` replaced by them (placed where the base has them, else
+/// after the top-level keys), and `identity`; the result is checked by parsing it as a profile.
 pub fn fitted_profile_text(
     base_name: &str,
     base_text: &str,
     identity: &Identity,
     fitted: &[(Key, f64, String)],
+    sections: &[Section],
 ) -> Result<String> {
     // The base's leading comment describes the base: drop it.
     let body: String = base_text
@@ -66,6 +88,25 @@ pub fn fitted_profile_text(
     }
     for (key, value, source) in fitted {
         set_number(number_mut(&mut doc, base_name, key.path())?, *value, source);
+    }
+    for section in sections {
+        let position = doc
+            .get(section.table)
+            .and_then(Item::as_table)
+            .and_then(toml_edit::Table::position)
+            // Before [npu] (position 0 is the document's top-level keys).
+            .unwrap_or(1);
+        let mut table = toml_edit::Table::new();
+        for (key, value) in &section.keys {
+            table[*key] = match value {
+                Plain::Bool(b) => toml_edit::value(*b),
+                Plain::Text(t) => toml_edit::value(t.as_str()),
+            };
+        }
+        table.set_position(position);
+        let comment: String = section.comment.iter().map(|l| format!("# {l}\n")).collect();
+        table.decor_mut().set_prefix(format!("\n{comment}"));
+        doc[section.table] = Item::Table(table);
     }
     let mut text: String = identity.header.iter().map(|l| format!("# {l}\n")).collect();
     text.push_str(&doc.to_string());
@@ -179,6 +220,7 @@ mod tests {
                 7.5,
                 "derived: fitted to 3 estimates".into(),
             )],
+            &[],
         )
         .unwrap();
         assert!(out.starts_with("# fitted for a test\n"), "{out}");
@@ -209,6 +251,7 @@ mod tests {
                 ..id.clone()
             },
             &[],
+            &[],
         )
         .unwrap();
         let p3 = SocProfile::parse("x", &same).unwrap();
@@ -218,8 +261,28 @@ mod tests {
             .get_ref()
             .source
             .starts_with("assumption: copied"));
+        // A section replaces the base's table, or is added where the base has none.
+        let numerics = Section {
+            table: "numerics",
+            comment: vec!["probed".into()],
+            keys: vec![
+                ("f32_as_f16", Plain::Bool(false)),
+                ("integer_rounding", Plain::Text("golden".into())),
+                ("source", Plain::Text("measured: a probe".into())),
+            ],
+        };
+        for base in ["sa8255", "dimensity-9300"] {
+            let (_, text) = BUILTIN.iter().find(|(n, _)| *n == base).unwrap();
+            let with =
+                fitted_profile_text(base, text, &id, &[], std::slice::from_ref(&numerics)).unwrap();
+            let p = SocProfile::parse("x", &with).unwrap();
+            assert!(!p.numerics.f32_as_f16, "{base}");
+            assert_eq!(p.numerics.source, "measured: a probe", "{base}");
+            assert_eq!(with.matches("[numerics]").count(), 1, "{base}: {with}");
+            assert!(with.contains("# probed\n[numerics]"), "{base}: {with}");
+        }
         // Copying twice does not stack the note.
-        let again = fitted_profile_text("my-soc", &out, &id, &[]).unwrap();
+        let again = fitted_profile_text("my-soc", &out, &id, &[], &[]).unwrap();
         let p2 = SocProfile::parse("x", &again).unwrap();
         assert_eq!(p2.npu.clock_ghz.get_ref().source, *clock);
     }

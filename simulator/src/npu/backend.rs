@@ -13,6 +13,12 @@ use shadowattn_hal::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// Ops that move data without computing on it: `[limits] float_ops = false` leaves them alone
+/// on f32 tensors (socModel 95 accepts an f32 Transpose, not an f16 one).
+fn moves_data(op: OpKind) -> bool {
+    matches!(op, OpKind::Transpose | OpKind::Reshape)
+}
+
 /// Whether executions compute results or only time them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExecutionMode {
@@ -42,7 +48,10 @@ impl SimBackend {
             OpKind::MatMul => !limits.int32_matmul_output && s.output == DType::I32,
             OpKind::Requantize => !limits.requantize_from_int32 && s.input == DType::I32,
             _ => false,
-        };
+        } || (!limits.float_ops
+            && s.input.is_float()
+            && s.output.is_float()
+            && !(moves_data(op) && s.input == DType::F32 && s.output == DType::F32));
         let capabilities = Capabilities {
             ops: OpKind::ALL
                 .into_iter()
@@ -101,6 +110,20 @@ impl SimBackend {
         let limits = &self.profile.limits;
         let input = |i: usize| &graph.value(node.inputs[i]).desc;
         let output = &graph.value(node.outputs[0]).desc;
+        let float = |values: &[shadowattn_hal::ValueId]| {
+            values.iter().any(|&v| graph.value(v).desc.dtype.is_float())
+        };
+        let f32_moved = moves_data(node.op.kind())
+            && node
+                .inputs
+                .iter()
+                .chain(&node.outputs)
+                .all(|&v| graph.value(v).desc.dtype == DType::F32);
+        if !limits.float_ops && float(&node.inputs) && float(&node.outputs) && !f32_moved {
+            return Some(
+                "this NPU runs no op from float to float tensors (it has no FP16 unit)".into(),
+            );
+        }
         match node.op {
             Op::MatMul { .. }
                 if !limits.int32_matmul_output

@@ -17,6 +17,12 @@
 //! point is below 128, where values `b − zb ≥ 128` take another path in HTP. HTP's Cast of a
 //! float to an integer truncates toward zero (then saturates). Requantize and Quantize nodes
 //! keep the golden rule: HTP's differ (by one step on 1–9 % of a probe's values), not modelled.
+//!
+//! `shadowattn soc fit` (and `soc numerics`) re-measures which rule a socModel follows with
+//! this probe (`simulator/src/fit/numerics_probe.rs`) and writes it into the fitted profile.
+//! On socModels 62 and 63 neither rule equals every output: the golden rule is nearest on
+//! MatMul requantization (10,279 of 325,120 probe outputs differ from it, 13,097 from
+//! htp-v73), while their Cast truncates as htp-v73 does.
 
 use serde::Deserialize;
 use shadowattn_cpu::reference::arith::{self, Golden, IntegerRules};

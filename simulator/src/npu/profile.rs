@@ -91,6 +91,12 @@ pub struct NpuLimits {
     /// Softmax may run over any axis (HTP: the last one only).
     #[serde(default = "accepted")]
     pub softmax_any_axis: bool,
+    /// Ops from float to float tensors (f16, or f32 that HTP computes as f16) run; false
+    /// refuses every node with a float input and a float output but an f32 Transpose or
+    /// Reshape, leaving Quantize, Dequantize and float-to-integer Casts (QNN socModel 95,
+    /// SAR2230P: false, "The SocModel doesn't support FP16").
+    #[serde(default = "accepted")]
+    pub float_ops: bool,
     /// Where these come from.
     #[serde(default = "unstated")]
     pub source: String,
@@ -106,11 +112,12 @@ fn unstated() -> String {
 
 impl NpuLimits {
     /// Every limit by its `[limits]` key, with whether the NPU accepts it.
-    pub fn entries(&self) -> [(&'static str, bool); 3] {
+    pub fn entries(&self) -> [(&'static str, bool); 4] {
         [
             ("int32_matmul_output", self.int32_matmul_output),
             ("requantize_from_int32", self.requantize_from_int32),
             ("softmax_any_axis", self.softmax_any_axis),
+            ("float_ops", self.float_ops),
         ]
     }
 
@@ -130,6 +137,7 @@ impl Default for NpuLimits {
             int32_matmul_output: true,
             requantize_from_int32: true,
             softmax_any_axis: true,
+            float_ops: true,
             source: unstated(),
         }
     }

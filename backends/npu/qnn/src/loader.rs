@@ -486,6 +486,8 @@ impl Drop for RpcBuffer {
 /// last.
 static LOG: Mutex<VecDeque<(u32, String)>> = Mutex::new(VecDeque::new());
 const LOG_KEEP: usize = 64;
+/// How many messages [`LOG`] has ever received (changed under its lock).
+static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 std::thread_local! {
     /// The last error-level message QNN logged on this thread: a QNN call logs on the thread
@@ -496,6 +498,23 @@ std::thread_local! {
 /// Takes the most recent error-level message logged on this thread since the last call, if any.
 pub fn take_last_error_log() -> Option<String> {
     LAST_ERROR.with(|e| e.borrow_mut().take())
+}
+
+/// The position of the log now: [`log_since`] of it returns what is logged after.
+pub fn log_position() -> u64 {
+    let _log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    LOGGED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The messages of every thread logged since `position` ([`log_position`]), newest last; at
+/// most the 64 newest.
+pub fn log_since(position: u64) -> Vec<(u32, String)> {
+    let log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let new = LOGGED
+        .load(std::sync::atomic::Ordering::SeqCst)
+        .saturating_sub(position);
+    let new = usize::try_from(new).unwrap_or(usize::MAX).min(log.len());
+    log.iter().skip(log.len() - new).cloned().collect()
 }
 
 /// Recent log messages of every thread, newest last.
@@ -574,12 +593,27 @@ fn record(level: u32, text: String) {
             log.pop_front();
         }
         log.push_back((level, text));
+        LOGGED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_since_returns_what_came_after_the_position() {
+        let mark = log_position();
+        record(sys::LogLevel::WARN.0, "after the mark 1".into());
+        record(sys::LogLevel::ERROR.0, "after the mark 2".into());
+        let since: Vec<String> = log_since(mark).into_iter().map(|(_, m)| m).collect();
+        // Other tests may log concurrently: ours are there, in order.
+        let mine: Vec<&String> = since
+            .iter()
+            .filter(|m| m.starts_with("after the mark"))
+            .collect();
+        assert_eq!(mine, ["after the mark 1", "after the mark 2"]);
+    }
 
     #[test]
     fn an_error_logged_on_one_thread_is_not_another_threads_failure() {
