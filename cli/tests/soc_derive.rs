@@ -33,16 +33,16 @@ fn check_fails_on_a_hand_edit_and_a_run_undoes_it() {
 
     let gen3 = dir.join("socs/snapdragon-8-gen-3.toml");
     let committed = std::fs::read_to_string(&gen3).unwrap();
-    let edited = committed.replace(
-        "softmax_ops = { value = 91.813,",
-        "softmax_ops = { value = 90.0,",
-    );
+    // The fitted softmax line as committed, e.g. `softmax_ops = { value = 54.863,`.
+    let start = committed.find("softmax_ops = { value = ").unwrap();
+    let line = &committed[start..start + committed[start..].find(',').unwrap() + 1];
+    let edited = committed.replacen(line, "softmax_ops = { value = 90.0,", 1);
     assert_ne!(edited, committed, "the edit must hit the fitted line");
     std::fs::write(&gen3, &edited).unwrap();
     let (code, stdout, stderr) = shadowattn(&["soc", "derive", "--recipe", &recipe, "--check"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
-        stdout.contains("out of date: ") && stdout.contains("+softmax_ops = { value = 91.813,"),
+        stdout.contains("out of date: ") && stdout.contains(&format!("+{line}")),
         "{stdout}"
     );
     assert!(

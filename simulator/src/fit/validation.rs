@@ -114,6 +114,9 @@ mod tests {
         assert!((edge.within_10_percent - 0.5).abs() < 1e-12, "{edge:?}");
         assert!((edge.within_25_percent - 0.75).abs() < 1e-12, "{edge:?}");
         let table = markdown(&[family_error("f", &rs).unwrap()]);
-        assert!(table.contains("| f | 5 | 4.9 % | 60 % | 80 % | 80 % |"), "{table}");
+        assert!(
+            table.contains("| f | 5 | 4.9 % | 60 % | 80 % | 80 % |"),
+            "{table}"
+        );
     }
 }

@@ -737,7 +737,7 @@ mod tests {
             fit(&base(), &FREE_PARAMETERS, &few),
             Err(SimError::Fit(_))
         ));
-        let zero = vec![Observation { spec, cycles: 0.0 }; 12];
+        let zero = vec![Observation { spec, cycles: 0.0 }; FREE_PARAMETERS.len()];
         let e = fit(&base(), &FREE_PARAMETERS, &zero).unwrap_err();
         assert!(e.to_string().contains("must be positive"), "{e}");
     }

@@ -84,8 +84,8 @@ node_fixed_cycles = {f16node}
 units = {units}
 width_bits = {width}
 softmax_ops = {softmax}
-requantize_ops = {launch}
-elementwise_ops = {launch}
+requantize_ops = {requantize}
+elementwise_ops = {elementwise}
 topk_ops = {launch}
 node_fixed_cycles = {vnode}
 transpose_cycles_per_element = {transpose}
@@ -127,6 +127,8 @@ materialized_efficiency = {half}
         softmax = fit("npu.vector.softmax_ops"),
         vnode = fit("npu.vector.node_fixed_cycles"),
         transpose = fit("npu.vector.transpose_cycles_per_element"),
+        requantize = fit("npu.vector.requantize_ops"),
+        elementwise = fit("npu.vector.elementwise_ops"),
     )
 }
 
