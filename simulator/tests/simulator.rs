@@ -263,6 +263,82 @@ fn working_sets_larger_than_onchip_memory_are_tiled_not_refused() {
     sim.compile(&g).unwrap();
 }
 
+/// A MatMul graph `[m, k] · [k, n]` of `dtype` whose second input is a graph input or a
+/// constant.
+fn matmul_graph(dtype: DType, (m, k, n): (usize, usize, usize), constant_b: bool) -> Graph {
+    use shadowattn_simulator::fit::graph_families::{GraphSpec, Second, Tail};
+    GraphSpec {
+        dtype,
+        tail: Tail::None,
+        second: if constant_b {
+            Second::Static
+        } else {
+            Second::Dynamic
+        },
+        transpose_b: false,
+        heads: 1,
+        m,
+        k,
+        n,
+    }
+    .graph()
+    .unwrap()
+}
+
+#[test]
+fn a_matmul_spills_what_of_its_activations_exceeds_vtcm_and_constants_stream() {
+    // sa8255: 8 MiB VTCM, half usable. A [64, 4096] f16 = 0.5 MiB, B [4096, 2048] f16 = 16 MiB,
+    // out [64, 2048] = 0.25 MiB: a dynamic B makes 16.75 MiB of activations, 12.75 MiB over.
+    let sim = SimBackend::builtin("sa8255").unwrap();
+    let (a, b, out) = (64 * 4096 * 2, 4096 * 2048 * 2, 64 * 2048 * 2);
+    let usable = 4 << 20;
+    let dynamic = sim.cost(&matmul_graph(DType::F16, (64, 4096, 2048), false));
+    assert_eq!(
+        dynamic.nodes[0].dma_bytes,
+        (a + b + out) + 2 * (a + b + out - usable),
+        "read A and B, write the output, spill and fill the excess"
+    );
+    // The same weights as a constant stream once: no spill.
+    let constant = sim.cost(&matmul_graph(DType::F16, (64, 4096, 2048), true));
+    assert_eq!(constant.nodes[0].dma_bytes, a + b + out);
+    // Within VTCM nothing spills.
+    let small = sim.cost(&matmul_graph(DType::F16, (64, 512, 512), false));
+    assert_eq!(
+        small.nodes[0].dma_bytes,
+        (64 * 512 + 512 * 512 + 64 * 512) * 2
+    );
+}
+
+#[test]
+fn rows_off_the_crouton_grid_pay_their_padding_on_htp_only() {
+    // 100 rows lie unfolded in HTP's crouton layout (8 · 104 = 832 rows at 8 bits), 104 rows
+    // fold into blocks: the matrix work and the requantized read-out of 100 rows are dearer.
+    // A flat-layout NPU (Dimensity 9300's profile) pays for the rows it has.
+    let compute = |soc: &str, m: usize| {
+        SimBackend::builtin(soc)
+            .unwrap()
+            .cost(&matmul_graph(DType::I8, (m, 256, 512), false))
+            .nodes[0]
+            .clone()
+    };
+    let (odd, even) = (compute("sa8255", 100), compute("sa8255", 104));
+    assert!(
+        odd.tiles > 4 * even.tiles,
+        "{} vs {}",
+        odd.tiles,
+        even.tiles
+    );
+    assert!(
+        odd.compute_cycles > 2.0 * even.compute_cycles,
+        "{odd:?} vs {even:?}"
+    );
+    let (odd, even) = (
+        compute("dimensity-9300", 100),
+        compute("dimensity-9300", 104),
+    );
+    assert!(odd.tiles <= even.tiles && odd.compute_cycles <= even.compute_cycles);
+}
+
 #[test]
 fn timing_only_mode_skips_arithmetic_but_times_the_same() {
     let functional = SimBackend::builtin("dimensity-9300").unwrap();

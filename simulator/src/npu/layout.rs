@@ -41,7 +41,7 @@ impl Layout {
             Layout::HtpCrouton => {
                 let width = if elem_bytes <= 1 { 8 } else { 4 };
                 let h = CROUTON_HEIGHT;
-                if rows % h == 0 && rows >= 2 * h {
+                if rows.is_multiple_of(h) && rows >= 2 * h {
                     rows
                 } else {
                     h * rows.max(1).next_multiple_of(width)
