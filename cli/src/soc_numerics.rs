@@ -155,21 +155,11 @@ pub fn summary_lines(p: &Probed) -> Vec<String> {
         lines.push(format!("  limit {} ({}): {state}", l.key, l.label));
     }
     let d = &p.decision;
-    let refused: Vec<&str> = d
-        .limits
-        .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(k, _)| *k)
-        .collect();
     lines.push(format!(
         "decision: integer_rounding = \"{}\", f32_as_f16 = {}, refused limits: {}",
         rule_name(d.integer_rounding),
         d.f32_as_f16,
-        if refused.is_empty() {
-            "none".into()
-        } else {
-            refused.join(", ")
-        }
+        d.refused_limits()
     ));
     lines
 }
@@ -179,12 +169,6 @@ pub fn compact_line(p: &Probed) -> String {
     let d = &p.decision;
     let r = p.probe.rounding_counts();
     let f = p.probe.float_counts();
-    let refused: Vec<&str> = d
-        .limits
-        .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(k, _)| *k)
-        .collect();
     format!(
         "numerics probe (`shadowattn soc numerics` prints it whole): integer_rounding = \"{}\" (golden differs on {}, htp-v73 on {} of {} outputs); f32_as_f16 = {} ({} of {} informative f32 outputs like f16, {} like f32); refused limits: {}",
         rule_name(d.integer_rounding),
@@ -195,7 +179,7 @@ pub fn compact_line(p: &Probed) -> String {
         f.like_f16,
         f.informative,
         f.like_f32,
-        if refused.is_empty() { "none".into() } else { refused.join(", ") }
+        d.refused_limits()
     )
 }
 

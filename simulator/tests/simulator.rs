@@ -310,6 +310,39 @@ fn a_matmul_spills_what_of_its_activations_exceeds_vtcm_and_constants_stream() {
 }
 
 #[test]
+fn a_matmuls_compute_is_its_laid_out_tiles_transposes_and_read_out_exactly() {
+    // sa8255, rank 3 with both operands read transposed: A [2, 256, 100] (K 256, M 100)
+    // against B [2, 512, 256] (N 512 keys as rows): 2 batches, M's 100 rows unfolded to
+    // 8 · 104 = 832 (13 INT8 tiles of 64), N 512 (16 tiles of 32), K 256 (8 of 32).
+    let soc = SocProfile::builtin("sa8255").unwrap();
+    let q = |shape: [usize; 3]| {
+        TensorDesc::new(DType::I8, shape).with_quant(Quantization::per_tensor(0.05, 0))
+    };
+    let mut b = GraphBuilder::new("exact");
+    let a = b.input("a", q([2, 256, 100])).unwrap();
+    let w = b.input("w", q([2, 512, 256])).unwrap();
+    let out = OutType::quantized(DType::I8, QuantParams::symmetric(0.5));
+    let y = b.matmul("mm", a, w, true, true, out).unwrap();
+    b.output(y).unwrap();
+    let g = b.build().unwrap();
+    let node = SimBackend::new(soc.clone()).cost(&g).nodes[0].clone();
+    let tiles = 2 * 13 * 16 * 8;
+    assert_eq!(node.tiles, tiles);
+    let npu = &soc.npu;
+    // Both operands are transposed on the vector units (channels rounded to 32: 100 → 128),
+    // the output read out over its laid-out rows (832 × 512 per batch).
+    let expected = real(&npu.matrix.int8.node_fixed_cycles)
+        + tiles as f64 * real(&npu.matrix.int8.cycles_per_tile)
+        + (2 * 256 * 128 + 2 * 512 * 256) as f64 * real(&npu.vector.transpose_cycles_per_element)
+        + (2 * 832 * 512) as f64 * real(&npu.matrix.requantized_output_cycles_per_element);
+    assert!(
+        (node.compute_cycles - expected).abs() <= 1e-9 * expected,
+        "{} vs {expected}",
+        node.compute_cycles
+    );
+}
+
+#[test]
 fn rows_off_the_crouton_grid_pay_their_padding_on_htp_only() {
     // 100 rows lie unfolded in HTP's crouton layout (8 · 104 = 832 rows at 8 bits), 104 rows
     // fold into blocks: the matrix work and the requantized read-out of 100 rows are dearer.

@@ -648,6 +648,23 @@ pub struct Decision {
     pub limits_source: String,
 }
 
+impl Decision {
+    /// The `[limits]` keys the NPU refuses, or `none`.
+    pub fn refused_limits(&self) -> String {
+        let refused: Vec<&str> = self
+            .limits
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(k, _)| *k)
+            .collect();
+        if refused.is_empty() {
+            "none".into()
+        } else {
+            refused.join(", ")
+        }
+    }
+}
+
 /// The `[numerics] integer_rounding` spelling of a rule.
 pub fn rule_name(r: IntegerRounding) -> &'static str {
     match r {
