@@ -307,6 +307,14 @@ fn a_matmul_spills_what_of_its_activations_exceeds_vtcm_and_constants_stream() {
         small.nodes[0].dma_bytes,
         (64 * 512 + 512 * 512 + 64 * 512) * 2
     );
+    // INT8 activations take one byte each on chip: A [64, 8192], B [8192, 1024] (8 MiB),
+    // out [64, 1024] make 8.56 MiB, 4.56 MiB over.
+    let (a, b, out) = (64 * 8192, 8192 * 1024, 64 * 1024);
+    let i8 = sim.cost(&matmul_graph(DType::I8, (64, 8192, 1024), false));
+    assert_eq!(
+        i8.nodes[0].dma_bytes,
+        (a + b + out) + 2 * (a + b + out - usable)
+    );
 }
 
 #[test]
@@ -330,8 +338,10 @@ fn a_matmuls_compute_is_its_laid_out_tiles_transposes_and_read_out_exactly() {
     assert_eq!(node.tiles, tiles);
     let npu = &soc.npu;
     // Both operands are transposed on the vector units (channels rounded to 32: 100 → 128),
-    // the output read out over its laid-out rows (832 × 512 per batch).
+    // the output read out over its laid-out rows (832 × 512 per batch); two heads of 512 keys
+    // × 256 B are in the relayout window.
     let expected = real(&npu.matrix.int8.node_fixed_cycles)
+        + real(npu.matrix.fused_relayout_cycles.as_ref().unwrap())
         + tiles as f64 * real(&npu.matrix.int8.cycles_per_tile)
         + (2 * 256 * 128 + 2 * 512 * 256) as f64 * real(&npu.vector.transpose_cycles_per_element)
         + (2 * 832 * 512) as f64 * real(&npu.matrix.requantized_output_cycles_per_element);
@@ -340,6 +350,52 @@ fn a_matmuls_compute_is_its_laid_out_tiles_transposes_and_read_out_exactly() {
         "{} vs {expected}",
         node.compute_cycles
     );
+}
+
+#[test]
+fn fused_int8_heads_over_512_to_1024_keys_pay_one_relayout() {
+    // The window of RULES.md §6: 2+ heads, keys as rows, at most 1,024 keys, at least 40 KiB
+    // of keys per head. A profile without the number pays nothing.
+    let with = SocProfile::builtin("sa8255").unwrap();
+    let relayout = real(with.npu.matrix.fused_relayout_cycles.as_ref().unwrap());
+    let mut without = with.clone();
+    without.npu.matrix.fused_relayout_cycles = None;
+    let extra = |g: &Graph| {
+        SimBackend::new(with.clone()).cost(g).nodes[0].compute_cycles
+            - SimBackend::new(without.clone()).cost(g).nodes[0].compute_cycles
+    };
+    for (heads, keys, d, pays) in [
+        (2, 1024, 64, true),  // 64 KiB per head
+        (3, 600, 80, true),   // 48,000 B
+        (4, 512, 128, true),  // 64 KiB
+        (1, 1024, 64, false), // one head
+        (2, 1025, 64, false), // past 1,024 keys
+        (2, 512, 64, false),  // 32 KiB per head
+        (2, 300, 128, false), // 38,400 B
+    ] {
+        let e = extra(&int8_pilot_graph(heads, 64, keys, d));
+        let want = if pays { relayout } else { 0.0 };
+        assert!(
+            (e - want).abs() < 1e-6 * relayout,
+            "{heads} heads x {keys} keys x d {d}: {e} extra cycles, want {want}"
+        );
+    }
+    // The same shape with the keys as a constant, or in f16, does not.
+    use shadowattn_simulator::fit::graph_families::{GraphSpec, Second};
+    let pilot = GraphSpec::pilot(2, 64, 1024, 64);
+    for other in [
+        GraphSpec {
+            second: Second::Static,
+            ..pilot
+        },
+        GraphSpec {
+            dtype: DType::F16,
+            ..pilot
+        },
+    ] {
+        assert_eq!(extra(&other.graph().unwrap()), 0.0, "{other}");
+    }
+    assert!(extra(&pilot.graph().unwrap()) > 0.0);
 }
 
 #[test]

@@ -12,11 +12,12 @@
 use crate::error::{Result, SimError};
 use crate::fit::graph_families::{Family, GraphSpec, Grid, Second, Tail};
 use crate::npu::cost::graph_cost;
-use crate::npu::profile::{real, Real, SocProfile};
+use crate::npu::profile::{real, Real, SocProfile, Sourced};
 use argmin::core::{CostFunction, Error as ArgminError, Executor, State};
 use argmin::solver::neldermead::NelderMead;
 use shadowattn_hal::{DType, Graph};
 use std::fmt;
+use toml::Spanned;
 
 /// The scale of the fit's robust loss: log errors up to about this count as squared.
 pub const LOSS_SCALE: f64 = 0.1;
@@ -61,10 +62,12 @@ pub enum Parameter {
     ElementwiseOps,
     /// `npu.vector.requantize_ops`.
     RequantizeOps,
+    /// `npu.matrix.fused_relayout_cycles`.
+    FusedRelayoutCycles,
 }
 
 /// Every parameter `soc fit` determines, in the order it reports them.
-pub const FREE_PARAMETERS: [Parameter; 14] = [
+pub const FREE_PARAMETERS: [Parameter; 15] = [
     Parameter::FixedCycles,
     Parameter::DmaBytesPerCycle,
     Parameter::InputCyclesPerElement,
@@ -79,6 +82,7 @@ pub const FREE_PARAMETERS: [Parameter; 14] = [
     Parameter::Fp16NodeFixedCycles,
     Parameter::ElementwiseOps,
     Parameter::RequantizeOps,
+    Parameter::FusedRelayoutCycles,
 ];
 
 impl Parameter {
@@ -101,6 +105,7 @@ impl Parameter {
             Parameter::Fp16NodeFixedCycles => "npu.matrix.fp16.node_fixed_cycles",
             Parameter::ElementwiseOps => "npu.vector.elementwise_ops",
             Parameter::RequantizeOps => "npu.vector.requantize_ops",
+            Parameter::FusedRelayoutCycles => "npu.matrix.fused_relayout_cycles",
         }
     }
 
@@ -123,6 +128,17 @@ impl Parameter {
             Parameter::Fp16NodeFixedCycles => &mut n.matrix.fp16.node_fixed_cycles,
             Parameter::ElementwiseOps => &mut n.vector.elementwise_ops,
             Parameter::RequantizeOps => &mut n.vector.requantize_ops,
+            Parameter::FusedRelayoutCycles => {
+                n.matrix.fused_relayout_cycles.get_or_insert_with(|| {
+                    Spanned::new(
+                        0..0,
+                        Sourced {
+                            value: Self::FusedRelayoutCycles.first_guess(),
+                            source: "assumption: the fit's first guess".into(),
+                        },
+                    )
+                })
+            }
         }
     }
 
@@ -143,6 +159,7 @@ impl Parameter {
             Parameter::Int8NodeFixedCycles | Parameter::Fp16NodeFixedCycles => 1000.0,
             Parameter::ElementwiseOps => 1.0,
             Parameter::RequantizeOps => 3.0,
+            Parameter::FusedRelayoutCycles => 50_000.0,
         }
     }
 

@@ -325,6 +325,36 @@ fn node_cost(
     }
 }
 
+/// The most keys (`n`) at which HTP's compiler relayouts the heads of a fused INT8 MatMul with
+/// dynamic keys as rows (QNN's `non-free ForceFormat crouton->crouton`), and the fewest bytes
+/// of one head's keys: on socModel 52 the relayout appears from 48,000 B (80 × 600) to 1,024
+/// keys and not at 38,400 B (128 × 300) or 32,768 B (64 × 512), nor past 1,024 keys
+/// (`simulator/socs/qnn/RULES.md` §6; the one exception seen: 96 × 700).
+const RELAYOUT_MAX_KEYS: usize = 1024;
+/// See [`RELAYOUT_MAX_KEYS`]: 40 KiB lies between the largest head without a relayout and the
+/// smallest with one.
+const RELAYOUT_MIN_HEAD_BYTES: usize = 40 << 10;
+
+/// Whether `node`, a MatMul of `batches` heads, `n` output columns and depth `k`, is a fused
+/// INT8 MatMul with dynamic keys as rows whose heads HTP's compiler relayouts.
+fn relayouts_between_heads(
+    graph: &Graph,
+    node: &Node,
+    batches: usize,
+    (n, k): (usize, usize),
+) -> bool {
+    let Op::MatMul { transpose_b, .. } = node.op else {
+        return false;
+    };
+    let keys = &graph.value(node.inputs[1]).desc;
+    batches >= 2
+        && transpose_b
+        && keys.dtype.is_integer()
+        && graph.constant(node.inputs[1]).is_none()
+        && n <= RELAYOUT_MAX_KEYS
+        && n * k * keys.dtype.size_bytes() >= RELAYOUT_MIN_HEAD_BYTES
+}
+
 /// A MatMul on the matrix unit: its tiles over the laid-out rows and depths, its cycles (tiles,
 /// transposes of non-constant operands on the vector units, requantized output) and the DMA
 /// bytes of spilling and filling what of its laid-out working set exceeds `usable` bytes.
@@ -368,6 +398,9 @@ fn matmul_cycles(
             cycles +=
                 laid_out(profile, desc) as f64 * real(&npu.vector.transpose_cycles_per_element);
         }
+    }
+    if relayouts_between_heads(graph, node, batches, (n, k)) {
+        cycles += npu.matrix.fused_relayout_cycles.as_ref().map_or(0.0, real);
     }
     if out.dtype.is_integer() && out.dtype != DType::I32 {
         // Read out per laid-out output row: unfolded rows pay their padding here.

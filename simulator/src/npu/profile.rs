@@ -218,6 +218,10 @@ pub struct MatrixProfile {
     pub fp16: TileProfile,
     /// Cycles to read out, requantize and store one element of an INT8 MatMul's 8/16-bit output.
     pub requantized_output_cycles_per_element: Real,
+    /// Cycles of the relayout HTP's compiler inserts between the heads of a fused INT8 MatMul
+    /// with keys as rows over 512–1024 keys (absent: none; `simulator/socs/qnn/RULES.md` §6).
+    #[serde(default)]
+    pub fused_relayout_cycles: Option<Real>,
 }
 
 /// One matrix-unit micro-op: `[m, k] · [k, n]` in `cycles_per_tile` cycles.
@@ -453,6 +457,9 @@ impl SocProfile {
                 &n.matrix.requantized_output_cycles_per_element,
             ),
         ];
+        if let Some(r) = &n.matrix.fused_relayout_cycles {
+            v.push(("npu.matrix.fused_relayout_cycles".into(), r));
+        }
         v.extend(n.launch.reals());
         for (i, c) in self.cpu.cores.iter().enumerate() {
             for (k, r) in [
