@@ -353,9 +353,9 @@ fn a_matmuls_compute_is_its_laid_out_tiles_transposes_and_read_out_exactly() {
 }
 
 #[test]
-fn fused_int8_heads_over_512_to_1024_keys_pay_one_relayout() {
-    // The window of RULES.md §6: 2+ heads, keys as rows, at most 1,024 keys, at least 40 KiB
-    // of keys per head. A profile without the number pays nothing.
+fn fused_int8_heads_in_the_relayout_window_pay_one_relayout() {
+    // The window of RULES.md §6: 2+ heads, keys as rows, a multiple of 8 keys up to 1,024, at
+    // least 40 KiB of keys per head. A profile without the number pays nothing.
     let with = SocProfile::builtin("sa8255").unwrap();
     let relayout = real(with.npu.matrix.fused_relayout_cycles.as_ref().unwrap());
     let mut without = with.clone();
@@ -369,7 +369,9 @@ fn fused_int8_heads_over_512_to_1024_keys_pay_one_relayout() {
         (3, 600, 80, true),   // 48,000 B
         (4, 512, 128, true),  // 64 KiB
         (1, 1024, 64, false), // one head
-        (2, 1025, 64, false), // past 1,024 keys
+        (2, 1000, 64, true),  // 64,000 B, keys a multiple of 8
+        (2, 1001, 64, false), // not a multiple of 8
+        (2, 1032, 64, false), // past 1,024 keys
         (2, 512, 64, false),  // 32 KiB per head
         (2, 300, 128, false), // 38,400 B
     ] {

@@ -327,9 +327,10 @@ fn node_cost(
 
 /// The most keys (`n`) at which HTP's compiler relayouts the heads of a fused INT8 MatMul with
 /// dynamic keys as rows (QNN's `non-free ForceFormat crouton->crouton`), and the fewest bytes
-/// of one head's keys: on socModel 52 the relayout appears from 48,000 B (80 × 600) to 1,024
-/// keys and not at 38,400 B (128 × 300) or 32,768 B (64 × 512), nor past 1,024 keys
-/// (`simulator/socs/qnn/RULES.md` §6; the one exception seen: 96 × 700).
+/// of one head's keys: on socModel 52 the relayout appears for key counts that are multiples
+/// of 8 from 48,000 B (80 × 600) to 1,024 keys, and not at 38,400 B (128 × 300) or 32,768 B
+/// (64 × 512), past 1,024 keys, or at key counts that are not multiples of 8
+/// (`simulator/socs/qnn/RULES.md` §6).
 const RELAYOUT_MAX_KEYS: usize = 1024;
 /// See [`RELAYOUT_MAX_KEYS`]: 40 KiB lies between the largest head without a relayout and the
 /// smallest with one.
@@ -351,6 +352,7 @@ fn relayouts_between_heads(
         && transpose_b
         && keys.dtype.is_integer()
         && graph.constant(node.inputs[1]).is_none()
+        && n.is_multiple_of(8)
         && n <= RELAYOUT_MAX_KEYS
         && n * k * keys.dtype.size_bytes() >= RELAYOUT_MIN_HEAD_BYTES
 }
