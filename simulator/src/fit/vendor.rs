@@ -397,6 +397,13 @@ fn grid(family: Family, heads: &[usize], m: &[usize], k: &[usize], n: &[usize]) 
     .specs()
 }
 
+/// NPU-ranked group pilots of `group` heads per group, d 64: `units` fused groups of `m` rows
+/// over `n` keys.
+fn group_pilots(group: usize, units: &[usize], m: &[usize], n: &[usize]) -> Vec<GraphSpec> {
+    let pilot = family(DType::I8, Tail::GroupPilot(group), Second::Dynamic, true);
+    grid(pilot, units, m, &[64], n)
+}
+
 fn family(dtype: DType, tail: Tail, second: Second, transpose_b: bool) -> Family {
     Family {
         dtype,
@@ -500,11 +507,10 @@ pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
             specs: [2, 4]
                 .into_iter()
                 .flat_map(|g| {
-                    grid(
-                        family(I8, Tail::GroupPilot(g), Dynamic, true),
+                    group_pilots(
+                        g,
                         pick(&[1, 2], &[2]),
                         pick(&[32, 128], &[32]),
-                        &[64],
                         pick(&[512, 2048], &[512]),
                     )
                 })
@@ -588,22 +594,10 @@ pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
         },
         FamilySet {
             name: "group pilot, ranking summed on the NPU (2 groups of 6 / 7 heads)",
-            specs: grid(
-                family(I8, Tail::GroupPilot(6), Dynamic, true),
-                &[2],
-                pick(&[32, 100], &[32]),
-                &[64],
-                pick(&[512, 1000], &[512]),
-            )
-            .into_iter()
-            .chain(grid(
-                family(I8, Tail::GroupPilot(7), Dynamic, true),
-                &[2],
-                &[64],
-                &[64],
-                pick(&[1024, 2000], &[1024]),
-            ))
-            .collect(),
+            specs: group_pilots(6, &[2], pick(&[32, 100], &[32]), pick(&[512, 1000], &[512]))
+                .into_iter()
+                .chain(group_pilots(7, &[2], &[64], pick(&[1024, 2000], &[1024])))
+                .collect(),
         },
         FamilySet {
             name: "NPU-Full INT8 attention, off the grid",
