@@ -3,7 +3,8 @@
 # their validation tables: simulator/socs/sa8255.toml (socModel 52, built in), the others
 # under simulator/socs/qnn/, and simulator/socs/qnn/VALIDATION.md; then rewrites the fitted
 # numbers of the phone profiles the emulator does not estimate from their fit
-# (simulator/derived-profiles.toml). Takes about two minutes.
+# (simulator/derived-profiles.toml). Takes about a minute with the estimate cache in target/,
+# ten without it (every socModel compiles some 800 graphs).
 # Run it after changing the cost model; review the diff before committing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
