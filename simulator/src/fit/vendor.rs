@@ -306,12 +306,7 @@ pub fn fit(
             .map(|p| (p.first_guess() * scale).ln())
             .collect()
     };
-    let starts = [
-        guess(1.0 / 10.0),
-        guess(1.0 / 3.0),
-        guess(1.0),
-        guess(3.0),
-    ];
+    let starts = [guess(1.0 / 10.0), guess(1.0 / 3.0), guess(1.0), guess(3.0)];
     let mut best = (starts[0].clone(), f64::INFINITY);
     for start in starts {
         let found = descend(&objective, start)?;
