@@ -415,6 +415,16 @@ pub enum GridSize {
     Small,
 }
 
+impl GridSize {
+    /// The values of one axis at this size: `full` for the designed grid, else `small`.
+    fn pick(self, full: &'static [usize], small: &'static [usize]) -> &'static [usize] {
+        match self {
+            GridSize::Full => full,
+            GridSize::Small => small,
+        }
+    }
+}
+
 /// The graphs a fit is made on (`Full`: 615 graphs), every regime of each family:
 ///
 /// - f16 and i8 MatMuls with a dynamic second input over M 1 / 8 / 32 / 64 / 128 / 256 / 512
@@ -436,14 +446,7 @@ pub enum GridSize {
 pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
     use DType::{F16, I8};
     use Second::{Dynamic, Static};
-    let full = size == GridSize::Full;
-    let pick = |full_values: &'static [usize], small: &'static [usize]| -> &'static [usize] {
-        if full {
-            full_values
-        } else {
-            small
-        }
-    };
+    let pick = |full_values, small| size.pick(full_values, small);
     let (m, k, n) = (
         pick(&[1, 8, 32, 64, 128, 256, 512], &[1, 256]),
         pick(&[64, 128, 256, 512, 1024, 4096], &[64, 4096]),
@@ -530,14 +533,8 @@ pub fn fit_families(size: GridSize) -> Vec<FamilySet> {
 pub fn held_out_families(size: GridSize) -> Vec<FamilySet> {
     use DType::{F16, F32, I8, U8};
     use Second::{Dynamic, Static};
+    let pick = |full_values, small| size.pick(full_values, small);
     let full = size == GridSize::Full;
-    let pick = |full_values: &'static [usize], small: &'static [usize]| -> &'static [usize] {
-        if full {
-            full_values
-        } else {
-            small
-        }
-    };
     let pilot = family(I8, Tail::None, Dynamic, true);
     let mut pilots = grid(
         pilot,
