@@ -255,6 +255,7 @@ pub extern "C" fn shadowattn_context_create_from_ratios(
             model,
             pilot_acc_range: None,
             center_keys: false,
+            budget: shadowattn_hal::BudgetRule::MEASURED_BEST,
         };
         calib.validate()?;
         create(npu, compute, calib, options, out)

@@ -43,6 +43,10 @@ pub struct CalibrateArgs {
     /// Seed of the synthetic samples.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How each selecting unit's keys are spread over a chunk's rows (written into the file;
+    /// default the measured best).
+    #[command(flatten)]
+    budget: crate::budget::BudgetArgs,
 }
 
 /// Runs the command.
@@ -107,15 +111,17 @@ pub fn run(args: &CalibrateArgs) -> Result<(), Box<dyn Error>> {
         min_ratio: args.min_ratio,
         importance_clamp: (1e-6, 1e6),
     };
-    let calib = Calibration::calibrate(model, &samples, &importance, cfg, 1, 0.5)?;
+    let mut calib = Calibration::calibrate(model, &samples, &importance, cfg, 1, 0.5)?;
+    calib.budget = args.budget.rule_over(calib.budget)?;
     calib.save(&args.out)?;
     println!(
-        "calibration: {} ({} layers x {} heads, {} buckets, mean ratio {})",
+        "calibration: {} ({} layers x {} heads, {} buckets, mean ratio {}, {})",
         args.out.display(),
         args.layers,
         args.q_heads,
         calib.grid.len(),
-        args.ratio
+        args.ratio,
+        crate::budget::describe(&calib.budget)
     );
     Ok(())
 }

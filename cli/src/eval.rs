@@ -5,13 +5,14 @@
 //! ablation, and the pilot's top-k recall on real heads.
 
 use crate::backends::open_options;
+use crate::budget::{describe, BudgetArgs};
 use crate::pilot::PilotArg;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
 use shadowattn_cpu::fast::Arithmetic;
-use shadowattn_hal::{ComputeBackend, NpuBackend};
-use shadowattn_models::attention::{CoreAttention, Dense, Ranking, RecallProbe, Sparse};
+use shadowattn_hal::{BudgetRule, ComputeBackend, NpuBackend};
+use shadowattn_models::attention::{CoreAttention, Dense, KeptPairs, Ranking, RecallProbe, Sparse};
 use shadowattn_models::eval::{
     ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
     windows, Ablation, ImportanceRule,
@@ -110,9 +111,10 @@ pub struct EvalArgs {
         default_value = "pilot-i32,pilot-i8,exact"
     )]
     rankings: Vec<RankingArg>,
-    /// The pilot subtracts each KV head's mean key before quantizing K (the ranking is
-    /// unchanged, K's range shrinks; calibrated so).
-    #[arg(long)]
+    /// Whether the pilot subtracts each KV head's mean key before quantizing K (the ranking is
+    /// unchanged, K's range shrinks; calibrated so): on by default (measured better),
+    /// `--center-keys false` turns it off.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     center_keys: bool,
     /// Also run the INT8 pilot through the sparse-attention core on this NPU backend (`cpu`,
     /// `sim:<soc>`, `qnn:htp`, …): the graph bank, planner and threaded executor of `shadowattn
@@ -123,6 +125,9 @@ pub struct EvalArgs {
     /// GQA group, the ranking summed on the NPU), `group-cpu`, `head`, `auto`.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
     pilots: Vec<PilotArg>,
+    /// How the sparse runs spread each unit's keys over its rows.
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 /// How keys are ranked in the sparse runs.
@@ -207,16 +212,20 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let started = Instant::now();
-    let text = Evaluation::load(args, compute)?;
+    let rule = args
+        .budget
+        .rule_over(shadowattn_hal::BudgetRule::MEASURED_BEST)?;
+    let text = Evaluation::load(args, compute, rule)?;
     if args.dense_only {
         return Ok(());
     }
     let calibrated = Calibrated::on_calibration_text(&text)?;
     calibrated.print_pilot_recall()?;
     println!(
-        "selection: {} (min_keys {})",
+        "selection: {} (min_keys {}; {})",
         args.selection.describe(),
-        args.min_keys
+        args.min_keys,
+        describe(&rule)
     );
     calibrated.table(npu.as_ref().map(|o| o.backend.as_ref()))?;
     println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
@@ -245,11 +254,16 @@ struct Evaluation<'a> {
     name: String,
     windows: Vec<Vec<u32>>,
     dense_ppl: f64,
+    rule: BudgetRule,
 }
 
 impl<'a> Evaluation<'a> {
     /// Opens the model, tokenizes the text and measures the dense perplexity (printed).
-    fn load(args: &'a EvalArgs, compute: &'a dyn ComputeBackend) -> Result<Self, Box<dyn Error>> {
+    fn load(
+        args: &'a EvalArgs,
+        compute: &'a dyn ComputeBackend,
+        rule: BudgetRule,
+    ) -> Result<Self, Box<dyn Error>> {
         let gguf = Gguf::open(&args.model)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let model = Llama::from_gguf(&gguf)?;
@@ -284,6 +298,7 @@ impl<'a> Evaluation<'a> {
             name,
             windows: eval,
             dense_ppl: dense.ppl,
+            rule,
         })
     }
 
@@ -368,7 +383,7 @@ impl<'e> Calibrated<'e> {
             text.compute,
             &self.windows,
             &self.base,
-            (0.2, args.selection.sharing(), args.min_keys),
+            (0.2, args.selection.sharing(), args.min_keys, text.rule),
         )?;
         self.base.pilot_acc_range = Some(acc_range);
         let tried: Vec<String> = tried
@@ -475,13 +490,22 @@ impl<'e> Calibrated<'e> {
     /// The table: every ratio, allocation and ranking (and the core on `npu`), one row each.
     fn table(&self, npu: Option<&dyn NpuBackend>) -> Result<(), Box<dyn Error>> {
         let (text, args) = (self.text, self.text.args);
-        println!("ratio\tallocation\tranking\tppl\tvs_dense");
+        println!("ratio\tallocation\tranking\tppl\tvs_dense\tkept");
         let runs = args.ratios.len()
             * args.allocations.len()
             * (args.rankings.len() + usize::from(npu.is_some()) * args.pilots.len());
         let bar = progress_bar(runs);
-        let print = |ratio: f32, allocation: &str, ranking: &str, (ppl, pct): (f64, f64)| {
-            bar.suspend(|| println!("{ratio}\t{allocation}\t{ranking}\t{ppl:.4}\t{pct:+.2}%"));
+        let print = |ratio: f32,
+                     allocation: &str,
+                     ranking: &str,
+                     (ppl, pct): (f64, f64),
+                     kept: KeptPairs| {
+            bar.suspend(|| {
+                println!(
+                    "{ratio}\t{allocation}\t{ranking}\t{ppl:.4}\t{pct:+.2}%\t{:.4}",
+                    kept.fraction()
+                )
+            });
             bar.inc(1);
         };
         for &ratio in &args.ratios {
@@ -492,9 +516,11 @@ impl<'e> Calibrated<'e> {
                     bar.set_message(format!("{ratio} {allocation} {}", ranking.label()));
                     let mut sparse =
                         Sparse::new(text.compute, ratios.clone(), ranking.ranking(&self.base)?)
-                            .with_sharing(args.selection.sharing());
+                            .with_sharing(args.selection.sharing())
+                            .with_rule(text.rule);
                     sparse.min_keys = args.min_keys;
-                    print(ratio, allocation, ranking.label(), text.row(&mut sparse)?);
+                    let row = text.row(&mut sparse)?;
+                    print(ratio, allocation, ranking.label(), row, sparse.pairs);
                 }
                 for (npu, &pilot) in npu
                     .iter()
@@ -515,7 +541,8 @@ impl<'e> Calibrated<'e> {
                     let unit = core.pilot_label();
                     bar.set_message(format!("{ratio} {allocation} @{} {unit}", npu.name()));
                     let ranking = format!("{}@{}[{unit}]", RankingArg::PilotI8.label(), npu.name());
-                    print(ratio, allocation, &ranking, text.row(&mut core)?);
+                    let row = text.row(&mut core)?;
+                    print(ratio, allocation, &ranking, row, core.pairs);
                 }
             }
         }
@@ -525,7 +552,7 @@ impl<'e> Calibrated<'e> {
 }
 
 /// A calibration of the model on the calibration text at mean `ratio`, heads weighted by the
-/// ablation's `rule` (uniformly without an ablation).
+/// ablation's `rule` (uniformly without an ablation), for the run's budget rule.
 fn calibration_at(
     text: &Evaluation<'_>,
     windows: &[Vec<u32>],
@@ -544,7 +571,7 @@ fn calibration_at(
         || vec![vec![1.0; c.q_heads]; c.layers],
         |a| a.importance(rule),
     );
-    Ok(calibrate(
+    let calibration = calibrate(
         &text.model,
         &text.name,
         text.compute,
@@ -552,7 +579,11 @@ fn calibration_at(
         &importance,
         cfg,
         args.center_keys,
-    )?)
+    )?;
+    Ok(Calibration {
+        budget: text.rule,
+        ..calibration
+    })
 }
 
 /// The attention-mass curves of every selecting unit on the calibration text (printed).
@@ -570,8 +601,7 @@ fn curves(text: &Evaluation<'_>, calib_ids: &[u32]) -> Result<Vec<Vec<MassCurve>
         &text.model,
         text.compute,
         &mass_calib,
-        args.selection.sharing(),
-        args.min_keys,
+        (args.selection.sharing(), args.min_keys, text.rule),
     )?;
     println!(
         "mass_curves: {} units on {} ({} windows of {}) in {:.1} s",

@@ -6,6 +6,7 @@
 
 mod backends;
 mod bench;
+mod budget;
 mod calibrate;
 mod conformance;
 mod devices;

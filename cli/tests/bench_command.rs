@@ -31,6 +31,10 @@ fn the_table_and_json_have_every_kernel_shape_and_thread_count() {
         "topk-row",
         "topk-group",
         "topk-ranked",
+        "topk-group-threshold",
+        "topk-ranked-threshold",
+        "topk-group-top-p",
+        "topk-ranked-top-p",
         "attend-row",
         "attend-group",
         "attend-row-single",
@@ -76,7 +80,7 @@ fn the_table_and_json_have_every_kernel_shape_and_thread_count() {
         assert_eq!(r["q_len"], 16);
         match r["kernel"].as_str().unwrap() {
             "dense" => assert_eq!(r["dense_over"].as_f64(), Some(1.0)),
-            "topk-row" | "topk-group" | "topk-ranked" => {
+            k if k.starts_with("topk-") => {
                 assert!(
                     r["gflops"].is_null() && r["ranked_keys"].as_u64().unwrap() > 0,
                     "{r}"
@@ -114,6 +118,10 @@ fn profile_cpu_prints_every_field_the_simulator_reads() {
         "topk_cycles_per_key",
         "group_topk_cycles_per_key",
         "ranked_topk_cycles_per_key",
+        "threshold_topk_cycles_per_key",
+        "ranked_threshold_topk_cycles_per_key",
+        "top_p_topk_cycles_per_key",
+        "ranked_top_p_topk_cycles_per_key",
     ] {
         let line = block
             .lines()

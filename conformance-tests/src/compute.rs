@@ -10,6 +10,9 @@
 //! - Equal scores (including a row of all-equal scores): the lower key indices are kept.
 //! - A causal row always sees at least key 0, so no row has an empty prefix; `KeyBudget::Fixed(k)`
 //!   with k beyond a row's prefix is `InvalidArgument`, `KeyBudget::Ratio` keeps the whole prefix.
+//! - A chunk budget (`ChunkBudget`: per-row shares that follow the attention, anchors, floors,
+//!   caps) selects exactly the keys the contract's own rule (`shadowattn_hal::budget`) selects
+//!   on the group's ranking, from INT8 heads or from an f16 ranking.
 
 use crate::cases::Group;
 use crate::expectations::Suite;
@@ -17,8 +20,8 @@ use crate::runner::{compare, result_of, CaseResult, Judged, Outcome, Status};
 use crate::tolerance::{Tiers, Tolerance};
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
-    AttentionInputs, AttentionShape, ComputeBackend, DType, HalError, HeadsView, KeyBudget,
-    ScoreData, ScoreMatrix, Selection,
+    Anchors, AttentionInputs, AttentionShape, BudgetRule, ChunkBudget, ComputeBackend, DType,
+    GroupScores, HalError, HeadsView, KeyBudget, RowSplit, ScoreData, ScoreMatrix, Selection,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -83,6 +86,16 @@ pub enum ComputeCaseKind {
         levels: u32,
         /// The budget.
         budget: KeyBudget,
+    },
+    /// A GQA group's keys under a chunk budget: `heads` INT8 heads through `select_group`, or
+    /// (with `ranked`) their ranking rounded to f16 through `select`.
+    Select {
+        /// The rule.
+        rule: BudgetRule,
+        /// Heads of the group.
+        heads: usize,
+        /// Whether the backend gets the f16 ranking instead of the heads' scores.
+        ranked: bool,
     },
     /// Dense attention.
     Dense {
@@ -204,6 +217,19 @@ pub fn compute_cases() -> Vec<ComputeCase> {
                     causal,
                     levels,
                     budget,
+                },
+            ));
+        }
+    }
+    for (label, rule) in select_rules() {
+        for (heads, ranked) in [(1, false), (3, false), (3, true)] {
+            let from = if ranked { "f16_ranking" } else { "int8" };
+            cases.push(op(
+                format!("select_{label}_{heads}heads_{from}"),
+                ComputeCaseKind::Select {
+                    rule,
+                    heads,
+                    ranked,
                 },
             ));
         }
@@ -399,6 +425,112 @@ fn topk(
     match backend.topk(m, budget) {
         Ok(got) => compare(&judged, &[offsets(&got), as_f64(got.indices())]),
         Err(e) => failed(format!("topk failed: {e}")),
+    }
+}
+
+/// The budget rules the select cases run: each split, anchors, a floor and a cap.
+fn select_rules() -> Vec<(&'static str, BudgetRule)> {
+    let anchors = Anchors {
+        sinks: 2,
+        recent: 5,
+    };
+    vec![
+        (
+            "threshold",
+            BudgetRule {
+                split: RowSplit::Threshold,
+                ..BudgetRule::EVEN
+            },
+        ),
+        (
+            "threshold_anchors_floor",
+            BudgetRule {
+                split: RowSplit::Threshold,
+                anchors,
+                floor: 0.5,
+                cap: None,
+            },
+        ),
+        (
+            "top_p_cap",
+            BudgetRule {
+                split: RowSplit::TopP,
+                anchors: Anchors::NONE,
+                floor: 0.0,
+                cap: Some(2.0),
+            },
+        ),
+        (
+            "even_anchors",
+            BudgetRule {
+                anchors,
+                ..BudgetRule::EVEN
+            },
+        ),
+    ]
+}
+
+/// A group's keys under `rule` at 20 % (at least 2 keys a row): the backend's against the
+/// contract's rule on the group's ranking, exactly.
+fn select(backend: &dyn ComputeBackend, rule: BudgetRule, heads: usize, ranked: bool) -> Outcome {
+    let (rows, cols) = (24, 180);
+    let scores: Vec<Vec<i8>> = (0..heads)
+        .map(|h| {
+            seeded_values(31 + h as u64, rows * cols, 1.0)
+                .iter()
+                // Few levels: ties inside and across rows.
+                .map(|x| ((x * 12.0).round() * 9.0) as i8)
+                .collect()
+        })
+        .collect();
+    let matrices = scores
+        .iter()
+        .map(|s| ScoreMatrix::new(ScoreData::I8(s), rows, cols, cols - rows, true))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("valid score matrices");
+    let sigmas: Vec<f32> = (0..heads).map(|h| 0.02 + 0.01 * h as f32).collect();
+    let group = GroupScores::new(matrices, sigmas).expect("a valid group");
+    let budget = ChunkBudget {
+        ratio: 0.2,
+        min_keys: 2,
+        rule,
+    };
+    let ranks = group.ranks();
+    let f16: Vec<half::f16> = ranks.iter().map(|&x| half::f16::from_f32(x)).collect();
+    let f16_matrix = || {
+        ScoreMatrix::new(ScoreData::F16(&f16), rows, cols, cols - rows, true)
+            .expect("valid ranking")
+    };
+    let want = if ranked {
+        budget.select(f16_matrix())
+    } else {
+        budget.select(group.ranks_matrix(&ranks).expect("valid ranking"))
+    };
+    let want = want.expect("the contract's rule");
+    let got = if ranked {
+        backend.select(f16_matrix(), &budget)
+    } else {
+        backend.select_group(&group, &budget)
+    };
+    let offsets =
+        |s: &Selection| -> Vec<f64> { s.row_offsets().iter().map(|&o| o as f64).collect() };
+    let judged = [
+        output(
+            Tiers::single(Tolerance::Exact),
+            offsets(&want),
+            DType::I32,
+            1,
+        ),
+        output(
+            Tiers::single(Tolerance::Exact),
+            as_f64(want.indices()),
+            DType::I32,
+            1,
+        ),
+    ];
+    match got {
+        Ok(got) => compare(&judged, &[offsets(&got), as_f64(got.indices())]),
+        Err(e) => failed(format!("select failed: {e}")),
     }
 }
 
@@ -614,6 +746,11 @@ pub fn run_compute_case(backend: &dyn ComputeBackend, case: &ComputeCase) -> Cas
             levels,
             budget,
         } => topk(backend, *kind, (*rows, *cols), *causal, *levels, *budget),
+        ComputeCaseKind::Select {
+            rule,
+            heads,
+            ranked,
+        } => select(backend, *rule, *heads, *ranked),
         ComputeCaseKind::Dense { shape } => attention(backend, *shape, None, relaxed),
         ComputeCaseKind::Sparse { shape, ratio } => {
             attention(backend, *shape, Some(*ratio), relaxed)

@@ -45,8 +45,9 @@ pub mod tensor;
 
 pub use compute::{group, GroupScores};
 pub use compute::{
-    AttentionInputs, AttentionShape, ComputeBackend, ComputeCapabilities, HeadsView, KeyBudget,
-    QuantizedHeads, ScoreData, ScoreMatrix, Selection,
+    Anchors, AttentionInputs, AttentionShape, BudgetRule, ChunkBudget, ComputeBackend,
+    ComputeCapabilities, HeadsView, KeyBudget, QuantizedHeads, RankedRows, RowSplit, ScoreData,
+    ScoreMatrix, Selection,
 };
 pub use dtype::{DType, Element};
 pub use error::{HalError, Result};

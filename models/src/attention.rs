@@ -6,14 +6,14 @@ use crate::error::{ModelError, Result};
 use crate::llama::{matmul_t, Attention};
 use shadowattn_cpu::reference::arith::{Golden, IntegerRules};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, DType, GroupScores, KeyBudget, QuantParams, ScoreData,
-    ScoreMatrix, Selection,
+    AttentionInputs, BudgetRule, ChunkBudget, ComputeBackend, DType, GroupScores, KeyBudget,
+    QuantParams, RankedRows, ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::{
     head_scales, quantize_keys, quantize_queries, with_centered_keys, HeadScales, PilotOutput,
 };
-use shadowattn_sparse_attn::select::{select, Granularity, SelectionRule};
+use shadowattn_sparse_attn::select::Granularity;
 
 /// Full softmax attention on a compute backend.
 #[derive(Debug)]
@@ -114,9 +114,43 @@ pub struct Sparse<'a> {
     pub sharing: Sharing,
     /// Fewest keys any row keeps.
     pub min_keys: usize,
+    /// How each unit's keys are spread over its rows.
+    pub rule: BudgetRule,
     /// Every selection made, `[layer][query head]`, when recording (for recall measurements);
     /// with [`Sharing::PerGroup`] each head's is its group's.
     pub recorded: Option<Vec<Vec<Selection>>>,
+    /// The (row, key) pairs attended and the valid ones, over every head of every call.
+    pub pairs: KeptPairs,
+}
+
+/// (Row, key) pairs a sparse attention kept of the valid ones, summed over heads and calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeptPairs {
+    /// Pairs attended.
+    pub kept: u64,
+    /// Valid (causal) pairs.
+    pub valid: u64,
+}
+
+impl KeptPairs {
+    /// The fraction kept.
+    pub fn fraction(&self) -> f64 {
+        self.kept as f64 / self.valid.max(1) as f64
+    }
+
+    /// Adds `selections` of one head each (`weight` heads per selection) over rows of `shape`.
+    fn add(
+        &mut self,
+        shape: &shadowattn_hal::AttentionShape,
+        selections: &[Selection],
+        weight: usize,
+    ) {
+        let valid: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+        for sel in selections {
+            self.kept += (sel.kept() * weight) as u64;
+            self.valid += valid * weight as u64;
+        }
+    }
 }
 
 impl<'a> Sparse<'a> {
@@ -129,7 +163,9 @@ impl<'a> Sparse<'a> {
             ranking,
             sharing: Sharing::PerHead,
             min_keys: 1,
+            rule: BudgetRule::EVEN,
             recorded: None,
+            pairs: KeptPairs::default(),
         }
     }
 
@@ -137,6 +173,21 @@ impl<'a> Sparse<'a> {
     pub fn with_sharing(mut self, sharing: Sharing) -> Self {
         self.sharing = sharing;
         self
+    }
+
+    /// The same with `rule`.
+    pub fn with_rule(mut self, rule: BudgetRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// The budget of a unit with mean `ratio`.
+    fn budget(&self, ratio: f32) -> ChunkBudget {
+        ChunkBudget {
+            ratio,
+            min_keys: self.min_keys,
+            rule: self.rule,
+        }
     }
 
     /// The same ratio for every head of `layers` layers of `heads` heads.
@@ -214,23 +265,6 @@ pub fn pilot_scores(
     })
 }
 
-/// Row top-k of one head's pilot scores under the core's selection rule.
-fn select_pilot(
-    compute: &dyn ComputeBackend,
-    shape: &shadowattn_hal::AttentionShape,
-    scores: &PilotScores,
-    ratio: f32,
-    min_keys: usize,
-) -> Result<Selection> {
-    let rule = SelectionRule {
-        ratio,
-        min_keys,
-        granularity: Granularity::Row,
-    };
-    let m = ScoreMatrix::for_chunk(scores.data(), shape)?;
-    Ok(select(compute, m, rule)?)
-}
-
 impl Sparse<'_> {
     /// One selection per query head, each from the head's own scores.
     fn select_per_head(
@@ -247,30 +281,45 @@ impl Sparse<'_> {
             Ranking::Exact => Vec::new(),
         };
         for (h, &ratio) in ratios.iter().enumerate() {
-            let budget = KeyBudget::Ratio {
-                ratio,
-                min_keys: self.min_keys,
-            };
+            let budget = self.budget(ratio);
             let sel = match &self.ranking {
                 Ranking::Exact => {
                     let scores = head_scores(inputs, h);
-                    let m = ScoreMatrix::causal(
-                        ScoreData::F32(&scores),
-                        s.q_len,
-                        s.kv_len,
-                        s.q_offset,
-                    )?;
-                    self.compute.topk(m, budget)?
+                    let m = ScoreMatrix::for_chunk(ScoreData::F32(&scores), &s)?;
+                    self.select_head(m, s.scale, &budget)?
                 }
                 Ranking::Pilot { grid, output, .. } => {
                     let scores =
                         pilot_scores(self.compute, grid, *output, &pilot_in, h, &scales[h])?;
-                    select_pilot(self.compute, &s, &scores, ratio, self.min_keys)?
+                    let (q_scale, k_scale) = grid.bucket(scales[h].bucket);
+                    let sigma = shadowattn_hal::group::logit_scale(
+                        output.score_scale(q_scale, k_scale),
+                        s.scale,
+                    );
+                    let m = ScoreMatrix::for_chunk(scores.data(), &s)?;
+                    self.select_head(m, sigma, &budget)?
                 }
             };
             selections.push(sel);
         }
         Ok(selections)
+    }
+
+    /// One head's keys from its scores `m` (softmax logits `m · logit_scale`): ranked on the
+    /// scores themselves, or on the head's probabilities (a group of one) when the split reads
+    /// mass.
+    fn select_head(
+        &self,
+        m: ScoreMatrix<'_>,
+        logit_scale: f32,
+        budget: &ChunkBudget,
+    ) -> Result<Selection> {
+        Ok(if budget.rule.split.needs_mass() {
+            self.compute
+                .select_group(&GroupScores::new(vec![m], vec![logit_scale])?, budget)?
+        } else {
+            self.compute.select(m, budget)?
+        })
     }
 
     /// One selection per KV head, shared by the query heads of its group: the top keys by the
@@ -295,10 +344,7 @@ impl Sparse<'_> {
             let heads = g * group..(g + 1) * group;
             // The mean as the core's executor takes it (f32 sum), so both keep the same counts.
             let ratio = ratios[heads.clone()].iter().sum::<f32>() / group as f32;
-            let budget = KeyBudget::Ratio {
-                ratio,
-                min_keys: self.min_keys,
-            };
+            let budget = self.budget(ratio);
             let sel = match &self.ranking {
                 Ranking::Exact => {
                     let scores: Vec<Vec<f32>> = heads.map(|h| head_scores(inputs, h)).collect();
@@ -308,7 +354,7 @@ impl Sparse<'_> {
                         .collect::<std::result::Result<Vec<_>, _>>()?;
                     let logit_scales = vec![s.scale; group];
                     self.compute
-                        .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
+                        .select_group(&GroupScores::new(matrices, logit_scales)?, &budget)?
                 }
                 Ranking::Pilot { grid, output, .. } => {
                     let mut scores = Vec::with_capacity(group);
@@ -333,7 +379,7 @@ impl Sparse<'_> {
                         .map(|d| ScoreMatrix::for_chunk(d.data(), &s))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
                     self.compute
-                        .topk_group(&GroupScores::new(matrices, logit_scales)?, budget)?
+                        .select_group(&GroupScores::new(matrices, logit_scales)?, &budget)?
                 }
             };
             shared.push(sel);
@@ -357,12 +403,14 @@ impl Attention for Sparse<'_> {
             Sharing::PerHead => {
                 let selections = self.select_per_head(&inputs, ratios)?;
                 self.compute.sparse_attention(inputs, &selections, out)?;
+                self.pairs.add(&s, &selections, 1);
                 selections
             }
             Sharing::PerGroup => {
                 let shared = self.select_per_group(&inputs, ratios)?;
                 self.compute
                     .sparse_attention_grouped(inputs, &shared, out)?;
+                self.pairs.add(&s, &shared, s.q_heads / s.kv_heads);
                 if self.recorded.is_none() {
                     return Ok(());
                 }
@@ -442,7 +490,9 @@ impl Attention for RecallProbe<'_> {
             let m = ScoreMatrix::for_chunk(ScoreData::F32(&exact), &s)?;
             let want = self.compute.topk(m, budget)?;
             let pilot = pilot_scores(self.compute, &self.grid, self.output, &pilot_in, h, scales)?;
-            let got = select_pilot(self.compute, &s, &pilot, self.ratio, 1)?;
+            let got = self
+                .compute
+                .topk(ScoreMatrix::for_chunk(pilot.data(), &s)?, budget)?;
             let recall: f64 = (0..s.q_len)
                 .map(|i| shadowattn_sparse_attn::metrics::topk_recall(got.row(i), want.row(i)))
                 .sum::<f64>()
@@ -455,9 +505,9 @@ impl Attention for RecallProbe<'_> {
 
 /// Dense attention that, on the way, measures the attention mass each selecting unit (a query
 /// head, or a GQA group with [`Sharing::PerGroup`]) keeps at every ratio of the allocation grid
-/// (`shadowattn_sparse_attn::allocation`): per query row, the largest probabilities (exact
-/// scores; a group's are its heads' mean) summed up to the count the selection keeps at that
-/// ratio, averaged over rows.
+/// (`shadowattn_sparse_attn::allocation`): per query row, the probabilities (exact scores; a
+/// group's are its heads' mean) of the keys the budget rule keeps at that ratio (its anchors and
+/// best ranked keys, as many as [`ChunkBudget::plan`] gives the row), averaged over rows.
 #[derive(Debug)]
 pub struct MassProbe<'a> {
     /// The kernels.
@@ -466,6 +516,8 @@ pub struct MassProbe<'a> {
     pub sharing: Sharing,
     /// Fewest keys any row keeps.
     pub min_keys: usize,
+    /// How each unit's keys are spread over its rows.
+    pub rule: BudgetRule,
     /// Sums of kept mass `[layer][unit][grid point]` over the rows seen so far.
     pub sums: Vec<Vec<Vec<f64>>>,
     /// Rows seen per layer.
@@ -548,24 +600,23 @@ impl Attention for MassProbe<'_> {
         let sums = &mut self.sums[layer];
         sums.resize(units.len(), vec![0.0; STEPS]);
         for (unit, p) in units.iter().enumerate() {
-            for i in 0..s.q_len {
-                let n = valid(i);
-                let mut row = p[i * s.kv_len..i * s.kv_len + n].to_vec();
-                row.sort_by(|a, b| b.total_cmp(a));
-                let mut cum = Vec::with_capacity(n);
-                let mut acc = 0.0;
-                for v in &row {
-                    acc += v;
-                    cum.push(acc);
-                }
-                for (g, slot) in sums[unit].iter_mut().enumerate() {
-                    let budget = KeyBudget::Ratio {
-                        ratio: grid_ratio(g + 1),
-                        min_keys: self.min_keys,
-                    };
-                    let k = budget.keys_for(i, n)?;
-                    *slot += if k == 0 { 0.0 } else { cum[k - 1] };
-                }
+            let rows = RankedRows::from_rows(
+                (0..s.q_len).map(|i| &p[i * s.kv_len..i * s.kv_len + valid(i)]),
+                self.rule.anchors,
+                true,
+            )?;
+            for (g, slot) in sums[unit].iter_mut().enumerate() {
+                let budget = ChunkBudget {
+                    ratio: grid_ratio(g + 1),
+                    min_keys: self.min_keys,
+                    rule: self.rule,
+                };
+                let kept = budget.plan(&rows)?;
+                *slot += kept
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| rows.kept_mass(i, k).unwrap_or(0.0))
+                    .sum::<f64>();
             }
         }
         self.rows[layer] += s.q_len;
@@ -580,6 +631,8 @@ impl Attention for MassProbe<'_> {
 pub struct CoreAttention<'c> {
     /// The executor.
     pub shadow: shadowattn_sparse_attn::shadow::ShadowAttention<'c>,
+    /// The (row, key) pairs attended and the valid ones, over every head of every chunk.
+    pub pairs: KeptPairs,
 }
 
 impl<'c> CoreAttention<'c> {
@@ -610,6 +663,7 @@ impl<'c> CoreAttention<'c> {
             .pilot(pilot)
             .build(compute)?;
         Ok(CoreAttention {
+            pairs: KeptPairs::default(),
             shadow: core.shadow,
         })
     }
@@ -635,6 +689,7 @@ impl Attention for CoreAttention<'_> {
             });
         }
         out.copy_from_slice(&r.output);
+        self.pairs.add(&inputs.shape(), &r.selections, 1);
         Ok(())
     }
 }

@@ -170,13 +170,13 @@ pub fn mass_curves(
     model: &Llama,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
-    sharing: Sharing,
-    min_keys: usize,
+    (sharing, min_keys, rule): (Sharing, usize, shadowattn_hal::BudgetRule),
 ) -> Result<Vec<Vec<MassCurve>>> {
     let mut probe = MassProbe {
         compute,
         sharing,
         min_keys,
+        rule,
         sums: Vec::new(),
         rows: Vec::new(),
     };
@@ -221,14 +221,15 @@ pub const RANGE_STEPS: u32 = 12;
 /// The INT8-output pilot's accumulator range that serves the model best on calibration text:
 /// of the calibration's range (the largest accumulator, which never clips) and its reductions by
 /// steps of √2 (finer steps, the largest scores saturating), the one with the lowest perplexity
-/// of sparse attention on `windows` with uniform `ratio` and `sharing` (ties to the larger).
+/// of sparse attention on `windows` with uniform `ratio`, `sharing` and the budget `rule` (ties to
+/// the larger).
 /// Returns it with every candidate's perplexity.
 pub fn tune_accumulator_range(
     model: &Llama,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     calibration: &shadowattn_sparse_attn::calibration::Calibration,
-    (ratio, sharing, min_keys): (f32, Sharing, usize),
+    (ratio, sharing, min_keys, rule): (f32, Sharing, usize, shadowattn_hal::BudgetRule),
 ) -> Result<(f32, Vec<(f32, f64)>)> {
     use crate::attention::{Ranking, Sparse};
     use shadowattn_sparse_attn::pilot::PilotOutput;
@@ -242,7 +243,9 @@ pub fn tune_accumulator_range(
         let acc_range = max / 2f32.powf(j as f32 / 2.0);
         let ranking = Ranking::pilot(calibration, PilotOutput::Int8 { acc_range });
         let ratios = Sparse::uniform(c.layers, c.q_heads, ratio);
-        let mut sparse = Sparse::new(compute, ratios, ranking).with_sharing(sharing);
+        let mut sparse = Sparse::new(compute, ratios, ranking)
+            .with_sharing(sharing)
+            .with_rule(rule);
         sparse.min_keys = min_keys;
         tried.push((acc_range, perplexity(model, windows, &mut sparse)?.ppl));
     }

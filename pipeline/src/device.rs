@@ -97,15 +97,16 @@ pub trait DeviceModel: std::fmt::Debug + Send + Sync {
     /// cores.
     fn cluster(&self, placement: &Placement) -> Result<String>;
 
-    /// The prices of chunks of `kv_len` keys of `head_dim` on `placement`'s cores, selections
-    /// shared as `sharing`; `pilots` are the pilot graphs by fused-head count.
+    /// The prices of chunks of `chunk = (kv_len, head_dim)` on `placement`'s cores, selections
+    /// shared as `sharing` and spreading each unit's budget by `split`; `pilots` are the pilot
+    /// graphs by fused-head count.
     fn layer_prices(
         &self,
         placement: &Placement,
         pilots: &[(usize, Graph)],
-        kv_len: usize,
-        head_dim: usize,
+        chunk: (usize, usize),
         sharing: SelectionSharing,
+        split: shadowattn_hal::RowSplit,
     ) -> Result<Box<dyn LayerPrices>>;
 
     /// The NPU-only strategies of a chunk of `shape`.

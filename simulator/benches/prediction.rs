@@ -36,6 +36,7 @@ fn layer(layer: usize, cores: usize) -> PrefillLayer {
         kernels: KernelSet::OURS,
         sharing: SelectionSharing::PerGroup,
         pilot: shadowattn_simulator::npu::graphs::PilotGraph::Head,
+        budget: shadowattn_hal::BudgetRule::EVEN,
     }
 }
 

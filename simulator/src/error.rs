@@ -42,6 +42,9 @@ pub enum SimError {
     /// A CPU placement that the SoC's clusters cannot run.
     #[error("CPU placement: {0}")]
     Placement(String),
+    /// A step the profile has no price for.
+    #[error("not priced: {0}")]
+    Unpriced(String),
     /// A launch path name that is not one of the simulator's.
     #[error("unknown launch path `{name}`; known: {known}")]
     UnknownLaunchPath {

@@ -6,8 +6,8 @@ use crate::error::{Result, SparseAttnError};
 use crate::select::Granularity;
 use serde::{Deserialize, Serialize};
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, EventKind, GroupScores, HostTensor, KeyBudget, ScoreData,
-    ScoreMatrix, Selection,
+    AttentionInputs, BudgetRule, ChunkBudget, ComputeBackend, EventKind, GroupScores, HostTensor,
+    ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_pipeline::{CostModel, PipelineError, Step, UnitWork};
 use std::collections::BTreeMap;
@@ -53,8 +53,8 @@ impl CostTable {
     /// graph of `bank` is launched `runs` times after a warm-up and its median launch time kept
     /// (the backend's launch events when it reports them — simulated, vendor or measured — else
     /// wall time); top-k and sparse attention of `compute` are timed on `sample` at `ratio` as
-    /// `granularity` runs them (query head 0, or the heads of KV group 0 sharing one selection),
-    /// medians over `runs`, and divided by the keys examined and the pairs attended per head.
+    /// `granularity` runs them (query head 0, or the heads of KV group 0 sharing one selection)
+    /// under the budget `rule`, medians over `runs`, and divided by the keys examined and the pairs attended per head.
     pub fn measure(
         bank: &mut GraphBank,
         compute: &dyn ComputeBackend,
@@ -62,6 +62,7 @@ impl CostTable {
         ratio: f32,
         runs: usize,
         granularity: Granularity,
+        rule: BudgetRule,
     ) -> Result<Self> {
         if runs == 0 {
             return Err(SparseAttnError::config("runs", "must be at least 1"));
@@ -110,7 +111,11 @@ impl CostTable {
             Granularity::Group => s.q_heads / s.kv_heads,
             Granularity::Row | Granularity::Block(_) => 1,
         };
-        let budget = KeyBudget::Ratio { ratio, min_keys: 1 };
+        let budget = ChunkBudget {
+            ratio,
+            min_keys: 1,
+            rule,
+        };
         let scores = (0..group)
             .map(|h| sample.exact_scores(h))
             .collect::<shadowattn_hal::Result<Vec<_>>>()?;
@@ -125,10 +130,10 @@ impl CostTable {
         };
         let ranked = GroupScores::new(matrices.clone(), vec![s.scale; group])?;
         let select = || -> Result<Selection> {
-            Ok(if group > 1 {
-                compute.topk_group(&ranked, budget)?
+            Ok(if group > 1 || rule.split.needs_mass() {
+                compute.select_group(&ranked, &budget)?
             } else {
-                compute.topk(matrices[0], budget)?
+                compute.select(matrices[0], &budget)?
             })
         };
         let mut out = vec![0.0; members.output_len()];

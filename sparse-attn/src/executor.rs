@@ -9,10 +9,10 @@ use crate::error::{Result, SparseAttnError};
 use crate::pilot::PilotOutput;
 use crate::prepare::{placement, unit_heads, PreparedChunk};
 use crate::select::{select, Granularity, SelectionRule};
-use shadowattn_hal::track;
+use shadowattn_hal::{track, BudgetRule, ChunkBudget};
 use shadowattn_hal::{
     AttentionInputs, ComputeBackend, EventKind, FigureSource, GroupScores, HalError, HostTensor,
-    KeyBudget, ProfileEvent, ScoreData, ScoreMatrix, Selection,
+    ProfileEvent, ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_pipeline::{Launch, Step};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -57,6 +57,8 @@ pub struct Work<'a> {
     pub min_keys: usize,
     /// Row or block top-k.
     pub granularity: Granularity,
+    /// How each unit's keys are spread over its rows.
+    pub budget: BudgetRule,
     /// CPU worker threads.
     pub workers: usize,
     /// Capacity of the queue between the launcher and the workers, in heads.
@@ -116,11 +118,12 @@ struct Job {
 
 impl Work<'_> {
     /// The budget of a key set `heads` share: the mean of their ratios.
-    fn shared_budget(&self, heads: impl ExactSizeIterator<Item = usize>) -> KeyBudget {
+    fn shared_budget(&self, heads: impl ExactSizeIterator<Item = usize>) -> ChunkBudget {
         let n = heads.len() as f32;
-        KeyBudget::Ratio {
+        ChunkBudget {
             ratio: heads.map(|h| self.ratios[h]).sum::<f32>() / n,
             min_keys: self.min_keys,
+            rule: self.budget,
         }
     }
 
@@ -428,8 +431,10 @@ fn process_head(work: &Work<'_>, clock: &Clock, start: u64, job: &HeadJob) -> Re
                 ratio: work.ratios[job.head],
                 min_keys: work.min_keys,
                 granularity: work.granularity,
+                budget: work.budget,
             };
-            let selection = select(work.compute, ScoreMatrix::for_chunk(data, &shape)?, rule)?;
+            let scores = ScoreMatrix::for_chunk(data, &shape)?;
+            let selection = select(work.compute, scores, job.logit_scale, rule)?;
             let selected = clock.now();
             work.compute
                 .sparse_attention(one, std::slice::from_ref(&selection), &mut output)?;
@@ -488,7 +493,7 @@ fn process_group(
     let budget = work.shared_budget(ranked.iter().map(|j| j.head));
     let selection = work
         .compute
-        .topk_group(&GroupScores::new(matrices, scales)?, budget)?;
+        .select_group(&GroupScores::new(matrices, scales)?, &budget)?;
     attend_group(work, clock, (start, clock.now()), heads, selection)
 }
 
@@ -503,9 +508,10 @@ fn process_ranked(
 ) -> Result<Vec<HeadOutcome>> {
     let s = work.inputs.shape();
     let budget = work.shared_budget(heads.iter().map(|j| j.head));
-    let selection = work
-        .compute
-        .topk(ScoreMatrix::for_chunk(ScoreData::F16(ranking), &s)?, budget)?;
+    let selection = work.compute.select(
+        ScoreMatrix::for_chunk(ScoreData::F16(ranking), &s)?,
+        &budget,
+    )?;
     attend_group(work, clock, (start, clock.now()), heads, selection)
 }
 

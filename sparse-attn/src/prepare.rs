@@ -6,7 +6,9 @@ use crate::bank::GraphBank;
 use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::{head_scales, quantize_keys, quantize_queries, HeadScales, PilotUnit};
-use shadowattn_hal::{AttentionInputs, AttentionShape, ComputeBackend, HostTensor, KeyBudget};
+use shadowattn_hal::{
+    AttentionInputs, AttentionShape, BudgetRule, ChunkBudget, ComputeBackend, HostTensor,
+};
 use shadowattn_pipeline::{CostModel, Launch, LayerCosts, Pipeline, Plan, UnitWork};
 use std::collections::{BTreeMap, HashMap};
 
@@ -120,14 +122,16 @@ pub fn launches(bank: &GraphBank, scales: &[HeadScales]) -> Vec<Launch> {
 
 /// Each unit's CPU work at its heads' ratios: the valid keys its top-k ranks and the pairs it
 /// keeps. A group ranks every head's scores, or one ranking when the NPU reduced it; its heads
-/// share the keys of their mean ratio.
+/// share the keys of their mean ratio, spread over the rows by `rule` (which keeps a number of
+/// pairs known before the scores: [`ChunkBudget::kept_pairs`]).
 pub fn unit_work(
     shape: &AttentionShape,
     unit: PilotUnit,
     ratios: &[f32],
-    min_keys: usize,
+    (min_keys, rule): (usize, BudgetRule),
 ) -> Vec<UnitWork> {
-    let valid_keys: u64 = (0..shape.q_len).map(|i| shape.valid_keys(i) as u64).sum();
+    let valid = || (0..shape.q_len).map(|i| shape.valid_keys(i));
+    let valid_keys: u64 = valid().map(|n| n as u64).sum();
     let per_unit = unit.heads();
     let ranked = match unit.npu_ranking() {
         Some(_) => 1,
@@ -137,13 +141,12 @@ pub fn unit_work(
         .chunks(per_unit)
         .map(|heads| {
             let ratio = heads.iter().sum::<f32>() / heads.len() as f32;
-            let budget = KeyBudget::Ratio { ratio, min_keys };
-            let kept_pairs: u64 = (0..shape.q_len)
-                .map(|i| {
-                    let n = shape.valid_keys(i);
-                    budget.keys_for(i, n).unwrap_or(n) as u64
-                })
-                .sum();
+            let budget = ChunkBudget {
+                ratio,
+                min_keys,
+                rule,
+            };
+            let kept_pairs = budget.kept_pairs(valid()).unwrap_or(valid_keys);
             UnitWork {
                 valid_keys: valid_keys * ranked,
                 kept_pairs: kept_pairs * per_unit as u64,
@@ -279,6 +282,8 @@ pub struct Preparation<'a> {
     pub ratios: &'a [f32],
     /// Fewest keys a row keeps.
     pub min_keys: usize,
+    /// How each unit's keys are spread over its rows.
+    pub budget: BudgetRule,
 }
 
 impl Preparation<'_> {
@@ -289,7 +294,7 @@ impl Preparation<'_> {
         let unit = self.bank.spec().unit;
         let scales = head_scales(self.bank.grid(), inputs);
         let launches = launches(self.bank, &scales);
-        let work = unit_work(&s, unit, self.ratios, self.min_keys);
+        let work = unit_work(&s, unit, self.ratios, (self.min_keys, self.budget));
         let costs = LayerCosts::priced(self.costs, &launches, &work)?;
         let plan = match self.schedule {
             Schedule::Planned => shadowattn_pipeline::plan(self.pipeline, &launches, &costs)?,
@@ -341,7 +346,11 @@ mod tests {
                 .collect();
             QuantizedHeads::new(data, vec![s], x.rows(), x.dim())
         }
-        fn topk(&self, _: ScoreMatrix<'_>, _: KeyBudget) -> shadowattn_hal::Result<Selection> {
+        fn topk(
+            &self,
+            _: ScoreMatrix<'_>,
+            _: shadowattn_hal::KeyBudget,
+        ) -> shadowattn_hal::Result<Selection> {
             unreachable!("preparation selects nothing")
         }
         fn sparse_attention(
@@ -370,7 +379,7 @@ mod tests {
         let kept = |ratio: f32| -> u64 {
             (3..=6)
                 .map(|n| {
-                    KeyBudget::Ratio { ratio, min_keys: 1 }
+                    shadowattn_hal::KeyBudget::Ratio { ratio, min_keys: 1 }
                         .keys_for(0, n)
                         .unwrap() as u64
                 })
@@ -379,17 +388,22 @@ mod tests {
         let npu = crate::pilot::GroupRanking::Npu {
             attention_scale: 1.0,
         };
-        let w = unit_work(&shape, group(npu), &ratios, 1);
+        let w = unit_work(&shape, group(npu), &ratios, (1, BudgetRule::EVEN));
         assert_eq!(w.len(), 2);
         // The NPU reduced the ranking: each key ranked once per group.
         assert_eq!(w[0].valid_keys, 18);
         // The heads share the keys of their mean ratio, 0.4, and each attends to them.
         assert_eq!(w[0].kept_pairs, 3 * kept(0.4));
         assert_eq!(w[1].kept_pairs, 3 * 18);
-        let w = unit_work(&shape, group(crate::pilot::GroupRanking::Cpu), &ratios, 1);
+        let w = unit_work(
+            &shape,
+            group(crate::pilot::GroupRanking::Cpu),
+            &ratios,
+            (1, BudgetRule::EVEN),
+        );
         // The CPU ranks every head's scores.
         assert_eq!(w[0].valid_keys, 3 * 18);
-        let heads = unit_work(&shape, PilotUnit::Head, &ratios, 1);
+        let heads = unit_work(&shape, PilotUnit::Head, &ratios, (1, BudgetRule::EVEN));
         assert_eq!(heads.len(), 6);
         assert_eq!(heads[0].kept_pairs, kept(0.2));
         assert_eq!(heads[0].valid_keys, 18);
@@ -427,6 +441,7 @@ mod tests {
             schedule: Schedule::Planned,
             ratios: &[0.5; 4],
             min_keys: 1,
+            budget: BudgetRule::EVEN,
         };
         let p = prep.prepare(&inputs).unwrap();
         // Heads 0, 1 share the smallest Q bucket, heads 2, 3 the largest: two fused launches.

@@ -1,7 +1,10 @@
 //! Top-k selection of one head's keys from its pilot scores, per row or per block of rows.
 
 use crate::error::{Result, SparseAttnError};
-use shadowattn_hal::{ComputeBackend, KeyBudget, ScoreData, ScoreMatrix, Selection};
+use shadowattn_hal::{
+    BudgetRule, ChunkBudget, ComputeBackend, GroupScores, KeyBudget, ScoreData, ScoreMatrix,
+    Selection,
+};
 
 /// How top-k groups query rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,22 +28,44 @@ pub struct SelectionRule {
     pub min_keys: usize,
     /// Row or block top-k.
     pub granularity: Granularity,
+    /// How the keys are spread over the rows (row and group granularity).
+    pub budget: BudgetRule,
 }
 
-/// The keys one head keeps from `scores` under `rule`, each row in ascending key order (a group
-/// of one head ranks like its own scores).
+impl SelectionRule {
+    /// The chunk budget of one unit with this rule's ratio.
+    pub fn chunk_budget(&self) -> ChunkBudget {
+        ChunkBudget {
+            ratio: self.ratio,
+            min_keys: self.min_keys,
+            rule: self.budget,
+        }
+    }
+}
+
+/// The keys one head keeps from `scores` (softmax logits `scores · logit_scale`) under `rule`,
+/// each row in ascending key order: ranked on the scores, or on the head's probabilities (a
+/// group of one head) when the budget's split reads mass.
 pub fn select(
     compute: &dyn ComputeBackend,
     scores: ScoreMatrix<'_>,
+    logit_scale: f32,
     rule: SelectionRule,
 ) -> Result<Selection> {
-    let budget = KeyBudget::Ratio {
-        ratio: rule.ratio,
-        min_keys: rule.min_keys,
-    };
+    let budget = rule.chunk_budget();
     match rule.granularity {
-        Granularity::Row | Granularity::Group => Ok(compute.topk(scores, budget)?),
-        Granularity::Block(rows) => select_blocks(compute, scores, budget, rule.min_keys, rows),
+        Granularity::Row | Granularity::Group if rule.budget.split.needs_mass() => {
+            Ok(compute
+                .select_group(&GroupScores::new(vec![scores], vec![logit_scale])?, &budget)?)
+        }
+        Granularity::Row | Granularity::Group => Ok(compute.select(scores, &budget)?),
+        Granularity::Block(_) if !rule.budget.is_even() => Err(SparseAttnError::config(
+            "budget",
+            "block top-k spreads a block's keys by its own rule; it takes the even rule only",
+        )),
+        Granularity::Block(rows) => {
+            select_blocks(compute, scores, budget.even_budget(), rule.min_keys, rows)
+        }
     }
 }
 

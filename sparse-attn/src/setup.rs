@@ -73,14 +73,14 @@ impl fmt::Display for PricingSource {
 }
 
 /// `device`'s prices of a bank's pilot launches (`spec` over `grid`) and of the CPU steps on
-/// `placement`'s cores, selections shared as `sharing`: the one rule by which a device model
-/// prices a core.
+/// `placement`'s cores, selections shared as `sharing` and spreading each unit's budget by
+/// `split`: the one rule by which a device model prices a core.
 pub fn device_prices(
     device: &dyn DeviceModel,
     placement: &Placement,
-    spec: &BankSpec,
-    grid: &BucketGrid,
+    (spec, grid): (&BankSpec, &BucketGrid),
     sharing: SelectionSharing,
+    split: shadowattn_hal::RowSplit,
 ) -> Result<Arc<dyn LayerPrices>> {
     let pilots = spec
         .fused
@@ -90,9 +90,9 @@ pub fn device_prices(
     Ok(Arc::from(device.layer_prices(
         placement,
         &pilots,
-        spec.kv_len,
-        spec.head_dim,
+        (spec.kv_len, spec.head_dim),
         sharing,
+        split,
     )?))
 }
 
@@ -466,9 +466,9 @@ impl<'s> CoreSetup<'s> {
             let prices = device_prices(
                 device,
                 &self.placement,
-                self.bank.spec(),
-                &self.bank.grid,
+                (self.bank.spec(), &self.bank.grid),
                 self.sharing(),
+                self.calibration.budget.split,
             )?;
             let source = PricingSource::Device {
                 device: device.describe(),
@@ -498,6 +498,7 @@ impl<'s> CoreSetup<'s> {
                     mean_ratio,
                     runs,
                     self.config.granularity,
+                    self.calibration.budget,
                 )?;
                 Ok(Prices {
                     layer: None,

@@ -527,6 +527,7 @@ impl<'c> ShadowAttention<'c> {
             schedule: self.config.schedule,
             ratios,
             min_keys: self.config.min_keys,
+            budget: self.calibration.budget,
         }
         .prepare(&pilot_view)?;
         let work = Work {
@@ -535,6 +536,7 @@ impl<'c> ShadowAttention<'c> {
             ratios,
             min_keys: self.config.min_keys,
             granularity: self.config.granularity,
+            budget: self.calibration.budget,
             workers: self.config.cpu_workers,
             queue_depth: self.config.queue_depth,
         };

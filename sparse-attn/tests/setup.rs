@@ -43,6 +43,7 @@ fn calibration() -> Calibration {
             head_dim,
         },
         pilot_acc_range: Some(20_000.0),
+        budget: shadowattn_hal::BudgetRule::EVEN,
         center_keys: false,
     }
 }

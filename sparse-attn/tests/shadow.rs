@@ -2,7 +2,8 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
-    AttentionShape, ComputeBackend, GroupScores, KeyBudget, NpuBackend, ScoreData, ScoreMatrix,
+    AttentionShape, BudgetRule, ComputeBackend, GroupScores, KeyBudget, NpuBackend, ScoreData,
+    ScoreMatrix,
 };
 use shadowattn_simulator::SimBackend;
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
@@ -462,8 +463,16 @@ fn stage_costs_can_be_measured_on_the_device() {
     let calib = calibration(0.2, uniform_importance());
     let mut bank = GraphBank::build(&cpu, &calib.grid, spec()).unwrap();
     let sample = chunk(11, KV_LEN);
-    let table =
-        CostTable::measure(&mut bank, &cpu, sample.inputs(), 0.2, 3, Granularity::Group).unwrap();
+    let table = CostTable::measure(
+        &mut bank,
+        &cpu,
+        sample.inputs(),
+        0.2,
+        3,
+        Granularity::Group,
+        BudgetRule::EVEN,
+    )
+    .unwrap();
     assert_eq!(
         table.npu_ns.keys().copied().collect::<Vec<_>>(),
         vec![1, 2, 4]
@@ -483,6 +492,7 @@ fn stage_costs_can_be_measured_on_the_device() {
         0.2,
         2,
         Granularity::Row,
+        BudgetRule::EVEN,
     )
     .unwrap();
     assert!(
@@ -498,7 +508,8 @@ fn stage_costs_can_be_measured_on_the_device() {
         sample.inputs(),
         0.2,
         0,
-        Granularity::Row
+        Granularity::Row,
+        BudgetRule::EVEN
     )
     .is_err());
 }

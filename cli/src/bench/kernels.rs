@@ -3,8 +3,8 @@
 
 use shadowattn_cpu::fast::{simd, FastCpuBackend, KvStorage, SparseKernel};
 use shadowattn_hal::{
-    AttentionInputs, AttentionShape, ComputeBackend, GroupScores, KeyBudget, ScoreData,
-    ScoreMatrix, Selection,
+    AttentionInputs, AttentionShape, BudgetRule, ChunkBudget, ComputeBackend, GroupScores,
+    KeyBudget, RowSplit, ScoreData, ScoreMatrix, Selection,
 };
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::error::Error;
@@ -26,6 +26,11 @@ pub enum Kernel {
     /// Top-k of each group's ranking as the NPU reduces it (f16 probabilities, `--pilot
     /// group`): no exponentials on the CPU.
     TopkRanked,
+    /// `topk-group` under a mass split (`shadowattn_hal::budget`): the group ranking, then
+    /// the chunk's keys spread over its rows by the split.
+    TopkGroupSplit(MassSplit),
+    /// `topk-ranked` under a mass split.
+    TopkRankedSplit(MassSplit),
     /// Sparse attention alone, a key set per head and row.
     AttendRow,
     /// Sparse attention alone, a key set per GQA group and row.
@@ -71,6 +76,10 @@ impl Kernel {
             Kernel::TopkRow,
             Kernel::TopkGroup,
             Kernel::TopkRanked,
+            Kernel::TopkGroupSplit(MassSplit::Threshold),
+            Kernel::TopkRankedSplit(MassSplit::Threshold),
+            Kernel::TopkGroupSplit(MassSplit::TopP),
+            Kernel::TopkRankedSplit(MassSplit::TopP),
             Kernel::AttendRow,
             Kernel::AttendGroup,
             Kernel::AttendRowSingle,
@@ -98,6 +107,8 @@ impl Kernel {
             self,
             Kernel::TopkGroup
                 | Kernel::TopkRanked
+                | Kernel::TopkGroupSplit(_)
+                | Kernel::TopkRankedSplit(_)
                 | Kernel::StageRanked
                 | Kernel::AttendGroup
                 | Kernel::AttendGroupSingle
@@ -114,6 +125,10 @@ impl Kernel {
             Kernel::TopkRow => "topk-row",
             Kernel::TopkGroup => "topk-group",
             Kernel::TopkRanked => "topk-ranked",
+            Kernel::TopkGroupSplit(MassSplit::Threshold) => "topk-group-threshold",
+            Kernel::TopkRankedSplit(MassSplit::Threshold) => "topk-ranked-threshold",
+            Kernel::TopkGroupSplit(MassSplit::TopP) => "topk-group-top-p",
+            Kernel::TopkRankedSplit(MassSplit::TopP) => "topk-ranked-top-p",
             Kernel::AttendRow => "attend-row",
             Kernel::AttendGroup => "attend-group",
             Kernel::AttendRowSingle => "attend-row-single",
@@ -137,6 +152,27 @@ impl Kernel {
     /// Whether the kernel is one of ggml's materialized (non-flash) attention graphs.
     pub fn is_ggml_materialized(self) -> bool {
         self.name().starts_with("ggml-materialized")
+    }
+}
+
+/// A split that reads the ranking's mass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MassSplit {
+    /// [`RowSplit::Threshold`].
+    Threshold,
+    /// [`RowSplit::TopP`].
+    TopP,
+}
+
+impl MassSplit {
+    fn rule(self) -> BudgetRule {
+        BudgetRule {
+            split: match self {
+                MassSplit::Threshold => RowSplit::Threshold,
+                MassSplit::TopP => RowSplit::TopP,
+            },
+            ..BudgetRule::EVEN
+        }
     }
 }
 
@@ -311,6 +347,36 @@ impl Case {
             .collect()
     }
 
+    /// The chunk budget of `split` at the case's ratio.
+    fn split_budget(&self, split: MassSplit) -> ChunkBudget {
+        let KeyBudget::Ratio { ratio, min_keys } = self.budget else {
+            unreachable!("the case's budget is a ratio")
+        };
+        ChunkBudget {
+            ratio,
+            min_keys,
+            rule: split.rule(),
+        }
+    }
+
+    fn select_groups(&self, compute: &dyn ComputeBackend, split: MassSplit) -> Res<Vec<Selection>> {
+        let budget = self.split_budget(split);
+        (0..self.shape().kv_heads)
+            .map(|kv| Ok(compute.select_group(&self.group_scores(kv)?, &budget)?))
+            .collect()
+    }
+
+    fn select_ranked(&self, compute: &dyn ComputeBackend, split: MassSplit) -> Res<Vec<Selection>> {
+        let (s, budget) = (self.shape(), self.split_budget(split));
+        self.rankings
+            .iter()
+            .map(|r| {
+                let m = ScoreMatrix::for_chunk(ScoreData::F16(r), &s)?;
+                Ok(compute.select(m, &budget)?)
+            })
+            .collect()
+    }
+
     fn topk_ranked(&self, compute: &dyn ComputeBackend) -> Res<Vec<Selection>> {
         let s = self.shape();
         self.rankings
@@ -360,6 +426,13 @@ impl Case {
             }
             Kernel::TopkRanked => {
                 self.groups = self.topk_ranked(compute)?;
+            }
+            // Not kept: the attention kernels time the even selections.
+            Kernel::TopkGroupSplit(split) => {
+                self.select_groups(compute, split)?;
+            }
+            Kernel::TopkRankedSplit(split) => {
+                self.select_ranked(compute, split)?;
             }
             Kernel::AttendRow => compute.sparse_attention(inputs, &self.rows, &mut self.out)?,
             Kernel::AttendGroup => {

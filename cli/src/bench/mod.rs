@@ -6,7 +6,7 @@ mod kernels;
 
 use crate::progress::progress_bar;
 use clap::Args;
-use kernels::{fma_peak_gflops, Backends, Case, Kernel};
+use kernels::{fma_peak_gflops, Backends, Case, Kernel, MassSplit};
 use serde_json::json;
 use shadowattn_cpu::fast::{simd, FastCpuBackend};
 use shadowattn_hal::AttentionShape;
@@ -237,7 +237,7 @@ fn measure(
                 Kernel::GgmlMaterialized | Kernel::GgmlMaterializedVecDot => {
                     (per_pair * valid as f64, 0)
                 }
-                Kernel::TopkRow | Kernel::TopkGroup => (0.0, valid),
+                Kernel::TopkRow | Kernel::TopkGroup | Kernel::TopkGroupSplit(_) => (0.0, valid),
                 Kernel::AttendRow | Kernel::AttendRowSingle | Kernel::AttendRowTiled => {
                     (per_pair * row_pairs as f64, 0)
                 }
@@ -247,7 +247,9 @@ fn measure(
                 }
                 Kernel::StageGroup => (per_pair * group_pairs as f64, valid),
                 // One ranking per group: the keys of its rows once, not once per head.
-                Kernel::TopkRanked => (0.0, valid * s.kv_heads as u64 / s.q_heads as u64),
+                Kernel::TopkRanked | Kernel::TopkRankedSplit(_) => {
+                    (0.0, valid * s.kv_heads as u64 / s.q_heads as u64)
+                }
                 Kernel::StageRanked => (
                     per_pair * group_pairs as f64,
                     valid * s.kv_heads as u64 / s.q_heads as u64,
@@ -437,6 +439,22 @@ fn print_profile_block(records: &[Record], args: &BenchArgs) {
                 ("topk_cycles_per_key", Kernel::TopkRow),
                 ("group_topk_cycles_per_key", Kernel::TopkGroup),
                 ("ranked_topk_cycles_per_key", Kernel::TopkRanked),
+                (
+                    "threshold_topk_cycles_per_key",
+                    Kernel::TopkGroupSplit(MassSplit::Threshold),
+                ),
+                (
+                    "ranked_threshold_topk_cycles_per_key",
+                    Kernel::TopkRankedSplit(MassSplit::Threshold),
+                ),
+                (
+                    "top_p_topk_cycles_per_key",
+                    Kernel::TopkGroupSplit(MassSplit::TopP),
+                ),
+                (
+                    "ranked_top_p_topk_cycles_per_key",
+                    Kernel::TopkRankedSplit(MassSplit::TopP),
+                ),
             ] {
                 println!(
                     "{field} = {{ value = {:.2}, source = \"{source}; ns per key x clock\" }}",

@@ -184,6 +184,10 @@ pub struct PrefillArgs {
     /// Compute backend of the functional prefill's dense attention.
     #[arg(long, default_value = "cpu-fast")]
     compute: ComputeSpec,
+    /// How shadowAttn spreads each unit's keys over a chunk's rows (default the calibration's
+    /// rule, else the setup's, else the measured best).
+    #[command(flatten)]
+    budget: crate::budget::BudgetArgs,
 }
 
 /// The model's shape, from the GGUF's metadata or the preset.
@@ -404,6 +408,7 @@ fn prefill_spec(
             dense_layers: Vec::new(),
             pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
             pilot: PilotGraph::Head,
+            budget: shadowattn_hal::BudgetRule::MEASURED_BEST,
             decode_steps: 0,
             linear: LinearPrecision::W8A8,
             linear_graphs: LinearGraphs::PerMatmul,
@@ -420,6 +425,11 @@ fn prefill_spec(
     }
     let ratio = args.ratio.or(setup.map(|c| c.ratio)).unwrap_or(0.2);
     spec.ratios = ratios(args, ratio, s)?;
+    let base = match &args.calibration {
+        Some(path) => load_calibration(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?.budget,
+        None => spec.budget,
+    };
+    spec.budget = args.budget.rule_over(base)?;
     spec.placement = placement;
     if let Some(layers) = &args.dense_layers {
         spec.dense_layers = layers.clone();

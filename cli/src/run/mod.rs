@@ -122,6 +122,10 @@ pub struct RunArgs {
     /// for `--npu cpu`).
     #[arg(long, value_enum)]
     pilot_output: Option<PilotOutputArg>,
+    /// How each selecting unit's keys are spread over the chunk's rows (default the
+    /// calibration's rule).
+    #[command(flatten)]
+    budget: crate::budget::BudgetArgs,
 }
 
 /// Runs the command.

@@ -73,6 +73,8 @@ pub(super) struct RunReport {
     pub bank: BankLine,
     /// Units per launch.
     pub launch_sizes: Vec<usize>,
+    /// How each unit's keys were spread over the rows.
+    pub budget: String,
     /// Bytes the launches moved between host and NPU: (inputs, outputs).
     pub host_io: (u64, u64),
     /// Where the planner's prices came from.
@@ -166,6 +168,7 @@ impl RunReport {
             "ratio: mean {:.4} (kept {:.4} of valid keys)",
             self.mean_ratio, a.kept_fraction
         );
+        println!("budget: {}", self.budget);
         println!(
             "topk_recall_mean: {:.4} (against exact scores under the same rule: per head, or per GQA group when it shares its set)",
             a.recall.0

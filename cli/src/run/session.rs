@@ -77,10 +77,11 @@ impl Session {
             args.head_dim,
         );
         shape.validate()?;
-        let calibration = match &args.calibration {
+        let mut calibration = match &args.calibration {
             Some(path) => Calibration::load(path, None)?,
             None => synthetic_calibration(args)?,
         };
+        calibration.budget = args.budget.rule_over(calibration.budget)?;
         calibration.layer_ratios(args.layer)?;
         let chunk = SyntheticChunk::generate(synthetic_spec(args, shape, args.seed))?;
         Ok(Session {
@@ -169,9 +170,9 @@ impl Session {
                 let prices = device_prices(
                     end.as_ref(),
                     &placement(args),
-                    &bank_spec,
-                    &bank_grid,
+                    (&bank_spec, &bank_grid),
                     sharing,
+                    self.calibration.budget.split,
                 )?;
                 simulated_ends.push((name, price(end.as_ref(), &prices)?));
             }
@@ -185,6 +186,7 @@ impl Session {
             shape: self.shape,
             bank: bank_line,
             launch_sizes: result.launch_sizes(),
+            budget: crate::budget::describe(&self.calibration.budget),
             host_io,
             pricing: core.pricing.to_string(),
             plan,

@@ -137,6 +137,30 @@ impl<'a> GroupScores<'a> {
         &self.heads[0]
     }
 
+    /// The rank values of every row, `[rows, cols]` row-major (0 beyond each row's prefix).
+    pub fn ranks(&self) -> Vec<f32> {
+        let (rows, cols) = (self.rows(), self.placement().cols());
+        let mut ranks = vec![0.0f32; rows * cols];
+        let mut row = Vec::new();
+        for i in 0..rows {
+            self.ranking(i, &mut row);
+            ranks[i * cols..i * cols + row.len()].copy_from_slice(&row);
+        }
+        ranks
+    }
+
+    /// `ranks` (from [`GroupScores::ranks`]) as a score matrix with the group's placement.
+    pub fn ranks_matrix<'r>(&self, ranks: &'r [f32]) -> Result<ScoreMatrix<'r>> {
+        let m = self.placement();
+        ScoreMatrix::new(
+            ScoreData::F32(ranks),
+            m.rows(),
+            m.cols(),
+            m.q_offset(),
+            m.is_causal(),
+        )
+    }
+
     /// The rank values `c` of row `i`'s valid keys (steps 1–4 of the module docs) into `out`.
     pub fn ranking(&self, i: usize, out: &mut Vec<f32>) {
         let n = self.heads[0].valid_keys(i);

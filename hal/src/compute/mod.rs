@@ -11,11 +11,13 @@
 //! A selection row lists its keys in **ascending key order** (which also makes the gather of K
 //! and V rows sequential). Every backend must select exactly this set.
 
+pub mod budget;
 mod checks;
 pub mod group;
 mod inputs;
 mod scores;
 
+pub use budget::{Anchors, BudgetRule, ChunkBudget, RankedRows, RowSplit};
 pub use checks::{
     check_dense_call, check_finite, check_finite_tensor, check_output_len, check_quantize_call,
     check_sparse_call, first_non_finite, non_finite_value,
@@ -74,22 +76,34 @@ pub trait ComputeBackend: Send + Sync + std::fmt::Debug {
     /// The default computes the ranking on the host and calls [`ComputeBackend::topk`] on it.
     fn topk_group(&self, group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
         budget.validate()?;
-        let m = group.placement();
-        let (rows, cols) = (m.rows(), m.cols());
-        let mut ranks = vec![0.0f32; rows * cols];
-        let mut row = Vec::new();
-        for i in 0..rows {
-            group.ranking(i, &mut row);
-            ranks[i * cols..i * cols + row.len()].copy_from_slice(&row);
+        let ranks = group.ranks();
+        self.topk(group.ranks_matrix(&ranks)?, budget)
+    }
+
+    /// The keys each row of one unit's rank values keeps under a chunk budget (per-row shares
+    /// that may follow the attention, anchors kept: [`budget`]), each row ascending.
+    ///
+    /// The default calls [`ComputeBackend::topk`] for an even rule and plans on the host
+    /// otherwise.
+    fn select(&self, ranks: ScoreMatrix<'_>, budget: &ChunkBudget) -> Result<Selection> {
+        match budget.as_key_budget() {
+            Some(per_row) => self.topk(ranks, per_row),
+            None => budget.select(ranks),
         }
-        let scores = ScoreMatrix::new(
-            ScoreData::F32(&ranks),
-            rows,
-            cols,
-            m.q_offset(),
-            m.is_causal(),
-        )?;
-        self.topk(scores, budget)
+    }
+
+    /// [`ComputeBackend::select`] on a GQA group's ranking ([`crate::group`]); a group of one
+    /// head ranks by its softmax probabilities.
+    ///
+    /// The default calls [`ComputeBackend::topk_group`] for an even rule and plans on the
+    /// group's ranking on the host otherwise.
+    fn select_group(&self, group: &GroupScores<'_>, budget: &ChunkBudget) -> Result<Selection> {
+        if let Some(per_row) = budget.as_key_budget() {
+            return self.topk_group(group, per_row);
+        }
+        budget.validate()?;
+        let ranks = group.ranks();
+        budget.select(group.ranks_matrix(&ranks)?)
     }
 
     /// Softmax·V where the query heads of each KV head share one selection (`selections` has one

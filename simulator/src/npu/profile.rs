@@ -297,6 +297,20 @@ pub struct CpuCore {
     /// Core cycles per key of a GQA group's ranking reduced on the NPU (f16 probabilities): its
     /// top-k alone, each key once per group.
     pub ranked_topk_cycles_per_key: Real,
+    /// Core cycles per key of each head of a selection that spreads the budget by one
+    /// probability threshold (`shadowattn_hal::budget`, the ranking on the CPU); absent: that
+    /// split is not priced on this core.
+    #[serde(default)]
+    pub threshold_topk_cycles_per_key: Option<Real>,
+    /// The same of the NPU-reduced group ranking, per ranked key.
+    #[serde(default)]
+    pub ranked_threshold_topk_cycles_per_key: Option<Real>,
+    /// Core cycles per key of each head of the top-p split (rows sorted), the ranking on the CPU.
+    #[serde(default)]
+    pub top_p_topk_cycles_per_key: Option<Real>,
+    /// The same of the NPU-reduced group ranking, per ranked key.
+    #[serde(default)]
+    pub ranked_top_p_topk_cycles_per_key: Option<Real>,
     /// Fraction of peak FLOP/s dense attention reaches on this core, in (0, 1].
     pub dense_efficiency: Real,
     /// Fraction of peak FLOP/s sparse attention with a key set per head and row reaches, one
@@ -313,6 +327,28 @@ pub struct CpuCore {
 }
 
 impl CpuCore {
+    /// The mass splits' selection cycles, by their profile keys.
+    pub fn split_cycles(&self) -> [(&'static str, Option<&Real>); 4] {
+        [
+            (
+                "threshold_topk_cycles_per_key",
+                self.threshold_topk_cycles_per_key.as_ref(),
+            ),
+            (
+                "ranked_threshold_topk_cycles_per_key",
+                self.ranked_threshold_topk_cycles_per_key.as_ref(),
+            ),
+            (
+                "top_p_topk_cycles_per_key",
+                self.top_p_topk_cycles_per_key.as_ref(),
+            ),
+            (
+                "ranked_top_p_topk_cycles_per_key",
+                self.ranked_top_p_topk_cycles_per_key.as_ref(),
+            ),
+        ]
+    }
+
     /// The attention kernels' fractions of peak, by their profile keys.
     fn efficiencies(&self) -> [(&'static str, &Real); 5] {
         [
@@ -473,7 +509,11 @@ impl SocProfile {
             ]
             .into_iter()
             .chain(c.efficiencies())
-            {
+            .chain(
+                c.split_cycles()
+                    .into_iter()
+                    .filter_map(|(k, r)| Some((k, r?))),
+            ) {
                 v.push((format!("cpu.cores[{i}].{k}"), r));
             }
         }

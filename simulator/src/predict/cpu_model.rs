@@ -184,6 +184,44 @@ pub fn topk_ns(core: &CpuCore, keys: u64, score_bytes: usize, sharing: Selection
     topk_ns_of(TopkCost::Measured, core, keys, score_bytes, sharing)
 }
 
+/// Cycles per key of `core`'s selection under the mass split `split` with `sharing` (per key of
+/// each head when the CPU ranks, per ranked key of an NPU-reduced ranking), or the profile key
+/// that is missing.
+pub fn mass_split_cycles(
+    core: &CpuCore,
+    split: shadowattn_hal::RowSplit,
+    sharing: SelectionSharing,
+) -> std::result::Result<f64, &'static str> {
+    use shadowattn_hal::RowSplit;
+    let ranked = sharing == SelectionSharing::PerGroupRanked;
+    let (key, value) = match (split, ranked) {
+        (RowSplit::Threshold, false) => (
+            "threshold_topk_cycles_per_key",
+            &core.threshold_topk_cycles_per_key,
+        ),
+        (RowSplit::Threshold, true) => (
+            "ranked_threshold_topk_cycles_per_key",
+            &core.ranked_threshold_topk_cycles_per_key,
+        ),
+        (RowSplit::TopP, false) => ("top_p_topk_cycles_per_key", &core.top_p_topk_cycles_per_key),
+        (RowSplit::TopP, true) => (
+            "ranked_top_p_topk_cycles_per_key",
+            &core.ranked_top_p_topk_cycles_per_key,
+        ),
+        (RowSplit::Even, false) => return Ok(real(&core.group_topk_cycles_per_key)),
+        (RowSplit::Even, true) => return Ok(real(&core.ranked_topk_cycles_per_key)),
+    };
+    value.as_ref().map(real).ok_or(key)
+}
+
+/// Time of a selection examining `keys` keys at `cycles` per key on `core`, its scores of
+/// `score_bytes` streamed: the slower of the two.
+pub fn selection_ns(core: &CpuCore, keys: u64, score_bytes: usize, cycles: f64) -> f64 {
+    let mem = (keys * score_bytes as u64) as f64 / real(&core.mem_gbps);
+    let compute = keys as f64 * cycles / real(&core.clock_ghz);
+    mem.max(compute)
+}
+
 /// [`topk_ns`] of a build whose top-k costs `cost`.
 pub fn topk_ns_of(
     cost: TopkCost,
@@ -205,9 +243,7 @@ pub fn topk_ns_of(
         ) => row,
         (TopkCost::CyclesPerKey { group, .. }, SelectionSharing::PerGroup) => group,
     };
-    let mem = (keys * score_bytes as u64) as f64 / real(&core.mem_gbps);
-    let compute = keys as f64 * cycles / real(&core.clock_ghz);
-    mem.max(compute)
+    selection_ns(core, keys, score_bytes, cycles)
 }
 
 /// Time of `kernel` over `pairs` (row, key) pairs of one head with `kv_len` keys of dimension

@@ -104,18 +104,21 @@ impl DeviceModel for SimulatedSoc {
         &self,
         placement: &Placement,
         pilots: &[(usize, Graph)],
-        kv_len: usize,
-        head_dim: usize,
+        (kv_len, head_dim): (usize, usize),
         sharing: SelectionSharing,
+        split: shadowattn_hal::RowSplit,
     ) -> shadowattn_pipeline::Result<Box<dyn LayerPrices>> {
-        Ok(Box::new(SocCosts::new(
+        let costs = SocCosts::new(
             &self.profile,
             self.core(placement)?,
             pilots.iter().cloned(),
             kv_len,
             head_dim,
             sharing,
-        )))
+        )
+        .with_split(split)
+        .map_err(|e| PipelineError::Device(e.to_string()))?;
+        Ok(Box::new(costs))
     }
 
     fn npu_strategies(&self, shape: &AttentionShape) -> shadowattn_pipeline::Result<NpuStrategies> {

@@ -6,8 +6,11 @@ use crate::error::{check_attention_sizes, Result, SimError};
 use crate::npu::cost::graph_cost_via;
 use crate::npu::graphs::PilotGraph;
 use crate::npu::profile::{CpuCore, SocProfile};
-use crate::predict::cpu_model::{attention_ns, topk_ns_of, CpuKernel, KernelSet, SelectionSharing};
-use shadowattn_hal::{Graph, KeyBudget};
+use crate::predict::cpu_model::{
+    attention_ns, mass_split_cycles, selection_ns, topk_ns_of, CpuKernel, KernelSet,
+    SelectionSharing,
+};
+use shadowattn_hal::{BudgetRule, ChunkBudget, Graph, KeyBudget, RowSplit};
 use shadowattn_pipeline::{
     plan, simulate, CostModel, Launch, LayerCosts, LayerPrices, Pipeline, PipelineError, Step,
     Timeline, UnitWork,
@@ -27,6 +30,8 @@ pub struct SocCosts {
     kv_len: usize,
     head_dim: usize,
     sharing: SelectionSharing,
+    /// Cycles per key of a mass split's selection, when the budget follows the attention.
+    split_cycles: Option<f64>,
 }
 
 impl SocCosts {
@@ -57,7 +62,25 @@ impl SocCosts {
             kv_len,
             head_dim,
             sharing,
+            split_cycles: None,
         }
+    }
+
+    /// The same prices with the selection spreading each unit's budget by `split`, priced by
+    /// the top-k core's measured cycles of that split (an error names the missing profile key).
+    pub fn with_split(mut self, split: RowSplit) -> Result<Self> {
+        self.split_cycles = if split.needs_mass() {
+            let cycles = mass_split_cycles(&self.topk_core, split, self.sharing).map_err(|key| {
+                SimError::Unpriced(format!(
+                    "the {split:?} split's selection on core `{}`: the profile has no `{key}` (measure it with `shadowattn bench --threads 1 --kernels topk-row,topk-group-threshold,topk-ranked-threshold,topk-group-top-p,topk-ranked-top-p`)",
+                    self.topk_core.name
+                ))
+            })?;
+            Some(cycles)
+        } else {
+            None
+        };
+        Ok(self)
     }
 
     /// The same prices with top-k on a core of `core`'s cluster.
@@ -101,13 +124,16 @@ impl CostModel for SocCosts {
 
     fn step_ns(&self, step: Step, work: UnitWork) -> f64 {
         match step {
-            Step::TopK => topk_ns_of(
-                self.kernels.topk,
-                &self.topk_core,
-                work.valid_keys,
-                SCORE_BYTES,
-                self.sharing,
-            ),
+            Step::TopK => match self.split_cycles {
+                Some(cycles) => selection_ns(&self.topk_core, work.valid_keys, SCORE_BYTES, cycles),
+                None => topk_ns_of(
+                    self.kernels.topk,
+                    &self.topk_core,
+                    work.valid_keys,
+                    SCORE_BYTES,
+                    self.sharing,
+                ),
+            },
             Step::Attention => {
                 self.attention_ns(self.kernels.sparse(self.sharing), work.kept_pairs)
             }
@@ -201,6 +227,8 @@ pub struct PrefillLayer {
     /// bucket is its first head's), and its NPU-reduced ranking needs
     /// [`SelectionSharing::PerGroupRanked`].
     pub pilot: PilotGraph,
+    /// How each unit's keys are spread over a chunk's rows.
+    pub budget: BudgetRule,
 }
 
 /// Top-k and sparse attention on separate teams: `(cluster, threads)` each.
@@ -232,6 +260,23 @@ pub struct ChunkPrediction {
 }
 
 impl PrefillLayer {
+    /// Pairs one unit keeps at `ratio` over `rows` rows, the first seeing `first` keys: the
+    /// closed form of the even rule, else the budget rule's own count.
+    fn kept_pairs(&self, ratio: f32, first: u64, rows: u64) -> u64 {
+        if self.budget.is_even() {
+            return kept_pairs(ratio, first, rows);
+        }
+        let budget = ChunkBudget {
+            ratio,
+            min_keys: 1,
+            rule: self.budget,
+        };
+        let valid = (first..first + rows).map(|n| n as usize);
+        budget
+            .kept_pairs(valid.clone())
+            .unwrap_or_else(|_| valid.map(|n| n as u64).sum())
+    }
+
     /// Checks the description before any work.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(SimError::Shape(what));
@@ -367,9 +412,11 @@ impl PrefillLayer {
                 .with_topk_core(&split.topk.0),
                 None => SocCosts::new(soc, core, pilots, kv_len, self.head_dim, self.sharing),
             }
-            .with_kernels(self.kernels);
+            .with_kernels(self.kernels)
+            .with_split(self.budget.split)?;
             // Row i of the chunk sees the keys up to its own position.
             let valid = |i: usize| (start + i + 1) as u64;
+            let unit_kept = |ratio: f32| self.kept_pairs(ratio, valid(0), q_len as u64);
             let valid_keys: u64 = (0..q_len).map(valid).sum();
             let work: Vec<UnitWork> = match self.pilot {
                 PilotGraph::Head => self
@@ -377,7 +424,7 @@ impl PrefillLayer {
                     .iter()
                     .map(|&r| UnitWork {
                         valid_keys,
-                        kept_pairs: kept_pairs(r, valid(0), q_len as u64),
+                        kept_pairs: unit_kept(r),
                     })
                     .collect(),
                 // A group ranks every head's scores (one ranking when the NPU reduced it) and
@@ -392,7 +439,7 @@ impl PrefillLayer {
                         let mean = r.iter().sum::<f32>() / heads as f32;
                         UnitWork {
                             valid_keys: valid_keys * if ranked_on_npu { 1 } else { heads as u64 },
-                            kept_pairs: kept_pairs(mean, valid(0), q_len as u64) * heads as u64,
+                            kept_pairs: unit_kept(mean) * heads as u64,
                         }
                     })
                     .collect(),
@@ -428,6 +475,88 @@ mod tests {
     use super::*;
     use crate::npu::graphs::int8_pilot_graph;
     use crate::predict::cpu_model::topk_ns;
+
+    #[test]
+    fn a_split_that_follows_the_attention_prices_its_own_selection() {
+        let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let core = soc.core("mid").unwrap();
+        let pilots = || [1].map(|f| (f, int8_pilot_graph(f, 128, 1024, 64)));
+        let work = UnitWork {
+            valid_keys: 100_000,
+            kept_pairs: 20_000,
+        };
+        for (sharing, key) in [
+            (
+                SelectionSharing::PerGroup,
+                &core.threshold_topk_cycles_per_key,
+            ),
+            (
+                SelectionSharing::PerGroupRanked,
+                &core.ranked_threshold_topk_cycles_per_key,
+            ),
+        ] {
+            let even = SocCosts::new(&soc, core, pilots(), 1024, 64, sharing);
+            let threshold = even.clone().with_split(RowSplit::Threshold).unwrap();
+            let cycles = crate::npu::profile::real(key.as_ref().unwrap());
+            assert_eq!(
+                threshold.step_ns(Step::TopK, work),
+                selection_ns(core, 100_000, SCORE_BYTES, cycles)
+            );
+            assert!(threshold.step_ns(Step::TopK, work) > even.step_ns(Step::TopK, work));
+            // The budget is the same: so is the attention.
+            assert_eq!(
+                threshold.step_ns(Step::Attention, work),
+                even.step_ns(Step::Attention, work)
+            );
+        }
+        // A profile without the split's price names the key it lacks.
+        let mut bare = core.clone();
+        bare.top_p_topk_cycles_per_key = None;
+        let e = SocCosts::new(&soc, &bare, pilots(), 1024, 64, SelectionSharing::PerGroup)
+            .with_split(RowSplit::TopP)
+            .unwrap_err();
+        assert!(e.to_string().contains("top_p_topk_cycles_per_key"), "{e}");
+    }
+
+    #[test]
+    fn a_prefill_keeps_the_pairs_of_its_budget_rule() {
+        let even = qwen_prefill(1024);
+        let threshold = PrefillLayer {
+            budget: BudgetRule {
+                split: RowSplit::Threshold,
+                ..BudgetRule::EVEN
+            },
+            ..even.clone()
+        };
+        let anchored = PrefillLayer {
+            budget: BudgetRule {
+                anchors: shadowattn_hal::Anchors {
+                    sinks: 4,
+                    recent: 64,
+                },
+                ..threshold.budget
+            },
+            ..even.clone()
+        };
+        for (first, rows) in [(1, 256), (513, 256)] {
+            let at = |l: &PrefillLayer| l.kept_pairs(0.1, first, rows);
+            assert_eq!(at(&threshold), at(&even), "the budget is the even count");
+            assert!(
+                at(&anchored) > at(&even),
+                "anchors the budget cannot hold add pairs"
+            );
+        }
+        let soc = SocProfile::builtin("snapdragon-8-gen-3").unwrap();
+        let core = soc.core("mid").unwrap();
+        let p = |l: &PrefillLayer| l.predict(&soc, core).unwrap();
+        let (e, t) = (p(&even), p(&threshold));
+        for (e, t) in e.iter().zip(&t) {
+            assert!(t.topk_busy_ns > e.topk_busy_ns);
+            // The attention is the same (to rounding of the sums).
+            let attention = |x: &ChunkPrediction| x.cpu_busy_ns - x.topk_busy_ns;
+            assert!((attention(t) - attention(e)).abs() < 1e-6 * attention(e));
+        }
+    }
 
     #[test]
     fn launches_and_steps_are_priced_by_the_soc() {
@@ -485,6 +614,7 @@ mod tests {
             kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
             pilot: PilotGraph::Head,
+            budget: shadowattn_hal::BudgetRule::EVEN,
         }
     }
 

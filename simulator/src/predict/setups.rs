@@ -160,7 +160,8 @@ pub struct SetupChoices {
 
 impl SetupChoices {
     /// The prefill of `shape` over `prompt_len` tokens as the setup runs it (selection shared
-    /// by GQA groups unless the setup says otherwise; no decode; W8A8 linear layers).
+    /// by GQA groups unless the setup says otherwise, the even budget rule; no decode; W8A8
+    /// linear layers).
     pub fn spec(&self, shape: TransformerShape, prompt_len: usize) -> PrefillSpec {
         PrefillSpec {
             ratios: vec![vec![self.ratio; shape.q_heads]; shape.layers],
@@ -174,6 +175,8 @@ impl SetupChoices {
             dense_layers: self.dense_layers.clone(),
             pilot_fused: self.pilot_fused.clone(),
             pilot: self.pilot,
+            // The published systems keep the same share of every row.
+            budget: shadowattn_hal::BudgetRule::EVEN,
             decode_steps: 0,
             linear: LinearPrecision::W8A8,
             linear_graphs: self.linear_graphs,

@@ -35,7 +35,8 @@ pub fn allocate_by_mass(
         .clamp(1, (budget / curves.len() as f64).floor().max(1.0) as usize);
     let mut at = vec![floor; curves.len()];
     let mut used = (floor * curves.len()) as f64;
-    let gain = |u: usize, g: usize| curves[u][g] - curves[u][g - 1];
+    let hulls: Vec<MassCurve> = curves.iter().map(|c| concave_envelope(c)).collect();
+    let gain = |u: usize, g: usize| hulls[u][g] - hulls[u][g - 1];
     let mut heap: BinaryHeap<Step> = (0..curves.len())
         .filter(|&u| at[u] < STEPS)
         .map(|u| Step {
@@ -63,6 +64,39 @@ pub fn allocate_by_mass(
         }
     }
     Ok(ratios)
+}
+
+/// The least concave curve on or above `curve` (its upper envelope, linear between the points it
+/// touches): the greedy's gains along it never grow, so a curve that stays flat before it rises
+/// (a budget the always-kept anchors fill) is not starved by its first zero gains.
+fn concave_envelope(curve: &[f64]) -> MassCurve {
+    // Upper hull of the points (g, curve[g]) by a monotone chain.
+    let mut hull: Vec<usize> = Vec::with_capacity(curve.len());
+    for g in 0..curve.len() {
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            // b lies on or below the chord from a to g: drop it.
+            let cross =
+                (curve[b] - curve[a]) * (g - a) as f64 - (curve[g] - curve[a]) * (b - a) as f64;
+            if cross <= 0.0 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(g);
+    }
+    let mut out = vec![0.0; curve.len()];
+    for w in hull.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        for (g, slot) in out.iter_mut().enumerate().take(b + 1).skip(a) {
+            *slot = curve[a] + (curve[b] - curve[a]) * (g - a) as f64 / (b - a) as f64;
+        }
+    }
+    if let [only] = hull[..] {
+        out[only] = curve[only];
+    }
+    out
 }
 
 /// Checks the curves (at least one, each `STEPS` finite points) and the mean and floor ratios.
@@ -192,6 +226,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_curve_flat_before_it_rises_is_not_starved() {
+        // Anchors fill the first 10 % of the budget: the mass stays at 0.3, then rises steeply.
+        let late: MassCurve = (1..=STEPS)
+            .map(|g| {
+                let r = f64::from(grid_ratio(g));
+                if r <= 0.1 {
+                    0.3
+                } else {
+                    0.3 + 0.7 * (1.0 - (1.0 - (r - 0.1) / 0.9).powf(12.0))
+                }
+            })
+            .collect();
+        let curves = vec![late.clone(), curve(1.0), late, curve(1.0)];
+        let r = allocate_by_mass(&curves, 0.2, 0.02).unwrap();
+        // The steep units get past their flat start; the even ones do not take everything.
+        assert!(r[0] > 0.1 && r[2] > 0.1, "{r:?}");
+        assert!(r[1] < 0.5 && r[3] < 0.5, "{r:?}");
+        let env = concave_envelope(&curves[0]);
+        assert!(env.iter().zip(&curves[0]).all(|(e, c)| e >= &(c - 1e-12)));
+        assert!(env.windows(3).all(|w| w[2] - w[1] <= w[1] - w[0] + 1e-12));
     }
 
     #[test]

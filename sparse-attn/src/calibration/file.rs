@@ -1,6 +1,7 @@
 //! The versioned calibration file: pretty JSON with a format name and a version. Version 2
-//! added [`Calibration::pilot_acc_range`] and [`Calibration::center_keys`]; version-1 files are
-//! read as they are, those fields taking their defaults (range absent, keys not centered).
+//! added [`Calibration::pilot_acc_range`] and [`Calibration::center_keys`], version 3
+//! [`Calibration::budget`]; older files are read as they are, those fields taking their
+//! defaults (range absent, keys not centered, the even rule).
 
 use super::shape::ModelShape;
 use super::Calibration;
@@ -10,9 +11,10 @@ use std::path::Path;
 /// Format name written into calibration files.
 pub const FORMAT: &str = "shadowattn-calibration";
 /// The calibration file version this build writes. Version 2 added
-/// [`Calibration::pilot_acc_range`] and [`Calibration::center_keys`]; version-1 files are read
-/// with the range absent and keys not centered.
-pub const VERSION: u32 = 2;
+/// [`Calibration::pilot_acc_range`] and [`Calibration::center_keys`], version 3
+/// [`Calibration::budget`]; older files are read with the range absent, keys not centered and
+/// the even rule.
+pub const VERSION: u32 = 3;
 
 impl Calibration {
     /// The calibration as pretty JSON.
@@ -60,7 +62,7 @@ impl Calibration {
 }
 
 /// Checks a file's `format` and `version` before its fields are read: the format must be
-/// [`FORMAT`] and the version one this build reads (1 or [`VERSION`]).
+/// [`FORMAT`] and the version one this build reads (1 to [`VERSION`]).
 fn check_header(head: &serde_json::Value) -> Result<()> {
     if head.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
         return Err(SparseAttnError::calibration(
@@ -72,8 +74,8 @@ fn check_header(head: &serde_json::Value) -> Result<()> {
         ));
     }
     match head.get("version").and_then(|v| v.as_u64()) {
-        // Version 1 lacks only the optional accumulator range: read as it is.
-        Some(v) if v == 1 || v == u64::from(VERSION) => Ok(()),
+        // Older versions lack only fields with defaults: read as they are.
+        Some(v) if (1..=u64::from(VERSION)).contains(&v) => Ok(()),
         other => Err(SparseAttnError::calibration(
             "calibration.version",
             format!("this build reads versions 1 to {VERSION}, the file is version {other:?}"),
@@ -129,7 +131,7 @@ mod tests {
         };
         let e = Calibration::from_json(&text, Some(&other)).unwrap_err();
         assert!(e.to_string().contains("calibration.model"), "{e}");
-        let e = Calibration::from_json(&text.replace("\"version\": 2", "\"version\": 7"), None)
+        let e = Calibration::from_json(&text.replace("\"version\": 3", "\"version\": 7"), None)
             .unwrap_err();
         assert!(e.to_string().contains("version"), "{e}");
         // q·k = 4 · (0.5 · −1) = −2 on every pair; scales 0.5/127 and 1/127.
@@ -143,6 +145,30 @@ mod tests {
         };
         let migrated = Calibration::from_json(&old.to_json(), Some(&model)).unwrap();
         assert_eq!(migrated, old);
+        // A version-2 file has no budget rule: its ratios were allocated for the even rule.
+        let threshold = Calibration {
+            budget: shadowattn_hal::BudgetRule {
+                split: shadowattn_hal::RowSplit::Threshold,
+                anchors: shadowattn_hal::Anchors {
+                    sinks: 4,
+                    recent: 16,
+                },
+                floor: 0.5,
+                cap: Some(4.0),
+            },
+            ..c.clone()
+        };
+        let json = threshold.to_json();
+        assert!(json.contains("\"split\": \"threshold\""), "{json}");
+        assert_eq!(Calibration::from_json(&json, None).unwrap(), threshold);
+        let mut v2: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v2["version"] = 2.into();
+        v2.as_object_mut().unwrap().remove("budget");
+        let read = Calibration::from_json(&v2.to_string(), None).unwrap();
+        assert_eq!(read.budget, shadowattn_hal::BudgetRule::EVEN);
+        let bad_rule = json.replace("\"floor\": 0.5", "\"floor\": 1.5");
+        let e = Calibration::from_json(&bad_rule, None).unwrap_err();
+        assert!(e.to_string().contains("budget"), "{e}");
         let bad_range = Calibration {
             pilot_acc_range: Some(f32::NAN),
             ..c.clone()

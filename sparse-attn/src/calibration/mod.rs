@@ -57,6 +57,10 @@ pub struct Calibration {
     /// them ([`center_keys`]), the grid and range measured so. Absent (false) in version-1 files.
     #[serde(default)]
     pub center_keys: bool,
+    /// How each selecting unit's keys are spread over the rows of a chunk, the rule the ratios
+    /// were allocated for. Absent (the even rule) in version-1 and version-2 files.
+    #[serde(default)]
+    pub budget: shadowattn_hal::BudgetRule,
 }
 
 impl Calibration {
@@ -75,6 +79,7 @@ impl Calibration {
         let pilot_acc_range = Some(accumulator_range(&model, samples)?);
         let c = Calibration {
             center_keys: false,
+            budget: shadowattn_hal::BudgetRule::MEASURED_BEST,
             format: FORMAT.into(),
             version: VERSION,
             model,
@@ -129,6 +134,9 @@ impl Calibration {
         if let Some(r) = self.pilot_acc_range {
             grid::positive("pilot_acc_range", r)?;
         }
+        self.budget
+            .validate()
+            .map_err(|e| SparseAttnError::calibration("budget", e.to_string()))?;
         if self.ratios.len() != self.model.layers {
             return Err(SparseAttnError::calibration(
                 "ratios",

@@ -46,6 +46,36 @@ pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selectio
     })
 }
 
+/// The group's rank values `[rows, cols]` (0 beyond each row's prefix), bit for bit
+/// [`GroupScores::ranks`], rows in parallel on the current pool; INT8 scores take the vector
+/// path.
+pub fn ranks(group: &GroupScores<'_>) -> Vec<f32> {
+    let int8 = matches!(group.placement().data(), ScoreData::I8(_));
+    let tables: Vec<prim::WeightTable> = if int8 {
+        group
+            .logit_scales()
+            .iter()
+            .map(|&s| prim::WeightTable::new(exp2_factor(s)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cols = group.placement().cols();
+    let mut out = vec![0.0f32; group.rows() * cols];
+    out.par_chunks_mut(cols).enumerate().for_each_init(
+        RankScratch::default,
+        |scratch, (i, row)| {
+            if int8 {
+                rank_int8(group, &tables, i, &mut scratch.ranks, &mut scratch.weights);
+            } else {
+                group.ranking(i, &mut scratch.ranks);
+            }
+            row[..scratch.ranks.len()].copy_from_slice(&scratch.ranks);
+        },
+    );
+    out
+}
+
 /// The buffers one worker of [`topk_group`] reuses row after row.
 #[derive(Default)]
 struct RankScratch {

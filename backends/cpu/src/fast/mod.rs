@@ -11,8 +11,8 @@ pub(crate) mod tile;
 use crate::reference;
 use rayon::prelude::*;
 use shadowattn_hal::{
-    AttentionInputs, ComputeBackend, ComputeCapabilities, DType, GroupScores, HalError, HeadsView,
-    KeyBudget, QuantizedHeads, Result, ScoreMatrix, Selection,
+    AttentionInputs, ChunkBudget, ComputeBackend, ComputeCapabilities, DType, GroupScores,
+    HalError, HeadsView, KeyBudget, QuantizedHeads, Result, ScoreMatrix, Selection,
 };
 
 /// Registry name of the fast CPU kernels.
@@ -255,6 +255,15 @@ impl ComputeBackend for FastCpuBackend {
 
     fn topk_group(&self, group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
         self.pool.install(|| group::topk_group(group, budget))
+    }
+
+    fn select_group(&self, group: &GroupScores<'_>, budget: &ChunkBudget) -> Result<Selection> {
+        if let Some(per_row) = budget.as_key_budget() {
+            return self.topk_group(group, per_row);
+        }
+        budget.validate()?;
+        let ranks = self.pool.install(|| group::ranks(group));
+        budget.select(group.ranks_matrix(&ranks)?)
     }
 
     fn sparse_attention_grouped(

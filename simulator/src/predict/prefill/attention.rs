@@ -191,6 +191,7 @@ fn shadow_layers(
                 kernels: spec.kernels,
                 sharing: spec.sharing,
                 pilot: spec.pilot,
+                budget: spec.budget,
             };
             if trace {
                 Ok(layer

@@ -104,6 +104,8 @@ pub struct PrefillSpec {
     pub pilot_fused: Vec<usize>,
     /// shadowAttn's pilot graph (its units are query heads or GQA groups).
     pub pilot: PilotGraph,
+    /// How each unit's keys are spread over a chunk's rows.
+    pub budget: shadowattn_hal::BudgetRule,
     /// Dense decode steps after the prefill.
     pub decode_steps: usize,
     /// The precision of the linear layers' graphs.

@@ -23,6 +23,7 @@ fn spec(shape: &str, prompt_len: usize, ratio: f32) -> PrefillSpec {
         dense_layers: Vec::new(),
         pilot_fused: shadowattn_pipeline::FUSED_HEADS.to_vec(),
         pilot: crate::npu::graphs::PilotGraph::Head,
+        budget: shadowattn_hal::BudgetRule::EVEN,
         decode_steps: 0,
         linear: LinearPrecision::W8A8,
         linear_graphs: LinearGraphs::PerMatmul,
@@ -178,6 +179,7 @@ fn shadow_attention_is_the_planned_pipeline_of_every_layer() {
             kernels: KernelSet::OURS,
             sharing: SelectionSharing::PerGroup,
             pilot: PilotGraph::Head,
+            budget: shadowattn_hal::BudgetRule::EVEN,
         }
         .predict(&soc, core)
         .unwrap()
