@@ -202,7 +202,9 @@ pub extern "C" fn shadowattn_context_create(
 /// A context from a calibration given in memory: the model's shape, its per-head ratios
 /// (`ratios[layer * q_heads + head]`, `n_ratios = layers · q_heads`, each in (0, 1]) and the
 /// mean Q and K scales of a calibration sample (the bucket grid is the paper's 3 × 3 around
-/// them, σ = 0.5). Otherwise as `shadowattn_context_create`.
+/// them, σ = 0.5); each unit's keys are spread over a chunk's rows by the default budget rule
+/// (one probability threshold, every row at least half its even share). Otherwise as
+/// `shadowattn_context_create`.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn shadowattn_context_create_from_ratios(

@@ -453,7 +453,7 @@ impl<'e> Calibrated<'e> {
                 self.curves
                     .as_ref()
                     .ok_or("the mass curves were not measured")?,
-                text.args.selection.sharing(),
+                (text.args.selection.sharing(), text.rule),
                 (ratio, ratio * text.args.min_ratio_fraction),
             )?,
         })

@@ -401,31 +401,7 @@ fn topk(
     };
     let m = ScoreMatrix::new(data, rows, cols, cols - rows, causal).expect("valid score matrix");
     let want = CpuBackend::new().topk(m, budget).expect("golden");
-    let offsets = |s: &Selection| {
-        s.row_offsets()
-            .iter()
-            .map(|&o| o as f64)
-            .collect::<Vec<_>>()
-    };
-    // Offsets and indices are u32 in memory; I32 holds every value a case produces.
-    let judged = [
-        output(
-            Tiers::single(Tolerance::Exact),
-            offsets(&want),
-            DType::I32,
-            1,
-        ),
-        output(
-            Tiers::single(Tolerance::Exact),
-            as_f64(want.indices()),
-            DType::I32,
-            1,
-        ),
-    ];
-    match backend.topk(m, budget) {
-        Ok(got) => compare(&judged, &[offsets(&got), as_f64(got.indices())]),
-        Err(e) => failed(format!("topk failed: {e}")),
-    }
+    judge_selection(&want, backend.topk(m, budget), "topk")
 }
 
 /// The budget rules the select cases run: each split, anchors, a floor and a cap.
@@ -512,12 +488,18 @@ fn select(backend: &dyn ComputeBackend, rule: BudgetRule, heads: usize, ranked: 
     } else {
         backend.select_group(&group, &budget)
     };
+    judge_selection(&want, got, "select")
+}
+
+/// A backend's selection against the wanted one: row offsets and indices exactly (they are u32
+/// in memory; I32 holds every value a case produces).
+fn judge_selection(want: &Selection, got: Result<Selection, HalError>, call: &str) -> Outcome {
     let offsets =
         |s: &Selection| -> Vec<f64> { s.row_offsets().iter().map(|&o| o as f64).collect() };
     let judged = [
         output(
             Tiers::single(Tolerance::Exact),
-            offsets(&want),
+            offsets(want),
             DType::I32,
             1,
         ),
@@ -530,7 +512,7 @@ fn select(backend: &dyn ComputeBackend, rule: BudgetRule, heads: usize, ranked: 
     ];
     match got {
         Ok(got) => compare(&judged, &[offsets(&got), as_f64(got.indices())]),
-        Err(e) => failed(format!("select failed: {e}")),
+        Err(e) => failed(format!("{call} failed: {e}")),
     }
 }
 

@@ -5,7 +5,7 @@ use crate::attention::{Ablated, Dense, MassProbe, Sharing};
 use crate::error::{ModelError, Result};
 use crate::llama::{Attention, Llama};
 use shadowattn_hal::{AttentionInputs, ComputeBackend};
-use shadowattn_sparse_attn::allocation::{allocate_by_mass, MassCurve};
+use shadowattn_sparse_attn::allocation::{allocate_by_mass, Gains, MassCurve};
 
 /// Perplexity of a text under one attention implementation.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,16 +189,22 @@ pub fn mass_curves(
 /// Per-head ratios `[layer][query head]` from kept-mass curves ([`mass_curves`]): each
 /// selecting unit (head, or GQA group with [`Sharing::PerGroup`], whose heads all get the
 /// group's ratio) gets the ratio that maximizes the mass kept by all units together at mean
-/// `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]).
+/// `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]), stepping along each curve's
+/// concave envelope when the budget `rule` has anchors (their curves are flat at first).
 pub fn ratios_from_curves(
     model: &Llama,
     curves: &[Vec<MassCurve>],
-    sharing: Sharing,
+    (sharing, rule): (Sharing, shadowattn_hal::BudgetRule),
     (global_ratio, min_ratio): (f32, f32),
 ) -> Result<Vec<Vec<f32>>> {
     let c = &model.config;
     let flat: Vec<MassCurve> = curves.iter().flatten().cloned().collect();
-    let per_unit = allocate_by_mass(&flat, global_ratio, min_ratio)?;
+    let gains = if rule.anchors == shadowattn_hal::Anchors::NONE {
+        Gains::Curve
+    } else {
+        Gains::Envelope
+    };
+    let per_unit = allocate_by_mass(&flat, global_ratio, min_ratio, gains)?;
     let heads_per_unit = match sharing {
         Sharing::PerHead => 1,
         Sharing::PerGroup => c.q_heads / c.kv_heads,

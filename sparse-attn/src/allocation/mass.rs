@@ -21,12 +21,25 @@ pub fn grid_ratio(g: usize) -> f32 {
 /// (index `g − 1`); non-decreasing.
 pub type MassCurve = Vec<f64>;
 
+/// What the greedy's steps gain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gains {
+    /// Each step's own gain on the curve: the best where the curves are concave, as they are
+    /// when every row ranks all its keys.
+    Curve,
+    /// The gain along each curve's concave envelope: for curves that stay flat before they rise
+    /// (a budget that always-kept anchors fill), whose first zero gains would otherwise leave
+    /// every step to the lowest units.
+    Envelope,
+}
+
 /// One ratio per unit: the mean of them is `global_ratio`, each is at least `min_ratio` and at
-/// most 1, and together they keep the most attention mass the greedy finds.
+/// most 1, and together they keep the most attention mass the greedy finds stepping by `gains`.
 pub fn allocate_by_mass(
     curves: &[MassCurve],
     global_ratio: f32,
     min_ratio: f32,
+    gains: Gains,
 ) -> Result<Vec<f32>> {
     check_inputs(curves, global_ratio, min_ratio)?;
     // Budget in grid steps; every unit starts at the floor's grid point (not above the mean).
@@ -35,8 +48,11 @@ pub fn allocate_by_mass(
         .clamp(1, (budget / curves.len() as f64).floor().max(1.0) as usize);
     let mut at = vec![floor; curves.len()];
     let mut used = (floor * curves.len()) as f64;
-    let hulls: Vec<MassCurve> = curves.iter().map(|c| concave_envelope(c)).collect();
-    let gain = |u: usize, g: usize| hulls[u][g] - hulls[u][g - 1];
+    let stepped: Vec<MassCurve> = match gains {
+        Gains::Curve => curves.to_vec(),
+        Gains::Envelope => curves.iter().map(|c| concave_envelope(c)).collect(),
+    };
+    let gain = |u: usize, g: usize| stepped[u][g] - stepped[u][g - 1];
     let mut heap: BinaryHeap<Step> = (0..curves.len())
         .filter(|&u| at[u] < STEPS)
         .map(|u| Step {
@@ -67,8 +83,7 @@ pub fn allocate_by_mass(
 }
 
 /// The least concave curve on or above `curve` (its upper envelope, linear between the points it
-/// touches): the greedy's gains along it never grow, so a curve that stays flat before it rises
-/// (a budget the always-kept anchors fill) is not starved by its first zero gains.
+/// touches): the greedy's gains along it never grow.
 fn concave_envelope(curve: &[f64]) -> MassCurve {
     // Upper hull of the points (g, curve[g]) by a monotone chain.
     let mut hull: Vec<usize> = Vec::with_capacity(curve.len());
@@ -190,7 +205,7 @@ mod tests {
             (0.3, 0.3),
             (1.0, 0.1),
         ] {
-            let r = allocate_by_mass(&curves, mean, floor).unwrap();
+            let r = allocate_by_mass(&curves, mean, floor, Gains::Curve).unwrap();
             let got = r.iter().sum::<f32>() / r.len() as f32;
             assert!((got - mean).abs() < 1e-5, "mean {got} for {mean}");
             assert!(r.iter().all(|&x| x >= floor - 1e-6 && x <= 1.0), "{r:?}");
@@ -201,14 +216,14 @@ mod tests {
     fn a_head_whose_mass_is_in_few_keys_gets_the_floor_and_a_flat_one_gets_more() {
         // p = 1: mass grows linearly (attention spread evenly); p = 60: all in the first keys.
         let curves = vec![curve(1.0), curve(60.0), curve(60.0)];
-        let r = allocate_by_mass(&curves, 0.2, 0.02).unwrap();
+        let r = allocate_by_mass(&curves, 0.2, 0.02, Gains::Curve).unwrap();
         assert!(r[0] > 0.4 && r[1] < 0.1 && r[2] < 0.1, "{r:?}");
     }
 
     #[test]
     fn keeps_more_mass_than_uniform_or_any_other_allocation_of_the_budget() {
         let curves: Vec<MassCurve> = [1.2, 3.0, 9.0, 25.0].map(curve).to_vec();
-        let r = allocate_by_mass(&curves, 0.2, 0.02).unwrap();
+        let r = allocate_by_mass(&curves, 0.2, 0.02, Gains::Curve).unwrap();
         let best = kept(&curves, &r);
         assert!(best > kept(&curves, &[0.2; 4]) + 0.05);
         // Every reallocation of one grid step between two units keeps no more.
@@ -242,7 +257,7 @@ mod tests {
             })
             .collect();
         let curves = vec![late.clone(), curve(1.0), late, curve(1.0)];
-        let r = allocate_by_mass(&curves, 0.2, 0.02).unwrap();
+        let r = allocate_by_mass(&curves, 0.2, 0.02, Gains::Envelope).unwrap();
         // The steep units get past their flat start; the even ones do not take everything.
         assert!(r[0] > 0.1 && r[2] > 0.1, "{r:?}");
         assert!(r[1] < 0.5 && r[3] < 0.5, "{r:?}");
@@ -254,10 +269,10 @@ mod tests {
     #[test]
     fn bad_input_gets_typed_errors() {
         let c = vec![curve(2.0)];
-        assert!(allocate_by_mass(&[], 0.2, 0.02).is_err());
-        assert!(allocate_by_mass(&c, 0.0, 0.0).is_err());
-        assert!(allocate_by_mass(&c, 0.2, 0.3).is_err());
-        assert!(allocate_by_mass(&[vec![0.5; 3]], 0.2, 0.02).is_err());
-        assert!(allocate_by_mass(&[vec![f64::NAN; STEPS]], 0.2, 0.02).is_err());
+        assert!(allocate_by_mass(&[], 0.2, 0.02, Gains::Curve).is_err());
+        assert!(allocate_by_mass(&c, 0.0, 0.0, Gains::Curve).is_err());
+        assert!(allocate_by_mass(&c, 0.2, 0.3, Gains::Curve).is_err());
+        assert!(allocate_by_mass(&[vec![0.5; 3]], 0.2, 0.02, Gains::Curve).is_err());
+        assert!(allocate_by_mass(&[vec![f64::NAN; STEPS]], 0.2, 0.02, Gains::Curve).is_err());
     }
 }

@@ -20,4 +20,4 @@ mod importance;
 mod mass;
 
 pub use importance::{allocate_ratios, RatioConfig};
-pub use mass::{allocate_by_mass, grid_ratio, MassCurve, STEPS};
+pub use mass::{allocate_by_mass, grid_ratio, Gains, MassCurve, STEPS};

@@ -19,16 +19,7 @@ const ROWS_PER_JOB: usize = 8;
 /// the vector path; other score types compute the ranking with the contract's own code.
 pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selection> {
     budget.validate()?;
-    let int8 = matches!(group.placement().data(), ScoreData::I8(_));
-    let tables: Vec<prim::WeightTable> = if int8 {
-        group
-            .logit_scales()
-            .iter()
-            .map(|&s| prim::WeightTable::new(exp2_factor(s)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let (int8, tables) = weight_tables(group);
     let placement = group.placement();
     let kept = (0..group.rows())
         .map(|i| {
@@ -50,16 +41,7 @@ pub fn topk_group(group: &GroupScores<'_>, budget: KeyBudget) -> Result<Selectio
 /// [`GroupScores::ranks`], rows in parallel on the current pool; INT8 scores take the vector
 /// path.
 pub fn ranks(group: &GroupScores<'_>) -> Vec<f32> {
-    let int8 = matches!(group.placement().data(), ScoreData::I8(_));
-    let tables: Vec<prim::WeightTable> = if int8 {
-        group
-            .logit_scales()
-            .iter()
-            .map(|&s| prim::WeightTable::new(exp2_factor(s)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let (int8, tables) = weight_tables(group);
     let cols = group.placement().cols();
     let mut out = vec![0.0f32; group.rows() * cols];
     out.par_chunks_mut(cols).enumerate().for_each_init(
@@ -74,6 +56,21 @@ pub fn ranks(group: &GroupScores<'_>) -> Vec<f32> {
         },
     );
     out
+}
+
+/// Whether the group's scores are INT8, and then each head's table of step 2's weights.
+fn weight_tables(group: &GroupScores<'_>) -> (bool, Vec<prim::WeightTable>) {
+    let int8 = matches!(group.placement().data(), ScoreData::I8(_));
+    let tables = if int8 {
+        group
+            .logit_scales()
+            .iter()
+            .map(|&s| prim::WeightTable::new(exp2_factor(s)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (int8, tables)
 }
 
 /// The buffers one worker of [`topk_group`] reuses row after row.

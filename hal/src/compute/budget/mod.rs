@@ -332,16 +332,23 @@ fn probability(value: f64, scale: f64) -> f32 {
 /// `1 / Σ values` of row `i` (0 for an all-zero row), after checking every value is a finite,
 /// non-negative probability weight.
 fn row_scale(i: usize, values: &[f64]) -> Result<f64> {
-    if let Some(j) = values.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-        return Err(HalError::invalid_value(
-            "ranks",
-            format!(
-                "query row {i}, key {j} is {}; a mass split needs non-negative probabilities",
-                values[j]
-            ),
-        ));
-    }
+    check_weights(i, values.iter().copied())?;
     Ok(inverse(row_total(values.iter().copied())))
+}
+
+/// Checks that every value of row `i` is a finite, non-negative probability weight.
+fn check_weights(i: usize, values: impl Iterator<Item = f64>) -> Result<()> {
+    for (j, v) in values.enumerate() {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(HalError::invalid_value(
+                "ranks",
+                format!(
+                    "query row {i}, key {j} is {v}; a mass split needs non-negative probabilities"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A row's total in f64, summed in four interleaved lanes (so it vectorizes); both selection

@@ -4,7 +4,7 @@
 //! order like their bits). It keeps exactly the keys [`super::ChunkBudget::plan`] keeps on
 //! [`super::RankedRows`].
 
-use super::{inverse, probability, row_total, ChunkBudget};
+use super::{check_weights, inverse, probability, row_total, ChunkBudget};
 use crate::compute::scores::{ScoreData, ScoreMatrix, Selection};
 use crate::error::{HalError, Result};
 
@@ -152,15 +152,7 @@ fn prepare(budget: &ChunkBudget, ranks: ScoreMatrix<'_>) -> Result<(Vec<u32>, Ve
 
 /// Appends the probability bits of row `i`'s `values` (checked: finite, non-negative).
 fn push_bits(i: usize, values: &[f32], bits: &mut Vec<u32>) -> Result<()> {
-    if let Some(j) = values.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
-        return Err(HalError::invalid_value(
-            "ranks",
-            format!(
-                "query row {i}, key {j} is {}; a mass split needs non-negative probabilities",
-                values[j]
-            ),
-        ));
-    }
+    check_weights(i, values.iter().map(|&v| f64::from(v)))?;
     let scale = inverse(row_total(values.iter().map(|&v| f64::from(v))));
     bits.extend(
         values
