@@ -39,6 +39,98 @@ fn full_ratio_reproduces_dense() {
 }
 
 #[test]
+fn the_budget_rule_comes_from_the_defaults_the_calibration_file_and_the_flags() {
+    let small = ["--q-len", "16", "--kv-len", "96", "--head-dim", "32"];
+    let budget_line = |stdout: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("budget: "))
+            .unwrap_or_else(|| panic!("no budget line in:\n{stdout}"))
+            .to_string()
+    };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend(small);
+        args.extend(extra);
+        let (code, stdout, stderr) = shadowattn(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        stdout
+    };
+    // The measured best by default; the kept fraction is the ratio's, whatever the split.
+    let default = run(&[]);
+    assert_eq!(
+        budget_line(&default),
+        "split threshold, sinks 0, recent 0, floor 0.5, cap none"
+    );
+    let even = run(&["--split", "even", "--floor", "0"]);
+    assert_eq!(
+        budget_line(&even),
+        "split even, sinks 0, recent 0, floor 0, cap none"
+    );
+    let kept = |s: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("ratio: mean 0.2000 (kept "))
+            .unwrap_or_else(|| panic!("no ratio line in:\n{s}"))
+            .to_string()
+    };
+    assert_eq!(kept(&default), kept(&even));
+    // A calibration file carries its rule to `run`; flags override it.
+    let dir = std::env::temp_dir().join(format!("budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("calibration.json");
+    let (code, _, stderr) = shadowattn(&[
+        "calibrate",
+        "--out",
+        file.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--q-heads",
+        "9",
+        "--kv-heads",
+        "3",
+        "--head-dim",
+        "32",
+        "--split",
+        "top-p",
+        "--sinks",
+        "2",
+        "--cap",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let calibrated = [
+        "--calibration",
+        file.to_str().unwrap(),
+        "--q-heads",
+        "9",
+        "--kv-heads",
+        "3",
+    ];
+    let from_file = run(&calibrated);
+    assert_eq!(
+        budget_line(&from_file),
+        "split top-p, sinks 2, recent 0, floor 0.5, cap 3"
+    );
+    let mut overridden = calibrated.to_vec();
+    overridden.extend(["--recent", "4", "--cap", "none"]);
+    assert_eq!(
+        budget_line(&run(&overridden)),
+        "split top-p, sinks 2, recent 4, floor 0.5, cap none"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    for (args, needle) in [
+        (&["run", "--floor", "1.5"][..], "floor"),
+        (&["run", "--cap", "0.5"][..], "cap"),
+    ] {
+        let (code, _, stderr) = shadowattn(args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) = shadowattn(&["run", "--cap", "lots"]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
 fn bad_input_is_a_clear_error_and_exit_code() {
     for (args, needle) in [
         (&["run", "--kv-heads", "5"][..], "cannot be grouped"),
