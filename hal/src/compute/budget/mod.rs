@@ -796,6 +796,57 @@ mod tests {
     }
 
     #[test]
+    fn kept_mass_is_the_anchors_and_the_best_ranked_keys() {
+        // Row 0: 4 keys of mass 0.1, 0.4, 0.2, 0.3; key 0 a sink.
+        let v = [1.0f32, 4.0, 2.0, 3.0];
+        let m = ScoreMatrix::new(ScoreData::F32(&v), 1, 4, 0, false).unwrap();
+        let sink = Anchors {
+            sinks: 1,
+            recent: 0,
+        };
+        let rows = RankedRows::new(m, sink, true).unwrap();
+        assert_eq!(rows.rows(), 1);
+        let mass = |k| rows.kept_mass(0, k).unwrap();
+        assert!((mass(1) - 0.1).abs() < 1e-7);
+        assert!((mass(2) - 0.5).abs() < 1e-7);
+        assert!((mass(3) - 0.8).abs() < 1e-7);
+        assert!((mass(4) - 1.0).abs() < 1e-7);
+        assert_eq!(rows.selection(&[2]).row(0), &[0, 1]);
+        let unweighed = RankedRows::new(m, sink, false).unwrap();
+        assert_eq!(unweighed.kept_mass(0, 2), None);
+    }
+
+    #[test]
+    fn zero_weights_rank_last_and_a_row_without_mass_keeps_its_floor() {
+        // −0 is a zero weight, not a large one; an all-zero row has no probabilities to spend
+        // the budget on, so the other row takes it.
+        let cols = 6;
+        let mut v = vec![-0.0f32, 0.5, -0.0, 0.25, 0.0, 0.25];
+        v.extend([0.0f32; 6]);
+        let m = ScoreMatrix::new(ScoreData::F32(&v), 2, cols, 0, false).unwrap();
+        for split in [RowSplit::Threshold, RowSplit::TopP] {
+            // Two keys a row: row 0 keeps its three weighted keys, row 1 its floor (key 0).
+            let b = ChunkBudget {
+                ratio: 0.3,
+                min_keys: 1,
+                rule: BudgetRule {
+                    split,
+                    ..BudgetRule::EVEN
+                },
+            };
+            let sel = b.select(m).unwrap();
+            assert_eq!(sel.kept(), 4, "{split:?}");
+            assert_eq!(sel.row(0), &[1, 3, 5], "{split:?}");
+            assert_eq!(sel.row(1), &[0], "{split:?}");
+            // Past the weighted keys the zeros go by row, then key.
+            let wide = ChunkBudget { ratio: 0.5, ..b };
+            let sel = wide.select(m).unwrap();
+            assert_eq!(sel.row(0), &[0, 1, 2, 3, 5], "{split:?}");
+            assert_eq!(sel.row(1), &[0], "{split:?}");
+        }
+    }
+
+    #[test]
     fn bad_rules_and_ranks_are_refused_by_name() {
         let v = [1i8, 2, 3, 4];
         let m = ScoreMatrix::new(ScoreData::I8(&v), 1, 4, 0, false).unwrap();
