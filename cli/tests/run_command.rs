@@ -419,7 +419,18 @@ fn run_on_opencl_matches_the_cpu_and_writes_the_gpu_timeline() {
     let dir = std::env::temp_dir().join(format!("shadowattn-opencl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join("gpu.json");
-    let common = ["run", "--q-len", "16", "--kv-len", "96", "--head-dim", "32"];
+    // The even rule: its top-k runs on the GPU (a mass split's selection runs on the host).
+    let common = [
+        "run",
+        "--q-len",
+        "16",
+        "--kv-len",
+        "96",
+        "--head-dim",
+        "32",
+        "--split",
+        "even",
+    ];
     let (code, cpu, stderr) = shadowattn(&common);
     assert_eq!(code, 0, "{stderr}");
     let mut args = common.to_vec();

@@ -16,7 +16,7 @@ use shadowattn_models::eval::{calibrate, windows};
 use shadowattn_models::llama::Attention;
 use shadowattn_models::{Gguf, Llama, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
-use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, RatioConfig};
+use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, Calibration, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
 use shadowattn_sparse_attn::pilot::{head_scales, int8_accumulator_range, PilotOutput, PilotUnit};
 use shadowattn_sparse_attn::select::Granularity;
@@ -354,6 +354,11 @@ fn smollm2_groups_share_the_top_of_their_summed_probabilities() {
         RatioConfig::default(),
         false,
     )
+    .map(|c| Calibration {
+        // The harness's rule (`Sparse::new`): the even one.
+        budget: shadowattn_hal::BudgetRule::EVEN,
+        ..c
+    })
     .unwrap();
     // Per-head ratios that differ inside every group: the group keeps their mean.
     let ratios: Vec<Vec<f32>> = (0..c.layers)
@@ -432,6 +437,11 @@ fn smollm2_harness_groups_select_what_the_core_executor_selects() {
         RatioConfig::default(),
         false,
     )
+    .map(|c| Calibration {
+        // The harness's rule (`Sparse::new`): the even one.
+        budget: shadowattn_hal::BudgetRule::EVEN,
+        ..c
+    })
     .unwrap();
     for layer in [0, 7, 29] {
         let mut cap = Capture {

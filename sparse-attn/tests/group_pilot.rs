@@ -63,6 +63,8 @@ fn calibration() -> Calibration {
     let mut c =
         Calibration::calibrate(model, &layer_samples, &[vec![1.0; Q_HEADS]], cfg, 1, 0.5).unwrap();
     c.pilot_acc_range = Some(int8_accumulator_range(chunk(99, Q_LEN, KV_LEN).inputs()).unwrap());
+    // The even rule: the group pilot is held to per-head pilots' per-row selections.
+    c.budget = shadowattn_hal::BudgetRule::EVEN;
     c
 }
 

@@ -80,7 +80,11 @@ fn calibration(global_ratio: f32, importance: Vec<Vec<f64>>) -> Calibration {
         min_ratio: global_ratio.min(0.05),
         importance_clamp: (1e-3, 1e3),
     };
-    Calibration::calibrate(model(), &layer_samples, &importance, cfg, 1, 0.5).unwrap()
+    // The even rule: these tests hold the core to per-row selections.
+    Calibration {
+        budget: BudgetRule::EVEN,
+        ..Calibration::calibrate(model(), &layer_samples, &importance, cfg, 1, 0.5).unwrap()
+    }
 }
 
 fn uniform_importance() -> Vec<Vec<f64>> {
