@@ -634,6 +634,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "safe arithmetic only, and minutes under Miri")]
     fn every_rule_keeps_its_pairs_its_bounds_and_its_anchors() {
         for (rows, cols, q_offset, causal) in
             [(9, 9, 0, true), (5, 40, 35, true), (7, 30, 0, false)]
