@@ -305,21 +305,26 @@ impl Sparse<'_> {
         Ok(selections)
     }
 
-    /// One head's keys from its scores `m` (softmax logits `m · logit_scale`): ranked on the
-    /// scores themselves, or on the head's probabilities (a group of one) when the split reads
-    /// mass.
+    /// One head's keys from its scores `m` (softmax logits `m · logit_scale`), by the core's
+    /// per-row rule ([`shadowattn_sparse_attn::select::select`]).
     fn select_head(
         &self,
         m: ScoreMatrix<'_>,
         logit_scale: f32,
         budget: &ChunkBudget,
     ) -> Result<Selection> {
-        Ok(if budget.rule.split.needs_mass() {
-            self.compute
-                .select_group(&GroupScores::new(vec![m], vec![logit_scale])?, budget)?
-        } else {
-            self.compute.select(m, budget)?
-        })
+        let rule = shadowattn_sparse_attn::select::SelectionRule {
+            ratio: budget.ratio,
+            min_keys: budget.min_keys,
+            granularity: Granularity::Row,
+            budget: budget.rule,
+        };
+        Ok(shadowattn_sparse_attn::select::select(
+            self.compute,
+            m,
+            logit_scale,
+            rule,
+        )?)
     }
 
     /// One selection per KV head, shared by the query heads of its group: the top keys by the
