@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # The CI machines have 2 cores; more jobs only add memory pressure.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# CI builds each crate once: incremental caches would only take disk (3 GB of 14 GB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # Each section's start, in seconds since this script began, to see where CI's time goes.
 section() { echo "== $* (at ${SECONDS} s)"; }
