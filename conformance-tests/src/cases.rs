@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use shadowattn_hal::{DType, Graph, GraphBuilder, OutType, QuantParams, Quantization, TensorDesc};
 use shadowattn_sparse_attn::calibration::BucketGrid;
 use shadowattn_sparse_attn::pilot::{GroupRanking, PilotOutput, PilotSpec, PilotUnit};
-use shadowattn_sparse_attn::setup::FUSED_HEADS;
+use shadowattn_sparse_attn::setup::{PilotKind, FUSED_HEADS};
 
 /// What part of the stack a case checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +50,14 @@ pub enum CaseKind {
     EndToEnd {
         /// Fraction of keys kept.
         ratio: f32,
+    },
+    /// One shadowAttn layer whose launches fuse several units, each unit with its own keys:
+    /// every head must attend with its own selection.
+    FusedUnits {
+        /// Fraction of keys kept.
+        ratio: f32,
+        /// Which pilot runs (a per-head pilot on an MHA chunk, a group pilot on GQA groups).
+        pilot: PilotKind,
     },
     /// Execution with a wrongly sized buffer must be a typed buffer error.
     BufferMismatch,
@@ -143,6 +151,26 @@ fn probabilities(dtype: DType) -> Tiers {
     }
 }
 
+/// Softmax probabilities of logits β·x spanning up to `logit_bound` either side of zero: the
+/// rounding of β·x and of its distance to the row maximum moves each exponent by up to
+/// 2·`logit_bound`·eps, which is a relative error of the probability (d exp(z) = exp(z)·dz), so
+/// both tiers of [`probabilities`] widen by that many ulps. At β = 60 over inputs in [−2, 2) that
+/// is 240 ulps: 2.9e-5 relative in f32, far below what a softmax that ignores β (probabilities off
+/// by orders of magnitude) or skips the max shift (exp overflows to Inf, the row is NaN) gives.
+fn scaled_probabilities(dtype: DType, logit_bound: f64) -> Tiers {
+    let widen = 2.0 * logit_bound;
+    Tiers {
+        strict: Tolerance::Relative {
+            ulps: 4.0 + widen,
+            dtype,
+        },
+        acceptable: Tolerance::Relative {
+            ulps: 32.0 + widen,
+            dtype,
+        },
+    }
+}
+
 /// Quantized outputs: strict is the golden rounding exactly; acceptable is one step off, which
 /// another correct rounding of the same real value (fixed-point requantization multipliers,
 /// round-half-even against round-half-away) produces.
@@ -176,6 +204,7 @@ fn matmul_cases() -> Vec<Case> {
             (1, 1, 1, false, false),
             (65, 33, 17, false, true),
             (4, 1000, 8, true, false),
+            (9, 20, 6, true, true),
         ] {
             let name = format!(
                 "matmul_{dtype}_{m}x{k}x{n}{}{}",
@@ -272,6 +301,32 @@ fn matmul_cases() -> Vec<Case> {
             },
         ));
     }
+    // Asymmetric INT8 with nonzero zero points of both signs: a sign slip in an offset
+    // translation moves every accumulator by za·Σb or zb·Σa.
+    for (label, out) in [
+        ("i32", OutType::plain(DType::I32)),
+        (
+            "i8",
+            OutType::quantized(DType::I8, QuantParams::new(0.05 * 0.04 * 600.0, 5)),
+        ),
+    ] {
+        let tiers = if label == "i32" {
+            Tiers::single(Tolerance::Exact)
+        } else {
+            quantized()
+        };
+        cases.push(graph_case(
+            &format!("matmul_i8_asymmetric_zero_points_{label}_17x40x9"),
+            Group::Op,
+            |b| {
+                let a = b
+                    .input("a", q(DType::I8, &[1, 2, 17, 40], 0.05, -7))
+                    .unwrap();
+                let w = b.input("b", q(DType::I8, &[1, 2, 9, 40], 0.04, 3)).unwrap();
+                vec![(b.matmul("mm", a, w, false, true, out).unwrap(), tiers)]
+            },
+        ));
+    }
     cases
 }
 
@@ -317,22 +372,36 @@ fn quantization_cases() -> Vec<Case> {
             },
         ));
     }
-    for (from, to) in [(DType::U8, DType::F32), (DType::I8, DType::F16)] {
+    cases.push(graph_case(
+        "requantize_i8_asymmetric_to_i8_asymmetric",
+        Group::Op,
+        |b| {
+            let x = b.input("x", q(DType::I8, &[3, 37], 0.1, -20)).unwrap();
+            vec![(
+                b.requantize(
+                    "rq",
+                    x,
+                    OutType::quantized(DType::I8, QuantParams::new(0.13, 9)),
+                )
+                .unwrap(),
+                quantized(),
+            )]
+        },
+    ));
+    for (from, to, zp) in [
+        (DType::U8, DType::F32, 100),
+        (DType::I8, DType::F16, 0),
+        (DType::I8, DType::F32, -13),
+    ] {
         cases.push(graph_case(
-            &format!("dequantize_{from}_to_{to}"),
+            &if zp < 0 {
+                format!("dequantize_{from}_to_{to}_zero_point_minus{}", -zp)
+            } else {
+                format!("dequantize_{from}_to_{to}")
+            },
             Group::Op,
             |b| {
-                let x = b
-                    .input(
-                        "x",
-                        q(
-                            from,
-                            &[2, 65],
-                            0.03,
-                            if from == DType::U8 { 100 } else { 0 },
-                        ),
-                    )
-                    .unwrap();
+                let x = b.input("x", q(from, &[2, 65], 0.03, zp)).unwrap();
                 vec![(
                     b.dequantize("dq", x, to).unwrap(),
                     Tiers::single(Tolerance::Ulp {
@@ -346,26 +415,41 @@ fn quantization_cases() -> Vec<Case> {
     cases
 }
 
-/// Softmax over every axis, long rows.
+/// Softmax over every axis, long rows, and β ≠ 1: small, and large enough that exp without the
+/// max shift overflows (f32 past logits of 88.7, f16 past 11.1; seeded inputs span [−2, 2)).
 fn softmax_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for (dtype, shape, axis) in [
-        (DType::F32, vec![1, 1, 7, 4096], 3),
-        (DType::F32, vec![2, 5, 3], 1),
-        (DType::F16, vec![1, 1, 4, 33], 3),
-        (DType::F32, vec![1, 1], 1),
+    for (dtype, shape, axis, beta) in [
+        (DType::F32, vec![1, 1, 7, 4096], 3, 1.0),
+        (DType::F32, vec![2, 5, 3], 1, 1.0),
+        (DType::F16, vec![1, 1, 4, 33], 3, 1.0),
+        (DType::F32, vec![1, 1], 1, 1.0),
+        (DType::F32, vec![1, 1, 7, 300], 3, 60.0),
+        (DType::F32, vec![2, 9, 5], 2, 0.37),
+        (DType::F16, vec![1, 1, 4, 33], 3, 8.0),
+        (DType::F16, vec![1, 6, 3, 20], 3, 2.5),
     ] {
+        let beta_label = if beta == 1.0 {
+            String::new()
+        } else {
+            format!("_beta{}", format!("{beta}").replace('.', "p"))
+        };
         let name = format!(
-            "softmax_{dtype}_{}_axis{axis}",
+            "softmax_{dtype}_{}_axis{axis}{beta_label}",
             shape
                 .iter()
                 .map(|d| d.to_string())
                 .collect::<Vec<_>>()
                 .join("x")
         );
+        let tiers = if beta == 1.0 {
+            probabilities(dtype)
+        } else {
+            scaled_probabilities(dtype, 2.0 * f64::from(beta))
+        };
         cases.push(graph_case(&name, Group::Op, |b| {
             let x = b.input("x", TensorDesc::new(dtype, shape.clone())).unwrap();
-            vec![(b.softmax("sm", x, axis, 1.0).unwrap(), probabilities(dtype))]
+            vec![(b.softmax("sm", x, axis, beta).unwrap(), tiers)]
         }));
     }
     cases
@@ -374,7 +458,7 @@ fn softmax_cases() -> Vec<Case> {
 /// TopK: values and indices.
 fn topk_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for k in [1, 17] {
+    for k in [1, 5, 17] {
         cases.push(graph_case(
             &format!("topk_f32_k{k}_of_17"),
             Group::Op,
@@ -440,6 +524,15 @@ fn layout_cases() -> Vec<Case> {
         let t = b.transpose("t", x, &[0, 2, 1, 3]).unwrap();
         vec![(
             b.reshape("r", t, &[1, 6, 4]).unwrap(),
+            Tiers::single(Tolerance::Exact),
+        )]
+    }));
+    cases.push(graph_case("transpose_f32_4d_cycle", Group::Op, |b| {
+        let x = b
+            .input("x", TensorDesc::new(DType::F32, [2, 3, 4, 5]))
+            .unwrap();
+        vec![(
+            b.transpose("t", x, &[2, 0, 3, 1]).unwrap(),
             Tiers::single(Tolerance::Exact),
         )]
     }));
@@ -591,6 +684,22 @@ pub fn all_cases() -> Vec<Case> {
             name: name.into(),
             group: Group::EndToEnd,
             kind: CaseKind::EndToEnd { ratio },
+        });
+    }
+    for (name, pilot) in [
+        (
+            "shadowattn_layer_fused_heads_each_its_own_keys",
+            PilotKind::Head,
+        ),
+        (
+            "shadowattn_layer_fused_groups_each_its_own_keys",
+            PilotKind::Auto,
+        ),
+    ] {
+        cases.push(Case {
+            name: name.into(),
+            group: Group::EndToEnd,
+            kind: CaseKind::FusedUnits { ratio: 0.2, pilot },
         });
     }
     cases.push(Case {

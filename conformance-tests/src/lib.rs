@@ -13,6 +13,7 @@ use shadowattn_hal::{ComputeBackend, NpuBackend};
 pub mod cases;
 pub mod compute;
 pub mod expectations;
+mod layer;
 pub mod mutation;
 pub mod outcome;
 pub mod report;

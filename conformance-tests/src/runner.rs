@@ -9,17 +9,9 @@ use crate::outcome::{Suite, Verdict};
 use crate::seeded::seeded_inputs;
 use crate::tolerance::{Comparison, Tiers, Tolerance};
 use shadowattn_cpu::reference::graph::{decode, run};
-use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{
-    AttentionShape, ComputeBackend, DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend,
-    Quantization, TensorDesc,
+    DType, Graph, GraphBuilder, HalError, HostTensor, NpuBackend, Quantization, TensorDesc,
 };
-use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
-use shadowattn_sparse_attn::metrics::evaluate;
-use shadowattn_sparse_attn::pilot::{int8_accumulator_range, PilotOutput};
-use shadowattn_sparse_attn::setup::CoreSetup;
-use shadowattn_sparse_attn::shadow::ShadowConfig;
-use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -204,123 +196,6 @@ fn run_graph(backend: &dyn NpuBackend, graph: &Graph, seed: u64, tiers: &[Tiers]
     compare(&judged, &actual)
 }
 
-fn end_to_end(backend: &dyn NpuBackend, ratio: f32) -> Status {
-    let cpu = CpuBackend::new();
-    let shape = AttentionShape::causal(4, 2, 16, 64, 32);
-    let chunk = |seed: u64| {
-        SyntheticChunk::generate(SyntheticSpec {
-            shape,
-            planted_fraction: 0.1,
-            signal: 1.0,
-            seed,
-        })
-        .expect("valid spec")
-    };
-    let samples: Vec<SyntheticChunk> = (0..3).map(|i| chunk(100 + i)).collect();
-    let layer: Vec<LayerSample<'_>> = samples
-        .iter()
-        .map(|c| LayerSample {
-            layer: 0,
-            q: &c.q,
-            k: &c.k[..2 * 16 * 32],
-            rows: 16,
-        })
-        .collect();
-    // K samples must hold `rows` rows per KV head: take the first rows of each KV head.
-    let ks: Vec<Vec<f32>> = samples
-        .iter()
-        .map(|c| {
-            (0..2)
-                .flat_map(|kv| c.k[kv * 64 * 32..kv * 64 * 32 + 16 * 32].to_vec())
-                .collect()
-        })
-        .collect();
-    let layer: Vec<LayerSample<'_>> = layer
-        .into_iter()
-        .zip(&ks)
-        .map(|(s, k)| LayerSample { k, ..s })
-        .collect();
-    let model = ModelShape {
-        name: "conformance".into(),
-        layers: 1,
-        q_heads: 4,
-        kv_heads: 2,
-        head_dim: 32,
-    };
-    let cfg = RatioConfig {
-        global_ratio: ratio,
-        min_ratio: ratio,
-        importance_clamp: (1e-6, 1e6),
-    };
-    let calib = match Calibration::calibrate(model, &layer, &[vec![1.0; 4]], cfg, 1, 0.5) {
-        Ok(c) => c,
-        Err(e) => return Status::Failed(format!("calibration failed: {e}")),
-    };
-    let setup = CoreSetup::new(backend, calib, 16, 64)
-        .pilot_output(PilotOutput::Int32)
-        .config(ShadowConfig {
-            cpu_workers: 2,
-            ..ShadowConfig::default()
-        });
-    let probe = |setup: &CoreSetup<'_>| {
-        setup
-            .bank_spec()
-            .pilot(&setup.calibration().grid, 0, 1)
-            .graph()
-            .map(|g| backend.check_support(&g))
-    };
-    let mut setup = setup;
-    if !matches!(probe(&setup), Ok(Ok(()))) {
-        let acc_range = match int8_accumulator_range(samples[0].inputs()) {
-            Ok(s) => s,
-            Err(e) => return Status::Failed(e.to_string()),
-        };
-        setup = setup.pilot_output(PilotOutput::Int8 { acc_range });
-        match probe(&setup) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Status::Unsupported(format!(
-                    "the backend cannot build the pilot graph: {e}"
-                ))
-            }
-            Err(e) => return Status::Failed(e.to_string()),
-        }
-    }
-    let mut sa = match setup.build(&cpu) {
-        Ok(core) => core.shadow,
-        Err(e) => return Status::Failed(format!("core build failed: {e}")),
-    };
-    let c = chunk(7);
-    let r = match sa.run_chunk(0, c.inputs()) {
-        Ok(r) => r,
-        Err(e) => return Status::Failed(format!("run_chunk failed: {e}")),
-    };
-    if let Some(why) = r.fallback() {
-        return Status::Failed(format!("fell back to dense attention: {why}"));
-    }
-    let mut dense = vec![0.0; c.inputs().output_len()];
-    if let Err(e) = cpu.dense_attention(c.inputs(), &mut dense) {
-        return Status::Failed(e.to_string());
-    }
-    let acc = match evaluate(c.inputs(), &r.selections, &r.output, &dense, &cpu) {
-        Ok(a) => a,
-        Err(e) => return Status::Failed(e.to_string()),
-    };
-    let ok = if ratio >= 1.0 {
-        acc.rel_l2_p95 <= 1e-5
-    } else {
-        acc.recall_mean >= 0.9 && acc.cosine_mean >= 0.99
-    };
-    if ok {
-        Status::Passed
-    } else {
-        Status::Failed(format!(
-            "recall {:.4}, cosine {:.5}, rel-L2 p95 {:.2e}",
-            acc.recall_mean, acc.cosine_mean, acc.rel_l2_p95
-        ))
-    }
-}
-
 /// A small graph the backend can build, for behaviour checks.
 fn supported_probe(backend: &dyn NpuBackend) -> Option<Graph> {
     crate::cases::all_cases()
@@ -396,7 +271,10 @@ pub fn run_case(backend: &dyn NpuBackend, case: &Case) -> CaseResult {
     let started = Instant::now();
     let outcome = catch_unwind(AssertUnwindSafe(|| match &case.kind {
         CaseKind::Graph { graph, seed, tiers } => run_graph(backend, graph, *seed, tiers),
-        CaseKind::EndToEnd { ratio } => Outcome::of(end_to_end(backend, *ratio)),
+        CaseKind::EndToEnd { ratio } => Outcome::of(crate::layer::end_to_end(backend, *ratio)),
+        CaseKind::FusedUnits { ratio, pilot } => {
+            Outcome::of(crate::layer::fused_units(backend, *ratio, *pilot))
+        }
         CaseKind::BufferMismatch => Outcome::of(buffer_mismatch(backend)),
         CaseKind::RefusesUnsupported => refuses_unsupported(backend),
     }));

@@ -134,7 +134,7 @@ fn shared_by_groups(shape: &AttentionShape, selections: &[Selection]) -> bool {
 /// The exact selections the measured ones are judged against, one per query head: each row's
 /// exact top-k of the same size under the same rule — per head, or per GQA group (the group's
 /// ranking of exact scores, [`shadowattn_hal::group`]) when the groups share their selections.
-fn oracles(
+pub fn oracles(
     inputs: &AttentionInputs<'_>,
     selections: &[Selection],
     exact: &[Vec<f32>],

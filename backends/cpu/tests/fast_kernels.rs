@@ -10,21 +10,29 @@ use shadowattn_hal::{
 };
 use shadowattn_test_support::{close_f32, noise};
 
+/// Chunks anywhere in the keys (`q_offset` from 0 to `kv_len − q_len`), causal or not: a mask
+/// slip shows only where rows do not end at the last key.
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
     (
-        1usize..4,
-        1usize..3,
-        1usize..20,
-        0usize..150,
+        (1usize..4, 1usize..3, 1usize..20, 0usize..150),
         prop::sample::select(vec![1usize, 3, 8, 31, 64, 128]),
+        (0.0f64..=1.0, any::<bool>()),
         any::<u64>(),
     )
-        .prop_map(|(group, kv_heads, q_len, prefix, head_dim, seed)| {
-            (
-                AttentionShape::causal(group * kv_heads, kv_heads, q_len, q_len + prefix, head_dim),
-                seed,
-            )
-        })
+        .prop_map(
+            |((group, kv_heads, q_len, prefix), head_dim, (at, causal), seed)| {
+                let mut s = AttentionShape::causal(
+                    group * kv_heads,
+                    kv_heads,
+                    q_len,
+                    q_len + prefix,
+                    head_dim,
+                );
+                s.q_offset = (prefix as f64 * at) as usize;
+                s.causal = causal;
+                (s, seed)
+            },
+        )
 }
 
 fn data(shape: &AttentionShape, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
@@ -75,7 +83,7 @@ proptest! {
         for h in 0..shape.q_heads {
             // Integer pilot scores with many ties: the tie rule must agree exactly.
             let scores: Vec<i32> = inputs.exact_scores(h).unwrap().iter().map(|x| (x * 2.0) as i32).collect();
-            let m = ScoreMatrix::causal(ScoreData::I32(&scores), shape.q_len, shape.kv_len, shape.q_offset).unwrap();
+            let m = ScoreMatrix::for_chunk(ScoreData::I32(&scores), &shape).unwrap();
             gold_sel.push(gold_backend.topk(m, budget).unwrap());
             fast_sel.push(fast_backend.topk(m, budget).unwrap());
         }
@@ -259,7 +267,7 @@ proptest! {
         let selections: Vec<Selection> = (0..shape.q_heads)
             .map(|h| {
                 let scores = inputs.exact_scores(h).unwrap();
-                let m = ScoreMatrix::causal(ScoreData::F32(&scores), shape.q_len, shape.kv_len, shape.q_offset).unwrap();
+                let m = ScoreMatrix::for_chunk(ScoreData::F32(&scores), &shape).unwrap();
                 gold.topk(m, budget).unwrap()
             })
             .collect();

@@ -11,21 +11,29 @@ use shadowattn_hal::{
 };
 use shadowattn_test_support::{close_f32, noise};
 
+/// Chunks anywhere in the keys (`q_offset` from 0 to `kv_len − q_len`), causal or not.
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
     (
         prop::sample::select(vec![1usize, 2, 3, 6, 7, 8]),
-        1usize..3,
-        1usize..20,
-        0usize..150,
+        (1usize..3, 1usize..20, 0usize..150),
         prop::sample::select(vec![1usize, 3, 8, 31, 64, 128]),
+        (0.0f64..=1.0, any::<bool>()),
         any::<u64>(),
     )
-        .prop_map(|(group, kv_heads, q_len, prefix, head_dim, seed)| {
-            (
-                AttentionShape::causal(group * kv_heads, kv_heads, q_len, q_len + prefix, head_dim),
-                seed,
-            )
-        })
+        .prop_map(
+            |(group, (kv_heads, q_len, prefix), head_dim, (at, causal), seed)| {
+                let mut s = AttentionShape::causal(
+                    group * kv_heads,
+                    kv_heads,
+                    q_len,
+                    q_len + prefix,
+                    head_dim,
+                );
+                s.q_offset = (prefix as f64 * at) as usize;
+                s.causal = causal;
+                (s, seed)
+            },
+        )
 }
 
 /// Every head's scores in the three types the pilot can give: INT8 (requantized, many ties),

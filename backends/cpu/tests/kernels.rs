@@ -189,22 +189,28 @@ fn bad_attention_input_is_a_typed_error() {
     ));
 }
 
+/// Chunks anywhere in the keys (`q_offset` from 0 to `kv_len − q_len`), causal or not.
 fn shapes() -> impl Strategy<Value = (AttentionShape, u64)> {
     (
-        1usize..4,
-        1usize..3,
-        1usize..6,
-        0usize..8,
+        (1usize..4, 1usize..3, 1usize..6, 0usize..8),
         1usize..12,
+        (0.0f64..=1.0, any::<bool>()),
         any::<u64>(),
     )
-        .prop_map(|(group, kv_heads, q_len, prefix, head_dim, seed)| {
-            let kv_len = q_len + prefix;
-            (
-                AttentionShape::causal(group * kv_heads, kv_heads, q_len, kv_len, head_dim),
-                seed,
-            )
-        })
+        .prop_map(
+            |((group, kv_heads, q_len, prefix), head_dim, (at, causal), seed)| {
+                let mut s = AttentionShape::causal(
+                    group * kv_heads,
+                    kv_heads,
+                    q_len,
+                    q_len + prefix,
+                    head_dim,
+                );
+                s.q_offset = (prefix as f64 * at) as usize;
+                s.causal = causal;
+                (s, seed)
+            },
+        )
 }
 
 proptest! {

@@ -197,3 +197,82 @@ pub(super) fn io_defs(graph: &Graph, defs: &[TensorDef]) -> Vec<TensorDef> {
         .map(|v| defs[v.index()].clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowattn_cpu::reference::arith;
+    use shadowattn_hal::QuantParams;
+
+    /// A real value as QNN reads a quantized element: (q + offset) × scale.
+    fn qnn_real(q: i64, so: ScaleOffset) -> f64 {
+        (q as f64 + f64::from(so.offset)) * f64::from(so.scale)
+    }
+
+    /// Every quantized type with zero points of both signs, at the ends and the middle of its
+    /// range: QNN must read each stored integer as the golden reference dequantizes it. A sign
+    /// slip on the offset moves every value by 2·zero_point·scale, which only an asymmetric
+    /// zero point shows.
+    #[test]
+    fn qnn_offsets_read_every_quantized_value_as_the_golden_reference() {
+        let cases = [
+            (
+                DType::I8,
+                DataType::SFIXED_POINT_8,
+                -7,
+                [-128i64, -7, 0, 127],
+            ),
+            (DType::I8, DataType::SFIXED_POINT_8, 5, [-128, 0, 5, 127]),
+            (DType::U8, DataType::UFIXED_POINT_8, 128, [0, 127, 128, 255]),
+            (DType::U8, DataType::UFIXED_POINT_8, 3, [0, 3, 100, 255]),
+            (
+                DType::I16,
+                DataType::SFIXED_POINT_16,
+                -300,
+                [-32768, -300, 0, 32767],
+            ),
+            (
+                DType::U16,
+                DataType::UFIXED_POINT_16,
+                40000,
+                [0, 39999, 40000, 65535],
+            ),
+            (
+                DType::I32,
+                DataType::SFIXED_POINT_32,
+                -11,
+                [-100_000, -11, 0, 100_000],
+            ),
+        ];
+        for (dtype, want_type, zp, stored) in cases {
+            let p = QuantParams::new(0.037, zp);
+            let desc = TensorDesc::new(dtype, [1, 4])
+                .with_quant(Quantization::per_tensor(p.scale, p.zero_point));
+            let (data_type, so) = qnn_type(&desc, "x", OpKind::MatMul).unwrap();
+            assert_eq!(data_type, want_type, "{dtype}");
+            let so = so.expect("a quantized tensor carries its scale and offset");
+            for q in stored {
+                let golden = arith::dequantize(q as f64, p, DType::F32);
+                let qnn = qnn_real(q, so);
+                assert!(
+                    (qnn - golden).abs() <= 1e-6 * golden.abs().max(1.0),
+                    "{dtype} zero point {zp}: QNN reads {q} as {qnn}, the golden reference as {golden}"
+                );
+            }
+        }
+    }
+
+    /// Float tensors carry no quantization; per-axis quantization is refused by name.
+    #[test]
+    fn floats_carry_no_offset_and_per_axis_is_refused() {
+        let (t, so) = qnn_type(&TensorDesc::new(DType::F16, [2]), "x", OpKind::Softmax).unwrap();
+        assert_eq!((t, so.is_none()), (DataType::FLOAT_16, true));
+        let per_axis = TensorDesc::new(DType::I8, [2, 3]).with_quant(Quantization::PerAxis {
+            axis: 0,
+            scales: vec![0.1, 0.2],
+            zero_points: vec![0, 0],
+        });
+        let e = qnn_type(&per_axis, "w", OpKind::MatMul).unwrap_err();
+        assert!(e.to_string().contains("per-axis"), "{e}");
+    }
+}
