@@ -17,6 +17,7 @@ use shadowattn_models::eval::{
     ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
     windows, Ablation, ImportanceRule,
 };
+use shadowattn_models::llama::LlamaConfig;
 use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec, OpenOptions};
 use shadowattn_sparse_attn::allocation::MassCurve;
@@ -265,6 +266,13 @@ impl<'a> Evaluation<'a> {
         rule: BudgetRule,
     ) -> Result<Self, Box<dyn Error>> {
         let gguf = Gguf::open(&args.model)?;
+        // Every window must fit the model: checked before the weights load.
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        config.check_tokens("--window", args.window)?;
+        config.check_tokens("--calibration-window", args.calibration_window)?;
+        if let Some(mass) = args.mass_window {
+            config.check_tokens("--mass-window", mass)?;
+        }
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let model = Llama::from_gguf(&gguf)?;
         let name = gguf

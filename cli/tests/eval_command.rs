@@ -136,3 +136,32 @@ fn the_emulator_the_simulator_and_the_host_give_their_pilots_perplexity_exactly(
         );
     }
 }
+
+/// A window past the model's `llama.context_length` is refused before the weights load.
+#[test]
+fn a_window_past_the_context_length_is_refused() {
+    let Some(model) = model() else {
+        return;
+    };
+    for (option, value) in [
+        ("--window", "8193"),
+        ("--calibration-window", "9000"),
+        ("--mass-window", "100000000"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+            .args(["eval", "--model"])
+            .arg(&model)
+            .args([option, value])
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{option}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{option} {value} is past the model's context length of 8192 tokens (from the GGUF metadata `llama.context_length`)"
+            )),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{option}");
+    }
+}

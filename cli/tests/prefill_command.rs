@@ -368,3 +368,85 @@ fn fp16_softmax_v_prices_our_sparse_kernels_faster_and_leaves_dense_alone() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`fp8` is not an arithmetic"));
 }
+
+/// A prompt past the model's context is refused at once (it used to price 390,625 chunks for
+/// minutes), naming the option, the value, the limit and where the limit comes from.
+#[test]
+fn a_prompt_past_the_context_is_refused_at_once() {
+    let out = prefill(&["--shape", "qwen2-1.5b", "--len", "100000000"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--len 100000000 is past the context length of qwen2-1.5b: 32768 tokens")
+            && stderr.contains("paper-facts.md"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // One past PhoneLM's 2048, and the decode's tokens count.
+    let out = prefill(&["--shape", "phonelm-0.5b", "--len", "2049"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--len 2049 is past the context length of phonelm-0.5b: 2048 tokens")
+            && stderr.contains("mllmTeam/PhoneLM-0.5B-Instruct")
+            && stderr.contains("max_position_embeddings"),
+        "{stderr}"
+    );
+    let out = prefill(&["--shape", "phonelm-0.5b", "--len", "2000", "--decode", "49"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--len + --decode 2049 is past the context length of phonelm-0.5b"),
+        "{stderr}"
+    );
+}
+
+/// Exactly the context is a prompt like any other (PhoneLM's 2048 tokens: eight chunks), with
+/// or without decode steps.
+#[test]
+fn a_prompt_of_exactly_the_context_is_priced() {
+    for (len, decode) in [("2048", "0"), ("2000", "48")] {
+        let out = prefill(&[
+            "--shape",
+            "phonelm-0.5b",
+            "--len",
+            len,
+            "--decode",
+            decode,
+            "--attention",
+            "dense-cpu",
+        ]);
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("prompt: {len} tokens in 8 chunk(s)")),
+            "{text}"
+        );
+        assert!(ms(&text, "dense_cpu_ttft_ms") > 0.0, "{text}");
+        // Not a terminal: no progress bar on stderr.
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A GGUF model is bounded by its own `llama.context_length`.
+#[test]
+fn a_gguf_prompt_past_its_context_length_is_refused() {
+    let Some(model) = smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR"))) else {
+        return;
+    };
+    let out = prefill(&["--model", model.to_str().unwrap(), "--len", "8193"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--len 8193 is past the context length of")
+            && stderr.contains(": 8192 tokens (from the GGUF metadata `llama.context_length`"),
+        "{stderr}"
+    );
+}

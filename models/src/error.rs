@@ -47,6 +47,21 @@ pub enum ModelError {
         /// Why.
         detail: String,
     },
+    /// A token count past the model's context length: the argument that asked for it, the
+    /// value, the limit and where the limit comes from.
+    #[error(
+        "{argument} {value} is past the model's context length of {limit} tokens (from {origin})"
+    )]
+    PastContext {
+        /// What asked for the tokens (a command-line option or a parameter).
+        argument: String,
+        /// The tokens asked for.
+        value: usize,
+        /// The model's context length.
+        limit: usize,
+        /// Where the limit comes from.
+        origin: String,
+    },
     /// An error from a backend.
     #[error(transparent)]
     Hal(#[from] HalError),

@@ -27,7 +27,7 @@ pub struct LlamaConfig {
     pub rope_base: f32,
     /// RMSNorm epsilon.
     pub norm_eps: f32,
-    /// Training context length.
+    /// Training context length (the GGUF's `llama.context_length`, at least 1).
     pub context: usize,
 }
 
@@ -291,8 +291,26 @@ impl LlamaConfig {
             vocab: embed_info.dims.get(1).copied().unwrap_or(0) as usize,
             rope_base: meta_f32(g, "llama.rope.freq_base", Some(10_000.0))?,
             norm_eps: meta_f32(g, "llama.attention.layer_norm_rms_epsilon", None)?,
-            context: meta_usize(g, "llama.context_length")?,
+            context: meta_usize(g, LlamaConfig::CONTEXT_KEY)?,
         })
+    }
+}
+
+impl LlamaConfig {
+    /// The GGUF metadata key the context length comes from.
+    pub const CONTEXT_KEY: &'static str = "llama.context_length";
+
+    /// Checks that `value` tokens (what `argument` asks for) fit the context length.
+    pub fn check_tokens(&self, argument: &str, value: usize) -> Result<()> {
+        if value > self.context {
+            return Err(ModelError::PastContext {
+                argument: argument.to_string(),
+                value,
+                limit: self.context,
+                origin: format!("the GGUF metadata `{}`", Self::CONTEXT_KEY),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -469,12 +487,13 @@ impl Llama {
     fn embed_tokens(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
-        if n == 0 || n > c.context {
+        if n == 0 {
             return Err(ModelError::InvalidArgument {
                 argument: "tokens",
                 detail: format!("{n} tokens; the model takes 1 to {}", c.context),
             });
         }
+        c.check_tokens("tokens", n)?;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab) {
             return Err(ModelError::InvalidArgument {
                 argument: "tokens",

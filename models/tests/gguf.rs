@@ -157,6 +157,44 @@ fn values_and_tensors_read_back() {
     assert_eq!(dequantize(TensorType::F16, &h(3.0)), [3.0]);
 }
 
+/// A Llama header of hidden 8, 2 heads, 1 layer and `context` (absent for `None`), with the
+/// embedding the configuration reads its vocabulary from.
+fn llama_header(context: Option<u32>) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.kv_str("general.architecture", "llama")
+        .kv_u32("llama.block_count", 1)
+        .kv_u32("llama.embedding_length", 8)
+        .kv_u32("llama.feed_forward_length", 16)
+        .kv_u32("llama.attention.head_count", 2)
+        .kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
+    if let Some(c) = context {
+        w.kv_u32("llama.context_length", c);
+    }
+    w.tensor("token_embd.weight", &[8, 4], 0, &[0u8; 4 * 8 * 4])
+        .bytes()
+}
+
+#[test]
+fn the_context_length_bounds_token_counts_and_must_be_there() {
+    use shadowattn_models::LlamaConfig;
+    let c = LlamaConfig::from_gguf(&Gguf::parse(llama_header(Some(8))).unwrap()).unwrap();
+    assert_eq!(c.context, 8);
+    c.check_tokens("--window", 8).unwrap();
+    let e = c.check_tokens("--window", 9).unwrap_err();
+    assert!(
+        matches!(&e, ModelError::PastContext { argument, value: 9, limit: 8, origin }
+            if argument == "--window" && origin.contains("llama.context_length")),
+        "{e:?}"
+    );
+    for context in [Some(0), None] {
+        let e = LlamaConfig::from_gguf(&Gguf::parse(llama_header(context)).unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, ModelError::Missing { what } if what.contains("llama.context_length")),
+            "{context:?}: {e:?}"
+        );
+    }
+}
+
 fn parse_err(bytes: Vec<u8>) -> String {
     match Gguf::parse(bytes) {
         Err(e @ ModelError::Gguf { .. }) => e.to_string(),

@@ -81,6 +81,23 @@ pub enum SimError {
     /// A schedule or stage description that is inconsistent.
     #[error("invalid schedule: {0}")]
     Schedule(String),
+    /// A token count past the model's context length: the argument that asked for it, the
+    /// value, the limit and where the limit comes from.
+    #[error(
+        "{argument} {value} is past the context length of {model}: {limit} tokens (from {origin})"
+    )]
+    PastContext {
+        /// What asked for the tokens (a command-line option or a field).
+        argument: String,
+        /// The tokens asked for.
+        value: usize,
+        /// The model.
+        model: String,
+        /// The model's context length.
+        limit: usize,
+        /// Where the limit comes from.
+        origin: String,
+    },
     /// An attention shape that cannot be priced (zero sizes, heads that do not group, a chunk
     /// that does not fit the NPU's on-chip memory).
     #[error("cannot price attention: {0}")]

@@ -6,8 +6,10 @@ mod functional;
 
 use crate::backends::{open_options, DEFAULT_NPU};
 use crate::pilot::PilotArg;
+use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
+use indicatif::ProgressBar;
 use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_models::gguf::Gguf;
 use shadowattn_models::llama::LlamaConfig;
@@ -18,11 +20,12 @@ use shadowattn_simulator::predict::cpu_model::KernelSet;
 use shadowattn_simulator::predict::device::placed_core;
 use shadowattn_simulator::predict::placement::StagePlacement;
 use shadowattn_simulator::predict::prefill::{
-    predict_prefill, Activation, AttentionStrategy, LinearGraphs, LinearPrecision,
+    predict_prefill_with_progress, Activation, AttentionStrategy, LinearGraphs, LinearPrecision,
     PrefillPrediction, PrefillSpec, TransformerShape,
 };
 use shadowattn_simulator::predict::setups::{at_end, End, Setup, SetupChoices};
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
+use shadowattn_simulator::SimError;
 use shadowattn_simulator::{LaunchChoice, LaunchPath, SocProfile};
 use shadowattn_sparse_attn::calibration::Calibration;
 use std::error::Error;
@@ -190,8 +193,17 @@ pub struct PrefillArgs {
     budget: crate::budget::BudgetArgs,
 }
 
-/// The model's shape, from the GGUF's metadata or the preset.
+/// The model's shape, from the GGUF's metadata or the preset, with `--len` (and `--len` plus
+/// `--decode`) checked against its context length before any work.
 fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
+    let shape = read_shape(args)?;
+    shape.check_tokens("--len", args.len)?;
+    shape.check_tokens("--len + --decode", args.len.saturating_add(args.decode))?;
+    Ok(shape)
+}
+
+/// The model's shape, from the GGUF's metadata or the preset.
+fn read_shape(args: &PrefillArgs) -> Res<TransformerShape> {
     if let Some(name) = &args.shape {
         return Ok(TransformerShape::preset(name)?);
     }
@@ -214,6 +226,11 @@ fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
         vocab: c.vocab,
         // The Llama architecture's gated MLP is SwiGLU.
         activation: Activation::Silu,
+        context_len: c.context,
+        context_source: format!(
+            "the GGUF metadata `llama.context_length` of {}",
+            path.display()
+        ),
     })
 }
 
@@ -251,6 +268,47 @@ pub(crate) fn load_calibration(path: &std::path::Path, dims: [usize; 4]) -> Res<
     Ok(c)
 }
 
+/// The command's predictions, with a progress bar on a terminal (stderr): layer by layer of
+/// every prediction, since a long prompt takes a while.
+struct Predictions {
+    bar: ProgressBar,
+    layers: u64,
+}
+
+impl Predictions {
+    /// A bar over `count` predictions of a model of `layers` layers.
+    fn new(count: usize, layers: usize) -> Self {
+        Predictions {
+            bar: progress_bar(count * layers),
+            layers: layers as u64,
+        }
+    }
+
+    /// [`predict_prefill_with_progress`] with the bar moving by layer, `what` its message.
+    fn predict(
+        &self,
+        soc: &SocProfile,
+        spec: &PrefillSpec,
+        strategy: AttentionStrategy,
+        trace: bool,
+        what: &str,
+    ) -> Result<PrefillPrediction, SimError> {
+        let (bar, base) = (&self.bar, self.bar.position());
+        bar.set_message(what.to_string());
+        let predicted =
+            predict_prefill_with_progress(soc, spec, strategy, trace, &mut |done, _| {
+                bar.set_position(base + done as u64)
+            });
+        bar.set_position(base + self.layers);
+        predicted
+    }
+
+    /// Runs `print` with the bar out of the way.
+    fn print(&self, print: impl FnOnce()) {
+        self.bar.suspend(print)
+    }
+}
+
 fn ms(ns: f64) -> f64 {
     ns / 1e6
 }
@@ -283,6 +341,8 @@ fn print_prediction(p: &PrefillPrediction, decode: bool) {
 /// strategy on the simulated SoC.
 pub fn run(args: &PrefillArgs) -> Res<()> {
     let started = Instant::now();
+    // Checked first: a prompt past the model's context is refused before any work.
+    let shape = transformer_shape(args)?;
     let opened = args.npu.open(&open_options())?;
     if args.functional {
         run_functional(args, opened.backend.as_ref())?;
@@ -300,7 +360,6 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             args.npu
         )
     })?;
-    let shape = transformer_shape(args)?;
     let setup = args
         .setup
         .map(|s| s.choices(soc, shape.q_heads))
@@ -315,11 +374,15 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             .or(setup.as_ref().and_then(|s| s.launch.pilot)),
     };
     let soc = soc.clone().with_launch(launch);
-    let spec = choose_pilot(args, &soc, spec, setup.is_some())?;
-    print_setup(&spec, &soc, args.setup);
-    let results = predict_strategies(args, &soc, &spec)?;
-    print_speedups(&results);
-    print_ranges(&soc, &spec, &results)?;
+    let strategies = strategies(args);
+    // The pilot candidates, every strategy, and every strategy at both ends of the range.
+    let count = pilot_candidates(args, &spec, setup.is_some()).len() + 3 * strategies.len();
+    let predictions = Predictions::new(count, spec.shape.layers);
+    let spec = choose_pilot(args, &soc, spec, setup.is_some(), &predictions)?;
+    predictions.print(|| print_setup(&spec, &soc, args.setup));
+    let results = predict_strategies(args, &soc, &spec, &strategies, &predictions)?;
+    predictions.print(|| print_speedups(&results));
+    print_ranges(&soc, &spec, &results, &predictions)?;
     println!(
         "prediction_ms: {:.0} (wall time of this prediction on this machine)",
         started.elapsed().as_secs_f64() * 1e3
@@ -470,38 +533,79 @@ fn choose_pilot(
     soc: &SocProfile,
     spec: PrefillSpec,
     has_setup: bool,
+    predictions: &Predictions,
 ) -> Res<PrefillSpec> {
-    let auto = match args.pilot {
-        Some(p) => p == PilotArg::Auto,
-        None => !has_setup,
-    };
-    if !auto || !args.attention.contains(&AttentionArg::Shadow) {
+    let candidates = pilot_candidates(args, &spec, has_setup);
+    if candidates.is_empty() {
         return Ok(spec);
     }
     let mut best: Option<(f64, PrefillSpec)> = None;
     let mut tried = Vec::new();
-    for pilot in [PilotArg::Head, PilotArg::GroupCpu, PilotArg::Group] {
-        let Ok((graph, sharing)) = pilot_graph(pilot, &spec.shape, spec.sharing) else {
-            continue;
-        };
-        let candidate = PrefillSpec {
-            pilot: graph,
-            sharing,
-            ..spec.clone()
-        };
-        let ttft = predict_prefill(soc, &candidate, AttentionStrategy::Shadow, false)?.ttft_ns();
+    for (pilot, candidate) in candidates {
+        let ttft = predictions
+            .predict(
+                soc,
+                &candidate,
+                AttentionStrategy::Shadow,
+                false,
+                &format!("pilot {pilot:?}"),
+            )?
+            .ttft_ns();
         tried.push(format!("{pilot:?} {:.1} ms", ttft / 1e6));
         if best.as_ref().is_none_or(|(t, _)| ttft < *t) {
             best = Some((ttft, candidate));
         }
     }
     let (_, chosen) = best.ok_or("no pilot fits the layer")?;
-    println!(
-        "pilot_auto: {:?} (the fastest shadowAttn prefill of {})",
-        chosen.pilot,
-        tried.join(", ")
-    );
+    predictions.print(|| {
+        println!(
+            "pilot_auto: {:?} (the fastest shadowAttn prefill of {})",
+            chosen.pilot,
+            tried.join(", ")
+        )
+    });
     Ok(chosen)
+}
+
+/// The specs `--pilot auto` (the default without a setup) tries, one per pilot the layer can
+/// run; none when the pilot is set or shadowAttn is not asked for.
+fn pilot_candidates(
+    args: &PrefillArgs,
+    spec: &PrefillSpec,
+    has_setup: bool,
+) -> Vec<(PilotArg, PrefillSpec)> {
+    let auto = match args.pilot {
+        Some(p) => p == PilotArg::Auto,
+        None => !has_setup,
+    };
+    if !auto || !args.attention.contains(&AttentionArg::Shadow) {
+        return Vec::new();
+    }
+    [PilotArg::Head, PilotArg::GroupCpu, PilotArg::Group]
+        .into_iter()
+        .filter_map(|pilot| {
+            let (graph, sharing) = pilot_graph(pilot, &spec.shape, spec.sharing).ok()?;
+            Some((
+                pilot,
+                PrefillSpec {
+                    pilot: graph,
+                    sharing,
+                    ..spec.clone()
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The strategies asked for, each once, in order.
+fn strategies(args: &PrefillArgs) -> Vec<AttentionStrategy> {
+    let mut strategies: Vec<AttentionStrategy> = Vec::new();
+    for a in &args.attention {
+        if !strategies.contains(&a.strategy()) {
+            strategies.push(a.strategy());
+        }
+    }
+    strategies
 }
 
 /// The pilot graph `pilot` names for `shape` with selections shared as `sharing`, and the
@@ -584,36 +688,36 @@ fn predict_strategies(
     args: &PrefillArgs,
     soc: &SocProfile,
     spec: &PrefillSpec,
+    strategies: &[AttentionStrategy],
+    predictions: &Predictions,
 ) -> Res<Vec<(AttentionStrategy, Option<f64>)>> {
-    let mut strategies: Vec<AttentionStrategy> = Vec::new();
-    for a in &args.attention {
-        if !strategies.contains(&a.strategy()) {
-            strategies.push(a.strategy());
-        }
-    }
     let mut results: Vec<(AttentionStrategy, Option<f64>)> = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let traced = i == 0 && args.trace.is_some();
-        match predict_prefill(soc, spec, strategy, traced) {
+        match predictions.predict(soc, spec, strategy, traced, strategy.name()) {
             Ok(p) => {
-                print_prediction(&p, args.decode > 0);
+                predictions.print(|| print_prediction(&p, args.decode > 0));
                 if let (true, Some(path)) = (traced, &args.trace) {
                     write_chrome_trace(path, &p.events)
                         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                    println!(
-                        "trace: {} ({} events of the {strategy} prefill)",
-                        path.display(),
-                        p.events.len()
-                    );
+                    predictions.print(|| {
+                        println!(
+                            "trace: {} ({} events of the {strategy} prefill)",
+                            path.display(),
+                            p.events.len()
+                        )
+                    });
                 }
                 results.push((strategy, Some(p.ttft_ns())));
             }
             // A baseline whose graph cannot run on this SoC is reported, not fatal.
             Err(e) if strategy != AttentionStrategy::Shadow => {
-                println!(
-                    "{}_ttft_ms: unavailable ({e})",
-                    strategy.name().replace('-', "_")
-                );
+                predictions.print(|| {
+                    println!(
+                        "{}_ttft_ms: unavailable ({e})",
+                        strategy.name().replace('-', "_")
+                    )
+                });
                 results.push((strategy, None));
             }
             Err(e) => return Err(e.into()),
@@ -648,6 +752,7 @@ fn print_ranges(
     soc: &SocProfile,
     spec: &PrefillSpec,
     results: &[(AttentionStrategy, Option<f64>)],
+    predictions: &Predictions,
 ) -> Res<()> {
     let mut ends: Vec<Vec<(AttentionStrategy, f64)>> = Vec::new();
     for end in End::BOTH {
@@ -659,14 +764,21 @@ fn print_ranges(
         let mut times = Vec::new();
         for (strategy, central) in results {
             if central.is_some() {
+                let what = format!("{strategy} at the {} end", end.name());
                 times.push((
                     *strategy,
-                    predict_prefill(&at, &spec, *strategy, false)?.ttft_ns(),
+                    predictions
+                        .predict(&at, &spec, *strategy, false, &what)?
+                        .ttft_ns(),
                 ));
+            } else {
+                // An unavailable baseline's share of the bar.
+                predictions.bar.inc(predictions.layers);
             }
         }
         ends.push(times);
     }
+    predictions.bar.finish_and_clear();
     for (i, (strategy, _)) in ends[0].iter().enumerate() {
         let (fast, slow) = (ends[0][i].1, ends[1][i].1);
         println!(

@@ -21,12 +21,14 @@ pub(super) struct AttentionCost {
     pub(super) events: Vec<ProfileEvent>,
 }
 
-/// Every layer's attention cost per chunk under `strategy`.
+/// Every layer's attention cost per chunk under `strategy`; `progress(done, layers)` after
+/// each layer.
 pub(super) fn chunk_attention(
     soc: &SocProfile,
     spec: &PrefillSpec,
     strategy: AttentionStrategy,
     trace: bool,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<AttentionCost>>> {
     let chunks = 0..spec.prompt_len.div_ceil(spec.chunk_len);
     let one = |path_ns, npu_ns, cpu_ns, launches, name: &str, npu| {
@@ -47,11 +49,13 @@ pub(super) fn chunk_attention(
                 Ok(one(ns, ns, 0.0, 1, "FP16 flash attention", true))
             })
             .collect(),
-        AttentionStrategy::Shadow => return shadow_layers(soc, spec, trace),
+        AttentionStrategy::Shadow => return shadow_layers(soc, spec, trace, progress),
     };
     let costs = costs?;
-    Ok((0..spec.shape.layers)
-        .map(|_| {
+    let layers = spec.shape.layers;
+    Ok((0..layers)
+        .map(|l| {
+            progress(l + 1, layers);
             costs
                 .iter()
                 .map(|a| AttentionCost {
@@ -152,6 +156,7 @@ fn shadow_layers(
     soc: &SocProfile,
     spec: &PrefillSpec,
     trace: bool,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<AttentionCost>>> {
     let s = &spec.shape;
     let (core, cores, split) = shadow_workers(spec)?;
@@ -169,10 +174,13 @@ fn shadow_layers(
             launches: p.launches,
             events,
         };
-    spec.ratios
+    let layers = spec.ratios.len();
+    let priced = spec
+        .ratios
         .iter()
         .enumerate()
         .map(|(l, ratios)| {
+            progress(l, layers);
             if spec.dense_layers.contains(&l) {
                 return Ok(dense_chunks(spec, trace));
             }
@@ -207,5 +215,7 @@ fn shadow_layers(
                     .collect())
             }
         })
-        .collect()
+        .collect();
+    progress(layers, layers);
+    priced
 }

@@ -128,6 +128,12 @@ impl PrefillSpec {
                 self.prompt_len, self.chunk_len, self.linear_tile
             ));
         }
+        // The decode's last step attends over the prompt and every generated token.
+        self.shape.check_tokens("prompt length", self.prompt_len)?;
+        self.shape.check_tokens(
+            "prompt length + decode steps",
+            self.prompt_len.saturating_add(self.decode_steps),
+        )?;
         if let Some(l) = self.dense_layers.iter().find(|&&l| l >= self.shape.layers) {
             return bad(format!(
                 "dense layer {l} is not a layer of the model's {}",
@@ -232,6 +238,18 @@ pub fn predict_prefill(
     strategy: AttentionStrategy,
     trace: bool,
 ) -> Result<PrefillPrediction> {
+    predict_prefill_with_progress(soc, spec, strategy, trace, &mut |_, _| {})
+}
+
+/// [`predict_prefill`], calling `progress(done, layers)` as each layer's attention is priced
+/// (the bulk of a long prompt's prediction).
+pub fn predict_prefill_with_progress(
+    soc: &SocProfile,
+    spec: &PrefillSpec,
+    strategy: AttentionStrategy,
+    trace: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PrefillPrediction> {
     spec.validate()?;
     let s = &spec.shape;
     let chunks = spec.prompt_len.div_ceil(spec.chunk_len);
@@ -242,7 +260,7 @@ pub fn predict_prefill(
         rows if rows == rows_of(0) => None,
         rows => Some(ChunkLinear::new(soc, spec, rows)?),
     };
-    let attention = chunk_attention(soc, spec, strategy, trace)?;
+    let attention = chunk_attention(soc, spec, strategy, trace, progress)?;
     let glue_team = &spec.placement.glue;
     let mut t = Trace::new(trace, glue_team.threads());
     let mut stages = StageTimes::default();

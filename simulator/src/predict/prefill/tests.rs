@@ -70,6 +70,93 @@ fn the_presets_are_the_papers_models_and_the_measured_ones() {
 }
 
 #[test]
+fn every_preset_has_a_context_length_and_its_source() {
+    for name in TransformerShape::preset_names() {
+        let s = TransformerShape::preset(name).unwrap();
+        assert!(s.context_len > 0, "{name}");
+        assert!(s.context_source.contains("config.json"), "{name}");
+    }
+    // The Qwen models' context from the project's reference (paper-facts.md); PhoneLM's from
+    // its config.json.
+    for (name, context) in [
+        ("qwen2-1.5b", 32768),
+        ("qwen2.5-1.5b", 32768),
+        ("qwen1.5-1.8b", 32768),
+        ("qwen1.5-0.5b", 32768),
+        ("phonelm-0.5b", 2048),
+    ] {
+        assert_eq!(
+            TransformerShape::preset(name).unwrap().context_len,
+            context,
+            "{name}"
+        );
+    }
+    let mut s = TransformerShape::preset("qwen2-0.5b").unwrap();
+    s.context_len = 0;
+    assert!(s
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("context_len"));
+}
+
+#[test]
+fn a_prompt_past_the_context_is_refused_before_any_work() {
+    let shape = TransformerShape::preset("qwen2-1.5b").unwrap();
+    shape.check_tokens("--len", 32768).unwrap();
+    let e = shape.check_tokens("--len", 32769).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            SimError::PastContext { argument, value: 32769, limit: 32768, origin, .. }
+                if argument == "--len" && origin.contains("paper-facts.md")
+        ),
+        "{e:?}"
+    );
+    assert!(e
+        .to_string()
+        .contains("--len 32769 is past the context length of qwen2-1.5b: 32768 tokens"));
+    // The spec itself refuses it too, and counts the decode's tokens.
+    let soc = soc();
+    let mut at = spec("phonelm-0.5b", 2048, 0.2);
+    at.validate().unwrap();
+    at.decode_steps = 1;
+    let e = predict_prefill(&soc, &at, AttentionStrategy::Shadow, false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SimError::PastContext {
+                value: 2049,
+                limit: 2048,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let past = spec("phonelm-0.5b", 2049, 0.2);
+    let e = predict_prefill(&soc, &past, AttentionStrategy::DenseCpu, false).unwrap_err();
+    assert!(
+        matches!(&e, SimError::PastContext { argument, .. } if argument == "prompt length"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn the_progress_reaches_every_layer() {
+    let soc = soc();
+    let s = spec("qwen2-0.5b", 300, 0.2);
+    for strategy in AttentionStrategy::ALL {
+        let mut seen = Vec::new();
+        predict_prefill_with_progress(&soc, &s, strategy, false, &mut |done, total| {
+            seen.push((done, total))
+        })
+        .unwrap();
+        assert_eq!(seen.last(), Some(&(24, 24)), "{strategy}");
+        assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{strategy}");
+    }
+}
+
+#[test]
 fn the_time_to_first_token_is_the_sum_of_its_stages() {
     let s = spec("qwen2-0.5b", 512, 0.2);
     for strategy in AttentionStrategy::ALL {
