@@ -111,6 +111,9 @@ pub enum HalError {
         /// Why, including what was tried.
         detail: String,
     },
+    /// A cache file refused before any backend parsed it (see [`crate::cache_file`]).
+    #[error("refused cache file: {0}")]
+    CacheFile(#[from] crate::cache_file::CacheFileError),
     /// Serialized compiled-graph bytes that cannot be read back.
     #[error("cannot deserialize a compiled graph for backend `{backend}`: {detail}")]
     Deserialize {

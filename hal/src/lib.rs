@@ -7,6 +7,7 @@
 //! - [`compute`]: the compute-kernel trait for CPU/GPU (top-k, sparse and dense attention).
 //! - [`group`]: the key set a GQA group's heads share, ranked exactly.
 //! - [`event`]: profiling events (timed work; a SoC profile is the simulator's).
+//! - [`cache_file`]: sealed cache files (digest checked before any parser) written atomically.
 //! - [`error`]: the crate's one error type.
 //!
 //! ```
@@ -33,6 +34,7 @@
 //! # Ok::<(), shadowattn_hal::HalError>(())
 //! ```
 
+pub mod cache_file;
 pub mod compute;
 pub mod dtype;
 pub mod error;
@@ -43,6 +45,7 @@ pub mod npu;
 pub mod quant;
 pub mod tensor;
 
+pub use cache_file::CacheFileError;
 pub use compute::{group, GroupScores};
 pub use compute::{
     Anchors, AttentionInputs, AttentionShape, BudgetRule, ChunkBudget, ComputeBackend,

@@ -62,6 +62,14 @@ pub enum ModelError {
         /// Where the limit comes from.
         origin: String,
     },
+    /// A graph-cache file whose graph is not the one asked for.
+    #[error("the cached graph is `{found}`, not `{expected}`")]
+    CachedGraph {
+        /// The graph in the file.
+        found: String,
+        /// The graph asked for.
+        expected: String,
+    },
     /// An error from a backend.
     #[error(transparent)]
     Hal(#[from] HalError),

@@ -6,16 +6,20 @@
 //! graphs in FP16 too) and it keeps every model's accuracy; INT8 weights need per-channel
 //! scales, which the graph IR's MatMul does not take yet.
 
-use crate::error::{ModelError, Result};
+mod cache;
+
+use crate::error::Result;
 use crate::llama::{LinearGroup, Linears, Llama};
+use cache::{compile_or_load, Origin};
 use half::f16;
 use shadowattn_hal::{
-    CompiledGraph, DType, Graph, GraphBuilder, HalError, NpuBackend, OutType, TensorDesc,
-    TensorView, TensorViewMut,
+    CompiledGraph, DType, Graph, GraphBuilder, NpuBackend, OutType, TensorDesc, TensorView,
+    TensorViewMut,
 };
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
+
+pub use cache::CacheRefusal;
 
 /// The graph of `group` in `layer` of `model` for `rows` rows: input `x` `[1, 1, rows, inputs]`,
 /// one MatMul per weight against its STATIC transpose `[1, 1, inputs, outputs]`, one output
@@ -47,56 +51,8 @@ pub struct NpuLinears {
     graphs: Vec<Vec<Box<dyn CompiledGraph>>>,
     compile_s: f64,
     loaded: usize,
+    refused: Vec<CacheRefusal>,
     launches: usize,
-}
-
-/// Where the compiled form of `graph` on `npu` is cached in `dir`: named by the backend and a
-/// hash of the whole graph, weights included (a file is used only if it loads back to this very
-/// graph, so a hash collision or another build's hash costs a compile, never a wrong graph).
-fn cache_path(dir: &Path, npu: &dyn NpuBackend, graph_bytes: &[u8]) -> PathBuf {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    graph_bytes.hash(&mut h);
-    let backend: String = npu
-        .name()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    dir.join(format!("{backend}-{:016x}.graph", h.finish()))
-}
-
-/// `graph` compiled on `npu`, or loaded from `cache` when it holds it (then true); a compiled
-/// graph is written to the cache when the backend can serialize it.
-fn compile_or_load(
-    npu: &dyn NpuBackend,
-    graph: &Graph,
-    cache: Option<&Path>,
-) -> Result<(Box<dyn CompiledGraph>, bool)> {
-    let Some(dir) = cache else {
-        return Ok((npu.compile(graph)?, false));
-    };
-    let path = cache_path(dir, npu, &graph.to_bytes());
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(loaded) = npu.deserialize(&bytes) {
-            if loaded.graph() == graph {
-                return Ok((loaded, true));
-            }
-        }
-    }
-    let compiled = npu.compile(graph)?;
-    match compiled.serialize() {
-        Ok(bytes) => {
-            let io = |e: std::io::Error| ModelError::Io {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            };
-            std::fs::create_dir_all(dir).map_err(io)?;
-            std::fs::write(&path, bytes).map_err(io)?;
-        }
-        // A backend that cannot save compiled graphs compiles every time.
-        Err(HalError::NotProvided { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok((compiled, false))
 }
 
 impl std::fmt::Debug for NpuLinears {
@@ -121,12 +77,17 @@ impl NpuLinears {
         let started = Instant::now();
         let mut graphs = Vec::with_capacity(model.config.layers);
         let mut loaded = 0;
+        let mut refused = Vec::new();
         for l in 0..model.config.layers {
             let mut layer = Vec::with_capacity(LinearGroup::ALL.len());
             for &g in &LinearGroup::ALL {
-                let (graph, was_cached) =
+                let (graph, origin) =
                     compile_or_load(npu, &linear_graph(model, l, g, rows)?, cache)?;
-                loaded += usize::from(was_cached);
+                match origin {
+                    Origin::Loaded => loaded += 1,
+                    Origin::Refused(refusal) => refused.push(refusal),
+                    Origin::Compiled => {}
+                }
                 layer.push(graph);
             }
             graphs.push(layer);
@@ -137,6 +98,7 @@ impl NpuLinears {
             graphs,
             compile_s: started.elapsed().as_secs_f64(),
             loaded,
+            refused,
             launches: 0,
         })
     }
@@ -144,6 +106,12 @@ impl NpuLinears {
     /// Graphs loaded from the cache instead of compiled.
     pub fn loaded(&self) -> usize {
         self.loaded
+    }
+
+    /// Cache files that were not used (truncated, damaged, written for another backend…) and
+    /// were compiled again: warn about each.
+    pub fn refused(&self) -> &[CacheRefusal] {
+        &self.refused
     }
 
     /// Rows of each chunk the graphs take.

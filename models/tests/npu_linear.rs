@@ -1,6 +1,6 @@
 //! SmolLM2's linear layers as FP16 graphs on the golden CPU backend: equal to the host's f32
 //! projections within FP16 rounding, and kept in a graph cache that a second start loads
-//! (a damaged file is compiled again, never used).
+//! (a damaged file is compiled again, never used, and reported by path).
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_models::npu_linear::NpuLinears;
@@ -69,4 +69,10 @@ fn the_graphs_are_the_projections_and_the_cache_keeps_them() {
     std::fs::write(&first, b"not a graph").unwrap();
     let again = NpuLinears::compile(&model, &npu, 8, Some(&dir), &mut |_| {}).unwrap();
     assert_eq!(again.loaded(), 119);
+    assert_eq!(again.refused().len(), 1);
+    assert_eq!(again.refused()[0].path, first);
+    assert!(again.refused()[0]
+        .to_string()
+        .contains(&first.display().to_string()));
+    assert!(loaded.refused().is_empty() && fresh.refused().is_empty());
 }

@@ -7,7 +7,8 @@
 use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::{PilotOutput, PilotSpec, PilotUnit};
-use shadowattn_hal::{CompiledGraph, NpuBackend, ProfileEvent};
+use shadowattn_hal::cache_file::{self, Kind};
+use shadowattn_hal::{CompiledGraph, HalError, NpuBackend, ProfileEvent};
 use std::collections::BTreeMap;
 
 /// What the bank is compiled for.
@@ -84,7 +85,9 @@ pub struct GraphBank {
     compile_events: Vec<ProfileEvent>,
 }
 
-const MAGIC: &[u8; 8] = b"SABANK01";
+/// The kind of a bank file's sealed container ([`cache_file`]): version 2 of the bank format
+/// (version 1, `SABANK01`, had no container; such files are refused and compiled again).
+const FILE_KIND: &Kind = b"SABANK02";
 
 /// Reads little-endian fields from a bank file.
 struct Reader<'a> {
@@ -134,10 +137,11 @@ impl GraphBank {
         })
     }
 
-    /// Serializes every compiled graph (the backend must support serialization).
+    /// Serializes every compiled graph (the backend must support serialization), sealed for
+    /// this bank's backend: the entry count, then per graph its bucket, fused count, length and
+    /// the backend's bytes.
     pub fn serialize(&self) -> Result<Vec<u8>> {
-        let mut out = MAGIC.to_vec();
-        out.extend((self.graphs.len() as u64).to_le_bytes());
+        let mut out = (self.graphs.len() as u64).to_le_bytes().to_vec();
         for (&(bucket, fused), g) in &self.graphs {
             let bytes = g.serialize()?;
             out.extend((bucket as u64).to_le_bytes());
@@ -145,11 +149,13 @@ impl GraphBank {
             out.extend((bytes.len() as u64).to_le_bytes());
             out.extend(bytes);
         }
-        Ok(out)
+        Ok(cache_file::seal(FILE_KIND, &self.backend, &out).map_err(HalError::from)?)
     }
 
     /// Loads a bank made by [`GraphBank::serialize`], checking that it holds exactly the graphs
-    /// `grid` and `spec` call for.
+    /// `grid` and `spec` call for. A file that is truncated, damaged, of another format or
+    /// written for another backend is refused ([`HalError::CacheFile`]) before `npu` parses
+    /// any of it.
     pub fn load(
         npu: &dyn NpuBackend,
         grid: &BucketGrid,
@@ -158,9 +164,7 @@ impl GraphBank {
     ) -> Result<Self> {
         let bad = |detail: String| SparseAttnError::BankFile { detail };
         let fused = spec.normalized_fused()?;
-        let rest = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or_else(|| bad("not a shadowattn graph bank (bad magic)".into()))?;
+        let rest = cache_file::open(bytes, FILE_KIND, npu.name()).map_err(HalError::from)?;
         let mut reader = Reader { rest };
         let count = reader.u64()?;
         let mut graphs = BTreeMap::new();

@@ -14,6 +14,7 @@ use crate::error::{Result, SparseAttnError};
 use crate::pilot::{GroupRanking, PilotOutput, PilotUnit};
 use crate::select::Granularity;
 use crate::shadow::{ComputeRef, ShadowAttention, ShadowConfig};
+use shadowattn_hal::cache_file::write_atomic;
 use shadowattn_hal::{AttentionInputs, HalError, NpuBackend};
 use shadowattn_pipeline::{CostModel, DeviceModel, LayerPrices, Placement, SelectionSharing};
 use std::fmt;
@@ -123,17 +124,40 @@ pub enum MissingBank {
 }
 
 /// How the graph bank came to be.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BankOrigin {
     /// Compiled here, taking `ms` milliseconds of this machine's time.
     Compiled {
         /// Wall time of the compilation, ms.
         ms: f64,
     },
+    /// Compiled here because the cache file could not be used (truncated, damaged, written for
+    /// another backend or another bank, unreadable); the file was written again.
+    Recompiled {
+        /// Wall time of the compilation, ms.
+        ms: f64,
+        /// The cache file.
+        path: PathBuf,
+        /// Why it was not used.
+        reason: SparseAttnError,
+    },
     /// Loaded from the cache file.
     Loaded,
     /// Not built: the backend could not compile it (the core runs dense).
     Missing,
+}
+
+impl BankOrigin {
+    /// What to warn the user about, if anything: a refused cache file, by path and reason.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            BankOrigin::Recompiled { path, reason, .. } => Some(format!(
+                "graph bank cache {} not used ({reason}); compiled again",
+                path.display()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Which pilot a core runs.
@@ -215,33 +239,53 @@ impl<'n> BankSetup<'n> {
 
     /// Compiles the bank (or loads it from the cache).
     pub fn build(&self) -> Result<(GraphBank, BankOrigin)> {
-        if let Some(bank) = self.cache.as_deref().and_then(|p| self.load(p)) {
-            return Ok((bank, BankOrigin::Loaded));
-        }
+        let refused = match &self.cache {
+            Some(path) => match self.load(path) {
+                Ok(Some(bank)) => return Ok((bank, BankOrigin::Loaded)),
+                Ok(None) => None,
+                Err(reason) => Some((path.clone(), reason)),
+            },
+            None => None,
+        };
         let started = Instant::now();
         let bank = GraphBank::build(self.npu, &self.grid, self.spec.clone())?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         if let Some(path) = &self.cache {
             write_cache(&bank, path)?;
         }
-        Ok((bank, BankOrigin::Compiled { ms }))
+        let origin = match refused {
+            Some((path, reason)) => BankOrigin::Recompiled { ms, path, reason },
+            None => BankOrigin::Compiled { ms },
+        };
+        Ok((bank, origin))
     }
 
-    /// The bank in `path`, if the file is there and holds this bank.
-    fn load(&self, path: &Path) -> Option<GraphBank> {
-        let bytes = std::fs::read(path).ok()?;
-        GraphBank::load(self.npu, &self.grid, self.spec.clone(), &bytes).ok()
+    /// The bank in `path`; none when there is no such file, else why the file cannot be used.
+    fn load(&self, path: &Path) -> Result<Option<GraphBank>> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(SparseAttnError::Io {
+                    action: "read the bank cache",
+                    path: path.display().to_string(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        GraphBank::load(self.npu, &self.grid, self.spec.clone(), &bytes).map(Some)
     }
 }
 
-/// Writes `bank` to `path`; a backend that cannot serialize writes nothing.
+/// Writes `bank` to `path` atomically, owner-only; a backend that cannot serialize writes
+/// nothing.
 fn write_cache(bank: &GraphBank, path: &Path) -> Result<()> {
     let bytes = match bank.serialize() {
         Ok(bytes) => bytes,
         Err(SparseAttnError::Hal(HalError::NotProvided { .. })) => return Ok(()),
         Err(e) => return Err(e),
     };
-    std::fs::write(path, bytes).map_err(|e| SparseAttnError::Io {
+    write_atomic(path, &bytes).map_err(|e| SparseAttnError::Io {
         action: "write the bank cache",
         path: path.display().to_string(),
         detail: e.to_string(),

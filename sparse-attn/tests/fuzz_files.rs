@@ -1,6 +1,7 @@
 //! Fuzzing the calibration file reader and the graph-bank loader (stable-toolchain fuzzing:
 //! proptest mutations of valid files, the seed corpus). Any input must load or give a typed
-//! error, never panic. A longer run: `PROPTEST_CASES=100000 cargo test -p shadowattn-sparse-attn --test fuzz_files`.
+//! error, never panic; a bank file that is not exactly the one written is refused before any
+//! of its bytes reach the backend's parser. A longer run: `PROPTEST_CASES=100000 cargo test -p shadowattn-sparse-attn --test fuzz_files`.
 
 use proptest::prelude::*;
 use shadowattn_cpu::CpuBackend;
@@ -9,6 +10,8 @@ use shadowattn_sparse_attn::calibration::{
     BucketGrid, Calibration, LayerSample, ModelShape, RatioConfig,
 };
 use shadowattn_sparse_attn::pilot::{PilotOutput, PilotUnit};
+use shadowattn_sparse_attn::SparseAttnError;
+use shadowattn_test_support::counting_npu::CountingNpu;
 
 fn mutate(seed: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     let mut v = seed.to_vec();
@@ -59,20 +62,68 @@ fn calibration_seed() -> String {
         .to_json()
 }
 
-fn bank_seed() -> Vec<u8> {
-    let grid = BucketGrid::new(0.02, 0.03, 0, 0.5).unwrap();
-    let spec = BankSpec {
+fn bank_grid() -> BucketGrid {
+    BucketGrid::new(0.02, 0.03, 0, 0.5).unwrap()
+}
+
+fn bank_spec() -> BankSpec {
+    BankSpec {
         q_len: 2,
         kv_len: 4,
         head_dim: 4,
         fused: vec![1],
         output: PilotOutput::Int32,
         unit: PilotUnit::Head,
-    };
-    GraphBank::build(&CpuBackend::new(), &grid, spec)
+    }
+}
+
+fn bank_seed() -> Vec<u8> {
+    GraphBank::build(&CpuBackend::new(), &bank_grid(), bank_spec())
         .unwrap()
         .serialize()
         .unwrap()
+}
+
+/// Loads `bytes` on a counting CPU backend named `backend`: the bank (or the error) and how many
+/// times bytes reached the backend's parser.
+fn load_counting(
+    bytes: &[u8],
+    backend: Option<&str>,
+) -> (Result<GraphBank, SparseAttnError>, usize) {
+    let npu = match backend {
+        Some(name) => CountingNpu::named(CpuBackend::new(), name),
+        None => CountingNpu::new(CpuBackend::new()),
+    };
+    let loaded = GraphBank::load(&npu, &bank_grid(), bank_spec(), bytes);
+    (loaded, npu.deserializes())
+}
+
+#[test]
+fn the_seed_bank_loads_and_parses_each_graph_once() {
+    let seed = bank_seed();
+    let (bank, parsed) = load_counting(&seed, None);
+    let bank = bank.unwrap();
+    assert_eq!(parsed, bank.len());
+    assert_eq!(bank.serialize().unwrap(), seed);
+}
+
+#[test]
+fn truncated_and_foreign_banks_never_reach_the_parser() {
+    let seed = bank_seed();
+    for len in 0..seed.len() {
+        let (loaded, parsed) = load_counting(&seed[..len], None);
+        assert!(loaded.is_err(), "truncated to {len} bytes");
+        assert_eq!(parsed, 0, "truncated to {len} bytes");
+    }
+    // A bank written by another backend: the CPU could parse its graphs, but must not be asked.
+    let (loaded, parsed) = load_counting(&seed, Some("qnn:htp"));
+    assert_eq!(parsed, 0);
+    let e = loaded.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("written for backend `cpu`, not `qnn:htp`"),
+        "{e}"
+    );
 }
 
 proptest! {
@@ -87,11 +138,22 @@ proptest! {
         }
     }
 
+    /// A mutated bank loads as the identical bank (the mutation changed nothing) or is refused
+    /// before its backend parses a byte of it.
     #[test]
-    fn mutated_banks_never_panic(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6)) {
-        let bytes = mutate(&bank_seed(), &edits);
-        let grid = BucketGrid::new(0.02, 0.03, 0, 0.5).unwrap();
-        let spec = BankSpec { q_len: 2, kv_len: 4, head_dim: 4, fused: vec![1], output: PilotOutput::Int32, unit: PilotUnit::Head };
-        let _ = GraphBank::load(&CpuBackend::new(), &grid, spec, &bytes);
+    fn mutated_banks_load_identically_or_never_reach_the_parser(edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6)) {
+        let seed = bank_seed();
+        let bytes = mutate(&seed, &edits);
+        let (loaded, parsed) = load_counting(&bytes, None);
+        match loaded {
+            Ok(bank) => {
+                prop_assert_eq!(&bytes, &seed);
+                prop_assert_eq!(bank.serialize().unwrap(), seed);
+            }
+            Err(e) => {
+                prop_assert_ne!(&bytes, &seed);
+                prop_assert_eq!(parsed, 0, "refused after parsing: {}", e);
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use shadowattn_sparse_attn::setup::{
 use shadowattn_sparse_attn::shadow::{ChunkMode, ChunkResult, ChunkTimes, HeadPath, HeadReport};
 use shadowattn_sparse_attn::synthetic::{SyntheticChunk, SyntheticSpec};
 use shadowattn_sparse_attn::SparseAttnError;
+use shadowattn_test_support::counting_npu::CountingNpu;
 
 const SOC: &str = "snapdragon-8-gen-3";
 /// Query heads, KV heads, rows, keys, head dimension of every chunk here.
@@ -172,7 +173,7 @@ fn the_bank_cache_is_written_then_loaded_and_an_unwritable_one_is_an_error() {
         .cache(Some(path.clone()))
         .build(&cpu)
         .unwrap();
-    assert!(matches!(other.bank, BankOrigin::Compiled { .. }));
+    assert!(matches!(other.bank, BankOrigin::Recompiled { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 
     let missing_dir = dir.join("no/such/dir/bank.bin");
@@ -185,6 +186,47 @@ fn the_bank_cache_is_written_then_loaded_and_an_unwritable_one_is_an_error() {
         assert!(matches!(e, SparseAttnError::Io { .. }), "{e:?}");
         assert!(e.to_string().contains("bank cache"), "{e}");
     }
+}
+
+#[test]
+fn a_damaged_or_foreign_bank_cache_is_compiled_again_with_a_warning_naming_it() {
+    let dir = std::env::temp_dir().join(format!("shadowattn-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bank.bin");
+    let cpu = CpuBackend::new();
+    setup(&cpu).cache(Some(path.clone())).build(&cpu).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let mut flipped = good.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let foreign = {
+        let other = CountingNpu::named(CpuBackend::new(), "other");
+        let _ = std::fs::remove_file(&path);
+        setup(&other).cache(Some(path.clone())).build(&cpu).unwrap();
+        std::fs::read(&path).unwrap()
+    };
+    for (what, bytes, reason) in [
+        ("truncated", &good[..good.len() / 2], "truncated"),
+        ("damaged", &flipped[..], "digest"),
+        ("foreign", &foreign[..], "written for backend `other`"),
+    ] {
+        std::fs::write(&path, bytes).unwrap();
+        let npu = CountingNpu::new(CpuBackend::new());
+        let core = setup(&npu).cache(Some(path.clone())).build(&cpu).unwrap();
+        assert_eq!(npu.deserializes(), 0, "{what}: parsed");
+        let BankOrigin::Recompiled { path: named, .. } = &core.bank else {
+            panic!("{what}: {:?}", core.bank);
+        };
+        assert_eq!(named, &path);
+        let warning = core.bank.warning().unwrap();
+        assert!(warning.contains(&path.display().to_string()), "{warning}");
+        assert!(warning.contains(reason), "{what}: {warning}");
+        // The file was written again, whole: the next start loads it.
+        assert_eq!(std::fs::read(&path).unwrap(), good, "{what}");
+        let again = setup(&npu).cache(Some(path.clone())).build(&cpu).unwrap();
+        assert_eq!(again.bank.warning(), None);
+        assert_eq!(again.bank, BankOrigin::Loaded);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

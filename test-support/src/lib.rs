@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "fake-npu")]
+pub mod counting_npu;
+#[cfg(feature = "fake-npu")]
 pub mod fake_npu;
 mod numeric;
 pub use numeric::{close, close_f32, noise};

@@ -189,6 +189,9 @@ pub fn run(
             bar.inc(1)
         })?;
     bar.finish_and_clear();
+    for refusal in linears.refused() {
+        eprintln!("warning: {refusal}");
+    }
     println!(
         "functional: every layer's linear layers on {} as {} static FP16 graphs of {rows} rows (weights STATIC), {} compiled and {} loaded from the cache in {:.1} s; attention dense FP32 on {}; output head on the host",
         npu.name(),

@@ -119,7 +119,7 @@ impl Session {
             fused: bank.fused_counts().to_vec(),
             unit: bank.spec().unit,
             ms: match core.bank {
-                BankOrigin::Compiled { ms } => ms,
+                BankOrigin::Compiled { ms } | BankOrigin::Recompiled { ms, .. } => ms,
                 BankOrigin::Loaded | BankOrigin::Missing => 0.0,
             },
         };

@@ -6,6 +6,7 @@
 use super::shape::ModelShape;
 use super::Calibration;
 use crate::error::{Result, SparseAttnError};
+use shadowattn_hal::cache_file::write_atomic;
 use std::path::Path;
 
 /// Format name written into calibration files.
@@ -41,9 +42,9 @@ impl Calibration {
         Ok(c)
     }
 
-    /// Writes the calibration to `path`.
+    /// Writes the calibration to `path` (atomically, owner-only).
     pub fn save(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_json()).map_err(|e| SparseAttnError::Io {
+        write_atomic(path, self.to_json().as_bytes()).map_err(|e| SparseAttnError::Io {
             action: "write",
             path: path.display().to_string(),
             detail: e.to_string(),

@@ -1,0 +1,123 @@
+use super::*;
+use proptest::prelude::*;
+
+const KIND: &Kind = b"TEST0001";
+
+fn sealed() -> Vec<u8> {
+    seal(KIND, "cpu", b"the payload").unwrap()
+}
+
+#[test]
+fn a_sealed_payload_opens_to_itself() {
+    assert_eq!(open(&sealed(), KIND, "cpu").unwrap(), b"the payload");
+    let empty = seal(KIND, "", b"").unwrap();
+    assert_eq!(empty.len(), HEADER_LEN);
+    assert_eq!(open(&empty, KIND, "").unwrap(), b"");
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let file = sealed();
+    for len in 0..file.len() {
+        let e = open(&file[..len], KIND, "cpu").unwrap_err();
+        assert!(
+            matches!(e, CacheFileError::Truncated { found, .. } if found == len as u64),
+            "{len}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn every_flipped_byte_is_refused() {
+    let file = sealed();
+    for at in 0..file.len() {
+        for bit in 0..8 {
+            let mut bad = file.clone();
+            bad[at] ^= 1 << bit;
+            assert!(open(&bad, KIND, "cpu").is_err(), "byte {at} bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn another_backend_kind_or_version_is_named() {
+    let file = sealed();
+    assert_eq!(
+        open(&file, KIND, "qnn"),
+        Err(CacheFileError::Backend {
+            found: "cpu".into(),
+            expected: "qnn".into()
+        })
+    );
+    assert_eq!(
+        open(&file, b"TEST0002", "cpu"),
+        Err(CacheFileError::Kind {
+            found: "TEST0001".into(),
+            expected: "TEST0002".into()
+        })
+    );
+    let mut newer = file.clone();
+    newer[8] = 2;
+    assert_eq!(
+        open(&newer, KIND, "cpu"),
+        Err(CacheFileError::Version { found: 2 })
+    );
+    assert_eq!(
+        open(b"SABANK01 an old bank", KIND, "cpu"),
+        Err(CacheFileError::BadMagic)
+    );
+    let mut longer = file;
+    longer.push(0);
+    assert_eq!(
+        open(&longer, KIND, "cpu"),
+        Err(CacheFileError::TrailingBytes { extra: 1 })
+    );
+}
+
+#[test]
+fn a_payload_length_past_the_end_is_truncation_not_overflow() {
+    let mut file = sealed();
+    let at = 22 + "cpu".len();
+    file[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        open(&file, KIND, "cpu"),
+        Err(CacheFileError::Truncated {
+            needed: u64::MAX,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_header_altered_to_name_another_backend_fails_the_digest() {
+    // The digest covers the header: a file altered to name another backend is refused even
+    // when the reader is that backend.
+    let mut file = sealed();
+    file[22..25].copy_from_slice(b"qnn");
+    assert_eq!(open(&file, KIND, "qnn"), Err(CacheFileError::Digest));
+}
+
+proptest! {
+    #[test]
+    fn mutated_files_open_to_the_payload_or_are_refused(
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<bool>()), 1..6)
+    ) {
+        let file = sealed();
+        let mut bad = file.clone();
+        for (at, byte, insert) in edits {
+            let at = at % (bad.len() + 1);
+            if insert || at == bad.len() {
+                bad.insert(at, byte);
+            } else {
+                bad[at] = byte;
+            }
+        }
+        match open(&bad, KIND, "cpu") {
+            Ok(payload) => {
+                prop_assert_eq!(&bad, &file);
+                prop_assert_eq!(payload, b"the payload");
+            }
+            Err(_) => prop_assert_ne!(&bad, &file),
+        }
+    }
+}
