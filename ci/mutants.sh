@@ -13,13 +13,14 @@
 #   MUTANTS_TIMEOUT=120                      seconds per test run (default 300)
 #
 # Results: target/mutants/<area>/mutants.out/{caught,missed,timeout,unviable}.txt.
+# The QNN area runs the emulator tests: SHADOWATTN_QNN_LIB or `bash ci/qnn-emulator.sh` first.
 # Installs cargo-mutants from crates.io when it is missing (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # area ; files (comma-separated) ; test package ; mutant-name filter (regex, or .) ; test args
 AREAS=(
-  "translate;backends/npu/qnn/src/backend/translate.rs;shadowattn-qnn;.;--lib"
+  "translate;backends/npu/qnn/src/backend/translate.rs;shadowattn-qnn;.;--lib --test emulator"
   "select;sparse-attn/src/select.rs;shadowattn-sparse-attn;.;"
   "executor;sparse-attn/src/executor.rs;shadowattn-sparse-attn;.;"
   "bank;sparse-attn/src/bank.rs;shadowattn-sparse-attn;.;"
@@ -53,7 +54,7 @@ fi
 
 # The reason recorded for survivor `$1`, or nothing.
 reason_of() {
-  grep -F -- "$1 ::" "$survivors_file" 2>/dev/null | head -1 | sed 's/.* :: //'
+  { grep -F -- "$1 ::" "$survivors_file" 2>/dev/null || true; } | head -1 | sed 's/.* :: //'
 }
 
 unexplained=0

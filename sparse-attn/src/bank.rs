@@ -7,7 +7,7 @@
 use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::{PilotOutput, PilotSpec, PilotUnit};
-use shadowattn_hal::cache_file::{self, Kind};
+use shadowattn_hal::cache_file::{self, Kind, Label};
 use shadowattn_hal::{CompiledGraph, HalError, NpuBackend, ProfileEvent};
 use std::collections::BTreeMap;
 
@@ -81,6 +81,7 @@ pub struct GraphBank {
     fused: Vec<usize>,
     grid: BucketGrid,
     backend: String,
+    writer: String,
     graphs: BTreeMap<(usize, usize), Box<dyn CompiledGraph>>,
     compile_events: Vec<ProfileEvent>,
 }
@@ -113,6 +114,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The subject of a bank file: the pilot graphs `grid` and `spec` call for, in bank order, so
+/// that a bank compiled for another grid or spec is refused before its graphs are parsed.
+fn subject(grid: &BucketGrid, spec: &BankSpec, fused: &[usize]) -> Result<cache_file::Subject> {
+    let mut graphs = Vec::with_capacity(grid.len() * fused.len());
+    for bucket in 0..grid.len() {
+        for &f in fused {
+            graphs.push(spec.pilot(grid, bucket, f).graph()?.to_bytes());
+        }
+    }
+    Ok(cache_file::subject_of(graphs))
+}
+
 impl GraphBank {
     /// Compiles every (bucket, fused count) graph on `npu`.
     pub fn build(npu: &dyn NpuBackend, grid: &BucketGrid, spec: BankSpec) -> Result<Self> {
@@ -132,6 +145,7 @@ impl GraphBank {
             fused,
             grid: grid.clone(),
             backend: npu.name().to_string(),
+            writer: cache_file::writer_of(npu),
             graphs,
             compile_events,
         })
@@ -149,13 +163,18 @@ impl GraphBank {
             out.extend((bytes.len() as u64).to_le_bytes());
             out.extend(bytes);
         }
-        Ok(cache_file::seal(FILE_KIND, &self.backend, &out).map_err(HalError::from)?)
+        let label = Label {
+            kind: FILE_KIND,
+            writer: &self.writer,
+            subject: subject(&self.grid, &self.spec, &self.fused)?,
+        };
+        Ok(cache_file::seal(&label, &out).map_err(HalError::from)?)
     }
 
     /// Loads a bank made by [`GraphBank::serialize`], checking that it holds exactly the graphs
-    /// `grid` and `spec` call for. A file that is truncated, damaged, of another format or
-    /// written for another backend is refused ([`HalError::CacheFile`]) before `npu` parses
-    /// any of it.
+    /// `grid` and `spec` call for. A file that is truncated, damaged, of another format,
+    /// written by another backend (or another version of it) or compiled for another grid or
+    /// spec is refused ([`HalError::CacheFile`]) before `npu` parses any of it.
     pub fn load(
         npu: &dyn NpuBackend,
         grid: &BucketGrid,
@@ -164,7 +183,13 @@ impl GraphBank {
     ) -> Result<Self> {
         let bad = |detail: String| SparseAttnError::BankFile { detail };
         let fused = spec.normalized_fused()?;
-        let rest = cache_file::open(bytes, FILE_KIND, npu.name()).map_err(HalError::from)?;
+        let writer = cache_file::writer_of(npu);
+        let label = Label {
+            kind: FILE_KIND,
+            writer: &writer,
+            subject: subject(grid, &spec, &fused)?,
+        };
+        let rest = cache_file::open(bytes, &label).map_err(HalError::from)?;
         let mut reader = Reader { rest };
         let count = reader.u64()?;
         let mut graphs = BTreeMap::new();
@@ -173,12 +198,12 @@ impl GraphBank {
             let bucket = reader.u64()? as usize;
             let f = reader.u64()? as usize;
             let len = usize::try_from(reader.u64()?).map_err(|_| bad("entry too large".into()))?;
-            let compiled = npu.deserialize(reader.take(len)?)?;
             if bucket >= grid.len() || !fused.contains(&f) {
                 return Err(bad(format!(
                     "holds bucket {bucket} with {f} fused heads, not in this grid and spec"
                 )));
             }
+            let compiled = npu.deserialize(reader.take(len)?)?;
             let want = spec.pilot(grid, bucket, f).graph()?;
             if compiled.graph() != &want {
                 return Err(bad(format!(
@@ -208,6 +233,7 @@ impl GraphBank {
             fused,
             grid: grid.clone(),
             backend: npu.name().to_string(),
+            writer,
             graphs,
             compile_events,
         })

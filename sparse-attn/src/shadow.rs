@@ -275,7 +275,7 @@ fn check_unit(unit: PilotUnit, calibration: &Calibration, config: &ShadowConfig)
 #[derive(Debug)]
 enum BankState {
     /// Built or loaded.
-    Ready(GraphBank),
+    Ready(Box<GraphBank>),
     /// Could not be built; every chunk runs dense and says why.
     Missing {
         /// Why.
@@ -361,7 +361,7 @@ impl<'c> ShadowAttention<'c> {
             costs.launch_ns(f)?;
         }
         check_unit(bank.spec().unit, &calibration, &config)?;
-        Self::with_bank(BankState::Ready(bank), calibration, compute, costs, config)
+        Self::with_bank(BankState::Ready(Box::new(bank)), calibration, compute, costs, config)
     }
 
     /// shadowAttn whose bank could not be built: every chunk runs dense and reports `reason`.

@@ -118,12 +118,28 @@ fn truncated_and_foreign_banks_never_reach_the_parser() {
     // A bank written by another backend: the CPU could parse its graphs, but must not be asked.
     let (loaded, parsed) = load_counting(&seed, Some("qnn:htp"));
     assert_eq!(parsed, 0);
-    let e = loaded.unwrap_err();
+    let e = loaded.unwrap_err().to_string();
     assert!(
-        e.to_string()
-            .contains("written for backend `cpu`, not `qnn:htp`"),
+        e.contains("written by `cpu ") && e.contains("not `qnn:htp "),
         "{e}"
     );
+    // A bank of this backend compiled for another spec (longer chunks): the CPU could parse it,
+    // but its subject names other graphs.
+    let other = GraphBank::build(
+        &CpuBackend::new(),
+        &bank_grid(),
+        BankSpec {
+            kv_len: 8,
+            ..bank_spec()
+        },
+    )
+    .unwrap()
+    .serialize()
+    .unwrap();
+    let (loaded, parsed) = load_counting(&other, None);
+    assert_eq!(parsed, 0);
+    let e = loaded.unwrap_err().to_string();
+    assert!(e.contains("compiled from other graphs"), "{e}");
 }
 
 proptest! {

@@ -3,9 +3,8 @@
 //! ([`cache_file`]) that is checked before the backend parses any of it.
 
 use crate::error::{ModelError, Result};
-use shadowattn_hal::cache_file::{self, write_atomic, Kind};
+use shadowattn_hal::cache_file::{self, write_atomic, Kind, Label, Subject};
 use shadowattn_hal::{CompiledGraph, Graph, HalError, NpuBackend};
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 /// A graph-cache file that was not used (and was compiled again and rewritten): which and why.
@@ -43,18 +42,25 @@ pub(super) enum Origin {
 /// cache (version 1 wrote the backend's bytes bare; such files are refused and compiled again).
 const FILE_KIND: &Kind = b"SAGRAPH2";
 
-/// Where the compiled form of `graph` on `npu` is cached in `dir`: named by the backend and a
-/// hash of the whole graph, weights included (a file is used only if it loads back to this very
-/// graph, so a hash collision or another build's hash costs a compile, never a wrong graph).
-fn cache_path(dir: &Path, npu: &dyn NpuBackend, graph_bytes: &[u8]) -> PathBuf {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    graph_bytes.hash(&mut h);
+/// Where the compiled form of a graph of subject `subject` on `npu` is cached in `dir`: named by
+/// the backend and the start of the graph's SHA-256 (weights included), the same in every build.
+fn cache_path(dir: &Path, npu: &dyn NpuBackend, subject: &Subject) -> PathBuf {
     let backend: String = npu
         .name()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    dir.join(format!("{backend}-{:016x}.graph", h.finish()))
+    let hex: String = subject[..8].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{backend}-{hex}.graph"))
+}
+
+/// The label of the cache file of `graph` compiled by `writer`.
+fn label<'a>(writer: &'a str, graph: &Graph) -> Label<'a> {
+    Label {
+        kind: FILE_KIND,
+        writer,
+        subject: cache_file::subject_of([graph.to_bytes()]),
+    }
 }
 
 /// `graph` compiled on `npu`, or loaded from the `cache` folder when it holds it; a compiled
@@ -67,8 +73,10 @@ pub(super) fn compile_or_load(
     let Some(dir) = cache else {
         return Ok((npu.compile(graph)?, Origin::Compiled));
     };
-    let path = cache_path(dir, npu, &graph.to_bytes());
-    let origin = match load_cached(npu, graph, &path) {
+    let writer = cache_file::writer_of(npu);
+    let label = label(&writer, graph);
+    let path = cache_path(dir, npu, &label.subject);
+    let origin = match load_cached(npu, graph, &label, &path) {
         Ok(Some(loaded)) => return Ok((loaded, Origin::Loaded)),
         Ok(None) => Origin::Compiled,
         Err(reason) => Origin::Refused(CacheRefusal {
@@ -77,7 +85,7 @@ pub(super) fn compile_or_load(
         }),
     };
     let compiled = npu.compile(graph)?;
-    store(compiled.as_ref(), npu, &path)?;
+    store(compiled.as_ref(), &label, &path)?;
     Ok((compiled, origin))
 }
 
@@ -86,6 +94,7 @@ pub(super) fn compile_or_load(
 fn load_cached(
     npu: &dyn NpuBackend,
     graph: &Graph,
+    label: &Label<'_>,
     path: &Path,
 ) -> Result<Option<Box<dyn CompiledGraph>>> {
     let bytes = match std::fs::read(path) {
@@ -93,7 +102,7 @@ fn load_cached(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, &e)),
     };
-    let payload = cache_file::open(&bytes, FILE_KIND, npu.name()).map_err(HalError::from)?;
+    let payload = cache_file::open(&bytes, label).map_err(HalError::from)?;
     let loaded = npu.deserialize(payload)?;
     if loaded.graph() != graph {
         return Err(ModelError::CachedGraph {
@@ -104,16 +113,16 @@ fn load_cached(
     Ok(Some(loaded))
 }
 
-/// Writes `compiled` (made on `npu`) to `path`, sealed, atomically and owner-only; a backend
-/// that cannot serialize writes nothing.
-fn store(compiled: &dyn CompiledGraph, npu: &dyn NpuBackend, path: &Path) -> Result<()> {
+/// Writes `compiled` to `path`, sealed with `label`, atomically and owner-only; a backend that
+/// cannot serialize writes nothing.
+fn store(compiled: &dyn CompiledGraph, label: &Label<'_>, path: &Path) -> Result<()> {
     let bytes = match compiled.serialize() {
         Ok(bytes) => bytes,
         // A backend that cannot save compiled graphs compiles every time.
         Err(HalError::NotProvided { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let sealed = cache_file::seal(FILE_KIND, npu.name(), &bytes).map_err(HalError::from)?;
+    let sealed = cache_file::seal(label, &bytes).map_err(HalError::from)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
     }

@@ -3,23 +3,32 @@ use proptest::prelude::*;
 
 const KIND: &Kind = b"TEST0001";
 
+/// The label of the test files: kind `KIND`, written by `writer`, compiled from "the graph".
+fn label(writer: &str) -> Label<'_> {
+    Label {
+        kind: KIND,
+        writer,
+        subject: subject_of(["the graph"]),
+    }
+}
+
 fn sealed() -> Vec<u8> {
-    seal(KIND, "cpu", b"the payload").unwrap()
+    seal(&label("cpu"), b"the payload").unwrap()
 }
 
 #[test]
 fn a_sealed_payload_opens_to_itself() {
-    assert_eq!(open(&sealed(), KIND, "cpu").unwrap(), b"the payload");
-    let empty = seal(KIND, "", b"").unwrap();
+    assert_eq!(open(&sealed(), &label("cpu")).unwrap(), b"the payload");
+    let empty = seal(&label(""), b"").unwrap();
     assert_eq!(empty.len(), HEADER_LEN);
-    assert_eq!(open(&empty, KIND, "").unwrap(), b"");
+    assert_eq!(open(&empty, &label("")).unwrap(), b"");
 }
 
 #[test]
 fn every_truncation_is_refused() {
     let file = sealed();
     for len in 0..file.len() {
-        let e = open(&file[..len], KIND, "cpu").unwrap_err();
+        let e = open(&file[..len], &label("cpu")).unwrap_err();
         assert!(
             matches!(e, CacheFileError::Truncated { found, .. } if found == len as u64),
             "{len}: {e:?}"
@@ -34,7 +43,7 @@ fn every_flipped_byte_is_refused() {
         for bit in 0..8 {
             let mut bad = file.clone();
             bad[at] ^= 1 << bit;
-            assert!(open(&bad, KIND, "cpu").is_err(), "byte {at} bit {bit}");
+            assert!(open(&bad, &label("cpu")).is_err(), "byte {at} bit {bit}");
         }
     }
 }
@@ -43,14 +52,20 @@ fn every_flipped_byte_is_refused() {
 fn another_backend_kind_or_version_is_named() {
     let file = sealed();
     assert_eq!(
-        open(&file, KIND, "qnn"),
+        open(&file, &label("qnn")),
         Err(CacheFileError::Backend {
             found: "cpu".into(),
             expected: "qnn".into()
         })
     );
     assert_eq!(
-        open(&file, b"TEST0002", "cpu"),
+        open(
+            &file,
+            &Label {
+                kind: b"TEST0002",
+                ..label("cpu")
+            }
+        ),
         Err(CacheFileError::Kind {
             found: "TEST0001".into(),
             expected: "TEST0002".into()
@@ -59,17 +74,27 @@ fn another_backend_kind_or_version_is_named() {
     let mut newer = file.clone();
     newer[8] = 2;
     assert_eq!(
-        open(&newer, KIND, "cpu"),
+        open(&newer, &label("cpu")),
         Err(CacheFileError::Version { found: 2 })
     );
     assert_eq!(
-        open(b"SABANK01 an old bank", KIND, "cpu"),
+        open(b"SABANK01 an old bank", &label("cpu")),
         Err(CacheFileError::BadMagic)
+    );
+    assert_eq!(
+        open(
+            &file,
+            &Label {
+                subject: subject_of(["another graph"]),
+                ..label("cpu")
+            }
+        ),
+        Err(CacheFileError::Subject)
     );
     let mut longer = file;
     longer.push(0);
     assert_eq!(
-        open(&longer, KIND, "cpu"),
+        open(&longer, &label("cpu")),
         Err(CacheFileError::TrailingBytes { extra: 1 })
     );
 }
@@ -77,10 +102,10 @@ fn another_backend_kind_or_version_is_named() {
 #[test]
 fn a_payload_length_past_the_end_is_truncation_not_overflow() {
     let mut file = sealed();
-    let at = 22 + "cpu".len();
+    let at = 22 + "cpu".len() + 32;
     file[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(matches!(
-        open(&file, KIND, "cpu"),
+        open(&file, &label("cpu")),
         Err(CacheFileError::Truncated {
             needed: u64::MAX,
             ..
@@ -94,7 +119,7 @@ fn a_header_altered_to_name_another_backend_fails_the_digest() {
     // when the reader is that backend.
     let mut file = sealed();
     file[22..25].copy_from_slice(b"qnn");
-    assert_eq!(open(&file, KIND, "qnn"), Err(CacheFileError::Digest));
+    assert_eq!(open(&file, &label("qnn")), Err(CacheFileError::Digest));
 }
 
 proptest! {
@@ -112,7 +137,7 @@ proptest! {
                 bad[at] = byte;
             }
         }
-        match open(&bad, KIND, "cpu") {
+        match open(&bad, &label("cpu")) {
             Ok(payload) => {
                 prop_assert_eq!(&bad, &file);
                 prop_assert_eq!(payload, b"the payload");
@@ -120,4 +145,11 @@ proptest! {
             Err(_) => prop_assert_ne!(&bad, &file),
         }
     }
+}
+
+#[test]
+fn subjects_differ_by_content_and_by_how_it_is_split() {
+    assert_eq!(subject_of(["ab", "c"]), subject_of(["ab", "c"]));
+    assert_ne!(subject_of(["ab", "c"]), subject_of(["a", "bc"]));
+    assert_ne!(subject_of(["abc"]), subject_of(["abd"]));
 }
