@@ -101,8 +101,8 @@ pub enum ComputeCaseKind {
     Dense {
         /// The chunk.
         shape: AttentionShape,
-        /// Amplitude of Q and K (their entries are uniform in [−a, a)).
-        qk_amplitude: f32,
+        /// The size of the scaled logits.
+        logits: Logits,
     },
     /// Sparse attention over the exact top-k at `ratio`.
     Sparse {
@@ -110,8 +110,18 @@ pub enum ComputeCaseKind {
         shape: AttentionShape,
         /// Fraction of keys kept per row.
         ratio: f32,
-        /// Amplitude of Q and K (their entries are uniform in [−a, a)).
-        qk_amplitude: f32,
+        /// The size of the scaled logits.
+        logits: Logits,
+    },
+    /// Sparse attention where each GQA group's heads share one selection (the group's exact
+    /// top-k at `ratio`), through `sparse_attention_grouped`: the core's default path.
+    SparseGrouped {
+        /// The chunk.
+        shape: AttentionShape,
+        /// Fraction of keys kept per row.
+        ratio: f32,
+        /// The size of the scaled logits.
+        logits: Logits,
     },
     /// Bad input that must be a typed error.
     Rejects(BadInput),
@@ -149,13 +159,53 @@ fn attention_shapes() -> Vec<(&'static str, AttentionShape)> {
     ]
 }
 
-/// Amplitude of Q and K in the ordinary attention cases: scaled logits of a few units.
-const NOISE_AMPLITUDE: f32 = 2.0;
+/// The size of an attention case's scaled logits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Logits {
+    /// Q and K uniform in [−2, 2): logits of a few units.
+    Noise,
+    /// Q and K in [−12, 12): a row's largest logit is about 100, past 88.7 where exp overflows
+    /// f32 without the max shift; what trained models reach.
+    Large,
+    /// Q and K in [−40, 40): logits over 1,000.
+    Extreme,
+    /// Noise logits shifted by −150 (Q and K share one component of opposite signs): every exp
+    /// underflows f32 without the max shift, and a running maximum started at 0 instead of −∞
+    /// loses every weight.
+    AllNegative,
+}
 
-/// Q/K amplitudes whose scaled logits reach what trained models reach. At 12 the largest logit
-/// of a row is about 100 (past 88.7, where exp overflows f32 without the max shift); at 40 it is
-/// over 1,000.
-const LARGE_LOGITS: [(&str, f32); 2] = [("large", 12.0), ("extreme", 40.0)];
+impl Logits {
+    /// Amplitude of Q and K (their entries are uniform in [−a, a)).
+    fn qk_amplitude(self) -> f32 {
+        match self {
+            Logits::Noise | Logits::AllNegative => 2.0,
+            Logits::Large => 12.0,
+            Logits::Extreme => 40.0,
+        }
+    }
+
+    /// What every scaled logit is shifted by.
+    fn shift(self) -> f32 {
+        match self {
+            Logits::AllNegative => -150.0,
+            _ => 0.0,
+        }
+    }
+
+    /// The label in case names.
+    fn label(self) -> &'static str {
+        match self {
+            Logits::Noise => "",
+            Logits::Large => "_large_logits",
+            Logits::Extreme => "_extreme_logits",
+            Logits::AllNegative => "_negative_logits",
+        }
+    }
+}
+
+/// The logits beyond noise every large-logit case runs.
+const LARGE_LOGITS: [Logits; 3] = [Logits::Large, Logits::Extreme, Logits::AllNegative];
 
 /// The chunks the large-logit cases run on: GQA with a long prefix, rows in mid-prefix, a
 /// non-causal chunk, and a single decode row.
@@ -260,7 +310,7 @@ pub fn compute_cases() -> Vec<ComputeCase> {
             format!("dense_{name}"),
             ComputeCaseKind::Dense {
                 shape: s,
-                qk_amplitude: NOISE_AMPLITUDE,
+                logits: Logits::Noise,
             },
         ));
         for ratio in [0.05f32, 0.2, 1.0] {
@@ -269,29 +319,39 @@ pub fn compute_cases() -> Vec<ComputeCase> {
                 ComputeCaseKind::Sparse {
                     shape: s,
                     ratio,
-                    qk_amplitude: NOISE_AMPLITUDE,
+                    logits: Logits::Noise,
                 },
             ));
         }
     }
-    for (label, qk_amplitude) in LARGE_LOGITS {
+    for (name, s) in attention_shapes() {
+        for logits in [Logits::Noise, Logits::Large, Logits::AllNegative] {
+            cases.push(op(
+                format!("sparse_grouped_20pct{}_{name}", logits.label()),
+                ComputeCaseKind::SparseGrouped {
+                    shape: s,
+                    ratio: 0.2,
+                    logits,
+                },
+            ));
+        }
+    }
+    for logits in LARGE_LOGITS {
         for (name, s) in attention_shapes()
             .into_iter()
             .filter(|(name, _)| LARGE_LOGIT_SHAPES.contains(name))
         {
+            let label = logits.label();
             cases.push(op(
-                format!("dense_{label}_logits_{name}"),
-                ComputeCaseKind::Dense {
-                    shape: s,
-                    qk_amplitude,
-                },
+                format!("dense{label}_{name}"),
+                ComputeCaseKind::Dense { shape: s, logits },
             ));
             cases.push(op(
-                format!("sparse_20pct_{label}_logits_{name}"),
+                format!("sparse_20pct{label}_{name}"),
                 ComputeCaseKind::Sparse {
                     shape: s,
                     ratio: 0.2,
-                    qk_amplitude,
+                    logits,
                 },
             ));
         }
@@ -329,11 +389,21 @@ pub fn seeded_values(seed: u64, n: usize, amp: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Seeded Q, K (amplitude `qk_amplitude`) and V (amplitude 1) of a chunk.
-fn qkv(s: &AttentionShape, seed: u64, qk_amplitude: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// Seeded Q, K (logits of size `logits`) and V (amplitude 1) of a chunk. A shift sets the first
+/// component of every Q row to −c and of every K row to c, with c²·scale the shift.
+fn qkv(s: &AttentionShape, seed: u64, logits: Logits) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let a = logits.qk_amplitude();
+    let mut q = seeded_values(seed, s.q_heads * s.q_len * s.head_dim, a);
+    let mut k = seeded_values(seed + 1, s.kv_heads * s.kv_len * s.head_dim, a);
+    let shift = logits.shift();
+    if shift != 0.0 {
+        let c = (shift.abs() / s.scale).sqrt();
+        q.chunks_exact_mut(s.head_dim).for_each(|row| row[0] = -c);
+        k.chunks_exact_mut(s.head_dim).for_each(|row| row[0] = c);
+    }
     (
-        seeded_values(seed, s.q_heads * s.q_len * s.head_dim, qk_amplitude),
-        seeded_values(seed + 1, s.kv_heads * s.kv_len * s.head_dim, qk_amplitude),
+        q,
+        k,
         seeded_values(seed + 2, s.kv_heads * s.kv_len * s.head_dim, 1.0),
     )
 }
@@ -607,6 +677,28 @@ fn attention_tolerance(s: &AttentionShape, relaxed: bool) -> Tiers {
     }
 }
 
+/// Each GQA group's exact selection at `ratio`: the top-k of the group's ranking of exact scores
+/// (`shadowattn_hal::group`), one per KV head.
+fn exact_group_selections(inputs: &AttentionInputs<'_>, ratio: f32) -> Vec<Selection> {
+    let s = inputs.shape();
+    let g = s.q_heads / s.kv_heads;
+    let scores: Vec<Vec<f32>> = (0..s.q_heads)
+        .map(|h| inputs.exact_scores(h).expect("valid head"))
+        .collect();
+    (0..s.kv_heads)
+        .map(|kv| {
+            let heads = (kv * g..(kv + 1) * g)
+                .map(|h| ScoreMatrix::for_chunk(ScoreData::F32(&scores[h]), &s))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("valid score matrices");
+            let group = GroupScores::new(heads, vec![s.scale; g]).expect("valid group");
+            CpuBackend::new()
+                .topk_group(&group, KeyBudget::Ratio { ratio, min_keys: 1 })
+                .expect("golden")
+        })
+        .collect()
+}
+
 fn exact_selections(inputs: &AttentionInputs<'_>, ratio: f32) -> Vec<Selection> {
     let s = inputs.shape();
     (0..s.q_heads)
@@ -680,20 +772,31 @@ fn stored_as_f16(values: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// Dense or sparse attention of a seeded chunk (Q/K of amplitude `qk_amplitude`) against the
+/// Dense or sparse attention of a seeded chunk (logits of size `logits`) against the
 /// golden kernels. A backend storing K/V as f16 is judged against the golden result of its
 /// stored K/V. The tolerance widens by what f32 logits may carry at this magnitude: each scaled
 /// logit is a d-long sum of products rounded in f32, off by at most (d + 2)·eps·Σ|q·k|·scale
 /// (the sum, the scale, the max shift), which moves the softmax weights by a factor of at most
 /// e^{±2Δ} and so each output by at most 2Δ·max|V| (first order). The ordinary cases
 /// (amplitude 2) keep the accumulation-aware tiers alone, which this worst case would loosen.
+/// Which attention an attention case computes.
+#[derive(Clone, Copy)]
+enum Attention {
+    /// Dense.
+    Dense,
+    /// Sparse over each head's exact top-k at this ratio.
+    Sparse(f32),
+    /// Sparse over each GQA group's exact top-k at this ratio, shared by its heads.
+    Grouped(f32),
+}
+
 fn attention(
     backend: &dyn ComputeBackend,
-    (s, qk_amplitude): (AttentionShape, f32),
-    ratio: Option<f32>,
+    (s, logits): (AttentionShape, Logits),
+    kind: Attention,
     relaxed: bool,
 ) -> Outcome {
-    let (q, k, v) = qkv(&s, 21, qk_amplitude);
+    let (q, k, v) = qkv(&s, 21, logits);
     let inputs = AttentionInputs::new(&q, &k, &v, s).expect("case shapes are valid");
     let (k16, v16) = (stored_as_f16(&k), stored_as_f16(&v));
     let stored = if relaxed {
@@ -704,20 +807,26 @@ fn attention(
     let n = inputs.output_len();
     let gold = CpuBackend::new();
     let (mut want, mut got) = (vec![0f32; n], vec![f32::NAN; n]);
-    let result = match ratio {
-        None => {
+    let result = match kind {
+        Attention::Dense => {
             gold.dense_attention(stored, &mut want).expect("golden");
             backend.dense_attention(inputs, &mut got)
         }
-        Some(r) => {
+        Attention::Sparse(r) => {
             let sel = exact_selections(&inputs, r);
             gold.sparse_attention(stored, &sel, &mut want)
                 .expect("golden");
             backend.sparse_attention(inputs, &sel, &mut got)
         }
+        Attention::Grouped(r) => {
+            let sel = exact_group_selections(&inputs, r);
+            gold.sparse_attention_grouped(stored, &sel, &mut want)
+                .expect("golden");
+            backend.sparse_attention_grouped(inputs, &sel, &mut got)
+        }
     };
     let mut tiers = attention_tolerance(&s, relaxed);
-    if qk_amplitude > NOISE_AMPLITUDE {
+    if logits != Logits::Noise {
         let logit_error = (s.head_dim + 2) as f64
             * crate::tolerance::epsilon(DType::F32)
             * largest_logit_magnitude(&q, &k, &s);
@@ -733,7 +842,7 @@ fn attention(
 
 fn rejects(backend: &dyn ComputeBackend, bad: BadInput) -> Outcome {
     let s = shape(2, 1, 3, 6, 4);
-    let (mut q, k, mut v) = qkv(&s, 5, NOISE_AMPLITUDE);
+    let (mut q, k, mut v) = qkv(&s, 5, Logits::Noise);
     let n = s.q_heads * s.q_len * s.head_dim;
     let mut out = vec![0f32; n];
     let prefix_rows = |keys: &[u32]| {
@@ -853,15 +962,29 @@ pub fn run_compute_case(backend: &dyn ComputeBackend, case: &ComputeCase) -> Cas
             heads,
             ranked,
         } => select(backend, *rule, *heads, *ranked),
-        ComputeCaseKind::Dense {
-            shape,
-            qk_amplitude,
-        } => attention(backend, (*shape, *qk_amplitude), None, relaxed),
+        ComputeCaseKind::Dense { shape, logits } => {
+            attention(backend, (*shape, *logits), Attention::Dense, relaxed)
+        }
         ComputeCaseKind::Sparse {
             shape,
             ratio,
-            qk_amplitude,
-        } => attention(backend, (*shape, *qk_amplitude), Some(*ratio), relaxed),
+            logits,
+        } => attention(
+            backend,
+            (*shape, *logits),
+            Attention::Sparse(*ratio),
+            relaxed,
+        ),
+        ComputeCaseKind::SparseGrouped {
+            shape,
+            ratio,
+            logits,
+        } => attention(
+            backend,
+            (*shape, *logits),
+            Attention::Grouped(*ratio),
+            relaxed,
+        ),
         ComputeCaseKind::Rejects(bad) => rejects(backend, *bad),
     }));
     result_of(

@@ -22,7 +22,7 @@ pub mod seeded;
 pub mod tolerance;
 
 pub use cases::{all_cases, Case, CaseKind, Group};
-pub use compute::{compute_cases, run_compute_case, ComputeCase, ComputeCaseKind};
+pub use compute::{compute_cases, run_compute_case, ComputeCase, ComputeCaseKind, Logits};
 pub use expectations::{Expectations, Suite, Verdict};
 pub use report::{Counts, Report};
 pub use runner::{run_case, CaseResult, Status};
