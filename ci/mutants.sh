@@ -65,7 +65,9 @@ for a in "${AREAS[@]}"; do
   fi
   out="target/mutants/$name"
   mkdir -p "$out"
-  args=(--no-shuffle -j 1 --output "$out" --test-package "$pkg"
+  # nextest runs each test in its own process, as CI does (the QNN emulator is not safe to load
+  # into several test threads of one process).
+  args=(--no-shuffle -j 1 --output "$out" --test-package "$pkg" --test-tool nextest
     --timeout "${MUTANTS_TIMEOUT:-300}")
   IFS=',' read -ra fs <<<"$files"
   for f in "${fs[@]}"; do args+=(-f "$f"); done
