@@ -435,6 +435,34 @@ fn a_prompt_of_exactly_the_context_is_priced() {
     }
 }
 
+/// `--context-len` prices prompts past the model's context, as the paper's PhoneLM runs are,
+/// and bounds them itself, naming itself as the limit's source.
+#[test]
+fn a_given_context_length_replaces_the_models() {
+    let args = |len: &'static str| {
+        [
+            "--shape",
+            "phonelm-0.5b",
+            "--len",
+            len,
+            "--context-len",
+            "4096",
+            "--attention",
+            "dense-cpu",
+        ]
+    };
+    let out = prefill(&args("3840"));
+    let text = stdout(&out);
+    assert!(text.contains("prompt: 3840 tokens"), "{text}");
+    let out = prefill(&args("4097"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--len 4097 is past the context length of phonelm-0.5b: 4096 tokens (from --context-len)"),
+        "{stderr}"
+    );
+}
+
 /// A GGUF model is bounded by its own `llama.context_length`.
 #[test]
 fn a_gguf_prompt_past_its_context_length_is_refused() {

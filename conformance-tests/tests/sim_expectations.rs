@@ -65,8 +65,8 @@ fn each_profile_gets_the_refusals_of_the_limits_it_sets() {
             .unsupported
             .len()
     };
-    assert_eq!(count("sim:snapdragon-8-gen-3"), 31);
-    assert_eq!(count("sim:dimensity-9300"), 29);
+    assert_eq!(count("sim:snapdragon-8-gen-3"), 32);
+    assert_eq!(count("sim:dimensity-9300"), 30);
 }
 
 #[test]

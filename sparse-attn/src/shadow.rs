@@ -361,7 +361,13 @@ impl<'c> ShadowAttention<'c> {
             costs.launch_ns(f)?;
         }
         check_unit(bank.spec().unit, &calibration, &config)?;
-        Self::with_bank(BankState::Ready(Box::new(bank)), calibration, compute, costs, config)
+        Self::with_bank(
+            BankState::Ready(Box::new(bank)),
+            calibration,
+            compute,
+            costs,
+            config,
+        )
     }
 
     /// shadowAttn whose bank could not be built: every chunk runs dense and reports `reason`.

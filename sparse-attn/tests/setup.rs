@@ -207,7 +207,7 @@ fn a_damaged_or_foreign_bank_cache_is_compiled_again_with_a_warning_naming_it() 
     for (what, bytes, reason) in [
         ("truncated", &good[..good.len() / 2], "truncated"),
         ("damaged", &flipped[..], "digest"),
-        ("foreign", &foreign[..], "written for backend `other`"),
+        ("foreign", &foreign[..], "written by `other "),
     ] {
         std::fs::write(&path, bytes).unwrap();
         let npu = CountingNpu::new(CpuBackend::new());

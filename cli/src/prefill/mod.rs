@@ -95,6 +95,10 @@ pub struct PrefillArgs {
     /// Tokens of the prompt.
     #[arg(long, default_value_t = 1024)]
     len: usize,
+    /// Price prompts up to this many tokens instead of the model's context length (the paper
+    /// runs PhoneLM, whose context is 2048, at 3840 and 4096 tokens).
+    #[arg(long)]
+    context_len: Option<usize>,
     /// Query rows per prefill chunk (default 256, llm.npu's, or the setup's).
     #[arg(long)]
     chunk: Option<usize>,
@@ -194,9 +198,13 @@ pub struct PrefillArgs {
 }
 
 /// The model's shape, from the GGUF's metadata or the preset, with `--len` (and `--len` plus
-/// `--decode`) checked against its context length before any work.
+/// `--decode`) checked against its context length (or `--context-len`) before any work.
 fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
-    let shape = read_shape(args)?;
+    let mut shape = read_shape(args)?;
+    if let Some(n) = args.context_len {
+        shape.context_len = n;
+        shape.context_source = "--context-len".into();
+    }
     shape.check_tokens("--len", args.len)?;
     shape.check_tokens("--len + --decode", args.len.saturating_add(args.decode))?;
     Ok(shape)
