@@ -262,6 +262,33 @@ mod tests {
         }
     }
 
+    /// A value this backend cannot map is refused naming the op that reads it, not another
+    /// node of the graph.
+    #[test]
+    fn an_unmappable_value_names_the_op_that_reads_it() {
+        let mut b = shadowattn_hal::GraphBuilder::new("two_nodes");
+        let x = b.input("x", TensorDesc::new(DType::F32, [2, 3])).unwrap();
+        let cast = b.cast("cast", x, DType::F16).unwrap();
+        let y = b
+            .input(
+                "y",
+                TensorDesc::new(DType::I8, [2, 3]).with_quant(Quantization::PerAxis {
+                    axis: 0,
+                    scales: vec![0.1, 0.2],
+                    zero_points: vec![0, 0],
+                }),
+            )
+            .unwrap();
+        let dq = b.dequantize("dq", y, DType::F32).unwrap();
+        b.output(cast).unwrap();
+        b.output(dq).unwrap();
+        let e = value_defs(&b.build().unwrap()).unwrap_err();
+        assert!(
+            matches!(&e, QnnError::Unsupported { node, op, .. } if node == "y" && op == "Dequantize"),
+            "{e:?}"
+        );
+    }
+
     /// Float tensors carry no quantization; per-axis quantization is refused by name.
     #[test]
     fn floats_carry_no_offset_and_per_axis_is_refused() {
