@@ -345,14 +345,27 @@ fn run_worker(
                 Err(_) => return,
             }
         };
-        // An error is reported and the worker goes on, so the queue never stalls.
-        if done
-            .send(process(work, worker, origin, start, job))
-            .is_err()
-        {
+        // An error, or a panic in a kernel, is reported and the worker goes on, so the queue
+        // never stalls (a worker that died with its job would leave the launcher blocked on a
+        // full queue and the chunk hung).
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            process(work, worker, origin, start, job)
+        }))
+        .unwrap_or_else(|panic| Err(SparseAttnError::Invariant(panicked(worker, &*panic))));
+        if done.send(outcome).is_err() {
             return;
         }
     }
+}
+
+/// What a worker that panicked on a job reports: the panic's message where it has one.
+fn panicked(worker: usize, panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("CPU worker {worker} panicked: {message}")
 }
 
 /// Selects and attends for one job: its heads one by one, or its group's heads together.

@@ -3,7 +3,10 @@
 //! lost or duplicated head, output and fallbacks identical to the single-worker run.
 
 use shadowattn_cpu::CpuBackend;
-use shadowattn_hal::AttentionShape;
+use shadowattn_hal::{
+    AttentionInputs, AttentionShape, ComputeBackend, ComputeCapabilities, HeadsView, KeyBudget,
+    QuantizedHeads, ScoreMatrix, Selection,
+};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{Calibration, LayerSample, ModelShape, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
@@ -192,5 +195,91 @@ fn any_worker_count_gives_the_sequential_result_under_injected_failures() {
                 );
             }
         }
+    }
+}
+
+/// The golden kernels, but sparse attention panics: a kernel bug in a CPU worker.
+#[derive(Debug)]
+struct PanickingKernels(CpuBackend);
+
+impl ComputeBackend for PanickingKernels {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+    fn capabilities(&self) -> ComputeCapabilities {
+        self.0.capabilities()
+    }
+    fn quantize_heads(
+        &self,
+        x: HeadsView<'_>,
+        scales: Option<&[f32]>,
+    ) -> shadowattn_hal::Result<QuantizedHeads> {
+        self.0.quantize_heads(x, scales)
+    }
+    fn topk(
+        &self,
+        scores: ScoreMatrix<'_>,
+        budget: KeyBudget,
+    ) -> shadowattn_hal::Result<Selection> {
+        self.0.topk(scores, budget)
+    }
+    fn sparse_attention(
+        &self,
+        _: AttentionInputs<'_>,
+        _: &[Selection],
+        _: &mut [f32],
+    ) -> shadowattn_hal::Result<()> {
+        panic!("index out of bounds in an injected kernel bug")
+    }
+    fn dense_attention(
+        &self,
+        inputs: AttentionInputs<'_>,
+        out: &mut [f32],
+    ) -> shadowattn_hal::Result<()> {
+        self.0.dense_attention(inputs, out)
+    }
+}
+
+/// A kernel that panics in every CPU worker is an error of the chunk that names the panic,
+/// never a hang (the launcher blocked on a full queue no worker drains).
+#[test]
+fn a_panicking_kernel_is_an_error_not_a_hang() {
+    let calib = Arc::new(calibration(5));
+    for workers in [1, 2, 4] {
+        let c = calib.clone();
+        let e = within(60, move || {
+            let npu = FakeNpu::cpu("steady");
+            let kernels = PanickingKernels(CpuBackend::new());
+            let spec = BankSpec {
+                q_len: 8,
+                kv_len: 96,
+                head_dim: D,
+                fused: FUSED_HEADS.to_vec(),
+                output: PilotOutput::Int32,
+                unit: PilotUnit::Head,
+            };
+            let bank = GraphBank::build(&npu, &c.grid, spec).unwrap();
+            let config = ShadowConfig {
+                cpu_workers: workers,
+                queue_depth: 1,
+                ..ShadowConfig::default()
+            };
+            let mut sa = ShadowAttention::new(
+                bank,
+                (*c).clone(),
+                &kernels,
+                CostTable::uniform(&FUSED_HEADS),
+                config,
+            )
+            .unwrap();
+            sa.run_chunk(0, chunk(9, 96).inputs())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        });
+        assert!(
+            e.contains("panicked") && e.contains("injected kernel bug"),
+            "{workers} workers: {e}"
+        );
     }
 }
