@@ -656,3 +656,50 @@ fn a_gqa_group_shares_the_key_set_its_exact_scores_would_choose() {
         );
     }
 }
+
+/// The CPU stage's events are measured: on each worker's track they follow one another without
+/// overlap, and they take the time the work takes (a constant clock gives every step 1 ns).
+/// Per-row selection, so that every job is one head (a GQA group's heads share their steps).
+#[test]
+fn the_cpu_steps_are_timed_on_each_workers_track() {
+    let cpu = CpuBackend::new();
+    let c = chunk(6, KV_LEN);
+    let mut sa = shadow(
+        &cpu,
+        &cpu,
+        calibration(0.2, uniform_importance()),
+        ShadowConfig {
+            cpu_workers: 2,
+            granularity: Granularity::Row,
+            ..ShadowConfig::default()
+        },
+    );
+    let r = sa.run_chunk(0, c.inputs()).unwrap();
+    let steps: Vec<_> = r
+        .events
+        .iter()
+        .filter(|e| e.kind == shadowattn_hal::EventKind::ComputeStage)
+        .collect();
+    assert!(!steps.is_empty(), "no CPU step events");
+    let total: u64 = steps.iter().map(|e| e.duration_ns).sum();
+    assert!(
+        total > 10_000,
+        "the CPU steps of {} heads took {total} ns in all",
+        Q_HEADS
+    );
+    let mut tracks: Vec<&str> = steps.iter().map(|e| e.track.as_str()).collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    for track in tracks {
+        let mut on: Vec<_> = steps.iter().filter(|e| e.track == track).collect();
+        on.sort_by_key(|e| e.start_ns);
+        for pair in on.windows(2) {
+            assert!(
+                pair[1].start_ns >= pair[0].start_ns + pair[0].duration_ns,
+                "{track}: `{}` overlaps `{}`",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+}
