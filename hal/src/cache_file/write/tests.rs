@@ -19,6 +19,7 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "files: Miri isolates the file system")]
 fn the_file_replaces_the_old_one_and_no_temporary_file_stays() {
     let dir = folder("atomic");
     let path = dir.join("bank.bin");
@@ -31,6 +32,7 @@ fn the_file_replaces_the_old_one_and_no_temporary_file_stays() {
 
 #[cfg(unix)]
 #[test]
+#[cfg_attr(miri, ignore = "files: Miri isolates the file system")]
 fn the_file_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = folder("mode");
@@ -45,6 +47,7 @@ fn the_file_is_readable_by_its_owner_only() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "files: Miri isolates the file system")]
 fn a_failed_write_leaves_nothing_behind() {
     let dir = folder("failed");
     // The target is a folder: the rename fails, the temporary file goes.
