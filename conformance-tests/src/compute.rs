@@ -798,11 +798,10 @@ fn attention(
 ) -> Outcome {
     let (q, k, v) = qkv(&s, 21, logits);
     let inputs = AttentionInputs::new(&q, &k, &v, s).expect("case shapes are valid");
-    let (k16, v16) = (stored_as_f16(&k), stored_as_f16(&v));
-    let stored = if relaxed {
-        AttentionInputs::new(&q, &k16, &v16, s).expect("case shapes are valid")
-    } else {
-        inputs
+    let rounded = relaxed.then(|| (stored_as_f16(&k), stored_as_f16(&v)));
+    let stored = match &rounded {
+        Some((k16, v16)) => AttentionInputs::new(&q, k16, v16, s).expect("case shapes are valid"),
+        None => inputs,
     };
     let n = inputs.output_len();
     let gold = CpuBackend::new();

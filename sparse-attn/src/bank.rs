@@ -8,7 +8,7 @@ use crate::calibration::BucketGrid;
 use crate::error::{Result, SparseAttnError};
 use crate::pilot::{PilotOutput, PilotSpec, PilotUnit};
 use shadowattn_hal::cache_file::{self, Kind, Label};
-use shadowattn_hal::{CompiledGraph, HalError, NpuBackend, ProfileEvent};
+use shadowattn_hal::{CompiledGraph, Graph, HalError, NpuBackend, ProfileEvent};
 use std::collections::BTreeMap;
 
 /// What the bank is compiled for.
@@ -114,16 +114,25 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The subject of a bank file: the pilot graphs `grid` and `spec` call for, in bank order, so
-/// that a bank compiled for another grid or spec is refused before its graphs are parsed.
-fn subject(grid: &BucketGrid, spec: &BankSpec, fused: &[usize]) -> Result<cache_file::Subject> {
-    let mut graphs = Vec::with_capacity(grid.len() * fused.len());
+/// The pilot graphs `grid` and `spec` call for, by (bucket, fused count).
+fn expected_graphs(
+    grid: &BucketGrid,
+    spec: &BankSpec,
+    fused: &[usize],
+) -> Result<BTreeMap<(usize, usize), Graph>> {
+    let mut graphs = BTreeMap::new();
     for bucket in 0..grid.len() {
         for &f in fused {
-            graphs.push(spec.pilot(grid, bucket, f).graph()?.to_bytes());
+            graphs.insert((bucket, f), spec.pilot(grid, bucket, f).graph()?);
         }
     }
-    Ok(cache_file::subject_of(graphs))
+    Ok(graphs)
+}
+
+/// The subject of a bank file: its graphs in bank order, so that a bank compiled for another
+/// grid or spec is refused before its graphs are parsed.
+fn subject<'a>(graphs: impl Iterator<Item = &'a Graph>) -> cache_file::Subject {
+    cache_file::subject_of(graphs.map(Graph::to_bytes))
 }
 
 impl GraphBank {
@@ -166,7 +175,7 @@ impl GraphBank {
         let label = Label {
             kind: FILE_KIND,
             writer: &self.writer,
-            subject: subject(&self.grid, &self.spec, &self.fused)?,
+            subject: subject(self.graphs.values().map(|g| g.graph())),
         };
         Ok(cache_file::seal(&label, &out).map_err(HalError::from)?)
     }
@@ -183,11 +192,12 @@ impl GraphBank {
     ) -> Result<Self> {
         let bad = |detail: String| SparseAttnError::BankFile { detail };
         let fused = spec.normalized_fused()?;
+        let expected = expected_graphs(grid, &spec, &fused)?;
         let writer = cache_file::writer_of(npu);
         let label = Label {
             kind: FILE_KIND,
             writer: &writer,
-            subject: subject(grid, &spec, &fused)?,
+            subject: subject(expected.values()),
         };
         let rest = cache_file::open(bytes, &label).map_err(HalError::from)?;
         let mut reader = Reader { rest };
@@ -198,14 +208,13 @@ impl GraphBank {
             let bucket = reader.u64()? as usize;
             let f = reader.u64()? as usize;
             let len = usize::try_from(reader.u64()?).map_err(|_| bad("entry too large".into()))?;
-            if bucket >= grid.len() || !fused.contains(&f) {
+            let Some(want) = expected.get(&(bucket, f)) else {
                 return Err(bad(format!(
                     "holds bucket {bucket} with {f} fused heads, not in this grid and spec"
                 )));
-            }
+            };
             let compiled = npu.deserialize(reader.take(len)?)?;
-            let want = spec.pilot(grid, bucket, f).graph()?;
-            if compiled.graph() != &want {
+            if compiled.graph() != want {
                 return Err(bad(format!(
                     "graph for bucket {bucket}, {f} fused heads is `{}`, expected `{}`",
                     compiled.graph().name(),
@@ -221,11 +230,11 @@ impl GraphBank {
                 reader.rest.len()
             )));
         }
-        if graphs.len() != grid.len() * fused.len() {
+        if graphs.len() != expected.len() {
             return Err(bad(format!(
                 "holds {} graphs, the grid and spec need {}",
                 graphs.len(),
-                grid.len() * fused.len()
+                expected.len()
             )));
         }
         Ok(GraphBank {
