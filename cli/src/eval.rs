@@ -17,8 +17,8 @@ use shadowattn_models::eval::{
     ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
     windows, Ablation, ImportanceRule,
 };
-use shadowattn_models::llama::LlamaConfig;
-use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
+use shadowattn_models::model::ModelConfig;
+use shadowattn_models::{Attention, Gguf, Model, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec, OpenOptions};
 use shadowattn_sparse_attn::allocation::MassCurve;
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
@@ -31,7 +31,7 @@ use std::time::Instant;
 /// Options of `shadowattn eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// The model (GGUF, Llama architecture); `bash ci/model.sh` fetches SmolLM2-135M.
+    /// The model (GGUF: Llama, Qwen2 or Phi-3); `bash ci/model.sh` fetches SmolLM2-135M.
     #[arg(long)]
     model: PathBuf,
     /// Evaluation text.
@@ -250,7 +250,7 @@ fn check(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
 struct Evaluation<'a> {
     args: &'a EvalArgs,
     compute: &'a dyn ComputeBackend,
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
     name: String,
     windows: Vec<Vec<u32>>,
@@ -267,14 +267,14 @@ impl<'a> Evaluation<'a> {
     ) -> Result<Self, Box<dyn Error>> {
         let gguf = Gguf::open(&args.model)?;
         // Every window must fit the model: checked before the weights load.
-        let config = LlamaConfig::from_gguf(&gguf)?;
+        let config = ModelConfig::from_gguf(&gguf)?;
         config.check_tokens("--window", args.window)?;
         config.check_tokens("--calibration-window", args.calibration_window)?;
         if let Some(mass) = args.mass_window {
             config.check_tokens("--mass-window", mass)?;
         }
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        let model = Llama::from_gguf(&gguf)?;
+        let model = Model::from_gguf(&gguf)?;
         let name = gguf
             .get("general.name")
             .and_then(|v| v.as_str())
@@ -625,7 +625,7 @@ fn curves(text: &Evaluation<'_>, calib_ids: &[u32]) -> Result<Vec<Vec<MassCurve>
 /// The ablation losses: read from `--ablation`, or measured on `calib`.
 fn ablation(
     args: &EvalArgs,
-    model: &Llama,
+    model: &Model,
     compute: &dyn shadowattn_hal::ComputeBackend,
     calib: &[Vec<u32>],
 ) -> Result<Ablation, Box<dyn Error>> {

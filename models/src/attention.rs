@@ -3,7 +3,7 @@
 //! per GQA group), and head/layer ablation for importance.
 
 use crate::error::{ModelError, Result};
-use crate::llama::{matmul_t, Attention};
+use crate::model::{matmul_t, Attention};
 use shadowattn_cpu::reference::arith::{Golden, IntegerRules};
 use shadowattn_hal::{
     AttentionInputs, BudgetRule, ChunkBudget, ComputeBackend, DType, GroupScores, KeyBudget,

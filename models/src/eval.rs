@@ -3,7 +3,7 @@
 
 use crate::attention::{Ablated, Dense, MassProbe, Sharing};
 use crate::error::{ModelError, Result};
-use crate::llama::{Attention, Llama};
+use crate::model::{Attention, Model};
 use shadowattn_hal::{AttentionInputs, ComputeBackend};
 use shadowattn_sparse_attn::allocation::{allocate_by_mass, Gains, MassCurve};
 
@@ -52,7 +52,7 @@ pub fn windows(
 
 /// Perplexity of `model` over `windows` with `attention` (every prediction of every window).
 pub fn perplexity(
-    model: &Llama,
+    model: &Model,
     windows: &[Vec<u32>],
     attention: &mut dyn Attention,
 ) -> Result<Perplexity> {
@@ -118,7 +118,7 @@ impl Ablation {
 
 /// Ablation losses of every head and layer on `windows` (`progress(done, total)` after each).
 pub fn ablate(
-    model: &Llama,
+    model: &Model,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     mut progress: impl FnMut(usize, usize),
@@ -167,7 +167,7 @@ pub fn ablate(
 
 /// The kept-mass curves `[layer][unit]` of every selecting unit on `windows` ([`MassProbe`]).
 pub fn mass_curves(
-    model: &Llama,
+    model: &Model,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     (sharing, min_keys, rule): (Sharing, usize, shadowattn_hal::BudgetRule),
@@ -192,7 +192,7 @@ pub fn mass_curves(
 /// `global_ratio`, each at least `min_ratio` ([`allocate_by_mass`]), stepping along each curve's
 /// concave envelope when the budget `rule` has anchors (their curves are flat at first).
 pub fn ratios_from_curves(
-    model: &Llama,
+    model: &Model,
     curves: &[Vec<MassCurve>],
     (sharing, rule): (Sharing, shadowattn_hal::BudgetRule),
     (global_ratio, min_ratio): (f32, f32),
@@ -231,7 +231,7 @@ pub const RANGE_STEPS: u32 = 12;
 /// the larger).
 /// Returns it with every candidate's perplexity.
 pub fn tune_accumulator_range(
-    model: &Llama,
+    model: &Model,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     calibration: &shadowattn_sparse_attn::calibration::Calibration,
@@ -263,7 +263,7 @@ pub fn tune_accumulator_range(
 
 /// Copies of every layer's Q and K (`[heads, rows, dim]`) on one window, for the bucket grid.
 pub fn qk_samples(
-    model: &Llama,
+    model: &Model,
     compute: &dyn ComputeBackend,
     window: &[u32],
 ) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
@@ -275,7 +275,7 @@ pub fn qk_samples(
 }
 
 /// The model's shape as the calibration file records it.
-pub fn model_shape(model: &Llama, name: &str) -> shadowattn_sparse_attn::calibration::ModelShape {
+pub fn model_shape(model: &Model, name: &str) -> shadowattn_sparse_attn::calibration::ModelShape {
     let c = &model.config;
     shadowattn_sparse_attn::calibration::ModelShape {
         name: name.to_string(),
@@ -290,7 +290,7 @@ pub fn model_shape(model: &Llama, name: &str) -> shadowattn_sparse_attn::calibra
 /// ratio `ratio_config.global_ratio`, with the paper's 3×3 bucket grid (σ = 0.5), for a pilot
 /// that centers keys when `center_keys`.
 pub fn calibrate(
-    model: &Llama,
+    model: &Model,
     name: &str,
     compute: &dyn ComputeBackend,
     window: &[u32],

@@ -1,5 +1,5 @@
 //! The real-model harness: a GGUF reader ([`gguf`]), the byte-level BPE tokenizer stored in the
-//! file ([`tokenizer`]), the Llama forward pass with pluggable attention ([`llama`]), attention
+//! file ([`tokenizer`]), the forward pass of Llama, Qwen2 and Phi-3 models with pluggable attention ([`model`]), attention
 //! implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
 //! perplexity, ablation importance and calibration samples ([`eval`]), and the linear layers as
 //! static NPU graphs on any backend ([`npu_linear`]).
@@ -9,11 +9,12 @@ pub mod error;
 pub mod eval;
 mod gemm;
 pub mod gguf;
-pub mod llama;
+pub mod model;
 pub mod npu_linear;
 pub mod tokenizer;
 
 pub use error::{ModelError, Result};
 pub use gguf::Gguf;
-pub use llama::{Attention, LinearGroup, Linears, Llama, LlamaConfig};
+pub use gguf::GgufWriter;
+pub use model::{Architecture, Attention, LinearGroup, Linears, Model, ModelConfig};
 pub use tokenizer::Tokenizer;

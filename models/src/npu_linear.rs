@@ -9,7 +9,7 @@
 mod cache;
 
 use crate::error::Result;
-use crate::llama::{LinearGroup, Linears, Llama};
+use crate::model::{LinearGroup, Linears, Model};
 use cache::{compile_or_load, Origin};
 use half::f16;
 use shadowattn_hal::{
@@ -24,7 +24,7 @@ pub use cache::CacheRefusal;
 /// The graph of `group` in `layer` of `model` for `rows` rows: input `x` `[1, 1, rows, inputs]`,
 /// one MatMul per weight against its STATIC transpose `[1, 1, inputs, outputs]`, one output
 /// each, all FP16.
-pub fn linear_graph(model: &Llama, layer: usize, group: LinearGroup, rows: usize) -> Result<Graph> {
+pub fn linear_graph(model: &Model, layer: usize, group: LinearGroup, rows: usize) -> Result<Graph> {
     let weights = model.linear_weights(layer, group);
     let inputs = weights[0].inputs;
     let mut b = GraphBuilder::new(format!("layer{layer}_{}_r{rows}", group.name()));
@@ -68,7 +68,7 @@ impl NpuLinears {
     /// Compiles every layer's graphs for chunks of `rows` rows on `npu`, or loads them from
     /// the `cache` folder where an earlier run saved them; `progress` is called after each layer.
     pub fn compile(
-        model: &Llama,
+        model: &Model,
         npu: &dyn NpuBackend,
         rows: usize,
         cache: Option<&Path>,

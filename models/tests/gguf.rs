@@ -176,8 +176,8 @@ fn llama_header(context: Option<u32>) -> Vec<u8> {
 
 #[test]
 fn the_context_length_bounds_token_counts_and_must_be_there() {
-    use shadowattn_models::LlamaConfig;
-    let c = LlamaConfig::from_gguf(&Gguf::parse(llama_header(Some(8))).unwrap()).unwrap();
+    use shadowattn_models::ModelConfig;
+    let c = ModelConfig::from_gguf(&Gguf::parse(llama_header(Some(8))).unwrap()).unwrap();
     assert_eq!(c.context, 8);
     c.check_tokens("--window", 8).unwrap();
     let e = c.check_tokens("--window", 9).unwrap_err();
@@ -187,7 +187,7 @@ fn the_context_length_bounds_token_counts_and_must_be_there() {
         "{e:?}"
     );
     for context in [Some(0), None] {
-        let e = LlamaConfig::from_gguf(&Gguf::parse(llama_header(context)).unwrap()).unwrap_err();
+        let e = ModelConfig::from_gguf(&Gguf::parse(llama_header(context)).unwrap()).unwrap_err();
         assert!(
             matches!(&e, ModelError::Missing { what } if what.contains("llama.context_length")),
             "{context:?}: {e:?}"

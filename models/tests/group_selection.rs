@@ -13,8 +13,8 @@ use shadowattn_models::attention::{
     head_scores, pilot_scores, PilotScores, Ranking, Sharing, Sparse,
 };
 use shadowattn_models::eval::{calibrate, windows};
-use shadowattn_models::llama::Attention;
-use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_models::model::Attention;
+use shadowattn_models::{Gguf, Model, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::{absmax_scale, BucketGrid, Calibration, RatioConfig};
 use shadowattn_sparse_attn::cost_table::CostTable;
@@ -332,7 +332,7 @@ impl Attention for Checked<'_> {
 fn smollm2_groups_share_the_top_of_their_summed_probabilities() {
     let Some(path) = model_path() else { return };
     let g = Gguf::open(&path).unwrap();
-    let model = Llama::from_gguf(&g).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
     let tokenizer = Tokenizer::from_gguf(&g).unwrap();
     drop(g);
     let ids = |p: &str| {
@@ -415,7 +415,7 @@ impl Attention for Capture {
 fn smollm2_harness_groups_select_what_the_core_executor_selects() {
     let Some(path) = model_path() else { return };
     let g = Gguf::open(&path).unwrap();
-    let model = Llama::from_gguf(&g).unwrap();
+    let model = Model::from_gguf(&g).unwrap();
     let tokenizer = Tokenizer::from_gguf(&g).unwrap();
     drop(g);
     let cpu = CpuBackend::new();

@@ -6,7 +6,7 @@
 use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{Anchors, AttentionInputs, AttentionShape, BudgetRule, RowSplit, Selection};
 use shadowattn_models::attention::{head_scores, MassProbe, Ranking, Sharing, Sparse};
-use shadowattn_models::llama::Attention;
+use shadowattn_models::model::Attention;
 use shadowattn_sparse_attn::allocation::{grid_ratio, STEPS};
 
 fn chunk(q_heads: usize, kv_heads: usize, len: usize, dim: usize) -> [Vec<f32>; 3] {

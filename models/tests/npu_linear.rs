@@ -4,12 +4,12 @@
 
 use shadowattn_cpu::CpuBackend;
 use shadowattn_models::npu_linear::NpuLinears;
-use shadowattn_models::{Gguf, LinearGroup, Linears, Llama};
+use shadowattn_models::{Gguf, LinearGroup, Linears, Model};
 use shadowattn_test_support::{smollm2_or_skip, target_dir};
 
-fn model() -> Option<Llama> {
+fn model() -> Option<Model> {
     let path = smollm2_or_skip(&target_dir(env!("CARGO_TARGET_TMPDIR")))?;
-    Some(Llama::from_gguf(&Gguf::open(&path).unwrap()).unwrap())
+    Some(Model::from_gguf(&Gguf::open(&path).unwrap()).unwrap())
 }
 
 /// Rows of a deterministic input in [-1, 1).

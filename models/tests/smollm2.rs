@@ -9,8 +9,8 @@ use shadowattn_cpu::CpuBackend;
 use shadowattn_hal::{AttentionInputs, BudgetRule};
 use shadowattn_models::attention::{Dense, Ranking, RecallProbe, Sharing, Sparse};
 use shadowattn_models::eval::{calibrate, perplexity, qk_samples, windows};
-use shadowattn_models::llama::Attention;
-use shadowattn_models::{Gguf, Llama, Tokenizer};
+use shadowattn_models::model::Attention;
+use shadowattn_models::{Gguf, Model, Tokenizer};
 use shadowattn_sparse_attn::bank::{BankSpec, GraphBank};
 use shadowattn_sparse_attn::calibration::RatioConfig;
 use shadowattn_sparse_attn::cost_table::CostTable;
@@ -30,7 +30,7 @@ fn model_path() -> Option<PathBuf> {
 }
 
 struct Loaded {
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
 }
 
@@ -40,7 +40,7 @@ fn loaded() -> Option<&'static Loaded> {
         .get_or_init(|| {
             let g = Gguf::open(&model_path()?).unwrap();
             Some(Loaded {
-                model: Llama::from_gguf(&g).unwrap(),
+                model: Model::from_gguf(&g).unwrap(),
                 tokenizer: Tokenizer::from_gguf(&g).unwrap(),
             })
         })

@@ -7,7 +7,7 @@ use shadowattn_hal::{ComputeBackend, NpuBackend};
 use shadowattn_models::attention::{CoreAttention, Dense};
 use shadowattn_models::eval::{calibrate, windows};
 use shadowattn_models::npu_linear::NpuLinears;
-use shadowattn_models::{Attention, Gguf, Llama, Tokenizer};
+use shadowattn_models::{Attention, Gguf, Model, Tokenizer};
 use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
 use shadowattn_sparse_attn::select::Granularity;
 use shadowattn_sparse_attn::setup::PilotKind;
@@ -98,7 +98,7 @@ pub struct FunctionalRun<'a> {
 /// Both forward passes of `tokens` with `attention`: linear layers on the NPU, then on the
 /// host; their logits and perplexities compared.
 fn both_ways(
-    model: &Llama,
+    model: &Model,
     tokens: &[u32],
     linears: &mut NpuLinears,
     attention: &mut dyn Attention,
@@ -142,7 +142,7 @@ fn print_comparison(prefix: &str, c: &Comparison, npu: &str, attention: &str) {
 
 /// The calibration of the shadowAttn run: the file's, or one made on the calibration text.
 fn shadow_calibration(
-    model: &Llama,
+    model: &Model,
     tokenizer: &Tokenizer,
     compute: &dyn ComputeBackend,
     run: &ShadowRun,
@@ -175,7 +175,7 @@ pub fn run(
     let started = Instant::now();
     let gguf = Gguf::open(run.model)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
-    let model = Llama::from_gguf(&gguf)?;
+    let model = Model::from_gguf(&gguf)?;
     drop(gguf);
     let ids = tokenizer.encode(&read(&run.text.to_path_buf())?)?;
     let tokens = windows(&ids, run.len, tokenizer.bos, 1)?.remove(0);

@@ -12,7 +12,7 @@ use clap::{ArgGroup, Args, ValueEnum};
 use indicatif::ProgressBar;
 use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_models::gguf::Gguf;
-use shadowattn_models::llama::LlamaConfig;
+use shadowattn_models::model::ModelConfig;
 use shadowattn_pipeline::{Placement, SelectionSharing};
 use shadowattn_registry::{ComputeSpec, NpuSpec};
 use shadowattn_simulator::npu::graphs::PilotGraph;
@@ -80,7 +80,7 @@ pub enum LinearGraphsArg {
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("which").required(true).args(["model", "shape"])))]
 pub struct PrefillArgs {
-    /// A Llama-architecture GGUF model (its shape is read from the metadata).
+    /// A GGUF model (Llama, Qwen2 or Phi-3; its shape is read from the metadata).
     #[arg(long)]
     model: Option<PathBuf>,
     /// A model by shape alone: the paper's phonelm-0.5b, phonelm-1.5b, qwen2-0.5b, qwen2-1.5b,
@@ -219,7 +219,7 @@ fn read_shape(args: &PrefillArgs) -> Res<TransformerShape> {
         .model
         .as_ref()
         .expect("clap requires --model or --shape");
-    let c = LlamaConfig::from_gguf(&Gguf::open(path)?)?;
+    let c = ModelConfig::from_gguf(&Gguf::open(path)?)?;
     let name = path
         .file_stem()
         .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
@@ -232,13 +232,10 @@ fn read_shape(args: &PrefillArgs) -> Res<TransformerShape> {
         kv_heads: c.kv_heads,
         head_dim: c.head_dim,
         vocab: c.vocab,
-        // The Llama architecture's gated MLP is SwiGLU.
+        // Every architecture the harness runs has a SwiGLU MLP.
         activation: Activation::Silu,
-        context_len: c.context,
-        context_source: format!(
-            "the GGUF metadata `llama.context_length` of {}",
-            path.display()
-        ),
+        context_len: c.max_tokens(),
+        context_source: format!("{} of {}", c.max_tokens_source(), path.display()),
     })
 }
 

@@ -8,6 +8,10 @@ use crate::error::{ModelError, Result};
 use half::{bf16, f16};
 use std::collections::BTreeMap;
 
+mod writer;
+
+pub use writer::GgufWriter;
+
 const MAGIC: &[u8; 4] = b"GGUF";
 /// Dimensions a GGML tensor can have.
 pub const MAX_DIMS: usize = 4;
@@ -87,16 +91,30 @@ pub enum TensorType {
 }
 
 impl TensorType {
+    /// Every type this reader knows.
+    pub const ALL: [TensorType; 6] = [
+        TensorType::F32,
+        TensorType::F16,
+        TensorType::Q4_0,
+        TensorType::Q4_1,
+        TensorType::Q8_0,
+        TensorType::BF16,
+    ];
+
     fn from_code(code: u32) -> Option<Self> {
-        Some(match code {
-            0 => TensorType::F32,
-            1 => TensorType::F16,
-            2 => TensorType::Q4_0,
-            3 => TensorType::Q4_1,
-            8 => TensorType::Q8_0,
-            30 => TensorType::BF16,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// GGML's code of the type in a GGUF tensor directory.
+    pub fn code(self) -> u32 {
+        match self {
+            TensorType::F32 => 0,
+            TensorType::F16 => 1,
+            TensorType::Q4_0 => 2,
+            TensorType::Q4_1 => 3,
+            TensorType::Q8_0 => 8,
+            TensorType::BF16 => 30,
+        }
     }
 
     /// (elements per block, bytes per block).

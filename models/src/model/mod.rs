@@ -1,61 +1,30 @@
-//! The Llama-architecture forward pass (RMSNorm, RoPE on adjacent pairs, GQA attention, SwiGLU
-//! MLP, tied or separate output head) with the attention of every layer pluggable.
+//! The decoder-only transformer of the GGUF models the harness runs — Model, Qwen2, Phi-3 —
+//! (RMSNorm, RoPE, GQA attention with optional Q/K/V biases, SwiGLU MLP, tied or separate
+//! output head) with the attention of every layer pluggable.
+
+mod config;
+mod rope;
+mod weights;
+
+pub use config::{Architecture, ModelConfig};
+pub use rope::{Rope, RopeStyle};
 
 use crate::error::{ModelError, Result};
 use crate::gguf::Gguf;
 use rayon::prelude::*;
 use shadowattn_hal::{AttentionInputs, AttentionShape};
+use weights::Weights;
 
-/// Shape and constants of a Llama model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LlamaConfig {
-    /// Transformer blocks.
-    pub layers: usize,
-    /// Hidden size.
-    pub hidden: usize,
-    /// MLP inner size.
-    pub ffn: usize,
-    /// Query heads.
-    pub q_heads: usize,
-    /// Key/value heads.
-    pub kv_heads: usize,
-    /// Head dimension.
-    pub head_dim: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// RoPE base frequency.
-    pub rope_base: f32,
-    /// RMSNorm epsilon.
-    pub norm_eps: f32,
-    /// Training context length (the GGUF's `llama.context_length`, at least 1).
-    pub context: usize,
-}
-
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Vec<f32>,
-    wk: Vec<f32>,
-    wv: Vec<f32>,
-    wo: Vec<f32>,
-    ffn_norm: Vec<f32>,
-    w_gate: Vec<f32>,
-    w_up: Vec<f32>,
-    w_down: Vec<f32>,
-}
-
-/// A Llama model with f32 weights in memory.
-pub struct Llama {
+/// A model with f32 weights in memory.
+pub struct Model {
     /// The model's configuration.
-    pub config: LlamaConfig,
-    embed: Vec<f32>,
-    layers: Vec<Layer>,
-    out_norm: Vec<f32>,
-    output: Option<Vec<f32>>,
+    pub config: ModelConfig,
+    weights: Weights,
 }
 
-impl std::fmt::Debug for Llama {
+impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llama")
+        f.debug_struct("Model")
             .field("config", &self.config)
             .finish()
     }
@@ -104,7 +73,7 @@ impl LinearGroup {
 /// What the forward pass asks of the linear layers.
 pub trait Linears {
     /// `x` (`[rows, inputs]`) times each weight of `group` in `layer`: one `[rows, outputs]`
-    /// result per weight, in the order of [`Llama::linear_weights`].
+    /// result per weight, in the order of [`Model::linear_weights`].
     fn apply(
         &mut self,
         layer: usize,
@@ -128,7 +97,7 @@ pub struct LinearWeight<'a> {
 }
 
 /// The linear layers on the host (f32, this crate's SGEMM).
-struct HostLinears<'a>(&'a Llama);
+struct HostLinears<'a>(&'a Model);
 
 impl Linears for HostLinears<'_> {
     fn apply(
@@ -191,25 +160,21 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotates adjacent pairs `(x[2i], x[2i+1])` of every head by `pos · base^(−2i/d)` (the layout of
-/// GGUF's permuted Q/K weights).
-fn rope(x: &mut [f32], rows: usize, heads: usize, d: usize, base: f32) {
-    let inv: Vec<f64> = (0..d / 2)
-        .map(|i| f64::from(base).powf(-2.0 * i as f64 / d as f64))
-        .collect();
-    x.par_chunks_mut(heads * d)
-        .enumerate()
-        .for_each(|(t, row)| {
-            debug_assert!(t < rows);
-            for head in row.chunks_exact_mut(d) {
-                for (i, f) in inv.iter().enumerate() {
-                    let (s, c) = (t as f64 * f).sin_cos();
-                    let (a, b) = (f64::from(head[2 * i]), f64::from(head[2 * i + 1]));
-                    head[2 * i] = (a * c - b * s) as f32;
-                    head[2 * i + 1] = (a * s + b * c) as f32;
-                }
-            }
-        });
+/// A linear group's `N` results, or a typed error when a [`Linears`] gives another count.
+fn results<const N: usize>(outs: Vec<Vec<f32>>) -> Result<[Vec<f32>; N]> {
+    let count = outs.len();
+    outs.try_into().map_err(|_| ModelError::Unsupported {
+        detail: format!("a linear group gave {count} results where {N} were expected"),
+    })
+}
+
+/// Adds `bias` (one value per output) to every row of `y`.
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        for row in y.chunks_exact_mut(b.len()) {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+        }
+    }
 }
 
 /// `[rows, heads·d]` → `[heads, rows, d]`.
@@ -234,135 +199,12 @@ fn from_heads(x: &[f32], rows: usize, heads: usize, d: usize) -> Vec<f32> {
     out
 }
 
-fn meta_usize(g: &Gguf, key: &str) -> Result<usize> {
-    g.get(key)
-        .and_then(|v| v.as_u64())
-        .and_then(|v| usize::try_from(v).ok())
-        .filter(|&v| v > 0)
-        .ok_or_else(|| ModelError::Missing {
-            what: format!("positive integer `{key}`"),
-        })
-}
-
-fn meta_f32(g: &Gguf, key: &str, default: Option<f32>) -> Result<f32> {
-    match g.get(key).and_then(|v| v.as_f64()) {
-        Some(v) if v.is_finite() && v > 0.0 => Ok(v as f32),
-        None if default.is_some() => Ok(default.expect("checked")),
-        _ => Err(ModelError::Missing {
-            what: format!("positive number `{key}`"),
-        }),
-    }
-}
-
-impl LlamaConfig {
-    /// The configuration of a Llama-architecture GGUF file, from its metadata alone.
+impl Model {
+    /// Loads a model from a GGUF file.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let arch = g.get("general.architecture").and_then(|v| v.as_str());
-        if arch != Some("llama") {
-            return Err(ModelError::Unsupported {
-                detail: format!("architecture {arch:?}; only `llama` is supported"),
-            });
-        }
-        let hidden = meta_usize(g, "llama.embedding_length")?;
-        let q_heads = meta_usize(g, "llama.attention.head_count")?;
-        let kv_heads = match g.get("llama.attention.head_count_kv") {
-            None => q_heads,
-            Some(_) => meta_usize(g, "llama.attention.head_count_kv")?,
-        };
-        if hidden % q_heads != 0 || q_heads % kv_heads != 0 {
-            return Err(ModelError::Unsupported {
-                detail: format!("hidden {hidden} over {q_heads} query / {kv_heads} KV heads"),
-            });
-        }
-        let head_dim = hidden / q_heads;
-        if head_dim % 2 != 0 {
-            return Err(ModelError::Unsupported {
-                detail: format!("odd head dimension {head_dim}"),
-            });
-        }
-        let embed_info = g.tensor("token_embd.weight")?;
-        Ok(LlamaConfig {
-            layers: meta_usize(g, "llama.block_count")?,
-            hidden,
-            ffn: meta_usize(g, "llama.feed_forward_length")?,
-            q_heads,
-            kv_heads,
-            head_dim,
-            vocab: embed_info.dims.get(1).copied().unwrap_or(0) as usize,
-            rope_base: meta_f32(g, "llama.rope.freq_base", Some(10_000.0))?,
-            norm_eps: meta_f32(g, "llama.attention.layer_norm_rms_epsilon", None)?,
-            context: meta_usize(g, LlamaConfig::CONTEXT_KEY)?,
-        })
-    }
-}
-
-impl LlamaConfig {
-    /// The GGUF metadata key the context length comes from.
-    pub const CONTEXT_KEY: &'static str = "llama.context_length";
-
-    /// Checks that `value` tokens (what `argument` asks for) fit the context length.
-    pub fn check_tokens(&self, argument: &str, value: usize) -> Result<()> {
-        if value > self.context {
-            return Err(ModelError::PastContext {
-                argument: argument.to_string(),
-                value,
-                limit: self.context,
-                origin: format!("the GGUF metadata `{}`", Self::CONTEXT_KEY),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Llama {
-    /// Loads a Llama-architecture model from a GGUF file.
-    pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let config = LlamaConfig::from_gguf(g)?;
-        let c = &config;
-        let (hidden, kv_heads, head_dim) = (c.hidden, c.kv_heads, c.head_dim);
-        let kv_dim = kv_heads * head_dim;
-        let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-            let info = g.tensor(name)?;
-            let want: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
-            if info.dims != want {
-                return Err(ModelError::Unsupported {
-                    detail: format!(
-                        "tensor `{name}` has dims {:?}, expected {want:?}",
-                        info.dims
-                    ),
-                });
-            }
-            g.dequantize(name)
-        };
-        let embed = load("token_embd.weight", &[c.vocab, hidden])?;
-        let layers = (0..c.layers)
-            .map(|l| {
-                let p = |s: &str| format!("blk.{l}.{s}.weight");
-                Ok(Layer {
-                    attn_norm: load(&p("attn_norm"), &[hidden])?,
-                    wq: load(&p("attn_q"), &[hidden, hidden])?,
-                    wk: load(&p("attn_k"), &[kv_dim, hidden])?,
-                    wv: load(&p("attn_v"), &[kv_dim, hidden])?,
-                    wo: load(&p("attn_output"), &[hidden, hidden])?,
-                    ffn_norm: load(&p("ffn_norm"), &[hidden])?,
-                    w_gate: load(&p("ffn_gate"), &[c.ffn, hidden])?,
-                    w_up: load(&p("ffn_up"), &[c.ffn, hidden])?,
-                    w_down: load(&p("ffn_down"), &[hidden, c.ffn])?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out_norm = load("output_norm.weight", &[hidden])?;
-        let output = match g.tensor("output.weight") {
-            Ok(_) => Some(load("output.weight", &[c.vocab, hidden])?),
-            Err(_) => None,
-        };
-        Ok(Llama {
-            config,
-            embed,
-            layers,
-            out_norm,
-            output,
-        })
+        let config = ModelConfig::from_gguf(g)?;
+        let weights = Weights::from_gguf(g, &config)?;
+        Ok(Model { config, weights })
     }
 
     /// Runs `tokens` as one prefill chunk (positions 0..n) and returns the final hidden states
@@ -371,7 +213,7 @@ impl Llama {
         self.forward_from(tokens, attention, &mut |_, _| {})
     }
 
-    /// [`Llama::forward`] with the linear layers computed by `linears` (on an NPU, for example).
+    /// [`Model::forward`] with the linear layers computed by `linears` (on an NPU, for example).
     pub fn forward_with(
         &self,
         tokens: &[u32],
@@ -388,8 +230,8 @@ impl Llama {
     /// The weights of `group` in `layer`, in the order [`Linears::apply`] returns its results.
     pub fn linear_weights(&self, layer: usize, group: LinearGroup) -> Vec<LinearWeight<'_>> {
         let c = &self.config;
-        let w = &self.layers[layer];
-        let (h, kv) = (c.hidden, c.kv_heads * c.head_dim);
+        let w = &self.weights.layers[layer];
+        let (h, q, kv) = (c.hidden, c.q_dim(), c.kv_dim());
         fn weight<'a>(
             name: &'static str,
             data: &'a [f32],
@@ -405,11 +247,11 @@ impl Llama {
         }
         match group {
             LinearGroup::Qkv => vec![
-                weight("q", &w.wq, h, h),
+                weight("q", &w.wq, h, q),
                 weight("k", &w.wk, h, kv),
                 weight("v", &w.wv, h, kv),
             ],
-            LinearGroup::O => vec![weight("o", &w.wo, h, h)],
+            LinearGroup::O => vec![weight("o", &w.wo, q, h)],
             LinearGroup::GateUp => vec![
                 weight("gate", &w.w_gate, h, c.ffn),
                 weight("up", &w.w_up, h, c.ffn),
@@ -421,11 +263,15 @@ impl Llama {
     /// The output head's logits (`[rows, vocab]`) of final hidden states `[rows, hidden]`.
     pub fn logits(&self, hidden: &[f32], rows: usize) -> Vec<f32> {
         let c = &self.config;
-        let head = self.output.as_deref().unwrap_or(&self.embed);
+        let head = self
+            .weights
+            .output
+            .as_deref()
+            .unwrap_or(&self.weights.embed);
         matmul_t(hidden, head, rows, c.hidden, c.vocab)
     }
 
-    /// [`Llama::forward`] that shows `inspect(layer, inputs)` each layer's attention inputs.
+    /// [`Model::forward`] that shows `inspect(layer, inputs)` each layer's attention inputs.
     pub fn forward_from(
         &self,
         tokens: &[u32],
@@ -438,7 +284,7 @@ impl Llama {
     }
 
     /// The residual stream entering every layer (`[layers][n × hidden]`) under `attention`:
-    /// later runs can restart from any layer ([`Llama::forward_from_layer`]).
+    /// later runs can restart from any layer ([`Model::forward_from_layer`]).
     pub fn layer_inputs(
         &self,
         tokens: &[u32],
@@ -480,7 +326,7 @@ impl Llama {
 
     fn final_norm(&self, x: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; x.len()];
-        rms_norm(x, &self.out_norm, self.config.norm_eps, &mut out);
+        rms_norm(x, &self.weights.out_norm, self.config.norm_eps, &mut out);
         out
     }
 
@@ -490,7 +336,7 @@ impl Llama {
         if n == 0 {
             return Err(ModelError::InvalidArgument {
                 argument: "tokens",
-                detail: format!("{n} tokens; the model takes 1 to {}", c.context),
+                detail: format!("{n} tokens; the model takes 1 to {}", c.max_tokens()),
             });
         }
         c.check_tokens("tokens", n)?;
@@ -503,7 +349,7 @@ impl Llama {
         let h = c.hidden;
         Ok(tokens
             .iter()
-            .flat_map(|&t| self.embed[t as usize * h..][..h].iter().copied())
+            .flat_map(|&t| self.weights.embed[t as usize * h..][..h].iter().copied())
             .collect())
     }
 
@@ -532,20 +378,17 @@ impl Llama {
         inspect: &mut dyn FnMut(usize, AttentionInputs<'_>),
     ) -> Result<()> {
         let c = &self.config;
-        let layer = &self.layers[l];
+        let layer = &self.weights.layers[l];
         let (h, d) = (c.hidden, c.head_dim);
         let mut normed = vec![0f32; n * h];
         let shape = AttentionShape::causal(c.q_heads, c.kv_heads, n, n, d);
-        let one = |mut outs: Vec<Vec<f32>>| outs.pop().expect("a group has a weight");
         rms_norm(x, &layer.attn_norm, c.norm_eps, &mut normed);
-        let [mut q, mut k, v]: [Vec<f32>; 3] = linears
-            .apply(l, LinearGroup::Qkv, &normed, n)?
-            .try_into()
-            .map_err(|_| ModelError::Unsupported {
-                detail: "the qkv group gives three results".into(),
-            })?;
-        rope(&mut q, n, c.q_heads, d, c.rope_base);
-        rope(&mut k, n, c.kv_heads, d, c.rope_base);
+        let [mut q, mut k, mut v] = results(linears.apply(l, LinearGroup::Qkv, &normed, n)?)?;
+        add_bias(&mut q, layer.bq.as_deref());
+        add_bias(&mut k, layer.bk.as_deref());
+        add_bias(&mut v, layer.bv.as_deref());
+        c.rope.apply(&mut q, c.q_heads, d);
+        c.rope.apply(&mut k, c.kv_heads, d);
         let (qh, kh, vh) = (
             to_heads(&q, n, c.q_heads, d),
             to_heads(&k, n, c.kv_heads, d),
@@ -553,22 +396,18 @@ impl Llama {
         );
         let inputs = AttentionInputs::new(&qh, &kh, &vh, shape)?;
         inspect(l, inputs);
-        let mut att = vec![0f32; n * h];
+        let mut att = vec![0f32; n * c.q_dim()];
         attention.attend(l, inputs, &mut att)?;
         let att = from_heads(&att, n, c.q_heads, d);
-        let o = one(linears.apply(l, LinearGroup::O, &att, n)?);
+        let [mut o] = results(linears.apply(l, LinearGroup::O, &att, n)?)?;
+        add_bias(&mut o, layer.bo.as_deref());
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         rms_norm(x, &layer.ffn_norm, c.norm_eps, &mut normed);
-        let [gate, mut up]: [Vec<f32>; 2] = linears
-            .apply(l, LinearGroup::GateUp, &normed, n)?
-            .try_into()
-            .map_err(|_| ModelError::Unsupported {
-                detail: "the gate_up group gives two results".into(),
-            })?;
+        let [gate, mut up] = results(linears.apply(l, LinearGroup::GateUp, &normed, n)?)?;
         up.iter_mut()
             .zip(&gate)
             .for_each(|(u, g)| *u *= g / (1.0 + (-g).exp()));
-        let down = one(linears.apply(l, LinearGroup::Down, &up, n)?);
+        let [down] = results(linears.apply(l, LinearGroup::Down, &up, n)?)?;
         x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
         Ok(())
     }
@@ -578,7 +417,11 @@ impl Llama {
     pub fn nll(&self, hidden: &[f32], tokens: &[u32], from: usize) -> (f64, usize) {
         let c = &self.config;
         let h = c.hidden;
-        let head = self.output.as_deref().unwrap_or(&self.embed);
+        let head = self
+            .weights
+            .output
+            .as_deref()
+            .unwrap_or(&self.weights.embed);
         let n = tokens.len();
         let positions: Vec<usize> = (from..n.saturating_sub(1)).collect();
         // Large chunks: every chunk packs the whole output matrix once.
