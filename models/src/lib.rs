@@ -1,6 +1,6 @@
-//! The real-model harness: a GGUF reader ([`gguf`]), the byte-level BPE tokenizer stored in the
-//! file ([`tokenizer`]), the Llama forward pass with pluggable attention ([`llama`]), attention
-//! implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
+//! The real-model harness: a GGUF reader ([`gguf`]), the tokenizer stored in the file (byte-level
+//! BPE or SentencePiece, [`tokenizer`]), the Llama forward pass with pluggable attention
+//! ([`llama`]), attention implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
 //! perplexity, ablation importance and calibration samples ([`eval`]), and the linear layers as
 //! static NPU graphs on any backend ([`npu_linear`]).
 
