@@ -1,8 +1,8 @@
 //! The real-model harness: a GGUF reader ([`gguf`]), the tokenizer stored in the file (byte-level
 //! BPE or SentencePiece, [`tokenizer`]), the Llama forward pass with pluggable attention
-//! ([`llama`]), attention implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
-//! perplexity, ablation importance and calibration samples ([`eval`]), and the linear layers as
-//! static NPU graphs on any backend ([`npu_linear`]).
+//! ([`llama`]), attention implementations — dense, exact top-k, shadowAttn's INT8 pilot,
+//! ablation — ([`attention`]) and perplexity, ablation importance and calibration samples
+//! ([`eval`]), and the linear layers as static NPU graphs on any backend ([`npu_linear`]).
 
 pub mod attention;
 pub mod error;
