@@ -105,12 +105,13 @@ fn assert_pieces(pre: Option<&str>, text: &str, pieces: &[&str]) {
 
 #[test]
 fn smollm_splits_every_number_character_then_runs_gpt2() {
-    // `\p{N}` isolates "1", "2", "½" (a number, No); GPT-2's pattern splits the rest: "a", then
-    // " b" (optional space + letters), "'s" (lower-case contraction), " ok".
+    // `\p{N}` isolates "1", "2" and "½" (a number, No: GPT-2 alone would keep " ½" together);
+    // GPT-2's pattern splits the rest: "a", " ", then " b" (optional space + letters), "'s"
+    // (lower-case contraction), " ok".
     assert_pieces(
         Some("smollm"),
-        "a12½ b's ok",
-        &["a", "1", "2", "½", " b", "'s", " ok"],
+        "a12 ½ b's ok",
+        &["a", "1", "2", " ", "½", " b", "'s", " ok"],
     );
 }
 
@@ -132,11 +133,12 @@ fn gpt2_whitespace_leaves_its_last_space_to_the_next_word() {
 
 #[test]
 fn default_and_missing_pre_split_punctuation_numbers_then_three_digits() {
-    // Stage 1 `[\p{P}$+<=>^~|]+` takes ",!"; GPT-2 splits "ab 12345" into "ab", " 12345";
-    // `\p{N}+` splits " " from "12345"; `[0-9]{3}` cuts "123", "45" is the gap after it.
-    let pieces = ["ab", " ", "123", "45", ",!", "x"];
-    assert_pieces(Some("default"), "ab 12345,!x", &pieces);
-    assert_pieces(None, "ab 12345,!x", &pieces);
+    // Stage 1 `[\p{P}$+<=>^~|]+` takes ",!" without the space before it (GPT-2 alone would
+    // take " ,!"); GPT-2 splits "ab 12345 " into "ab", " 12345", " "; `\p{N}+` splits " " from
+    // "12345"; `[0-9]{3}` cuts "123", "45" is the gap after it.
+    let pieces = ["ab", " ", "123", "45", " ", ",!", "x"];
+    assert_pieces(Some("default"), "ab 12345 ,!x", &pieces);
+    assert_pieces(None, "ab 12345 ,!x", &pieces);
 }
 
 #[test]

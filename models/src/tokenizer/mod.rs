@@ -233,16 +233,13 @@ impl Tokenizer {
             _ => add_bos_default,
         };
         let bos_id = special_id(g, "tokenizer.ggml.bos_token_id", Some(bos_default), &vocab);
-        let bos =
-            match (add_bos, bos_id) {
-                (false, _) => None,
-                (true, Some(id)) => Some(id),
-                (true, None) => return Err(ModelError::Missing {
-                    what: "BOS token: the model adds one, but `tokenizer.ggml.bos_token_id` names \
-                           no token of the vocabulary"
-                        .into(),
-                }),
-            };
+        let no_bos = "BOS token: the model adds one, but `tokenizer.ggml.bos_token_id` names none";
+        let bos = match add_bos {
+            false => None,
+            true => Some(bos_id.ok_or_else(|| ModelError::Missing {
+                what: no_bos.into(),
+            })?),
+        };
         let user_defined = UserDefined::new(g, &vocab);
         Ok(Tokenizer {
             vocab,
