@@ -155,11 +155,12 @@ fn llama3_contractions_ignore_case_and_digits_go_by_three() {
 #[test]
 fn llama3_newlines_and_punctuation_runs() {
     // ` ?[^\s\p{L}\p{N}]+[\r\n]*` takes "!!" with both newlines; `\s*[\r\n]+` takes whitespace up
-    // to the last newline of the run ("  \n"); " x" is one non-letter + letters.
+    // to the last newline of the run ("  \n", "\n\n", "\n" — where `\s+(?!\S)` would have
+    // taken "\n" alone, then "\n " before "b"); " x" is one non-letter + letters.
     assert_pieces(
         Some("llama-bpe"),
-        "a!!\n\n  \n x",
-        &["a", "!!\n\n", "  \n", " x"],
+        "a!!\n\n  \n x\n\ny\n  b",
+        &["a", "!!\n\n", "  \n", " x", "\n\n", "y", "\n", " ", " b"],
     );
 }
 
