@@ -238,6 +238,76 @@ fn user_defined_tokens_are_found_before_pre_tokenizing() {
     assert_eq!(t.decode(&[0, 3, 1]), "a  b");
 }
 
+#[test]
+fn end_of_generation_and_unnamed_fim_tokens_are_control_whatever_their_type() {
+    // llama.cpp makes "</s>" (an end-of-generation text) and "<|fim_prefix|>" (a FIM text, when
+    // the file names no FIM prefix token) control tokens even if typed user-defined (4), as in
+    // Phi-3's file: they are not found in the text but tokenized as text, byte by byte here
+    // (no merges; GPT-2 pieces "a", "</", "s", ">"), and decode to nothing.
+    let chars = [
+        "a", "<", "/", "s", ">", "|", "f", "_", "p", "i", "m", "r", "e", "x",
+    ];
+    let mut tokens = chars.to_vec();
+    tokens.extend(["</s>", "<|fim_prefix|>", "<t>"]);
+    let mut types = vec![1; chars.len()];
+    types.extend([4, 4, 4]);
+    let with = |fim_key: bool| {
+        let mut w = bpe("gpt-2", &tokens, &[]);
+        w.kv_i32s("tokenizer.ggml.token_type", &types);
+        if fim_key {
+            w.kv_u32("tokenizer.ggml.fim_pre_token_id", 15);
+        }
+        load(&w).unwrap()
+    };
+    let t = with(false);
+    assert_eq!(t.encode("a</s>").unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(t.decode(&[14]), "");
+    // An ordinary user-defined token is found: a <t>.
+    assert_eq!(t.encode("a<t>").unwrap(), [0, 16]);
+    // "<|fim_prefix|>" is text, one byte token per character, while no key names a FIM prefix
+    // token; with the key it is user-defined again.
+    assert_eq!(
+        t.encode("<|fim_prefix|>").unwrap(),
+        [1, 5, 6, 9, 10, 7, 8, 11, 12, 6, 9, 13, 5, 4]
+    );
+    assert_eq!(with(true).encode("<|fim_prefix|>").unwrap(), [15]);
+}
+
+#[test]
+fn gpt_oss_tokens_and_end_beside_return_and_call_are_user_defined() {
+    // llama.cpp makes "<|start|>" user-defined whatever its type, and "<|end|>" too when
+    // "<|return|>" and "<|call|>" are in the vocabulary (gpt-oss); without them "<|end|>" is an
+    // end-of-generation (control) token, so text: "<|", "end", "|>", one byte token per character.
+    let tokens = [
+        "<",
+        "|",
+        "e",
+        "n",
+        "d",
+        ">",
+        "s",
+        "t",
+        "a",
+        "r",
+        "<|end|>",
+        "<|start|>",
+        "<|return|>",
+        "<|call|>",
+    ];
+    let types = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 3, 3];
+    let load_first = |n: usize| {
+        let mut w = bpe("gpt-2", &tokens[..n], &[]);
+        w.kv_i32s("tokenizer.ggml.token_type", &types[..n]);
+        load(&w).unwrap()
+    };
+    let t = load_first(14);
+    assert_eq!(t.encode("<|end|>").unwrap(), [10]);
+    assert_eq!(t.encode("<|start|>").unwrap(), [11]);
+    let t = load_first(12);
+    assert_eq!(t.encode("<|end|>").unwrap(), [0, 1, 2, 3, 4, 1, 5]);
+    assert_eq!(t.encode("<|start|>").unwrap(), [11]);
+}
+
 // --- SentencePiece ------------------------------------------------------------------------
 
 const UNK: u32 = 0;

@@ -78,7 +78,37 @@ impl Vocab {
                 types
             }
         };
-        Ok(Vocab { tokens, ids, types })
+        let mut vocab = Vocab { tokens, ids, types };
+        vocab.retype_by_text(g);
+        Ok(vocab)
+    }
+
+    /// llama.cpp's loader changes some tokens' types by their text: end-of-generation tokens,
+    /// and fill-in-the-middle tokens the file does not name, become control tokens (neither
+    /// found in the text nor decoded); gpt-oss's `<|channel|>`-like tokens, and `<|end|>` beside
+    /// `<|return|>` or `<|flush|>` and `<|call|>`, become user-defined.
+    fn retype_by_text(&mut self, g: &Gguf) {
+        let mut control: Vec<&str> = EOG.to_vec();
+        for (keys, texts) in FIM {
+            if keys.iter().all(|k| g.get(k).is_none()) {
+                control.extend(*texts);
+            }
+        }
+        for (t, ty) in self.tokens.iter().zip(&mut self.types) {
+            if control.contains(&t.as_str()) {
+                *ty = TokenType::Other;
+            }
+            if GPT_OSS_USER_DEFINED.contains(&t.as_str()) {
+                *ty = TokenType::UserDefined;
+            }
+        }
+        let has = |t: &str| self.ids.contains_key(t);
+        let call = has("<|call|>") || has("<|calls|>");
+        if let Some(&end) = self.ids.get("<|end|>") {
+            if call && (has("<|return|>") || has("<|flush|>")) {
+                self.types[end as usize] = TokenType::UserDefined;
+            }
+        }
     }
 
     fn id(&self, text: &str) -> Option<u32> {
@@ -89,6 +119,103 @@ impl Vocab {
         self.types[id as usize]
     }
 }
+
+/// Texts llama.cpp takes for end-of-generation tokens (`special_eog_ids`).
+const EOG: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+/// Fill-in-the-middle tokens llama.cpp looks for by text when the file names none of the kind
+/// (it marks the first it meets; these mark all, which differs only for a vocabulary with two).
+const FIM: &[(&[&str], &[&str])] = &[
+    (
+        &[
+            "tokenizer.ggml.fim_pre_token_id",
+            "tokenizer.ggml.prefix_token_id",
+        ],
+        &[
+            "<|fim_prefix|>",
+            "<fim-prefix>",
+            "<fim_prefix>",
+            "<｜fim▁begin｜>",
+            "<PRE>",
+            "▁<PRE>",
+            "<|code_prefix|>",
+            "<|prefix|>",
+        ],
+    ),
+    (
+        &[
+            "tokenizer.ggml.fim_suf_token_id",
+            "tokenizer.ggml.suffix_token_id",
+        ],
+        &[
+            "<|fim_suffix|>",
+            "<fim-suffix>",
+            "<fim_suffix>",
+            "<｜fim▁hole｜>",
+            "<SUF>",
+            "▁<SUF>",
+            "<|code_suffix|>",
+            "<|suffix|>",
+        ],
+    ),
+    (
+        &[
+            "tokenizer.ggml.fim_mid_token_id",
+            "tokenizer.ggml.middle_token_id",
+        ],
+        &[
+            "<|fim_middle|>",
+            "<fim-middle>",
+            "<fim_middle>",
+            "<｜fim▁end｜>",
+            "<MID>",
+            "▁<MID>",
+            "<|code_middle|>",
+            "<|middle|>",
+        ],
+    ),
+    (
+        &["tokenizer.ggml.fim_pad_token_id"],
+        &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    ),
+    (
+        &["tokenizer.ggml.fim_rep_token_id"],
+        &[
+            "<|fim_repo|>",
+            "<|repo_name|>",
+            "<fim-repo>",
+            "<REPO>",
+            "<reponame>",
+        ],
+    ),
+    (&["tokenizer.ggml.fim_sep_token_id"], &["<|file_sep|>"]),
+];
+
+/// Tokens llama.cpp makes user-defined whatever the file says (gpt-oss's).
+const GPT_OSS_USER_DEFINED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 /// The string array under `key`.
 fn strings(g: &Gguf, key: &str) -> Result<Vec<String>> {
