@@ -1,8 +1,9 @@
-//! The real-model harness: a GGUF reader ([`gguf`]), the byte-level BPE tokenizer stored in the
-//! file ([`tokenizer`]), the forward pass of Llama, Qwen2 and Phi-3 models with pluggable attention ([`model`]), attention
-//! implementations — dense, exact top-k, shadowAttn's INT8 pilot, ablation — ([`attention`]) and
-//! perplexity, ablation importance and calibration samples ([`eval`]), and the linear layers as
-//! static NPU graphs on any backend ([`npu_linear`]).
+//! The real-model harness: a GGUF reader and writer ([`gguf`]), the tokenizer stored in the file
+//! (byte-level BPE or SentencePiece, [`tokenizer`]), the forward pass of Llama, Qwen2 and Phi-3
+//! models with pluggable attention ([`model`]), attention implementations — dense, exact top-k,
+//! shadowAttn's INT8 pilot, ablation — ([`attention`]) and perplexity, ablation importance and
+//! calibration samples ([`eval`]), and the linear layers as static NPU graphs on any backend
+//! ([`npu_linear`]).
 
 pub mod attention;
 pub mod error;
