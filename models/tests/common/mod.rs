@@ -1,4 +1,6 @@
-//! What several integration tests share: a minimal GGUF writer.
+//! What several integration tests share: a minimal GGUF writer that writes what it is told, type
+//! codes and sizes unchecked, so the reader's tests can build corrupt files (the library's
+//! `GgufWriter` refuses them).
 #![allow(dead_code)]
 
 /// A minimal GGUF writer for tests.
