@@ -413,9 +413,15 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             .or(setup.as_ref().and_then(|s| s.launch.pilot)),
     };
     let launched = soc.clone().with_launch(launch);
+    // Every length's prefill checked before the first report.
+    let specs = args
+        .len
+        .iter()
+        .map(|&len| prefill_spec(args, soc, shape.clone(), setup.as_ref(), len))
+        .collect::<Res<Vec<_>>>()?;
     let mut groups = Vec::new();
     let mut title = String::new();
-    for (i, &len) in args.len.iter().enumerate() {
+    for (i, (spec, &len)) in specs.into_iter().zip(&args.len).enumerate() {
         // The reports of several lengths one after the other, a blank line between them.
         let started = if i == 0 {
             started
@@ -423,7 +429,6 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             println!();
             Instant::now()
         };
-        let spec = prefill_spec(args, soc, shape.clone(), setup.as_ref(), len)?;
         let (spec, results) = report(args, &launched, spec, setup.is_some())?;
         println!(
             "prediction_ms: {:.0} (wall time of this prediction on this machine)",
@@ -465,6 +470,9 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
     Ok(())
 }
 
+/// Every strategy asked for and where its time went (`None`: the SoC cannot run it).
+type Stages = Vec<(AttentionStrategy, Option<StageTimes>)>;
+
 /// One prompt length's report: the pilot `--pilot auto` picks, the setup, every strategy's
 /// prediction, the speedups and the ranges; the spec predicted and every strategy's stages
 /// (`None` for a baseline the SoC cannot run).
@@ -473,7 +481,7 @@ fn report(
     soc: &SocProfile,
     spec: PrefillSpec,
     has_setup: bool,
-) -> Res<(PrefillSpec, Vec<(AttentionStrategy, Option<StageTimes>)>)> {
+) -> Res<(PrefillSpec, Stages)> {
     let strategies = strategies(args);
     // The pilot candidates, every strategy, and every strategy at both ends of the range.
     let count = pilot_candidates(args, &spec, has_setup).len() + 3 * strategies.len();
@@ -791,8 +799,8 @@ fn predict_strategies(
     spec: &PrefillSpec,
     strategies: &[AttentionStrategy],
     predictions: &Predictions,
-) -> Res<Vec<(AttentionStrategy, Option<StageTimes>)>> {
-    let mut results: Vec<(AttentionStrategy, Option<StageTimes>)> = Vec::new();
+) -> Res<Stages> {
+    let mut results: Stages = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let traced = i == 0 && args.trace.is_some();
         match predictions.predict(soc, spec, strategy, traced, strategy.name()) {
