@@ -43,8 +43,13 @@ cargo test --workspace --doc
 section "cargo nextest"
 cargo nextest run --workspace --no-fail-fast
 section "shadowattn bench with ggml beside our kernels (a small shape, one run)"
+ggml_plot="$(mktemp -d)/bench-ggml.svg"
 cargo run --quiet -p shadowattn-cli --features ggml -- bench --shapes 4/2/32/64 --threads 1,2 \
-  --runs 1 --q-len 16 --kernels ggml-flash-attn,ggml-flash-attn-f16
+  --runs 1 --q-len 16 --kernels ggml-flash-attn,ggml-flash-attn-f16 --plot "$ggml_plot"
+# The chart has ggml's bars beside dense attention's: its legend names every kernel.
+for kernel in dense ggml-flash-attn ggml-flash-attn-f16; do
+  grep -qx "$kernel" "$ggml_plot" || { echo "no $kernel in the bench chart $ggml_plot"; exit 1; }
+done
 section "the C API from C (example, error paths, static and shared linking)"
 bash ci/capi.sh
 section "dense perplexity against the independent NumPy reference"

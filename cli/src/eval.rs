@@ -7,6 +7,7 @@
 use crate::backends::open_options;
 use crate::budget::{describe, BudgetArgs};
 use crate::pilot::PilotArg;
+use crate::plot::perplexity::PplRow;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::Args;
@@ -102,6 +103,10 @@ pub struct EvalArgs {
     /// Print the dense perplexity only (no calibration, no sparse runs).
     #[arg(long)]
     dense_only: bool,
+    /// Draw the table as an SVG chart here: perplexity against the mean fraction of keys kept,
+    /// a line per allocation and ranking, the dense perplexity as a horizontal line.
+    #[arg(long, conflicts_with = "dense_only")]
+    plot: Option<PathBuf>,
     /// Rankings of the sparse runs, comma-separated: the INT8 pilot ranking on its exact INT32
     /// accumulators (`pilot-i32`) or on scores requantized to INT8 as an NPU outputs them
     /// (`pilot-i8`, accumulator range from the calibration text), and the exact top-k (`exact`).
@@ -203,6 +208,9 @@ pub(crate) fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
 /// calibration text and the table of sparse runs.
 pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     check(args)?;
+    if let Some(path) = &args.plot {
+        crate::plot::check_target(path)?;
+    }
     let compute_box = args.compute.open(&OpenOptions {
         cpu_arithmetic: args.cpu_arith,
         ..open_options()
@@ -228,8 +236,19 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         args.min_keys,
         describe(&rule)
     );
-    calibrated.table(npu.as_ref().map(|o| o.backend.as_ref()))?;
+    let rows = calibrated.table(npu.as_ref().map(|o| o.backend.as_ref()))?;
     println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "Perplexity of {} on {}: {} window(s) of {} tokens",
+            text.name,
+            args.text.file_name().unwrap_or_default().to_string_lossy(),
+            text.windows.len(),
+            args.window
+        );
+        crate::plot::perplexity::draw(path, &title, text.dense_ppl, &rows)?;
+        println!("plot: {}", path.display());
+    }
     Ok(())
 }
 
@@ -495,19 +514,21 @@ impl<'e> Calibrated<'e> {
         Ok(())
     }
 
-    /// The table: every ratio, allocation and ranking (and the core on `npu`), one row each.
-    fn table(&self, npu: Option<&dyn NpuBackend>) -> Result<(), Box<dyn Error>> {
+    /// The table: every ratio, allocation and ranking (and the core on `npu`), one row each
+    /// (returned for `--plot`).
+    fn table(&self, npu: Option<&dyn NpuBackend>) -> Result<Vec<PplRow>, Box<dyn Error>> {
         let (text, args) = (self.text, self.text.args);
         println!("ratio\tallocation\tranking\tppl\tvs_dense\tkept");
         let runs = args.ratios.len()
             * args.allocations.len()
             * (args.rankings.len() + usize::from(npu.is_some()) * args.pilots.len());
         let bar = progress_bar(runs);
-        let print = |ratio: f32,
-                     allocation: &str,
-                     ranking: &str,
-                     (ppl, pct): (f64, f64),
-                     kept: KeptPairs| {
+        let mut rows = Vec::new();
+        let mut print = |ratio: f32,
+                         allocation: &str,
+                         ranking: &str,
+                         (ppl, pct): (f64, f64),
+                         kept: KeptPairs| {
             bar.suspend(|| {
                 println!(
                     "{ratio}\t{allocation}\t{ranking}\t{ppl:.4}\t{pct:+.2}%\t{:.4}",
@@ -515,6 +536,12 @@ impl<'e> Calibrated<'e> {
                 )
             });
             bar.inc(1);
+            rows.push(PplRow {
+                allocation: allocation.into(),
+                ranking: ranking.into(),
+                kept: kept.fraction(),
+                ppl,
+            });
         };
         for &ratio in &args.ratios {
             for &allocation in &args.allocations {
@@ -555,7 +582,7 @@ impl<'e> Calibrated<'e> {
             }
         }
         bar.finish_and_clear();
-        Ok(())
+        Ok(rows)
     }
 }
 

@@ -12,6 +12,7 @@ mod conformance;
 mod devices;
 mod eval;
 mod pilot;
+mod plot;
 mod prefill;
 mod progress;
 mod qnn_estimates;

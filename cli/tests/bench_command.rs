@@ -3,6 +3,7 @@
 
 mod common;
 use common::shadowattn;
+use common::svg::Chart;
 
 const SMALL: [&str; 9] = [
     "bench",
@@ -135,6 +136,120 @@ fn profile_cpu_prints_every_field_the_simulator_reads() {
             .unwrap_or_else(|| panic!("no value in {line}"));
         assert!(value.is_finite() && value > 0.0, "{line}");
         assert!(line.contains("source = \"measured"), "{line}");
+    }
+}
+
+#[test]
+fn the_plot_has_a_group_per_shape_and_threads_and_a_bar_per_whole_attention() {
+    let dir = std::env::temp_dir().join(format!("bench-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("bench.json"), dir.join("bench.svg"));
+    let mut args = SMALL.to_vec();
+    args.extend([
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let (code, stdout, stderr) = shadowattn(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("# plot: "), "{stdout}");
+    let chart = Chart::read(&svg);
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    // Dense attention and the whole CPU stages; top-k and sparse attention alone stay in the
+    // table.
+    let legend = chart.legend();
+    let names: Vec<&str> = legend.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "dense",
+            "dense-f16",
+            "stage-row",
+            "stage-group",
+            "stage-ranked"
+        ]
+    );
+    let texts = chart.texts();
+    let unit = ["µs", "ms", "s"]
+        .into_iter()
+        .find(|u| texts.contains(&&*format!("median time of one call ({u})")))
+        .unwrap_or_else(|| panic!("no time axis in {texts:?}"));
+    let per_unit = match unit {
+        "µs" => 1e-3,
+        "ms" => 1.0,
+        _ => 1e3,
+    };
+    // A group per shape and thread count, labelled with both.
+    let labels: Vec<(f64, &str)> = chart
+        .named("text")
+        .filter(|t| {
+            (t.text.contains('/') && !t.text.contains(' '))
+                || t.text.ends_with("thread")
+                || t.text.ends_with("threads")
+        })
+        .map(|t| (t.num("x"), t.text.as_str()))
+        .collect();
+    let mut groups: Vec<(f64, String, u64)> = Vec::new();
+    for pair in labels.chunks(2) {
+        assert_eq!(pair[0].0, pair[1].0, "{labels:?}");
+        let threads = pair[1].1.split(' ').next().unwrap().parse().unwrap();
+        groups.push((pair[0].0, pair[0].1.to_string(), threads));
+    }
+    let expected = [
+        ("4/2/32/64", 1),
+        ("2/2/16/48", 1),
+        ("4/2/32/64", 2),
+        ("2/2/16/48", 2),
+    ];
+    let got: Vec<(&str, u64)> = groups.iter().map(|g| (g.1.as_str(), g.2)).collect();
+    assert_eq!(got, expected);
+    // A bar per kernel in every group, the group kernels only where a KV head has several
+    // query heads; each as tall as its median in the JSON, on one scale.
+    let mut bars = Vec::new();
+    for (kernel, fill) in &legend {
+        let found = chart.bars(fill);
+        let want = if kernel.starts_with("dense") || kernel == "stage-row" {
+            4
+        } else {
+            2
+        };
+        assert_eq!(found.len(), want, "{kernel}");
+        for r in found {
+            let centre = r.num("x") + r.num("width") / 2.0;
+            let g = groups
+                .iter()
+                .min_by(|a, b| (a.0 - centre).abs().total_cmp(&(b.0 - centre).abs()))
+                .unwrap();
+            let record = records
+                .iter()
+                .find(|j| {
+                    let shape = format!(
+                        "{}/{}/{}/{}",
+                        j["q_heads"], j["kv_heads"], j["head_dim"], j["kv_len"]
+                    );
+                    j["kernel"] == kernel.as_str() && shape == g.1 && j["threads"] == g.2
+                })
+                .unwrap_or_else(|| panic!("no record of {kernel} on {g:?}"));
+            let ms = record["median_ms"].as_f64().unwrap();
+            bars.push((
+                r.num("height"),
+                ms / per_unit,
+                kernel.clone(),
+                g.1.clone(),
+                g.2,
+            ));
+        }
+    }
+    let tallest = bars.iter().max_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+    let px_per_unit = tallest.0 / tallest.1;
+    for b in &bars {
+        assert!(
+            (b.0 - b.1 * px_per_unit).abs() <= 1.0,
+            "{b:?} vs {tallest:?}"
+        );
     }
 }
 

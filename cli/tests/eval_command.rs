@@ -4,6 +4,8 @@
 //! pilot's INT8 output. The model comes from `bash ci/model.sh` and the emulator from
 //! `bash ci/qnn-emulator.sh`; both skip locally with a reason when absent and fail in CI.
 
+mod common;
+use common::svg::{Chart, Element};
 use shadowattn_test_support::{qnn_emulator_or_skip, smollm2_or_skip, target_dir};
 use std::path::PathBuf;
 use std::process::Command;
@@ -164,4 +166,203 @@ fn a_window_past_the_context_length_is_refused() {
         );
         assert!(out.stdout.is_empty(), "{option}");
     }
+}
+
+/// The largest residual of the least-squares line through `points`.
+fn fit(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let slope = sxy / sxx;
+    points
+        .iter()
+        .map(|p| (my + slope * (p.0 - mx) - p.1).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The marker centred on `(x, y)` of colour `colour`: a `circle` or a `polygon` (a triangle).
+fn marker_at<'a>(chart: &'a Chart, colour: &str, (x, y): (f64, f64)) -> Option<&'a Element> {
+    chart.elements.iter().find(|e| {
+        e.attr("fill") == colour
+            && match e.name.as_str() {
+                "circle" => (e.num("cx") - x).abs() < 1.0 && (e.num("cy") - y).abs() < 1.0,
+                "polygon" => {
+                    let first = e.points()[0];
+                    (first.0 - x).abs() < 1.0 && (first.1 + 5.0 - y).abs() < 1.0
+                }
+                _ => false,
+            }
+    })
+}
+
+/// `eval --plot` on a slice of real text: a line per allocation and ranking through the table's
+/// perplexities at their kept fractions, and the dense perplexity as a horizontal line.
+#[test]
+fn the_plot_draws_a_line_per_allocation_and_ranking_over_the_dense_perplexity() {
+    let Some(model) = model() else {
+        return;
+    };
+    let dir = target_dir(env!("CARGO_TARGET_TMPDIR")).join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("eval-plot-{}.svg", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args(["eval", "--model"])
+        .arg(&model)
+        .args([
+            "--window",
+            "32",
+            "--max-windows",
+            "1",
+            "--calibration-window",
+            "24",
+            "--calibration-windows",
+            "1",
+            "--ratios",
+            "0.1,0.2,0.3",
+            "--allocations",
+            "uniform,mass",
+            "--rankings",
+            "pilot-i32,exact",
+            "--plot",
+        ])
+        .arg(&path)
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dense: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ppl_dense: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    // (allocation, ranking, kept, ppl) of the table.
+    let rows: Vec<(String, String, f64, f64)> = stdout
+        .lines()
+        .filter(|l| l.starts_with("0."))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[1].into(),
+                f[2].into(),
+                f[5].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 12, "{stdout}");
+    let chart = Chart::read(&path);
+    std::fs::remove_file(&path).unwrap();
+    let legend = chart.legend();
+    let names: Vec<&str> = legend.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            &*format!("dense ({dense:.3})"),
+            "uniform, pilot:i32",
+            "uniform, exact-topk",
+            "per-group:mass, pilot:i32",
+            "per-group:mass, exact-topk"
+        ]
+    );
+    // A colour per allocation, a marker per ranking.
+    assert_eq!(legend[1].1, legend[2].1);
+    assert_ne!(legend[1].1, legend[3].1);
+    let log = chart.texts().contains(&"perplexity (log scale)");
+    assert!(log || chart.texts().contains(&"perplexity"));
+    // The dense line: horizontal, in the legend's grey.
+    let reference = chart
+        .named("polyline")
+        .filter(|p| p.attr("stroke") == legend[0].1 && p.attr("stroke-width") == "1")
+        .map(Element::points)
+        .collect::<Vec<_>>();
+    assert_eq!(reference.len(), 1, "{reference:?}");
+    assert_eq!(reference[0][0].1, reference[0][1].1);
+    let y_of = |ppl: f64| if log { ppl.ln() } else { ppl };
+    let (mut xs, mut ys) = (Vec::new(), vec![(y_of(dense), reference[0][0].1)]);
+    // Every series: one line through its three runs, a marker on each, the marker its
+    // legend entry shows.
+    let lines: Vec<Vec<(f64, f64)>> = chart
+        .named("polyline")
+        .map(Element::points)
+        .filter(|p| p.len() == 3)
+        .collect();
+    assert_eq!(lines.len(), 4, "a line per series");
+    for (name, colour) in &legend[1..] {
+        let (allocation, ranking) = name.split_once(", ").unwrap();
+        // The legend entry: its line, its marker, its name.
+        let at = chart
+            .elements
+            .iter()
+            .position(|e| e.name == "text" && e.text == *name)
+            .unwrap();
+        let legend_marker = &chart.elements[at - 1];
+        assert_eq!(chart.elements[at - 2].attr("stroke"), colour, "{name}");
+        assert_eq!(legend_marker.attr("fill"), colour, "{name}");
+        let line = lines
+            .iter()
+            .find(|l| {
+                chart
+                    .named("polyline")
+                    .any(|p| p.attr("stroke") == colour && p.points() == **l)
+                    && marker_at(&chart, colour, l[0]).is_some_and(|m| m.name == legend_marker.name)
+            })
+            .unwrap_or_else(|| panic!("{name}: no line"));
+        let mut runs: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.0 == allocation && r.1 == ranking)
+            .map(|r| (r.2, r.3))
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(runs.len(), 3, "{name}");
+        for (run, &point) in runs.iter().zip(line) {
+            assert!(
+                marker_at(&chart, colour, point).is_some(),
+                "{name}: marker at {point:?}"
+            );
+            xs.push((run.0, point.0));
+            ys.push((y_of(run.1), point.1));
+        }
+    }
+    // One linear (or log) scale maps every run to its point, to the pixel.
+    assert!(fit(&xs) <= 1.0, "{xs:?}");
+    assert!(fit(&ys) <= 1.0, "{ys:?}");
+}
+
+#[test]
+fn a_plot_path_is_checked_before_any_work() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args([
+            "eval",
+            "--model",
+            "/no/such/model.gguf",
+            "--plot",
+            "/no/such/folder/ppl.svg",
+        ])
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the plot /no/such/folder/ppl.svg: no folder /no/such/folder"),
+        "{stderr}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowattn"))
+        .args([
+            "eval",
+            "--model",
+            "m.gguf",
+            "--dense-only",
+            "--plot",
+            "p.svg",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
 }

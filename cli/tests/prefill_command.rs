@@ -1,6 +1,8 @@
 //! `shadowattn prefill`: a whole model's time to first token per attention strategy on the
 //! simulated SoC, its breakdown, the speedups, the timeline, and clear errors.
 
+mod common;
+use common::svg::Chart;
 use shadowattn_test_support::{qnn_emulator_or_skip, smollm2_or_skip, target_dir};
 use std::process::{Command, Output};
 
@@ -270,6 +272,156 @@ fn bad_requests_are_clear_errors() {
         1,
         "linear tile 0",
     );
+    err(
+        &[
+            "--shape",
+            "qwen2-0.5b",
+            "--len",
+            "256,512",
+            "--trace",
+            "t.json",
+        ],
+        1,
+        "--trace runs one prompt: give one --len, not 2",
+    );
+    err(
+        &["--shape", "qwen2-0.5b", "--len", "256,0"],
+        1,
+        "prompt length 0",
+    );
+    err(
+        &[
+            "--shape",
+            "qwen2-0.5b",
+            "--plot",
+            "/no/such/folder/ttft.svg",
+        ],
+        1,
+        "cannot write the plot /no/such/folder/ttft.svg: no folder /no/such/folder",
+    );
+    // A folder where the file should be: refused when written, naming the path.
+    let dir = target_dir(env!("CARGO_TARGET_TMPDIR")).join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    err(
+        &["--shape", "qwen2-0.5b", "--len", "64", "--plot", dir],
+        1,
+        &format!("cannot write the plot {dir}: "),
+    );
+}
+
+/// The bars of a TTFT chart: `(strategy, prompt tokens)` → segment heights in px, bottom up.
+type Bars = std::collections::BTreeMap<(String, usize), Vec<f64>>;
+
+/// Every stacked bar of `chart`, named by the strategy under it and the group under that.
+fn ttft_bars(chart: &Chart, segments: &[(String, String)], lens: &[usize]) -> Bars {
+    let texts: Vec<_> = chart.named("text").collect();
+    // Group labels (`N tokens`) and bar labels (strategies) are centred under their bars.
+    let groups: Vec<(f64, usize)> = texts
+        .iter()
+        .filter_map(|t| Some((t.num("x"), t.text.strip_suffix(" tokens")?.parse().ok()?)))
+        .collect();
+    assert_eq!(
+        groups.iter().map(|g| g.1).collect::<Vec<_>>(),
+        lens,
+        "a group per length"
+    );
+    let mut bars = Bars::new();
+    for (_, fill) in segments {
+        for r in chart.bars(fill) {
+            let centre = r.num("x") + r.num("width") / 2.0;
+            let strategy = texts
+                .iter()
+                .filter(|t| ["shadow", "dense-cpu", "npu-int8", "npu-fp16-fa"].contains(&&*t.text))
+                .min_by(|a, b| {
+                    (a.num("x") - centre)
+                        .abs()
+                        .total_cmp(&(b.num("x") - centre).abs())
+                })
+                .expect("a strategy under every bar");
+            assert!((strategy.num("x") - centre).abs() <= 1.0, "bar at {centre}");
+            let len = groups
+                .iter()
+                .min_by(|a, b| (a.0 - centre).abs().total_cmp(&(b.0 - centre).abs()))
+                .unwrap()
+                .1;
+            bars.entry((strategy.text.clone(), len))
+                .or_default()
+                .push(r.num("height"));
+        }
+    }
+    bars
+}
+
+#[test]
+fn the_plot_stacks_each_strategys_ttft_from_its_stages_for_every_length() {
+    let dir = target_dir(env!("CARGO_TARGET_TMPDIR")).join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("prefill-plot-{}.svg", std::process::id()));
+    let text = stdout(&prefill(&[
+        "--shape",
+        "qwen2-0.5b",
+        "--len",
+        "600,1500",
+        "--attention",
+        "shadow,dense-cpu,npu-int8",
+        "--plot",
+        path.to_str().unwrap(),
+    ]));
+    // A report per length, in turn.
+    let reports: Vec<&str> = text.split("\n\n").collect();
+    assert_eq!(reports.len(), 2, "{text}");
+    for (report, len) in reports.iter().zip(["600", "1500"]) {
+        assert!(
+            report.contains(&format!("prompt: {len} tokens")),
+            "{report}"
+        );
+        assert!(report.contains("prediction_ms: "), "{report}");
+    }
+    let chart = Chart::read(&path);
+    std::fs::remove_file(&path).unwrap();
+    let legend = chart.legend();
+    let names: Vec<&str> = legend.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["linear", "transfers", "attention", "glue", "output head"]
+    );
+    assert!(chart.texts().contains(&"time to first token (ms)"));
+    let bars = ttft_bars(&chart, &legend, &[600, 1500]);
+    // A bar per strategy and length, each with a segment per stage.
+    assert_eq!(bars.len(), 6, "{bars:?}");
+    assert!(bars.values().all(|b| b.len() == 5), "{bars:?}");
+    // Each bar is as tall as the strategy's printed TTFT, on one scale (each of its five
+    // segments rounded to a pixel).
+    let heights: Vec<(f64, f64)> = reports
+        .iter()
+        .zip([600, 1500])
+        .flat_map(|(report, len)| {
+            let bars = &bars;
+            ["shadow", "dense_cpu", "npu_int8"].map(move |key| {
+                let height: f64 = bars[&(key.replace('_', "-"), len)].iter().sum();
+                (height, ms(report, &format!("{key}_ttft_ms")))
+            })
+        })
+        .collect();
+    let tallest = heights
+        .iter()
+        .copied()
+        .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a });
+    assert!(tallest.0 > 200.0, "{heights:?}");
+    for (height, ms) in &heights {
+        assert!(
+            (height - ms * tallest.0 / tallest.1).abs() <= 3.0,
+            "{heights:?}"
+        );
+    }
+    // Linear layers and transfers do not depend on the attention strategy.
+    for len in [600, 1500] {
+        let shadow = &bars[&("shadow".to_string(), len)];
+        let dense = &bars[&("dense-cpu".to_string(), len)];
+        assert_eq!(shadow[..2], dense[..2]);
+        assert!(dense[2] > shadow[2], "dense attention is the taller");
+    }
 }
 
 #[test]

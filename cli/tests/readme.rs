@@ -84,6 +84,7 @@ fn every_readme_command_succeeds() {
     let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
     let shim = shadowattn_test_support::neuron_shim(&target).unwrap();
     let qnn = qnn_library();
+    let mut plots = Vec::new();
     for (env, args) in commands {
         let needs_qnn = args
             .iter()
@@ -130,6 +131,15 @@ fn every_readme_command_succeeds() {
             // the same steps.
             args.extend(["--grid", "small"].map(String::from));
         }
+        // A chart the README shows (`--plot docs/img/…`) is drawn in the scratch folder, not
+        // over the committed image.
+        for i in 1..args.len() {
+            if args[i - 1] == "--plot" {
+                let name = Path::new(&args[i]).file_name().unwrap().to_owned();
+                args[i] = name.to_string_lossy().into_owned();
+                plots.push(scratch.join(name));
+            }
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shadowattn"));
         cmd.current_dir(&scratch).args(&args);
         if let Some(q) = &qnn {
@@ -155,5 +165,10 @@ fn every_readme_command_succeeds() {
     assert!(Path::new(&scratch.join("calibration.json")).exists());
     assert!(Path::new(&scratch.join("conformance.xml")).exists());
     assert!(Path::new(&scratch.join("trace.json")).exists());
+    assert!(plots.len() >= 2, "{plots:?}");
+    for plot in &plots {
+        let svg = std::fs::read_to_string(plot).unwrap_or_else(|e| panic!("{plot:?}: {e}"));
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{plot:?}: {e}"));
+    }
     std::fs::remove_dir_all(&scratch).unwrap();
 }

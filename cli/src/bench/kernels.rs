@@ -149,6 +149,25 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel times a part of the CPU stage alone (top-k, or sparse attention on
+    /// given selections) rather than a whole attention (dense, the stage, ggml's).
+    pub fn is_part(self) -> bool {
+        matches!(
+            self,
+            Kernel::TopkRow
+                | Kernel::TopkGroup
+                | Kernel::TopkRanked
+                | Kernel::TopkGroupSplit(_)
+                | Kernel::TopkRankedSplit(_)
+                | Kernel::AttendRow
+                | Kernel::AttendGroup
+                | Kernel::AttendRowSingle
+                | Kernel::AttendRowTiled
+                | Kernel::AttendGroupSingle
+                | Kernel::AttendGroupTiled
+        )
+    }
+
     /// Whether the kernel is one of ggml's materialized (non-flash) attention graphs.
     pub fn is_ggml_materialized(self) -> bool {
         self.name().starts_with("ggml-materialized")

@@ -4,6 +4,7 @@
 
 mod kernels;
 
+use crate::plot;
 use crate::progress::progress_bar;
 use clap::Args;
 use kernels::{fma_peak_gflops, Backends, Case, Kernel, MassSplit};
@@ -82,6 +83,11 @@ pub struct BenchArgs {
     /// Print the `[[cpu.cores]]` block of a simulator profile measured on this machine.
     #[arg(long)]
     profile_cpu: bool,
+    /// Draw the whole attentions' median times as an SVG bar chart here: dense, the CPU stages
+    /// (top-k then sparse attention) and ggml's, a group of bars per shape and thread count
+    /// (top-k and sparse attention alone stay in the table).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 /// A kernel by its table name.
@@ -141,6 +147,9 @@ pub fn run(args: &BenchArgs) -> Res<()> {
     if args.profile_cpu {
         check_profile_inputs(args, &kernels)?;
     }
+    if let Some(path) = &args.plot {
+        plot::check_target(path)?;
+    }
     let bar = progress_bar(args.shapes.len() * args.threads.len());
     let mut records = Vec::new();
     let mut unions = Vec::new();
@@ -170,6 +179,63 @@ pub fn run(args: &BenchArgs) -> Res<()> {
         print_profile_block(&records, args);
         print_materialized_efficiency(&records);
     }
+    if let Some(path) = &args.plot {
+        draw_plot(path, &records, args)?;
+    }
+    Ok(())
+}
+
+/// `--plot`: the whole attentions' medians, a group per shape and thread count in the table's
+/// order.
+fn draw_plot(path: &std::path::Path, records: &[Record], args: &BenchArgs) -> Res<()> {
+    let mut groups: Vec<((AttentionShape, usize), plot::bench::KernelGroup)> = Vec::new();
+    for r in records.iter().filter(|r| !r.kernel.is_part()) {
+        let key = (r.shape, r.threads);
+        let i = match groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let s = r.shape;
+                let mut label = vec![format!(
+                    "{}/{}/{}/{}",
+                    s.q_heads, s.kv_heads, s.head_dim, s.kv_len
+                )];
+                if args.threads.len() > 1 {
+                    let plural = if r.threads == 1 { "" } else { "s" };
+                    label.push(format!("{} thread{plural}", r.threads));
+                }
+                groups.push((
+                    key,
+                    plot::bench::KernelGroup {
+                        label,
+                        times: Vec::new(),
+                    },
+                ));
+                groups.len() - 1
+            }
+        };
+        groups[i]
+            .1
+            .times
+            .push((r.kernel.name().to_string(), r.median_s));
+    }
+    let threads = match args.threads.as_slice() {
+        [1] => ", 1 thread".to_string(),
+        [t] => format!(", {t} threads"),
+        _ => String::new(),
+    };
+    let title = format!(
+        "Attention on the CPU ({:?}): {}-row causal chunk, {:.0} % kept{threads}",
+        simd::isa(),
+        args.q_len,
+        args.ratio * 100.0
+    );
+    let groups: Vec<plot::bench::KernelGroup> = groups.into_iter().map(|(_, g)| g).collect();
+    plot::bench::draw(path, &title, &groups)?;
+    println!(
+        "# plot: {} ({} shape and thread groups)",
+        path.display(),
+        groups.len()
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod functional;
 
 use crate::backends::{open_options, DEFAULT_NPU};
 use crate::pilot::PilotArg;
+use crate::plot;
 use crate::progress::progress_bar;
 use crate::selection::SelectionArg;
 use clap::{ArgGroup, Args, ValueEnum};
@@ -21,7 +22,7 @@ use shadowattn_simulator::predict::device::placed_core;
 use shadowattn_simulator::predict::placement::StagePlacement;
 use shadowattn_simulator::predict::prefill::{
     predict_prefill_with_progress, Activation, AttentionStrategy, LinearGraphs, LinearPrecision,
-    PrefillPrediction, PrefillSpec, TransformerShape,
+    PrefillPrediction, PrefillSpec, StageTimes, TransformerShape,
 };
 use shadowattn_simulator::predict::setups::{at_end, End, Setup, SetupChoices};
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
@@ -92,9 +93,10 @@ pub struct PrefillArgs {
     /// explicit options take precedence.
     #[arg(long)]
     setup: Option<Setup>,
-    /// Tokens of the prompt.
-    #[arg(long, default_value_t = 1024)]
-    len: usize,
+    /// Tokens of the prompt; several, comma-separated, predict each in turn (a report each, a
+    /// group of bars each in --plot).
+    #[arg(long, value_delimiter = ',', default_value = "1024")]
+    len: Vec<usize>,
     /// Price prompts up to this many tokens instead of the model's context length (the paper
     /// runs PhoneLM, whose context is 2048, at 3840 and 4096 tokens).
     #[arg(long)]
@@ -171,6 +173,11 @@ pub struct PrefillArgs {
     /// Write a Perfetto / chrome://tracing timeline of the first strategy's prefill here.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Draw every strategy's time to first token as an SVG bar chart here, each bar stacked
+    /// from where the time goes (linear, transfers, attention, glue, output head), a group of
+    /// bars per --len.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Also run the prefill for real (needs --model): the first --len tokens of --text with
     /// every linear layer as a static graph on --npu (any functional backend: `cpu`, `sim:*`,
     /// `qnn:htp`), compared with the host's forward pass.
@@ -197,17 +204,38 @@ pub struct PrefillArgs {
     budget: crate::budget::BudgetArgs,
 }
 
-/// The model's shape, from the GGUF's metadata or the preset, with `--len` (and `--len` plus
-/// `--decode`) checked against its context length (or `--context-len`) before any work.
+/// The model's shape, from the GGUF's metadata or the preset, with every `--len` (and `--len`
+/// plus `--decode`) checked against its context length (or `--context-len`) before any work.
 fn transformer_shape(args: &PrefillArgs) -> Res<TransformerShape> {
     let mut shape = read_shape(args)?;
     if let Some(n) = args.context_len {
         shape.context_len = n;
         shape.context_source = "--context-len".into();
     }
-    shape.check_tokens("--len", args.len)?;
-    shape.check_tokens("--len + --decode", args.len.saturating_add(args.decode))?;
+    for &len in &args.len {
+        shape.check_tokens("--len", len)?;
+        shape.check_tokens("--len + --decode", len.saturating_add(args.decode))?;
+    }
     Ok(shape)
+}
+
+/// Refuses what needs one prompt length when several are given.
+fn check_lengths(args: &PrefillArgs) -> Res<()> {
+    if args.len.len() > 1 {
+        for (asked, what) in [
+            (args.functional, "--functional"),
+            (args.trace.is_some(), "--trace"),
+        ] {
+            if asked {
+                return Err(format!(
+                    "{what} runs one prompt: give one --len, not {}",
+                    args.len.len()
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The model's shape, from the GGUF's metadata or the preset.
@@ -348,6 +376,10 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
     let started = Instant::now();
     // Checked first: a prompt past the model's context is refused before any work.
     let shape = transformer_shape(args)?;
+    check_lengths(args)?;
+    if let Some(path) = &args.plot {
+        plot::check_target(path)?;
+    }
     let opened = args.npu.open(&open_options())?;
     if args.functional {
         run_functional(args, opened.backend.as_ref())?;
@@ -369,7 +401,6 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
         .setup
         .map(|s| s.choices(soc, shape.q_heads))
         .transpose()?;
-    let spec = prefill_spec(args, soc, shape, setup.as_ref())?;
     let launch = LaunchChoice {
         graphs: args
             .launch_path
@@ -378,21 +409,90 @@ pub fn run(args: &PrefillArgs) -> Res<()> {
             .pilot_path
             .or(setup.as_ref().and_then(|s| s.launch.pilot)),
     };
-    let soc = soc.clone().with_launch(launch);
+    let launched = soc.clone().with_launch(launch);
+    // Every length's prefill checked before the first report.
+    let specs = args
+        .len
+        .iter()
+        .map(|&len| prefill_spec(args, soc, shape.clone(), setup.as_ref(), len))
+        .collect::<Res<Vec<_>>>()?;
+    let mut groups = Vec::new();
+    let mut title = String::new();
+    for (i, (spec, &len)) in specs.into_iter().zip(&args.len).enumerate() {
+        // The reports of several lengths one after the other, a blank line between them.
+        let started = if i == 0 {
+            started
+        } else {
+            println!();
+            Instant::now()
+        };
+        let (spec, results) = report(args, &launched, spec, setup.is_some())?;
+        println!(
+            "prediction_ms: {:.0} (wall time of this prediction on this machine)",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        title = format!(
+            "Predicted time to first token: {} on {}",
+            spec.shape.name, launched.name
+        );
+        groups.push(plot::ttft::TtftGroup {
+            prompt_len: len,
+            bars: results
+                .iter()
+                .map(|(strategy, stages)| plot::ttft::TtftBar {
+                    strategy: strategy.name().to_string(),
+                    stages_s: stages.map(|s| {
+                        [
+                            s.linear_ns,
+                            s.transfers_ns,
+                            s.attention_ns,
+                            s.glue_ns,
+                            s.lm_head_ns,
+                        ]
+                        .map(|ns| ns / 1e9)
+                    }),
+                })
+                .collect(),
+        });
+    }
+    if let Some(path) = &args.plot {
+        plot::ttft::draw(path, &title, &groups)?;
+        println!(
+            "plot: {} (time to first token of {} strategies at {} prompt length(s))",
+            path.display(),
+            groups[0].bars.len(),
+            groups.len()
+        );
+    }
+    Ok(())
+}
+
+/// Every strategy asked for and where its time went (`None`: the SoC cannot run it).
+type Stages = Vec<(AttentionStrategy, Option<StageTimes>)>;
+
+/// One prompt length's report: the pilot `--pilot auto` picks, the setup, every strategy's
+/// prediction, the speedups and the ranges; the spec predicted and every strategy's stages
+/// (`None` for a baseline the SoC cannot run).
+fn report(
+    args: &PrefillArgs,
+    soc: &SocProfile,
+    spec: PrefillSpec,
+    has_setup: bool,
+) -> Res<(PrefillSpec, Stages)> {
     let strategies = strategies(args);
     // The pilot candidates, every strategy, and every strategy at both ends of the range.
-    let count = pilot_candidates(args, &spec, setup.is_some()).len() + 3 * strategies.len();
+    let count = pilot_candidates(args, &spec, has_setup).len() + 3 * strategies.len();
     let predictions = Predictions::new(count, spec.shape.layers);
-    let spec = choose_pilot(args, &soc, spec, setup.is_some(), &predictions)?;
-    predictions.print(|| print_setup(&spec, &soc, args.setup));
-    let results = predict_strategies(args, &soc, &spec, &strategies, &predictions)?;
+    let spec = choose_pilot(args, soc, spec, has_setup, &predictions)?;
+    predictions.print(|| print_setup(&spec, soc, args.setup));
+    let stages = predict_strategies(args, soc, &spec, &strategies, &predictions)?;
+    let results: Vec<(AttentionStrategy, Option<f64>)> = stages
+        .iter()
+        .map(|(s, st)| (*s, st.as_ref().map(StageTimes::total_ns)))
+        .collect();
     predictions.print(|| print_speedups(&results));
-    print_ranges(&soc, &spec, &results, &predictions)?;
-    println!(
-        "prediction_ms: {:.0} (wall time of this prediction on this machine)",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(())
+    print_ranges(soc, &spec, &results, &predictions)?;
+    Ok((spec, stages))
 }
 
 /// `--functional`: the model's prefill for real with its linear layers on `npu`.
@@ -414,7 +514,7 @@ fn run_functional(args: &PrefillArgs, npu: &dyn shadowattn_hal::NpuBackend) -> R
     let run = functional::FunctionalRun {
         model,
         text: &args.text,
-        len: args.len,
+        len: args.len[0],
         chunk: args.chunk.unwrap_or(256),
         shadow,
         graph_cache: args.graph_cache.clone(),
@@ -455,20 +555,21 @@ fn placement(
     }
 }
 
-/// The prefill the options describe, checked: the setup's (or the defaults'), then every
-/// explicit option over it.
+/// The prefill of a `len`-token prompt the options describe, checked: the setup's (or the
+/// defaults'), then every explicit option over it.
 fn prefill_spec(
     args: &PrefillArgs,
     soc: &SocProfile,
     shape: TransformerShape,
     setup: Option<&SetupChoices>,
+    len: usize,
 ) -> Res<PrefillSpec> {
     let placement = placement(args, soc, setup)?;
     let mut spec = match setup {
-        Some(choices) => choices.spec(shape, args.len),
+        Some(choices) => choices.spec(shape, len),
         None => PrefillSpec {
             ratios: Vec::new(),
-            prompt_len: args.len,
+            prompt_len: len,
             chunk_len: 256,
             placement: placement.clone(),
             kernels: KernelSet::OURS,
@@ -687,16 +788,16 @@ fn print_setup(spec: &PrefillSpec, soc: &SocProfile, setup: Option<Setup>) {
     }
 }
 
-/// Every strategy asked for, predicted and printed (and the first traced): its TTFT, `None`
-/// for a baseline the SoC cannot run.
+/// Every strategy asked for, predicted and printed (and the first traced): where its TTFT goes,
+/// `None` for a baseline the SoC cannot run.
 fn predict_strategies(
     args: &PrefillArgs,
     soc: &SocProfile,
     spec: &PrefillSpec,
     strategies: &[AttentionStrategy],
     predictions: &Predictions,
-) -> Res<Vec<(AttentionStrategy, Option<f64>)>> {
-    let mut results: Vec<(AttentionStrategy, Option<f64>)> = Vec::new();
+) -> Res<Stages> {
+    let mut results: Stages = Vec::new();
     for (i, &strategy) in strategies.iter().enumerate() {
         let traced = i == 0 && args.trace.is_some();
         match predictions.predict(soc, spec, strategy, traced, strategy.name()) {
@@ -713,7 +814,7 @@ fn predict_strategies(
                         )
                     });
                 }
-                results.push((strategy, Some(p.ttft_ns())));
+                results.push((strategy, Some(p.stages)));
             }
             // A baseline whose graph cannot run on this SoC is reported, not fatal.
             Err(e) if strategy != AttentionStrategy::Shadow => {

@@ -1,5 +1,5 @@
-//! What the `shadowattn` binary's integration tests share: running the binary, and finding
-//! Qualcomm's emulator for the tests that need it.
+//! What the `shadowattn` binary's integration tests share: running the binary, reading its
+//! `--plot` charts ([`svg`]), and finding Qualcomm's emulator for the tests that need it.
 
 // Each test binary includes this module and uses only some of it.
 #![allow(dead_code)]
@@ -30,3 +30,5 @@ pub fn qnn_emulator() -> Option<String> {
     let target = shadowattn_test_support::target_dir(env!("CARGO_TARGET_TMPDIR"));
     shadowattn_test_support::qnn_emulator_or_skip(&target)
 }
+
+pub mod svg;
