@@ -6,6 +6,7 @@
 
 use crate::backends::open_options;
 use crate::budget::{describe, BudgetArgs};
+use crate::calibrate::model::{self, AllocationArg, CalibrationOptions};
 use crate::pilot::PilotArg;
 use crate::plot::perplexity::PplRow;
 use crate::progress::progress_bar;
@@ -14,15 +15,11 @@ use clap::Args;
 use shadowattn_cpu::fast::Arithmetic;
 use shadowattn_hal::{BudgetRule, ComputeBackend, NpuBackend};
 use shadowattn_models::attention::{CoreAttention, Dense, KeptPairs, Ranking, RecallProbe, Sparse};
-use shadowattn_models::eval::{
-    ablate, calibrate, mass_curves, perplexity, ratios_from_curves, tune_accumulator_range,
-    windows, Ablation, ImportanceRule,
-};
+use shadowattn_models::eval::{perplexity, windows};
 use shadowattn_models::model::ModelConfig;
 use shadowattn_models::{Attention, Gguf, Model, Tokenizer};
 use shadowattn_registry::{ComputeSpec, NpuSpec, OpenOptions};
-use shadowattn_sparse_attn::allocation::MassCurve;
-use shadowattn_sparse_attn::calibration::{Calibration, RatioConfig};
+use shadowattn_sparse_attn::calibration::Calibration;
 use shadowattn_sparse_attn::metrics::percentile;
 use shadowattn_sparse_attn::pilot::PilotOutput;
 use std::error::Error;
@@ -69,16 +66,19 @@ pub struct EvalArgs {
     /// Calibration text for importance and scales (not the evaluation text).
     #[arg(long, default_value = "/usr/share/common-licenses/Apache-2.0")]
     calibration_text: PathBuf,
-    /// Tokens per calibration window.
-    #[arg(long, default_value_t = 256)]
-    calibration_window: usize,
-    /// Tokens per calibration window of the `mass` allocation (one dense pass, so it can afford
-    /// the evaluation's length; default `--calibration-window`).
-    #[arg(long)]
-    mass_window: Option<usize>,
-    /// Calibration windows used for ablation and for the `mass` allocation.
-    #[arg(long, default_value_t = 2)]
-    calibration_windows: usize,
+    /// The calibration options (the same in `calibrate --model`).
+    #[command(flatten)]
+    calibration_options: CalibrationOptions,
+    /// Evaluate this calibration file (`calibrate --model` or `--calibration-out` wrote it for
+    /// this model) instead of calibrating on the calibration text: its scales, bucket grid,
+    /// INT8 output range and budget rule (the budget options override it), and a table of its
+    /// own ratios (allocation `file`, at their mean).
+    #[arg(long, conflicts_with_all = [
+        "ratios", "allocations", "calibration_text", "calibration_window", "mass_window",
+        "calibration_windows", "min_ratio_fraction", "center_keys", "ablation", "ablation_out",
+        "calibration_out",
+    ])]
+    calibration: Option<PathBuf>,
     /// Read the ablation losses (JSON written by `--ablation-out`) instead of ablating again.
     #[arg(long)]
     ablation: Option<PathBuf>,
@@ -90,9 +90,6 @@ pub struct EvalArgs {
     /// here.
     #[arg(long)]
     calibration_out: Option<PathBuf>,
-    /// Smallest per-head ratio, as a fraction of each mean ratio.
-    #[arg(long, default_value_t = 0.1)]
-    min_ratio_fraction: f32,
     /// Compute backend for attention, top-k and quantization.
     #[arg(long, default_value = "cpu-fast")]
     compute: ComputeSpec,
@@ -117,11 +114,6 @@ pub struct EvalArgs {
         default_value = "pilot-i32,pilot-i8,exact"
     )]
     rankings: Vec<RankingArg>,
-    /// Whether the pilot subtracts each KV head's mean key before quantizing K (the ranking is
-    /// unchanged, K's range shrinks; calibrated so): on by default (measured better),
-    /// `--center-keys false` turns it off.
-    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    center_keys: bool,
     /// Also run the INT8 pilot through the sparse-attention core on this NPU backend (`cpu`,
     /// `sim:<soc>`, `qnn:htp`, …): the graph bank, planner and threaded executor of `shadowattn
     /// run`, on the real model, with the pilot's INT8 output.
@@ -167,45 +159,12 @@ impl RankingArg {
     }
 }
 
-/// How mean ratios are split among heads in the sparse runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AllocationArg {
-    /// Every head the mean ratio.
-    Uniform,
-    /// Per head from the ablated-perplexity product (the authors' artifact).
-    PplProduct,
-    /// Per head from the loss increase (the paper's Eq. 1–3).
-    LossIncrease,
-    /// Per head or per GQA group (as `--selection`) from the attention mass kept.
-    Mass,
-}
-
-impl AllocationArg {
-    /// The label in the table.
-    fn label(self, selection: SelectionArg) -> &'static str {
-        match (self, selection) {
-            (AllocationArg::Uniform, _) => "uniform",
-            (AllocationArg::PplProduct, _) => "per-head:ppl-product",
-            (AllocationArg::LossIncrease, _) => "per-head:loss-increase",
-            (AllocationArg::Mass, SelectionArg::Group) => "per-group:mass",
-            (AllocationArg::Mass, SelectionArg::Row) => "per-head:mass",
-        }
-    }
-
-    fn needs_ablation(self) -> bool {
-        matches!(
-            self,
-            AllocationArg::PplProduct | AllocationArg::LossIncrease
-        )
-    }
-}
-
 pub(crate) fn read(path: &PathBuf) -> Result<String, Box<dyn Error>> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()).into())
 }
 
 /// Runs the command: the dense perplexity, then (unless `--dense-only`) the calibration on the
-/// calibration text and the table of sparse runs.
+/// calibration text (or `--calibration`'s file) and the table of sparse runs.
 pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
     check(args)?;
     if let Some(path) = &args.plot {
@@ -221,20 +180,17 @@ pub fn run(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
         None => None,
     };
     let started = Instant::now();
-    let rule = args
-        .budget
-        .rule_over(shadowattn_hal::BudgetRule::MEASURED_BEST)?;
-    let text = Evaluation::load(args, compute, rule)?;
+    let text = Evaluation::load(args, compute)?;
     if args.dense_only {
         return Ok(());
     }
-    let calibrated = Calibrated::on_calibration_text(&text)?;
+    let calibrated = Calibrated::new(&text)?;
     calibrated.print_pilot_recall()?;
     println!(
         "selection: {} (min_keys {}; {})",
         args.selection.describe(),
         args.min_keys,
-        describe(&rule)
+        describe(&text.rule)
     );
     let rows = calibrated.table(npu.as_ref().map(|o| o.backend.as_ref()))?;
     println!("elapsed_s: {:.0}", started.elapsed().as_secs_f64());
@@ -259,10 +215,24 @@ fn check(args: &EvalArgs) -> Result<(), Box<dyn Error>> {
             return Err(format!("--ratios: {r} is not in (0, 1]").into());
         }
     }
-    if !(args.min_ratio_fraction > 0.0 && args.min_ratio_fraction <= 1.0) {
-        return Err("--min-ratio-fraction must be in (0, 1]".into());
+    args.calibration_options.check()
+}
+
+/// What the calibration of `eval` is made with (the sparse runs' budget `rule`), `mass` ratios
+/// at 20 % in `--calibration-out`.
+fn calibration_settings(args: &EvalArgs, rule: BudgetRule) -> model::Settings {
+    model::Settings {
+        text: args.calibration_text.clone(),
+        text_option: "--calibration-text",
+        options: args.calibration_options.clone(),
+        ratio: model::FILE_RATIO,
+        selection: args.selection,
+        min_keys: args.min_keys,
+        rule,
+        allocations: args.allocations.clone(),
+        ablation: args.ablation.clone(),
+        ablation_out: args.ablation_out.clone(),
     }
-    Ok(())
 }
 
 /// The model, its tokenizer and the evaluation windows, with the dense perplexity.
@@ -275,30 +245,39 @@ struct Evaluation<'a> {
     windows: Vec<Vec<u32>>,
     dense_ppl: f64,
     rule: BudgetRule,
+    /// `--calibration`'s file, its budget rule the run's.
+    calibration: Option<Calibration>,
 }
 
 impl<'a> Evaluation<'a> {
-    /// Opens the model, tokenizes the text and measures the dense perplexity (printed).
-    fn load(
-        args: &'a EvalArgs,
-        compute: &'a dyn ComputeBackend,
-        rule: BudgetRule,
-    ) -> Result<Self, Box<dyn Error>> {
+    /// Opens the model (and `--calibration`'s file), tokenizes the text and measures the dense
+    /// perplexity (printed).
+    fn load(args: &'a EvalArgs, compute: &'a dyn ComputeBackend) -> Result<Self, Box<dyn Error>> {
         let gguf = Gguf::open(&args.model)?;
-        // Every window must fit the model: checked before the weights load.
+        // Every window must fit the model, and a calibration file must be the model's: checked
+        // before the weights load.
         let config = ModelConfig::from_gguf(&gguf)?;
         config.check_tokens("--window", args.window)?;
-        config.check_tokens("--calibration-window", args.calibration_window)?;
-        if let Some(mass) = args.mass_window {
-            config.check_tokens("--mass-window", mass)?;
-        }
+        let (calibration, rule) = match &args.calibration {
+            Some(path) => {
+                let c = &config;
+                let mut file = crate::calibrate::load_for_model(
+                    path,
+                    [c.layers, c.q_heads, c.kv_heads, c.head_dim],
+                )?;
+                file.budget = args.budget.rule_over(file.budget)?;
+                let rule = file.budget;
+                (Some(file), rule)
+            }
+            None => {
+                let rule = args.budget.rule_over(BudgetRule::MEASURED_BEST)?;
+                calibration_settings(args, rule).check_tokens(&config)?;
+                (None, rule)
+            }
+        };
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let model = Model::from_gguf(&gguf)?;
-        let name = gguf
-            .get("general.name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("model")
-            .to_string();
+        let name = crate::calibrate::recorded_name(&gguf);
         drop(gguf);
         let c = &model.config;
         println!(
@@ -326,6 +305,7 @@ impl<'a> Evaluation<'a> {
             windows: eval,
             dense_ppl: dense.ppl,
             rule,
+            calibration,
         })
     }
 
@@ -336,154 +316,82 @@ impl<'a> Evaluation<'a> {
     }
 }
 
-/// What the calibration text gives: its windows, the ablation, the mass curves and the base
-/// calibration (scales, bucket grid, the INT8 output's range).
+/// The table's runs by mean ratio: each allocation's label and ratios `[layer][query head]`.
+type Runs = Vec<(f32, Vec<(&'static str, Vec<Vec<f32>>)>)>;
+
+/// The calibration of the sparse runs: made on the calibration text (its windows, ablation, mass
+/// curves and base calibration), or `--calibration`'s file.
 struct Calibrated<'e> {
     text: &'e Evaluation<'e>,
-    windows: Vec<Vec<u32>>,
-    ablation: Option<Ablation>,
-    curves: Option<Vec<Vec<MassCurve>>>,
+    /// What the calibration text gave; `None` with `--calibration`.
+    from_text: Option<model::Calibrated<'e>>,
+    /// The scales, bucket grid, INT8 output range and budget rule of the sparse runs.
     base: Calibration,
 }
 
 impl<'e> Calibrated<'e> {
-    /// Ablation (when an allocation needs it), mass curves (for `mass`), the base calibration
-    /// with its tuned accumulator range, and `--calibration-out`; each printed.
-    fn on_calibration_text(text: &'e Evaluation<'e>) -> Result<Self, Box<dyn Error>> {
-        let args = text.args;
-        let calib_text = read(&args.calibration_text)?;
-        let calib_ids = text.tokenizer.encode(&calib_text)?;
-        let windows = windows(
-            &calib_ids,
-            args.calibration_window,
-            text.tokenizer.bos,
-            args.calibration_windows,
-        )?;
-        let ablation = if args.allocations.iter().any(|a| a.needs_ablation()) {
-            Some(ablation(args, &text.model, text.compute, &windows)?)
-        } else {
-            None
-        };
-        if let (Some(path), Some(a)) = (&args.ablation_out, &ablation) {
-            std::fs::write(path, serde_json::to_string(a)?)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if let Some(a) = &ablation {
-            let layer_ppl: Vec<String> =
-                a.layers.iter().map(|l| format!("{:.1}", l.exp())).collect();
+    /// `--calibration`'s file (printed), or the calibration on the calibration text (each step
+    /// printed) and `--calibration-out`.
+    fn new(text: &'e Evaluation<'e>) -> Result<Self, Box<dyn Error>> {
+        if let (Some(file), Some(path)) = (&text.calibration, &text.args.calibration) {
             println!(
-                "ablation_ppl: intact {:.2}; without layer 0..{}: {}",
-                a.base.exp(),
-                text.model.config.layers - 1,
-                layer_ppl.join(" ")
+                "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {} (from {}; ratios mean {:.4})",
+                file.mean_q_scale,
+                file.mean_k_scale,
+                file.grid.len(),
+                file.pilot_acc_range.unwrap_or(f32::NAN),
+                file.center_keys,
+                path.display(),
+                mean(&file.ratios)
             );
+            return Ok(Calibrated {
+                text,
+                from_text: None,
+                base: file.clone(),
+            });
         }
-        let curves = match args.allocations.contains(&AllocationArg::Mass) {
-            true => Some(curves(text, &calib_ids)?),
-            false => None,
+        let args = text.args;
+        let settings = calibration_settings(args, text.rule);
+        let tokens = settings.text_tokens(&text.tokenizer)?;
+        let loaded = model::Loaded {
+            model: &text.model,
+            tokenizer: &text.tokenizer,
+            name: &text.name,
+            compute: text.compute,
         };
-        let base = calibration_at(
+        let from_text = model::Calibrated::make(loaded, settings, &tokens)?;
+        if let Some(path) = &args.calibration_out {
+            from_text.write(path)?;
+        }
+        Ok(Calibrated {
             text,
-            &windows,
-            ablation.as_ref(),
-            0.2,
-            ImportanceRule::PerplexityProduct,
-        )?;
-        let mut calibrated = Calibrated {
-            text,
-            windows,
-            ablation,
-            curves,
-            base,
-        };
-        calibrated.tune_range()?;
-        calibrated.write_file()?;
-        Ok(calibrated)
-    }
-
-    /// Tunes the INT8 output's accumulator range on the calibration text (printed).
-    fn tune_range(&mut self) -> Result<(), Box<dyn Error>> {
-        let (text, args) = (self.text, self.text.args);
-        let t = Instant::now();
-        let (acc_range, tried) = tune_accumulator_range(
-            &text.model,
-            text.compute,
-            &self.windows,
-            &self.base,
-            (0.2, args.selection.sharing(), args.min_keys, text.rule),
-        )?;
-        self.base.pilot_acc_range = Some(acc_range);
-        let tried: Vec<String> = tried
-            .iter()
-            .map(|(r, ppl)| format!("{r:.0}: {ppl:.3}"))
-            .collect();
-        println!(
-            "accumulator_range: {acc_range:.0} (calibration-text perplexity with the INT8-output pilot, uniform 20 %, per range: {}; {:.1} s)",
-            tried.join(", "),
-            t.elapsed().as_secs_f64()
-        );
-        let base = &self.base;
-        println!(
-            "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
-            base.mean_q_scale,
-            base.mean_k_scale,
-            base.grid.len(),
-            base.pilot_acc_range.unwrap_or(f32::NAN),
-            base.center_keys
-        );
-        Ok(())
-    }
-
-    /// Writes `--calibration-out`: the best rule of the measured table (the README's), mass
-    /// where it ran.
-    fn write_file(&self) -> Result<(), Box<dyn Error>> {
-        let args = self.text.args;
-        let Some(path) = &args.calibration_out else {
-            return Ok(());
-        };
-        let rule = match (&self.curves, &self.ablation) {
-            (Some(_), _) => AllocationArg::Mass,
-            (None, Some(_)) => AllocationArg::PplProduct,
-            (None, None) => AllocationArg::Uniform,
-        };
-        let file = match rule {
-            AllocationArg::Mass => Calibration {
-                ratios: self.ratios(AllocationArg::Mass, 0.2)?,
-                ..self.base.clone()
-            },
-            _ => self.base.clone(),
-        };
-        file.save(path)?;
-        println!(
-            "calibration_file: {} (ratios: {} at 20 %)",
-            path.display(),
-            rule.label(args.selection)
-        );
-        Ok(())
-    }
-
-    /// The per-head ratios of `allocation` at mean `ratio`.
-    fn ratios(
-        &self,
-        allocation: AllocationArg,
-        ratio: f32,
-    ) -> Result<Vec<Vec<f32>>, Box<dyn Error>> {
-        let text = self.text;
-        let c = &text.model.config;
-        let at = |rule| calibration_at(text, &self.windows, self.ablation.as_ref(), ratio, rule);
-        Ok(match allocation {
-            AllocationArg::Uniform => Sparse::uniform(c.layers, c.q_heads, ratio),
-            AllocationArg::PplProduct => at(ImportanceRule::PerplexityProduct)?.ratios,
-            AllocationArg::LossIncrease => at(ImportanceRule::LossIncrease)?.ratios,
-            AllocationArg::Mass => ratios_from_curves(
-                &text.model,
-                self.curves
-                    .as_ref()
-                    .ok_or("the mass curves were not measured")?,
-                (text.args.selection.sharing(), text.rule),
-                (ratio, ratio * text.args.min_ratio_fraction),
-            )?,
+            base: from_text.base.clone(),
+            from_text: Some(from_text),
         })
+    }
+
+    /// The table's runs: the ratios of every allocation rule at each of `--ratios`, or the
+    /// file's own (allocation `file`) at their mean.
+    fn runs(&self) -> Result<Runs, Box<dyn Error>> {
+        let args = self.text.args;
+        let Some(from_text) = &self.from_text else {
+            // The mean to 4 places (a mean of f32 ratios is off by a few ulps).
+            return Ok(vec![(
+                (mean(&self.base.ratios) * 1e4).round() / 1e4,
+                vec![("file", self.base.ratios.clone())],
+            )]);
+        };
+        args.ratios
+            .iter()
+            .map(|&ratio| {
+                let sets = args
+                    .allocations
+                    .iter()
+                    .map(|&a| Ok((a.label(args.selection), from_text.ratios(a, ratio)?)))
+                    .collect::<Result<_, Box<dyn Error>>>()?;
+                Ok((ratio, sets))
+            })
+            .collect()
     }
 
     /// The pilot's top-k recall on the first evaluation window, INT32 and INT8 output (printed).
@@ -519,10 +427,11 @@ impl<'e> Calibrated<'e> {
     fn table(&self, npu: Option<&dyn NpuBackend>) -> Result<Vec<PplRow>, Box<dyn Error>> {
         let (text, args) = (self.text, self.text.args);
         println!("ratio\tallocation\tranking\tppl\tvs_dense\tkept");
-        let runs = args.ratios.len()
-            * args.allocations.len()
-            * (args.rankings.len() + usize::from(npu.is_some()) * args.pilots.len());
-        let bar = progress_bar(runs);
+        let runs = self.runs()?;
+        let bar = progress_bar(
+            runs.iter().map(|r| r.1.len()).sum::<usize>()
+                * (args.rankings.len() + usize::from(npu.is_some()) * args.pilots.len()),
+        );
         let mut rows = Vec::new();
         let mut print = |ratio: f32,
                          allocation: &str,
@@ -543,10 +452,8 @@ impl<'e> Calibrated<'e> {
                 ppl,
             });
         };
-        for &ratio in &args.ratios {
-            for &allocation in &args.allocations {
-                let ratios = self.ratios(allocation, ratio)?;
-                let allocation = allocation.label(args.selection);
+        for (ratio, sets) in runs {
+            for (allocation, ratios) in sets {
                 for &ranking in &args.rankings {
                     bar.set_message(format!("{ratio} {allocation} {}", ranking.label()));
                     let mut sparse =
@@ -586,102 +493,8 @@ impl<'e> Calibrated<'e> {
     }
 }
 
-/// A calibration of the model on the calibration text at mean `ratio`, heads weighted by the
-/// ablation's `rule` (uniformly without an ablation), for the run's budget rule.
-fn calibration_at(
-    text: &Evaluation<'_>,
-    windows: &[Vec<u32>],
-    ablation: Option<&Ablation>,
-    ratio: f32,
-    rule: ImportanceRule,
-) -> Result<Calibration, Box<dyn Error>> {
-    let args = text.args;
-    let c = &text.model.config;
-    let cfg = RatioConfig {
-        global_ratio: ratio,
-        min_ratio: ratio * args.min_ratio_fraction,
-        importance_clamp: (1e-8, 1e8),
-    };
-    let importance = ablation.map_or_else(
-        || vec![vec![1.0; c.q_heads]; c.layers],
-        |a| a.importance(rule),
-    );
-    let calibration = calibrate(
-        &text.model,
-        &text.name,
-        text.compute,
-        &windows[0],
-        &importance,
-        cfg,
-        args.center_keys,
-    )?;
-    Ok(Calibration {
-        budget: text.rule,
-        ..calibration
-    })
-}
-
-/// The attention-mass curves of every selecting unit on the calibration text (printed).
-fn curves(text: &Evaluation<'_>, calib_ids: &[u32]) -> Result<Vec<Vec<MassCurve>>, Box<dyn Error>> {
-    let args = text.args;
-    let t = Instant::now();
-    let mass_window = args.mass_window.unwrap_or(args.calibration_window);
-    let mass_calib = windows(
-        calib_ids,
-        mass_window,
-        text.tokenizer.bos,
-        args.calibration_windows,
-    )?;
-    let curves = mass_curves(
-        &text.model,
-        text.compute,
-        &mass_calib,
-        (args.selection.sharing(), args.min_keys, text.rule),
-    )?;
-    println!(
-        "mass_curves: {} units on {} ({} windows of {}) in {:.1} s",
-        curves.iter().map(Vec::len).sum::<usize>(),
-        args.calibration_text.display(),
-        mass_calib.len(),
-        mass_window,
-        t.elapsed().as_secs_f64()
-    );
-    Ok(curves)
-}
-
-/// The ablation losses: read from `--ablation`, or measured on `calib`.
-fn ablation(
-    args: &EvalArgs,
-    model: &Model,
-    compute: &dyn shadowattn_hal::ComputeBackend,
-    calib: &[Vec<u32>],
-) -> Result<Ablation, Box<dyn Error>> {
-    let c = &model.config;
-    if let Some(path) = &args.ablation {
-        let a: Ablation = serde_json::from_str(&read(path)?)
-            .map_err(|e| format!("{}: not an ablation file: {e}", path.display()))?;
-        if a.layers.len() != c.layers
-            || a.heads.iter().any(|h| h.len() != c.q_heads)
-            || a.heads.len() != c.layers
-        {
-            return Err(format!("{}: ablation of another model shape", path.display()).into());
-        }
-        return Ok(a);
-    }
-    let t = Instant::now();
-    let a = ablate(model, compute, calib, |done, total| {
-        if done % 30 == 0 {
-            eprintln!("ablation {done}/{total}");
-        }
-    })?;
-    println!(
-        "ablation: {} heads + {} layers on {} ({} windows of {}) in {:.0} s",
-        c.layers * c.q_heads,
-        c.layers,
-        args.calibration_text.display(),
-        calib.len(),
-        args.calibration_window,
-        t.elapsed().as_secs_f64()
-    );
-    Ok(a)
+/// The mean of `ratios` over every layer and head.
+fn mean(ratios: &[Vec<f32>]) -> f32 {
+    let n = ratios.iter().map(Vec::len).sum::<usize>().max(1);
+    ratios.iter().flatten().sum::<f32>() / n as f32
 }

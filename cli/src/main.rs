@@ -50,7 +50,8 @@ enum Command {
     Devices,
     /// Run the conformance suite on one backend.
     Conformance(conformance::ConformanceArgs),
-    /// Write a calibration file (bucket grid and per-head ratios).
+    /// Write a calibration file (scales, bucket grid, per-head ratios, INT8 output range, budget
+    /// rule) of a real model (GGUF) on a calibration text, or of a synthetic model.
     Calibrate(calibrate::CalibrateArgs),
     /// SoC profiles of the simulator.
     #[command(subcommand)]

@@ -165,12 +165,14 @@ pub fn ablate(
     })
 }
 
-/// The kept-mass curves `[layer][unit]` of every selecting unit on `windows` ([`MassProbe`]).
+/// The kept-mass curves `[layer][unit]` of every selecting unit on `windows` ([`MassProbe`])
+/// (`progress(done, total)` after each window).
 pub fn mass_curves(
     model: &Model,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     (sharing, min_keys, rule): (Sharing, usize, shadowattn_hal::BudgetRule),
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Vec<MassCurve>>> {
     let mut probe = MassProbe {
         compute,
@@ -180,8 +182,9 @@ pub fn mass_curves(
         sums: Vec::new(),
         rows: Vec::new(),
     };
-    for w in windows {
+    for (done, w) in windows.iter().enumerate() {
         model.forward(w, &mut probe)?;
+        progress(done + 1, windows.len());
     }
     Ok(probe.curves())
 }
@@ -229,13 +232,14 @@ pub const RANGE_STEPS: u32 = 12;
 /// steps of √2 (finer steps, the largest scores saturating), the one with the lowest perplexity
 /// of sparse attention on `windows` with uniform `ratio`, `sharing` and the budget `rule` (ties to
 /// the larger).
-/// Returns it with every candidate's perplexity.
+/// Returns it with every candidate's perplexity (`progress(done, total)` after each candidate).
 pub fn tune_accumulator_range(
     model: &Model,
     compute: &dyn ComputeBackend,
     windows: &[Vec<u32>],
     calibration: &shadowattn_sparse_attn::calibration::Calibration,
     (ratio, sharing, min_keys, rule): (f32, Sharing, usize, shadowattn_hal::BudgetRule),
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<(f32, Vec<(f32, f64)>)> {
     use crate::attention::{Ranking, Sparse};
     use shadowattn_sparse_attn::pilot::PilotOutput;
@@ -254,6 +258,7 @@ pub fn tune_accumulator_range(
             .with_rule(rule);
         sparse.min_keys = min_keys;
         tried.push((acc_range, perplexity(model, windows, &mut sparse)?.ppl));
+        progress(tried.len(), RANGE_STEPS as usize + 1);
     }
     let best = tried
         .iter()

@@ -149,7 +149,10 @@ fn shadow_calibration(
 ) -> Res<Calibration> {
     let c = &model.config;
     if let Some(path) = &run.calibration {
-        return super::load_calibration(path, [c.layers, c.q_heads, c.kv_heads, c.head_dim]);
+        return crate::calibrate::load_for_model(
+            path,
+            [c.layers, c.q_heads, c.kv_heads, c.head_dim],
+        );
     }
     let ids = tokenizer.encode(&read(&run.calibration_text)?)?;
     let window = windows(&ids, 256, tokenizer.bos, 1)?.remove(0);

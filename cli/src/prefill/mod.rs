@@ -28,7 +28,6 @@ use shadowattn_simulator::predict::setups::{at_end, End, Setup, SetupChoices};
 use shadowattn_simulator::predict::timeline::write_chrome_trace;
 use shadowattn_simulator::SimError;
 use shadowattn_simulator::{LaunchChoice, LaunchPath, SocProfile};
-use shadowattn_sparse_attn::calibration::Calibration;
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -275,30 +274,10 @@ fn ratios(args: &PrefillArgs, ratio: f32, s: &TransformerShape) -> Res<Vec<Vec<f
         }
         return Ok(vec![vec![ratio; s.q_heads]; s.layers]);
     };
-    Ok(load_calibration(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?.ratios)
-}
-
-/// A calibration file whose model has `[layers, q_heads, kv_heads, head_dim]` (its free-text
-/// name is not compared: `eval` writes the GGUF's `general.name`).
-pub(crate) fn load_calibration(path: &std::path::Path, dims: [usize; 4]) -> Res<Calibration> {
-    let c = Calibration::load(path, None)?;
-    let m = &c.model;
-    if [m.layers, m.q_heads, m.kv_heads, m.head_dim] != dims {
-        return Err(format!(
-            "{}: calibrates {} layers of {} query / {} KV heads of {}, the model has {} layers of {} / {} heads of {}",
-            path.display(),
-            m.layers,
-            m.q_heads,
-            m.kv_heads,
-            m.head_dim,
-            dims[0],
-            dims[1],
-            dims[2],
-            dims[3]
-        )
-        .into());
-    }
-    Ok(c)
+    Ok(
+        crate::calibrate::load_for_model(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?
+            .ratios,
+    )
 }
 
 /// The command's predictions, with a progress bar on a terminal (stderr): layer by layer of
@@ -595,7 +574,10 @@ fn prefill_spec(
     let ratio = args.ratio.or(setup.map(|c| c.ratio)).unwrap_or(0.2);
     spec.ratios = ratios(args, ratio, s)?;
     let base = match &args.calibration {
-        Some(path) => load_calibration(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?.budget,
+        Some(path) => {
+            crate::calibrate::load_for_model(path, [s.layers, s.q_heads, s.kv_heads, s.head_dim])?
+                .budget
+        }
         None => spec.budget,
     };
     spec.budget = args.budget.rule_over(base)?;

@@ -78,7 +78,7 @@ impl Session {
         );
         shape.validate()?;
         let mut calibration = match &args.calibration {
-            Some(path) => Calibration::load(path, None)?,
+            Some(path) => chunk_calibration(path, args)?,
             None => synthetic_calibration(args)?,
         };
         calibration.budget = args.budget.rule_over(calibration.budget)?;
@@ -253,6 +253,41 @@ fn synthetic_spec(args: &RunArgs, shape: AttentionShape, seed: u64) -> Synthetic
         signal: 1.0,
         seed,
     }
+}
+
+/// A calibration file whose heads are those of the chunk `run` simulates (`--q-heads`,
+/// `--kv-heads`, `--head-dim`), and which has the layer `--layer`.
+fn chunk_calibration(path: &std::path::Path, args: &RunArgs) -> Res<Calibration> {
+    let calibration = Calibration::load(path, None)?;
+    let m = &calibration.model;
+    if [m.q_heads, m.kv_heads, m.head_dim] != [args.q_heads, args.kv_heads, args.head_dim] {
+        return Err(format!(
+            "{}: calibrates `{}` with {} query / {} KV heads of head_dim {}, the chunk `run` simulates has {} / {} heads of {}: run it with --q-heads {} --kv-heads {} --head-dim {}",
+            path.display(),
+            m.name,
+            m.q_heads,
+            m.kv_heads,
+            m.head_dim,
+            args.q_heads,
+            args.kv_heads,
+            args.head_dim,
+            m.q_heads,
+            m.kv_heads,
+            m.head_dim
+        )
+        .into());
+    }
+    if args.layer >= m.layers {
+        return Err(format!(
+            "--layer {}: {} calibrates layers 0 to {} of `{}`",
+            args.layer,
+            path.display(),
+            m.layers - 1,
+            m.name
+        )
+        .into());
+    }
+    Ok(calibration)
 }
 
 /// A calibration from synthetic samples (other seeds than the evaluated chunk), uniform ratios.
