@@ -426,7 +426,7 @@ fn calibrate_refuses_each_problem_by_name() {
         (
             vec!["--model", path(&not_gguf), "--text", TEXT],
             format!(
-                "--model {}: not a GGUF model this tool runs (Model architecture): GGUF at byte 0: not a GGUF file",
+                "--model {}: not a GGUF model this tool runs (Llama, Qwen2 or Phi-3): GGUF at byte 0: not a GGUF file",
                 not_gguf.display()
             ),
         ),

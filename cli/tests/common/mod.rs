@@ -1,5 +1,6 @@
 //! What the `shadowattn` binary's integration tests share: running the binary, reading its
-//! `--plot` charts ([`svg`]), and finding Qualcomm's emulator for the tests that need it.
+//! `--plot` charts ([`svg`]), tiny models of every architecture ([`tiny_model`]), and finding
+//! Qualcomm's emulator for the tests that need it.
 
 // Each test binary includes this module and uses only some of it.
 #![allow(dead_code)]
@@ -32,3 +33,4 @@ pub fn qnn_emulator() -> Option<String> {
 }
 
 pub mod svg;
+pub mod tiny_model;
