@@ -66,7 +66,12 @@ fn calibrate_eval_and_prefill(arch: Arch) {
     ]);
     // Random weights over a 256-byte (or 259-token) vocabulary: a perplexity near the
     // vocabulary's size, finite.
-    let dense: f64 = line(&eval, "ppl_dense").split_whitespace().next().unwrap().parse().unwrap();
+    let dense: f64 = line(&eval, "ppl_dense")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
         dense.is_finite() && dense > 50.0 && dense < 2000.0,
         "{eval}"
