@@ -29,6 +29,7 @@ AREAS=(
   "reference;backends/cpu/src/reference/kernels.rs,backends/cpu/src/reference/arith.rs;shadowattn-cpu;.;"
   "fast-softmax;backends/cpu/src/fast/kernels.rs,backends/cpu/src/fast/tile.rs,backends/cpu/src/fast/group.rs;shadowattn-cpu;attend|softmax|exp|scale|valid;"
   "budget;hal/src/compute/budget/mod.rs,hal/src/compute/budget/threshold.rs;shadowattn-hal;.;"
+  "model;models/src/model/config.rs,models/src/model/rope.rs,models/src/model/weights.rs,models/src/gguf/writer.rs;shadowattn-models;.;--test architectures"
   "sim-numerics;simulator/src/npu/functional.rs,simulator/src/npu/numerics.rs;shadowattn-simulator;.;--lib --test simulator"
 )
 
