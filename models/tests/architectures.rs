@@ -758,3 +758,157 @@ fn the_writer_round_trips_metadata_and_tensors() {
         Err(ModelError::InvalidArgument { .. })
     ));
 }
+
+/// `Model::from_gguf` on the llama file with `edit` applied.
+fn load_edited(edit: impl FnOnce(&mut GgufWriter)) -> Result<Model, ModelError> {
+    let s = llama();
+    let mut file = gguf(&s, &weights(&s, 1));
+    edit(&mut file);
+    Model::from_gguf(&Gguf::parse(file.to_bytes().unwrap()).unwrap())
+}
+
+#[test]
+fn metadata_values_out_of_range_are_refused_and_defaults_apply() {
+    let message = |edit: Edit| match load_edited(edit) {
+        Ok(_) => panic!("the model loaded"),
+        Err(e) => e.to_string(),
+    };
+    // Counts must be positive.
+    let e = message(Box::new(|g| {
+        g.metadata("llama.block_count", Value::U64(0));
+    }));
+    assert!(e.contains("positive integer `llama.block_count`"), "{e}");
+    // The RMSNorm epsilon must be a positive finite number, and there is no default.
+    for bad in [0.0, -1e-5, f64::INFINITY] {
+        let e = message(Box::new(move |g| {
+            g.metadata("llama.attention.layer_norm_rms_epsilon", Value::F64(bad));
+        }));
+        assert!(
+            e.contains("llama.attention.layer_norm_rms_epsilon"),
+            "{bad}: {e}"
+        );
+    }
+    let e = message(Box::new(|g| {
+        g.remove("llama.attention.layer_norm_rms_epsilon");
+    }));
+    assert!(
+        e.contains("positive number `llama.attention.layer_norm_rms_epsilon`"),
+        "{e}"
+    );
+    // A missing RoPE base is llama.cpp's default, 10000.
+    let m = load_edited(|g| {
+        g.remove("llama.rope.freq_base");
+    })
+    .unwrap();
+    assert_eq!(m.config.rope.base, 10_000.0);
+    // hidden must divide into the query heads when no key length is given.
+    let e = message(Box::new(|g| {
+        g.metadata("llama.attention.head_count", Value::U64(6));
+    }));
+    assert!(e.contains("hidden 32 over 6 query heads"), "{e}");
+    // RoPE rotates at most the head's dimensions.
+    let e = message(Box::new(|g| {
+        g.metadata("llama.rope.dimension_count", Value::U64(10));
+    }));
+    assert!(e.contains("up to the head's 8"), "{e}");
+    // Llama 3's factors must be positive.
+    for bad in [0.0f32, -2.0, f32::NAN] {
+        let e = message(Box::new(move |g| {
+            g.tensor_f32("rope_freqs.weight", &[4], &[1.0, 2.0, bad, 4.0])
+                .unwrap();
+        }));
+        assert!(e.contains("factors must be positive"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn inert_values_of_refused_keys_load() {
+    // llama.cpp writes these keys as 0 when a model does not use the feature.
+    let m = load_edited(|g| {
+        g.metadata("llama.expert_count", Value::U64(0))
+            .metadata("llama.attn_logit_softcapping", Value::F64(0.0));
+    });
+    assert!(m.is_ok(), "{:?}", m.err());
+}
+
+#[test]
+fn a_sliding_window_as_long_as_the_context_names_the_context_length() {
+    let s = Spec {
+        sliding_window: Some(64),
+        ..phi3()
+    };
+    let g = Gguf::parse(gguf(&s, &weights(&s, 1)).to_bytes().unwrap()).unwrap();
+    let c = ModelConfig::from_gguf(&g).unwrap();
+    assert_eq!(c.max_tokens(), 64);
+    assert_eq!(
+        c.max_tokens_source(),
+        "the GGUF metadata `phi3.context_length`"
+    );
+}
+
+/// The GGUF type code of the only metadata value of a file with key `k`.
+fn type_code_of(value: Value) -> u32 {
+    let mut w = GgufWriter::new();
+    w.metadata("k", value);
+    let bytes = w.to_bytes().unwrap();
+    // Magic, version, tensor count, metadata count, then the key (u64 length + "k").
+    u32::from_le_bytes(bytes[24 + 8 + 1..][..4].try_into().unwrap())
+}
+
+#[test]
+fn the_writer_picks_the_narrowest_type_llama_cpp_writes() {
+    assert_eq!(type_code_of(Value::U64(7)), 4);
+    assert_eq!(type_code_of(Value::U64(1 << 40)), 10);
+    assert_eq!(type_code_of(Value::I64(-3)), 5);
+    assert_eq!(type_code_of(Value::I64(1 << 40)), 11);
+    assert_eq!(type_code_of(Value::I64(-(1 << 40))), 11);
+    assert_eq!(type_code_of(Value::F64(0.5)), 6);
+    assert_eq!(type_code_of(Value::F64(f64::NAN)), 6);
+    assert_eq!(type_code_of(Value::F64(1.0 / 3.0)), 12);
+    let mut w = GgufWriter::new();
+    w.metadata("k", Value::I64(-(1 << 40)));
+    let g = Gguf::parse(w.to_bytes().unwrap()).unwrap();
+    assert_eq!(g.get("k"), Some(&Value::I64(-(1 << 40))));
+}
+
+#[test]
+fn the_writer_refuses_malformed_tensors_and_writes_files() {
+    let raw = |dims: Vec<u64>, bytes: usize| {
+        GgufWriter::new()
+            .tensor_raw(
+                "t",
+                dims,
+                shadowattn_models::gguf::TensorType::F32,
+                vec![0; bytes],
+            )
+            .map(|_| ())
+    };
+    assert!(raw(vec![2], 8).is_ok());
+    assert!(matches!(
+        raw(vec![2], 12),
+        Err(ModelError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        raw(vec![], 4),
+        Err(ModelError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        raw(vec![1; 5], 4),
+        Err(ModelError::InvalidArgument { .. })
+    ));
+    assert!(raw(vec![1; 4], 4).is_ok());
+    let mut w = GgufWriter::new();
+    w.tensor_f32("t", &[1], &[2.5]).unwrap();
+    assert!(matches!(
+        w.tensor_f32("t", &[1], &[1.0]),
+        Err(ModelError::InvalidArgument { .. })
+    ));
+    let path = std::env::temp_dir().join(format!("writer-{}.gguf", std::process::id()));
+    w.write(&path).unwrap();
+    assert_eq!(Gguf::open(&path).unwrap().dequantize("t").unwrap(), [2.5]);
+    std::fs::remove_file(&path).ok();
+    let e = w
+        .write(std::path::Path::new("/nonexistent-dir/x.gguf"))
+        .unwrap_err();
+    assert!(matches!(e, ModelError::Io { .. }), "{e}");
+}

@@ -47,6 +47,12 @@ impl GgufWriter {
         self
     }
 
+    /// Removes metadata `key`, if present.
+    pub fn remove(&mut self, key: &str) -> &mut Self {
+        self.metadata.retain(|(k, _)| k != key);
+        self
+    }
+
     /// Adds an f32 tensor of `shape` (outermost first, as the weight's rows × columns).
     pub fn tensor_f32(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<&mut Self> {
         let elements: usize = shape.iter().product();
