@@ -335,12 +335,8 @@ impl<'e> Calibrated<'e> {
     fn new(text: &'e Evaluation<'e>) -> Result<Self, Box<dyn Error>> {
         if let (Some(file), Some(path)) = (&text.calibration, &text.args.calibration) {
             println!(
-                "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {} (from {}; ratios mean {:.4})",
-                file.mean_q_scale,
-                file.mean_k_scale,
-                file.grid.len(),
-                file.pilot_acc_range.unwrap_or(f32::NAN),
-                file.center_keys,
+                "calibration: {} (from {}; ratios mean {:.4})",
+                model::summary(file),
                 path.display(),
                 mean(&file.ratios)
             );

@@ -310,14 +310,7 @@ impl<'a> Calibrated<'a> {
                 tried.join(", "),
                 t.elapsed().as_secs_f64()
             );
-            println!(
-                "calibration: mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
-                base.mean_q_scale,
-                base.mean_k_scale,
-                base.grid.len(),
-                base.pilot_acc_range.unwrap_or(f32::NAN),
-                base.center_keys
-            );
+            println!("calibration: {}", summary(base));
         });
         Ok(())
     }
@@ -483,4 +476,16 @@ fn ablation(m: Loaded<'_>, s: &Settings, windows: &[Vec<u32>], bar: &ProgressBar
         )
     });
     Ok(a)
+}
+
+/// A calibration's scales, bucket count, INT8 output range and key centring, as printed.
+pub fn summary(c: &Calibration) -> String {
+    format!(
+        "mean scales q {:.5} k {:.5}, {} buckets, INT8-output accumulator range {:.0}, keys centered: {}",
+        c.mean_q_scale,
+        c.mean_k_scale,
+        c.grid.len(),
+        c.pilot_acc_range.unwrap_or(f32::NAN),
+        c.center_keys
+    )
 }

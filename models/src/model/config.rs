@@ -158,9 +158,9 @@ impl Meta<'_> {
     }
 
     fn f32(&self, suffix: &str, default: Option<f32>) -> Result<f32> {
-        match self.get(suffix).map(Value::as_f64) {
-            Some(Some(v)) if v.is_finite() && v > 0.0 => Ok(v as f32),
-            None if default.is_some() => Ok(default.expect("checked")),
+        match (self.get(suffix).map(Value::as_f64), default) {
+            (Some(Some(v)), _) if v.is_finite() && v > 0.0 => Ok(v as f32),
+            (None, Some(d)) => Ok(d),
             _ => Err(ModelError::Missing {
                 what: format!("positive number `{}`", self.key(suffix)),
             }),
